@@ -1,0 +1,53 @@
+"""The one error type a spec mistake becomes, wherever it is found."""
+
+from __future__ import annotations
+
+
+def format_path(path) -> str:
+    """`("data", "train", "stages", 2, "batch")` -> `data.train.stages[2].batch`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+class SpecError(Exception):
+    """A mistake in a spec, located in its file.
+
+    Printed as `file:line:col: json.path: message` so editors and CI can jump to it.
+    """
+
+    def __init__(self, message, *, file=None, line=None, column=None, path=(), hint=None):
+        self.message = message
+        self.file = file
+        self.line = line
+        self.column = column
+        self.path = tuple(path)
+        self.hint = hint
+        super().__init__(str(self))
+
+    @property
+    def full_message(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+    def __str__(self) -> str:
+        where = ""
+        if self.file is not None:
+            where = str(self.file)
+            if self.line is not None:
+                where += f":{self.line}:{self.column or 1}"
+            where += ": "
+        dotted = format_path(self.path)
+        return f"{where}{dotted + ': ' if dotted else ''}{self.full_message}"
+
+    def as_dict(self) -> dict:
+        return {
+            "file": None if self.file is None else str(self.file),
+            "line": self.line,
+            "column": self.column,
+            "path": format_path(self.path),
+            "message": self.full_message,
+        }

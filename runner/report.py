@@ -1,0 +1,39 @@
+"""How `pipe validate` prints errors: text, json or GitHub annotations."""
+
+from __future__ import annotations
+
+import json
+
+from runner.errors import format_path
+
+
+def _text(errors) -> str:
+    return "\n".join(str(e) for e in errors)
+
+
+def _json(errors) -> str:
+    return json.dumps([e.as_dict() for e in errors], indent=2)
+
+
+def _escape(text: str) -> str:
+    # GitHub's workflow-command escaping for properties and messages.
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _github(errors) -> str:
+    lines = []
+    for e in errors:
+        props = [f"file={_escape(str(e.file))}"] if e.file is not None else []
+        props += [f"line={e.line}"] if e.line else []
+        props += [f"col={e.column}"] if e.column else []
+        where = format_path(e.path)
+        lines.append(f"::error {','.join(props)}::{_escape((where + ': ' if where else '') + e.full_message)}")
+    return "\n".join(lines)
+
+
+FORMATS = {"text": _text, "json": _json, "github": _github}
+
+
+def render(errors, fmt: str) -> str:
+    """All `errors` in the format named `fmt`."""
+    return FORMATS[fmt](errors)
