@@ -105,7 +105,7 @@ def parse(text: str, file=None) -> Document:
     except yaml.YAMLError as e:
         raise SpecError(f"YAML error: {e}", file=file) from None
     except RecursionError:
-        raise SpecError(f"YAML nesting is deeper than {MAX_DEPTH} levels", file=file) from None
+        raise SpecError(f"YAML nesting is deeper than {MAX_DEPTH} levels", file=file, line=1, column=1) from None
     finally:
         loader.dispose()
     if node is None:

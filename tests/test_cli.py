@@ -1,0 +1,102 @@
+"""The `pipe` command line: exit codes, output formats and the no-TensorFlow guarantee."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from typer.testing import CliRunner
+
+from runner.cli import app
+from tests.conftest import REPO, SPECS
+from tests.test_spec import MINIMAL
+
+runner = CliRunner()
+
+
+def test_validate_all_example_specs():
+    specs = [str(p) for p in sorted(SPECS.glob("*.yaml"))]
+    result = runner.invoke(app, ["validate", *specs])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert result.stderr == f"{len(specs)} specs valid\n"
+
+
+def test_invalid_spec_exits_1_with_one_line_per_error(write_spec):
+    path = write_spec(MINIMAL.replace("  optimizer:", "  optimzer:").replace("epochs: 2", "epochs: 0"))
+    result = runner.invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1
+    assert result.stdout.splitlines() == [
+        f"{path}:17:11: train.epochs: 0 is less than the minimum of 1",
+        f"{path}:19:3: train.optimzer: unknown key 'optimzer' (did you mean 'optimizer'?)",
+    ]
+
+
+def test_one_bad_file_among_good_ones_exits_1(write_spec):
+    good, bad = write_spec(MINIMAL, "good.yaml"), write_spec(MINIMAL.replace("version: 1", "version: 3"), "bad.yaml")
+    result = runner.invoke(app, ["validate", str(good), str(bad)])
+    assert result.exit_code == 1
+    assert result.stdout == f"{bad}:1:10: version: expected 1, got 3\n"
+
+
+def test_missing_file_is_a_usage_error():
+    result = runner.invoke(app, ["validate", "does-not-exist.yaml"])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output
+
+
+def test_json_format(write_spec):
+    path = write_spec(MINIMAL.replace("epochs: 2", "epochs: two"))
+    result = runner.invoke(app, ["validate", "--format", "json", str(path)])
+    assert result.exit_code == 1
+    assert json.loads(result.stdout) == [{"file": str(path), "line": 17, "column": 11, "path": "train.epochs",
+                                          "message": "expected an integer, got string 'two'"}]
+
+
+def test_json_format_of_valid_specs_is_an_empty_list(write_spec):
+    result = runner.invoke(app, ["validate", "--format", "json", str(write_spec(MINIMAL))])
+    assert (result.exit_code, json.loads(result.stdout)) == (0, [])
+
+
+def test_github_format(write_spec):
+    path = write_spec(MINIMAL.replace("  optimizer:", "  optimzer:"))
+    result = runner.invoke(app, ["validate", "--format", "github", str(path)])
+    assert result.exit_code == 1
+    assert result.stdout == (f"::error file={path},line=19,col=3::train.optimzer: unknown key 'optimzer' "
+                             "(did you mean 'optimizer'?)\n")
+
+
+def test_set_on_validate(write_spec):
+    path = write_spec(MINIMAL)
+    assert runner.invoke(app, ["validate", str(path), "--set", "train.epochs=4"]).exit_code == 0
+    result = runner.invoke(app, ["validate", str(path), "--set", "train.optimiser=adam"])
+    assert result.exit_code == 1
+    assert result.stdout == "--set train.optimiser=adam: unknown key 'optimiser' in train (did you mean 'optimizer'?)\n"
+
+
+def test_run_with_an_invalid_spec_exits_1_without_importing_tensorflow(write_spec):
+    path = write_spec(MINIMAL.replace("epochs: 2", "epochs: two"))
+    code = ("import sys; from runner.cli import app\n"
+            "try: app(['run', sys.argv[1]])\n"
+            "except SystemExit as e: print('exit', e.code, 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, cwd=REPO)
+    assert result.stdout == "exit 1 False\n"
+    assert result.stderr == f"{path}:17:11: train.epochs: expected an integer, got string 'two'\n"
+
+
+def test_validate_never_imports_tensorflow_or_keras():
+    specs = [str(p) for p in sorted(SPECS.glob("*.yaml"))]
+    code = ("import sys; from runner.cli import app\n"
+            "try: app(['validate', *sys.argv[1:]])\n"
+            "except SystemExit as e: code = e.code\n"
+            "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tensorflow_datasets'))\n"
+            "print(code, heavy)")
+    result = subprocess.run([sys.executable, "-c", code, *specs], capture_output=True, text=True, cwd=REPO)
+    assert result.stdout == "0 []\n", result.stderr
+
+
+def test_help_and_version():
+    assert "validate" in runner.invoke(app, ["--help"]).stdout
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.stdout.startswith("pipe ")

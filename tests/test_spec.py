@@ -1,0 +1,190 @@
+"""The spec contract: schema errors are located, worded plainly and sorted; overrides work."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from runner.errors import SpecError
+from runner.spec import load_schema, load_spec
+from tests.conftest import SPECS
+
+MINIMAL = """\
+version: 1
+name: tiny
+data:
+  train:
+    source:
+      synthetic:
+        x: {linspace: {start: -1.0, stop: 1.0, num: 8}}
+        y: {linear: {w: 2.0, b: 0.5}}
+    stages:
+      - batch: {batch_size: 4}
+model:
+  sequential:
+    input_shape: [1]
+    layers:
+      - Dense: {units: 1}
+train:
+  epochs: 2
+  loss: mse
+  optimizer:
+    SGD: {learning_rate: 0.05}
+"""
+
+
+def errors_of(path, overrides=()):
+    with pytest.raises(SpecError) as info:
+        load_spec(path, overrides)
+    return [str(e) for e in info.value.errors]
+
+
+def test_schema_is_valid_draft_2020_12_with_an_id():
+    schema = load_schema()
+    jsonschema.Draft202012Validator.check_schema(schema)
+    assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+    assert schema["$id"]
+
+
+def test_every_property_in_the_schema_has_a_description():
+    missing = []
+
+    def walk(node, where):
+        if isinstance(node, dict):
+            for name, sub in node.get("properties", {}).items():
+                if "description" not in sub:
+                    missing.append(f"{where}.{name}")
+            for key, sub in node.items():
+                walk(sub, f"{where}.{key}")
+        elif isinstance(node, list):
+            for i, sub in enumerate(node):
+                walk(sub, f"{where}[{i}]")
+
+    walk(load_schema(), "$")
+    assert missing == []
+
+
+@pytest.mark.parametrize("spec_file", sorted(SPECS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_example_spec_validates_and_names_the_schema(spec_file):
+    assert load_spec(spec_file).data["version"] == 1
+    assert spec_file.read_text().startswith("# yaml-language-server: $schema=../schemas/pipeline.schema.json\n")
+
+
+def test_minimal_spec_loads(write_spec):
+    spec = load_spec(write_spec(MINIMAL))
+    assert spec.data["train"]["optimizer"] == {"SGD": {"learning_rate": 0.05}}
+
+
+def test_misspelled_key_is_located_with_a_did_you_mean(write_spec):
+    path = write_spec(MINIMAL.replace("  optimizer:", "  optimzer:"))
+    assert errors_of(path) == [f"{path}:19:3: train.optimzer: unknown key 'optimzer' (did you mean 'optimizer'?)"]
+
+
+def test_wrong_type_is_located_at_the_value(write_spec):
+    path = write_spec(MINIMAL.replace("epochs: 2", "epochs: two"))
+    assert errors_of(path) == [f"{path}:17:11: train.epochs: expected an integer, got string 'two'"]
+
+
+def test_unknown_enum_value_lists_the_choices(write_spec):
+    path = write_spec(MINIMAL.replace("train:\n  epochs", "train:\n  loop: custon\n  epochs"))
+    assert errors_of(path) == [f"{path}:17:9: train.loop: 'custon' is not one of 'fit', 'custom' (did you mean 'custom'?)"]
+
+
+def test_missing_required_section(write_spec):
+    path = write_spec(MINIMAL.split("model:")[0] + "train:" + MINIMAL.split("\ntrain:")[1])
+    assert errors_of(path) == [f"{path}:1:1: missing required section 'model'"]
+
+
+def test_nested_list_items_are_located(write_spec):
+    path = write_spec(MINIMAL.replace("- batch: {batch_size: 4}", "- batch: {batch_size: 4}\n      - shufle: {buffer_size: 8}"))
+    assert errors_of(path) == [f"{path}:11:9: data.train.stages[1].shufle: unknown key 'shufle' (did you mean 'shuffle'?)"]
+
+
+def test_two_kinds_in_one_tagged_union(write_spec):
+    path = write_spec(MINIMAL.replace("    source:\n      synthetic:", "    source:\n      idx: {images: a.gz}\n      synthetic:"))
+    assert errors_of(path) == [
+        f"{path}:5:5: data.train.source: expected exactly one of: tfds, idx, csv, npz, npy, tfrecord, synthetic; got 'idx', 'synthetic'"]
+
+
+def test_all_errors_of_a_file_sorted_by_line(write_spec):
+    path = write_spec(MINIMAL.replace("name: tiny", "name: tiny\nseeed: 1").replace("epochs: 2", "epochs: -1"))
+    assert errors_of(path) == [
+        f"{path}:3:1: seeed: unknown key 'seeed' (did you mean 'seed'?)",
+        f"{path}:18:11: train.epochs: -1 is less than the minimum of 1",
+    ]
+
+
+def test_anyof_values_explain_the_alternatives(write_spec):
+    path = write_spec(MINIMAL.replace("batch_size: 4", "batch_size: every"))
+    assert errors_of(path) == [f"{path}:10:29: data.train.stages[0].batch.batch_size: expected an integer >= 1 or 'all', got string 'every'"]
+
+
+def test_version_must_be_1(write_spec):
+    path = write_spec(MINIMAL.replace("version: 1", "version: 2"))
+    assert errors_of(path) == [f"{path}:1:10: version: expected 1, got 2"]
+
+
+def test_cross_field_rule_module_model_needs_custom_loop(write_spec):
+    text = MINIMAL.replace("  sequential:\n    input_shape: [1]\n    layers:\n      - Dense: {units: 1}", "  module:\n    linear: {w: 5.0, b: 0.0}")
+    path = write_spec(text.replace("train:\n  epochs", "train:\n  loop: fit\n  epochs"))
+    assert errors_of(path) == [f"{path}:15:9: train.loop: a module model trains with loop: custom (Keras fit needs a Keras model)"]
+
+
+def test_validation_needs_source_or_fraction(write_spec):
+    path = write_spec(MINIMAL.replace("model:", "  validation:\n    stages: []\nmodel:"))
+    assert errors_of(path) == [f"{path}:11:3: data.validation: give either 'source' or 'fraction', not both or neither"]
+
+
+def test_scientific_notation_is_a_float(write_spec):
+    spec = load_spec(write_spec(MINIMAL.replace("learning_rate: 0.05", "learning_rate: 1e-3")))
+    assert spec.data["train"]["optimizer"]["SGD"]["learning_rate"] == 0.001
+
+
+def test_error_locates_keys_values_and_unknown_paths(write_spec):
+    spec = load_spec(write_spec(MINIMAL))
+    assert str(spec.error(("model", "sequential", "layers", 0, "Dense"), "bad")) == f"{spec.file}:15:9: model.sequential.layers[0].Dense: bad"
+    assert spec.error(("train", "epochs"), "x", at_value=True).column == 11
+    assert spec.error(("train", "nothing", "here"), "x").line == 16  # falls back to the nearest known parent
+
+
+# ---------------------------------------------------------------------------- overrides
+
+
+def test_override_sets_nested_values_and_list_items(write_spec):
+    spec = load_spec(write_spec(MINIMAL), ["data.train.stages.0.batch.batch_size=2", "train.epochs=5",
+                                           "device.strategy=mirrored", "train.optimizer.SGD.learning_rate=1e-2"])
+    assert spec.data["data"]["train"]["stages"][0]["batch"]["batch_size"] == 2
+    assert spec.data["train"]["epochs"] == 5
+    assert spec.data["device"] == {"strategy": "mirrored"}
+    assert spec.data["train"]["optimizer"]["SGD"]["learning_rate"] == 0.01
+
+
+def test_override_of_unknown_key_names_the_closest(write_spec):
+    assert errors_of(write_spec(MINIMAL), ["train.epocs=3"]) == [
+        "--set train.epocs=3: unknown key 'epocs' in train (did you mean 'epochs'?)"]
+
+
+def test_override_value_is_checked_by_the_schema(write_spec):
+    assert errors_of(write_spec(MINIMAL), ["train.epochs=many"]) == [
+        "--set train.epochs=many: train.epochs: expected an integer, got string 'many'"]
+
+
+def test_override_list_index_out_of_range(write_spec):
+    assert errors_of(write_spec(MINIMAL), ["data.train.stages.7.batch.batch_size=2"]) == [
+        "--set data.train.stages.7.batch.batch_size=2: data.train.stages has 1 items; no index 7"]
+
+
+def test_override_without_equals(write_spec):
+    assert errors_of(write_spec(MINIMAL), ["train.epochs"]) == ["--set train.epochs: expected KEY.PATH=VALUE"]
+
+
+def test_schema_document_is_what_pipe_schema_prints():
+    from typer.testing import CliRunner
+
+    from runner.cli import app
+
+    result = CliRunner().invoke(app, ["schema"])
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == load_schema()
