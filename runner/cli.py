@@ -84,13 +84,16 @@ def run(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The spec to run.")],
     set_: SetOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run directory and final metrics.")] = False,
+    resume: Annotated[Optional[Path], typer.Option(
+        "--resume", metavar="RUN_DIR", exists=True, file_okay=False,
+        help="Continue from the last checkpoint of this earlier run directory (in a new one).")] = None,
 ):
     """Train and evaluate what a spec declares; write everything to a new run directory."""
     try:
         spec = load_spec(file, set_ or ())
         from runner.run import run_spec  # imports TensorFlow
 
-        result = run_spec(spec, quiet=quiet)
+        result = run_spec(spec, quiet=quiet, resume_from=resume)
     except SpecError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
@@ -101,7 +104,10 @@ def run(
         traceback.print_exc()
         typer.echo(f"pipe run: the run failed: {type(e).__name__}: {e}", err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
-    typer.echo(f"run directory: {result.run_dir}")
+    if result.chief:
+        typer.echo(f"run directory: {result.run_dir}")
+    else:
+        typer.echo("run directory: none (not the chief worker; the chief writes the run directory)")
     for split, metrics in _metric_lines(result.metrics):
         typer.echo(f"{split}: {metrics}")
 

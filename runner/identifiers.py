@@ -1,0 +1,263 @@
+"""Keras identifiers from a spec: the short form mapped onto Keras's own grammar.
+
+A spec names Keras objects as a string (`"adam"`), Keras's dict
+(`{class_name: Adam, config: {...}}`) or the short form `{Adam: {...}}`. This module maps
+the short form onto Keras's dict and lets Keras resolve every name; it only adds what
+Keras lacks: the spec location and a did-you-mean for names Keras does not know.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+import re
+
+import keras
+
+# Arguments of Keras callbacks that name a file or directory; relative values are placed
+# inside the run directory so a run never writes outside of it.
+_PATH_ARGUMENTS = ("filepath", "filename", "log_dir", "backup_dir")
+
+
+def to_keras_config(identifier):
+    """Map the short form `{Name: {...}}` onto `{class_name: Name, config: {...}}`.
+
+    Strings and Keras dicts pass through; nested identifiers inside a config (initializers,
+    regularizers, schedules, ...) are mapped the same way so Keras can resolve them.
+    """
+    if isinstance(identifier, dict):
+        if "class_name" in identifier:
+            return {**identifier, "config": _map_nested(identifier.get("config") or {})}
+        if len(identifier) == 1:
+            ((name, config),) = identifier.items()
+            return {"class_name": name, "config": _map_nested(config or {})}
+    return identifier
+
+
+def identifier_name(identifier) -> str:
+    """The class or function name an identifier refers to."""
+    config = to_keras_config(identifier)
+    if isinstance(config, dict):
+        return str(config.get("class_name"))
+    return str(config)
+
+
+def config_path(identifier, path: tuple) -> tuple:
+    """The spec path of an identifier's arguments (where an argument error points)."""
+    if isinstance(identifier, dict):
+        if "class_name" in identifier:
+            return (*path, "config") if "config" in identifier else path
+        if len(identifier) == 1:
+            return (*path, next(iter(identifier)))
+    return path
+
+
+def did_you_mean(name: str, candidates) -> str:
+    """` (did you mean 'x'?)` for the closest candidate, or an empty string."""
+    by_lower = {}
+    for candidate in candidates:
+        by_lower.setdefault(candidate.lower(), candidate)
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    if not close:
+        return ""
+    best = by_lower[close[0]]
+    # Keras resolves lower-case optimizer names; keep the user's own spelling style.
+    if name.islower() and close[0] in candidates:
+        best = close[0]
+    return f" (did you mean {best!r}?)"
+
+
+def public_names(module) -> list[str]:
+    """Names a Keras namespace exports (classes and functions), without its own API."""
+    own = {getattr(module, n, None) for n in ("get", "serialize", "deserialize")}
+    return [
+        name
+        for name in dir(module)
+        if not name.startswith("_")
+        and callable(getattr(module, name))
+        and getattr(module, name) not in own
+    ]
+
+
+def keras_message(error: BaseException) -> str:
+    """The useful part of a Keras/TensorFlow error, on one line."""
+    text = str(error)
+    # Keras wraps the real cause of a failed from_config in a long generic message.
+    while "Exception encountered: " in text:
+        text = text.split("Exception encountered: ", 1)[1]
+    text = re.sub(r"\s+", " ", text).strip()
+    return text or type(error).__name__
+
+
+def get_layer(identifier, spec, path: tuple):
+    """A Keras layer from a layer identifier, through `keras.layers.deserialize`."""
+    config = to_keras_config(identifier)
+    if isinstance(config, str):
+        config = {"class_name": config, "config": {}}
+    name = config.get("class_name")
+    if not _is_class(keras.layers, name, keras.layers.Layer):
+        candidates = [
+            n for n in public_names(keras.layers) if _is_class(keras.layers, n, keras.layers.Layer)
+        ]
+        raise spec.error(path, f"unknown layer {name!r}{did_you_mean(str(name), candidates)}")
+    try:
+        return keras.layers.deserialize({"module": "keras.layers", **config})
+    except Exception as e:
+        raise spec.error(config_path(identifier, path), keras_message(e)) from e
+
+
+def get_loss(identifier, spec, path: tuple = ("train", "loss")):
+    """A Keras loss (function or `keras.losses.Loss`) through `keras.losses.get`."""
+    return _get(keras.losses, "loss", identifier, spec, path)
+
+
+def get_optimizer(identifier, spec, path: tuple = ("train", "optimizer")):
+    """A Keras optimizer through `keras.optimizers.get`; learning_rate may be a schedule."""
+    config = to_keras_config(identifier)
+    if isinstance(config, dict):
+        inner = dict(config.get("config") or {})
+        rate = inner.get("learning_rate")
+        if isinstance(rate, dict):
+            # Optimizers deserialize a schedule dict only when it names its module.
+            rate_path = (*config_path(identifier, path), "learning_rate")
+            inner["learning_rate"] = get_schedule(rate, spec, rate_path)
+        config = {**config, "config": inner}
+    return _get(keras.optimizers, "optimizer", config, spec, path, original=identifier)
+
+
+def get_schedule(identifier, spec, path: tuple):
+    """A learning-rate schedule through `keras.optimizers.schedules.deserialize`."""
+    config = to_keras_config(identifier)
+    module = keras.optimizers.schedules
+    name = identifier_name(config)
+    if not _is_class(module, name, module.LearningRateSchedule):
+        raise spec.error(
+            path, f"unknown learning-rate schedule {name!r}{did_you_mean(name, public_names(module))}"
+        )
+    try:
+        return module.deserialize(config)
+    except Exception as e:
+        raise spec.error(config_path(identifier, path), keras_message(e)) from e
+
+
+def get_metrics(identifiers, spec, path: tuple = ("train", "metrics")) -> list:
+    """Metric identifiers checked through `keras.metrics.get`, ready for `compile`.
+
+    Strings stay strings so Keras's compile (and `resolve_metric`) can pick the right
+    accuracy for the labels, as it does for `metrics=["accuracy"]`.
+    """
+    resolved = []
+    for i, identifier in enumerate(identifiers or []):
+        name = identifier_name(identifier)
+        if isinstance(identifier, str) and name.lower() in ("accuracy", "acc"):
+            resolved.append(identifier)
+            continue
+        metric = _get(keras.metrics, "metric", identifier, spec, (*path, i))
+        resolved.append(identifier if isinstance(identifier, str) else metric)
+    return resolved
+
+
+def resolve_metric(metric, y_true, y_pred):
+    """A metric object for labels/predictions like y_true/y_pred, as `Model.compile` makes it."""
+    from keras.src.trainers.compile_utils import get_metric
+
+    return get_metric(metric, y_true, y_pred)
+
+
+def resolve_loss(loss, y_true, y_pred):
+    """A `keras.losses.Loss` for labels/predictions like y_true/y_pred, as `compile` makes it."""
+    from keras.src.trainers.compile_utils import get_loss as keras_get_loss
+
+    return keras_get_loss(loss, y_true, y_pred)
+
+
+def get_callbacks(identifiers, spec, run_dir, path: tuple = ("train", "callbacks")) -> list:
+    """Keras callbacks, classes of `keras.callbacks`; relative paths go into run_dir.
+
+    Callbacks have no Keras deserializer, so the class is looked up in the
+    `keras.callbacks` namespace and constructed with the spec's arguments.
+    """
+    callbacks = []
+    base = keras.callbacks.Callback
+    for i, identifier in enumerate(identifiers or []):
+        item = (*path, i)
+        config = to_keras_config(identifier)
+        name = identifier_name(config)
+        arguments = dict(config.get("config") or {}) if isinstance(config, dict) else {}
+        if not _is_class(keras.callbacks, name, base):
+            candidates = [n for n in public_names(keras.callbacks) if _is_class(keras.callbacks, n, base)]
+            raise spec.error(item, f"unknown callback {name!r}{did_you_mean(name, candidates)}")
+        for key in _PATH_ARGUMENTS:
+            value = arguments.get(key)
+            if isinstance(value, str) and not os.path.isabs(os.path.expanduser(value)):
+                arguments[key] = os.path.join(str(run_dir), value)
+        try:
+            callbacks.append(getattr(keras.callbacks, name)(**arguments))
+        except Exception as e:
+            raise spec.error(config_path(identifier, item), keras_message(e)) from e
+    return callbacks
+
+
+def _get(module, kind: str, identifier, spec, path: tuple, original=None):
+    """`module.get(config)` with unknown names and Keras errors located in the spec."""
+    original = identifier if original is None else original
+    config = to_keras_config(identifier)
+    name = identifier_name(config)
+    try:
+        obj = module.get(config)
+    except Exception as e:
+        if name not in public_names(module) and name.lower() not in _lower_names(module):
+            raise spec.error(
+                path, f"unknown {kind} {name!r}{did_you_mean(name, _known_names(module))}"
+            ) from e
+        raise spec.error(config_path(original, path), keras_message(e)) from e
+    if obj is None or isinstance(obj, str):
+        raise spec.error(path, f"unknown {kind} {name!r}{did_you_mean(name, _known_names(module))}")
+    return obj
+
+
+def _known_names(module) -> list[str]:
+    """Every name Keras resolves for a kind: exported names and Keras's own aliases."""
+    names = public_names(module)
+    # Keras's deserialization table also holds aliases ("mse") and lower-case spellings
+    # ("adam"); it is private, so fall back to the exported names when it is missing.
+    try:
+        table = importlib.import_module(module.__name__.replace("keras.", "keras.src.", 1)).ALL_OBJECTS_DICT
+    except (ImportError, AttributeError):
+        table = {}
+    extra = [n for n in table if isinstance(n, str) and n not in names and _accepts(module, n)]
+    return names + extra
+
+
+def _lower_names(module) -> set[str]:
+    return {n.lower() for n in public_names(module)}
+
+
+def _accepts(module, name: str) -> bool:
+    try:
+        return module.get(name) is not None
+    except Exception:
+        return False
+
+
+def _is_class(module, name, base) -> bool:
+    obj = getattr(module, str(name), None) if isinstance(name, str) else None
+    return isinstance(obj, type) and issubclass(obj, base)
+
+
+def _map_nested(value):
+    if isinstance(value, dict):
+        if "class_name" in value or _is_short_form(value):
+            return to_keras_config(value)
+        return {key: _map_nested(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_map_nested(item) for item in value]
+    return value
+
+
+def _is_short_form(value: dict) -> bool:
+    if len(value) != 1:
+        return False
+    ((key, inner),) = value.items()
+    return isinstance(key, str) and key[:1].isupper() and (inner is None or isinstance(inner, dict))

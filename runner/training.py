@@ -1,0 +1,344 @@
+"""Training loops: Keras `Model.fit`, and a GradientTape loop for tf.Module and Keras models.
+
+Both return the same history structure: `{"loss": [...], "<metric>": [...],
+"val_loss": [...], "val_<metric>": [...]}`, one value per epoch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import keras
+import tensorflow as tf
+
+from runner.identifiers import keras_message, resolve_loss, resolve_metric
+from runner.modules import scalar_variables
+
+
+@dataclass
+class TrainResult:
+    """What a training loop produced."""
+
+    history: dict
+    trajectories: dict = field(default_factory=dict)  # scalar variable -> [initial, epoch 1, ...]
+    epochs_run: int = 0
+
+
+class EpochCheckpoint(keras.callbacks.Callback):
+    """Saves a `tf.train.CheckpointManager` at the end of every epoch (for resume)."""
+
+    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable):
+        super().__init__()
+        self.manager = manager
+        self.epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.epoch.assign(epoch + 1)
+        self.manager.save(checkpoint_number=epoch + 1)
+
+
+def example_batch(element_spec, size: int = 2):
+    """Zero tensors shaped like one batch of a dataset (unknown sizes become `size`/1)."""
+
+    def zeros(spec):
+        shape = [size if i == 0 and d is None else (d if d is not None else 1) for i, d in enumerate(spec.shape)]
+        return tf.zeros(shape, dtype=spec.dtype)
+
+    return tf.nest.map_structure(zeros, element_spec)
+
+
+def check_loss_fits(loss, model, element_spec, spec, path=("train", "loss")):
+    """Compute the loss once on a zero batch so a loss/label mismatch is a located error.
+
+    Returns:
+        The `keras.losses.Loss` the loop uses (functions wrapped as `compile` does).
+    """
+    x, y = example_batch(element_spec)
+    prediction = model(x)
+    try:
+        loss_object = resolve_loss(loss, y, prediction)
+        loss_object(y, prediction)
+    except Exception as e:
+        name = getattr(loss, "name", None) or getattr(loss, "__name__", str(loss))
+        labels = _describe(element_spec[1])
+        predictions = _describe(prediction)
+        raise spec.error(
+            path,
+            f"loss {name!r} does not fit labels {labels} and predictions {predictions}: "
+            f"{keras_message(e)}",
+        ) from e
+    return loss_object
+
+
+def fit(model, *, train, validation=None, epochs, callbacks=(), class_weight=None,
+        steps_per_epoch=None, verbose="auto", initial_epoch=0) -> TrainResult:
+    """Keras `Model.fit` on a compiled model; Keras's progress bar and callbacks."""
+    history = model.fit(
+        train,
+        validation_data=validation,
+        epochs=epochs,
+        initial_epoch=initial_epoch,
+        callbacks=list(callbacks),
+        class_weight=class_weight,
+        steps_per_epoch=steps_per_epoch,
+        verbose=verbose,
+        shuffle=False,  # a dataset is shuffled by its own `shuffle` stage
+    )
+    logs = {key: [float(v) for v in values] for key, values in history.history.items()}
+    return TrainResult(history=logs, epochs_run=len(logs.get("loss", [])))
+
+
+class CustomLoop:
+    """A GradientTape training step compiled with tf.function, strategy-aware.
+
+    Build it inside `strategy.scope()`: the loss tracker and metrics it creates are
+    distributed variables there. Per-example losses are averaged over the global batch
+    and gradients summed over replicas (by the optimizer), so N replicas train like one.
+    With the default strategy the distribution calls are identities.
+
+    Args:
+        model: a Keras model or a tf.Module (its trainable_variables are trained).
+        loss, optimizer, metrics: resolved by `runner.identifiers` (metrics as for compile).
+        element_spec: the training dataset's, to build the model and pick metrics.
+        setup: the `DeviceSetup` (strategy, replicas, jit_compile, mixed_precision).
+        class_weight: `{label: weight}` applied to each example's loss.
+        callbacks: Keras callbacks, driven for Keras models like `fit` does.
+        verbose: 0 silent, 1 progress bar, 2 one line per epoch.
+        report: `{initial: template, epoch: template}` lines printed with str.format.
+        spec: to locate report template mistakes.
+    """
+
+    def __init__(self, model, *, loss, optimizer, metrics, element_spec, setup,
+                 class_weight=None, callbacks=(), verbose=1, report=None, spec=None):
+        self.model = model
+        self.is_keras = isinstance(model, keras.Model)
+        self.strategy = setup.strategy
+        self.replicas = setup.num_replicas
+        if setup.mixed_precision == "mixed_float16" and not isinstance(
+            optimizer, keras.optimizers.LossScaleOptimizer
+        ):
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        self.optimizer = optimizer
+        self.scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
+        x, y = example_batch(element_spec)
+        prediction = model(x)  # builds Keras models; creates nothing for tf.Modules
+        self.loss = resolve_loss(loss, y, prediction)
+        self.metrics = [resolve_metric(m, y, prediction) for m in metrics or []]
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.variables = list(model.trainable_variables)
+        self.optimizer.build(self.variables)
+        self.class_weight = _class_weight_table(class_weight)
+        self.callbacks = list(callbacks)
+        self.verbose = verbose
+        self.report = report or {}
+        self.spec = spec
+        self.scalars = scalar_variables(model)
+        jit = bool(setup.jit_compile)
+        self._train = tf.function(self._train_step, jit_compile=jit)
+        self._test = tf.function(self._test_step, jit_compile=jit)
+
+    # The steps run once per replica (strategy.run); averages use the global batch.
+
+    def _per_example(self, y, prediction):
+        dtype = self.loss.dtype
+        y = tf.nest.map_structure(lambda t: tf.cast(t, dtype), y)
+        prediction = tf.nest.map_structure(lambda t: tf.cast(t, dtype), prediction)
+        with tf.name_scope("loss"):  # names a failing op as the loss's (see run._loss_error)
+            values = self.loss.call(y, prediction)
+        rank = values.shape.rank
+        if rank is not None and rank > 1:  # e.g. per-pixel losses: one value per example
+            values = tf.reduce_mean(values, axis=list(range(1, rank)))
+        if self.class_weight is not None:
+            values = values * _sample_weights(self.class_weight, y)
+        return values
+
+    def _global_count(self, values):
+        count = tf.cast(tf.shape(values)[0], values.dtype)
+        if self.replicas == 1:
+            return count
+        return tf.distribute.get_replica_context().all_reduce(tf.distribute.ReduceOp.SUM, count)
+
+    def _forward(self, x, training):
+        if self.is_keras:
+            return self.model(x, training=training)
+        return self.model(x)
+
+    def _regularization(self, dtype):
+        if self.is_keras and self.model.losses:
+            return tf.cast(tf.add_n(self.model.losses), dtype) / self.replicas
+        return tf.constant(0.0, dtype)
+
+    def _train_step(self, x, y):
+        with tf.GradientTape() as tape:
+            prediction = self._forward(x, training=True)
+            values = self._per_example(y, prediction)
+            count = tf.cast(tf.shape(values)[0], values.dtype)
+            # The mean over the GLOBAL batch (tf.nn.compute_average_loss with the true
+            # global size, which also holds for a smaller last batch).
+            loss = tf.reduce_sum(values) / self._global_count(values)
+            loss += self._regularization(loss.dtype)
+            scaled = self.optimizer.scale_loss(loss) if self.scales_loss else loss
+        gradients = tape.gradient(scaled, self.variables)
+        self.optimizer.apply_gradients(zip(gradients, self.variables))
+        self._track(y, prediction, values, count)
+        return loss
+
+    def _test_step(self, x, y):
+        prediction = self._forward(x, training=False)
+        values = self._per_example(y, prediction)
+        self._track(y, prediction, values, tf.cast(tf.shape(values)[0], values.dtype))
+
+    def _track(self, y, prediction, values, count):
+        local_mean = tf.reduce_sum(values) / tf.maximum(count, 1.0)
+        regularization = self._regularization(values.dtype) * self.replicas
+        self.loss_tracker.update_state(local_mean + regularization, sample_weight=count)
+        for metric in self.metrics:
+            metric.update_state(y, prediction)
+
+    def _reset(self):
+        self.loss_tracker.reset_state()
+        for metric in self.metrics:
+            metric.reset_state()
+
+    def _logs(self, prefix="") -> dict:
+        logs = {prefix + "loss": float(self.loss_tracker.result())}
+        for metric in self.metrics:
+            result = metric.result()
+            if isinstance(result, dict):
+                logs.update({prefix + k: float(v) for k, v in result.items()})
+            else:
+                logs[prefix + metric.name] = float(result)
+        return logs
+
+    def evaluate(self, dataset, prefix="") -> dict:
+        """Loss and metrics over a dataset, with the model in inference mode."""
+        self._reset()
+        for x, y in self.strategy.experimental_distribute_dataset(dataset):
+            self.strategy.run(self._test, args=(x, y))
+        return self._logs(prefix)
+
+    def scalar_values(self) -> dict:
+        """Current value of every scalar variable by short name."""
+        return {name: float(v.numpy()) for name, v in self.scalars.items()}
+
+    def check_report(self, metric_names) -> None:
+        """Format each report template once with placeholder values, before training.
+
+        Raises:
+            SpecError: at train.report.<which> for an unknown field or a bad format.
+        """
+        for which, template in self.report.items():
+            if template is None:
+                continue
+            fields = {"loss": 0.0, **{n: 0.0 for n in self.scalars}}
+            fields.update({n: 0.0 for n in metric_names})
+            if which == "epoch":
+                fields["epoch"] = 0
+            try:
+                template.format(**fields)
+            except KeyError as e:
+                known = ", ".join(fields)
+                raise self.spec.error(
+                    ("train", "report", which),
+                    f"unknown field {e.args[0]!r} in the report template (fields: {known})",
+                ) from e
+            except (ValueError, IndexError) as e:
+                raise self.spec.error(("train", "report", which), f"bad report template: {e}") from e
+
+    def fit(self, train, *, validation=None, epochs, steps_per_epoch=None, checkpoint=None,
+            initial_epoch=0, quiet=False) -> TrainResult:
+        """Train for `epochs`, validating after each; drives Keras callbacks."""
+        history: dict = {}
+        trajectories = {name: [value] for name, value in self.scalar_values().items()}
+        distributed = self.strategy.experimental_distribute_dataset(train)
+        steps = steps_per_epoch or _cardinality(train)
+        names = [m.name for m in self.metrics]
+        if self.report:
+            validated = ["val_" + n for n in ["loss", *names]] if validation is not None else []
+            self.check_report([*names, *validated])
+        callbacks = self._callback_list(epochs, steps)
+        if self.report.get("initial") and not quiet:
+            logs = self.evaluate(train)
+            print(self.report["initial"].format(**logs, **self.scalar_values()), flush=True)
+        callbacks.on_train_begin()
+        for epoch in range(initial_epoch, epochs):
+            if self.verbose == 1 and not quiet:
+                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+            bar = keras.utils.Progbar(steps, verbose=0 if quiet else self.verbose, stateful_metrics=["loss"])
+            callbacks.on_epoch_begin(epoch)
+            self._reset()
+            iterator = iter(distributed)
+            step = 0
+            while steps_per_epoch is None or step < steps_per_epoch:
+                try:
+                    x, y = next(iterator)
+                except StopIteration:
+                    break
+                callbacks.on_train_batch_begin(step)
+                self.strategy.run(self._train, args=(x, y))
+                step += 1
+                if self.verbose == 1 and not quiet and step != steps:  # the last: at epoch end
+                    bar.update(step, [("loss", float(self.loss_tracker.result()))])
+                callbacks.on_train_batch_end(step - 1)
+            logs = self._logs()
+            if validation is not None:
+                logs.update(self.evaluate(validation, prefix="val_"))
+            callbacks.on_epoch_end(epoch, logs)
+            if not quiet and self.verbose in (1, 2):
+                bar.update(step, list(logs.items()), finalize=True)
+            for key, value in logs.items():
+                history.setdefault(key, []).append(value)
+            for name, value in self.scalar_values().items():
+                trajectories[name].append(value)
+            if self.report.get("epoch") and not quiet:
+                print(self.report["epoch"].format(epoch=epoch, **logs, **self.scalar_values()), flush=True)
+            if checkpoint is not None:
+                checkpoint.on_epoch_end(epoch)
+            if self.is_keras and getattr(self.model, "stop_training", False):
+                break
+        callbacks.on_train_end(history and {k: v[-1] for k, v in history.items()})
+        return TrainResult(history=history, trajectories=trajectories, epochs_run=len(history.get("loss", [])))
+
+    def _callback_list(self, epochs, steps):
+        if not self.is_keras:
+            return keras.callbacks.CallbackList([])
+        self.model.stop_training = False
+        return keras.callbacks.CallbackList(
+            self.callbacks, add_history=False, add_progbar=False, model=self.model,
+            epochs=epochs, steps=steps, verbose=0,
+        )
+
+
+def _cardinality(dataset):
+    count = int(dataset.cardinality())
+    return count if count >= 0 else None
+
+
+def _describe(structure) -> str:
+    """`(batch, 28, 28) float32` for each tensor or TensorSpec of a structure."""
+    parts = []
+    for t in tf.nest.flatten(structure):
+        dims = ["batch", *("None" if d is None else str(d) for d in t.shape[1:])]
+        shape = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+        parts.append(f"{shape} {t.dtype.name}")
+    return ", ".join(parts)
+
+
+def _class_weight_table(class_weight):
+    if not class_weight:
+        return None
+    size = max(int(k) for k in class_weight) + 1
+    table = [1.0] * size
+    for label, weight in class_weight.items():
+        table[int(label)] = float(weight)
+    return tf.constant(table)
+
+
+def _sample_weights(table, y):
+    """The class weight of each example: integer labels, or one-hot labels by argmax."""
+    labels = tf.nest.flatten(y)[0]
+    if labels.shape.rank is not None and labels.shape.rank > 1 and labels.shape[-1] not in (None, 1):
+        labels = tf.argmax(labels, axis=-1)
+    labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
+    return tf.gather(table, labels)
+
