@@ -1,6 +1,8 @@
-"""The one error type a spec mistake becomes, wherever it is found."""
+"""The one error type a spec mistake becomes, wherever it is found, and its wording helpers."""
 
 from __future__ import annotations
+
+import difflib
 
 
 def format_path(path) -> str:
@@ -51,3 +53,15 @@ class SpecError(Exception):
             "path": format_path(self.path),
             "message": self.full_message,
         }
+
+
+def did_you_mean(word, options) -> str | None:
+    """`did you mean 'x'?` for the option closest to `word`, or None."""
+    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
+    return f"did you mean '{match[0]}'?" if match else None
+
+
+def first_line(error: BaseException) -> str:
+    """The first line of a (TensorFlow) error's message: the part a user can act on."""
+    text = getattr(error, "message", None) or str(error)
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__

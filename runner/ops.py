@@ -10,6 +10,8 @@ import re
 
 import tensorflow as tf
 
+from runner.errors import first_line
+
 _INDEX = re.compile(r"^-?\d+$")
 
 
@@ -46,7 +48,7 @@ def build_map_function(spec, path: tuple, ops: list, element_spec):
                 parts[target] = transform(value)
             except Exception as e:
                 raise spec.error(where, f"{name} cannot apply to {target} of shape {value.shape.as_list()} "
-                                        f"and dtype {value.dtype.name}: {_first_line(e)}") from e
+                                        f"and dtype {value.dtype.name}: {first_line(e)}") from e
         return (parts["features"], parts["label"]) if labelled else parts["features"]
 
     # Plain TensorFlow ops, no Python control flow on tensors: autograph has nothing to do,
@@ -148,8 +150,3 @@ def _dtype(spec, path, name):
         return tf.as_dtype(name)
     except TypeError as e:
         raise spec.error(path, f"unknown dtype '{name}'", at_value=True) from e
-
-
-def _first_line(error) -> str:
-    text = getattr(error, "message", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__

@@ -39,8 +39,8 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
         spec: a `runner.spec.Spec` (overrides already applied).
         quiet: no progress bars, report lines or device summary.
         resume_from: an earlier run directory of this spec: training restarts from its
-            last checkpoint (model, optimizer, epoch) unless `train.resume` is false. The
-            new run still gets its own directory; history and trajectories continue the old.
+            last checkpoint (model, optimizer, epoch). The new run still gets its own
+            directory; history and trajectories continue the old.
 
     Raises:
         SpecError: a mistake in the spec, found while building (located).
@@ -76,7 +76,7 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
             print("loop: custom (Keras fit does not run under multi_worker_mirrored)", flush=True)
 
     previous = None
-    if resume_from is not None and train_config.get("resume", True):
+    if resume_from is not None:
         previous = _previous_run(resume_from)
 
     run_dir = outputs.create_run_dir(spec, setup.is_chief)

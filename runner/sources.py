@@ -8,17 +8,16 @@ from __future__ import annotations
 
 import glob
 import gzip
-import re
-import socket
 import struct
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlparse
 
 import numpy as np
 import tensorflow as tf
+
+from runner.errors import first_line
 
 
 @dataclass
@@ -328,7 +327,7 @@ def _tfrecord(spec, path, options, seed) -> Source:
             parse, num_parallel_calls=tf.data.AUTOTUNE)
 
     count, num_classes = _scan_tfrecords(spec, path, files, compression, make, label is not None)
-    return _dataset_source(make, count, num_classes, None, files)
+    return dataset_source(make, count, num_classes, None, files)
 
 
 def _tfrecord_files(spec, path, patterns) -> list[Path]:
@@ -356,7 +355,7 @@ def _scan_tfrecords(spec, path, files, compression, make, labelled):
         try:
             tf.data.TFRecordDataset(str(file), compression_type=compression).reduce(0, lambda n, _: n + 1)
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
-            raise spec.error(path + ("files",), f"corrupt TFRecord file {file}: {_first_line(e)}") from e
+            raise spec.error(path + ("files",), f"corrupt TFRecord file {file}: {first_line(e)}") from e
     dataset = make()
     try:
         if labelled and dataset.element_spec[1].shape.rank == 0 and dataset.element_spec[1].dtype.is_integer:
@@ -367,163 +366,20 @@ def _scan_tfrecords(spec, path, files, compression, make, labelled):
         return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1)), None
     except tf.errors.InvalidArgumentError as e:
         raise spec.error(path + ("features",), f"the records do not match the declared features: "
-                                               f"{_first_line(e)}") from e
+                                               f"{first_line(e)}") from e
 
 
-def _dataset_source(make, count, num_classes, class_names, files) -> Source:
+def dataset_source(make, count, num_classes, class_names, files) -> Source:
     """A Source over a dataset read in a fixed order: slices are take/skip."""
 
     def select(start, stop):
-        return _dataset_source(lambda: make().skip(start).take(stop - start), stop - start,
+        return dataset_source(lambda: make().skip(start).take(stop - start), stop - start,
                                num_classes, class_names, files)
 
     return Source(make, count, select, num_classes, class_names, list(files))
 
 
-def _first_line(error) -> str:
-    text = getattr(error, "message", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
-
-
-# ---------------------------------------------------------------------------- tfds
-
-
 def _tfds(spec, path, options, seed) -> Source:
-    import tensorflow_datasets as tfds  # a second or two; only specs that use tfds pay it
+    from runner.tfds_source import load_tfds  # imports tensorflow_datasets: only tfds specs pay for it
 
-    name, split = options["name"], options["split"]
-    data_dir = spec.resolve_path(options["data_dir"]) if options.get("data_dir") else None
-    manual_dir = spec.resolve_path(options["manual_dir"]) if options.get("manual_dir") else None
-    kwargs = dict(data_dir=None if data_dir is None else str(data_dir),
-                  as_supervised=options.get("as_supervised", True),
-                  shuffle_files=options.get("shuffle_files", False), with_info=True)
-
-    def load(which):
-        try:
-            return _load_tfds(spec, path, options, tfds, which, kwargs, manual_dir)
-        except tfds.core.registered.DatasetNotFoundError as e:
-            hint = _close_name(name, tfds.list_builders())
-            raise spec.error(path + ("name",), f"unknown tfds dataset '{name}'", hint, at_value=True) from e
-        except (ValueError, KeyError) as e:
-            raise spec.error(path + ("split",), f"tfds cannot read split '{which}' of '{name}': "
-                                                f"{_first_line(e)}", at_value=True) from e
-
-    dataset, info = load(split)
-    label_feature = _label_feature(info, options.get("as_supervised", True))
-    num_classes = getattr(label_feature, "num_classes", None)
-    class_names = list(label_feature.names) if getattr(label_feature, "names", None) else None
-    files = _tfds_files(info, split)
-    count = _tfds_count(info, split, dataset)
-
-    def source_of(which, dataset, count):
-        def select(start, stop):
-            if re.fullmatch(r"\w+", which):
-                # slicing by tfds keeps shuffle_files correct for both parts
-                part = f"{which}[{start}:{stop}]"
-                return source_of(part, load(part)[0], stop - start)
-            if kwargs["shuffle_files"]:
-                raise spec.error(path + ("split",), f"a validation fraction of the sliced split '{which}' "
-                                                    "needs shuffle_files: false (or a plain split name)")
-            base = dataset
-            return _dataset_source(lambda: base.skip(start).take(stop - start), stop - start,
-                                   num_classes, class_names, files)
-
-        return Source(lambda: dataset, count, select, num_classes, class_names, files)
-
-    return source_of(split, dataset, count)
-
-
-def _load_tfds(spec, path, options, tfds, split, kwargs, manual_dir):
-    """tfds.load, but a dataset that is not prepared and cannot be fetched is one located line.
-
-    Offline, tfds's downloader retries each file for minutes before failing; loading with
-    download=False first tells "not prepared" apart at once, and a reachability check of
-    the download hosts replaces the retries.
-    """
-    from tensorflow_datasets.core.download import download_manager
-
-    name = options["name"]
-    try:
-        return tfds.load(name, split=split, download=False, **kwargs)
-    except AssertionError:
-        pass  # tfds's way of saying "not prepared in data_dir"
-    builder = tfds.builder(name, data_dir=kwargs["data_dir"])
-    if not options.get("download", True):
-        raise spec.error(path, f"dataset '{name}' is not prepared in {builder.data_dir} and download is false",
-                         "set data_dir to a directory holding a prepared copy, or set download: true")
-    _check_fetchable(spec, path, builder, name, manual_dir)
-    config = tfds.download.DownloadConfig(manual_dir=None if manual_dir is None else str(manual_dir))
-    try:
-        return tfds.load(name, split=split, download=True,
-                         download_and_prepare_kwargs={"download_config": config}, **kwargs)
-    except download_manager.NonMatchingChecksumError as e:
-        where, which = (path + ("manual_dir",), f"files in {manual_dir}") if manual_dir else (path, "downloaded files")
-        raise spec.error(where, f"{which} differ from the ones tfds registers for '{name}' (checksum mismatch)",
-                         "use the files from the dataset's registered URLs, or read yours with another "
-                         "source such as idx") from e
-    except (AssertionError, OSError) as e:
-        raise spec.error(path, f"cannot prepare tfds dataset '{name}': {_first_line(e)}") from e
-
-
-def _check_fetchable(spec, path, builder, name, manual_dir):
-    """Raise at once when preparing would need a network this machine does not reach."""
-    url_infos = builder.url_infos or {}
-    needed = sorted({info.filename for info in url_infos.values() if info.filename})
-    missing = [f for f in needed if manual_dir is None or not (manual_dir / f).is_file()]
-    if needed and not missing:
-        return  # tfds prepares from the files in manual_dir
-    instructions = getattr(builder, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
-    if instructions and (manual_dir is None or not manual_dir.is_dir() or not any(manual_dir.iterdir())):
-        first = " ".join(instructions.split())[:300]
-        raise spec.error(path, f"dataset '{name}' must be downloaded by hand into manual_dir", first)
-    hosts = sorted({urlparse(u).hostname for u in url_infos if urlparse(u).hostname})
-    unreachable = [h for h in hosts if not _reachable(h)]
-    if not unreachable:
-        return
-    where = f"manual_dir {manual_dir} lacks {', '.join(missing)}" if manual_dir else \
-        f"put {', '.join(missing)} in a directory and set manual_dir to it"
-    raise spec.error(
-        path, f"dataset '{name}' is not prepared in {builder.data_dir} and cannot be downloaded "
-              f"({', '.join(unreachable)} unreachable)",
-        f"{where}, or set data_dir to a directory holding a prepared copy")
-
-
-def _reachable(host: str) -> bool:
-    try:
-        socket.create_connection((host, 443), timeout=3).close()
-        return True
-    except OSError:
-        return False
-
-
-def _label_feature(info, as_supervised):
-    keys = info.supervised_keys
-    key = keys[1] if as_supervised and keys and isinstance(keys[1], str) else "label"
-    try:
-        return info.features[key]
-    except (KeyError, TypeError):
-        return None
-
-
-def _tfds_count(info, split, dataset) -> int:
-    try:
-        return int(info.splits[split].num_examples)
-    except (KeyError, ValueError, TypeError):
-        count = int(dataset.cardinality())  # splits unknown (e.g. mocked data): ask tf.data
-        return count if count >= 0 else int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
-
-
-def _tfds_files(info, split) -> list[Path]:
-    """The prepared files of the split's base name (fingerprinted in the run manifest)."""
-    folder = Path(info.data_dir)
-    base = re.match(r"\w+", split).group(0) if re.match(r"\w+", split) else split
-    if not folder.is_dir():
-        return []
-    return sorted(p for p in folder.iterdir() if p.is_file() and f"-{base}." in p.name)
-
-
-def _close_name(name, candidates) -> str | None:
-    import difflib
-
-    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.7)
-    return f"did you mean '{match[0]}'?" if match else None
+    return load_tfds(spec, path, options)

@@ -5,7 +5,6 @@ Nothing here imports TensorFlow: `pipe validate` must stay fast enough for pre-c
 
 from __future__ import annotations
 
-import difflib
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -13,7 +12,7 @@ from importlib import resources
 from pathlib import Path
 
 from runner import yamlfile
-from runner.errors import SpecError, format_path
+from runner.errors import SpecError, did_you_mean, format_path
 
 SCHEMA_NAME = "pipeline.schema.json"
 
@@ -171,7 +170,7 @@ def _child_schema(schema, key, where, text):
         known += list(props)
     if not known:
         return None
-    hint = _did_you_mean(key, known)
+    hint = did_you_mean(key, known)
     raise SpecErrors([SpecError(f"unknown key '{key}' in {format_path(where) or 'the spec'}", file=f"--set {text}", hint=hint)])
 
 
@@ -180,11 +179,6 @@ def _deref(schema):
     if ref:
         return load_schema()["$defs"][ref.rsplit("/", 1)[1]]
     return schema
-
-
-def _did_you_mean(word, options) -> str | None:
-    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
-    return f"did you mean '{match[0]}'?" if match else None
 
 
 # ---------------------------------------------------------------------------- schema check
@@ -207,11 +201,11 @@ def _explain(spec: Spec, error) -> list[SpecError]:
     if kind == "additionalProperties":
         allowed = list(schema.get("properties", {}))
         unknown = [k for k in value if k not in allowed]
-        return [spec.error(path + (k,), f"unknown key '{k}'", _did_you_mean(k, allowed)) for k in unknown]
+        return [spec.error(path + (k,), f"unknown key '{k}'", did_you_mean(k, allowed)) for k in unknown]
     if kind == "required":
         missing = error.validator_value
         allowed = list(schema.get("properties", {}))
-        misspelled = {_did_you_mean(k, allowed) for k in value if k not in allowed}
+        misspelled = {did_you_mean(k, allowed) for k in value if k not in allowed}
         # a key written with a typo is reported once, as unknown, not also as missing
         names = [k for k in missing if k not in value and f"did you mean '{k}'?" not in misspelled]
         what = "section" if not path else "key"
@@ -223,7 +217,7 @@ def _explain(spec: Spec, error) -> list[SpecError]:
     if kind == "enum":
         options = error.validator_value
         listed = ", ".join(_show(o) for o in options)
-        hint = _did_you_mean(value, [o for o in options if isinstance(o, str)]) if isinstance(value, str) else None
+        hint = did_you_mean(value, [o for o in options if isinstance(o, str)]) if isinstance(value, str) else None
         return [spec.error(path, f"{_show(value)} is not one of {listed}", hint, at_value=True)]
     if kind == "const":
         return [spec.error(path, f"expected {_show(error.validator_value)}, got {_show(value)}", at_value=True)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from runner.errors import first_line
 from runner.metadata import substitute_metadata
 from runner.ops import build_map_function
 
@@ -30,7 +31,7 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
         try:
             dataset = build(spec, where, dataset, args or {}, count, info)
         except (ValueError, TypeError, tf.errors.OpError) as e:
-            raise spec.error(where, f"{name} failed: {_first_line(e)}") from e
+            raise spec.error(where, f"{name} failed: {first_line(e)}") from e
     return dataset
 
 
@@ -128,8 +129,3 @@ def _positive(spec, where, value, name) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise spec.error(where, f"{name} must be positive")
     return value
-
-
-def _first_line(error) -> str:
-    text = getattr(error, "message", None) or str(error)
-    return text.strip().splitlines()[0] if text.strip() else type(error).__name__

@@ -565,7 +565,7 @@ def test_mnist_spec_matches_the_hand_written_tfds_pipeline():
 
 def test_tfds_not_prepared_is_one_located_line(write_spec, tmp_path, monkeypatch):
     pytest.importorskip("tensorflow_datasets")
-    import runner.sources
+    import runner.tfds_source
 
     spec = load(write_spec, "train: {source: {tfds: {name: mnist, split: train, data_dir: tfds, download: false}}}")
     with pytest.raises(SpecError) as caught:
@@ -575,7 +575,7 @@ def test_tfds_not_prepared_is_one_located_line(write_spec, tmp_path, monkeypatch
         f"{spec.file}:5:20: data.train.source.tfds: dataset 'mnist' is not prepared in {folder} and download is "
         "false (set data_dir to a directory holding a prepared copy, or set download: true)")
 
-    monkeypatch.setattr(runner.sources, "_reachable", lambda host: False)  # offline, even on a networked CI
+    monkeypatch.setattr(runner.tfds_source, "_reachable", lambda host: False)  # offline, even on a networked CI
     spec = load(write_spec, "train: {source: {tfds: {name: mnist, split: train, data_dir: tfds}}}")
     with pytest.raises(SpecError) as caught:
         build_datasets(spec)
