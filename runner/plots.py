@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from runner.outputs import write_bytes  # noqa: E402
 
@@ -33,6 +34,7 @@ def plot_history(history: dict, path: Path) -> Path:
         if "val_" + name in history:
             axis.plot(epochs, history["val_" + name], marker="o", label="val_" + name)
         axis.set_xlabel("epoch")
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         axis.set_title(name)
         axis.legend()
     return _save(figure, path)
