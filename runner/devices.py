@@ -165,7 +165,7 @@ def _configure_gpus(spec, device, notices) -> list:
         raise spec.error(
             ("device", "placement"),
             "placement 'gpu' asks for a GPU but TensorFlow sees none "
-            "(install the GPU build with: pip install \"pipe[gpu]\"; or use placement: auto)",
+            "(install TensorFlow's GPU build with the gpu extra: pip install '.[gpu]'; or use placement: auto)",
         )
     if not gpus:
         notices.append(_NO_GPU_NOTICE)

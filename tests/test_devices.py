@@ -263,7 +263,7 @@ slow = pytest.mark.slow
 def test_gpu_asked_for_on_a_machine_without_one(probe):
     assert probe["gpu"]["error"] == (
         f"{probe['_folder']}/gpu.yaml:21:3: device.placement: placement 'gpu' asks for a GPU but "
-        'TensorFlow sees none (install the GPU build with: pip install "pipe[gpu]"; or use placement: auto)'
+        "TensorFlow sees none (install TensorFlow's GPU build with the gpu extra: pip install '.[gpu]'; or use placement: auto)"
     )
 
 

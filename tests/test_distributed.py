@@ -223,7 +223,7 @@ def test_mixed_bfloat16_runs_on_the_cpu_and_learns(runs):
     [
         (("device.placement=gpu",), None,
          "--set device.placement=gpu: device.placement: placement 'gpu' asks for a GPU but TensorFlow "
-         'sees none (install the GPU build with: pip install "pipe[gpu]"; or use placement: auto)'),
+         "sees none (install TensorFlow's GPU build with the gpu extra: pip install '.[gpu]'; or use placement: auto)"),
         (("device.strategy=multi_worker_mirrored",), '{"cluster": {"worker": ["127.0.0.1:1"]}}',
          "TF_CONFIG: has no 'task' (expected \"task\": {\"type\": \"worker\", \"index\": 0})"),
     ],
