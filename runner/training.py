@@ -134,8 +134,10 @@ class CustomLoop:
         self.spec = spec
         self.scalars = scalar_variables(model)
         jit = bool(setup.jit_compile)
-        self._train = tf.function(self._train_step, jit_compile=jit)
-        self._test = tf.function(self._test_step, jit_compile=jit)
+        # strategy.run inside the compiled function, as tf.distribute documents: one graph
+        # call per step for all replicas, instead of an eager dispatch per replica.
+        self._train = tf.function(lambda x, y: self.strategy.run(self._train_step, args=(x, y)), jit_compile=jit)
+        self._test = tf.function(lambda x, y: self.strategy.run(self._test_step, args=(x, y)), jit_compile=jit)
 
     # The steps run once per replica (strategy.run); averages use the global batch.
 
@@ -214,7 +216,7 @@ class CustomLoop:
         """Loss and metrics over a dataset, with the model in inference mode."""
         self._reset()
         for x, y in self.strategy.experimental_distribute_dataset(dataset):
-            self.strategy.run(self._test, args=(x, y))
+            self._test(x, y)
         return self._logs(prefix)
 
     def scalar_values(self) -> dict:
@@ -275,7 +277,7 @@ class CustomLoop:
                 except StopIteration:
                     break
                 callbacks.on_train_batch_begin(step)
-                self.strategy.run(self._train, args=(x, y))
+                self._train(x, y)
                 step += 1
                 if self.verbose == 1 and not quiet and step != steps:  # the last: at epoch end
                     bar.update(step, [("loss", float(self.loss_tracker.result()))])
