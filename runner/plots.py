@@ -69,16 +69,21 @@ def plot_trajectories(trajectories: dict, path: Path, truth: dict | None = None)
     return _save(figure, path)
 
 
-def plot_confusion_matrix(matrix, path: Path) -> Path:
-    """A confusion matrix (rows: true class, columns: predicted class) with counts."""
+def plot_confusion_matrix(matrix, path: Path, class_names=None) -> Path:
+    """A confusion matrix (rows: true class, columns: predicted class) with counts.
+
+    Classes are labelled by name when the data knows them (tfds), else by index.
+    """
     matrix = np.asarray(matrix)
     size = matrix.shape[0]
+    labels = class_names if class_names and len(class_names) == size else range(size)
     figure, axis = plt.subplots(figsize=(1 + 0.6 * size, 1 + 0.6 * size))
     axis.imshow(matrix, cmap="Blues")
     axis.set_xlabel("predicted")
     axis.set_ylabel("true")
-    axis.set_xticks(range(size))
-    axis.set_yticks(range(size))
+    long_names = max(len(str(label)) for label in labels) > 2 if size else False
+    axis.set_xticks(range(size), labels, rotation=90 if long_names else 0)
+    axis.set_yticks(range(size), labels)
     threshold = matrix.max() / 2 if matrix.size else 0
     for (row, column), count in np.ndenumerate(matrix):
         axis.text(column, row, str(count), ha="center", va="center", fontsize=7,

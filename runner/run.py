@@ -305,7 +305,7 @@ def _write_results(spec, datasets, model, result: TrainResult, evaluation, run_d
         dataset = datasets.test or datasets.validation or datasets.train
         matrix = _confusion_matrix(model, dataset)
         if matrix is not None:
-            plots.plot_confusion_matrix(matrix, run_dir / "confusion_matrix.png")
+            plots.plot_confusion_matrix(matrix, run_dir / "confusion_matrix.png", datasets.info.get("class_names"))
 
 
 def _is_1d_regression(element_spec) -> bool:
