@@ -56,9 +56,19 @@ class SpecError(Exception):
 
 
 def did_you_mean(word, options) -> str | None:
-    """`did you mean 'x'?` for the option closest to `word`, or None."""
-    match = difflib.get_close_matches(str(word), [str(o) for o in options], n=1, cutoff=0.6)
-    return f"did you mean '{match[0]}'?" if match else None
+    """`did you mean 'x'?` for the option closest to `word`, ignoring case, or None."""
+    options = [str(o) for o in options]
+    by_lower = {}
+    for option in options:
+        by_lower.setdefault(option.lower(), option)
+    match = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1, cutoff=0.6)
+    if not match:
+        return None
+    best = by_lower[match[0]]
+    # Keras also resolves lower-case names ("adam"): keep the user's own spelling style.
+    if str(word).islower() and match[0] in options:
+        best = match[0]
+    return f"did you mean '{best}'?"
 
 
 def first_line(error: BaseException) -> str:

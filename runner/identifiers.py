@@ -8,12 +8,13 @@ Keras lacks: the spec location and a did-you-mean for names Keras does not know.
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import os
 import re
 
 import keras
+
+from runner.errors import did_you_mean
 
 # Arguments of Keras callbacks that name a file or directory; relative values are placed
 # inside the run directory so a run never writes outside of it.
@@ -53,21 +54,6 @@ def config_path(identifier, path: tuple) -> tuple:
     return path
 
 
-def did_you_mean(name: str, candidates) -> str:
-    """` (did you mean 'x'?)` for the closest candidate, or an empty string."""
-    by_lower = {}
-    for candidate in candidates:
-        by_lower.setdefault(candidate.lower(), candidate)
-    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
-    if not close:
-        return ""
-    best = by_lower[close[0]]
-    # Keras resolves lower-case optimizer names; keep the user's own spelling style.
-    if name.islower() and close[0] in candidates:
-        best = close[0]
-    return f" (did you mean {best!r}?)"
-
-
 def public_names(module) -> list[str]:
     """Names a Keras namespace exports (classes and functions), without its own API."""
     own = {getattr(module, n, None) for n in ("get", "serialize", "deserialize")}
@@ -100,7 +86,7 @@ def get_layer(identifier, spec, path: tuple):
         candidates = [
             n for n in public_names(keras.layers) if _is_class(keras.layers, n, keras.layers.Layer)
         ]
-        raise spec.error(path, f"unknown layer {name!r}{did_you_mean(str(name), candidates)}")
+        raise spec.error(path, f"unknown layer {name!r}", did_you_mean(name, candidates))
     try:
         return keras.layers.deserialize({"module": "keras.layers", **config})
     except Exception as e:
@@ -133,7 +119,7 @@ def get_schedule(identifier, spec, path: tuple):
     name = identifier_name(config)
     if not _is_class(module, name, module.LearningRateSchedule):
         raise spec.error(
-            path, f"unknown learning-rate schedule {name!r}{did_you_mean(name, public_names(module))}"
+            path, f"unknown learning-rate schedule {name!r}", did_you_mean(name, public_names(module))
         )
     try:
         return module.deserialize(config)
@@ -187,7 +173,7 @@ def get_callbacks(identifiers, spec, run_dir, path: tuple = ("train", "callbacks
         arguments = dict(config.get("config") or {}) if isinstance(config, dict) else {}
         if not _is_class(keras.callbacks, name, base):
             candidates = [n for n in public_names(keras.callbacks) if _is_class(keras.callbacks, n, base)]
-            raise spec.error(item, f"unknown callback {name!r}{did_you_mean(name, candidates)}")
+            raise spec.error(item, f"unknown callback {name!r}", did_you_mean(name, candidates))
         for key in _PATH_ARGUMENTS:
             value = arguments.get(key)
             if isinstance(value, str) and not os.path.isabs(os.path.expanduser(value)):
@@ -209,11 +195,11 @@ def _get(module, kind: str, identifier, spec, path: tuple, original=None):
     except Exception as e:
         if name not in public_names(module) and name.lower() not in _lower_names(module):
             raise spec.error(
-                path, f"unknown {kind} {name!r}{did_you_mean(name, _known_names(module))}"
+                path, f"unknown {kind} {name!r}", did_you_mean(name, _known_names(module))
             ) from e
         raise spec.error(config_path(original, path), keras_message(e)) from e
     if obj is None or isinstance(obj, str):
-        raise spec.error(path, f"unknown {kind} {name!r}{did_you_mean(name, _known_names(module))}")
+        raise spec.error(path, f"unknown {kind} {name!r}", did_you_mean(name, _known_names(module)))
     return obj
 
 
