@@ -8,7 +8,7 @@ a multi-worker strategy must exist before any other op.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import keras
 import tensorflow as tf
@@ -32,7 +32,6 @@ class DeviceSetup:
     manifest: dict
     strategy_name: str = "default"
     cluster: Cluster | None = None
-    notices: list = field(default_factory=list)
 
 
 def setup_devices(spec) -> DeviceSetup:
@@ -89,7 +88,6 @@ def setup_devices(spec) -> DeviceSetup:
         manifest=manifest,
         strategy_name=name,
         cluster=cluster,
-        notices=notices,
     )
 
 

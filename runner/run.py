@@ -356,8 +356,7 @@ def _plot_regression(spec, dataset, model, run_dir) -> None:
     if collected is None:
         return
     x, y, predictions = collected
-    source = spec.data["data"]["train"]["source"]
-    truth = synthetic_truth(source["synthetic"], x) if "synthetic" in source else None
+    truth = synthetic_truth(spec.data["data"]["train"]["source"], x)  # None unless synthetic
     plots.plot_regression(x, y, predictions, run_dir / "predictions.png", truth=truth)
 
 
