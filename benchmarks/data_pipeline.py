@@ -21,7 +21,7 @@ import keras
 import tensorflow as tf
 
 from runner.data import build_datasets
-from runner.sources import load_source
+from runner.data.sources import load_source
 from runner.spec import load_spec
 
 REPO = Path(__file__).resolve().parents[1]
@@ -60,9 +60,9 @@ def main() -> None:
     args = parser.parse_args()
 
     spec = load_spec(args.spec)
-    seed = spec.data.get("seed", 0)
+    seed = spec.doc.get("seed", 0)
     # the hand-written pipeline gets the very arrays the spec's source reads
-    source = spec.data["data"]["train"]["source"]
+    source = spec.doc["data"]["train"]["source"]
     loaded = load_source(spec, ("data", "train", "source"), source, seed)
     images, labels = (t.numpy() for t in next(iter(loaded.make().batch(loaded.count))))
     print(f"spec {args.spec}: train source {next(iter(source))}, {loaded.count} images, "

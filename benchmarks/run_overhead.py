@@ -38,10 +38,14 @@ import tensorflow as tf
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # benchmarks/ is a folder of scripts, not an installed package
 
-import runner.outputs  # noqa: E402
-import runner.plots  # noqa: E402
+import runner.outputs.manifest  # noqa: E402
+import runner.outputs.plots  # noqa: E402
+import runner.outputs.predictions  # noqa: E402
+import runner.outputs.results  # noqa: E402
+import runner.outputs.saving  # noqa: E402
 import runner.run  # noqa: E402
-import runner.training  # noqa: E402
+import runner.train.checkpoint  # noqa: E402
+import runner.train.custom  # noqa: E402
 from benchmarks.data_pipeline import hand_written  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
 
@@ -50,16 +54,17 @@ from runner.spec import load_spec  # noqa: E402
 _PHASES = (
     ("devices", runner.run, "setup_devices"),
     ("data", runner.run, "build_datasets"),
-    ("fingerprints", runner.outputs, "fingerprint"),
-    ("train+evaluate", runner.run, "_train_and_evaluate"),
+    ("fingerprints", runner.outputs.manifest, "fingerprint"),
+    ("train+evaluate", runner.run, "_train_fit"),
+    ("train+evaluate", runner.run, "_train_custom"),
     ("  fit", runner.run, "fit"),
-    ("  fit", runner.training.CustomLoop, "fit"),
-    ("    checkpoints", runner.training.EpochCheckpoint, "on_epoch_end"),
-    ("results", runner.run, "_write_results"),
-    ("  save model", runner.outputs, "save_model"),
-    ("  confusion matrix", runner.run, "_confusion_matrix"),
-    ("  plots", runner.plots, "plot_history"),
-    ("  plots", runner.plots, "plot_confusion_matrix"),
+    ("  fit", runner.train.custom.CustomLoop, "fit"),
+    ("    checkpoints", runner.train.checkpoint.EpochCheckpoint, "on_epoch_end"),
+    ("results", runner.run, "write_results"),
+    ("  save model", runner.outputs.results, "save_model"),
+    ("  confusion matrix", runner.outputs.results, "confusion_matrix"),
+    ("  plots", runner.outputs.plots, "plot_history"),
+    ("  plots", runner.outputs.plots, "plot_confusion_matrix"),
 )
 
 
@@ -188,7 +193,7 @@ def main() -> None:
     args = parser.parse_args()
 
     spec_path = str(Path(args.spec).resolve())
-    seed = load_spec(spec_path).data.get("seed", 0)
+    seed = load_spec(spec_path).doc.get("seed", 0)
     workdir = Path(tempfile.mkdtemp(prefix="pipe-overhead-"))
     here = Path.cwd()
     os.chdir(workdir)  # run directories and saved models land in the temporary folder

@@ -16,9 +16,8 @@ from typing import Annotated, Optional
 import typer
 
 from runner import __version__
-from runner.errors import SpecError
-from runner.report import render
-from runner.spec import load_schema, load_spec
+from runner.spec.report import render
+from runner.spec import SpecError, load_schema, load_spec
 
 EXIT_INVALID = 1  # a spec is invalid (found by validate, or while building a run)
 EXIT_RUN_FAILED = 3  # the spec was fine but training or evaluation failed

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from tests.conftest import FASHION_MNIST, SHARED_DATA, SPECS
-from runner.errors import SpecError
-from runner.metadata import substitute_metadata
+from runner.spec.errors import SpecError
+from runner.spec.metadata import substitute_metadata
 from runner.spec import load_spec
 
 pytestmark = pytest.mark.slow
@@ -20,7 +20,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from runner.data import build_datasets, synthetic_truth  # noqa: E402
-from runner.ops import parse_slice  # noqa: E402
+from runner.data.ops import parse_slice  # noqa: E402
 
 TAIL = """
 model: {sequential: {layers: [Flatten]}}
@@ -272,7 +272,7 @@ def test_synthetic_source_is_the_seed_regression_data(write_spec):
     x, y = (np.concatenate(part) for part in zip(*arrays(data.train.batch(500))))
     assert data.train.element_spec == (tf.TensorSpec([1], tf.float32), tf.TensorSpec([1], tf.float32))
     np.testing.assert_allclose(x[:, 0], np.linspace(-2, 2, 201), rtol=1e-6)
-    noise = y - synthetic_truth({"synthetic": load(write_spec, SYNTHETIC % 1.0).data["data"]["train"]["source"]["synthetic"]}, x)
+    noise = y - synthetic_truth({"synthetic": load(write_spec, SYNTHETIC % 1.0).doc["data"]["train"]["source"]["synthetic"]}, x)
     assert 0.8 < noise.std() < 1.2 and abs(noise.mean()) < 0.25
     again = build(write_spec, SYNTHETIC % 1.0)
     np.testing.assert_array_equal(np.concatenate([b for _, b in arrays(again.train.batch(500))]), y)
@@ -511,7 +511,7 @@ def test_fashion_mnist_spec_yields_the_hand_written_batches():
     # shuffle buffer is filled in full before the first batch, so they already depend on
     # every element, and comparing all 469 batches would add time and no coverage.
     spec = load_spec(SPECS / "fashion_mnist.yaml")
-    keras.utils.set_random_seed(spec.data["seed"])
+    keras.utils.set_random_seed(spec.doc["seed"])
     declared = build_datasets(spec).train
 
     images = _read_fashion("train-images").reshape(-1, 28, 28)
@@ -520,7 +520,7 @@ def test_fashion_mnist_spec_yields_the_hand_written_batches():
     def normalize_img(image, label):
         return tf.cast(image, tf.float32) / 255., label
 
-    keras.utils.set_random_seed(spec.data["seed"])
+    keras.utils.set_random_seed(spec.doc["seed"])
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     ds = ds.map(normalize_img, num_parallel_calls=tf.data.AUTOTUNE).cache().shuffle(len(images))
     hand_written = ds.batch(128).prefetch(tf.data.AUTOTUNE)
@@ -565,7 +565,7 @@ def test_mnist_spec_matches_the_hand_written_tfds_pipeline():
 
 def test_tfds_not_prepared_is_one_located_line(write_spec, tmp_path, monkeypatch):
     pytest.importorskip("tensorflow_datasets")
-    import runner.tfds_source
+    import runner.data.sources.tfds
 
     spec = load(write_spec, "train: {source: {tfds: {name: mnist, split: train, data_dir: tfds, download: false}}}")
     with pytest.raises(SpecError) as caught:
@@ -575,7 +575,7 @@ def test_tfds_not_prepared_is_one_located_line(write_spec, tmp_path, monkeypatch
         f"{spec.file}:5:20: data.train.source.tfds: dataset 'mnist' is not prepared in {folder} and download is "
         "false (set data_dir to a directory holding a prepared copy, or set download: true)")
 
-    monkeypatch.setattr(runner.tfds_source, "_reachable", lambda host: False)  # offline, even on a networked CI
+    monkeypatch.setattr(runner.data.sources.tfds, "_reachable", lambda host: False)  # offline, even on a networked CI
     spec = load(write_spec, "train: {source: {tfds: {name: mnist, split: train, data_dir: tfds}}}")
     with pytest.raises(SpecError) as caught:
         build_datasets(spec)
@@ -625,10 +625,10 @@ def test_tfds_manual_dir_is_passed_to_tfds(write_spec, tmp_path, monkeypatch):
 def test_every_example_spec_builds_its_data(path):
     tfds = pytest.importorskip("tensorflow_datasets")
     spec = load_spec(path)
-    sources = [s.get("source", {}) for s in spec.data["data"].values()]
+    sources = [s.get("source", {}) for s in spec.doc["data"].values()]
     if any("idx" in s and not (spec.resolve_path(s["idx"]["images"])).is_file() for s in sources):
         pytest.skip(f"{path.name} reads files this machine does not have")
-    keras.utils.set_random_seed(spec.data.get("seed", 0))
+    keras.utils.set_random_seed(spec.doc.get("seed", 0))
     with tfds.testing.mock_data(num_examples=20):  # only tfds sources see mocked data
         data = build_datasets(spec)
     element = next(iter(data.train))

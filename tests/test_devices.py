@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from runner.cluster import parse_tf_config, read_cluster
-from runner.errors import SpecError
+from runner.spec.cluster import parse_tf_config, read_cluster
+from runner.spec.errors import SpecError
 from runner.spec import load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,7 +142,7 @@ def test_spec_cluster_task_index_out_of_range_is_located(tmp_path, monkeypatch):
     )
     spec = load_spec(path)
     with pytest.raises(SpecError) as info:
-        read_cluster(spec, ("device", "strategy"), spec.data["device"]["strategy"])
+        read_cluster(spec, ("device", "strategy"), spec.doc["device"]["strategy"])
     assert str(info.value) == (
         f"{path}:24:26: device.strategy.task.index: index 2 is out of range: "
         "the cluster has 2 'worker' tasks (indices 0..1)"
@@ -161,7 +161,7 @@ def test_spec_cluster_without_task_is_located(tmp_path):
     )
     spec = load_spec(path)
     with pytest.raises(SpecError) as info:
-        read_cluster(spec, ("device", "strategy"), spec.data["device"]["strategy"])
+        read_cluster(spec, ("device", "strategy"), spec.doc["device"]["strategy"])
     assert str(info.value) == (
         f"{path}:21:3: device.strategy: a declared cluster needs a 'task' saying which member "
         "this process is, e.g. task: {type: worker, index: 0} "
@@ -173,9 +173,9 @@ def test_spec_cluster_without_task_is_located(tmp_path):
 
 PROBE = r"""
 import json, os, sys
-from runner.errors import SpecError
+from runner.spec.errors import SpecError
 from runner.spec import load_spec
-from runner.devices import setup_devices, check_batch_stages
+from runner.train.devices import setup_devices, check_batch_stages
 import keras
 
 for line in sys.stdin:

@@ -7,7 +7,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from runner.errors import SpecError
+from runner.spec.errors import SpecError
 from runner.spec import load_spec
 
 pytestmark = pytest.mark.slow
@@ -15,10 +15,10 @@ pytestmark = pytest.mark.slow
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from runner import identifiers  # noqa: E402
+from runner.models import identifiers  # noqa: E402
 from runner.models import build_model  # noqa: E402
-from runner.modules import scalar_variables  # noqa: E402
-from runner.training import check_loss_fits  # noqa: E402
+from runner.models.modules import scalar_variables  # noqa: E402
+from runner.train.loss_check import check_loss_fits  # noqa: E402
 
 HEAD = """\
 version: 1
@@ -65,7 +65,7 @@ def test_sequential_resolves_nested_identifiers(tmp_path):
             - {class_name: Dropout, config: {rate: 0.1}}
             - Dense: {units: 3, kernel_constraint: {MaxNorm: {max_value: 2.0}}}
     """)
-    model = build_model(spec.data["model"], spec)
+    model = build_model(spec.doc["model"], spec)
     dense = model.layers[0]
     assert isinstance(dense.kernel_initializer, keras.initializers.HeNormal)
     assert isinstance(dense.kernel_regularizer, keras.regularizers.L2)
@@ -81,7 +81,7 @@ def test_sequential_without_input_shape_builds_on_first_call(tmp_path):
         sequential:
           layers: [Flatten, {Dense: {units: 2}}]
     """)
-    model = build_model(spec.data["model"], spec)
+    model = build_model(spec.doc["model"], spec)
     assert model(np.zeros((3, 2, 2), np.float32)).shape == (3, 2)
 
 
@@ -99,7 +99,7 @@ def test_functional_with_two_inputs_and_two_outputs(tmp_path):
             - {name: value, layer: {Dense: {units: 1}}, inputs: [hidden]}
           outputs: [logits, value]
     """)
-    model = build_model(spec.data["model"], spec)
+    model = build_model(spec.doc["model"], spec)
     logits, value = model({"image": np.zeros((2, 4, 4), np.float32), "extra": np.ones((2, 2), np.float32)})
     assert logits.shape == (2, 3) and value.shape == (2, 1)
     assert [layer.name for layer in model.layers if layer.name in ("hidden", "logits")] == ["hidden", "logits"]
@@ -113,22 +113,22 @@ def test_functional_unknown_input_is_located(tmp_path):
             - {name: out, layer: {Dense: {units: 1}}, inputs: [y]}
           outputs: [out]
     """)
-    assert error_of(lambda: build_model(spec.data["model"], spec)) == (
+    assert error_of(lambda: build_model(spec.doc["model"], spec)) == (
         f"{spec.file}:13:58: model.functional.layers[0].inputs[0]: unknown input 'y' (known so far: 'x')"
     )
 
 
 def test_linear_module_holds_scalar_w_and_b(tmp_path):
     spec = load(tmp_path, "module: {linear: {w: 5.0, b: 0.5}}", loop="custom")
-    model = build_model(spec.data["model"], spec)
+    model = build_model(spec.doc["model"], spec)
     assert {k: float(v.numpy()) for k, v in scalar_variables(model).items()} == {"b": 0.5, "w": 5.0}
     np.testing.assert_allclose(model(tf.constant([[1.0], [2.0]])).numpy(), [[5.5], [10.5]])
 
 
 def test_dense_module_is_relu_of_affine_with_seeded_normal_weights(tmp_path):
     spec = load(tmp_path, "module: {dense: {in_features: 3, out_features: 2, stddev: 1.0}}", loop="custom")
-    first = build_model(spec.data["model"], spec, seed=7)
-    second = build_model(spec.data["model"], spec, seed=7)
+    first = build_model(spec.doc["model"], spec, seed=7)
+    second = build_model(spec.doc["model"], spec, seed=7)
     np.testing.assert_array_equal(first.w.numpy(), second.w.numpy())
     assert first.w.shape == (3, 2) and not np.any(first.b.numpy())
     x = tf.constant([[1.0, -2.0, 0.5]])
@@ -142,14 +142,14 @@ def test_sequential_module_stacks_dense_layers(tmp_path):
             - dense: {in_features: 3, out_features: 3}
             - dense: {in_features: 3, out_features: 2}
     """, loop="custom")
-    model = build_model(spec.data["model"], spec)
+    model = build_model(spec.doc["model"], spec)
     assert model(tf.ones([4, 3])).shape == (4, 2)
     assert len(model.trainable_variables) == 4
 
 
 def test_module_bad_argument_is_located(tmp_path):
     spec = load(tmp_path, "module: {dense: {in_features: 3, out_features: 2, activation: rellu}}", loop="custom")
-    assert error_of(lambda: build_model(spec.data["model"], spec)) == (
+    assert error_of(lambda: build_model(spec.doc["model"], spec)) == (
         f"{spec.file}:10:12: model.module.dense: Could not interpret activation function identifier: rellu"
     )
 
@@ -162,7 +162,7 @@ def test_unknown_layer_suggests_the_closest_keras_layer(tmp_path):
             - Dense: {units: 8}
             - Dens: {units: 10}
     """)
-    assert error_of(lambda: build_model(spec.data["model"], spec)) == (
+    assert error_of(lambda: build_model(spec.doc["model"], spec)) == (
         f"{spec.file}:14:9: model.sequential.layers[1]: unknown layer 'Dens' (did you mean 'Dense'?)"
     )
 
@@ -176,7 +176,7 @@ def test_bad_layer_argument_is_located_at_the_layer(tmp_path):
             - Dense: {units: 8, activation: relu}
             - Dense: {units: 10, use_bais: false}
     """)
-    assert error_of(lambda: build_model(spec.data["model"], spec)) == (
+    assert error_of(lambda: build_model(spec.doc["model"], spec)) == (
         f"{spec.file}:15:9: model.sequential.layers[2].Dense: "
         "Unrecognized keyword arguments passed to Dense: {'use_bais': False}"
     )
@@ -189,24 +189,24 @@ def test_layer_that_does_not_fit_its_input_is_located(tmp_path):
           layers:
             - Reshape: {target_shape: [3, 3]}
     """)
-    message = error_of(lambda: build_model(spec.data["model"], spec))
+    message = error_of(lambda: build_model(spec.doc["model"], spec))
     assert message.startswith(f"{spec.file}:13:9: model.sequential.layers[0]: ")
     assert "\n" not in message
 
 
 def test_unknown_optimizer_and_loss_suggest_keras_names(tmp_path):
     spec = load(tmp_path, "sequential: {layers: [{Dense: {units: 1}}]}", loss="msee", optimizer="adamm")
-    assert error_of(lambda: identifiers.get_optimizer(spec.data["train"]["optimizer"], spec)) == (
+    assert error_of(lambda: identifiers.get_optimizer(spec.doc["train"]["optimizer"], spec)) == (
         f"{spec.file}:15:3: train.optimizer: unknown optimizer 'adamm' (did you mean 'adam'?)"
     )
-    assert error_of(lambda: identifiers.get_loss(spec.data["train"]["loss"], spec)) == (
+    assert error_of(lambda: identifiers.get_loss(spec.doc["train"]["loss"], spec)) == (
         f"{spec.file}:14:3: train.loss: unknown loss 'msee' (did you mean 'mse'?)"
     )
 
 
 def test_bad_optimizer_argument_is_located(tmp_path):
     spec = load(tmp_path, "sequential: {layers: [{Dense: {units: 1}}]}", optimizer="{Adam: {lr: 0.1}}")
-    assert error_of(lambda: identifiers.get_optimizer(spec.data["train"]["optimizer"], spec)) == (
+    assert error_of(lambda: identifiers.get_optimizer(spec.doc["train"]["optimizer"], spec)) == (
         f"{spec.file}:15:15: train.optimizer.Adam: Argument(s) not recognized: {{'lr': 0.1}}"
     )
 
@@ -216,7 +216,7 @@ def test_learning_rate_schedule_in_the_short_form(tmp_path):
         tmp_path, "sequential: {layers: [{Dense: {units: 1}}]}",
         optimizer="{SGD: {learning_rate: {ExponentialDecay: {initial_learning_rate: 0.1, decay_steps: 1, decay_rate: 0.5}}}}",
     )
-    optimizer = identifiers.get_optimizer(spec.data["train"]["optimizer"], spec)
+    optimizer = identifiers.get_optimizer(spec.doc["train"]["optimizer"], spec)
     schedule = optimizer._learning_rate
     assert isinstance(schedule, keras.optimizers.schedules.ExponentialDecay)
     assert float(schedule(2)) == pytest.approx(0.025)
@@ -254,9 +254,9 @@ def test_loss_that_does_not_fit_the_labels_is_located_at_train_loss(tmp_path):
         tmp_path, "sequential: {input_shape: [4], layers: [{Dense: {units: 3}}]}",
         loss="{SparseCategoricalCrossentropy: {from_logits: true}}",
     )
-    model = build_model(spec.data["model"], spec)
+    model = build_model(spec.doc["model"], spec)
     one_hot = (tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None, 3], tf.float32))
-    loss = identifiers.get_loss(spec.data["train"]["loss"], spec)
+    loss = identifiers.get_loss(spec.doc["train"]["loss"], spec)
     assert error_of(lambda: check_loss_fits(loss, model, one_hot, spec)) == (
         f"{spec.file}:14:3: train.loss: loss 'sparse_categorical_crossentropy' does not fit labels "
         "(batch, 3) float32 and predictions (batch, 3) float32: Argument `output` must have rank "

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from runner.errors import SpecError
+from runner.spec.errors import SpecError
 from runner.spec import load_spec
 
 pytestmark = pytest.mark.slow
@@ -19,9 +19,9 @@ pytestmark = pytest.mark.slow
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from runner import outputs  # noqa: E402
+from runner.outputs import files as outputs  # noqa: E402
 from runner.data import build_datasets, synthetic_truth  # noqa: E402
-from runner.devices import DeviceSetup  # noqa: E402
+from runner.train.devices import DeviceSetup  # noqa: E402
 from runner.run import run_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -182,7 +182,7 @@ def test_saved_module_reloads_and_predicts(linear_run):
 def test_checkpoint_restores_the_final_variables(linear_run):
     result, _, folder = linear_run
     run_dir = folder / result.run_dir
-    from runner.modules import Linear
+    from runner.models.modules import Linear
 
     module = Linear(0.0, 0.0)
     epoch = tf.Variable(0, dtype=tf.int64)
@@ -207,7 +207,7 @@ def test_manifest_records_the_run(linear_run):
     assert set(manifest["versions"]) >= {"pipe", "python", "tensorflow_datasets"}
     assert manifest["devices"]["strategy"] == "default"
     assert manifest["wall_time_s"] >= 0 and manifest["end_time"] >= manifest["start_time"]
-    assert yaml.safe_load((run_dir / "spec.yaml").read_text()) == load_spec(SPECS / "linear_regression.yaml").data
+    assert yaml.safe_load((run_dir / "spec.yaml").read_text()) == load_spec(SPECS / "linear_regression.yaml").doc
 
 
 def test_keras_regression_reaches_the_noise_floor(keras_regression_run):
@@ -233,7 +233,7 @@ def test_keras_regression_saves_a_reloadable_model(keras_regression_run):
     x = np.linspace(-2, 2, 9, dtype=np.float32)[:, None]
     predictions = model.predict(x, verbose=0)
     # One Dense unit fitted to y = 3x + 2: close to the truth, and the plot shows it.
-    np.testing.assert_allclose(predictions, synthetic_truth(spec.data["data"]["train"]["source"], x), atol=0.3)
+    np.testing.assert_allclose(predictions, synthetic_truth(spec.doc["data"]["train"]["source"], x), atol=0.3)
     assert (run_dir / "predictions.png").is_file() and (run_dir / "history.png").is_file()
     assert len(read_json(run_dir / "history.json")["loss"]) == 20
 
@@ -256,7 +256,7 @@ def test_mnist_5k_reaches_92_percent_on_the_real_test_set(workdir):
 def test_mnist_spec_runs_under_tfds_mock_data(workdir):
     tfds = pytest.importorskip("tensorflow_datasets")
     spec = load_spec(SPECS / "mnist.yaml")
-    spec.data["train"]["epochs"] = 1
+    spec.doc["train"]["epochs"] = 1
     with tfds.testing.mock_data(num_examples=64):
         result = run_spec(spec, quiet=True)
     run_dir = workdir / result.run_dir
@@ -387,7 +387,7 @@ def test_loss_that_does_not_fit_the_labels_is_located(workdir):
 
 def test_a_non_chief_worker_writes_nothing_that_stays(workdir, monkeypatch):
     import runner.run as run_module
-    from runner.devices import setup_devices
+    from runner.train.devices import setup_devices
 
     def non_chief(spec):
         setup = setup_devices(spec)

@@ -7,7 +7,7 @@ import json
 import jsonschema
 import pytest
 
-from runner.errors import SpecError
+from runner.spec.errors import SpecError
 from runner.spec import load_schema, load_spec
 from tests.conftest import SPECS
 
@@ -68,13 +68,13 @@ def test_every_property_in_the_schema_has_a_description():
 
 @pytest.mark.parametrize("spec_file", sorted(SPECS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_spec_validates_and_names_the_schema(spec_file):
-    assert load_spec(spec_file).data["version"] == 1
+    assert load_spec(spec_file).doc["version"] == 1
     assert spec_file.read_text().startswith("# yaml-language-server: $schema=../schemas/pipeline.schema.json\n")
 
 
 def test_minimal_spec_loads(write_spec):
     spec = load_spec(write_spec(MINIMAL))
-    assert spec.data["train"]["optimizer"] == {"SGD": {"learning_rate": 0.05}}
+    assert spec.doc["train"]["optimizer"] == {"SGD": {"learning_rate": 0.05}}
 
 
 def test_misspelled_key_is_located_with_a_did_you_mean(write_spec):
@@ -139,7 +139,7 @@ def test_validation_needs_source_or_fraction(write_spec):
 
 def test_scientific_notation_is_a_float(write_spec):
     spec = load_spec(write_spec(MINIMAL.replace("learning_rate: 0.05", "learning_rate: 1e-3")))
-    assert spec.data["train"]["optimizer"]["SGD"]["learning_rate"] == 0.001
+    assert spec.doc["train"]["optimizer"]["SGD"]["learning_rate"] == 0.001
 
 
 def test_error_locates_keys_values_and_unknown_paths(write_spec):
@@ -155,10 +155,10 @@ def test_error_locates_keys_values_and_unknown_paths(write_spec):
 def test_override_sets_nested_values_and_list_items(write_spec):
     spec = load_spec(write_spec(MINIMAL), ["data.train.stages.0.batch.batch_size=2", "train.epochs=5",
                                            "device.strategy=mirrored", "train.optimizer.SGD.learning_rate=1e-2"])
-    assert spec.data["data"]["train"]["stages"][0]["batch"]["batch_size"] == 2
-    assert spec.data["train"]["epochs"] == 5
-    assert spec.data["device"] == {"strategy": "mirrored"}
-    assert spec.data["train"]["optimizer"]["SGD"]["learning_rate"] == 0.01
+    assert spec.doc["data"]["train"]["stages"][0]["batch"]["batch_size"] == 2
+    assert spec.doc["train"]["epochs"] == 5
+    assert spec.doc["device"] == {"strategy": "mirrored"}
+    assert spec.doc["train"]["optimizer"]["SGD"]["learning_rate"] == 0.01
 
 
 def test_override_of_unknown_key_names_the_closest(write_spec):

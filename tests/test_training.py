@@ -12,10 +12,11 @@ pytestmark = pytest.mark.slow
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from runner.devices import DeviceSetup  # noqa: E402
-from runner.identifiers import get_loss, get_metrics, get_optimizer  # noqa: E402
-from runner.modules import Linear  # noqa: E402
-from runner.training import CustomLoop, fit  # noqa: E402
+from runner.train.devices import DeviceSetup  # noqa: E402
+from runner.models.identifiers import get_loss, get_metrics, get_optimizer  # noqa: E402
+from runner.models.modules import Linear  # noqa: E402
+from runner.train.custom import CustomLoop
+from runner.train.fit import fit  # noqa: E402
 
 SPEC = """\
 version: 1
@@ -76,7 +77,7 @@ def custom_loop(spec, model, dataset, *, metrics=(), setup=None, report=None, **
 def test_module_loop_reports_and_records_trajectories(spec, capsys):
     x, y, dataset = regression_data(n=21, batch=21)
     model = Linear(w=5.0, b=0.0)
-    loop = custom_loop(spec, model, dataset, report=spec.data["train"]["report"], verbose=0)
+    loop = custom_loop(spec, model, dataset, report=spec.doc["train"]["report"], verbose=0)
     result = loop.fit(dataset, epochs=3)
 
     lines = capsys.readouterr().out.splitlines()
@@ -98,7 +99,7 @@ def test_module_loop_reports_and_records_trajectories(spec, capsys):
 
 def test_quiet_prints_nothing(spec, capsys):
     _, _, dataset = regression_data()
-    loop = custom_loop(spec, Linear(5.0, 0.0), dataset, report=spec.data["train"]["report"])
+    loop = custom_loop(spec, Linear(5.0, 0.0), dataset, report=spec.doc["train"]["report"])
     loop.fit(dataset, epochs=2, quiet=True)
     assert capsys.readouterr().out == ""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runner.spec import load_spec
-from runner.errors import SpecError
+from runner.spec.errors import SpecError
 from tests.test_spec import MINIMAL
 
 
@@ -36,7 +36,7 @@ def test_duplicate_keys_name_both_lines(write_spec):
 @pytest.mark.parametrize("text,value", [("1e-3", 0.001), ("1.5E+2", 150.0), (".5", 0.5), ("3", 3), ("1_000", 1000)])
 def test_numbers_read_as_yaml_1_2(write_spec, text, value):
     spec = load_spec(write_spec(MINIMAL.replace("learning_rate: 0.05", f"learning_rate: {text}")))
-    assert spec.data["train"]["optimizer"]["SGD"]["learning_rate"] == value
+    assert spec.doc["train"]["optimizer"]["SGD"]["learning_rate"] == value
 
 
 def test_on_and_yes_stay_strings_so_the_schema_catches_them(write_spec):
@@ -109,6 +109,6 @@ def test_anchors_and_merge_keys_are_plain_data(write_spec):
     text = MINIMAL.replace("    source:\n", "    source: &src\n").replace(
         "model:", "  test:\n    source: *src\n    stages:\n      - batch: &b {batch_size: 4}\n      - <<: *b\nmodel:")
     spec = load_spec(write_spec(text.replace("      - <<: *b\n", "")))
-    assert spec.data["data"]["test"]["source"] == spec.data["data"]["train"]["source"]
+    assert spec.doc["data"]["test"]["source"] == spec.doc["data"]["train"]["source"]
     path = write_spec(text.replace("      - <<: *b", "      - batch: {<<: *b, drop_remainder: true}"))
-    assert load_spec(path).data["data"]["test"]["stages"][1] == {"batch": {"batch_size": 4, "drop_remainder": True}}
+    assert load_spec(path).doc["data"]["test"]["stages"][1] == {"batch": {"batch_size": 4, "drop_remainder": True}}

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import keras
 
-from runner.identifiers import get_layer, keras_message
-from runner.modules import build_module
+from runner.models.identifiers import get_layer, keras_message
+from runner.models.modules import build_module
 
 
 def build_model(model_config: dict, spec, seed: int = 0):
     """A Keras model or tf.Module from the (metadata-substituted) `model:` mapping.
 
     Args:
-        model_config: `spec.data["model"]` with `${data...}` already substituted.
+        model_config: `spec.doc["model"]` with `${data...}` already substituted.
         spec: the Spec, to locate errors.
         seed: seeds tf.Module initializers.
 

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from runner.metadata import substitute_metadata
-from runner.sources import Source, load_source, synthetic_truth
-from runner.stages import apply_stages
-
-__all__ = ["Datasets", "build_datasets", "substitute_metadata", "synthetic_truth"]
+from runner.data.source import Source
+from runner.data.sources import load_source
+from runner.data.stages import apply_stages
 
 SPLITS = ("train", "validation", "test")
 
@@ -37,8 +35,8 @@ def build_datasets(spec) -> Datasets:
         SpecError: a missing or corrupt file, or a source or stage that cannot be built,
             located at its key in the spec.
     """
-    section = spec.data["data"]
-    seed = spec.data.get("seed")
+    section = spec.doc["data"]
+    seed = spec.doc.get("seed")
     sources: dict[str, Source] = {}
     for split in SPLITS:
         declared = section.get(split)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from runner.errors import SpecError
+from runner.spec.errors import SpecError
 
 
 def rule_errors(spec) -> list[SpecError]:
     """Every rule the schema-valid `spec` breaks."""
     errors = []
-    train, data = spec.data["train"], spec.data["data"]
+    train, data = spec.doc["train"], spec.doc["data"]
     loop = train.get("loop", "fit")
-    if "module" in spec.data["model"] and loop != "custom":
+    if "module" in spec.doc["model"] and loop != "custom":
         errors.append(spec.error(("train", "loop"), "a module model trains with loop: custom (Keras fit needs a Keras model)",
                                  at_value=True) if "loop" in train else
                       spec.error(("train",), "a module model needs 'loop: custom' (Keras fit needs a Keras model)"))

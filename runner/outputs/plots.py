@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from runner.outputs import write_bytes  # noqa: E402
+from runner.outputs.files import write_bytes  # noqa: E402
 
 
 def _save(figure, path: Path) -> Path:

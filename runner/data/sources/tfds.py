@@ -13,11 +13,11 @@ from urllib.parse import urlparse
 
 import tensorflow as tf
 
-from runner.errors import did_you_mean, first_line
-from runner.sources import Source, dataset_source
+from runner.spec.errors import did_you_mean, first_line
+from runner.data.source import Source, dataset_source
 
 
-def load_tfds(spec, path: tuple, options: dict) -> Source:
+def load(spec, path: tuple, options: dict, seed=None) -> Source:
     """The Source of a `tfds:` declaration: tfds.load, with its metadata and files."""
     import tensorflow_datasets as tfds  # a second or two; only specs that use tfds pay it
 

@@ -14,7 +14,7 @@ import re
 
 import keras
 
-from runner.errors import did_you_mean
+from runner.spec.errors import did_you_mean
 
 # Arguments of Keras callbacks that name a file or directory; relative values are placed
 # inside the run directory so a run never writes outside of it.

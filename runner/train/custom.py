@@ -1,91 +1,18 @@
-"""Training loops: Keras `Model.fit`, and a GradientTape loop for tf.Module and Keras models.
+"""The custom loop: a GradientTape step under tf.function for tf.Module and Keras models.
 
-Both return the same history structure: `{"loss": [...], "<metric>": [...],
+Its history has the structure `fit` returns: `{"loss": [...], "<metric>": [...],
 "val_loss": [...], "val_<metric>": [...]}`, one value per epoch.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import keras
 import tensorflow as tf
 
-from runner.identifiers import keras_message, resolve_loss, resolve_metric
-from runner.modules import scalar_variables
-
-
-@dataclass
-class TrainResult:
-    """What a training loop produced."""
-
-    history: dict
-    trajectories: dict = field(default_factory=dict)  # scalar variable -> [initial, epoch 1, ...]
-    epochs_run: int = 0
-
-
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves a `tf.train.CheckpointManager` at the end of every epoch (for resume)."""
-
-    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable):
-        super().__init__()
-        self.manager = manager
-        self.epoch = epoch
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.epoch.assign(epoch + 1)
-        self.manager.save(checkpoint_number=epoch + 1)
-
-
-def example_batch(element_spec, size: int = 2):
-    """Zero tensors shaped like one batch of a dataset (unknown sizes become `size`/1)."""
-
-    def zeros(spec):
-        shape = [size if i == 0 and d is None else (d if d is not None else 1) for i, d in enumerate(spec.shape)]
-        return tf.zeros(shape, dtype=spec.dtype)
-
-    return tf.nest.map_structure(zeros, element_spec)
-
-
-def check_loss_fits(loss, model, element_spec, spec, path=("train", "loss")):
-    """Compute the loss once on a zero batch so a loss/label mismatch is a located error.
-
-    Returns:
-        The `keras.losses.Loss` the loop uses (functions wrapped as `compile` does).
-    """
-    x, y = example_batch(element_spec)
-    prediction = model(x)
-    try:
-        loss_object = resolve_loss(loss, y, prediction)
-        loss_object(y, prediction)
-    except Exception as e:
-        name = getattr(loss, "name", None) or getattr(loss, "__name__", str(loss))
-        labels = _describe(element_spec[1])
-        predictions = _describe(prediction)
-        raise spec.error(
-            path,
-            f"loss {name!r} does not fit labels {labels} and predictions {predictions}: "
-            f"{keras_message(e)}",
-        ) from e
-    return loss_object
-
-
-def fit(model, *, train, validation=None, epochs, callbacks=(), class_weight=None,
-        steps_per_epoch=None, verbose="auto", initial_epoch=0) -> TrainResult:
-    """Keras `Model.fit` on a compiled model; Keras's progress bar and callbacks."""
-    history = model.fit(
-        train,
-        validation_data=validation,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        callbacks=list(callbacks),
-        class_weight=class_weight,
-        steps_per_epoch=steps_per_epoch,
-        verbose=verbose,
-        shuffle=False,  # a dataset is shuffled by its own `shuffle` stage
-    )
-    logs = {key: [float(v) for v in values] for key, values in history.history.items()}
-    return TrainResult(history=logs, epochs_run=len(logs.get("loss", [])))
+from runner.models.identifiers import resolve_loss, resolve_metric
+from runner.models.modules import scalar_variables
+from runner.train.loss_check import example_batch
+from runner.train.result import TrainResult
 
 
 class CustomLoop:
@@ -316,16 +243,6 @@ def _cardinality(dataset):
     return count if count >= 0 else None
 
 
-def _describe(structure) -> str:
-    """`(batch, 28, 28) float32` for each tensor or TensorSpec of a structure."""
-    parts = []
-    for t in tf.nest.flatten(structure):
-        dims = ["batch", *("None" if d is None else str(d) for d in t.shape[1:])]
-        shape = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
-        parts.append(f"{shape} {t.dtype.name}")
-    return ", ".join(parts)
-
-
 def _class_weight_table(class_weight):
     if not class_weight:
         return None
@@ -343,4 +260,3 @@ def _sample_weights(table, y):
         labels = tf.argmax(labels, axis=-1)
     labels = tf.reshape(tf.cast(labels, tf.int32), [-1])
     return tf.gather(table, labels)
-

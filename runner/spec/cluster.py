@@ -11,7 +11,7 @@ import json
 import os
 from dataclasses import dataclass
 
-from runner.errors import SpecError
+from runner.spec.errors import SpecError
 
 _TASK_TYPES = ("chief", "worker", "ps", "evaluator")
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import keras
 import tensorflow as tf
 
-from runner.cluster import Cluster, read_cluster
+from runner.spec.cluster import Cluster, read_cluster
 
 _STRATEGY = ("device", "strategy")
 _NO_GPU_NOTICE = "no GPU visible: running on the CPU"
@@ -35,7 +35,7 @@ class DeviceSetup:
 
 
 def setup_devices(spec) -> DeviceSetup:
-    """Configure devices from `spec.data["device"]` and build the distribution strategy.
+    """Configure devices from `spec.doc["device"]` and build the distribution strategy.
 
     Must be called before any other TensorFlow op of the process.
 
@@ -43,7 +43,7 @@ def setup_devices(spec) -> DeviceSetup:
         SpecError: located at the `device:` key at fault (or naming TF_CONFIG) when a
             requested device, strategy or cluster cannot be had on this machine.
     """
-    device = spec.data.get("device") or {}
+    device = spec.doc.get("device") or {}
     name, options = _strategy_options(device.get("strategy", "default"))
     cluster = read_cluster(spec, _STRATEGY, options) if name == "multi_worker_mirrored" else None
     _check_trainable(spec, name, cluster)
@@ -117,7 +117,7 @@ def check_global_batch(spec, setup: DeviceSetup, batch_size, path) -> None:
 
 def check_batch_stages(spec, setup: DeviceSetup) -> None:
     """`check_global_batch` on every `batch` stage of every split in the spec."""
-    for split, section in (spec.data.get("data") or {}).items():
+    for split, section in (spec.doc.get("data") or {}).items():
         for index, stage in enumerate((section or {}).get("stages") or []):
             if isinstance(stage, dict) and "batch" in stage:
                 size = (stage["batch"] or {}).get("batch_size", 128)

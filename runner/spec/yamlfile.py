@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from runner.errors import SpecError
+from runner.spec.errors import SpecError
 
 MAX_BYTES = 1_000_000  # a spec is a page or two; anything this big is a mistake
 MAX_NODES = 100_000  # values after expanding aliases

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from runner.errors import format_path
+from runner.spec.errors import format_path
 
 
 def _text(errors) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from runner.errors import first_line
-from runner.metadata import substitute_metadata
-from runner.ops import build_map_function
+from runner.spec.errors import first_line
+from runner.spec.metadata import substitute_metadata
+from runner.data.ops import build_map_function
 
 
 def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, count: int,

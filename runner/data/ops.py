@@ -10,7 +10,7 @@ import re
 
 import tensorflow as tf
 
-from runner.errors import first_line
+from runner.spec.errors import first_line
 
 _INDEX = re.compile(r"^-?\d+$")
 

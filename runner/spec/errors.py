@@ -55,6 +55,17 @@ class SpecError(Exception):
         }
 
 
+class SpecErrors(SpecError):
+    """Every mistake found in one spec, sorted by line; printed one per line."""
+
+    def __init__(self, errors: list[SpecError]):
+        self.errors = errors
+        Exception.__init__(self, "\n".join(map(str, errors)))
+
+    def __str__(self) -> str:
+        return "\n".join(map(str, self.errors))
+
+
 def did_you_mean(word, options) -> str | None:
     """`did you mean 'x'?` for the option closest to `word`, ignoring case, or None."""
     options = [str(o) for o in options]

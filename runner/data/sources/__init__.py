@@ -1,0 +1,31 @@
+"""One module per source kind; `load_source` picks the one a spec declares.
+
+Each kind's module is imported only when a spec uses it (tfds costs a second or two).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from runner.data.source import Source
+
+# kind -> (module, loader): npz and npy share the NumPy module.
+_LOADERS = {
+    "tfds": ("tfds", "load"), "idx": ("idx", "load"), "csv": ("csv", "load"),
+    "npz": ("numpy", "load_npz"), "npy": ("numpy", "load_npy"),
+    "tfrecord": ("tfrecord", "load"), "synthetic": ("synthetic", "load"),
+}
+
+
+def load_source(spec, path: tuple, config: dict, seed: int | None = None) -> Source:
+    """The Source declared at `path` (e.g. `("data", "train", "source")`).
+
+    Raises:
+        SpecError: a missing or corrupt file, or data that does not match the declaration.
+    """
+    ((kind, options),) = config.items()
+    if kind not in _LOADERS:
+        raise spec.error(path, f"unknown source '{kind}' (known: {', '.join(_LOADERS)})")
+    module, loader = _LOADERS[kind]
+    load = getattr(importlib.import_module(f"{__name__}.{module}"), loader)
+    return load(spec, path + (kind,), options or {}, seed)

@@ -1,0 +1,84 @@
+"""The `tfrecord` source: tf.train.Example files or globs with a declared feature description."""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+import tensorflow as tf
+
+from runner.data.source import Source, dataset_source
+from runner.spec.errors import first_line
+
+
+def load(spec, path, options, seed) -> Source:
+    files = _tfrecord_files(spec, path + ("files",), options["files"])
+    compression = options.get("compression") or ""
+    description, casts = {}, {}
+    for name, declared in options["features"].items():
+        dtype = tf.as_dtype(declared["dtype"])
+        # tf.train.Example stores only float32, int64 and bytes; other dtypes are cast after parsing
+        stored = tf.string if dtype == tf.string else tf.float32 if dtype.is_floating else tf.int64
+        shape = declared.get("shape") or []
+        if any(s is None or s < 0 for s in shape):
+            raise spec.error(path + ("features", name, "shape"), "a TFRecord feature needs a fixed shape "
+                                                                 f"(no null or -1), got {shape}", at_value=True)
+        description[name] = tf.io.FixedLenFeature(shape, stored)
+        casts[name] = dtype
+    label = options.get("label")
+    if label is not None and label not in description:
+        raise spec.error(path + ("label",), f"'{label}' is not one of the declared features "
+                                            f"({', '.join(description)})", at_value=True)
+
+    def parse(record):
+        example = tf.io.parse_single_example(record, description)
+        example = {k: tf.cast(v, casts[k]) for k, v in example.items()}
+        target = example.pop(label) if label is not None else None
+        features = next(iter(example.values())) if len(example) == 1 else example
+        return features if target is None else (features, target)
+
+    def make():
+        return tf.data.TFRecordDataset([str(f) for f in files], compression_type=compression).map(
+            parse, num_parallel_calls=tf.data.AUTOTUNE)
+
+    count, num_classes = _scan_tfrecords(spec, path, files, compression, make, label is not None)
+    return dataset_source(make, count, num_classes, None, files)
+
+
+def _tfrecord_files(spec, path, patterns) -> list[Path]:
+    files = []
+    for i, pattern in enumerate(patterns):
+        resolved = spec.resolve_path(pattern)
+        if glob.has_magic(str(resolved)):
+            matches = sorted(Path(p) for p in glob.glob(str(resolved)))
+            if not matches:
+                raise spec.error(path + (i,), f"no file matches: {resolved}", at_value=True)
+            files += matches
+        elif resolved.is_file():
+            files.append(resolved)
+        else:
+            raise spec.error(path + (i,), f"file not found: {resolved}", at_value=True)
+    return files
+
+
+def _scan_tfrecords(spec, path, files, compression, make, labelled):
+    """Read every record once: corrupt files and mismatched features fail here, not mid-fit.
+
+    Returns (number of records, num_classes or None).
+    """
+    for i, file in enumerate(files):
+        try:
+            tf.data.TFRecordDataset(str(file), compression_type=compression).reduce(0, lambda n, _: n + 1)
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+            raise spec.error(path + ("files",), f"corrupt TFRecord file {file}: {first_line(e)}") from e
+    dataset = make()
+    try:
+        if labelled and dataset.element_spec[1].shape.rank == 0 and dataset.element_spec[1].dtype.is_integer:
+            count, top = dataset.reduce((tf.constant(0, tf.int64), tf.constant(-1, tf.int64)),
+                                        lambda s, e: (s[0] + 1, tf.maximum(s[1], tf.cast(e[1], tf.int64))))
+            count, top = int(count), int(top)
+            return count, (top + 1 if top >= 0 else None)
+        return int(dataset.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1)), None
+    except tf.errors.InvalidArgumentError as e:
+        raise spec.error(path + ("features",), f"the records do not match the declared features: "
+                                               f"{first_line(e)}") from e

@@ -1,0 +1,51 @@
+"""Per-epoch tables: history and trajectories as JSON and CSV, and TensorBoard scalars."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+from runner.outputs.files import write_json, write_text
+
+
+def write_history(run_dir: Path, history: dict) -> None:
+    """history.json and history.csv (one row per epoch, numbered from 1)."""
+    write_json(Path(run_dir) / "history.json", history)
+    write_table(Path(run_dir) / "history.csv", "epoch", history, start=1)
+
+
+def write_trajectories(run_dir: Path, trajectories: dict) -> None:
+    """trajectories.json/csv: each scalar variable, initially (epoch 0) and after each epoch."""
+    if not trajectories:
+        return
+    write_json(Path(run_dir) / "trajectories.json", trajectories)
+    write_table(Path(run_dir) / "trajectories.csv", "epoch", trajectories, start=0)
+
+
+def write_table(path: Path, index: str, columns: dict, start: int = 0) -> None:
+    """A CSV with an index column and one column per key of `columns` (lists of values)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = list(columns)
+    writer.writerow([index, *names])
+    rows = max((len(v) for v in columns.values()), default=0)
+    for i in range(rows):
+        writer.writerow([start + i, *(_cell(columns[n], i) for n in names)])
+    write_text(path, buffer.getvalue())
+
+
+def _cell(values, i):
+    return repr(float(values[i])) if i < len(values) else ""
+
+
+def write_tensorboard(run_dir, history: dict) -> None:
+    """Each history column as TensorBoard scalars under run_dir/tensorboard (custom loop)."""
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(Path(run_dir) / "tensorboard"))
+    with writer.as_default():
+        for name, values in history.items():
+            for epoch, value in enumerate(values):
+                tf.summary.scalar(name, value, step=epoch)
+    writer.flush()

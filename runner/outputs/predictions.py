@@ -1,0 +1,77 @@
+"""Predictions for the plots: the regression curve and the confusion matrix."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from runner.data import synthetic_truth
+from runner.models import is_keras
+from runner.outputs import plots
+
+# Plots draw every example; beyond this many they say little and cost much.
+_MAX_PLOTTED_EXAMPLES = 100_000
+
+
+def is_1d_regression(element_spec) -> bool:
+    if not isinstance(element_spec, tuple) or len(element_spec) != 2:
+        return False
+    x, y = element_spec
+    return (
+        isinstance(x, tf.TensorSpec) and isinstance(y, tf.TensorSpec)
+        and x.dtype.is_floating and y.dtype.is_floating
+        and x.shape[1:].num_elements() == 1 and y.shape[1:].num_elements() == 1
+    )
+
+
+def is_classification(element_spec) -> bool:
+    if not isinstance(element_spec, tuple) or len(element_spec) != 2:
+        return False
+    y = element_spec[1]
+    if not isinstance(y, tf.TensorSpec):
+        return False
+    sparse = y.dtype.is_integer and y.shape[1:].num_elements() in (0, 1)
+    one_hot = y.shape.rank == 2 and (y.shape[-1] or 0) > 1
+    return sparse or one_hot
+
+
+def _predict(model, x):
+    if is_keras(model):
+        return model(x, training=False)
+    return model(x)
+
+
+def _collect(dataset, model, limit=_MAX_PLOTTED_EXAMPLES):
+    """Features, labels and predictions of a dataset as numpy arrays (up to `limit`)."""
+    xs, ys, ps, seen = [], [], [], 0
+    for x, y in dataset:
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
+        ps.append(np.asarray(tf.cast(_predict(model, x), tf.float32)))
+        seen += len(xs[-1])
+        if seen >= limit:
+            break
+    if not xs:
+        return None
+    return np.concatenate(xs), np.concatenate(ys), np.concatenate(ps)
+
+
+def plot_regression(spec, dataset, model, run_dir) -> None:
+    collected = _collect(dataset, model)
+    if collected is None:
+        return
+    x, y, predictions = collected
+    truth = synthetic_truth(spec.doc["data"]["train"]["source"], x)  # None unless synthetic
+    plots.plot_regression(x, y, predictions, run_dir / "predictions.png", truth=truth)
+
+
+def confusion_matrix(model, dataset):
+    collected = _collect(dataset, model, limit=10**9)
+    if collected is None:
+        return None
+    _, y, predictions = collected
+    if predictions.ndim != 2 or predictions.shape[-1] < 2:
+        return None
+    labels = y.argmax(-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1)
+    classes = predictions.shape[-1]
+    return tf.math.confusion_matrix(labels.astype(np.int64), predictions.argmax(-1), num_classes=classes).numpy()

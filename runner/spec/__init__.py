@@ -1,0 +1,16 @@
+"""The spec: everything `pipe validate` needs, and nothing that imports TensorFlow.
+
+Owns reading YAML with line marks (`yamlfile`), `--set` overrides (`overrides`), the JSON
+Schema and its error wording (`schema`), cross-field rules (`rules`), the loaded document
+(`document`), the one error type and its reporters (`errors`, `report`), dataset metadata
+references (`metadata`) and the cluster description (`cluster`).
+
+May import: the standard library, PyYAML and jsonschema. Never TensorFlow, Keras or tfds
+(a test walks the imports): every other package may import this one, never the reverse.
+"""
+
+from runner.spec.document import Spec, load_spec
+from runner.spec.errors import SpecError, SpecErrors
+from runner.spec.schema import load_schema
+
+__all__ = ["Spec", "SpecError", "SpecErrors", "load_schema", "load_spec"]

@@ -1,0 +1,65 @@
+"""`--set KEY.PATH=VALUE` overrides: applied to a loaded document, checked against the schema's keys."""
+
+from __future__ import annotations
+
+from runner.spec import yamlfile
+from runner.spec.errors import SpecError, SpecErrors, did_you_mean, format_path
+from runner.spec.schema import deref, load_schema
+
+
+def apply_override(spec, text: str) -> None:
+    """Apply one `key.path=value` override; the value is parsed as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise SpecErrors([SpecError("expected KEY.PATH=VALUE", file=f"--set {text}")])
+    try:
+        value = yamlfile.parse(raw, file=f"--set {text}").data if raw.strip() else None
+    except SpecError as e:
+        raise SpecErrors([SpecError(e.message, file=f"--set {text}")]) from None
+    parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
+    node, schema = spec.doc, load_schema()
+    for depth, part in enumerate(parts):
+        where = tuple(parts[:depth])
+        schema = _child_schema(schema, part, where, text)
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not isinstance(part, int) or not -len(node) <= part < len(node):
+                raise SpecErrors([SpecError(f"{format_path(where)} has {len(node)} items; no index {part}", file=f"--set {text}")])
+        elif isinstance(node, dict):
+            if isinstance(part, int) and part not in node:
+                raise SpecErrors([SpecError(f"{format_path(where) or 'the spec'} is a mapping, not a list", file=f"--set {text}")])
+        else:
+            raise SpecErrors([SpecError(f"{format_path(where)} is a single value; it has no '{part}'", file=f"--set {text}")])
+        if last:
+            node[part] = value
+        else:
+            if isinstance(node, dict) and not isinstance(node.get(part), (dict, list)):
+                node[part] = {}
+            node = node[part]
+    spec.overrides[tuple(parts)] = text
+
+
+def _child_schema(schema, key, where, text):
+    """The schema of `key` inside `schema`, or an error when the schema forbids that key."""
+    if schema is None:
+        return None
+    schema = deref(schema)
+    if isinstance(key, int):
+        return schema.get("items")
+    branches = schema.get("anyOf", [schema])
+    known = []
+    for branch in map(deref, branches):
+        props = branch.get("properties", {})
+        if key in props:
+            return props[key]
+        extra = branch.get("additionalProperties")
+        if isinstance(extra, dict):
+            return extra
+        types = branch.get("type", [])
+        if extra is None and "object" in ([types] if isinstance(types, str) else types):
+            return None  # a free-form mapping, such as a layer's arguments: Keras checks it
+        known += list(props)
+    if not known:
+        return None
+    hint = did_you_mean(key, known)
+    raise SpecErrors([SpecError(f"unknown key '{key}' in {format_path(where) or 'the spec'}", file=f"--set {text}", hint=hint)])

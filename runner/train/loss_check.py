@@ -1,0 +1,50 @@
+"""A loss checked against the data before training: one computation on a zero batch."""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from runner.models.identifiers import keras_message, resolve_loss
+
+
+def example_batch(element_spec, size: int = 2):
+    """Zero tensors shaped like one batch of a dataset (unknown sizes become `size`/1)."""
+
+    def zeros(spec):
+        shape = [size if i == 0 and d is None else (d if d is not None else 1) for i, d in enumerate(spec.shape)]
+        return tf.zeros(shape, dtype=spec.dtype)
+
+    return tf.nest.map_structure(zeros, element_spec)
+
+
+def check_loss_fits(loss, model, element_spec, spec, path=("train", "loss")):
+    """Compute the loss once on a zero batch so a loss/label mismatch is a located error.
+
+    Returns:
+        The `keras.losses.Loss` the loop uses (functions wrapped as `compile` does).
+    """
+    x, y = example_batch(element_spec)
+    prediction = model(x)
+    try:
+        loss_object = resolve_loss(loss, y, prediction)
+        loss_object(y, prediction)
+    except Exception as e:
+        name = getattr(loss, "name", None) or getattr(loss, "__name__", str(loss))
+        labels = _describe(element_spec[1])
+        predictions = _describe(prediction)
+        raise spec.error(
+            path,
+            f"loss {name!r} does not fit labels {labels} and predictions {predictions}: "
+            f"{keras_message(e)}",
+        ) from e
+    return loss_object
+
+
+def _describe(structure) -> str:
+    """`(batch, 28, 28) float32` for each tensor or TensorSpec of a structure."""
+    parts = []
+    for t in tf.nest.flatten(structure):
+        dims = ["batch", *("None" if d is None else str(d) for d in t.shape[1:])]
+        shape = "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+        parts.append(f"{shape} {t.dtype.name}")
+    return ", ".join(parts)
