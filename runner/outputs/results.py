@@ -6,10 +6,9 @@ from runner.outputs import history, plots
 from runner.outputs.files import write_json
 from runner.outputs.predictions import confusion_matrix, is_1d_regression, is_classification, plot_regression
 from runner.outputs.saving import save_model
-from runner.train.result import TrainResult
 
 
-def write_results(spec, datasets, model, result: TrainResult, evaluation, run_dir) -> None:
+def write_results(spec, datasets, model, result, evaluation, run_dir) -> None:
     """history, trajectories, metrics, model and plots into the run directory."""
     output_config = spec.doc.get("outputs") or {}
     history.write_history(run_dir, result.history)
