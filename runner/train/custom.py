@@ -181,52 +181,69 @@ class CustomLoop:
         trajectories = {name: [value] for name, value in self.scalar_values().items()}
         distributed = self.strategy.experimental_distribute_dataset(train)
         steps = steps_per_epoch or _cardinality(train)
-        names = [m.name for m in self.metrics]
-        if self.report:
-            validated = ["val_" + n for n in ["loss", *names]] if validation is not None else []
-            self.check_report([*names, *validated])
+        self._check_report_fields(validation is not None)
         callbacks = self._callback_list(epochs, steps)
         if self.report.get("initial") and not quiet:
-            logs = self.evaluate(train)
-            print(self.report["initial"].format(**logs, **self.scalar_values()), flush=True)
+            print(self.report["initial"].format(**self.evaluate(train), **self.scalar_values()), flush=True)
         callbacks.on_train_begin()
         for epoch in range(initial_epoch, epochs):
-            if self.verbose == 1 and not quiet:
-                print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-            bar = keras.utils.Progbar(steps, verbose=0 if quiet else self.verbose, stateful_metrics=["loss"])
+            bar = self._progress_bar(epoch, epochs, steps, quiet)
             callbacks.on_epoch_begin(epoch)
-            self._reset()
-            iterator = iter(distributed)
-            step = 0
-            while steps_per_epoch is None or step < steps_per_epoch:
-                try:
-                    x, y = next(iterator)
-                except StopIteration:
-                    break
-                callbacks.on_train_batch_begin(step)
-                self._train(x, y)
-                step += 1
-                if self.verbose == 1 and not quiet and step != steps:  # the last: at epoch end
-                    bar.update(step, [("loss", float(self.loss_tracker.result()))])
-                callbacks.on_train_batch_end(step - 1)
+            step = self._train_epoch(distributed, steps_per_epoch, steps, callbacks, bar, quiet)
             logs = self._logs()
             if validation is not None:
                 logs.update(self.evaluate(validation, prefix="val_"))
             callbacks.on_epoch_end(epoch, logs)
-            if not quiet and self.verbose in (1, 2):
-                bar.update(step, list(logs.items()), finalize=True)
+            self._report_epoch(epoch, step, logs, bar, quiet)
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
             for name, value in self.scalar_values().items():
                 trajectories[name].append(value)
-            if self.report.get("epoch") and not quiet:
-                print(self.report["epoch"].format(epoch=epoch, **logs, **self.scalar_values()), flush=True)
             if checkpoint is not None:
                 checkpoint.on_epoch_end(epoch)
             if self.is_keras and getattr(self.model, "stop_training", False):
                 break
         callbacks.on_train_end(history and {k: v[-1] for k, v in history.items()})
         return TrainResult(history=history, trajectories=trajectories, epochs_run=len(history.get("loss", [])))
+
+    def _train_epoch(self, distributed, steps_per_epoch, steps, callbacks, bar, quiet) -> int:
+        """One pass over the training data (or `steps_per_epoch` steps); returns the steps taken."""
+        self._reset()
+        iterator = iter(distributed)
+        step = 0
+        while steps_per_epoch is None or step < steps_per_epoch:
+            try:
+                x, y = next(iterator)
+            except StopIteration:
+                break
+            callbacks.on_train_batch_begin(step)
+            self._train(x, y)
+            step += 1
+            if self.verbose == 1 and not quiet and step != steps:  # the last: at epoch end
+                bar.update(step, [("loss", float(self.loss_tracker.result()))])
+            callbacks.on_train_batch_end(step - 1)
+        return step
+
+    def _progress_bar(self, epoch, epochs, steps, quiet):
+        if self.verbose == 1 and not quiet:
+            print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+        return keras.utils.Progbar(steps, verbose=0 if quiet else self.verbose, stateful_metrics=["loss"])
+
+    def _report_epoch(self, epoch, step, logs, bar, quiet) -> None:
+        """The progress bar's last update and the spec's epoch report line."""
+        if quiet:
+            return
+        if self.verbose in (1, 2):
+            bar.update(step, list(logs.items()), finalize=True)
+        if self.report.get("epoch"):
+            print(self.report["epoch"].format(epoch=epoch, **logs, **self.scalar_values()), flush=True)
+
+    def _check_report_fields(self, validated: bool) -> None:
+        if not self.report:
+            return
+        names = [m.name for m in self.metrics]
+        validation_names = ["val_" + n for n in ["loss", *names]] if validated else []
+        self.check_report([*names, *validation_names])
 
     def _callback_list(self, epochs, steps):
         if not self.is_keras:
