@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from runner.data import build_datasets
+from runner.internals import disable_op_determinism
 from runner.models import build_model, is_keras
 from runner.models.identifiers import get_callbacks, get_loss, get_metrics, get_optimizer
 from runner.outputs import files, history
@@ -104,10 +105,7 @@ def _set_op_determinism(enabled: bool) -> None:
     if enabled:
         tf.config.experimental.enable_op_determinism()
         return
-    from tensorflow.python.framework import config  # TensorFlow exports no public disable
-
-    if config.is_op_determinism_enabled():
-        config.disable_op_determinism()
+    disable_op_determinism()
 
 
 def _loss_error(spec, loss, error):

@@ -8,12 +8,12 @@ Keras lacks: the spec location and a did-you-mean for names Keras does not know.
 
 from __future__ import annotations
 
-import importlib
 import os
 import re
 
 import keras
 
+from runner.internals import compile_loss, compile_metric, keras_alias_table
 from runner.spec.errors import did_you_mean
 
 # Arguments of Keras callbacks that name a file or directory; relative values are placed
@@ -146,16 +146,12 @@ def get_metrics(identifiers, spec, path: tuple = ("train", "metrics")) -> list:
 
 def resolve_metric(metric, y_true, y_pred):
     """A metric object for labels/predictions like y_true/y_pred, as `Model.compile` makes it."""
-    from keras.src.trainers.compile_utils import get_metric
-
-    return get_metric(metric, y_true, y_pred)
+    return compile_metric(metric, y_true, y_pred)
 
 
 def resolve_loss(loss, y_true, y_pred):
     """A `keras.losses.Loss` for labels/predictions like y_true/y_pred, as `compile` makes it."""
-    from keras.src.trainers.compile_utils import get_loss as keras_get_loss
-
-    return keras_get_loss(loss, y_true, y_pred)
+    return compile_loss(loss, y_true, y_pred)
 
 
 def get_callbacks(identifiers, spec, run_dir, path: tuple = ("train", "callbacks")) -> list:
@@ -207,11 +203,8 @@ def _known_names(module) -> list[str]:
     """Every name Keras resolves for a kind: exported names and Keras's own aliases."""
     names = public_names(module)
     # Keras's deserialization table also holds aliases ("mse") and lower-case spellings
-    # ("adam"); it is private, so fall back to the exported names when it is missing.
-    try:
-        table = importlib.import_module(module.__name__.replace("keras.", "keras.src.", 1)).ALL_OBJECTS_DICT
-    except (ImportError, AttributeError):
-        table = {}
+    # ("adam"); it is private, so the exported names stand alone when it is missing.
+    table = keras_alias_table(module)
     extra = [n for n in table if isinstance(n, str) and n not in names and _accepts(module, n)]
     return names + extra
 

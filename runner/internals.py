@@ -1,0 +1,53 @@
+"""The one door to private Keras and TensorFlow APIs: every such reach lives here.
+
+Each entry names the private place it uses; `tests/test_internals.py` fails with a message
+naming the entry when an installed Keras or TensorFlow moves it. The versions the project
+is tested with are declared in pyproject.toml (Keras and TensorFlow have upper bounds for
+this reason).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+# (what it is for, module, attribute): checked by tests/test_internals.py.
+PRIVATE_APIS = (
+    ("loss resolution as Model.compile does it", "keras.src.trainers.compile_utils", "get_loss"),
+    ("metric resolution as Model.compile does it", "keras.src.trainers.compile_utils", "get_metric"),
+    ("Keras's alias tables (mse, adam, ...)", "keras.src.losses", "ALL_OBJECTS_DICT"),
+    ("switching op determinism off again", "tensorflow.python.framework.config", "disable_op_determinism"),
+)
+
+
+def compile_loss(loss, y_true, y_pred):
+    """A `keras.losses.Loss` for labels/predictions like these, as `Model.compile` makes it."""
+    from keras.src.trainers.compile_utils import get_loss
+
+    return get_loss(loss, y_true, y_pred)
+
+
+def compile_metric(metric, y_true, y_pred):
+    """A metric object for labels/predictions like these, as `Model.compile` makes it."""
+    from keras.src.trainers.compile_utils import get_metric
+
+    return get_metric(metric, y_true, y_pred)
+
+
+def keras_alias_table(module) -> dict:
+    """Keras's deserialization table of a public namespace (`keras.losses`): aliases included.
+
+    Empty when the private table moved: callers then fall back to the exported names.
+    """
+    try:
+        private = importlib.import_module(module.__name__.replace("keras.", "keras.src.", 1))
+        return dict(private.ALL_OBJECTS_DICT)
+    except (ImportError, AttributeError):
+        return {}
+
+
+def disable_op_determinism() -> None:
+    """Turn TensorFlow's op determinism off (it exports only the switch to turn it on)."""
+    from tensorflow.python.framework import config
+
+    if config.is_op_determinism_enabled():
+        config.disable_op_determinism()
