@@ -16,11 +16,13 @@ from typing import Annotated, Optional
 import typer
 
 from runner import __version__
+from runner.environment import BrokenInstall, libraries_for, require
 from runner.spec.report import render
 from runner.spec import SpecError, load_schema, load_spec
 
 EXIT_INVALID = 1  # a spec is invalid (found by validate, or while building a run)
 EXIT_RUN_FAILED = 3  # the spec was fine but training or evaluation failed
+EXIT_BROKEN_INSTALL = 4  # TensorFlow, Keras or tfds cannot be imported (pipe doctor says why)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Declarative TensorFlow pipelines: validate and run YAML specs.")
@@ -30,6 +32,11 @@ class Format(str, enum.Enum):
     text = "text"
     json = "json"
     github = "github"
+
+
+class ReportFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
 
 
 SetOption = Annotated[
@@ -90,12 +97,16 @@ def run(
     """Train and evaluate what a spec declares; write everything to a new run directory."""
     try:
         spec = load_spec(file, set_ or ())
+        require(*libraries_for(spec.doc))
         from runner.run import run_spec  # imports TensorFlow
 
         result = run_spec(spec, quiet=quiet, resume_from=resume)
     except SpecError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
+    except BrokenInstall as e:
+        typer.echo(f"pipe run: {e}", err=True)
+        raise typer.Exit(code=EXIT_BROKEN_INSTALL) from None
     except KeyboardInterrupt:
         typer.echo("pipe run: interrupted", err=True)
         raise typer.Exit(code=130) from None
@@ -109,6 +120,19 @@ def run(
         typer.echo("run directory: none (not the chief worker; the chief writes the run directory)")
     for split, metrics in _metric_lines(result.metrics):
         typer.echo(f"{split}: {metrics}")
+
+
+@app.command()
+def doctor(
+    format: Annotated[ReportFormat, typer.Option("--format", help="Report as text or json.")] = ReportFormat.text,
+):
+    """Check the installation: versions against the tested ranges, imports, devices, data.
+
+    Example: pipe doctor --format json
+    """
+    from runner.doctor import main as report  # imports TensorFlow when it can
+
+    raise typer.Exit(code=report(format.value))
 
 
 def _metric_lines(metrics: dict):
