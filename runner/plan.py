@@ -9,6 +9,7 @@ data and the model or the loss is a located error; no training step runs, nothin
 from __future__ import annotations
 
 import inspect
+import re
 import tempfile
 from dataclasses import dataclass, field
 
@@ -171,7 +172,7 @@ def _check_forward(spec, model, split, batch, plan) -> bool:
             expects = f"; the model takes {', '.join(_shape_text(t.shape) + ' ' + t.dtype for t in model.inputs)}"
         plan.errors.append(spec.error(("model", kind), f"data.{split} does not fit the model's input: it gives "
                                       f"{_spec_text(tf.nest.map_structure(_tensor_spec, x))}{expects}: "
-                                      f"{keras_message(e)}"))
+                                      f"{_short_message(e)}"))
         return False
 
 
@@ -186,8 +187,11 @@ def _check_loss_on_batches(spec, model, loss_object, batches, plan) -> None:
             value = float(loss_object(y, model(x)))
         except Exception as e:
             plan.errors.append(spec.error(("train", "loss"), f"loss {loss_object.name!r} does not fit the labels "
-                                          f"of data.{split} ({_spec_text(_tensor_spec(y))}): {keras_message(e)}"))
+                                          f"of data.{split} ({_spec_text(_tensor_spec(y))}): {_short_message(e)}"))
             continue
+        mismatch = _shape_mismatch(loss_object, y, model(x))
+        if mismatch:
+            plan.errors.append(spec.error(("train", "loss"), f"loss {loss_object.name!r} on data.{split}: {mismatch}"))
         if not np.isfinite(value):
             plan.errors.append(spec.error(("train", "loss"), f"loss {loss_object.name!r} is {value} on the first "
                                           f"batch of data.{split}: check the labels and the model's output"))
@@ -249,6 +253,40 @@ def _check_class_weight(spec, info, plan) -> None:
         if int(key) >= (classes or 0):
             plan.errors.append(spec.error(("train", "class_weight", key), f"class {key} does not exist: the data "
                                           f"has {classes} classes (0..{classes - 1})"))
+
+
+def _shape_mismatch(loss_object, y, prediction) -> str | None:
+    """Labels and predictions a loss would broadcast against each other instead of pairing.
+
+    Keras's element-wise losses (mse, binary crossentropy, ...) broadcast a (batch, 10)
+    label against a (batch, 1) prediction without a word; sparse losses take one integer
+    label per prediction row.
+    """
+    if isinstance(y, dict) or isinstance(prediction, (list, tuple, dict)):
+        return None
+    labels, predicted = list(y.shape[1:]), list(prediction.shape[1:])
+    # Sparse losses (their Keras names say so) take a class index per row.
+    if "sparse" in (loss_object.name or "").lower():
+        expected = predicted[:-1]
+        if labels in (expected, expected + [1]):
+            return None
+        what = f"one integer label per row, shaped {_shape_text([None] + expected)}"
+    else:
+        if labels == predicted or labels + [1] == predicted or labels == predicted + [1]:
+            return None
+        what = f"labels shaped like the predictions, {_shape_text(prediction.shape)}"
+    return (f"labels {_shape_text(y.shape)} and predictions {_shape_text(prediction.shape)} do not pair up "
+            f"(Keras would broadcast them); it needs {what}")
+
+
+def _short_message(error) -> str:
+    """Keras's message without tensor dumps, terminal colours and op names."""
+    text = re.sub(r"\x1b\[[0-9;]*m|\[[0-9;]*m", "", keras_message(error))
+    shape = re.search(r"Expected shape \([^)]*\)(, but input has incompatible shape \([^)]*\))?", text)
+    if shape:
+        return shape.group(0)
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    return re.split(r"\s+Label values:|\s+\[Op:", text)[0].strip()
 
 
 def _tensor_spec(t):

@@ -121,6 +121,22 @@ def _forwards_kwargs(function) -> bool:
     )
 
 
+def _passed_on(function) -> tuple[int, set]:
+    """What the call forwarding **kwargs fills in itself: its positional count and keywords."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return 0, set()
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "__init__"
+                and any(k.arg is None for k in node.keywords)):
+            positional = [a for a in node.args if not isinstance(a, ast.Starred)]
+            if isinstance(node.func.value, ast.Name):
+                positional = positional[1:]  # Base.__init__(self, ...)
+            return len(positional), {k.arg for k in node.keywords if k.arg}
+    return 0, set()
+
+
 def _rejects_leftover_kwargs(function) -> bool:
     """Whether a function raises when keywords are left in its **kwargs (`if kwargs: raise`)."""
     try:
@@ -146,6 +162,7 @@ def _arguments(obj) -> dict:
     if isinstance(obj, type):
         chain = [c.__dict__["__init__"] for c in obj.__mro__ if "__init__" in c.__dict__ and c is not object]
     is_open = False
+    given = (0, set())  # what the previous __init__ passes itself: (positional count, keywords)
     for function in chain:
         module = getattr(function, "__module__", "") or ""
         if not module.startswith("keras"):
@@ -156,9 +173,10 @@ def _arguments(obj) -> dict:
             is_open = True
             break
         variadic = False
-        for parameter in signature.parameters.values():
-            if parameter.name == "self":
-                continue
+        positional, keywords = given
+        for index, parameter in enumerate(p for p in signature.parameters.values() if p.name != "self"):
+            if index < positional or parameter.name in keywords:
+                continue  # the subclass fills it in (LSTM passes RNN its cell)
             if parameter.kind is parameter.VAR_KEYWORD:
                 variadic = True
                 continue
@@ -186,6 +204,7 @@ def _arguments(obj) -> dict:
         is_open = not _forwards_kwargs(function)
         if is_open:
             break
+        given = _passed_on(function)
     return {"args": args, "open": is_open}
 
 

@@ -43,7 +43,8 @@ def graph_errors(spec) -> list[SpecError]:
         at = (*path, "outputs") if isinstance(functional.get("outputs"), str) else (*path, "outputs", j)
         if output not in defined:
             errors.append(spec.error(at, f"unknown output {output!r}", did_you_mean(output, list(defined)), at_value=True))
-    errors += _unused(spec, path, inputs, items, feeds, outputs)
+    if not errors:  # a wrong name above would make everything after it look unused
+        errors += _unused(spec, path, inputs, items, feeds, outputs)
     return errors
 
 

@@ -75,9 +75,10 @@ def _identifier_sites(spec):
     if "loss" in train:
         loss = train["loss"]
         outputs = output_names(spec)
-        if isinstance(loss, dict) and "class_name" not in loss and outputs and set(loss) <= set(outputs) and len(outputs) > 1:
-            for name, value in loss.items():  # one loss per output
-                yield "losses", value, ("train", "loss", name)
+        if is_loss_per_output(loss, outputs):
+            for name, value in loss.items():  # one loss per output; other keys: training_rules
+                if name in outputs:
+                    yield "losses", value, ("train", "loss", name)
         else:
             yield "losses", loss, ("train", "loss")
     if "optimizer" in train:
@@ -85,6 +86,13 @@ def _identifier_sites(spec):
     for key, kind in (("metrics", "metrics"), ("callbacks", "callbacks")):
         for i, value in enumerate(train.get(key) if isinstance(train.get(key), list) else []):
             yield kind, value, ("train", key, i)
+
+
+def is_loss_per_output(loss, outputs) -> bool:
+    """Whether a loss mapping is keyed by output names rather than one Keras identifier."""
+    if not isinstance(loss, dict) or "class_name" in loss or len(outputs) < 2:
+        return False
+    return len(loss) > 1 or next(iter(loss)) in outputs
 
 
 def output_names(spec) -> list[str]:
@@ -118,19 +126,21 @@ def check_identifier(spec, kind: str, value, path: tuple) -> list[SpecError]:
 
 
 def _argument_errors(spec, entry, parsed: Identifier) -> list[SpecError]:
-    errors = []
+    errors, hints = [], set()
     accepted = entry.arguments
     for argument, argument_value in parsed.config.items():
         where = parsed.config_path + (argument,)
         known = accepted.get(argument)
         if known is None:
             ignored = " (Keras would ignore it)" if entry.data.get("open") else ""
-            hint = did_you_mean(argument, [a for a in accepted if a not in ("self",)])
+            hint = did_you_mean(argument, list(accepted))
+            hints.add(hint)
             errors.append(spec.error(where, f"unknown argument {argument!r} of {entry.name}{ignored}", hint))
             continue
         errors += _value_errors(spec, entry, known, argument_value, where)
     if not entry.is_function:
-        missing = [a for a in entry.required if a not in parsed.config]
+        # A required argument written with a typo is reported once, as unknown.
+        missing = [a for a in entry.required if a not in parsed.config and f"did you mean '{a}'?" not in hints]
         for argument in missing:
             errors.append(spec.error(parsed.path, f"{entry.name} needs the argument {argument!r}"))
     return errors

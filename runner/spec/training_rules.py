@@ -11,7 +11,7 @@ import re
 
 from runner.spec import catalog
 from runner.spec.errors import SpecError, did_you_mean
-from runner.spec.keras_names import COMPILE_METRICS, output_names, parse_identifier
+from runner.spec.keras_names import COMPILE_METRICS, is_loss_per_output, output_names, parse_identifier
 from runner.spec.metadata import KNOWN_REFERENCES
 
 SPLITS = ("train", "validation", "test")
@@ -133,16 +133,16 @@ def loss_key_errors(spec) -> list[SpecError]:
     """A loss per output: its keys are the output names, one for every output."""
     loss = spec.get("train", "loss")
     outputs = output_names(spec)
-    if not isinstance(loss, dict) or "class_name" in loss or len(outputs) < 2:
-        return []
-    if len(loss) == 1 and next(iter(loss)) not in outputs and catalog.lookup("losses", next(iter(loss))):
-        return []  # one loss for every output, in the short form
-    errors = []
+    if not is_loss_per_output(loss, outputs):
+        return []  # one loss for every output
+    errors, hints = [], set()
     for key in loss:
         if key not in outputs:
+            hint = did_you_mean(key, outputs)
+            hints.add(hint)
             errors.append(spec.error(("train", "loss", key), f"{key!r} is not an output of the model "
-                                     f"(outputs: {', '.join(outputs)})", did_you_mean(key, outputs)))
-    missing = [o for o in outputs if o not in loss]
+                                     f"(outputs: {', '.join(outputs)})", hint))
+    missing = [o for o in outputs if o not in loss and f"did you mean '{o}'?" not in hints]
     if missing and len(missing) < len(outputs):
         errors.append(spec.error(("train", "loss"), f"no loss for output{'s' if len(missing) > 1 else ''} "
                                  f"{', '.join(map(repr, missing))}: give every output a loss"))
