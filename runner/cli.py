@@ -73,8 +73,16 @@ def validate(
 
 
 @app.command()
-def schema():
+def schema(
+    keras: Annotated[bool, typer.Option("--keras", help="Fold in the Keras catalog: layer, loss, optimizer, "
+                                        "metric and callback names with their arguments, for editors.")] = False,
+):
     """Print the spec's JSON Schema (draft 2020-12)."""
+    if keras:
+        from runner.spec.keras_schema import keras_schema
+
+        typer.echo(json.dumps(keras_schema(), indent=2))
+        return
     typer.echo(json.dumps(load_schema(), indent=2))
 
 

@@ -150,7 +150,7 @@ def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[Spec
     """A nested identifier checked as its kind, or a simple type checked against the default's."""
     if value is None or _is_reference(value):
         return []
-    nested = _nested_kind(entry.kind, argument["name"])
+    nested = nested_kind(entry.kind, argument["name"])
     if nested == "schedules":
         return [] if isinstance(value, (int, float)) else check_identifier(spec, "schedules", value, where)
     if nested is not None:
@@ -165,7 +165,7 @@ def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[Spec
     return []
 
 
-def _nested_kind(kind: str, argument: str) -> str | None:
+def nested_kind(kind: str, argument: str) -> str | None:
     """Which kind of identifier an argument takes, by Keras's naming of its arguments."""
     if argument == "activation" or argument.endswith("_activation"):
         return "activations"
