@@ -27,7 +27,7 @@ from runner.spec.metadata import substitute_metadata
 from runner.train.devices import check_batch_stages, setup_devices
 from runner.train.loss_check import check_loss_fits
 
-SAMPLE_EXAMPLES = 10_000  # class counts are read from at most this many examples per split
+SAMPLE_EXAMPLES = 4096  # class counts are read from at most this many examples per split
 SPLITS = ("train", "validation", "test")
 
 
@@ -53,6 +53,15 @@ def plan_spec(spec) -> Plan:
         SpecError: only for mistakes after which nothing else can be built (devices, data).
     """
     plan = Plan()
+    try:
+        _build(spec, plan)
+    finally:
+        plan.errors.sort(key=lambda e: (e.line or 0, e.column or 0))
+    return plan
+
+
+def _build(spec, plan) -> None:
+    """run.py's build steps in its order (devices, data, model, loss), each checked on real data."""
     setup = setup_devices(spec)  # before any other TensorFlow op
     check_batch_stages(spec, setup)
     plan.devices = {"summary": setup.summary, "strategy": setup.strategy_name, "replicas": setup.num_replicas}
@@ -77,11 +86,11 @@ def plan_spec(spec) -> Plan:
         plan.train["optimizer"] = keras.optimizers.serialize(optimizer)
     plan.train["callbacks"] = _callbacks(spec, plan)
     if model is None:
-        return plan
-    fits = all(_check_forward(spec, model, split, batches[split], plan) for split in batches)
+        return
+    fits = all([_check_forward(spec, model, split, batches[split], plan) for split in batches])  # every split
     plan.model = describe_model(model)
     if not fits or loss is None:
-        return plan
+        return
     with setup.strategy.scope():
         loss_object = _collect(plan, lambda: check_loss_fits(loss, model, datasets.train.element_spec, spec))
     if loss_object is not None:
@@ -89,7 +98,6 @@ def plan_spec(spec) -> Plan:
         _check_loss_on_batches(spec, model, loss_object, batches, plan)
         if metrics is not None:
             plan.train["metrics"] = _metrics(spec, model, metrics, batches["train"], plan)
-    return plan
 
 
 def describe_split(dataset, num_examples) -> tuple[dict, tuple]:
