@@ -348,7 +348,7 @@ def test_outputs_dir_is_honoured(workdir):
 
 
 def test_a_failed_run_is_marked_in_its_manifest(workdir):
-    spec = small_spec(workdir, extra="  callbacks: [{ReduceLROnPlateau: {factor: 1.5}}]")
+    spec = small_spec(workdir, extra="  callbacks: [{ReduceLROnPlateau: {factor: 1.5, monitor: loss}}]")
     with pytest.raises(SpecError) as caught:
         run_spec(spec, quiet=True)
     assert str(caught.value) == (

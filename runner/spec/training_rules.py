@@ -21,8 +21,9 @@ _REFERENCE = re.compile(r"\$\{[^}]*\}?")
 def training_rule_errors(spec) -> list[SpecError]:
     """Every cross-section rule the spec breaks (each rule tolerates a malformed spec)."""
     errors = []
-    for rule in (reference_errors, repeat_errors, schedule_errors, monitor_errors, class_weight_errors,
-                 loss_key_errors, shard_errors, checkpoint_errors, module_errors):
+    for rule in (reference_errors, repeat_errors, stage_order_errors, schedule_errors, optimizer_errors,
+                 logits_errors, monitor_errors, class_weight_errors, loss_key_errors, checkpoint_errors,
+                 module_errors):
         errors += rule(spec)
     return errors
 
@@ -68,6 +69,65 @@ def repeat_errors(spec) -> list[SpecError]:
                 errors.append(spec.error(where, "repeat without a count makes an endless train split: "
                                                 "set train.steps_per_epoch (or give repeat a count)"))
     return errors
+
+
+def stage_order_errors(spec) -> list[SpecError]:
+    """Stage orders tf.data accepts but that do not do what they say."""
+    errors = []
+    for split in SPLITS:
+        stages = spec.get("data", split, "stages", default=[])
+        names = [next(iter(s)) if isinstance(s, dict) and len(s) == 1 else None for s in stages] \
+            if isinstance(stages, list) else []
+        for i, name in enumerate(names):
+            where = ("data", split, "stages", i, name)
+            cache = stages[i].get("cache") if name == "cache" else None
+            if name == "cache" and "shuffle" in names[:i] and not (isinstance(cache, dict) and cache.get("filename")):
+                errors.append(spec.error(where, "cache after shuffle stores the first epoch's order and replays "
+                                                "it every epoch: put cache before shuffle"))
+            if name == "unbatch" and "batch" not in names[:i]:
+                errors.append(spec.error(where, "unbatch before any batch would split each element along its "
+                                                "first axis (a source yields single elements): remove it or "
+                                                "batch first"))
+    return errors
+
+
+def optimizer_errors(spec) -> list[SpecError]:
+    """Optimizer arguments Keras refuses in combination, found before the build."""
+    path = ("train", "optimizer")
+    parsed = parse_identifier(spec.get(*path), path) if spec.get(*path) is not None else None
+    if parsed is None or isinstance(parsed, str):
+        return []
+    clipping = [k for k in ("clipnorm", "clipvalue", "global_clipnorm") if parsed.config.get(k) is not None]
+    errors = []
+    if len(clipping) > 1:
+        errors.append(spec.error(parsed.config_path + (clipping[1],), f"give only one of {', '.join(clipping)}: "
+                                 "Keras clips gradients one way"))
+    steps = parsed.config.get("gradient_accumulation_steps")
+    if isinstance(steps, int) and not isinstance(steps, bool) and steps < 2:
+        errors.append(spec.error(parsed.config_path + ("gradient_accumulation_steps",),
+                                 f"gradient_accumulation_steps must be 2 or more, got {steps} (leave it out to "
+                                 "update every step)", at_value=True))
+    return errors
+
+
+def logits_errors(spec) -> list[SpecError]:
+    """`from_logits: true` on a model whose last layer already applies softmax or sigmoid."""
+    loss = parse_identifier(spec.get("train", "loss"), ("train", "loss")) if spec.get("train", "loss") else None
+    if loss is None or isinstance(loss, str) or loss.config.get("from_logits") is not True:
+        return []
+    layers = spec.get("model", "sequential", "layers", default=[])
+    last = parse_identifier(layers[-1], ()) if isinstance(layers, list) and layers else None
+    if last is None or isinstance(last, str):
+        return []
+    activation = last.config.get("activation")
+    squashed = activation if activation in ("softmax", "sigmoid") else None
+    if last.name in ("Softmax",):
+        squashed = "softmax"
+    if squashed is None:
+        return []
+    return [spec.error(loss.config_path + ("from_logits",), f"from_logits: true, but the model's last layer "
+                       f"applies {squashed}: its outputs are probabilities, not logits (drop the activation, "
+                       "or set from_logits: false)")]
 
 
 def schedule_errors(spec) -> list[SpecError]:
@@ -151,20 +211,6 @@ def loss_key_errors(spec) -> list[SpecError]:
         # than let the build fail on a mapping it cannot read.
         errors.append(spec.error(("train", "loss"), "a loss per output is not supported yet: "
                                  "give one loss, which Keras applies to every output"))
-    return errors
-
-
-def shard_errors(spec) -> list[SpecError]:
-    errors = []
-    for split in SPLITS:
-        stages = spec.get("data", split, "stages", default=[])
-        for i, stage in enumerate(stages if isinstance(stages, list) else []):
-            shard = stage.get("shard") if isinstance(stage, dict) else None
-            if isinstance(shard, dict) and isinstance(shard.get("index"), int) and isinstance(shard.get("num_shards"), int) \
-                    and shard["index"] >= shard["num_shards"]:
-                errors.append(spec.error(("data", split, "stages", i, "shard", "index"),
-                                         f"index {shard['index']} is not below num_shards {shard['num_shards']}",
-                                         at_value=True))
     return errors
 
 
