@@ -35,7 +35,7 @@ def graph_errors(spec) -> list[SpecError]:
                 errors.append(spec.error(at, _late_message(source, name, feeds, names, i), at_value=True))
             else:
                 known = list(defined)
-                errors.append(spec.error(at, f"unknown input {source!r} (known here: {', '.join(map(repr, known))})",
+                errors.append(spec.error(at, f"unknown input {source!r} (known so far: {', '.join(map(repr, known))})",
                                          did_you_mean(source, known + names), at_value=True))
         defined.setdefault(name, where)
     outputs = _names(functional.get("outputs"))
