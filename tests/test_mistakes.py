@@ -85,7 +85,7 @@ train:
     assert result.output.splitlines() == [
         f"{path}:6:15: data.train.stages[0].repeat: repeat without a count makes an endless train split: "
         "set train.steps_per_epoch (or give repeat a count)",
-        f"{path}:10:9: model.sequential.layers[0].Dens: unknown layer 'Dens' (did you mean 'Dense'?)",
+        f"{path}:10:9: model.sequential.layers[0]: unknown layer 'Dens' (did you mean 'Dense'?)",
         f"{path}:11:27: model.sequential.layers[1].Dense.activaton: unknown argument 'activaton' of Dense "
         "(did you mean 'activation'?)",
         f"{path}:13:11: train.epochs: expected an integer, got string 'ten'",

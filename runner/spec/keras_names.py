@@ -117,8 +117,8 @@ def check_identifier(spec, kind: str, value, path: tuple) -> list[SpecError]:
     entry = catalog.lookup(kind, parsed.name)
     if entry is None:
         hint = did_you_mean(parsed.name, catalog.names(kind))
-        where = path if isinstance(value, str) else parsed.path
-        return [spec.error(where, f"unknown {word} {parsed.name!r}", hint, at_value=isinstance(value, str))]
+        # Located where `pipe run` locates it (runner.models.identifiers): the identifier.
+        return [spec.error(path, f"unknown {word} {parsed.name!r}", hint, at_value=isinstance(value, str))]
     if entry.data.get("abstract"):
         return [spec.error(parsed.path, f"{entry.name} is a base class of Keras {word}s, not one to use",
                            at_value=isinstance(value, str))]
