@@ -269,6 +269,34 @@ def build_catalog() -> dict:
     }
 
 
+def verify(catalog: dict) -> list[str]:
+    """Cross-check the derived arguments against Keras itself.
+
+    Every class that Keras can construct without arguments is constructed, and each key of
+    its `get_config()` (the arguments Keras itself would pass back to the constructor)
+    must be among the arguments the catalog says it accepts; otherwise `pipe validate`
+    would reject a spec Keras takes. Returns the problems found.
+    """
+    import warnings
+
+    problems = []
+    for kind, (namespace, _) in KINDS.items():
+        module = _resolve(namespace)
+        for name, entry in catalog["kinds"][kind]["names"].items():
+            if entry["kind"] != "class" or any(a["required"] for a in entry["args"]):
+                continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    config = getattr(module, name)().get_config()
+            except Exception:
+                continue  # not constructible bare (or no config): nothing to compare
+            unknown = set(config) - {a["name"] for a in entry["args"]}
+            if unknown:
+                problems.append(f"{kind}.{name}: get_config() has {sorted(unknown)} the catalog does not accept")
+    return problems
+
+
 def render(catalog: dict) -> str:
     return json.dumps(catalog, indent=1, sort_keys=False) + "\n"
 
@@ -278,7 +306,13 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="exit 1 when the catalog differs from the installed Keras")
     parser.add_argument("--output", type=Path, default=CATALOG)
     options = parser.parse_args(argv)
-    text = render(build_catalog())
+    catalog = build_catalog()
+    problems = verify(catalog)
+    if problems:
+        print("\n".join(problems), file=sys.stderr)
+        print("the derived arguments disagree with Keras: fix scripts/make_keras_catalog.py", file=sys.stderr)
+        return 2
+    text = render(catalog)
     if not options.check:
         options.output.write_text(text, encoding="utf-8")
         print(f"wrote {options.output}")
