@@ -80,9 +80,44 @@ def validate(
 
 
 @app.command()
-def schema():
+def schema(
+    keras: Annotated[bool, typer.Option("--keras", help="Fold in the Keras catalog: layer, loss, optimizer, "
+                                        "metric and callback names with their arguments, for editors.")] = False,
+):
     """Print the spec's JSON Schema (draft 2020-12)."""
+    if keras:
+        from runner.spec.keras_schema import keras_schema
+
+        typer.echo(json.dumps(keras_schema(), indent=2))
+        return
     typer.echo(json.dumps(load_schema(), indent=2))
+
+
+@app.command()
+def plan(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The spec to plan.")],
+    set_: SetOption = None,
+    format: Annotated[Format, typer.Option("--format", help="Output: text, json or github (errors only).")] = Format.text,
+):
+    """Build data, model, loss, optimizer and callbacks, run one batch; no training (TensorFlow)."""
+    try:
+        spec = load_spec(file, set_ or ())
+        from runner.plan import plan_spec, render_text  # imports TensorFlow
+
+        result = plan_spec(spec)
+    except SpecError as e:
+        errors = getattr(e, "errors", [e])
+        typer.echo(render(errors, format.value) if format is not Format.json
+                   else json.dumps({"errors": [x.as_dict() for x in errors]}, indent=2), err=format is Format.text)
+        raise typer.Exit(code=EXIT_INVALID) from None
+    if format is Format.json:
+        typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
+    elif format is Format.text:
+        typer.echo(render_text(result, file))
+    if result.errors and format is not Format.json:
+        typer.echo(render(result.errors, format.value), err=format is Format.text)
+    if result.errors:
+        raise typer.Exit(code=EXIT_INVALID)
 
 
 @app.command()

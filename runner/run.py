@@ -12,6 +12,7 @@ import tensorflow as tf
 from runner.data import build_datasets
 from runner.internals import disable_op_determinism
 from runner.models import build_model, is_keras
+from runner.models.catalog_check import warn_on_catalog_drift
 from runner.models.identifiers import get_callbacks, get_loss, get_metrics, get_optimizer
 from runner.outputs import files, history
 from runner.outputs.manifest import Manifest
@@ -50,6 +51,7 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
     check_batch_stages(spec, setup)
     if not quiet:
         print(setup.summary, flush=True)
+    warn_on_catalog_drift()
     train_config = spec.doc["train"]
     seed = spec.doc.get("seed")
     if seed is not None:

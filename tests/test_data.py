@@ -372,8 +372,9 @@ def test_stage_mistakes_are_located(write_spec, tmp_path):
         "data.train.stages[0].filter: filter keeps elements by label, but the elements have no label")
     assert error_of(write_spec, "train: {source: {npy: {features: x.npy}}, stages: [{shard: {num_shards: 2, index: 2}}]}") == (
         "data.train.stages[0].shard.index: index 2 must be below num_shards 2")
-    assert error_of(write_spec, "train: {source: {npy: {features: x.npy}}, stages: [{unbatch: null}]}").startswith(
-        "data.train.stages[0].unbatch: unbatch failed: ")
+    assert error_of(write_spec, "train: {source: {npy: {features: x.npy}}, stages: [{batch: {batch_size: 2}}, "
+                                "{unbatch: null}, {unbatch: null}]}").startswith(
+        "data.train.stages[2].unbatch: unbatch failed: ")
     assert error_of(write_spec, """
         train:
           source: {npy: {features: x.npy}}

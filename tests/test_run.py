@@ -348,7 +348,7 @@ def test_outputs_dir_is_honoured(workdir):
 
 
 def test_a_failed_run_is_marked_in_its_manifest(workdir):
-    spec = small_spec(workdir, extra="  callbacks: [{ReduceLROnPlateau: {factor: 1.5}}]")
+    spec = small_spec(workdir, extra="  callbacks: [{ReduceLROnPlateau: {factor: 1.5, monitor: loss}}]")
     with pytest.raises(SpecError) as caught:
         run_spec(spec, quiet=True)
     assert str(caught.value) == (
@@ -362,7 +362,14 @@ def test_a_failed_run_is_marked_in_its_manifest(workdir):
 
 
 def test_spec_mistakes_in_the_model_leave_no_run_directory(workdir):
-    spec = small_spec(workdir, model="  sequential: {input_shape: [1], layers: [{Dens: {units: 1}}]}")
+    with pytest.raises(SpecError):  # validate finds it first; run must still stop cleanly
+        small_spec(workdir, model="  sequential: {input_shape: [1], layers: [{Dens: {units: 1}}]}")
+    from runner.spec import yamlfile
+    from runner.spec.document import Spec
+
+    path = workdir / "small.yaml"
+    doc = yamlfile.parse(path.read_text(), file=path)
+    spec = Spec(path, doc.data, doc.key_marks, doc.value_marks)
     with pytest.raises(SpecError) as caught:
         run_spec(spec, quiet=True)
     assert str(caught.value) == (

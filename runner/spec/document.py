@@ -70,11 +70,18 @@ def load_spec(path, overrides=()) -> Spec:
     spec = Spec(path, doc.data, doc.key_marks, doc.value_marks)
     for text in overrides:
         apply_override(spec, text)
-    errors = schema_errors(spec)
-    if not errors:
-        from runner.spec.rules import rule_errors  # cross-field rules assume a schema-valid spec
+    from runner.spec.rules import checked_rule_errors, section_rule_errors
 
-        errors = rule_errors(spec)
+    errors = schema_errors(spec)
+    # Every mistake at once: the rules written to tolerate a malformed spec always run; the
+    # others assume a schema-valid one.
+    if not errors:
+        errors = section_rule_errors(spec) + checked_rule_errors(spec)
+    else:
+        try:
+            errors += checked_rule_errors(spec)
+        except (TypeError, KeyError, AttributeError, ValueError):
+            pass  # a shape the schema already reports and a rule did not foresee
     if errors:
         raise SpecErrors(sorted(_unique(errors), key=lambda e: (e.line or 0, e.column or 0, str(e))))
     return spec

@@ -7,6 +7,24 @@ from runner.spec.errors import SpecError
 
 def rule_errors(spec) -> list[SpecError]:
     """Every rule the schema-valid `spec` breaks."""
+    return section_rule_errors(spec) + checked_rule_errors(spec)
+
+
+def checked_rule_errors(spec) -> list[SpecError]:
+    """Keras names and arguments, the functional graph and the cross-section rules.
+
+    Written to tolerate a spec with schema errors (each looks at what it needs and skips
+    what is malformed), so that `pipe validate` reports these mistakes together with those.
+    """
+    from runner.spec.graph import graph_errors
+    from runner.spec.keras_names import keras_name_errors
+    from runner.spec.training_rules import training_rule_errors
+
+    return keras_name_errors(spec) + graph_errors(spec) + training_rule_errors(spec)
+
+
+def section_rule_errors(spec) -> list[SpecError]:
+    """The rules that assume a schema-valid spec: loop, report, validation, validate_on."""
     errors = []
     train, data = spec.doc["train"], spec.doc["data"]
     loop = train.get("loop", "fit")

@@ -1,0 +1,357 @@
+"""`pipe plan`: everything `pipe run` does before training, with TensorFlow, and what it found.
+
+Builds each split's dataset and reads a bounded sample of it, builds the model, resolves the
+loss, optimizer, metrics and callbacks to their full Keras config, runs one forward pass and
+one loss computation on a real batch, and states the devices. Every mismatch between the
+data and the model or the loss is a located error; no training step runs, nothing is written.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import tempfile
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from runner.data import build_datasets
+from runner.models import build_model, is_keras
+from runner.models.identifiers import (
+    get_callbacks, get_loss, get_metrics, get_optimizer, keras_message, resolve_metric,
+)
+from runner.spec.errors import SpecError
+from runner.spec.metadata import substitute_metadata
+from runner.train.devices import check_batch_stages, setup_devices
+from runner.train.loss_check import check_loss_fits
+
+SAMPLE_EXAMPLES = 4096  # class counts are read from at most this many examples per split
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class Plan:
+    """What a run of the spec would work with, and the mistakes found on the way."""
+
+    devices: dict = field(default_factory=dict)
+    data: dict = field(default_factory=dict)
+    model: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+    errors: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"devices": self.devices, "data": self.data, "model": self.model, "train": self.train,
+                "errors": [e.as_dict() for e in self.errors]}
+
+
+def plan_spec(spec) -> Plan:
+    """Build everything a run needs except the training itself; collect located errors.
+
+    Raises:
+        SpecError: only for mistakes after which nothing else can be built (devices, data).
+    """
+    plan = Plan()
+    try:
+        _build(spec, plan)
+    finally:
+        plan.errors.sort(key=lambda e: (e.line or 0, e.column or 0))
+    return plan
+
+
+def _build(spec, plan) -> None:
+    """run.py's build steps in its order (devices, data, model, loss), each checked on real data."""
+    setup = setup_devices(spec)  # before any other TensorFlow op
+    check_batch_stages(spec, setup)
+    plan.devices = {"summary": setup.summary, "strategy": setup.strategy_name, "replicas": setup.num_replicas}
+    if spec.doc.get("seed") is not None:
+        keras.utils.set_random_seed(spec.doc["seed"])
+    datasets = build_datasets(spec)
+    batches = {}
+    for split in SPLITS:
+        dataset = getattr(datasets, split)
+        if dataset is not None:
+            plan.data[split], batches[split] = describe_split(dataset, datasets.info["num_examples"].get(split))
+    _check_steps(spec, plan)
+    _check_class_weight(spec, datasets.info, plan)
+    model_config = substitute_metadata(spec.doc["model"], datasets.info, spec, ("model",))
+    train = spec.doc["train"]
+    with setup.strategy.scope():
+        model = _collect(plan, lambda: build_model(model_config, spec, seed=spec.doc.get("seed") or 0))
+        optimizer = _collect(plan, lambda: get_optimizer(train["optimizer"], spec))
+        loss = _collect(plan, lambda: get_loss(train["loss"], spec))
+        metrics = _collect(plan, lambda: get_metrics(train.get("metrics"), spec))
+    if optimizer is not None:
+        plan.train["optimizer"] = keras.optimizers.serialize(optimizer)
+    plan.train["callbacks"] = _callbacks(spec, plan)
+    if model is None:
+        return
+    fits = all([_check_forward(spec, model, split, batches[split], plan) for split in batches])  # every split
+    plan.model = describe_model(model)
+    if not fits or loss is None:
+        return
+    with setup.strategy.scope():
+        loss_object = _collect(plan, lambda: check_loss_fits(loss, model, datasets.train.element_spec, spec))
+    if loss_object is not None:
+        plan.train["loss"] = keras.losses.serialize(loss_object)
+        _check_loss_on_batches(spec, model, loss_object, batches, plan)
+        if metrics is not None:
+            plan.train["metrics"] = _metrics(spec, model, metrics, batches["train"], plan)
+
+
+def describe_split(dataset, num_examples) -> tuple[dict, tuple]:
+    """The element spec, one real batch, the number of batches, and class counts of a sample."""
+    iterator = iter(dataset)
+    first = next(iterator, None)
+    cardinality = int(dataset.cardinality())
+    info = {
+        "element_spec": _spec_text(dataset.element_spec),
+        "num_examples": num_examples,
+        "steps_per_epoch": {-1: "infinite", -2: "unknown"}.get(cardinality, cardinality),
+    }
+    if first is None:
+        info["batch"] = None
+        return info, None
+    info["batch"] = _spec_text(tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape, t.dtype), first))
+    counts, seen = {}, 0
+    batch = first
+    while batch is not None and seen < SAMPLE_EXAMPLES:
+        labels = batch[1] if isinstance(batch, tuple) and len(batch) == 2 else None
+        if labels is None or isinstance(labels, dict):
+            break
+        values = labels.numpy()
+        if values.ndim > 1 and values.shape[-1] > 1:
+            values = values.argmax(-1)  # one-hot labels
+        if values.dtype.kind == "f" and not np.all(values == np.round(values)):
+            break  # regression targets: no classes
+        for value, count in zip(*np.unique(values.astype(np.int64), return_counts=True)):
+            counts[int(value)] = counts.get(int(value), 0) + int(count)
+        seen += len(values.reshape(-1)) if values.ndim <= 1 else values.shape[0]
+        batch = next(iterator, None)
+    if counts:
+        info["class_counts"] = {"sampled_examples": seen, "counts": dict(sorted(counts.items()))}
+    return info, first
+
+
+def describe_model(model) -> dict:
+    """Keras: layers with output shapes and parameter counts; tf.Module: its variables."""
+    if not is_keras(model):
+        variables = [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype.name} for v in model.variables]
+        return {"kind": "tf.Module", "class": type(model).__name__, "variables": variables,
+                "params": int(sum(np.prod(v.shape) for v in model.variables))}
+    layers = []
+    for layer in model.layers:
+        try:
+            shape = _shape_text(layer.output.shape)
+        except (AttributeError, ValueError):
+            shape = None
+        layers.append({"name": layer.name, "class": type(layer).__name__, "output_shape": shape,
+                       "params": int(layer.count_params()) if layer.built else 0})
+    trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
+    total = int(sum(np.prod(v.shape) for v in model.weights))
+    return {"kind": "keras", "class": type(model).__name__, "name": model.name, "layers": layers,
+            "inputs": [_shape_text(t.shape) for t in model.inputs] if model.inputs else None,
+            "outputs": [_shape_text(t.shape) for t in model.outputs] if model.outputs else None,
+            "params": {"total": total, "trainable": trainable, "non_trainable": total - trainable}}
+
+
+def _collect(plan, build):
+    """`build()`, or None with its located error kept in the plan."""
+    try:
+        return build()
+    except SpecError as e:
+        plan.errors += getattr(e, "errors", [e])
+        return None
+
+
+def _check_forward(spec, model, split, batch, plan) -> bool:
+    """One forward pass on a real batch of `split`: the data must fit the model's input."""
+    if batch is None:
+        return True
+    x = batch[0] if isinstance(batch, tuple) else batch
+    try:
+        model(x)
+        return True
+    except Exception as e:
+        kind = next(iter(spec.doc["model"]))
+        expects = ""
+        if is_keras(model) and model.inputs:
+            expects = f"; the model takes {', '.join(_shape_text(t.shape) + ' ' + t.dtype for t in model.inputs)}"
+        plan.errors.append(spec.error(("model", kind), f"data.{split} does not fit the model's input: it gives "
+                                      f"{_spec_text(tf.nest.map_structure(_tensor_spec, x))}{expects}: "
+                                      f"{_short_message(e)}"))
+        return False
+
+
+def _check_loss_on_batches(spec, model, loss_object, batches, plan) -> None:
+    """The loss on one real batch of each split: labels out of range, wrong shapes, NaN."""
+    values = {}
+    for split, batch in batches.items():
+        if batch is None or not isinstance(batch, tuple) or len(batch) != 2:
+            continue
+        x, y = batch
+        try:
+            value = float(loss_object(y, model(x)))
+        except Exception as e:
+            plan.errors.append(spec.error(("train", "loss"), f"loss {loss_object.name!r} does not fit the labels "
+                                          f"of data.{split} ({_spec_text(_tensor_spec(y))}): {_short_message(e)}"))
+            continue
+        mismatch = _shape_mismatch(loss_object, y, model(x))
+        if mismatch:
+            plan.errors.append(spec.error(("train", "loss"), f"loss {loss_object.name!r} on data.{split}: {mismatch}"))
+        if not np.isfinite(value):
+            plan.errors.append(spec.error(("train", "loss"), f"loss {loss_object.name!r} is {value} on the first "
+                                          f"batch of data.{split}: check the labels and the model's output"))
+        values[split] = value
+    plan.train["loss_on_first_batch"] = values
+
+
+def _metrics(spec, model, metrics, batch, plan) -> list:
+    """Each metric as `compile` makes it for these labels, updated once on a real batch."""
+    if batch is None or not isinstance(batch, tuple):
+        return []
+    x, y = batch
+    prediction = model(x)
+    described = []
+    for i, metric in enumerate(metrics):
+        try:
+            resolved = resolve_metric(metric, y, prediction)
+            resolved.update_state(y, prediction)
+            described.append({"class": type(resolved).__name__, "config": resolved.get_config(),
+                              "value_on_first_batch": float(resolved.result())})
+        except Exception as e:
+            plan.errors.append(spec.error(("train", "metrics", i), f"metric does not fit the labels "
+                                          f"{_spec_text(_tensor_spec(y))}: {keras_message(e)}"))
+    return described
+
+
+def _callbacks(spec, plan) -> list:
+    """Each callback constructed (in a throwaway directory) and its constructor's values."""
+    described = []
+    with tempfile.TemporaryDirectory() as scratch:
+        callbacks = _collect(plan, lambda: get_callbacks(spec.doc["train"].get("callbacks"), spec, scratch))
+        for callback in callbacks or []:
+            parameters = inspect.signature(type(callback).__init__).parameters
+            config = {name: _plain(getattr(callback, name)) for name in parameters
+                      if name != "self" and hasattr(callback, name)}
+            described.append({"class": type(callback).__name__, "config": config})
+    return described
+
+
+def _check_steps(spec, plan) -> None:
+    """steps_per_epoch must not ask for more batches than the train split has."""
+    wanted = spec.doc["train"].get("steps_per_epoch")
+    available = plan.data.get("train", {}).get("steps_per_epoch")
+    if isinstance(wanted, int) and isinstance(available, int) and wanted > available:
+        plan.errors.append(spec.error(("train", "steps_per_epoch"), f"data.train has {available} batches per epoch; "
+                                      f"{wanted} steps run out of data after the first epoch (Keras stops "
+                                      "training with a warning): lower it, or add a repeat stage", at_value=True))
+
+
+def _check_class_weight(spec, info, plan) -> None:
+    """class_weight keys must be classes of the data."""
+    weights = spec.doc["train"].get("class_weight") or {}
+    classes = info.get("num_classes")
+    if classes is None and weights:
+        plan.errors.append(spec.error(("train", "class_weight"), "class_weight needs integer class labels; "
+                                      "the train labels have no classes"))
+        return
+    for key in weights:
+        if int(key) >= (classes or 0):
+            plan.errors.append(spec.error(("train", "class_weight", key), f"class {key} does not exist: the data "
+                                          f"has {classes} classes (0..{classes - 1})"))
+
+
+def _shape_mismatch(loss_object, y, prediction) -> str | None:
+    """Labels and predictions a loss would broadcast against each other instead of pairing.
+
+    Keras's element-wise losses (mse, binary crossentropy, ...) broadcast a (batch, 10)
+    label against a (batch, 1) prediction without a word; sparse losses take one integer
+    label per prediction row.
+    """
+    if isinstance(y, dict) or isinstance(prediction, (list, tuple, dict)):
+        return None
+    labels, predicted = list(y.shape[1:]), list(prediction.shape[1:])
+    # Sparse losses (their Keras names say so) take a class index per row.
+    if "sparse" in (loss_object.name or "").lower():
+        expected = predicted[:-1]
+        if labels in (expected, expected + [1]):
+            return None
+        what = f"one integer label per row, shaped {_shape_text([None] + expected)}"
+    else:
+        if labels == predicted or labels + [1] == predicted or labels == predicted + [1]:
+            return None
+        what = f"labels shaped like the predictions, {_shape_text(prediction.shape)}"
+    return (f"labels {_shape_text(y.shape)} and predictions {_shape_text(prediction.shape)} do not pair up "
+            f"(Keras would broadcast them); it needs {what}")
+
+
+def _short_message(error) -> str:
+    """Keras's message without tensor dumps, terminal colours and op names."""
+    text = re.sub(r"\x1b\[[0-9;]*m|\[[0-9;]*m", "", keras_message(error))
+    shape = re.search(r"Expected shape \([^)]*\)(, but input has incompatible shape \([^)]*\))?", text)
+    if shape:
+        return shape.group(0)
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    return re.split(r"\s+Label values:|\s+\[Op:", text)[0].strip()
+
+
+def _tensor_spec(t):
+    return tf.TensorSpec(t.shape, t.dtype)
+
+
+def _shape_text(shape) -> str:
+    dims = ["batch" if i == 0 and d is None else str(d) for i, d in enumerate(shape)]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def _spec_text(structure):
+    """TensorSpecs as `(batch, 28, 28) float32`, in the structure they come in."""
+    if isinstance(structure, dict):
+        return {k: _spec_text(v) for k, v in structure.items()}
+    if isinstance(structure, (tuple, list)):
+        return [_spec_text(v) for v in structure]
+    return f"{_shape_text(structure.shape)} {structure.dtype.name}"
+
+
+def _plain(value):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return repr(value)
+
+
+def render_text(plan: Plan, file) -> str:
+    """The plan as lines a person reads."""
+    lines = [f"plan for {file}", plan.devices.get("summary", "devices: ?")]
+    for split, info in plan.data.items():
+        lines.append(f"data.{split}: {info['num_examples']} examples, {info['steps_per_epoch']} steps per epoch; "
+                     f"batch {info['batch']}")
+        counts = info.get("class_counts")
+        if counts:
+            lines.append(f"  classes in the first {counts['sampled_examples']} examples: "
+                         + ", ".join(f"{k}: {v}" for k, v in counts["counts"].items()))
+    model = plan.model
+    if model.get("kind") == "keras":
+        lines.append(f"model: {model['class']} {model['name']!r}, inputs {model['inputs']}, outputs {model['outputs']}")
+        for layer in model["layers"]:
+            lines.append(f"  {layer['name']:<24} {layer['class']:<20} {str(layer['output_shape']):<18} {layer['params']:>10,}")
+        params = model["params"]
+        lines.append(f"  params: {params['total']:,} ({params['trainable']:,} trainable)")
+    elif model:
+        lines.append(f"model: {model['class']} (tf.Module), {model['params']:,} parameters")
+        lines += [f"  {v['name']:<24} {v['shape']} {v['dtype']}" for v in model["variables"]]
+    for key in ("loss", "optimizer"):
+        if key in plan.train:
+            config = plan.train[key]
+            lines.append(f"{key}: {config.get('class_name')} {config.get('config')}")
+    for metric in plan.train.get("metrics", []):
+        lines.append(f"metric: {metric['class']} {metric['config']}")
+    for callback in plan.train.get("callbacks", []):
+        lines.append(f"callback: {callback['class']} {callback['config']}")
+    if plan.train.get("loss_on_first_batch"):
+        lines.append("loss on the first batch: " + ", ".join(
+            f"{split} {value:.5g}" for split, value in plan.train["loss_on_first_batch"].items()))
+    return "\n".join(lines)

@@ -1,0 +1,184 @@
+"""Every Keras name and argument a spec writes, checked against the static catalog.
+
+Mirrors the identifier grammar of `runner.models.identifiers` (which resolves them with
+Keras at run time) without importing it: a name (`"adam"`), Keras's
+`{class_name: Adam, config: {...}}`, or the short form `{Adam: {...}}`. Nested identifiers
+(initializers, regularizers, constraints, activations, a layer wrapped by another, a
+learning-rate schedule) are found by the argument that holds them and checked the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from runner.spec import catalog
+from runner.spec.catalog import KIND_WORDS
+from runner.spec.errors import SpecError, did_you_mean
+
+# `Model.compile` resolves these metric strings itself, by the labels' shape (as
+# `runner.models.identifiers.get_metrics` lets it); `keras.metrics.get` does not know "acc".
+COMPILE_METRICS = ("accuracy", "acc")
+
+_TYPE_WORDS = {"bool": "true or false", "int": "a number", "float": "a number", "str": "a string"}
+
+
+@dataclass(frozen=True)
+class Identifier:
+    """A parsed identifier: the name, its arguments and where each is in the spec."""
+
+    name: str
+    config: dict
+    path: tuple  # where the name is written
+    config_path: tuple  # where its arguments are written
+
+
+def parse_identifier(value, path: tuple) -> Identifier | str:
+    """The Identifier written at `path`, or a message saying why it is not one."""
+    if isinstance(value, str):
+        return Identifier(value, {}, path, path)
+    if isinstance(value, dict) and "class_name" in value:
+        config = value.get("config") or {}
+        if not isinstance(config, dict):
+            return "'config' must be a mapping of arguments"
+        return Identifier(value["class_name"], config, path + ("class_name",), path + ("config",))
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, config),) = value.items()
+        if config is not None and not isinstance(config, dict):
+            return f"the arguments of {name} must be a mapping, e.g. {{{name}: {{...}}}}"
+        return Identifier(name, config or {}, path + (name,), path + (name,))
+    return "expected a name, {Name: {arguments}} or {class_name: Name, config: {...}}"
+
+
+def keras_name_errors(spec) -> list[SpecError]:
+    """Unknown names, unknown or missing arguments and wrong simple types, everywhere."""
+    errors: list[SpecError] = []
+    for kind, value, path in _identifier_sites(spec):
+        errors += check_identifier(spec, kind, value, path)
+    return errors
+
+
+def _identifier_sites(spec):
+    """(kind, value, path) of every top-level Keras identifier in the spec."""
+    model = spec.get("model", default={})
+    if isinstance(model, dict):
+        layers = (model.get("sequential") or {}).get("layers") if isinstance(model.get("sequential"), dict) else None
+        for i, layer in enumerate(layers if isinstance(layers, list) else []):
+            yield "layers", layer, ("model", "sequential", "layers", i)
+        functional = model.get("functional")
+        items = functional.get("layers") if isinstance(functional, dict) else None
+        for i, item in enumerate(items if isinstance(items, list) else []):
+            if isinstance(item, dict) and "layer" in item:
+                yield "layers", item["layer"], ("model", "functional", "layers", i, "layer")
+    train = spec.get("train", default={})
+    if not isinstance(train, dict):
+        return
+    if "loss" in train:
+        loss = train["loss"]
+        outputs = output_names(spec)
+        if is_loss_per_output(loss, outputs):
+            for name, value in loss.items():  # one loss per output; other keys: training_rules
+                if name in outputs:
+                    yield "losses", value, ("train", "loss", name)
+        else:
+            yield "losses", loss, ("train", "loss")
+    if "optimizer" in train:
+        yield "optimizers", train["optimizer"], ("train", "optimizer")
+    for key, kind in (("metrics", "metrics"), ("callbacks", "callbacks")):
+        for i, value in enumerate(train.get(key) if isinstance(train.get(key), list) else []):
+            yield kind, value, ("train", key, i)
+
+
+def is_loss_per_output(loss, outputs) -> bool:
+    """Whether a loss mapping is keyed by output names rather than one Keras identifier."""
+    if not isinstance(loss, dict) or "class_name" in loss or len(outputs) < 2:
+        return False
+    return len(loss) > 1 or next(iter(loss)) in outputs
+
+
+def output_names(spec) -> list[str]:
+    """The functional model's output names (empty for other models)."""
+    functional = spec.get("model", "functional")
+    outputs = functional.get("outputs") if isinstance(functional, dict) else None
+    if isinstance(outputs, str):
+        return [outputs]
+    return [o for o in outputs if isinstance(o, str)] if isinstance(outputs, list) else []
+
+
+def check_identifier(spec, kind: str, value, path: tuple) -> list[SpecError]:
+    """The mistakes of one identifier of `kind` and of the identifiers nested in it."""
+    word = KIND_WORDS[kind]
+    if _is_reference(value):
+        return []
+    parsed = parse_identifier(value, path)
+    if isinstance(parsed, str):
+        return [spec.error(path, f"{word}: {parsed}")]
+    if kind == "metrics" and isinstance(value, str) and value.lower() in COMPILE_METRICS:
+        return []
+    entry = catalog.lookup(kind, parsed.name)
+    if entry is None:
+        hint = did_you_mean(parsed.name, catalog.names(kind))
+        # Located where `pipe run` locates it (runner.models.identifiers): the identifier.
+        return [spec.error(path, f"unknown {word} {parsed.name!r}", hint, at_value=isinstance(value, str))]
+    if entry.data.get("abstract"):
+        return [spec.error(parsed.path, f"{entry.name} is a base class of Keras {word}s, not one to use",
+                           at_value=isinstance(value, str))]
+    return _argument_errors(spec, entry, parsed)
+
+
+def _argument_errors(spec, entry, parsed: Identifier) -> list[SpecError]:
+    errors, hints = [], set()
+    accepted = entry.arguments
+    for argument, argument_value in parsed.config.items():
+        where = parsed.config_path + (argument,)
+        known = accepted.get(argument)
+        if known is None:
+            ignored = " (Keras would ignore it)" if entry.data.get("open") else ""
+            hint = did_you_mean(argument, list(accepted))
+            hints.add(hint)
+            errors.append(spec.error(where, f"unknown argument {argument!r} of {entry.name}{ignored}", hint))
+            continue
+        errors += _value_errors(spec, entry, known, argument_value, where)
+    if not entry.is_function:
+        # A required argument written with a typo is reported once, as unknown.
+        missing = [a for a in entry.required if a not in parsed.config and f"did you mean '{a}'?" not in hints]
+        for argument in missing:
+            errors.append(spec.error(parsed.path, f"{entry.name} needs the argument {argument!r}"))
+    return errors
+
+
+def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[SpecError]:
+    """A nested identifier checked as its kind, or a simple type checked against the default's."""
+    if value is None or _is_reference(value):
+        return []
+    nested = nested_kind(entry.kind, argument["name"])
+    if nested == "schedules":
+        return [] if isinstance(value, (int, float)) else check_identifier(spec, "schedules", value, where)
+    if nested is not None:
+        if isinstance(value, (str, dict)):
+            return check_identifier(spec, nested, value, where)
+        return []
+    expected = argument.get("type")
+    if expected == "bool" and not isinstance(value, bool):
+        return [spec.error(where, f"{entry.name}.{argument['name']}: expected true or false, got {value!r}", at_value=True)]
+    if expected in ("int", "float") and (isinstance(value, (str, bool))):
+        return [spec.error(where, f"{entry.name}.{argument['name']}: expected a number, got {value!r}", at_value=True)]
+    return []
+
+
+def nested_kind(kind: str, argument: str) -> str | None:
+    """Which kind of identifier an argument takes, by Keras's naming of its arguments."""
+    if argument == "activation" or argument.endswith("_activation"):
+        return "activations"
+    for suffix, nested in (("_initializer", "initializers"), ("_regularizer", "regularizers"),
+                           ("_constraint", "constraints")):
+        if argument.endswith(suffix):
+            return nested
+    if kind == "layers" and argument in ("layer", "backward_layer"):
+        return "layers"  # Bidirectional, TimeDistributed: a layer inside a layer
+    if kind == "optimizers" and argument == "learning_rate":
+        return "schedules"
+    return None
+
+
+def _is_reference(value) -> bool:
+    return isinstance(value, str) and value.startswith("${")

@@ -1,0 +1,50 @@
+"""The static Keras catalog: what it holds, how validate reads it, and `pipe schema --keras`."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+from typer.testing import CliRunner
+
+from conftest import REPO, SPECS
+from runner.cli import app
+from runner.spec import catalog, yamlfile
+
+
+def test_catalog_records_keras_version_names_arguments_and_aliases():
+    data = catalog.load_catalog()
+    assert data["keras_version"].count(".") == 2
+    assert set(data["kinds"]) == {"layers", "activations", "losses", "optimizers", "schedules", "metrics",
+                                  "callbacks", "initializers", "regularizers", "constraints"}
+    dense = catalog.lookup("layers", "Dense")
+    assert dense.required == ["units"]
+    assert dense.arguments["use_bias"] == {"name": "use_bias", "required": False, "default": True, "type": "bool"}
+    # Base-class keywords a layer accepts: its constructor's, Layer's, and those Layer pops from **kwargs.
+    assert {"name", "dtype", "trainable", "input_shape"} <= set(dense.arguments)
+    assert catalog.lookup("optimizers", "adam").name == "Adam"
+    assert catalog.lookup("losses", "mse").name == "mean_squared_error"
+    assert catalog.lookup("losses", "sparse_categorical_crossentropy").is_function
+    assert catalog.lookup("schedules", "ExponentialDecay").required == ["initial_learning_rate", "decay_steps",
+                                                                         "decay_rate"]
+    # A base class's required argument that the subclass fills in is not the user's to give.
+    assert "cell" not in catalog.lookup("layers", "LSTM").arguments
+    assert catalog.lookup("layers", "Dens") is None
+
+
+def test_schema_keras_folds_the_catalog_into_the_schema():
+    result = CliRunner().invoke(app, ["schema", "--keras"])
+    assert result.exit_code == 0
+    schema = json.loads(result.output)
+    jsonschema.Draft202012Validator.check_schema(schema)
+    layers = schema["$defs"]["keras_layers"]
+    assert "Dense" in layers["anyOf"][0]["enum"]
+    dense = layers["anyOf"][1]["properties"]["Dense"]
+    assert dense["properties"]["units"]["description"] == "units (required)"
+    assert dense["additionalProperties"] is False
+    validator = jsonschema.Draft202012Validator(schema)
+    for path in sorted(SPECS.glob("*.yaml")):
+        assert list(validator.iter_errors(yamlfile.parse(path.read_text()).data)) == [], path
+    typo = yamlfile.parse((REPO / "tests" / "mistakes" / "01_layer_name_typo.yaml").read_text()).data
+    assert [e.json_path for e in validator.iter_errors(typo)] == ["$.model.sequential.layers[0]"]
+
