@@ -3,7 +3,8 @@
 `normalize` ops without `mean`/`std` learn them from train (one pass); tabular CSV
 sources learn the vocabularies of their categorical columns and their fill values. The
 other splits apply train's; `pipe run` saves them so a later command (prediction) can
-rebuild a split's preprocessing from the run's spec and this file alone.
+rebuild a split's preprocessing from the run's spec and this file alone
+(`runner.data.replay.build_split_from_run`).
 """
 
 from __future__ import annotations
@@ -40,39 +41,10 @@ class Learned:
                    labels=dict(value.get("labels") or {}), frozen=True)
 
 
-def save_learned(learned: Learned, run_dir) -> Path | None:
-    """Write preprocessing.json into the run directory (nothing when nothing was learned)."""
-    if learned is None or learned.is_empty():
-        return None
-    path = Path(run_dir) / FILE_NAME
-    temp = path.with_name(f".{FILE_NAME}.tmp")
-    temp.write_text(json.dumps(learned.to_json(), indent=2) + "\n")
-    temp.replace(path)
-    return path
-
-
 def load_learned(run_dir) -> Learned:
     """The statistics a run saved (empty when it learned none), ready for `build_datasets`."""
     path = Path(run_dir) / FILE_NAME
     return Learned.from_json(json.loads(path.read_text())) if path.is_file() else Learned(frozen=True)
-
-
-def build_split_from_run(spec, run_dir, split: str = "test"):
-    """One split of `spec` preprocessed exactly as in the run at `run_dir` (its saved statistics).
-
-    Args:
-        spec: the run's spec (`load_spec(run_dir / "spec.yaml")`, or the original spec file,
-            whose relative data paths still resolve), possibly with another source set.
-        run_dir: the run directory holding preprocessing.json.
-        split: "test" (or "validation" for a declared validation source, "train").
-
-    Returns:
-        The split's tf.data.Dataset after its stages.
-    """
-    from runner.data.build import build_datasets
-
-    datasets = build_datasets(spec, learned=load_learned(run_dir), splits=(split,))
-    return getattr(datasets, split)
 
 
 def learn_normalize_ops(spec, where, dataset, ops, learned: Learned, split):

@@ -16,6 +16,12 @@ def rule_errors(spec) -> list[SpecError]:
                       spec.error(("train",), "a module model needs 'loop: custom' (Keras fit needs a Keras model)"))
     if "report" in train and loop != "custom":
         errors.append(spec.error(("train", "report"), "report lines are printed by the custom loop only; set 'loop: custom'"))
+    precision = (spec.doc.get("device") or {}).get("mixed_precision")
+    if "module" in spec.doc["model"] and precision:
+        errors.append(spec.error(("device", "mixed_precision"),
+                                 f"{precision} applies to Keras models (their layers follow the Keras dtype "
+                                 "policy); a tf.Module model keeps float32 variables and computes in float32: "
+                                 "remove device.mixed_precision or use a Keras model", at_value=True))
     validation = data.get("validation")
     if validation is not None and ("source" in validation) == ("fraction" in validation):
         errors.append(spec.error(("data", "validation"), "give either 'source' or 'fraction', not both or neither"))
