@@ -60,9 +60,12 @@ def output_names(model) -> list[str]:
     """The names of a Keras model's outputs (one name for a single output; none for a tf.Module)."""
     if not isinstance(model, keras.Model):
         return []
-    if isinstance(model.output, dict):
-        return list(model.output)
-    return list(getattr(model, "output_names", None) or [])
+    try:
+        if isinstance(model.output, dict):
+            return list(model.output)
+        return list(getattr(model, "output_names", None) or [])
+    except (AttributeError, ValueError):  # a Sequential model not called yet: one output
+        return []
 
 
 def is_per_output(config, names) -> bool:

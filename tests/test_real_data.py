@@ -1,0 +1,236 @@
+"""Ordinary data and models: sorted sources, dict features and labels, tabular CSV with text
+and gaps, learned normalization, folders and TFRecords of images, keras.applications
+backbones, and the Keras train options people reach for. Real data, kept small."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runner.spec import load_spec
+from runner.spec.errors import SpecError
+from tests.conftest import FASHION_MNIST, REPO
+
+pytestmark = pytest.mark.slow
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from runner.data import build_datasets  # noqa: E402
+from runner.data.learned import load_learned  # noqa: E402
+from runner.data.replay import build_split_from_run  # noqa: E402
+from runner.models import build_model  # noqa: E402
+from runner.run import run_spec  # noqa: E402
+
+# ../shared/data beside the repository (CI), or the project's shared folder (worktrees)
+MNIST_5K = next((p for p in (REPO.parent / "shared" / "data" / "mnist" / "mnist_5k.csv.gz",
+                             REPO.parents[1] / "shared" / "data" / "mnist" / "mnist_5k.csv.gz") if p.is_file()),
+                None)
+needs_mnist = pytest.mark.skipif(MNIST_5K is None, reason="needs ../shared/data/mnist/mnist_5k.csv.gz")
+needs_fashion = pytest.mark.skipif(not (FASHION_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),
+                                   reason="needs Debian's dataset-fashion-mnist")
+
+
+def write(folder: Path, text: str, name: str = "spec.yaml") -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def run(path: Path, *overrides):
+    return run_spec(load_spec(path, list(overrides)), quiet=True)
+
+
+def spec_error(path: Path, build) -> str:
+    with pytest.raises(SpecError) as caught:
+        build(load_spec(path))
+    return str(caught.value).split(": ", 1)[1]
+
+
+@pytest.fixture(scope="session")
+def fashion():
+    """The first 1,200 Fashion-MNIST test images and labels (uint8), read from the IDX files."""
+    if not (FASHION_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
+        pytest.skip("needs Debian's dataset-fashion-mnist")
+    images = np.frombuffer(gzip.decompress((FASHION_MNIST / "t10k-images-idx3-ubyte.gz").read_bytes()),
+                           np.uint8, offset=16).reshape(-1, 28, 28)[:1200]
+    labels = np.frombuffer(gzip.decompress((FASHION_MNIST / "t10k-labels-idx1-ubyte.gz").read_bytes()),
+                           np.uint8, offset=8)[:1200].astype(np.int64)
+    return images, labels
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+# ------------------------------------------------------------ 1. validation fractions
+
+SORTED_MNIST = """\
+    version: 1
+    name: sorted
+    seed: 1
+    data:
+      train:
+        source: {{csv: {{path: {path}, label: -1, shape: [784], dtype: uint8}}}}
+        stages:
+          - map: {{ops: [{{scale: {{divisor: 255.0}}}}]}}
+          - shuffle: {{buffer_size: all}}
+          - batch: {{batch_size: 64}}
+          - prefetch: {{}}
+      validation: {{fraction: 0.1}}
+    model:
+      sequential:
+        input_shape: [784]
+        layers: [{{Dense: {{units: 32, activation: relu}}}}, {{Dense: {{units: 10}}}}]
+    train:
+      epochs: 2
+      loss: {{SparseCategoricalCrossentropy: {{from_logits: true}}}}
+      optimizer: adam
+      metrics: [accuracy]
+"""
+
+
+@needs_mnist
+def test_a_label_sorted_source_split_by_fraction_trains_on_every_class(workdir, capfd):
+    path = write(workdir, SORTED_MNIST.format(path=MNIST_5K))
+    result = run(path)
+    assert result.metrics["validation"]["accuracy"] > 0.7  # chance is 0.1; unshuffled it was 0.0
+    assert "warning" not in capfd.readouterr().err
+
+
+@needs_mnist
+def test_an_unshuffled_fraction_of_a_sorted_source_warns_that_it_holds_one_class(workdir, capfd):
+    path = write(workdir, SORTED_MNIST.format(path=MNIST_5K).replace(
+        "fraction: 0.1}", "fraction: 0.1, shuffle: false}"))
+    spec = load_spec(path)
+    keras.utils.set_random_seed(1)
+    data = build_datasets(spec)
+    assert capfd.readouterr().err == (
+        "warning: the validation part of the validation fraction holds only class 9 (500 elements); "
+        "is the source sorted by label? (shuffle: true spreads the classes)\n")
+    labels = np.concatenate([y for _, y in data.validation.as_numpy_iterator()])
+    assert set(labels) == {9}
+
+
+@needs_mnist
+def test_a_stratified_fraction_holds_the_same_share_of_every_class(workdir):
+    path = write(workdir, SORTED_MNIST.format(path=MNIST_5K).replace(
+        "fraction: 0.1}", "fraction: 0.1, stratify: true}"))
+    keras.utils.set_random_seed(1)
+    data = build_datasets(load_spec(path))
+    batches = list(data.validation.as_numpy_iterator())
+    labels = np.concatenate([y for _, y in batches])
+    assert np.bincount(labels).tolist() == [50] * 10
+    # train's map and batch stages are inherited: scaled pixels in batches of 64
+    assert batches[0][0].shape == (64, 784) and batches[0][0].max() <= 1.0
+    assert data.info["num_examples"] == {"train": 4500, "validation": 500, "test": None}
+
+
+# ------------------------------------------------- 2. dict features, several outputs
+
+TWO_IN_TWO_OUT = """\
+    version: 1
+    name: multi
+    seed: 2
+    data:
+      train:
+        source: {npz: {path: multi.npz, features: [image, brightness], label: [item, top, ink]}}
+        stages:
+          - map: {ops: [{scale: {divisor: 255.0, on: image}}, {reshape: {shape: [28, 28, 1], on: image}}]}
+          - batch: {batch_size: 100}
+      validation: {fraction: 0.2, stratify: false}
+    model:
+      functional:
+        inputs:
+          image: {shape: [28, 28, 1]}
+          brightness: {shape: [1]}
+        layers:
+          - {name: conv, layer: {Conv2D: {filters: 8, kernel_size: 3, activation: relu}}, inputs: image}
+          - {name: pool, layer: {MaxPooling2D: {pool_size: 4}}, inputs: conv}
+          - {name: flat, layer: Flatten, inputs: pool}
+          - {name: joined, layer: Concatenate, inputs: [flat, brightness]}
+          - {name: hidden, layer: {Dense: {units: 32, activation: relu}}, inputs: joined}
+          - {name: item, layer: {Dense: {units: 10}}, inputs: hidden}
+          - {name: top, layer: {Dense: {units: 1, activation: sigmoid}}, inputs: hidden}
+          - {name: ink, layer: {Dense: {units: 1}}, inputs: hidden}
+        outputs: [item, top, ink]
+    train:
+      loop: fit
+      epochs: 5
+      loss:
+        item: {SparseCategoricalCrossentropy: {from_logits: true}}
+        top: binary_crossentropy
+        ink: mse
+      loss_weights: {item: 1.0, top: 0.5, ink: 2.0}
+      optimizer: {Adam: {learning_rate: 0.003}}
+      metrics: {item: [accuracy], top: [accuracy], ink: [mae]}
+    outputs: {checkpoints: false}
+"""
+
+
+@pytest.fixture(scope="session")
+def multi_npz(fashion, tmp_path_factory):
+    """Fashion-MNIST as two inputs (image, mean brightness) and three labels: the item (10
+    classes), whether it is a top (binary: t-shirt, pullover, coat, shirt) and the ink share."""
+    images, labels = fashion
+    folder = tmp_path_factory.mktemp("multi")
+    brightness = images.reshape(len(images), -1).mean(1, keepdims=True).astype(np.float32) / 255
+    ink = (images.reshape(len(images), -1) > 128).mean(1, keepdims=True).astype(np.float32)
+    top = np.isin(labels, [0, 2, 4, 6]).astype(np.int64)[:, None]
+    np.savez(folder / "multi.npz", image=images, brightness=brightness, item=labels, top=top, ink=ink)
+    return folder
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_a_two_input_three_output_model_trains(multi_npz, workdir, loop):
+    (workdir / "multi.npz").write_bytes((multi_npz / "multi.npz").read_bytes())
+    path = write(workdir, TWO_IN_TWO_OUT.replace("loop: fit", f"loop: {loop}"))
+    result = run(path)
+    validation = result.metrics["validation"]
+    assert validation["item_accuracy"] > 0.4        # ten classes: chance is 0.1
+    assert validation["top_accuracy"] > 0.7         # binary
+    assert validation["ink_mae"] < 0.2
+    history = json.loads((result.run_dir / "history.json").read_text())
+    assert {"loss", "item_accuracy", "top_accuracy", "ink_mae", "val_item_accuracy"} <= set(history)
+    plots = sorted(p.name for p in result.run_dir.glob("confusion_matrix*.png"))
+    assert plots == ["confusion_matrix_item.png", "confusion_matrix_top.png"]  # none for the regression
+
+
+def test_the_losses_of_several_outputs_follow_loss_weights(multi_npz, workdir):
+    """The custom loop's total loss is the weighted sum of the outputs' losses, as in fit."""
+    (workdir / "multi.npz").write_bytes((multi_npz / "multi.npz").read_bytes())
+    spec = load_spec(write(workdir, TWO_IN_TWO_OUT))
+    keras.utils.set_random_seed(2)
+    data = build_datasets(spec)
+    model = build_model(spec.doc["model"], spec)
+    from runner.train.multi_output import resolve_outputs
+
+    loss, _ = resolve_outputs(spec.doc["train"], spec, model, data.train.element_spec)
+    x, y = next(iter(data.train))
+    prediction = model(x)
+    model.compile(loss=loss.per_output, loss_weights=loss.loss_weights, optimizer="adam")
+    by_keras = float(model.compute_loss(x, y, prediction))
+    ours = float(tf.reduce_mean(loss.call(y, prediction)))
+    assert ours == pytest.approx(by_keras, rel=1e-5)
+
+
+def test_an_op_aimed_at_a_name_that_is_not_a_feature_is_located(multi_npz, workdir):
+    (workdir / "multi.npz").write_bytes((multi_npz / "multi.npz").read_bytes())
+    path = write(workdir, TWO_IN_TWO_OUT.replace("on: image}", "on: imag}", 1))
+    assert spec_error(path, build_datasets) == (
+        "data.train.stages[0].map.ops[0].scale.on: no feature or label named 'imag' "
+        "(the named features and labels are image, brightness, item, top, ink)")
+
+
+def test_per_output_keys_must_be_output_names(multi_npz, workdir):
+    (workdir / "multi.npz").write_bytes((multi_npz / "multi.npz").read_bytes())
+    path = write(workdir, TWO_IN_TWO_OUT.replace("ink: [mae]", "inc: [mae]"))
+    assert spec_error(path, run_spec) == "train.metrics.inc: no model output named 'inc' (outputs: item, top, ink)"
