@@ -234,3 +234,101 @@ def test_per_output_keys_must_be_output_names(multi_npz, workdir):
     (workdir / "multi.npz").write_bytes((multi_npz / "multi.npz").read_bytes())
     path = write(workdir, TWO_IN_TWO_OUT.replace("ink: [mae]", "inc: [mae]"))
     assert spec_error(path, run_spec) == "train.metrics.inc: no model output named 'inc' (outputs: item, top, ink)"
+
+
+# ------------------------------------------------------- 3. tabular CSV, learned statistics
+
+PENGUINS = REPO / "specs" / "data" / "penguins.csv"
+
+
+def penguins_spec(folder: Path, source: str, stages: str = "[{batch: {batch_size: 64}}]", extra: str = "") -> Path:
+    (folder / "penguins.csv").write_bytes(PENGUINS.read_bytes())
+    return write(folder, f"""\
+        version: 1
+        name: penguins
+        seed: 5
+        data:
+          train: {{source: {{csv: {source}}}, stages: {stages}}}
+          {extra}
+        model: {{sequential: {{layers: [{{Dense: {{units: 3}}}}]}}}}
+        train: {{epochs: 1, loss: {{SparseCategoricalCrossentropy: {{from_logits: true}}}}, optimizer: adam}}
+        """)
+
+
+def test_a_missing_value_without_a_fill_policy_names_its_row_and_column(workdir):
+    path = penguins_spec(workdir, "{path: penguins.csv, header: true, label: species, "
+                                  "categorical: [island, sex]}")
+    assert spec_error(path, build_datasets) == (
+        f"data.train.source.csv.path: missing value in row 4 (line 5), column 'bill_length_mm' of "
+        f"{workdir / 'penguins.csv'} (2 in that column) (declare a fill policy, e.g. fill: {{bill_length_mm: mean}})")
+
+
+def test_a_text_column_that_is_not_categorical_is_named(workdir):
+    path = penguins_spec(workdir, "{path: penguins.csv, header: true, label: species, fill: mean}")
+    assert spec_error(path, build_datasets) == (
+        f"data.train.source.csv.path: row 1 (line 2), column 'island' of {workdir / 'penguins.csv'} holds "
+        "text ('Torgersen') (declare it categorical (categorical: {island: one_hot}) or leave it out of features)")
+
+
+def test_text_and_missing_columns_become_features_learned_from_train(workdir):
+    path = penguins_spec(
+        workdir, "{path: penguins.csv, header: true, label: species, features: [island, bill_length_mm, sex], "
+                 "categorical: {island: one_hot, sex: int}, fill: {bill_length_mm: median, sex: unknown}}",
+        extra="validation: {fraction: 0.25}")
+    keras.utils.set_random_seed(5)
+    data = build_datasets(load_spec(path))
+    learned = data.learned.to_json()
+    assert sorted(learned["columns"]["island"]["vocabulary"]) == ["Biscoe", "Dream", "Torgersen"]
+    assert sorted(learned["columns"]["sex"]["vocabulary"]) == ["female", "male", "unknown"]
+    assert learned["labels"] == {"species": {"vocabulary": ["Adelie", "Chinstrap", "Gentoo"]}}
+    assert data.info["class_names"] == ["Adelie", "Chinstrap", "Gentoo"] and data.info["num_classes"] == 3
+    x, y = next(iter(data.train.unbatch()))
+    # island one-hot (3 + out-of-vocabulary index 0), bill length, sex as an integer index
+    assert x.shape == (6,) and x.dtype == tf.float32 and y.dtype == tf.int64
+    features = np.concatenate([b[0] for b in data.train.as_numpy_iterator()])
+    assert np.all(features[:, :4].sum(1) == 1) and set(np.unique(features[:, 5])) <= {1.0, 2.0, 3.0}
+    train_bills = features[:, 4]
+    assert not np.isnan(train_bills).any() and 32 < np.median(train_bills) < 50
+
+
+def test_normalize_learns_mean_and_variance_from_the_training_split_only(workdir):
+    path = penguins_spec(
+        workdir, "{path: penguins.csv, header: true, label: species, "
+                 "features: [bill_length_mm, flipper_length_mm, body_mass_g], fill: mean}",
+        stages="[{map: {ops: [{normalize: {}}]}}, {batch: {batch_size: 400}}]",
+        extra="validation: {fraction: 0.3}")
+    keras.utils.set_random_seed(5)
+    data = build_datasets(load_spec(path))
+    (stats,) = data.learned.normalize
+    train = next(iter(data.train))[0].numpy()
+    np.testing.assert_allclose(train.mean(0), 0.0, atol=1e-4)
+    np.testing.assert_allclose(train.std(0), 1.0, atol=1e-4)
+    assert 190 < stats["mean"][1] < 210 and 3500 < stats["mean"][2] < 5000  # flipper mm, body mass g
+    validation = next(iter(data.validation))[0].numpy()  # train's statistics, not its own
+    assert np.abs(validation.mean(0)).max() > 1e-3 and np.abs(validation.mean(0)).max() < 0.5
+
+
+def test_the_tabular_spec_saves_its_preprocessing_and_a_test_split_rebuilds_from_it(workdir):
+    spec_path = REPO / "specs" / "tabular.yaml"
+    result = run_spec(load_spec(spec_path, ["train.epochs=3", f"outputs.dir={workdir}"]), quiet=True)
+    saved = json.loads((result.run_dir / "preprocessing.json").read_text())
+    assert saved["labels"]["species"]["vocabulary"] == ["Adelie", "Chinstrap", "Gentoo"]
+    assert saved["columns"]["body_mass_g"]["fill"] == 4000.0  # the median of train's masses
+    assert len(saved["normalize"][0]["mean"]) == 11            # 4 island, 4 numbers, 3 sex
+    # The whole table as a test split, preprocessed with the run's statistics
+    spec = load_spec(spec_path, ["data.test.source.csv.path=data/penguins.csv",
+                                 "data.test.source.csv.header=true"])
+    spec.doc["data"]["test"] = {"source": spec.doc["data"]["train"]["source"],
+                                "stages": [{"map": {"ops": [{"normalize": {}}]}}, {"batch": {"batch_size": 400}}]}
+    test = build_split_from_run(spec, result.run_dir)
+    x, y = next(iter(test))
+    assert x.shape == (344, 11)
+    mean = np.asarray(saved["normalize"][0]["mean"])
+    std = np.sqrt(np.asarray(saved["normalize"][0]["variance"]))
+    std[std < 1e-7] = 1.0
+    raw = x.numpy() * std + mean
+    assert np.allclose(raw[:, 1:4].sum(1), 1.0, atol=1e-4)  # un-normalized: one-hot islands again
+    assert load_learned(result.run_dir).frozen
+    model = keras.saving.load_model(result.run_dir / "model.keras")
+    accuracy = np.mean(np.argmax(model.predict(x, verbose=0), -1) == y.numpy())
+    assert accuracy > 0.8

@@ -67,6 +67,8 @@ def source_labels(source: Source):
     if isinstance(source.labels, np.ndarray):
         labels = source.labels
         return labels if labels.ndim == 1 and labels.dtype.kind in "iu" else None
+    if source.table is not None:
+        return None  # several labels, or not classes
     element = source.make().element_spec
     if not (isinstance(element, tuple) and len(element) == 2 and isinstance(element[1], tf.TensorSpec)):
         return None

@@ -60,7 +60,10 @@ def table_source(table: Table, files) -> Source:
         raise RuntimeError("a tabular source is encoded (encode_tables) before its stages")
 
     count = len(table.rows)
-    plain = table.labels if isinstance(table.labels, np.ndarray) and not table.text_labels else None
+    plain = None  # integer class codes, for stratifying and counting classes before the encoding
+    if isinstance(table.labels, np.ndarray):
+        plain = np.unique(table.labels, return_inverse=True)[1].astype(np.int64) if table.text_labels \
+            else table.labels
     return Source(make, count, select, None, None, list(files), subset=subset, labels=plain, table=table)
 
 
@@ -98,7 +101,7 @@ def _learn(spec, table: Table, learned: Learned) -> None:
         if column.kind == "categorical":
             present = values[~missing]
             if "fill" in entry:
-                present = np.concatenate([present, np.array([entry["fill"]], dtype=present.dtype)])
+                present = np.concatenate([present, np.array([entry["fill"]])])  # widens text: no truncation
             layer = _lookup(column, None)
             layer.adapt(present.astype(np.int64) if column.integer else present)
             vocabulary = layer.get_vocabulary(include_special_tokens=False)
@@ -140,10 +143,10 @@ def _encoded(spec, source: Source, learned: Learned) -> Source:
         known = learned.columns.get(column.name)
         if known is None:
             raise spec.error(table.path, f"column {column.name!r} was not a column of train's table")
-        raw = table.values[column.name].copy()
+        raw = table.values[column.name]
         missing = _missing(raw)
         if missing.any():
-            raw[missing] = known["fill"]
+            raw = np.where(missing, known["fill"], raw)  # np.where widens text: a longer fill fits
         values[column.name] = raw.astype(np.int64) if column.integer else raw
     labels = _encoded_labels(spec, table, learned)
     layers = {c.name: _lookup(c, learned.columns[c.name]["vocabulary"]) for c in table.columns

@@ -132,6 +132,7 @@ def _load_table(spec, path, options, file, lines, names) -> Source:
         kind = "categorical" if name in categorical else "numeric"
         policy = fill.get(name) if isinstance(fill, dict) else fill
         column = Column(name, kind, categorical.get(name, "one_hot"), fill=policy)
+        _check_policy(spec, path, column, isinstance(fill, dict))
         values[name] = _column_values(spec, path, file, column, cells[i], missing, first_line)
         column.integer = kind == "categorical" and values[name].dtype.kind == "f"
         columns.append(column)
@@ -148,6 +149,20 @@ def _load_table(spec, path, options, file, lines, names) -> Source:
                   None if not label_names else labels if isinstance(label, list) else labels[label_names[0]],
                   text, first_line, np.arange(1, len(rows) + 1))
     return table_source(table, [file])
+
+
+def _check_policy(spec, path, column, per_column) -> None:
+    """mean/median need numbers; a constant must fit its column."""
+    policy, where = column.fill, path + (("fill", column.name) if per_column else ("fill",))
+    if policy in ("mean", "median") and column.kind == "categorical":
+        raise spec.error(where, f"{policy} cannot fill the categorical column {column.name!r} "
+                                "(use most_frequent or a constant)", at_value=True)
+    if column.kind == "numeric" and isinstance(policy, str) and policy not in ("mean", "median", "most_frequent"):
+        try:
+            float(policy)
+        except ValueError:
+            raise spec.error(where, f"{policy!r} cannot fill the numeric column {column.name!r} "
+                                    "(use mean, median, most_frequent or a number)", at_value=True) from None
 
 
 def _column_index(spec, path, ref, names, width, header) -> int:
