@@ -332,3 +332,121 @@ def test_the_tabular_spec_saves_its_preprocessing_and_a_test_split_rebuilds_from
     model = keras.saving.load_model(result.run_dir / "model.keras")
     accuracy = np.mean(np.argmax(model.predict(x, verbose=0), -1) == y.numpy())
     assert accuracy > 0.8
+
+
+# ------------------------------------------------------------------------------ 4. images
+
+CLASSES = {0: "t-shirt", 1: "trouser", 7: "sneaker"}
+
+
+@pytest.fixture(scope="session")
+def png_folder(fashion, tmp_path_factory):
+    """40 Fashion-MNIST PNGs in each of three class folders, written with tf.io.encode_png."""
+    images, labels = fashion
+    folder = tmp_path_factory.mktemp("fashion_png")
+    for label, name in CLASSES.items():
+        (folder / name).mkdir()
+        for i, index in enumerate(np.flatnonzero(labels == label)[:40]):
+            png = tf.io.encode_png(images[index][:, :, None]).numpy()
+            (folder / name / f"{i:03d}.png").write_bytes(png)
+    return folder
+
+
+IMAGE_TRAIN = """\
+train:
+  epochs: 6
+  loss: {SparseCategoricalCrossentropy: {from_logits: true}}
+  optimizer: {Adam: {learning_rate: 0.003}}
+  metrics: [accuracy]
+outputs: {checkpoints: false}
+"""
+
+
+def test_an_image_folder_of_pngs_trains_with_augmentation(png_folder, workdir):
+    path = write(workdir, f"""\
+version: 1
+name: folder
+seed: 4
+data:
+  train:
+    source: {{image_folder: {{directory: {png_folder}, color_mode: grayscale}}}}
+    stages:
+      - map:
+          ops:
+            - center_crop: {{size: [24, 24]}}
+            - augment: {{layers: [{{RandomFlip: {{mode: horizontal, seed: 1}}}}]}}
+      - shuffle: {{buffer_size: all}}
+      - batch: {{batch_size: 16}}
+  validation: {{fraction: 0.25}}
+model:
+  sequential:
+    input_shape: [24, 24, 1]
+    layers:
+      - Rescaling: {{scale: 0.00392156862745098}}   # no offset: built through its constructor
+      - Conv2D: {{filters: 8, kernel_size: 3, activation: relu}}
+      - MaxPooling2D: {{pool_size: 2}}
+      - Flatten: {{}}
+      - Dense: {{units: "${{data.num_classes}}"}}
+""" + IMAGE_TRAIN)
+    keras.utils.set_random_seed(4)
+    data = build_datasets(load_spec(path))
+    assert data.info["class_names"] == ["sneaker", "t-shirt", "trouser"]  # alphabetical, as Keras
+    assert data.info["num_examples"] == {"train": 90, "validation": 30, "test": None}
+    images, labels = next(iter(data.validation))
+    assert images.shape[1:] == (24, 24, 1) and images.dtype == tf.uint8
+    result = run(path)
+    assert result.metrics["validation"]["accuracy"] > 0.8  # three classes: chance is 1/3
+    assert (result.run_dir / "confusion_matrix.png").is_file()
+
+
+def test_a_tfrecord_of_encoded_images_is_decoded_resized_and_trained(fashion, workdir):
+    images, labels = fashion
+    with tf.io.TFRecordWriter(str(workdir / "fashion.tfrecord")) as writer:
+        for image, label in zip(images[:400], labels[:400]):
+            png = tf.io.encode_png(image[:, :, None]).numpy()
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+                "raw": tf.train.Feature(bytes_list=tf.train.BytesList(value=[image.tobytes()])),
+                "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[int(label)]))}))
+            writer.write(example.SerializeToString())
+    path = write(workdir, """\
+version: 1
+name: records
+seed: 4
+data:
+  train:
+    source:
+      tfrecord:
+        files: [fashion.tfrecord]
+        features: {image: {dtype: string}, raw: {dtype: string}, label: {dtype: int64}}
+        label: label
+    stages:
+      - map:
+          ops:
+            - decode_image: {channels: 1, on: image}     # PNG bytes
+            - resize: {size: [24, 24], on: image}
+            - decode_raw: {shape: [28, 28, 1], on: raw}  # an array's tobytes()
+            - center_crop: {size: [24, 24], on: raw}
+      - batch: {batch_size: 32}
+  validation: {fraction: 0.2}
+model:
+  functional:
+    inputs: {image: {shape: [24, 24, 1]}, raw: {shape: [24, 24, 1], dtype: uint8}}
+    layers:
+      - {name: scaled, layer: {Rescaling: {scale: 0.00392156862745098}}, inputs: image}
+      - {name: conv, layer: {Conv2D: {filters: 8, kernel_size: 3, activation: relu}}, inputs: scaled}
+      - {name: pool, layer: {MaxPooling2D: {pool_size: 2}}, inputs: conv}
+      - {name: flat, layer: Flatten, inputs: pool}
+      - {name: logits, layer: {Dense: {units: "${data.num_classes}"}}, inputs: flat}
+    outputs: logits
+""" + IMAGE_TRAIN)
+    keras.utils.set_random_seed(4)
+    data = build_datasets(load_spec(path))
+    features, _ = next(iter(data.train))
+    assert features["image"].shape == (32, 24, 24, 1) and features["image"].dtype == tf.float32
+    raw = features["raw"].numpy()
+    assert raw.dtype == np.uint8 and raw.shape == (32, 24, 24, 1)
+    # the raw bytes decoded and centrally cropped: the middle 24 x 24 pixels of one of the images
+    assert any(np.array_equal(raw[0, :, :, 0], image[2:26, 2:26]) for image in images[:400])
+    result = run(path)
+    assert result.metrics["validation"]["accuracy"] > 0.5  # ten classes: chance is 0.1
