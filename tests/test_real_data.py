@@ -450,3 +450,172 @@ model:
     assert any(np.array_equal(raw[0, :, :, 0], image[2:26, 2:26]) for image in images[:400])
     result = run(path)
     assert result.metrics["validation"]["accuracy"] > 0.5  # ten classes: chance is 0.1
+
+
+# ------------------------------------------------------------------------------ 5. models
+
+def backbone_spec(folder: Path, backbone: str, steps: str = "steps_per_epoch: 1") -> Path:
+    rng = np.random.default_rng(0)
+    np.savez(folder / "rgb.npz", x=rng.uniform(0, 255, (16, 32, 32, 3)).astype(np.float32),
+             y=rng.integers(0, 4, 16))
+    return write(folder, f"""\
+        version: 1
+        name: backbone
+        seed: 6
+        data:
+          train:
+            source: {{npz: {{path: rgb.npz, features: x, label: y}}}}
+            stages: [{{batch: {{batch_size: 8}}}}]
+        model:
+          sequential:
+            input_shape: [32, 32, 3]
+            layers:
+              - {backbone}
+              - Dense: {{units: 4}}
+        train:
+          epochs: 1
+          {steps}
+          loss: {{SparseCategoricalCrossentropy: {{from_logits: true}}}}
+          optimizer: adam
+        outputs: {{checkpoints: false, plots: {{enabled: false}}}}
+        """)
+
+
+def test_a_keras_applications_backbone_without_weights_trains_one_step(workdir):
+    path = backbone_spec(workdir, "MobileNetV3Small: {weights: null, include_top: false, input_shape: [32, 32, 3], "
+                                  "pooling: avg, trainable_layers: 5}")
+    spec = load_spec(path)
+    model = build_model(spec.doc["model"], spec)
+    backbone = model.layers[0]
+    assert backbone.name.startswith("MobileNetV3Small")
+    assert [layer.trainable for layer in backbone.layers[-6:]] == [False, True, True, True, True, True]
+    result = run(path)
+    assert np.isfinite(result.metrics["train"]["loss"])
+    assert json.loads((result.run_dir / "history.json").read_text())["loss"]  # one epoch of one step
+
+
+def test_a_backbone_reads_a_local_weights_file_and_can_be_frozen(workdir):
+    source = keras.applications.MobileNetV3Small(weights=None, include_top=False, input_shape=(32, 32, 3),
+                                                 pooling="avg")
+    source.save_weights(workdir / "backbone.weights.h5")
+    path = backbone_spec(workdir, "MobileNetV3Small: {weights: backbone.weights.h5, include_top: false, "
+                                  "input_shape: [32, 32, 3], pooling: avg, trainable: false}")
+    spec = load_spec(path)
+    backbone = build_model(spec.doc["model"], spec).layers[0]
+    assert not backbone.trainable and backbone.trainable_weights == []
+    for ours, theirs in zip(backbone.weights, source.weights):
+        np.testing.assert_array_equal(ours.numpy(), theirs.numpy())
+    missing = backbone_spec(workdir, "MobileNetV3Small: {weights: nowhere.weights.h5, include_top: false}")
+    assert spec_error(missing, lambda s: build_model(s.doc["model"], s)) == (
+        f"model.sequential.layers[0].MobileNetV3Small.weights: weights file not found: {workdir / 'nowhere.weights.h5'}")
+
+
+def test_an_unknown_backbone_suggests_the_keras_applications_name(workdir):
+    path = backbone_spec(workdir, "MobileNetV3Smal: {weights: null}")
+    assert spec_error(path, lambda s: build_model(s.doc["model"], s)) == (
+        "model.sequential.layers[0]: unknown layer 'MobileNetV3Smal' (did you mean 'MobileNetV3Small'?)")
+
+
+def test_layers_are_built_through_their_constructor_so_defaults_apply(workdir):
+    path = backbone_spec(workdir, "Rescaling: {scale: 0.5}")
+    spec = load_spec(path)
+    rescaling = build_model(spec.doc["model"], spec).layers[0]
+    assert (rescaling.scale, rescaling.offset) == (0.5, 0.0)
+
+
+def test_mixed_precision_is_refused_for_a_module_model(workdir):
+    from runner.spec.errors import SpecErrors
+
+    path = write(workdir, """\
+        version: 1
+        name: module
+        data: {train: {source: {synthetic: {x: {linspace: {start: 0, stop: 1, num: 8}}, y: {linear: {w: 1, b: 0}}}}}}
+        model: {module: {linear: {}}}
+        train: {loop: custom, epochs: 1, loss: mse, optimizer: sgd}
+        device: {mixed_precision: mixed_bfloat16}
+        """)
+    with pytest.raises(SpecErrors) as caught:
+        load_spec(path)
+    assert [str(e) for e in caught.value.errors] == [
+        f"{path}:6:27: device.mixed_precision: mixed_bfloat16 applies to Keras models (their layers follow the "
+        "Keras dtype policy); a tf.Module model keeps float32 variables and computes in float32: remove "
+        "device.mixed_precision or use a Keras model"]
+
+
+# ------------------------------------------------------------------------ 6. train options
+
+def regression_spec(folder: Path, train: str, loop: str = "fit", lr: float = 0.1) -> Path:
+    return write(folder, f"""\
+        version: 1
+        name: options
+        seed: 8
+        data:
+          train:
+            source: {{synthetic: {{x: {{uniform: {{low: -3, high: 3, num: 64}}}}, y: {{linear: {{w: 2.0, b: 1.0}}}}}}}}
+            stages: [{{batch: {{batch_size: 16}}}}]
+          validation:
+            source: {{synthetic: {{x: {{linspace: {{start: -3, stop: 3, num: 16}}}}, y: {{linear: {{w: 2.0, b: 1.0}}}}}}}}
+            stages: [{{batch: {{batch_size: 16}}}}]
+        model:
+          sequential:
+            input_shape: [1]
+            layers: [{{Dense: {{units: 1, kernel_initializer: zeros}}}}]
+        train:
+          loop: {loop}
+          loss: mse
+          optimizer: {{SGD: {{learning_rate: {lr}}}}}
+          {textwrap.indent(textwrap.dedent(train), "          ").strip()}
+        outputs: {{checkpoints: false}}
+        """)
+
+
+def test_steps_per_execution_initial_epoch_and_validation_freq(workdir):
+    path = regression_spec(workdir, """\
+        epochs: 5
+        initial_epoch: 1
+        steps_per_execution: 2
+        validation_freq: 2
+    """)
+    result = run(path)
+    history = json.loads((result.run_dir / "history.json").read_text())
+    assert len(history["loss"]) == 4                        # epochs 2..5
+    assert [v is None for v in history["val_loss"]] == [False, True, False, True]  # epochs 2 and 4
+    rows = (result.run_dir / "history.csv").read_text().splitlines()
+    assert rows[0].split(",") == ["epoch", "loss", "val_loss"] and rows[2].endswith(",")
+    model = keras.saving.load_model(result.run_dir / "model.keras")
+    assert model.steps_per_execution == 2
+
+
+def test_steps_per_execution_is_refused_for_the_custom_loop(workdir):
+    from runner.spec.errors import SpecErrors
+
+    path = regression_spec(workdir, "epochs: 1\nsteps_per_execution: 4", loop="custom")
+    with pytest.raises(SpecErrors) as caught:
+        load_spec(path)
+    assert str(caught.value).endswith("train.steps_per_execution: steps_per_execution is a Keras compile option: "
+                                      "it applies to loop: fit (the custom loop runs one step per call)")
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_clipnorm_in_the_optimizer_bounds_each_update(workdir, loop):
+    """SGD(learning_rate=1, clipnorm=0.01): each variable moves by at most 0.01 per step."""
+    path = regression_spec(workdir, "epochs: 1\nsteps_per_epoch: 1", loop=loop, lr=1.0)
+    path.write_text(path.read_text().replace("{SGD: {learning_rate: 1.0}}", "{SGD: {learning_rate: 1.0, clipnorm: 0.01}}"))
+    result = run(path)
+    model = keras.saving.load_model(result.run_dir / "model.keras")
+    kernel, bias = (np.linalg.norm(w) for w in model.get_weights())  # both started at zero
+    assert 0.009 < kernel <= 0.0100001 and 0.0 < bias <= 0.0100001
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_early_stopping_restored_weights_are_the_final_metrics(workdir, loop):
+    """A learning rate that diverges: epoch 1 is the best; its weights and metrics are reported."""
+    path = regression_spec(workdir, """\
+        epochs: 6
+        callbacks: [{EarlyStopping: {monitor: loss, patience: 2, restore_best_weights: true}}]
+    """, loop=loop, lr=0.6)
+    result = run(path)
+    history = json.loads((result.run_dir / "history.json").read_text())
+    assert len(history["loss"]) == 3 and history["loss"][0] < history["loss"][1] < history["loss"][2]
+    assert result.metrics["train"]["loss"] == history["loss"][0]
+    assert result.metrics["validation"]["loss"] == pytest.approx(history["val_loss"][0], rel=1e-5)

@@ -14,6 +14,9 @@ def rule_errors(spec) -> list[SpecError]:
         errors.append(spec.error(("train", "loop"), "a module model trains with loop: custom (Keras fit needs a Keras model)",
                                  at_value=True) if "loop" in train else
                       spec.error(("train",), "a module model needs 'loop: custom' (Keras fit needs a Keras model)"))
+    if "steps_per_execution" in train and loop == "custom":
+        errors.append(spec.error(("train", "steps_per_execution"), "steps_per_execution is a Keras compile option: "
+                                 "it applies to loop: fit (the custom loop runs one step per call)"))
     if "report" in train and loop != "custom":
         errors.append(spec.error(("train", "report"), "report lines are printed by the custom loop only; set 'loop: custom'"))
     precision = (spec.doc.get("device") or {}).get("mixed_precision")
