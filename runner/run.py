@@ -192,7 +192,7 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
         )
         if is_keras(model):
             # Sets model.optimizer for callbacks (ReduceLROnPlateau, ...) and model.keras.
-            model.compile(optimizer=custom.optimizer, loss=loss)
+            model.compile(optimizer=custom.optimizer, loss=getattr(loss, "per_output", loss))
     checkpoint = checkpoints.epoch_checkpoint(model, custom.optimizer, run_dir)
     initial_epoch = checkpoints.restore(checkpoint, previous) if previous is not None else \
         train_config.get("initial_epoch", 0)

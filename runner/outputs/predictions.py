@@ -24,17 +24,6 @@ def is_1d_regression(element_spec) -> bool:
     )
 
 
-def is_classification(element_spec) -> bool:
-    if not isinstance(element_spec, tuple) or len(element_spec) != 2:
-        return False
-    y = element_spec[1]
-    if not isinstance(y, tf.TensorSpec):
-        return False
-    sparse = y.dtype.is_integer and y.shape[1:].num_elements() in (0, 1)
-    one_hot = y.shape.rank == 2 and (y.shape[-1] or 0) > 1
-    return sparse or one_hot
-
-
 def _predict(model, x):
     if is_keras(model):
         return model(x, training=False)
@@ -63,18 +52,6 @@ def plot_regression(spec, dataset, model, run_dir) -> None:
     x, y, predictions = collected
     truth = synthetic_truth(spec.doc["data"]["train"]["source"], x)  # None unless synthetic
     plots.plot_regression(x, y, predictions, run_dir / "predictions.png", truth=truth)
-
-
-def confusion_matrix(model, dataset):
-    collected = _collect(dataset, model, limit=10**9)
-    if collected is None:
-        return None
-    _, y, predictions = collected
-    if predictions.ndim != 2 or predictions.shape[-1] < 2:
-        return None
-    labels = y.argmax(-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1)
-    classes = predictions.shape[-1]
-    return tf.math.confusion_matrix(labels.astype(np.int64), predictions.argmax(-1), num_classes=classes).numpy()
 
 
 def confusion_matrices(model, dataset, limit=10**9) -> dict:

@@ -28,6 +28,10 @@ def rule_errors(spec) -> list[SpecError]:
     validation = data.get("validation")
     if validation is not None and ("source" in validation) == ("fraction" in validation):
         errors.append(spec.error(("data", "validation"), "give either 'source' or 'fraction', not both or neither"))
+    for key in ("shuffle", "stratify"):
+        if validation is not None and key in validation and "fraction" not in validation:
+            errors.append(spec.error(("data", "validation", key), f"{key} applies to a validation fraction "
+                                     "(a validation source is read as it is)"))
     split = train.get("validate_on")
     if split and split not in data:
         errors.append(spec.error(("train", "validate_on"), f"there is no data.{split} split to validate on", at_value=True))
