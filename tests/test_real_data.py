@@ -308,6 +308,35 @@ def test_normalize_learns_mean_and_variance_from_the_training_split_only(workdir
     assert np.abs(validation.mean(0)).max() > 1e-3 and np.abs(validation.mean(0)).max() < 0.5
 
 
+def test_csv_columns_grouped_into_named_features_and_several_labels(workdir):
+    """features: {name: [columns]} gives a dict of features; label: [columns] a dict of labels;
+    normalize aims at one of them with on:."""
+    path = penguins_spec(
+        workdir, "{path: penguins.csv, header: true, label: [species, year], fill: most_frequent, "
+                 "features: {size: [bill_length_mm, 3], place: [island]}, categorical: {island: int}}",
+        stages="[{map: {ops: [{normalize: {on: size}}, {scale: {factor: 0.001, on: year}}]}}, "
+               "{batch: {batch_size: 344}}]")
+    keras.utils.set_random_seed(5)
+    data = build_datasets(load_spec(path))
+    features, labels = next(iter(data.train))
+    assert set(features) == {"size", "place"} and set(labels) == {"species", "year"}
+    assert features["size"].shape == (344, 2) and features["place"].dtype == tf.int64
+    np.testing.assert_allclose(features["size"].numpy().mean(0), 0.0, atol=1e-4)
+    assert set(np.unique(features["place"].numpy())) == {1, 2, 3}  # StringLookup indices; 0: unseen islands
+    assert labels["species"].dtype == tf.int64 and 2.007 <= float(tf.reduce_mean(labels["year"])) <= 2.009
+
+
+def test_shuffle_and_stratify_belong_to_a_fraction(workdir):
+    from runner.spec.errors import SpecErrors
+
+    path = penguins_spec(workdir, "{path: penguins.csv, header: true, label: species}",
+                         extra="validation: {source: {csv: {path: penguins.csv}}, stratify: true}")
+    with pytest.raises(SpecErrors) as caught:
+        load_spec(path)
+    assert str(caught.value).endswith("data.validation.stratify: stratify applies to a validation fraction "
+                                      "(a validation source is read as it is)")
+
+
 def test_the_tabular_spec_saves_its_preprocessing_and_a_test_split_rebuilds_from_it(workdir):
     spec_path = REPO / "specs" / "tabular.yaml"
     result = run_spec(load_spec(spec_path, ["train.epochs=3", f"outputs.dir={workdir}"]), quiet=True)
