@@ -648,7 +648,7 @@ def test_tfds_validation_fraction_slices_the_split(write_spec, monkeypatch):
     with tfds.testing.mock_data(num_examples=40):
         data = build(write_spec, """
             train: {source: {tfds: {name: mnist, split: train, shuffle_files: true}}}
-            validation: {fraction: 0.1, shuffle: false}
+            validation: {fraction: 0.1}
         """)
     # tfds slices by absolute index, so shuffled files never mix the two parts
     assert splits == ["train", "train[0:36]", "train[36:40]"]

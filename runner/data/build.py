@@ -57,7 +57,7 @@ def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datas
     if fraction and "validation" in splits:
         sources["train"], sources["validation"] = split_fraction(spec, sources["train"], validation, seed)
     learned = learned if learned is not None else Learned()
-    learned._used = {}  # normalize ops are matched by their order within each split
+    learned.restart()
     sources = encode_tables(spec, sources, learned)
 
     info = _info(sources)

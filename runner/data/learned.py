@@ -29,6 +29,10 @@ class Learned:
     frozen: bool = False
     _used: dict = field(default_factory=dict)       # split -> learned normalize ops met so far
 
+    def restart(self) -> None:
+        """Start a build: learned normalize ops are matched by their order within each split."""
+        self._used = {}
+
     def is_empty(self) -> bool:
         return not (self.normalize or self.columns or self.labels)
 
@@ -65,6 +69,9 @@ def learn_normalize_ops(spec, where, dataset, ops, learned: Learned, split):
         index = learned._used.get(split, 0)
         learned._used[split] = index + 1
         if split == "train" and not learned.frozen and index >= len(learned.normalize):
+            if dataset.cardinality() == tf.data.INFINITE_CARDINALITY:
+                raise spec.error(where + ("ops", j, name), "normalize learns its statistics in one pass over "
+                                                           "train, which repeats forever here: put it before repeat")
             before = dataset.map(build_map_function(spec, where, resolved[:j], dataset.element_spec)) if j else dataset
             target = args.get("on", "features")
             values = before.map(lambda *e: select_target(spec, where + ("ops", j, name), e, target))

@@ -30,13 +30,15 @@ def split_fraction(spec, train: Source, options: dict, seed) -> tuple[Source, So
                          f"a fraction {fraction} of train's {train.count} elements leaves "
                          f"{'no validation' if held_out == 0 else 'no training'} elements", at_value=True)
     shuffle, stratify = options.get("shuffle", True), options.get("stratify", False)
-    if not shuffle and not stratify:
+    if stratify and train.subset is None:
+        raise spec.error(path + ("stratify",), "this source cannot pick elements by index (tfds with "
+                                               "shuffle_files: true): set shuffle_files: false to stratify")
+    if (not shuffle and not stratify) or train.subset is None:
+        # tfds with shuffle_files: true reads in another order each pass, so elements cannot be
+        # picked by index; tfds stores examples shuffled when it prepares them, so a slice is fair.
         kept = train.count - held_out
         parts = train.select(0, kept), train.select(kept, train.count)
     else:
-        if train.subset is None:
-            raise spec.error(path, "this source cannot pick elements by index (tfds with shuffle_files: true); "
-                                   "set shuffle: false to hold out its last elements, or shuffle_files: false")
         labels = source_labels(train) if stratify else None
         if stratify and labels is None:
             raise spec.error(path + ("stratify",), "stratify needs one integer class label per element", at_value=True)
