@@ -184,7 +184,7 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
     with setup.strategy.scope():
         custom = CustomLoop(
             model, loss=loss, optimizer=optimizer,
-            metrics=loop_metrics(metrics, model, datasets.train.element_spec),
+            metrics=loop_metrics(metrics, model, datasets.train.element_spec, loss),
             element_spec=datasets.train.element_spec, setup=setup,
             class_weight=_class_weight(train_config.get("class_weight")),
             callbacks=callbacks,

@@ -199,7 +199,8 @@ def test_a_two_input_three_output_model_trains(multi_npz, workdir, loop):
     assert validation["top_accuracy"] > 0.7         # binary
     assert validation["ink_mae"] < 0.2
     history = json.loads((result.run_dir / "history.json").read_text())
-    assert {"loss", "item_accuracy", "top_accuracy", "ink_mae", "val_item_accuracy"} <= set(history)
+    assert {"loss", "item_loss", "top_loss", "ink_loss", "item_accuracy", "top_accuracy", "ink_mae",
+            "val_item_accuracy", "val_ink_loss"} <= set(history)
     plots = sorted(p.name for p in result.run_dir.glob("confusion_matrix*.png"))
     assert plots == ["confusion_matrix_item.png", "confusion_matrix_top.png"]  # none for the regression
 
@@ -423,6 +424,10 @@ model:
     assert data.info["num_examples"] == {"train": 90, "validation": 30, "test": None}
     images, labels = next(iter(data.validation))
     assert images.shape[1:] == (24, 24, 1) and images.dtype == tf.uint8
+    resized = build_datasets(load_spec(path, [f"data.train.source.image_folder.image_size=[20, 20]",
+                                              "data.train.stages.0.map.ops.0.center_crop.size=[16, 16]"]))
+    images, labels = next(iter(resized.train))
+    assert images.shape == (16, 16, 16, 1) and images.dtype == tf.float32  # resized as Keras does
     result = run(path)
     assert result.metrics["validation"]["accuracy"] > 0.8  # three classes: chance is 1/3
     assert (result.run_dir / "confusion_matrix.png").is_file()

@@ -140,15 +140,33 @@ class OutputMetric(keras.metrics.Metric):
         self.metric.reset_state()
 
 
-def loop_metrics(metrics, model, element_spec) -> list:
-    """The custom loop's metrics: per-output ones resolved against their output, then wrapped."""
-    if not isinstance(metrics, dict):
+class OutputLoss(keras.metrics.Mean):
+    """The mean loss of one output, unweighted, named `<output>_loss` as Keras fit names it."""
+
+    def __init__(self, output: str, loss, names: list):
+        super().__init__(name=f"{output}_loss")
+        self.output, self.loss, self.names = output, loss, names
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        y_true, y_pred = _by_name(y_true, self.names), _by_name(y_pred, self.names)
+        values = self.loss.call(y_true[self.output], y_pred[self.output])
+        super().update_state(values, sample_weight=sample_weight)
+
+
+def loop_metrics(metrics, model, element_spec, loss=None) -> list:
+    """The custom loop's metrics: each output's loss (with per-output losses), then the
+    per-output metrics resolved against their output and wrapped, as fit reports them."""
+    per_output_loss = isinstance(loss, OutputsLoss)
+    if not isinstance(metrics, dict) and not per_output_loss:
         return metrics
     names = output_names(model)
     x, y = example_batch(element_spec)
     y, prediction = _by_name(y, names), _by_name(model(x), names)
-    return [OutputMetric(name, resolve_metric(m, y[name], prediction[name]), names)
-            for name, identifiers in metrics.items() for m in identifiers]
+    losses = [OutputLoss(name, resolved, names) for name, resolved in loss.resolved.items()] if per_output_loss else []
+    if not isinstance(metrics, dict):
+        return losses + list(metrics or [])
+    return losses + [OutputMetric(name, resolve_metric(m, y[name], prediction[name]), names)
+                     for name, identifiers in metrics.items() for m in identifiers]
 
 
 def weights_list(weights, names):
