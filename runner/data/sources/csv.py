@@ -108,18 +108,7 @@ def _load_table(spec, path, options, file, lines, names) -> Source:
     label_refs = [] if label is None else label if isinstance(label, list) else [label]
     label_columns = [_column_index(spec, path + ("label",), ref, names, width, header=bool(options.get("header")))
                      for ref in label_refs]
-    declared = options.get("features")
-    groups = None
-    if isinstance(declared, dict):
-        groups = {g: [names[_column_index(spec, path + ("features", g), r, names, width, True)] for r in refs]
-                  for g, refs in declared.items()}
-        feature_columns = [names.index(n) for refs in groups.values() for n in refs]
-        feature_columns = list(dict.fromkeys(feature_columns))
-    elif declared is not None:
-        feature_columns = [_column_index(spec, path + ("features", i), r, names, width, bool(options.get("header")))
-                           for i, r in enumerate(declared)]
-    else:
-        feature_columns = [i for i in range(width) if i not in label_columns]
+    feature_columns, groups = _feature_columns(spec, path, options, names, width, label_columns)
     categorical = options.get("categorical") or {}
     if isinstance(categorical, list):
         categorical = {c: "one_hot" for c in categorical}
@@ -149,6 +138,19 @@ def _load_table(spec, path, options, file, lines, names) -> Source:
                   None if not label_names else labels if isinstance(label, list) else labels[label_names[0]],
                   text, first_line, np.arange(1, len(rows) + 1))
     return table_source(table, [file])
+
+
+def _feature_columns(spec, path, options, names, width, label_columns):
+    """(indices of the feature columns, {feature name: [column names]} or None)."""
+    declared, header = options.get("features"), bool(options.get("header"))
+    if isinstance(declared, dict):
+        groups = {g: [names[_column_index(spec, path + ("features", g, j), r, names, width, header)]
+                      for j, r in enumerate(refs)] for g, refs in declared.items()}
+        return list(dict.fromkeys(names.index(n) for refs in groups.values() for n in refs)), groups
+    if declared is not None:
+        return [_column_index(spec, path + ("features", i), r, names, width, header)
+                for i, r in enumerate(declared)], None
+    return [i for i in range(width) if i not in label_columns], None
 
 
 def _check_policy(spec, path, column, per_column) -> None:
