@@ -653,3 +653,30 @@ def test_early_stopping_restored_weights_are_the_final_metrics(workdir, loop):
     assert len(history["loss"]) == 3 and history["loss"][0] < history["loss"][1] < history["loss"][2]
     assert result.metrics["train"]["loss"] == history["loss"][0]
     assert result.metrics["validation"]["loss"] == pytest.approx(history["val_loss"][0], rel=1e-5)
+
+
+def test_a_tfrecord_yields_several_named_labels(workdir):
+    with tf.io.TFRecordWriter(str(workdir / "two.tfrecord")) as writer:
+        for i in range(6):
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "x": tf.train.Feature(float_list=tf.train.FloatList(value=[i, -i])),
+                "kind": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 3])),
+                "size": tf.train.Feature(float_list=tf.train.FloatList(value=[i / 2]))}))
+            writer.write(example.SerializeToString())
+    path = write(workdir, """\
+        version: 1
+        name: two_labels
+        data:
+          train:
+            source:
+              tfrecord:
+                files: [two.tfrecord]
+                features: {x: {dtype: float32, shape: [2]}, kind: {dtype: int64}, size: {dtype: float32}}
+                label: [kind, size]
+            stages: [{batch: {batch_size: 6}}]
+        model: {sequential: {layers: [{Dense: {units: 1}}]}}
+        train: {epochs: 1, loss: mse, optimizer: adam}
+        """)
+    features, labels = next(iter(build_datasets(load_spec(path)).train))
+    assert features.shape == (6, 2) and set(labels) == {"kind", "size"}
+    assert labels["kind"].numpy().tolist() == [0, 1, 2, 0, 1, 2] and labels["size"].numpy()[-1] == 2.5
