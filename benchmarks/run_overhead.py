@@ -62,7 +62,7 @@ _PHASES = (
     ("    checkpoints", runner.train.checkpoint.EpochCheckpoint, "on_epoch_end"),
     ("results", runner.run, "write_results"),
     ("  save model", runner.outputs.results, "save_model"),
-    ("  confusion matrix", runner.outputs.results, "confusion_matrix"),
+    ("  confusion matrix", runner.outputs.results, "confusion_matrices"),
     ("  plots", runner.outputs.plots, "plot_history"),
     ("  plots", runner.outputs.plots, "plot_confusion_matrix"),
 )

@@ -20,12 +20,13 @@ import tensorflow as tf
 from runner.data import build_datasets
 from runner.models import build_model, is_keras
 from runner.models.identifiers import (
-    get_callbacks, get_loss, get_metrics, get_optimizer, keras_message, resolve_metric,
+    get_callbacks, get_optimizer, keras_message, resolve_metric,
 )
 from runner.spec.errors import SpecError
 from runner.spec.metadata import substitute_metadata
 from runner.train.devices import check_batch_stages, setup_devices
 from runner.train.loss_check import check_loss_fits
+from runner.train.multi_output import resolve_outputs
 
 SAMPLE_EXAMPLES = 4096  # class counts are read from at most this many examples per split
 SPLITS = ("train", "validation", "test")
@@ -80,8 +81,9 @@ def _build(spec, plan) -> None:
     with setup.strategy.scope():
         model = _collect(plan, lambda: build_model(model_config, spec, seed=spec.doc.get("seed") or 0))
         optimizer = _collect(plan, lambda: get_optimizer(train["optimizer"], spec))
-        loss = _collect(plan, lambda: get_loss(train["loss"], spec))
-        metrics = _collect(plan, lambda: get_metrics(train.get("metrics"), spec))
+        resolved = None if model is None else _collect(
+            plan, lambda: resolve_outputs(train, spec, model, datasets.train.element_spec))
+        loss, metrics = resolved or (None, None)
     if optimizer is not None:
         plan.train["optimizer"] = keras.optimizers.serialize(optimizer)
     plan.train["callbacks"] = _callbacks(spec, plan)
@@ -94,7 +96,9 @@ def _build(spec, plan) -> None:
     with setup.strategy.scope():
         loss_object = _collect(plan, lambda: check_loss_fits(loss, model, datasets.train.element_spec, spec))
     if loss_object is not None:
-        plan.train["loss"] = keras.losses.serialize(loss_object)
+        per_output = getattr(loss_object, "resolved", None)  # an OutputsLoss: one loss per output
+        plan.train["loss"] = ({name: keras.losses.serialize(each) for name, each in per_output.items()}
+                              if per_output else keras.losses.serialize(loss_object))
         _check_loss_on_batches(spec, model, loss_object, batches, plan)
         if metrics is not None:
             plan.train["metrics"] = _metrics(spec, model, metrics, batches["train"], plan)
@@ -209,8 +213,8 @@ def _check_loss_on_batches(spec, model, loss_object, batches, plan) -> None:
 
 def _metrics(spec, model, metrics, batch, plan) -> list:
     """Each metric as `compile` makes it for these labels, updated once on a real batch."""
-    if batch is None or not isinstance(batch, tuple):
-        return []
+    if batch is None or not isinstance(batch, tuple) or isinstance(metrics, dict):
+        return []  # per-output metrics are resolved per output by the loops, not described here
     x, y = batch
     prediction = model(x)
     described = []

@@ -13,7 +13,7 @@ from runner.data import build_datasets
 from runner.internals import disable_op_determinism
 from runner.models import build_model, is_keras
 from runner.models.catalog_check import warn_on_catalog_drift
-from runner.models.identifiers import get_callbacks, get_loss, get_metrics, get_optimizer
+from runner.models.identifiers import get_callbacks, get_optimizer
 from runner.outputs import files, history
 from runner.outputs.manifest import Manifest
 from runner.outputs.results import write_results
@@ -23,6 +23,7 @@ from runner.train.custom import CustomLoop
 from runner.train.devices import check_batch_stages, setup_devices
 from runner.train.fit import fit
 from runner.train.loss_check import check_loss_fits
+from runner.train.multi_output import loop_metrics, resolve_outputs
 
 
 @dataclass
@@ -64,9 +65,8 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
     model_config = substitute_metadata(spec.doc["model"], datasets.info, spec, ("model",))
     with setup.strategy.scope():
         model = build_model(model_config, spec, seed=seed or 0)
-        loss = get_loss(train_config["loss"], spec)
+        loss, metrics = resolve_outputs(train_config, spec, model, datasets.train.element_spec)
         optimizer = get_optimizer(train_config["optimizer"], spec)
-        metrics = get_metrics(train_config.get("metrics"), spec)
         loss_object = check_loss_fits(loss, model, datasets.train.element_spec, spec)
     if not is_keras(model) and train_config.get("callbacks"):
         raise spec.error(("train", "callbacks"), "callbacks drive Keras models; a module model takes none")
@@ -144,13 +144,15 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
     output_config = spec.doc.get("outputs") or {}
     callbacks = get_callbacks(train_config.get("callbacks"), spec, run_dir)
     with setup.strategy.scope():
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=setup.jit_compile)
+        model.compile(optimizer=optimizer, loss=getattr(loss, "per_output", loss), metrics=metrics,
+                      loss_weights=getattr(loss, "loss_weights", None), jit_compile=setup.jit_compile,
+                      steps_per_execution=train_config.get("steps_per_execution", 1))
     if output_config.get("tensorboard"):
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     checkpoint = checkpoints.epoch_checkpoint(model, model.optimizer, run_dir)
     if output_config.get("checkpoints", True):
         callbacks.append(checkpoint)
-    initial_epoch = 0
+    initial_epoch = train_config.get("initial_epoch", 0)
     if previous is not None:
         with setup.strategy.scope():
             model.optimizer.build(model.trainable_variables)
@@ -160,9 +162,12 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
         callbacks=callbacks, class_weight=_class_weight(train_config.get("class_weight")),
         steps_per_epoch=train_config.get("steps_per_epoch"),
         verbose=0 if quiet else train_config.get("verbose", "auto"), initial_epoch=initial_epoch,
+        validation_freq=train_config.get("validation_freq", 1),
     )
+    result.history = _align_validation(result.history, train_config.get("validation_freq", 1), initial_epoch)
+    final = _final_train_metrics(result.history, callbacks, initial_epoch)
     result = checkpoints.continue_history(previous, result, initial_epoch)
-    evaluation = {"train": _last(result.history)}
+    evaluation = {"train": final}
     for split, dataset in (("validation", datasets.validation), ("test", datasets.test)):
         if dataset is not None:
             values = model.evaluate(dataset, verbose=0, return_dict=True)
@@ -175,29 +180,34 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
     train_config = spec.doc["train"]
     output_config = spec.doc.get("outputs") or {}
     verbose = 0 if quiet else train_config.get("verbose", "auto")
+    callbacks = get_callbacks(train_config.get("callbacks"), spec, run_dir)
     with setup.strategy.scope():
         custom = CustomLoop(
-            model, loss=loss, optimizer=optimizer, metrics=metrics,
+            model, loss=loss, optimizer=optimizer,
+            metrics=loop_metrics(metrics, model, datasets.train.element_spec, loss),
             element_spec=datasets.train.element_spec, setup=setup,
             class_weight=_class_weight(train_config.get("class_weight")),
-            callbacks=get_callbacks(train_config.get("callbacks"), spec, run_dir),
+            callbacks=callbacks,
             verbose=_custom_verbose(verbose, train_config), report=train_config.get("report"), spec=spec,
         )
         if is_keras(model):
             # Sets model.optimizer for callbacks (ReduceLROnPlateau, ...) and model.keras.
-            model.compile(optimizer=custom.optimizer, loss=loss)
+            model.compile(optimizer=custom.optimizer, loss=getattr(loss, "per_output", loss))
     checkpoint = checkpoints.epoch_checkpoint(model, custom.optimizer, run_dir)
-    initial_epoch = checkpoints.restore(checkpoint, previous) if previous is not None else 0
+    initial_epoch = checkpoints.restore(checkpoint, previous) if previous is not None else \
+        train_config.get("initial_epoch", 0)
     result = custom.fit(
         datasets.train, validation=validation, epochs=train_config["epochs"],
         steps_per_epoch=train_config.get("steps_per_epoch"),
         checkpoint=checkpoint if output_config.get("checkpoints", True) else None,
-        initial_epoch=initial_epoch, quiet=quiet,
+        initial_epoch=initial_epoch, quiet=quiet, validation_freq=train_config.get("validation_freq", 1),
     )
+    result.history = _align_validation(result.history, train_config.get("validation_freq", 1), initial_epoch)
+    final = _final_train_metrics(result.history, callbacks, initial_epoch)
     result = checkpoints.continue_history(previous, result, initial_epoch)
     if output_config.get("tensorboard"):
         history.write_tensorboard(run_dir, result.history)
-    evaluation = {"train": _last(result.history)}
+    evaluation = {"train": final}
     for split, dataset in (("validation", datasets.validation), ("test", datasets.test)):
         if dataset is not None:
             evaluation[split] = custom.evaluate(dataset)
@@ -217,3 +227,29 @@ def _class_weight(config):
 
 def _last(history: dict) -> dict:
     return {k: v[-1] for k, v in history.items() if not k.startswith("val_") and v}
+
+
+def _final_train_metrics(history: dict, callbacks, initial_epoch: int) -> dict:
+    """The last epoch's training metrics, or the best epoch's when EarlyStopping restored its weights."""
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.EarlyStopping) and callback.restore_best_weights \
+                and callback.best_weights is not None:
+            row = callback.best_epoch - initial_epoch
+            if 0 <= row < len(history.get("loss", [])):
+                return {k: v[row] for k, v in history.items() if not k.startswith("val_") and len(v) > row}
+    return _last(history)
+
+
+def _align_validation(history: dict, frequency: int, first_epoch: int) -> dict:
+    """Validation columns one value per epoch (None where `validation_freq` skipped the epoch)."""
+    epochs = len(history.get("loss", []))
+    validated = [i for i in range(epochs) if (first_epoch + i + 1) % frequency == 0]  # as Keras counts
+    aligned = {}
+    for key, values in history.items():
+        if key.startswith("val_") and len(values) == len(validated) < epochs:
+            full = [None] * epochs
+            for i, value in zip(validated, values):
+                full[i] = value
+            values = full
+        aligned[key] = values
+    return aligned

@@ -289,14 +289,14 @@ def test_synthetic_truth_of_a_polynomial():
     assert synthetic_truth({"csv": {"path": "x"}}, np.zeros(2)) is None
 
 
-def test_validation_fraction_is_the_last_elements_of_train(write_spec, tmp_path):
+def test_validation_fraction_without_shuffle_is_the_last_elements_of_train(write_spec, tmp_path):
     np.save(tmp_path / "x.npy", np.arange(10))
     data = build(write_spec, """
         train: {source: {npy: {features: x.npy}}, stages: [{batch: {batch_size: 100}}]}
-        validation: {fraction: 0.2}
+        validation: {fraction: 0.2, shuffle: false}
     """)
     assert [list(b) for b in arrays(data.train)] == [list(range(8))]
-    assert list(arrays(data.validation)) == [8, 9]
+    assert [list(b) for b in arrays(data.validation)] == [[8, 9]]  # train's batch stage, inherited
     assert data.info["num_examples"] == {"train": 8, "validation": 2, "test": None}
     assert error_of(write_spec, """
         train: {source: {npy: {features: x.npy}}}

@@ -7,9 +7,12 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from runner.data.learned import Learned
 from runner.data.source import Source
 from runner.data.sources import load_source
-from runner.data.stages import apply_stages
+from runner.data.split import split_fraction
+from runner.data.stages import apply_stages, inherited_stages
+from runner.data.table import encode_tables
 
 SPLITS = ("train", "validation", "test")
 
@@ -23,13 +26,19 @@ class Datasets:
     test: tf.data.Dataset | None
     info: dict
     files: list[Path]
+    learned: Learned | None = None  # statistics learned from train (saved as preprocessing.json)
 
 
-def build_datasets(spec) -> Datasets:
+def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datasets:
     """Every declared split: its source (files opened and checked now), then its stages.
 
     The caller seeds TensorFlow first (`keras.utils.set_random_seed`): shuffle stages
     without their own seed then shuffle the same way on every run.
+
+    Args:
+        learned: statistics saved by an earlier run (`runner.data.learned.load_learned`):
+            applied as they are instead of being learned from train again.
+        splits: the splits to build (with `learned`, e.g. `("test",)` alone).
 
     Raises:
         SpecError: a missing or corrupt file, or a source or stage that cannot be built,
@@ -38,33 +47,33 @@ def build_datasets(spec) -> Datasets:
     section = spec.doc["data"]
     seed = spec.doc.get("seed")
     sources: dict[str, Source] = {}
+    validation = section.get("validation")
+    fraction = bool(validation and "fraction" in validation)
     for split in SPLITS:
         declared = section.get(split)
-        if declared and "source" in declared:
+        wanted = split in splits or (split == "train" and fraction and "validation" in splits)
+        if declared and "source" in declared and wanted:
             sources[split] = load_source(spec, ("data", split, "source"), declared["source"], seed)
-    validation = section.get("validation")
-    if validation and "fraction" in validation:
-        sources["train"], sources["validation"] = _split_off(spec, sources["train"], validation["fraction"])
+    if fraction and "validation" in splits:
+        sources["train"], sources["validation"] = split_fraction(spec, sources["train"], validation, seed)
+    learned = learned if learned is not None else Learned()
+    learned.restart()
+    sources = encode_tables(spec, sources, learned)
 
     info = _info(sources)
     built = {}
-    for split, source in sources.items():
-        stages = section[split].get("stages") or []
-        built[split] = apply_stages(spec, ("data", split, "stages"), source.make(), stages,
-                                    count=source.count, info=info)
+    order = ["train"] + [s for s in sources if s != "train"]  # train first: it learns the statistics
+    for split in (s for s in order if s in sources and s in splits):
+        source = sources[split]
+        path, stages, positions = ("data", split, "stages"), section[split].get("stages"), None
+        if split == "validation" and fraction and stages is None:
+            # A fraction of train gets train's deterministic preprocessing unless it declares its own.
+            path = ("data", "train", "stages")
+            positions, stages = inherited_stages(section["train"].get("stages") or [])
+        built[split] = apply_stages(spec, path, source.make(), stages or [], count=source.count, info=info,
+                                    learned=learned, split=split, positions=positions)
     files = list(dict.fromkeys(f for s in sources.values() for f in s.files))
-    return Datasets(built["train"], built.get("validation"), built.get("test"), info, files)
-
-
-def _split_off(spec, train: Source, fraction: float) -> tuple[Source, Source]:
-    """(train without its last `fraction` of elements, those elements)."""
-    held_out = round(train.count * fraction)
-    if not 0 < held_out < train.count:
-        raise spec.error(("data", "validation", "fraction"),
-                         f"a fraction {fraction} of train's {train.count} elements leaves "
-                         f"{'no validation' if held_out == 0 else 'no training'} elements", at_value=True)
-    kept = train.count - held_out
-    return train.select(0, kept), train.select(kept, train.count)
+    return Datasets(built.get("train"), built.get("validation"), built.get("test"), info, files, learned)
 
 
 def _info(sources: dict[str, Source]) -> dict:

@@ -36,16 +36,19 @@ def build_map_function(spec, path: tuple, ops: list, element_spec):
         target = args.get("on", "features")
         if target == "label" and not labelled:
             raise spec.error(where, f"{name} is on the label, but the elements have no label")
+        if target not in ("features", "label"):
+            _part_holding(spec, where, element_spec if labelled else (element_spec,), target)
         steps.append((where, name, target, _make_op(spec, where, name, args)))
 
     def apply(features, label=None):
         parts = {"features": features, "label": label}
         for where, name, target, transform in steps:
-            value = parts[target]
+            value = _get(parts, target)
             if not isinstance(value, tf.Tensor):
-                raise spec.error(where, f"{name} needs a tensor, but the {target} are a {type(value).__name__}")
+                raise spec.error(where, f"{name} needs a tensor, but the {target} are a {type(value).__name__}",
+                                 _names_hint(value))
             try:
-                parts[target] = transform(value)
+                _set(parts, target, transform(value))
             except Exception as e:
                 raise spec.error(where, f"{name} cannot apply to {target} of shape {value.shape.as_list()} "
                                         f"and dtype {value.dtype.name}: {first_line(e)}") from e
@@ -54,6 +57,44 @@ def build_map_function(spec, path: tuple, ops: list, element_spec):
     # Plain TensorFlow ops, no Python control flow on tensors: autograph has nothing to do,
     # and skipping it keeps our located errors intact through tracing.
     return tf.autograph.experimental.do_not_convert(apply)
+
+
+def select_target(spec, where, element: tuple, target: str):
+    """The tensor an op's `on` names in an element given as a tuple (features[, label])."""
+    parts = {"features": element[0], "label": element[1] if len(element) > 1 else None}
+    return _get(parts, target)
+
+
+def _part_holding(spec, where, element_spec: tuple, name: str) -> str:
+    """Which part (features or label) holds the named feature or label; else a located error."""
+    for part, value in zip(("features", "label"), element_spec):
+        if isinstance(value, dict) and name in value:
+            return part
+    names = [n for value in element_spec if isinstance(value, dict) for n in value]
+    known = f"the named features and labels are {', '.join(names)}" if names else \
+        "the features and label are single tensors, not named"
+    raise spec.error(where + ("on",), f"no feature or label named {name!r} ({known})", at_value=True)
+
+
+def _get(parts: dict, target: str):
+    if target in parts:
+        return parts[target]
+    holder = "features" if isinstance(parts["features"], dict) and target in parts["features"] else "label"
+    return parts[holder][target]
+
+
+def _set(parts: dict, target: str, value) -> None:
+    if target in parts:
+        parts[target] = value
+        return
+    holder = "features" if isinstance(parts["features"], dict) and target in parts["features"] else "label"
+    parts[holder] = {**parts[holder], target: value}
+
+
+def _names_hint(value) -> str | None:
+    if isinstance(value, dict):
+        return f"aim it at one of them with on: {' | '.join(value)}"
+    return None
 
 
 def parse_slice(text: str) -> tuple:
@@ -95,6 +136,8 @@ def _make_op(spec, where, name, args):
     if name == "scale":
         return _scale(spec, where, args)
     if name == "normalize":
+        if "mean" not in args or "std" not in args:
+            raise spec.error(where, "give both mean and std, or neither to learn them from train")
         mean, std = args["mean"], args["std"]
         if any(s == 0 for s in (std if isinstance(std, list) else [std])):
             raise spec.error(where + ("std",), "std cannot be 0", at_value=True)
@@ -125,7 +168,15 @@ def _make_op(spec, where, name, args):
     if name == "einsum":
         equation, operand = args["equation"], args["operand"]
         return lambda x: tf.einsum(equation, x, tf.constant(operand, dtype=x.dtype))
+    if name in _IMAGE_OPS:
+        from runner.data import images  # image decoding, cropping and Keras augmentation
+
+        return getattr(images, _IMAGE_OPS[name])(spec, where, args)
     raise spec.error(where, f"unknown map op '{name}'")
+
+
+_IMAGE_OPS = {"decode_image": "decode_image", "decode_raw": "decode_raw", "center_crop": "center_crop",
+              "augment": "augment"}
 
 
 def _scale(spec, where, args):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -18,7 +19,10 @@ class Source:
 
     `make` builds the tf.data.Dataset of `(features, label)` (or features only);
     `select(start, stop)` is the Source of elements [start, stop), used to carve a
-    validation fraction off the end of train.
+    validation fraction off the end of train; `subset(indices)` (when the source can)
+    the Source of the elements at those indices, for a shuffled or stratified split.
+    `labels` holds the labels when they are in memory (to stratify and count classes);
+    `table` the raw columns of a tabular CSV, encoded after the split (`runner.data.table`).
     """
 
     make: Callable[[], tf.data.Dataset]
@@ -27,6 +31,9 @@ class Source:
     num_classes: int | None = None
     class_names: list | None = None
     files: list = field(default_factory=list)
+    subset: Callable | None = None
+    labels: object = None
+    table: object = None
 
 
 def array_source(features, labels, files, num_classes=None) -> Source:
@@ -38,27 +45,57 @@ def array_source(features, labels, files, num_classes=None) -> Source:
         return tf.data.Dataset.from_tensor_slices(features if labels is None else (features, labels))
 
     def select(start, stop):
-        return array_source(features[start:stop], None if labels is None else labels[start:stop],
-                             files, num_classes)
+        return subset(np.arange(start, stop))
 
-    return Source(make, len(features), select, num_classes, None, list(files))
+    def subset(indices):
+        return array_source(_take_rows(features, indices), _take_rows(labels, indices), files, num_classes)
+
+    return Source(make, _length(features), select, num_classes, None, list(files), subset=subset,
+                  labels=labels if isinstance(labels, np.ndarray) else None)
+
+
+def _take_rows(arrays, indices):
+    """Rows of an array, or of every array in a dict (several named features or labels)."""
+    if arrays is None:
+        return None
+    if isinstance(arrays, dict):
+        return {k: v[indices] for k, v in arrays.items()}
+    return arrays[indices]
+
+
+def _length(arrays) -> int:
+    return len(next(iter(arrays.values()))) if isinstance(arrays, dict) else len(arrays)
 
 
 def _num_classes(labels) -> int | None:
     """max label + 1 for integer class labels (one per element), else None."""
-    if labels is None or labels.ndim != 1 or len(labels) == 0 or labels.dtype.kind not in "iu":
+    if not isinstance(labels, np.ndarray) or labels.ndim != 1 or len(labels) == 0 or labels.dtype.kind not in "iu":
         return None
     return int(labels.max()) + 1
 
 
 def dataset_source(make, count, num_classes, class_names, files) -> Source:
-    """A Source over a dataset read in a fixed order: slices are take/skip."""
+    """A Source over a dataset read in a fixed order: slices are take/skip, subsets a filter."""
 
     def select(start, stop):
         return dataset_source(lambda: make().skip(start).take(stop - start), stop - start,
                                num_classes, class_names, files)
 
-    return Source(make, count, select, num_classes, class_names, list(files))
+    def subset(indices):
+        return dataset_source(lambda: keep_indices(make(), indices), len(indices), num_classes, class_names, files)
+
+    return Source(make, count, select, num_classes, class_names, list(files), subset=subset)
+
+
+def keep_indices(dataset: tf.data.Dataset, indices) -> tf.data.Dataset:
+    """The elements at `indices` of a dataset read in a fixed order (in that order of reading)."""
+    keep = np.zeros(int(max(indices)) + 1 if len(indices) else 0, dtype=bool)
+    keep[np.asarray(indices, dtype=np.int64)] = True
+    mask = tf.constant(keep)
+    size = tf.constant(len(keep), tf.int64)
+    kept = dataset.enumerate().filter(
+        lambda i, element: tf.logical_and(i < size, tf.gather(mask, tf.minimum(i, size - 1))))
+    return kept.map(lambda i, element: element).apply(tf.data.experimental.assert_cardinality(len(indices)))
 
 
 def check_lengths(spec, label_path, features, labels, what="feature rows"):

@@ -6,11 +6,17 @@ import tensorflow as tf
 
 from runner.spec.errors import first_line
 from runner.spec.metadata import substitute_metadata
+from runner.data.learned import learn_normalize_ops
 from runner.data.ops import build_map_function
+
+# Stages a validation fraction inherits from train: deterministic preprocessing only, never
+# shuffle, repeat, take/skip/shard (sizes) or augmentation (dropped from map ops).
+_INHERITED = ("map", "cache", "batch", "prefetch", "filter", "unbatch")
+AUGMENTATION_OPS = ("augment",)
 
 
 def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, count: int,
-                 info: dict) -> tf.data.Dataset:
+                 info: dict, learned=None, split: str | None = None, positions=None) -> tf.data.Dataset:
     """`dataset` through every stage of `stages`, in the declared order.
 
     Args:
@@ -18,25 +24,50 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
         path: the stages' path, e.g. `("data", "train", "stages")`.
         count: elements of the split's source, for `all` when tf.data cannot tell.
         info: dataset metadata, for `${data...}` references in map ops.
+        learned: the `Learned` statistics (normalize ops without mean/std); train learns them.
+        split: which split this is ("train" learns, the others apply).
+        positions: each stage's index in `path` (when `stages` is a selection of them).
 
     Raises:
         SpecError: located at the stage (and its key) that cannot be built.
     """
     for i, stage in enumerate(stages or []):
         ((name, args),) = stage.items()
-        where = path + (i, name)
+        where = path + (i if positions is None else positions[i], name)
         build = _STAGES.get(name)
         if build is None:
             raise spec.error(where, f"unknown stage '{name}' (known: {', '.join(_STAGES)})")
         try:
+            if name == "map":
+                dataset = _map(spec, where, dataset, args, count, info, learned, split)
+                continue
             dataset = build(spec, where, dataset, args or {}, count, info)
         except (ValueError, TypeError, tf.errors.OpError) as e:
             raise spec.error(where, f"{name} failed: {first_line(e)}") from e
     return dataset
 
 
-def _map(spec, where, dataset, args, count, info):
+def inherited_stages(stages: list) -> tuple[list, list]:
+    """(positions, stages) of train's stages that a validation fraction inherits."""
+    positions, kept = [], []
+    for i, stage in enumerate(stages):
+        ((name, args),) = stage.items()
+        if name not in _INHERITED or (name == "cache" and (args or {}).get("filename")):
+            continue  # a cache file belongs to train's elements
+        if name == "map":
+            ops = [op for op in args["ops"] if next(iter(op)) not in AUGMENTATION_OPS]
+            if not ops:
+                continue
+            stage = {"map": {**args, "ops": ops}}
+        positions.append(i)
+        kept.append(stage)
+    return positions, kept
+
+
+def _map(spec, where, dataset, args, count, info, learned=None, split=None):
     ops = substitute_metadata(args["ops"], info, spec, where + ("ops",))
+    if learned is not None:
+        ops = learn_normalize_ops(spec, where, dataset, ops, learned, split)
     function = build_map_function(spec, where, ops, dataset.element_spec)
     return dataset.map(function, num_parallel_calls=_autotune(args.get("num_parallel_calls", "autotune")),
                        deterministic=args.get("deterministic"))

@@ -77,20 +77,53 @@ def keras_message(error: BaseException) -> str:
 
 
 def get_layer(identifier, spec, path: tuple):
-    """A Keras layer from a layer identifier, through `keras.layers.deserialize`."""
+    """A Keras layer (or keras.applications backbone) from a layer identifier.
+
+    Layers are built through their constructor, so arguments left out take the
+    constructor's defaults (Keras's `from_config` needs every key for some layers, such as
+    `Rescaling` without `offset`); Keras's own deserialization is the fallback.
+    """
     config = to_keras_config(identifier)
     if isinstance(config, str):
         config = {"class_name": config, "config": {}}
     name = config.get("class_name")
+    if _is_application(name):
+        return _application(name, dict(config.get("config") or {}), spec, config_path(identifier, path))
     if not _is_class(keras.layers, name, keras.layers.Layer):
         candidates = [
             n for n in public_names(keras.layers) if _is_class(keras.layers, n, keras.layers.Layer)
-        ]
+        ] + application_names()
         raise spec.error(path, f"unknown layer {name!r}", did_you_mean(name, candidates))
     try:
-        return keras.layers.deserialize({"module": "keras.layers", **config})
+        return getattr(keras.layers, name)(**(config.get("config") or {}))
     except Exception as e:
-        raise spec.error(config_path(identifier, path), keras_message(e)) from e
+        try:
+            return keras.layers.deserialize({"module": "keras.layers", **config})
+        except Exception:
+            raise spec.error(config_path(identifier, path), keras_message(e)) from e
+
+
+def _application(name, arguments, spec, path):
+    """A keras.applications backbone; errors located at its arguments."""
+    from runner.models import applications
+
+    try:
+        return applications.build_application(name, arguments, spec.resolve_path)
+    except applications.WeightsFileNotFound as e:
+        raise spec.error((*path, "weights"), str(e), at_value=True) from e
+    except Exception as e:
+        hint = applications.WEIGHTS_HINT if arguments.get("weights", "imagenet") == "imagenet" else None
+        raise spec.error(path, f"{name}: {keras_message(e)}", hint) from e
+
+
+def application_names() -> list[str]:
+    """The model functions keras.applications exports (MobileNetV3Small, ResNet50, ...)."""
+    return [n for n in dir(keras.applications) if _is_application(n)]
+
+
+def _is_application(name) -> bool:
+    obj = getattr(keras.applications, str(name), None) if isinstance(name, str) and name[:1].isupper() else None
+    return callable(obj) and not isinstance(obj, type)
 
 
 def get_loss(identifier, spec, path: tuple = ("train", "loss")):

@@ -36,7 +36,7 @@ def write_table(path: Path, index: str, columns: dict, start: int = 0) -> None:
 
 
 def _cell(values, i):
-    return repr(float(values[i])) if i < len(values) else ""
+    return repr(float(values[i])) if i < len(values) and values[i] is not None else ""
 
 
 def write_tensorboard(run_dir, history: dict) -> None:

@@ -32,7 +32,10 @@ def plot_history(history: dict, path: Path) -> Path:
         epochs = np.arange(1, len(history[name]) + 1)
         axis.plot(epochs, history[name], marker="o", label=name)
         if "val_" + name in history:
-            axis.plot(epochs, history["val_" + name], marker="o", label="val_" + name)
+            # None where validation_freq skipped an epoch: a gap, not a crash
+            values = np.array([np.nan if v is None else v for v in history["val_" + name]], dtype=float)
+            validated = ~np.isnan(values)
+            axis.plot(epochs[:len(values)][validated[:len(epochs)]], values[validated], marker="o", label="val_" + name)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         axis.set_title(name)

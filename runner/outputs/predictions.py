@@ -24,17 +24,6 @@ def is_1d_regression(element_spec) -> bool:
     )
 
 
-def is_classification(element_spec) -> bool:
-    if not isinstance(element_spec, tuple) or len(element_spec) != 2:
-        return False
-    y = element_spec[1]
-    if not isinstance(y, tf.TensorSpec):
-        return False
-    sparse = y.dtype.is_integer and y.shape[1:].num_elements() in (0, 1)
-    one_hot = y.shape.rank == 2 and (y.shape[-1] or 0) > 1
-    return sparse or one_hot
-
-
 def _predict(model, x):
     if is_keras(model):
         return model(x, training=False)
@@ -65,13 +54,62 @@ def plot_regression(spec, dataset, model, run_dir) -> None:
     plots.plot_regression(x, y, predictions, run_dir / "predictions.png", truth=truth)
 
 
-def confusion_matrix(model, dataset):
-    collected = _collect(dataset, model, limit=10**9)
-    if collected is None:
+def confusion_matrices(model, dataset, limit=10**9) -> dict:
+    """A confusion matrix per classification output: {None: matrix} for a model with one output,
+    {output name: matrix} for several. Regression outputs (float labels) get none; a binary
+    output with one unit is thresholded at 0.5 after a sigmoid, else at 0 (logits)."""
+    labels, predictions, seen = {}, {}, 0
+    for x, y in dataset:
+        prediction = _predict(model, x)
+        for name, (truth, guess) in _pairs(model, y, prediction).items():
+            labels.setdefault(name, []).append(np.asarray(truth))
+            predictions.setdefault(name, []).append(np.asarray(tf.cast(guess, tf.float32)))
+        seen += len(labels[next(iter(labels))][-1]) if labels else 0
+        if seen >= limit:
+            break
+    matrices = {}
+    for name in labels:
+        matrix = _matrix(model, name, np.concatenate(labels[name]), np.concatenate(predictions[name]))
+        if matrix is not None:
+            matrices[name] = matrix
+    return matrices
+
+
+def _pairs(model, y, prediction) -> dict:
+    """(labels, predictions) by output name; {None: (y, prediction)} for a single output."""
+    if not isinstance(y, dict):
+        return {None: (y, prediction)}
+    if not isinstance(prediction, dict):
+        names = list(getattr(model, "output_names", None) or [])
+        prediction = dict(zip(names, prediction if isinstance(prediction, (list, tuple)) else [prediction]))
+    return {name: (y[name], prediction[name]) for name in y if name in prediction}
+
+
+def _matrix(model, name, y, predictions):
+    if y.dtype.kind == "f" and not (y.ndim == 2 and y.shape[-1] > 1):
+        return None  # float labels: a regression output
+    if predictions.ndim == 2 and predictions.shape[-1] >= 2:
+        labels = y.argmax(-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1)
+        predicted, classes = predictions.argmax(-1), predictions.shape[-1]
+    elif predictions.size == len(y) and set(np.unique(y)) <= {0, 1}:
+        labels, classes = y.reshape(-1), 2
+        predicted = (predictions.reshape(-1) > _binary_threshold(model, name, predictions)).astype(np.int64)
+    else:
         return None
-    _, y, predictions = collected
-    if predictions.ndim != 2 or predictions.shape[-1] < 2:
-        return None
-    labels = y.argmax(-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1)
-    classes = predictions.shape[-1]
-    return tf.math.confusion_matrix(labels.astype(np.int64), predictions.argmax(-1), num_classes=classes).numpy()
+    return tf.math.confusion_matrix(labels.astype(np.int64), predicted, num_classes=classes).numpy()
+
+
+def _binary_threshold(model, name, predictions) -> float:
+    """0.5 for a sigmoid output, 0 for logits (by the output layer's activation when known)."""
+    import keras
+
+    layer = None
+    if isinstance(model, keras.Model):
+        try:
+            layer = model.get_layer(name) if name else model.layers[-1]
+        except ValueError:
+            layer = None
+    activation = getattr(layer, "activation", None)
+    if activation is not None:
+        return 0.5 if getattr(activation, "__name__", "") == "sigmoid" else 0.0
+    return 0.5 if predictions.min() >= 0 and predictions.max() <= 1 else 0.0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from runner.outputs import history, plots
 from runner.outputs.files import write_json
-from runner.outputs.predictions import confusion_matrix, is_1d_regression, is_classification, plot_regression
+from runner.data.learned import FILE_NAME as PREPROCESSING_FILE
+from runner.outputs.predictions import confusion_matrices, is_1d_regression, plot_regression
 from runner.outputs.saving import save_model
 
 
@@ -14,6 +15,9 @@ def write_results(spec, datasets, model, result, evaluation, run_dir) -> None:
     history.write_history(run_dir, result.history)
     history.write_trajectories(run_dir, result.trajectories)
     write_json(run_dir / "metrics.json", evaluation)
+    if datasets.learned is not None and not datasets.learned.is_empty():
+        # what train taught the pipeline (vocabularies, fills, normalize statistics)
+        write_json(run_dir / PREPROCESSING_FILE, datasets.learned.to_json())
     if output_config.get("save_model", True):
         save_model(model, run_dir, datasets.train.element_spec)
     plot_config = output_config.get("plots") or {}
@@ -26,8 +30,9 @@ def write_results(spec, datasets, model, result, evaluation, run_dir) -> None:
     element_spec = datasets.train.element_spec
     if is_1d_regression(element_spec):
         plot_regression(spec, datasets.train, model, run_dir)
-    elif plot_config.get("confusion_matrix", True) and is_classification(element_spec):
+    elif plot_config.get("confusion_matrix", True) and isinstance(element_spec, tuple) and len(element_spec) == 2:
         dataset = datasets.test or datasets.validation or datasets.train
-        matrix = confusion_matrix(model, dataset)
-        if matrix is not None:
-            plots.plot_confusion_matrix(matrix, run_dir / "confusion_matrix.png", datasets.info.get("class_names"))
+        for name, matrix in confusion_matrices(model, dataset).items():
+            # one output: confusion_matrix.png; several: one file per classification output
+            file = "confusion_matrix.png" if name is None else f"confusion_matrix_{name}.png"
+            plots.plot_confusion_matrix(matrix, run_dir / file, datasets.info.get("class_names") if name is None else None)

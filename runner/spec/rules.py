@@ -32,11 +32,24 @@ def section_rule_errors(spec) -> list[SpecError]:
         errors.append(spec.error(("train", "loop"), "a module model trains with loop: custom (Keras fit needs a Keras model)",
                                  at_value=True) if "loop" in train else
                       spec.error(("train",), "a module model needs 'loop: custom' (Keras fit needs a Keras model)"))
+    if "steps_per_execution" in train and loop == "custom":
+        errors.append(spec.error(("train", "steps_per_execution"), "steps_per_execution is a Keras compile option: "
+                                 "it applies to loop: fit (the custom loop runs one step per call)"))
     if "report" in train and loop != "custom":
         errors.append(spec.error(("train", "report"), "report lines are printed by the custom loop only; set 'loop: custom'"))
+    precision = (spec.doc.get("device") or {}).get("mixed_precision")
+    if "module" in spec.doc["model"] and precision:
+        errors.append(spec.error(("device", "mixed_precision"),
+                                 f"{precision} applies to Keras models (their layers follow the Keras dtype "
+                                 "policy); a tf.Module model keeps float32 variables and computes in float32: "
+                                 "remove device.mixed_precision or use a Keras model", at_value=True))
     validation = data.get("validation")
     if validation is not None and ("source" in validation) == ("fraction" in validation):
         errors.append(spec.error(("data", "validation"), "give either 'source' or 'fraction', not both or neither"))
+    for key in ("shuffle", "stratify"):
+        if validation is not None and key in validation and "fraction" not in validation:
+            errors.append(spec.error(("data", "validation", key), f"{key} applies to a validation fraction "
+                                     "(a validation source is read as it is)"))
     split = train.get("validate_on")
     if split and split not in data:
         errors.append(spec.error(("train", "validate_on"), f"there is no data.{split} split to validate on", at_value=True))

@@ -206,11 +206,6 @@ def loss_key_errors(spec) -> list[SpecError]:
     if missing and len(missing) < len(outputs):
         errors.append(spec.error(("train", "loss"), f"no loss for output{'s' if len(missing) > 1 else ''} "
                                  f"{', '.join(map(repr, missing))}: give every output a loss"))
-    if not errors:
-        # `runner.models.identifiers.get_loss` resolves one Keras loss: say so here rather
-        # than let the build fail on a mapping it cannot read.
-        errors.append(spec.error(("train", "loss"), "a loss per output is not supported yet: "
-                                 "give one loss, which Keras applies to every output"))
     return errors
 
 

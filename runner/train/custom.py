@@ -175,7 +175,7 @@ class CustomLoop:
                 raise self.spec.error(("train", "report", which), f"bad report template: {e}") from e
 
     def fit(self, train, *, validation=None, epochs, steps_per_epoch=None, checkpoint=None,
-            initial_epoch=0, quiet=False) -> TrainResult:
+            initial_epoch=0, quiet=False, validation_freq=1) -> TrainResult:
         """Train for `epochs`, validating after each; drives Keras callbacks."""
         history: dict = {}
         trajectories = {name: [value] for name, value in self.scalar_values().items()}
@@ -191,7 +191,7 @@ class CustomLoop:
             callbacks.on_epoch_begin(epoch)
             step = self._train_epoch(distributed, steps_per_epoch, steps, callbacks, bar, quiet)
             logs = self._logs()
-            if validation is not None:
+            if validation is not None and (epoch + 1) % validation_freq == 0:
                 logs.update(self.evaluate(validation, prefix="val_"))
             callbacks.on_epoch_end(epoch, logs)
             self._report_epoch(epoch, step, logs, bar, quiet)

@@ -6,7 +6,7 @@ from runner.train.result import TrainResult
 
 
 def fit(model, *, train, validation=None, epochs, callbacks=(), class_weight=None,
-        steps_per_epoch=None, verbose="auto", initial_epoch=0) -> TrainResult:
+        steps_per_epoch=None, verbose="auto", initial_epoch=0, validation_freq=1) -> TrainResult:
     """Keras `Model.fit` on a compiled model; Keras's progress bar and callbacks."""
     history = model.fit(
         train,
@@ -17,6 +17,7 @@ def fit(model, *, train, validation=None, epochs, callbacks=(), class_weight=Non
         class_weight=class_weight,
         steps_per_epoch=steps_per_epoch,
         verbose=verbose,
+        validation_freq=validation_freq,
         shuffle=False,  # a dataset is shuffled by its own `shuffle` stage
     )
     logs = {key: [float(v) for v in values] for key, values in history.history.items()}

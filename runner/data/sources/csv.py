@@ -1,11 +1,22 @@
-"""The `csv` source: numeric CSV, plain or gzip, with a label column by index or name."""
+"""The `csv` source: CSV, plain or gzip, with label columns by index or name.
+
+A numeric CSV is read as one array; a CSV that chooses its `features`, declares
+`categorical` columns or a `fill` policy, or holds text or gaps, is read as a table
+(`runner.data.table`) and encoded after the split with what train teaches.
+"""
 
 from __future__ import annotations
+
+import csv as csv_module
 
 import numpy as np
 import tensorflow as tf
 
 from runner.data.source import Source, array_source, existing_file, read_bytes
+from runner.data.table import Column, Table, table_source
+
+_TABULAR = ("features", "categorical", "fill")
+MISSING = ("", "NA", "N/A", "NaN", "nan", "null", "?")
 
 
 def load(spec, path, options, seed) -> Source:
@@ -19,10 +30,14 @@ def load(spec, path, options, seed) -> Source:
             raise spec.error(path + ("path",), f"empty CSV file: {file}")
         names = [n.strip().strip('"') for n in lines[0].split(delimiter)]
         lines = lines[1:]
+    if any(k in options for k in _TABULAR) or isinstance(options.get("label"), list):
+        return _load_table(spec, path, options, file, lines, names)
     try:
         table = np.loadtxt(lines, delimiter=delimiter, dtype=np.float64, ndmin=2)
     except ValueError as e:
-        raise spec.error(path + ("path",), f"cannot read CSV {file}: {e}") from e
+        if not lines:
+            raise spec.error(path + ("path",), f"cannot read CSV {file}: {e}") from e
+        return _load_table(spec, path, options, file, lines, names)  # text or gaps: say which cell
     columns = table.shape[1] if table.size else len(names or [])
     label_column = _label_column(spec, path, options.get("label", -1), names, columns)
     labels = None
@@ -76,3 +91,142 @@ def _numpy_dtype(spec, path, name) -> np.dtype:
     if dtype == tf.string:
         raise spec.error(path, "numeric data cannot have dtype string", at_value=True)
     return np.dtype(dtype.as_numpy_dtype)
+
+
+def _load_table(spec, path, options, file, lines, names) -> Source:
+    """The CSV as raw columns: numbers (NaN in gaps) or text, checked cell by cell."""
+    rows = [r for r in csv_module.reader(lines, delimiter=options.get("delimiter", ","))]
+    rows = [r for r in rows if r]  # blank lines
+    width = len(names) if names else (len(rows[0]) if rows else 0)
+    names = names or [str(i) for i in range(width)]
+    first_line = 2 if options.get("header", False) else 1
+    for i, row in enumerate(rows):
+        if len(row) != width:
+            raise spec.error(path + ("path",), f"{file} row {i + 1} (line {i + first_line}) has {len(row)} "
+                                               f"columns, the first has {width}")
+    label = options.get("label", -1)
+    label_refs = [] if label is None else label if isinstance(label, list) else [label]
+    label_columns = [_column_index(spec, path + ("label",), ref, names, width, header=bool(options.get("header")))
+                     for ref in label_refs]
+    feature_columns, groups = _feature_columns(spec, path, options, names, width, label_columns)
+    categorical = options.get("categorical") or {}
+    if isinstance(categorical, list):
+        categorical = {c: "one_hot" for c in categorical}
+    fill = options.get("fill")
+    missing = set(options.get("missing_values", MISSING))
+    cells = [[row[i].strip() for row in rows] for i in range(width)]
+    columns, values = [], {}
+    for i in feature_columns:
+        name = names[i]
+        kind = "categorical" if name in categorical else "numeric"
+        policy = fill.get(name) if isinstance(fill, dict) else fill
+        column = Column(name, kind, categorical.get(name, "one_hot"), fill=policy)
+        _check_policy(spec, path, column, isinstance(fill, dict))
+        values[name] = _column_values(spec, path, file, column, cells[i], missing, first_line)
+        column.integer = kind == "categorical" and values[name].dtype.kind == "f"
+        columns.append(column)
+    for name in categorical:
+        if name not in values:
+            raise spec.error(path + ("categorical", name), f"{name!r} is not one of the feature columns "
+                                                           f"({', '.join(values)})")
+    label_names = [names[i] for i in label_columns]
+    labels, text = {}, []
+    for name, i in zip(label_names, label_columns):
+        labels[name], is_text = _label_values(spec, path, file, name, cells[i], missing, first_line)
+        text += [name] if is_text else []
+    table = Table(path, columns, groups, values, label_names,
+                  None if not label_names else labels if isinstance(label, list) else labels[label_names[0]],
+                  text, first_line, np.arange(1, len(rows) + 1))
+    return table_source(table, [file])
+
+
+def _feature_columns(spec, path, options, names, width, label_columns):
+    """(indices of the feature columns, {feature name: [column names]} or None)."""
+    declared, header = options.get("features"), bool(options.get("header"))
+    if isinstance(declared, dict):
+        groups = {g: [names[_column_index(spec, path + ("features", g, j), r, names, width, header)]
+                      for j, r in enumerate(refs)] for g, refs in declared.items()}
+        return list(dict.fromkeys(names.index(n) for refs in groups.values() for n in refs)), groups
+    if declared is not None:
+        return [_column_index(spec, path + ("features", i), r, names, width, header)
+                for i, r in enumerate(declared)], None
+    return [i for i in range(width) if i not in label_columns], None
+
+
+def _check_policy(spec, path, column, per_column) -> None:
+    """mean/median need numbers; a constant must fit its column."""
+    policy, where = column.fill, path + (("fill", column.name) if per_column else ("fill",))
+    if policy in ("mean", "median") and column.kind == "categorical":
+        raise spec.error(where, f"{policy} cannot fill the categorical column {column.name!r} "
+                                "(use most_frequent or a constant)", at_value=True)
+    if column.kind == "numeric" and isinstance(policy, str) and policy not in ("mean", "median", "most_frequent"):
+        try:
+            float(policy)
+        except ValueError:
+            raise spec.error(where, f"{policy!r} cannot fill the numeric column {column.name!r} "
+                                    "(use mean, median, most_frequent or a number)", at_value=True) from None
+
+
+def _column_index(spec, path, ref, names, width, header) -> int:
+    if isinstance(ref, str):
+        if not header:
+            raise spec.error(path, f"{ref!r} names a column, but the CSV has no header "
+                                   "(set header: true, or give the column index)", at_value=True)
+        if ref not in names:
+            raise spec.error(path, f"no column '{ref}' in the header (columns: {', '.join(names)})", at_value=True)
+        return names.index(ref)
+    if not -width <= ref < width:
+        raise spec.error(path, f"column {ref} is out of range: the CSV has {width} columns", at_value=True)
+    return ref % width
+
+
+def _column_values(spec, path, file, column, cells, missing, first_line):
+    """A numeric column as float64 (NaN in gaps), a categorical one as text ("" in gaps)."""
+    gaps = [j for j, c in enumerate(cells) if c in missing]
+    if gaps and column.fill is None:
+        j = gaps[0]
+        raise spec.error(path + ("path",), f"missing value in row {j + 1} (line {j + first_line}), column "
+                                           f"{column.name!r} of {file} ({len(gaps)} in that column)",
+                         f"declare a fill policy, e.g. fill: {{{column.name}: "
+                         f"{'mean' if column.kind == 'numeric' else 'most_frequent'}}}")
+    present = [c for c in cells if c not in missing]
+    if column.kind == "categorical":
+        if present and all(_is_int(c) for c in present):  # codes such as 1, 2, 3: IntegerLookup
+            return np.array([np.nan if c in missing else int(c) for c in cells], dtype=np.float64)
+        return np.array(["" if c in missing else c for c in cells], dtype=str)
+    out = np.empty(len(cells), dtype=np.float64)
+    for j, c in enumerate(cells):
+        if c in missing:
+            out[j] = np.nan
+            continue
+        try:
+            out[j] = float(c)
+        except ValueError:
+            raise spec.error(path + ("path",), f"row {j + 1} (line {j + first_line}), column {column.name!r} of "
+                                               f"{file} holds text ({c!r})",
+                             f"declare it categorical (categorical: {{{column.name}: one_hot}}) "
+                             "or leave it out of features") from None
+    return out
+
+
+def _label_values(spec, path, file, name, cells, missing, first_line):
+    """(labels, holds text): integers or floats as numbers; text labels become class indices later."""
+    gaps = [j for j, c in enumerate(cells) if c in missing]
+    if gaps:
+        raise spec.error(path + ("label",), f"missing label in row {gaps[0] + 1} (line {gaps[0] + first_line}), "
+                                            f"column {name!r} of {file}")
+    try:
+        numbers = np.array([float(c) for c in cells])
+    except ValueError:
+        return np.array(cells, dtype=str), True
+    if np.all(numbers == np.round(numbers)):
+        return numbers.astype(np.int64), False
+    return numbers.astype(np.float32), False
+
+
+def _is_int(text: str) -> bool:
+    try:
+        int(text)
+        return True
+    except ValueError:
+        return False

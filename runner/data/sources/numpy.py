@@ -14,14 +14,26 @@ def load_npz(spec, path, options, seed) -> Source:
     try:
         with np.load(file, allow_pickle=False) as archive:
             keys = list(archive.keys())
-            features = _archive_array(spec, path + ("features",), archive, options["features"], keys, file)
+            features = _archive_arrays(spec, path + ("features",), archive, options["features"], keys, file)
             labels = None
             if options.get("label"):
-                labels = _archive_array(spec, path + ("label",), archive, options["label"], keys, file)
+                labels = _archive_arrays(spec, path + ("label",), archive, options["label"], keys, file)
     except (OSError, ValueError, zlib.error, EOFError) as e:
         raise spec.error(path + ("path",), f"cannot read NPZ archive {file}: {e}") from e
-    check_lengths(spec, path + ("label",), features, labels)
+    if not isinstance(features, dict) and not isinstance(labels, dict):
+        check_lengths(spec, path + ("label",), features, labels)
+    rows = {len(a) for part in (features, labels) if part is not None
+            for a in (part.values() if isinstance(part, dict) else [part])}
+    if len(rows) > 1:
+        raise spec.error(path, f"the arrays of {file} have different numbers of rows: {sorted(rows)}")
     return array_source(features, labels, [file])
+
+
+def _archive_arrays(spec, path, archive, keys_wanted, keys, file):
+    """One array, or a dict of arrays by key for a list of keys (several named features/labels)."""
+    if isinstance(keys_wanted, list):
+        return {k: _archive_array(spec, path + (i,), archive, k, keys, file) for i, k in enumerate(keys_wanted)}
+    return _archive_array(spec, path, archive, keys_wanted, keys, file)
 
 
 def _archive_array(spec, path, archive, key, keys, file):

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import tensorflow as tf
 
 from runner.spec.errors import did_you_mean, first_line
-from runner.data.source import Source, dataset_source
+from runner.data.source import Source, dataset_source, keep_indices
 
 
 def load(spec, path: tuple, options: dict, seed=None) -> Source:
@@ -58,7 +58,13 @@ def load(spec, path: tuple, options: dict, seed=None) -> Source:
             return dataset_source(lambda: base.skip(start).take(stop - start), stop - start,
                                    num_classes, class_names, files)
 
-        return Source(lambda: dataset, count, select, num_classes, class_names, files)
+        def subset(indices):
+            return dataset_source(lambda: keep_indices(dataset, indices), len(indices), num_classes,
+                                  class_names, files)
+
+        # Shuffled files give another order on every pass: elements cannot be picked by index.
+        return Source(lambda: dataset, count, select, num_classes, class_names, files,
+                      subset=None if kwargs["shuffle_files"] else subset)
 
     return source_of(split, dataset, count)
 

@@ -26,14 +26,19 @@ def load(spec, path, options, seed) -> Source:
         description[name] = tf.io.FixedLenFeature(shape, stored)
         casts[name] = dtype
     label = options.get("label")
-    if label is not None and label not in description:
-        raise spec.error(path + ("label",), f"'{label}' is not one of the declared features "
-                                            f"({', '.join(description)})", at_value=True)
+    for i, name in enumerate(label if isinstance(label, list) else [label] if label is not None else []):
+        if name not in description:
+            where = path + ("label",) + ((i,) if isinstance(label, list) else ())
+            raise spec.error(where, f"'{name}' is not one of the declared features "
+                                    f"({', '.join(description)})", at_value=True)
 
     def parse(record):
         example = tf.io.parse_single_example(record, description)
         example = {k: tf.cast(v, casts[k]) for k, v in example.items()}
-        target = example.pop(label) if label is not None else None
+        if isinstance(label, list):  # several named labels, for a model with several outputs
+            target = {name: example.pop(name) for name in label}
+        else:
+            target = example.pop(label) if label is not None else None
         features = next(iter(example.values())) if len(example) == 1 else example
         return features if target is None else (features, target)
 
@@ -73,7 +78,7 @@ def _scan_tfrecords(spec, path, files, compression, make, labelled):
             raise spec.error(path + ("files",), f"corrupt TFRecord file {file}: {first_line(e)}") from e
     dataset = make()
     try:
-        if labelled and dataset.element_spec[1].shape.rank == 0 and dataset.element_spec[1].dtype.is_integer:
+        if labelled and isinstance(dataset.element_spec[1], tf.TensorSpec) and dataset.element_spec[1].shape.rank == 0 and dataset.element_spec[1].dtype.is_integer:
             count, top = dataset.reduce((tf.constant(0, tf.int64), tf.constant(-1, tf.int64)),
                                         lambda s, e: (s[0] + 1, tf.maximum(s[1], tf.cast(e[1], tf.int64))))
             count, top = int(count), int(top)
