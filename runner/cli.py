@@ -16,13 +16,15 @@ from typing import Annotated, Optional
 import typer
 
 from runner import __version__
+from runner.cli_help import PlainCommand
+from runner.console import TensorFlowLog
 from runner.spec.report import render
 from runner.spec import SpecError, load_schema, load_spec
 
 EXIT_INVALID = 1  # a spec is invalid (found by validate, or while building a run)
 EXIT_RUN_FAILED = 3  # the spec was fine but training or evaluation failed
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Declarative TensorFlow pipelines: validate and run YAML specs.")
 
 
@@ -39,6 +41,11 @@ SetOption = Annotated[
 ]
 
 
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also print TensorFlow's own log (kept in the run directory's tensorflow.log).")
+]
+
+
 def _version(value: bool):
     if value:
         typer.echo(f"pipe {__version__}")
@@ -51,13 +58,16 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
     """Declarative TensorFlow pipelines: validate and run YAML specs."""
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 def validate(
-    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Spec files to check.")],
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="Spec files to check.")],
     set_: SetOption = None,
-    format: Annotated[Format, typer.Option("--format", help="Error output: text, json or github.")] = Format.text,
+    format: Annotated[Format, typer.Option("--format", metavar="FORMAT", help="Error output: text, json or github.")] = Format.text,
 ):
-    """Check specs against the schema and the cross-field rules, without TensorFlow."""
+    """Check specs against the schema and the cross-field rules, without TensorFlow.
+
+    Example: pipe validate specs/*.yaml --format github
+    """
     errors = []
     for file in files:
         try:
@@ -72,37 +82,49 @@ def validate(
         typer.echo(f"{len(files)} spec{'s' if len(files) != 1 else ''} valid", err=True)
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 def schema():
-    """Print the spec's JSON Schema (draft 2020-12)."""
+    """Print the spec's JSON Schema (draft 2020-12).
+
+    Example: pipe schema > pipeline.schema.json
+    """
     typer.echo(json.dumps(load_schema(), indent=2))
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 def run(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The spec to run.")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="The spec to run.")],
     set_: SetOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run directory and final metrics.")] = False,
     resume: Annotated[Optional[Path], typer.Option(
         "--resume", metavar="RUN_DIR", exists=True, file_okay=False,
         help="Continue from the last checkpoint of this earlier run directory (in a new one).")] = None,
+    verbose: VerboseOption = False,
 ):
-    """Train and evaluate what a spec declares; write everything to a new run directory."""
+    """Train and evaluate what a spec declares; write everything to a new run directory.
+
+    Example: pipe run specs/linear_regression.yaml --set train.epochs=3
+    """
+    log = TensorFlowLog.start()  # TensorFlow's C++ lines go to the run directory's tensorflow.log
     try:
         spec = load_spec(file, set_ or ())
         from runner.run import run_spec  # imports TensorFlow
 
-        result = run_spec(spec, quiet=quiet, resume_from=resume)
+        result = run_spec(spec, quiet=quiet, resume_from=resume, log=log)
     except SpecError as e:
+        log.stop(show=verbose)
         typer.echo(str(e), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
     except KeyboardInterrupt:
+        log.stop(show=verbose)
         typer.echo("pipe run: interrupted", err=True)
         raise typer.Exit(code=130) from None
     except Exception as e:  # a failure of the run itself, not of the spec: keep the details
+        log.stop(show=True)
         traceback.print_exc()
         typer.echo(f"pipe run: the run failed: {type(e).__name__}: {e}", err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
+    log.stop(show=verbose)
     if result.chief:
         typer.echo(f"run directory: {result.run_dir}")
     else:

@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from runner import console
 from runner.data import build_datasets
 from runner.models import build_model, is_keras
 from runner.models.identifiers import get_callbacks, get_loss, get_metrics, get_optimizer
@@ -32,7 +33,7 @@ class RunResult:
     chief: bool = True  # False on the other workers of a cluster: their directory is gone
 
 
-def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
+def run_spec(spec, *, quiet: bool = False, resume_from=None, log=None) -> RunResult:
     """Run a loaded spec end to end and write its run directory.
 
     Args:
@@ -41,6 +42,7 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
         resume_from: an earlier run directory of this spec: training restarts from its
             last checkpoint (model, optimizer, epoch). The new run still gets its own
             directory; history and trajectories continue the old.
+        log: a started `console.TensorFlowLog`: continued in the run directory.
 
     Raises:
         SpecError: a mistake in the spec, found while building (located).
@@ -54,6 +56,8 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
     if seed is not None:
         keras.utils.set_random_seed(seed)
     _set_op_determinism(train_config.get("deterministic", False))
+    if train_config.get("steps_per_epoch") is None:
+        console.hide_known_noise()  # each epoch reads its finite dataset to the end, by design
 
     datasets = build_datasets(spec)
     validation = _validation_split(spec, datasets)
@@ -77,6 +81,8 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
 
     previous = checkpoints.previous_run(resume_from) if resume_from is not None else None
     run_dir = files.create_run_dir(spec, setup.is_chief)
+    if log is not None:
+        log.move_to(run_dir)
     spec_sha256 = files.write_spec(run_dir, spec)
     manifest = Manifest(run_dir, spec, spec_sha256=spec_sha256, devices=setup.manifest, files=datasets.files)
     manifest.update(loop=loop)
@@ -159,7 +165,8 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
         model, train=datasets.train, validation=validation, epochs=train_config["epochs"],
         callbacks=callbacks, class_weight=_class_weight(train_config.get("class_weight")),
         steps_per_epoch=train_config.get("steps_per_epoch"),
-        verbose=0 if quiet else train_config.get("verbose", "auto"), initial_epoch=initial_epoch,
+        verbose=0 if quiet else console.progress_verbosity(train_config.get("verbose", "auto")),
+        initial_epoch=initial_epoch,
     )
     result = checkpoints.continue_history(previous, result, initial_epoch)
     evaluation = {"train": _last(result.history)}
@@ -208,7 +215,7 @@ def _custom_verbose(verbose, train_config) -> int:
     """`auto`: a progress bar, unless report lines already say how each epoch went."""
     if verbose != "auto":
         return int(verbose)
-    return 0 if (train_config.get("report") or {}).get("epoch") else 1
+    return 0 if (train_config.get("report") or {}).get("epoch") else console.progress_verbosity()
 
 
 def _class_weight(config):
