@@ -133,6 +133,63 @@ def run(
         typer.echo(f"{split}: {metrics}")
 
 
+RunDirArgument = Annotated[Path, typer.Argument(exists=True, file_okay=False, metavar="RUN_DIR",
+                                                help="A run directory written by pipe run.")]
+
+
+@app.command(cls=PlainCommand)
+def evaluate(
+    run_dir: RunDirArgument,
+    set_: SetOption = None,
+    split: Annotated[Optional[list[str]], typer.Option(
+        "--split", metavar="SPLIT", help="Evaluate this split (validation, test or train). Repeatable; "
+                                         "default: validation and test.")] = None,
+    verbose: VerboseOption = False,
+):
+    """Evaluate a run's saved model on its own splits, or on other data given with --set.
+
+    The metrics are printed as pipe run prints them and written to a new
+    evaluation-<timestamp>.json in the run directory (never overwriting an earlier one).
+
+    Example: pipe evaluate runs/fashion_mnist/20261128-091500 --set 'data.test.source={npy: {features: x.npy, label: y.npy}}'
+    """
+    def evaluate_it():
+        from runner.evaluate import evaluate_run  # imports TensorFlow
+
+        return evaluate_run(run_dir, set_ or (), split)
+
+    evaluation = _with_tensorflow("evaluate", evaluate_it, verbose)
+    for name, metrics in _metric_lines(evaluation.metrics):
+        typer.echo(f"{name}: {metrics}")
+    typer.echo(f"evaluation: {evaluation.path}")
+
+
+def _with_tensorflow(command: str, work, verbose: bool):
+    """Run `work()` with TensorFlow's C++ log captured; errors as pipe run reports them."""
+    log = TensorFlowLog.start()
+    try:
+        result = work()
+    except SpecError as e:
+        log.stop(show=verbose)
+        typer.echo(str(e), err=True)
+        raise typer.Exit(code=EXIT_INVALID) from None
+    except FileNotFoundError as e:
+        log.stop(show=verbose)
+        typer.echo(f"pipe {command}: {e}", err=True)
+        raise typer.Exit(code=EXIT_INVALID) from None
+    except KeyboardInterrupt:
+        log.stop(show=verbose)
+        typer.echo(f"pipe {command}: interrupted", err=True)
+        raise typer.Exit(code=130) from None
+    except Exception as e:
+        log.stop(show=True)
+        traceback.print_exc()
+        typer.echo(f"pipe {command}: failed: {type(e).__name__}: {e}", err=True)
+        raise typer.Exit(code=EXIT_RUN_FAILED) from None
+    log.stop(show=verbose)
+    return result
+
+
 def _metric_lines(metrics: dict):
     """`{'test': {'loss': 0.3}}` or `{'loss': 0.3}` as printable lines."""
     nested = {k: v for k, v in metrics.items() if isinstance(v, dict)}

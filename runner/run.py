@@ -86,6 +86,8 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None, log=None) -> RunRes
     spec_sha256 = files.write_spec(run_dir, spec)
     manifest = Manifest(run_dir, spec, spec_sha256=spec_sha256, devices=setup.manifest, files=datasets.files)
     manifest.update(loop=loop)
+    # For evaluate/predict: what the spec's relative paths meant, and the data's metadata.
+    manifest.update(spec_dir=str(spec.file.resolve().parent), data_info=datasets.info)
     if previous is not None:
         manifest.update(resumed_from=str(previous.run_dir), resumed_checkpoint=previous.checkpoint)
     train = _train_fit if loop == "fit" else _train_custom
