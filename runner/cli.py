@@ -164,6 +164,31 @@ def evaluate(
     typer.echo(f"evaluation: {evaluation.path}")
 
 
+@app.command(cls=PlainCommand)
+def predict(
+    run_dir: RunDirArgument,
+    input: Annotated[Path, typer.Argument(exists=True, metavar="INPUT", help=(
+        "Raw features: .npy, .npz, .csv(.gz), an IDX file (*-ubyte[.gz]), an image or a folder of images."))],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help=(
+        "Where to write the predictions: .csv, .npy or .jsonl (class and probabilities for classifiers)."))],
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", min=1, help=(
+        "Rows per batch (default: the test split's batch size, else 256).")) ] = None,
+    key: Annotated[Optional[str], typer.Option("--key", metavar="NAME", help="The array of an .npz input.")] = None,
+    verbose: VerboseOption = False,
+):
+    """Predict with a run's saved model on a raw file, after the spec's test-split preprocessing.
+
+    Example: pipe predict runs/fashion_mnist/20261128-091500 t10k-images-idx3-ubyte.gz --output predictions.csv
+    """
+    def predict_it():
+        from runner.predict import predict_file  # imports TensorFlow
+
+        return predict_file(run_dir, input, output, batch_size=batch_size, key=key)
+
+    predictions = _with_tensorflow("predict", predict_it, verbose)
+    typer.echo(f"predictions: {predictions.path} ({predictions.count} rows)")
+
+
 def _with_tensorflow(command: str, work, verbose: bool):
     """Run `work()` with TensorFlow's C++ log captured; errors as pipe run reports them."""
     log = TensorFlowLog.start()
