@@ -189,6 +189,84 @@ def predict(
     typer.echo(f"predictions: {predictions.path} ({predictions.count} rows)")
 
 
+class ListFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command(cls=PlainCommand)
+def runs(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where runs are (default: runs).")] = Path("runs"),
+    format: Annotated[ListFormat, typer.Option("--format", metavar="FORMAT", help="text or json.")] = ListFormat.text,
+):
+    """List the runs under a directory, newest first: status, start, epochs, wall time, key metrics.
+
+    Example: pipe runs runs/ --format json
+    """
+    from runner.runs import format_table, list_runs
+
+    rows = list_runs(directory) if directory.exists() else []
+    if format is ListFormat.json:
+        typer.echo(json.dumps(rows, indent=2))
+    elif rows:
+        typer.echo(format_table(rows))
+    else:
+        typer.echo(f"no runs under {directory}", err=True)
+
+
+@app.command(cls=PlainCommand)
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(exists=True, file_okay=False, metavar="RUN_DIR",
+                                                   help="Two or more run directories; the first is the baseline.")],
+):
+    """Compare runs: a diff of their resolved specs and their metrics side by side.
+
+    Example: pipe compare runs/mnist/20261128-090000 runs/mnist/20261128-091500
+    """
+    from runner.runs import compare_runs
+
+    if len(run_dirs) < 2:
+        typer.echo("pipe compare: give two or more run directories", err=True)
+        raise typer.Exit(code=2)
+    try:
+        typer.echo(compare_runs(run_dirs))
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"pipe compare: {e}", err=True)
+        raise typer.Exit(code=EXIT_INVALID) from None
+
+
+@app.command(cls=PlainCommand)
+def init(
+    template: Annotated[Optional[str], typer.Argument(metavar="TEMPLATE", help=(
+        "regression, module, image-classification or tabular-csv; none lists them."))] = None,
+    path: Annotated[Optional[Path], typer.Argument(metavar="PATH", help=(
+        "The spec file to write, or a folder for TEMPLATE.yaml (default: ./TEMPLATE.yaml).")) ] = None,
+):
+    """Write a commented starter spec that validates and runs; never overwrites a file.
+
+    Example: pipe init image-classification specs/my_classifier.yaml
+    """
+    from runner.init import template_names, template_summary, write_template
+
+    if template is None:
+        for name in template_names():
+            typer.echo(f"{name:22}{template_summary(name)}")
+        return
+    try:
+        written = write_template(template, path)
+    except KeyError:
+        typer.echo(f"pipe init: unknown template '{template}' (templates: {', '.join(template_names())})", err=True)
+        raise typer.Exit(code=2) from None
+    except FileExistsError as e:
+        typer.echo(f"pipe init: {e.filename} exists; not overwritten", err=True)
+        raise typer.Exit(code=EXIT_INVALID) from None
+    for file in [written.spec, *written.companions]:
+        typer.echo(f"wrote {file}")
+    for file in written.kept:
+        typer.echo(f"kept {file} (exists)")
+    typer.echo(f"next: pipe validate {written.spec} && pipe run {written.spec}")
+
+
 def _with_tensorflow(command: str, work, verbose: bool):
     """Run `work()` with TensorFlow's C++ log captured; errors as pipe run reports them."""
     log = TensorFlowLog.start()
