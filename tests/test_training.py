@@ -94,7 +94,7 @@ def test_module_loop_reports_and_records_trajectories(spec, capsys):
     assert result.trajectories["b"][-1] == pytest.approx(b, rel=1e-5)
     assert len(result.trajectories["w"]) == 4 and list(result.history) == ["loss"]
     assert result.history["loss"][0] == pytest.approx(initial_loss, rel=1e-5)
-    assert lines[3] == f"Epoch 2: W = {w:.2f}, b = {b:.2f}, loss={result.history['loss'][2]:.5f}"
+    assert lines[3] == f"Epoch 3: W = {w:.2f}, b = {b:.2f}, loss={result.history['loss'][2]:.5f}"
 
 
 def test_quiet_prints_nothing(spec, capsys):
