@@ -17,6 +17,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from runner import console
 from runner.data import build_datasets
 from runner.models import is_keras
 from runner.models.identifiers import get_loss, get_metrics, get_optimizer
@@ -53,6 +54,7 @@ def evaluate_run(run_dir, overrides=(), splits=None) -> Evaluation:
         SpecError: an override or data mistake, located.
         FileNotFoundError: not a run directory, or no saved model in it.
     """
+    console.hide_known_noise()  # evaluation reads each finite split to its end, by design
     run_dir = Path(run_dir)
     record = read_run(run_dir)
     spec = load_run_spec(run_dir, overrides)

@@ -256,3 +256,45 @@ def test_init_templates_validate_and_run_one_epoch_with_paths_as_documented(tmp_
         metrics["validation"]
     assert yaml.safe_load((tabular / "spec.yaml").read_text())["data"]["train"]["source"]["csv"]["path"] == \
         "tabular-sample.csv"
+
+
+FILTERED = """\
+version: 1
+name: filtered
+seed: 1
+data:
+  train:
+    source: {npy: {features: x.npy, label: y.npy}}
+    stages: [{filter: {label_in: [0, 1]}}, {batch: {batch_size: 32}}]
+  test:
+    source: {npy: {features: x.npy, label: y.npy}}
+    stages: [{filter: {label_in: [0, 1]}}, {batch: {batch_size: 32}}]
+model:
+  sequential: {input_shape: [3], layers: [{Dense: {units: 3}}]}
+train:
+  loop: LOOP
+  epochs: 2
+  loss: {SparseCategoricalCrossentropy: {from_logits: true}}
+  optimizer: adam
+  metrics: [SparseCategoricalAccuracy]
+"""
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_datasets_of_unknown_length_run_and_evaluate_without_warnings(tmp_path, loop):
+    """After `filter` tf.data cannot tell a split's length: Keras warns "Your input ran out of
+    data" at its end, though reading a finite split to its end is what an epoch is."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 3)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", (x.sum(1) > 0).astype(np.int64) + 2 * (x[:, 0] > 1))
+    (tmp_path / "spec.yaml").write_text(FILTERED.replace("LOOP", loop))
+    run = pipe("run", "spec.yaml", cwd=tmp_path)
+    run_dir = run_dir_of(run, tmp_path)
+    assert run.stderr == ""
+    epoch_lines = [line for line in run.stdout.splitlines() if line.startswith("12/12 - ")]
+    assert len(epoch_lines) == 2  # one line per epoch, its length learnt in the first
+    evaluated = pipe("evaluate", run_dir, cwd=tmp_path)
+    assert evaluated.returncode == 0 and evaluated.stderr == ""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert json.loads(next(run_dir.glob("evaluation-*.json")).read_text())["metrics"] == {"test": metrics["test"]}

@@ -234,6 +234,8 @@ class CustomLoop:
         if quiet:
             return
         if self.verbose in (1, 2):
+            if bar.target is None:  # unknown length (after filter): known now, as Keras's fit does
+                bar.target = step
             bar.update(step, list(logs.items()), finalize=True)
         if self.report.get("epoch"):
             # Epochs are numbered from 1 wherever a user reads them (as Keras prints them).
