@@ -25,7 +25,7 @@ from runner.models.identifiers import get_loss
 from runner.outputs.files import write_bytes, write_text
 from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.saving import load_model
-from runner.spec import Spec
+from runner.spec import Spec, SpecError
 from runner.spec.metadata import substitute_metadata
 
 OUTPUT_FORMATS = (".csv", ".npy", ".jsonl")
@@ -75,7 +75,10 @@ def read_features(spec, input_path: Path, key=None) -> np.ndarray:
     if input_path.is_dir() or input_path.suffix.lower() in _IMAGES:
         return _read_images(spec, input_path)
     config = _source_config(spec, input_path, key)
-    source = load_source(_input_spec(input_path), ("input",), config)
+    try:
+        source = load_source(_input_spec(input_path), ("input",), config)
+    except SpecError as e:  # located at the file given, not at a spec key it never had
+        raise SpecError(e.message, file=input_path, hint=e.hint) from None
     element = next(iter(source.make().batch(source.count or 1)), None)
     if element is None:
         raise _input_spec(input_path).error((), "the input holds no rows")
@@ -91,6 +94,8 @@ def _source_config(spec, input_path: Path, key) -> dict:
         return {"npy": {"features": str(input_path)}}
     if name.endswith(".npz"):
         features = key or declared.get("npz", {}).get("features") or _only_array(input_path)
+        if features is None:
+            raise _input_spec(input_path).error((), "the archive holds several arrays: name one with --key")
         return {"npz": {"path": str(input_path), "features": features}}
     if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
         options = {k: v for k, v in declared.get("csv", {}).items() if k not in ("path", "label")}
@@ -110,10 +115,13 @@ def _declared_source(spec) -> dict:
     return {}
 
 
-def _only_array(path: Path) -> str:
-    with np.load(path, allow_pickle=False) as archive:
-        keys = list(archive.keys())
-    return keys[0] if len(keys) == 1 else "x"
+def _only_array(path: Path) -> str | None:
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            keys = list(archive.keys())
+    except (OSError, ValueError) as e:
+        raise _input_spec(path).error((), f"cannot read NPZ archive: {e}") from e
+    return keys[0] if len(keys) == 1 else None
 
 
 def _read_images(spec, path: Path) -> np.ndarray:

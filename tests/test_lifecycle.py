@@ -298,3 +298,21 @@ def test_datasets_of_unknown_length_run_and_evaluate_without_warnings(tmp_path, 
     assert evaluated.returncode == 0 and evaluated.stderr == ""
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert json.loads(next(run_dir.glob("evaluation-*.json")).read_text())["metrics"] == {"test": metrics["test"]}
+
+
+def test_predict_on_a_folder_of_png_images(fashion_run, tmp_path):
+    import keras
+    import tensorflow as tf
+
+    cwd, run_dir, _ = fashion_run
+    images, _ = fashion_test_set()
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i in range(30):  # grey PNGs, as a user's folder of images would hold them
+        (folder / f"{i:03d}.png").write_bytes(tf.io.encode_png(images[i][..., None]).numpy())
+    result = pipe("predict", run_dir, folder, "--output", tmp_path / "p.csv", cwd=cwd)
+    assert result.returncode == 0, result.stderr
+    classes = [int(line.split(",")[0]) for line in (tmp_path / "p.csv").read_text().splitlines()[1:]]
+    model = keras.saving.load_model(run_dir / "model.keras")
+    expected = model.predict(images[:30].astype(np.float32) / 255.0, verbose=0).argmax(-1)
+    assert classes == expected.tolist()
