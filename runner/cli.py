@@ -7,6 +7,7 @@ TensorFlow is imported only inside `run`, so `pipe --help`, `pipe validate` and
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import sys
 import traceback
@@ -44,6 +45,30 @@ SetOption = Annotated[
 VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Also print TensorFlow's own log (kept in the run directory's tensorflow.log).")
 ]
+
+
+def keeps_tensorflow_log(command):
+    """Run a command that takes `verbose` with TensorFlow's C++ stderr kept in a log.
+
+    The log goes to the run directory's tensorflow.log when there is one; it is printed
+    with --verbose, and when the command fails (exit 3) after pipe's own lines.
+    """
+    @functools.wraps(command)
+    def with_log(*args, **kwargs):
+        log = TensorFlowLog.start()
+        verbose = kwargs.get("verbose", False)
+        try:
+            result = command(*args, **kwargs)
+        except typer.Exit as e:
+            log.stop(show=verbose or e.exit_code == EXIT_RUN_FAILED)
+            raise
+        except BaseException:
+            log.stop(show=True)
+            raise
+        log.stop(show=verbose)
+        return result
+
+    return with_log
 
 
 def _version(value: bool):
@@ -92,6 +117,7 @@ def schema():
 
 
 @app.command(cls=PlainCommand)
+@keeps_tensorflow_log
 def run(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="The spec to run.")],
     set_: SetOption = None,
@@ -105,26 +131,21 @@ def run(
 
     Example: pipe run specs/linear_regression.yaml --set train.epochs=3
     """
-    log = TensorFlowLog.start()  # TensorFlow's C++ lines go to the run directory's tensorflow.log
     try:
         spec = load_spec(file, set_ or ())
         from runner.run import run_spec  # imports TensorFlow
 
-        result = run_spec(spec, quiet=quiet, resume_from=resume, log=log)
+        result = run_spec(spec, quiet=quiet, resume_from=resume)
     except SpecError as e:
-        log.stop(show=verbose)
         typer.echo(str(e), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
     except KeyboardInterrupt:
-        log.stop(show=verbose)
         typer.echo("pipe run: interrupted", err=True)
         raise typer.Exit(code=130) from None
     except Exception as e:  # a failure of the run itself, not of the spec: keep the details
-        log.stop(show=True)
         traceback.print_exc()
         typer.echo(f"pipe run: the run failed: {type(e).__name__}: {e}", err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
-    log.stop(show=verbose)
     if result.chief:
         typer.echo(f"run directory: {result.run_dir}")
     else:
@@ -138,6 +159,7 @@ RunDirArgument = Annotated[Path, typer.Argument(exists=True, file_okay=False, me
 
 
 @app.command(cls=PlainCommand)
+@keeps_tensorflow_log
 def evaluate(
     run_dir: RunDirArgument,
     set_: SetOption = None,
@@ -158,13 +180,14 @@ def evaluate(
 
         return evaluate_run(run_dir, set_ or (), split)
 
-    evaluation = _with_tensorflow("evaluate", evaluate_it, verbose)
+    evaluation = _reporting_errors("evaluate", evaluate_it)
     for name, metrics in _metric_lines(evaluation.metrics):
         typer.echo(f"{name}: {metrics}")
     typer.echo(f"evaluation: {evaluation.path}")
 
 
 @app.command(cls=PlainCommand)
+@keeps_tensorflow_log
 def predict(
     run_dir: RunDirArgument,
     input: Annotated[Path, typer.Argument(exists=True, metavar="INPUT", help=(
@@ -185,7 +208,7 @@ def predict(
 
         return predict_file(run_dir, input, output, batch_size=batch_size, key=key)
 
-    predictions = _with_tensorflow("predict", predict_it, verbose)
+    predictions = _reporting_errors("predict", predict_it)
     typer.echo(f"predictions: {predictions.path} ({predictions.count} rows)")
 
 
@@ -267,30 +290,23 @@ def init(
     typer.echo(f"next: pipe validate {written.spec} && pipe run {written.spec}")
 
 
-def _with_tensorflow(command: str, work, verbose: bool):
-    """Run `work()` with TensorFlow's C++ log captured; errors as pipe run reports them."""
-    log = TensorFlowLog.start()
+def _reporting_errors(command: str, work):
+    """`work()`, its errors reported as pipe run reports them (located spec errors: exit 1)."""
     try:
-        result = work()
+        return work()
     except SpecError as e:
-        log.stop(show=verbose)
         typer.echo(str(e), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
     except FileNotFoundError as e:
-        log.stop(show=verbose)
         typer.echo(f"pipe {command}: {e}", err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
     except KeyboardInterrupt:
-        log.stop(show=verbose)
         typer.echo(f"pipe {command}: interrupted", err=True)
         raise typer.Exit(code=130) from None
     except Exception as e:
-        log.stop(show=True)
         traceback.print_exc()
         typer.echo(f"pipe {command}: failed: {type(e).__name__}: {e}", err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
-    log.stop(show=verbose)
-    return result
 
 
 def _metric_lines(metrics: dict):

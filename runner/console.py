@@ -28,6 +28,9 @@ _KNOWN_NOISE = (
 )
 
 
+_active: "TensorFlowLog | None" = None  # the process has one fd 2, so at most one log takes it
+
+
 class TensorFlowLog:
     """File descriptor 2 redirected to a log file; `sys.stderr` still reaches the terminal.
 
@@ -58,6 +61,8 @@ class TensorFlowLog:
             sys.stderr = terminal
         os.dup2(handle, 2)
         os.close(handle)
+        global _active
+        _active = log
         return log
 
     def move_to(self, directory) -> Path:
@@ -76,6 +81,8 @@ class TensorFlowLog:
         """Give descriptor 2 back; returns the captured text (also printed with `show`)."""
         if self._saved_fd is None:
             return ""
+        global _active
+        _active = None
         os.dup2(self._saved_fd, 2)
         os.close(self._saved_fd)
         self._saved_fd = None
@@ -89,6 +96,12 @@ class TensorFlowLog:
             sys.stderr.write(text if text.endswith("\n") else text + "\n")
             sys.stderr.flush()
         return text
+
+
+def move_log_to(directory) -> None:
+    """Continue the running command's TensorFlow log (if it keeps one) in `directory`."""
+    if _active is not None:
+        _active.move_to(directory)
 
 
 def _writes_to_fd2(stream) -> bool:

@@ -33,7 +33,7 @@ class RunResult:
     chief: bool = True  # False on the other workers of a cluster: their directory is gone
 
 
-def run_spec(spec, *, quiet: bool = False, resume_from=None, log=None) -> RunResult:
+def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
     """Run a loaded spec end to end and write its run directory.
 
     Args:
@@ -42,7 +42,6 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None, log=None) -> RunRes
         resume_from: an earlier run directory of this spec: training restarts from its
             last checkpoint (model, optimizer, epoch). The new run still gets its own
             directory; history and trajectories continue the old.
-        log: a started `console.TensorFlowLog`: continued in the run directory.
 
     Raises:
         SpecError: a mistake in the spec, found while building (located).
@@ -81,8 +80,7 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None, log=None) -> RunRes
 
     previous = checkpoints.previous_run(resume_from) if resume_from is not None else None
     run_dir = files.create_run_dir(spec, setup.is_chief)
-    if log is not None:
-        log.move_to(run_dir)
+    console.move_log_to(run_dir)  # TensorFlow's C++ log, when the command keeps one
     spec_sha256 = files.write_spec(run_dir, spec)
     manifest = Manifest(run_dir, spec, spec_sha256=spec_sha256, devices=setup.manifest, files=datasets.files)
     manifest.update(loop=loop)

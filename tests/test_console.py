@@ -88,3 +88,24 @@ def test_progress_bars_only_on_a_terminal(monkeypatch):
     monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
     assert progress_verbosity("auto") == 2
     assert progress_verbosity(1) == 1 and progress_verbosity(0) == 0
+
+
+@pytest.mark.parametrize("code, verbose, shown", [(0, False, False), (0, True, True), (1, False, False),
+                                                  (3, False, True)])
+def test_a_commands_tensorflow_log_shows_with_verbose_or_a_failed_run(capfd, code, verbose, shown):
+    import typer
+
+    from runner.cli import keeps_tensorflow_log
+
+    @keeps_tensorflow_log
+    def command(verbose=False):
+        os.write(2, b"I0000 oneDNN custom operations are on\n")
+        if code:
+            raise typer.Exit(code=code)
+
+    if code:
+        with pytest.raises(typer.Exit):
+            command(verbose=verbose)
+    else:
+        command(verbose=verbose)
+    assert capfd.readouterr().err == ("I0000 oneDNN custom operations are on\n" if shown else "")
