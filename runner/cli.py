@@ -7,6 +7,7 @@ TensorFlow is imported only inside `run`, so `pipe --help`, `pipe validate` and
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import sys
 import traceback
@@ -17,6 +18,8 @@ import typer
 
 from runner import __version__
 from runner.environment import BrokenInstall, libraries_for, require
+from runner.cli_help import PlainCommand
+from runner.console import TensorFlowLog
 from runner.spec.report import render
 from runner.spec import SpecError, load_schema, load_spec
 
@@ -24,7 +27,7 @@ EXIT_INVALID = 1  # a spec is invalid (found by validate, or while building a ru
 EXIT_RUN_FAILED = 3  # the spec was fine but training or evaluation failed
 EXIT_BROKEN_INSTALL = 4  # TensorFlow, Keras or tfds cannot be imported (pipe doctor says why)
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Declarative TensorFlow pipelines: validate and run YAML specs.")
 
 
@@ -34,16 +37,40 @@ class Format(str, enum.Enum):
     github = "github"
 
 
-class ReportFormat(str, enum.Enum):
-    text = "text"
-    json = "json"
-
-
 SetOption = Annotated[
     Optional[list[str]],
     typer.Option("--set", metavar="KEY.PATH=VALUE",
                  help="Override a value (parsed as YAML), e.g. --set train.epochs=3. Repeatable."),
 ]
+
+
+VerboseOption = Annotated[
+    bool, typer.Option("--verbose", "-v", help="Also print TensorFlow's own log (kept in the run directory's tensorflow.log).")
+]
+
+
+def keeps_tensorflow_log(command):
+    """Run a command that takes `verbose` with TensorFlow's C++ stderr kept in a log.
+
+    The log goes to the run directory's tensorflow.log when there is one; it is printed
+    with --verbose, and when the command fails (exit 3) after pipe's own lines.
+    """
+    @functools.wraps(command)
+    def with_log(*args, **kwargs):
+        log = TensorFlowLog.start()
+        verbose = kwargs.get("verbose", False)
+        try:
+            result = command(*args, **kwargs)
+        except typer.Exit as e:
+            log.stop(show=verbose or e.exit_code == EXIT_RUN_FAILED)
+            raise
+        except BaseException:
+            log.stop(show=True)
+            raise
+        log.stop(show=verbose)
+        return result
+
+    return with_log
 
 
 def _version(value: bool):
@@ -58,13 +85,16 @@ def main(version: Annotated[bool, typer.Option("--version", callback=_version, i
     """Declarative TensorFlow pipelines: validate and run YAML specs."""
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 def validate(
-    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, help="Spec files to check.")],
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="Spec files to check.")],
     set_: SetOption = None,
-    format: Annotated[Format, typer.Option("--format", help="Error output: text, json or github.")] = Format.text,
+    format: Annotated[Format, typer.Option("--format", metavar="FORMAT", help="Error output: text, json or github.")] = Format.text,
 ):
-    """Check specs against the schema and the cross-field rules, without TensorFlow."""
+    """Check specs against the schema and the cross-field rules, without TensorFlow.
+
+    Example: pipe validate specs/*.yaml --format github
+    """
     errors = []
     for file in files:
         try:
@@ -79,12 +109,15 @@ def validate(
         typer.echo(f"{len(files)} spec{'s' if len(files) != 1 else ''} valid", err=True)
 
 
-@app.command()
+@app.command(cls=PlainCommand)
 def schema(
     keras: Annotated[bool, typer.Option("--keras", help="Fold in the Keras catalog: layer, loss, optimizer, "
                                         "metric and callback names with their arguments, for editors.")] = False,
 ):
-    """Print the spec's JSON Schema (draft 2020-12)."""
+    """Print the spec's JSON Schema (draft 2020-12).
+
+    Example: pipe schema --keras > pipeline.schema.json
+    """
     if keras:
         from runner.spec.keras_schema import keras_schema
 
@@ -93,13 +126,19 @@ def schema(
     typer.echo(json.dumps(load_schema(), indent=2))
 
 
-@app.command()
+@app.command(cls=PlainCommand)
+@keeps_tensorflow_log
 def plan(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The spec to plan.")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="The spec to plan.")],
     set_: SetOption = None,
-    format: Annotated[Format, typer.Option("--format", help="Output: text, json or github (errors only).")] = Format.text,
+    format: Annotated[Format, typer.Option("--format", metavar="FORMAT",
+                                           help="Output: text, json or github (errors only).")] = Format.text,
+    verbose: VerboseOption = False,
 ):
-    """Build data, model, loss, optimizer and callbacks, run one batch; no training (TensorFlow)."""
+    """Build data, model, loss, optimizer and callbacks and run one batch, without training.
+
+    Example: pipe plan specs/fashion_mnist.yaml --format json
+    """
     try:
         spec = load_spec(file, set_ or ())
         from runner.plan import plan_spec, render_text  # imports TensorFlow
@@ -120,16 +159,21 @@ def plan(
         raise typer.Exit(code=EXIT_INVALID)
 
 
-@app.command()
+@app.command(cls=PlainCommand)
+@keeps_tensorflow_log
 def run(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The spec to run.")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="The spec to run.")],
     set_: SetOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run directory and final metrics.")] = False,
     resume: Annotated[Optional[Path], typer.Option(
         "--resume", metavar="RUN_DIR", exists=True, file_okay=False,
         help="Continue from the last checkpoint of this earlier run directory (in a new one).")] = None,
+    verbose: VerboseOption = False,
 ):
-    """Train and evaluate what a spec declares; write everything to a new run directory."""
+    """Train and evaluate what a spec declares; write everything to a new run directory.
+
+    Example: pipe run specs/linear_regression.yaml --set train.epochs=3
+    """
     try:
         spec = load_spec(file, set_ or ())
         require(*libraries_for(spec.doc))
@@ -157,17 +201,179 @@ def run(
         typer.echo(f"{split}: {metrics}")
 
 
-@app.command()
+RunDirArgument = Annotated[Path, typer.Argument(exists=True, file_okay=False, metavar="RUN_DIR",
+                                                help="A run directory written by pipe run.")]
+
+
+@app.command(cls=PlainCommand)
+@keeps_tensorflow_log
+def evaluate(
+    run_dir: RunDirArgument,
+    set_: SetOption = None,
+    split: Annotated[Optional[list[str]], typer.Option(
+        "--split", metavar="SPLIT", help="Evaluate this split (validation, test or train). Repeatable; "
+                                         "default: validation and test.")] = None,
+    verbose: VerboseOption = False,
+):
+    """Evaluate a run's saved model on its own splits, or on other data given with --set.
+
+    The metrics are printed as pipe run prints them and written to a new
+    evaluation-<timestamp>.json in the run directory (never overwriting an earlier one).
+
+    Example: pipe evaluate runs/fashion_mnist/20261128-091500 --set 'data.test.source={npy: {features: x.npy, label: y.npy}}'
+    """
+    def evaluate_it():
+        from runner.evaluate import evaluate_run  # imports TensorFlow
+
+        return evaluate_run(run_dir, set_ or (), split)
+
+    evaluation = _reporting_errors("evaluate", evaluate_it)
+    for name, metrics in _metric_lines(evaluation.metrics):
+        typer.echo(f"{name}: {metrics}")
+    typer.echo(f"evaluation: {evaluation.path}")
+
+
+@app.command(cls=PlainCommand)
+@keeps_tensorflow_log
+def predict(
+    run_dir: RunDirArgument,
+    input: Annotated[Path, typer.Argument(exists=True, metavar="INPUT", help=(
+        "Raw features: .npy, .npz, .csv(.gz), an IDX file (*-ubyte[.gz]), an image or a folder of images."))],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="OUT", help=(
+        "Where to write the predictions: .csv, .npy or .jsonl (class and probabilities for classifiers)."))],
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", metavar="N", min=1, help=(
+        "Rows per batch (default: the test split's batch size, else 256).")) ] = None,
+    key: Annotated[Optional[str], typer.Option("--key", metavar="NAME", help="The array of an .npz input.")] = None,
+    verbose: VerboseOption = False,
+):
+    """Predict with a run's saved model on a raw file, after the spec's test-split preprocessing.
+
+    Example: pipe predict runs/fashion_mnist/20261128-091500 t10k-images-idx3-ubyte.gz --output predictions.csv
+    """
+    def predict_it():
+        from runner.predict import predict_file  # imports TensorFlow
+
+        return predict_file(run_dir, input, output, batch_size=batch_size, key=key)
+
+    predictions = _reporting_errors("predict", predict_it)
+    typer.echo(f"predictions: {predictions.path} ({predictions.count} rows)")
+
+
+class ListFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command(cls=PlainCommand)
+def runs(
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where runs are (default: runs).")] = Path("runs"),
+    format: Annotated[ListFormat, typer.Option("--format", metavar="FORMAT", help="text or json.")] = ListFormat.text,
+):
+    """List the runs under a directory, newest first: status, start, epochs, wall time, key metrics.
+
+    Example: pipe runs runs/ --format json
+    """
+    from runner.runs import format_table, list_runs
+
+    rows = list_runs(directory) if directory.exists() else []
+    if format is ListFormat.json:
+        typer.echo(json.dumps(rows, indent=2))
+    elif rows:
+        typer.echo(format_table(rows))
+    else:
+        typer.echo(f"no runs under {directory}", err=True)
+
+
+@app.command(cls=PlainCommand)
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(exists=True, file_okay=False, metavar="RUN_DIR",
+                                                   help="Two or more run directories; the first is the baseline.")],
+):
+    """Compare runs: a diff of their resolved specs and their metrics side by side.
+
+    Example: pipe compare runs/mnist/20261128-090000 runs/mnist/20261128-091500
+    """
+    from runner.runs import compare_runs
+
+    if len(run_dirs) < 2:
+        typer.echo("pipe compare: give two or more run directories", err=True)
+        raise typer.Exit(code=2)
+    try:
+        typer.echo(compare_runs(run_dirs))
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"pipe compare: {e}", err=True)
+        raise typer.Exit(code=EXIT_INVALID) from None
+
+
+@app.command(cls=PlainCommand)
+def init(
+    template: Annotated[Optional[str], typer.Argument(metavar="TEMPLATE", help=(
+        "regression, module, image-classification or tabular-csv; none lists them."))] = None,
+    path: Annotated[Optional[Path], typer.Argument(metavar="PATH", help=(
+        "The spec file to write, or a folder for TEMPLATE.yaml (default: ./TEMPLATE.yaml).")) ] = None,
+):
+    """Write a commented starter spec that validates and runs; never overwrites a file.
+
+    Example: pipe init image-classification specs/my_classifier.yaml
+    """
+    from runner.init import template_names, template_summary, write_template
+
+    if template is None:
+        for name in template_names():
+            typer.echo(f"{name:22}{template_summary(name)}")
+        return
+    try:
+        written = write_template(template, path)
+    except KeyError:
+        typer.echo(f"pipe init: unknown template '{template}' (templates: {', '.join(template_names())})", err=True)
+        raise typer.Exit(code=2) from None
+    except FileExistsError as e:
+        typer.echo(f"pipe init: {e.filename} exists; not overwritten", err=True)
+        raise typer.Exit(code=EXIT_INVALID) from None
+    for file in [written.spec, *written.companions]:
+        typer.echo(f"wrote {file}")
+    for file in written.kept:
+        typer.echo(f"kept {file} (exists)")
+    typer.echo(f"next: pipe validate {written.spec} && pipe run {written.spec}")
+
+
+@app.command(cls=PlainCommand)
 def doctor(
-    format: Annotated[ReportFormat, typer.Option("--format", help="Report as text or json.")] = ReportFormat.text,
+    format: Annotated[ListFormat, typer.Option("--format", metavar="FORMAT", help="text or json.")] = ListFormat.text,
 ):
     """Check the installation: versions against the tested ranges, imports, devices, data.
+
+    Exits 1 when something is broken, with the fix on the same line.
 
     Example: pipe doctor --format json
     """
     from runner.doctor import main as report  # imports TensorFlow when it can
 
-    raise typer.Exit(code=report(format.value))
+    log = TensorFlowLog.start()  # TensorFlow's start-up lines are not the report
+    try:
+        code = report(format.value)
+    finally:
+        log.stop()
+    raise typer.Exit(code=code)
+
+
+def _reporting_errors(command: str, work):
+    """`work()`, its errors reported as pipe run reports them (located spec errors: exit 1)."""
+    try:
+        return work()
+    except SpecError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(code=EXIT_INVALID) from None
+    except FileNotFoundError as e:
+        typer.echo(f"pipe {command}: {e}", err=True)
+        raise typer.Exit(code=EXIT_INVALID) from None
+    except KeyboardInterrupt:
+        typer.echo(f"pipe {command}: interrupted", err=True)
+        raise typer.Exit(code=130) from None
+    except Exception as e:
+        traceback.print_exc()
+        typer.echo(f"pipe {command}: failed: {type(e).__name__}: {e}", err=True)
+        raise typer.Exit(code=EXIT_RUN_FAILED) from None
 
 
 def _metric_lines(metrics: dict):

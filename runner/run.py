@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import tensorflow as tf
 
+from runner import console
 from runner.data import build_datasets
 from runner.internals import disable_op_determinism
 from runner.models import build_model, is_keras
@@ -58,6 +59,8 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
     if seed is not None:
         keras.utils.set_random_seed(seed)
     _set_op_determinism(train_config.get("deterministic", False))
+    if train_config.get("steps_per_epoch") is None:
+        console.hide_known_noise()  # each epoch reads its finite dataset to the end, by design
 
     datasets = build_datasets(spec)
     validation = _validation_split(spec, datasets)
@@ -80,9 +83,12 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
 
     previous = checkpoints.previous_run(resume_from) if resume_from is not None else None
     run_dir = files.create_run_dir(spec, setup.is_chief)
+    console.move_log_to(run_dir)  # TensorFlow's C++ log, when the command keeps one
     spec_sha256 = files.write_spec(run_dir, spec)
     manifest = Manifest(run_dir, spec, spec_sha256=spec_sha256, devices=setup.manifest, files=datasets.files)
     manifest.update(loop=loop)
+    # For evaluate/predict: what the spec's relative paths meant, and the data's metadata.
+    manifest.update(spec_dir=str(spec.file.resolve().parent), data_info=datasets.info)
     if previous is not None:
         manifest.update(resumed_from=str(previous.run_dir), resumed_checkpoint=previous.checkpoint)
     train = _train_fit if loop == "fit" else _train_custom
@@ -161,8 +167,8 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
         model, train=datasets.train, validation=validation, epochs=train_config["epochs"],
         callbacks=callbacks, class_weight=_class_weight(train_config.get("class_weight")),
         steps_per_epoch=train_config.get("steps_per_epoch"),
-        verbose=0 if quiet else train_config.get("verbose", "auto"), initial_epoch=initial_epoch,
-        validation_freq=train_config.get("validation_freq", 1),
+        verbose=0 if quiet else console.progress_verbosity(train_config.get("verbose", "auto")),
+        initial_epoch=initial_epoch, validation_freq=train_config.get("validation_freq", 1),
     )
     result.history = _align_validation(result.history, train_config.get("validation_freq", 1), initial_epoch)
     final = _final_train_metrics(result.history, callbacks, initial_epoch)
@@ -218,7 +224,7 @@ def _custom_verbose(verbose, train_config) -> int:
     """`auto`: a progress bar, unless report lines already say how each epoch went."""
     if verbose != "auto":
         return int(verbose)
-    return 0 if (train_config.get("report") or {}).get("epoch") else 1
+    return 0 if (train_config.get("report") or {}).get("epoch") else console.progress_verbosity()
 
 
 def _class_weight(config):

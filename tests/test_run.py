@@ -128,14 +128,14 @@ def test_linear_regression_reproduces_the_seed(linear_run):
     run_dir = folder / result.run_dir
     report = [line for line in lines if line.startswith(("W =", "Epoch "))]
     assert report[0].startswith("W = 5.00, b = 0.00, loss=")
-    assert [line.split(":")[0] for line in report[1:]] == [f"Epoch {i}" for i in range(10)]
+    assert [line.split(":")[0] for line in report[1:]] == [f"Epoch {i}" for i in range(1, 11)]  # from 1
     trajectories = read_json(run_dir / "trajectories.json")
     assert trajectories["w"][0] == 5.0 and trajectories["b"][0] == 0.0
     assert len(trajectories["w"]) == 11
     assert trajectories["w"][-1] == pytest.approx(3.1, abs=0.1)
     assert trajectories["b"][-1] == pytest.approx(1.7, abs=0.1)
     last = report[-1]
-    assert last.startswith(f"Epoch 9: W = {trajectories['w'][-1]:.2f}, b = {trajectories['b'][-1]:.2f}, loss=")
+    assert last.startswith(f"Epoch 10: W = {trajectories['w'][-1]:.2f}, b = {trajectories['b'][-1]:.2f}, loss=")
     for plot in ("predictions.png", "trajectories.png", "history.png"):
         assert (run_dir / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

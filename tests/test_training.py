@@ -83,7 +83,7 @@ def test_module_loop_reports_and_records_trajectories(spec, capsys):
     lines = capsys.readouterr().out.splitlines()
     initial_loss = float(np.mean((5.0 * x - y) ** 2))
     assert lines[0] == f"W = 5.00, b = 0.00, loss={initial_loss:.5f}"
-    assert [line.split(":")[0] for line in lines[1:]] == ["Epoch 0", "Epoch 1", "Epoch 2"]
+    assert [line.split(":")[0] for line in lines[1:]] == ["Epoch 1", "Epoch 2", "Epoch 3"]  # numbered from 1, as Keras does
     # Full-batch gradient descent by hand: the loop must take exactly these steps.
     w, b = 5.0, 0.0
     for _ in range(3):
@@ -94,7 +94,7 @@ def test_module_loop_reports_and_records_trajectories(spec, capsys):
     assert result.trajectories["b"][-1] == pytest.approx(b, rel=1e-5)
     assert len(result.trajectories["w"]) == 4 and list(result.history) == ["loss"]
     assert result.history["loss"][0] == pytest.approx(initial_loss, rel=1e-5)
-    assert lines[3] == f"Epoch 2: W = {w:.2f}, b = {b:.2f}, loss={result.history['loss'][2]:.5f}"
+    assert lines[3] == f"Epoch 3: W = {w:.2f}, b = {b:.2f}, loss={result.history['loss'][2]:.5f}"
 
 
 def test_quiet_prints_nothing(spec, capsys):

@@ -11,7 +11,8 @@ def save_model(model, run_dir: Path, element_spec=None) -> Path:
     """Save the trained model: model.keras (Keras) or saved_model/ (tf.Module).
 
     A tf.Module gets a `serve` tf.function over the features' signature so the reloaded
-    SavedModel predicts (`tf.saved_model.load(path).serve(x)`).
+    SavedModel predicts: `loaded = tf.saved_model.load(path)`, then `loaded(x)` or
+    `loaded.serve(x)` (and `loaded.signatures["serving_default"](x=x)`).
     """
     import keras
     import tensorflow as tf
@@ -30,6 +31,26 @@ def save_model(model, run_dir: Path, element_spec=None) -> Path:
         lambda s: tf.TensorSpec([None, *s.shape[1:]], s.dtype, name="x"), features
     )
     model.serve = tf.function(lambda x: model(x), input_signature=[signature])
+    # A tf.function saved as `__call__` makes the reloaded object callable: `loaded(x)`.
+    model.__call__ = model.serve
     tf.saved_model.save(model, str(temp), signatures={"serving_default": model.serve})
     os.replace(temp, target)
     return target
+
+
+def load_model(run_dir: Path):
+    """The model a run saved: a Keras model (model.keras) or the reloaded SavedModel.
+
+    Raises:
+        FileNotFoundError: the run directory holds neither (outputs.save_model: false, or a failed run).
+    """
+    run_dir = Path(run_dir)
+    if (run_dir / "model.keras").is_file():
+        import keras
+
+        return keras.saving.load_model(run_dir / "model.keras")
+    if (run_dir / "saved_model").is_dir():
+        import tensorflow as tf
+
+        return tf.saved_model.load(str(run_dir / "saved_model"))
+    raise FileNotFoundError(f"{run_dir}: no saved model (model.keras or saved_model/) in this run directory")

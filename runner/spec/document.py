@@ -20,6 +20,7 @@ class Spec:
     key_marks: dict = field(default_factory=dict)
     value_marks: dict = field(default_factory=dict)
     overrides: dict = field(default_factory=dict)  # path -> the `--set` text that wrote it
+    root: Path | None = None  # the folder input paths are relative to, when not the file's own
 
     def error(self, path, message: str, hint: str | None = None, *, at_value: bool = False) -> SpecError:
         """A SpecError located at `path` (its key, or its value with `at_value`)."""
@@ -36,9 +37,13 @@ class Spec:
         return SpecError(message, file=self.file, path=path, hint=hint)
 
     def resolve_path(self, value: str) -> Path:
-        """A path written in the spec: `~` expanded, relative to the spec file's folder."""
+        """A path written in the spec: `~` expanded, relative to the spec file's folder.
+
+        A run directory's copy of a spec (spec.yaml) sets `root` to the original's folder,
+        so its paths mean what they meant when the run started.
+        """
         path = Path(value).expanduser()
-        return path if path.is_absolute() else self.file.resolve().parent / path
+        return path if path.is_absolute() else (self.root or self.file.resolve().parent) / path
 
     def get(self, *path, default=None):
         """The value at `path` in the spec, or `default` when any part is absent."""

@@ -225,7 +225,7 @@ class CustomLoop:
         return step
 
     def _progress_bar(self, epoch, epochs, steps, quiet):
-        if self.verbose == 1 and not quiet:
+        if self.verbose in (1, 2) and not quiet:
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
         return keras.utils.Progbar(steps, verbose=0 if quiet else self.verbose, stateful_metrics=["loss"])
 
@@ -234,9 +234,12 @@ class CustomLoop:
         if quiet:
             return
         if self.verbose in (1, 2):
+            if bar.target is None:  # unknown length (after filter): known now, as Keras's fit does
+                bar.target = step
             bar.update(step, list(logs.items()), finalize=True)
         if self.report.get("epoch"):
-            print(self.report["epoch"].format(epoch=epoch, **logs, **self.scalar_values()), flush=True)
+            # Epochs are numbered from 1 wherever a user reads them (as Keras prints them).
+            print(self.report["epoch"].format(epoch=epoch + 1, **logs, **self.scalar_values()), flush=True)
 
     def _check_report_fields(self, validated: bool) -> None:
         if not self.report:

@@ -1,0 +1,128 @@
+"""What a user reads on the console: TensorFlow's C++ log kept in a file, bars only on terminals.
+
+TensorFlow's C++ start-up lines (oneDNN, CUDA drivers, cuInit on CPU-only machines) are
+written to file descriptor 2 before absl logging is initialised, so neither
+`TF_CPP_MIN_LOG_LEVEL` nor Python's logging can hide them. `TensorFlowLog` therefore
+redirects the descriptor itself to a file for as long as a command runs TensorFlow, while
+Python's own `sys.stderr` (pipe's messages, warnings, tracebacks) keeps the terminal.
+
+No TensorFlow import here: this module runs before it.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+LOG_NAME = "tensorflow.log"  # in the run directory
+
+# Python warnings that say nothing about the user's spec when a finite dataset is used as
+# designed (a finite split iterated to its end once per epoch or evaluation).
+_KNOWN_NOISE = (
+    r"Your input ran out of data",
+)
+
+
+_active: "TensorFlowLog | None" = None  # the process has one fd 2, so at most one log takes it
+
+
+class TensorFlowLog:
+    """File descriptor 2 redirected to a log file; `sys.stderr` still reaches the terminal.
+
+    `start()` before importing TensorFlow; `move_to(run_dir)` once the run directory exists
+    (the lines so far are copied there and the rest is written there directly); `stop()`
+    restores the descriptor and returns everything captured.
+    """
+
+    def __init__(self):
+        self.path: Path | None = None
+        self._saved_fd: int | None = None
+        self._saved_stderr = None
+        self._temporary = True
+
+    @classmethod
+    def start(cls) -> "TensorFlowLog":
+        log = cls()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        handle, name = tempfile.mkstemp(prefix="pipe-tensorflow-", suffix=".log")
+        log.path = Path(name)
+        log._saved_fd = os.dup(2)
+        if _writes_to_fd2(sys.stderr):
+            # Python's stderr keeps the terminal: a stream over a copy of the original fd.
+            log._saved_stderr = sys.stderr
+            terminal = io.open(os.dup(log._saved_fd), "w", buffering=1, encoding=sys.stderr.encoding,
+                               errors="backslashreplace", closefd=True)
+            sys.stderr = terminal
+        os.dup2(handle, 2)
+        os.close(handle)
+        global _active
+        _active = log
+        return log
+
+    def move_to(self, directory) -> Path:
+        """Continue the log in `directory/tensorflow.log`, with what was captured so far."""
+        target = Path(directory) / LOG_NAME
+        shutil.copyfile(self.path, target)
+        handle = os.open(target, os.O_WRONLY | os.O_APPEND)
+        os.dup2(handle, 2)
+        os.close(handle)
+        if self._temporary:
+            self.path.unlink(missing_ok=True)
+        self.path, self._temporary = target, False
+        return target
+
+    def stop(self, show: bool = False) -> str:
+        """Give descriptor 2 back; returns the captured text (also printed with `show`)."""
+        if self._saved_fd is None:
+            return ""
+        global _active
+        _active = None
+        os.dup2(self._saved_fd, 2)
+        os.close(self._saved_fd)
+        self._saved_fd = None
+        if self._saved_stderr is not None:
+            sys.stderr.close()
+            sys.stderr, self._saved_stderr = self._saved_stderr, None
+        text = self.path.read_text(errors="replace") if self.path.exists() else ""
+        if self._temporary:
+            self.path.unlink(missing_ok=True)
+        if show and text:
+            sys.stderr.write(text if text.endswith("\n") else text + "\n")
+            sys.stderr.flush()
+        return text
+
+
+def move_log_to(directory) -> None:
+    """Continue the running command's TensorFlow log (if it keeps one) in `directory`."""
+    if _active is not None:
+        _active.move_to(directory)
+
+
+def _writes_to_fd2(stream) -> bool:
+    try:
+        return stream.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is an OSError
+        return False
+
+
+def progress_verbosity(verbose="auto") -> int:
+    """Keras's verbose for `auto`: a progress bar on a terminal, one line per epoch otherwise.
+
+    A progress bar redraws itself with ANSI escapes and carriage returns: in a log file or
+    a CI console that is noise, so without a terminal each epoch is one line (verbose=2).
+    """
+    if verbose != "auto":
+        return int(verbose)
+    return 1 if sys.stdout.isatty() else 2
+
+
+def hide_known_noise() -> None:
+    """Ignore the Python warnings listed in `_KNOWN_NOISE` (process-wide, for a command's run)."""
+    for message in _KNOWN_NOISE:
+        warnings.filterwarnings("ignore", message=message)

@@ -1,0 +1,133 @@
+"""`pipe evaluate`: a run's saved model on its own held-out splits, or on other data.
+
+The data is rebuilt from the run directory's resolved spec (spec.yaml, with `--set`
+overrides such as another `data.test.source`), the model is the one the run saved, and
+the loss and metrics are computed the way the run computed them (Keras `evaluate` for the
+`fit` loop, the custom loop's own evaluation otherwise), so evaluating a run's own test
+split reproduces its `metrics.json` exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from runner import console
+from runner.data import build_datasets
+from runner.models import is_keras
+from runner.models.identifiers import get_loss, get_metrics, get_optimizer
+from runner.outputs import plots
+from runner.outputs.manifest import fingerprint
+from runner.outputs.predictions import confusion_matrix, is_classification
+from runner.outputs.records import load_run_spec, new_result_file, read_run, write_result
+from runner.outputs.saving import load_model
+from runner.train.custom import CustomLoop
+from runner.train.devices import setup_devices
+from runner.train.loss_check import check_loss_fits
+
+HELD_OUT = ("validation", "test")
+
+
+@dataclass
+class Evaluation:
+    """Metrics by split, the file they were written to, and the confusion matrices."""
+
+    metrics: dict
+    path: Path
+    confusion: dict
+
+
+def evaluate_run(run_dir, overrides=(), splits=None) -> Evaluation:
+    """Evaluate the model saved in `run_dir` on the splits its spec (plus overrides) declares.
+
+    Args:
+        run_dir: a run directory written by `pipe run`.
+        overrides: `--set` texts applied to the run's spec.yaml (e.g. another test source).
+        splits: which splits to evaluate; default: validation and test, those that exist.
+
+    Raises:
+        SpecError: an override or data mistake, located.
+        FileNotFoundError: not a run directory, or no saved model in it.
+    """
+    console.hide_known_noise()  # evaluation reads each finite split to its end, by design
+    run_dir = Path(run_dir)
+    record = read_run(run_dir)
+    spec = load_run_spec(run_dir, overrides)
+    setup = setup_devices(spec)
+    if spec.doc.get("seed") is not None:
+        keras.utils.set_random_seed(spec.doc["seed"])
+    datasets = build_datasets(spec)
+    chosen = _chosen_splits(spec, datasets, splits)
+    model = load_model(run_dir)
+    evaluate = _evaluator(spec, setup, datasets, model, record.manifest.get("loop"))
+    metrics, confusion = {}, {}
+    for split in chosen:
+        dataset = getattr(datasets, split)
+        metrics[split] = evaluate(dataset)
+        if is_classification(dataset.element_spec):
+            matrix = confusion_matrix(model, dataset)
+            if matrix is not None:
+                confusion[split] = matrix
+    path = new_result_file(run_dir, "evaluation")
+    write_result(path, {
+        "time": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+        "overrides": list(overrides),
+        "data_files": {str(p): fingerprint(p) for p in datasets.files if Path(p).exists()},
+        "metrics": metrics,
+        "confusion_matrix": {split: np.asarray(m).tolist() for split, m in confusion.items()},
+    })
+    for split, matrix in confusion.items():
+        plots.plot_confusion_matrix(matrix, path.with_name(f"{path.stem}-{split}-confusion_matrix.png"),
+                                    datasets.info.get("class_names"))
+    return Evaluation(metrics, path, confusion)
+
+
+def _chosen_splits(spec, datasets, splits) -> list[str]:
+    wanted = list(splits or HELD_OUT)
+    chosen = [s for s in wanted if getattr(datasets, s, None) is not None]
+    if splits and len(chosen) < len(wanted):
+        missing = [s for s in wanted if s not in chosen]
+        raise spec.error(("data",), f"the spec declares no {', '.join(missing)} split to evaluate")
+    if not chosen:
+        raise spec.error(("data",), "the spec declares no validation or test split to evaluate "
+                                    "(give one with --set data.test.source=...)")
+    return chosen
+
+
+def _evaluator(spec, setup, datasets, model, loop):
+    """A function dataset -> metrics, computed as the run computed them."""
+    train_config = spec.doc["train"]
+    loop = loop or train_config.get("loop", "fit")
+    element_spec = datasets.train.element_spec
+    with setup.strategy.scope():
+        loss = check_loss_fits(get_loss(train_config["loss"], spec), model, element_spec, spec)
+        metrics = get_metrics(train_config.get("metrics"), spec)
+        if loop == "fit" and is_keras(model):
+            model.compile(loss=loss, metrics=metrics, jit_compile=setup.jit_compile)
+            return lambda dataset: {k: float(v) for k, v in
+                                    model.evaluate(dataset, verbose=0, return_dict=True).items()}
+        custom = CustomLoop(
+            model if is_keras(model) else _Restored(model), loss=loss,
+            optimizer=get_optimizer(train_config["optimizer"], spec), metrics=metrics,
+            element_spec=element_spec, setup=setup, verbose=0,
+        )
+    return custom.evaluate
+
+
+class _Restored(tf.Module):
+    """A reloaded tf.Module SavedModel as a module the custom loop can evaluate.
+
+    Evaluation needs only the forward pass: the variables stay inside the loaded object.
+    """
+
+    def __init__(self, loaded):
+        super().__init__(name="restored")
+        self._loaded = loaded
+
+    def __call__(self, x):
+        return self._loaded(x)

@@ -1,0 +1,116 @@
+"""Reading finished run directories back: manifest, metrics, the resolved spec. No TensorFlow.
+
+`pipe evaluate`, `pipe predict`, `pipe runs` and `pipe compare` all start from a run
+directory; this module is what they know about its files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from runner.outputs.files import write_json
+from runner.spec import load_spec
+
+
+@dataclass
+class RunRecord:
+    """One run directory as written by `pipe run`."""
+
+    path: Path
+    manifest: dict
+    metrics: dict
+
+    @property
+    def name(self) -> str:
+        return self.manifest.get("name") or self.path.parent.name
+
+    @property
+    def status(self) -> str:
+        return self.manifest.get("status") or "unknown"
+
+    @property
+    def start_time(self) -> str:
+        return self.manifest.get("start_time") or ""
+
+
+def is_run_dir(path) -> bool:
+    return (Path(path) / "manifest.json").is_file()
+
+
+def read_run(path) -> RunRecord:
+    """The manifest and metrics of a run directory (metrics empty when the run wrote none).
+
+    Raises:
+        FileNotFoundError: `path` is not a run directory (no manifest.json).
+    """
+    path = Path(path)
+    if not is_run_dir(path):
+        raise FileNotFoundError(f"{path}: not a run directory (no manifest.json)")
+    manifest = _read_json(path / "manifest.json")
+    metrics = _read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+    return RunRecord(path, manifest, metrics)
+
+
+def find_runs(base) -> list[RunRecord]:
+    """Every run directory at or under `base` (runs/<name>/<stamp>), newest first."""
+    base = Path(base)
+    found = [base] if is_run_dir(base) else sorted(p.parent for p in base.rglob("manifest.json"))
+    records = []
+    for path in found:
+        try:
+            records.append(read_run(path))
+        except (OSError, ValueError):  # a half-written or foreign manifest: not a run to list
+            continue
+    return sorted(records, key=lambda r: (r.start_time, str(r.path)), reverse=True)
+
+
+def load_run_spec(run_dir, overrides=()):
+    """The run's resolved spec (spec.yaml), `--set` overrides applied, paths as the run saw them.
+
+    Relative input paths in a spec mean "next to the spec file": the run directory's copy
+    keeps meaning the original's folder (recorded in the manifest as `spec_dir`).
+    """
+    run_dir = Path(run_dir)
+    spec = load_spec(run_dir / "spec.yaml", overrides)
+    manifest = _read_json(run_dir / "manifest.json") if is_run_dir(run_dir) else {}
+    spec.root = Path(manifest["spec_dir"]) if manifest.get("spec_dir") else _spec_dir(manifest, run_dir)
+    return spec
+
+
+def _spec_dir(manifest: dict, run_dir: Path) -> Path:
+    """Runs from before `spec_dir` was recorded: the spec file's folder if it can be found."""
+    spec_file = Path(manifest.get("spec_file") or "")
+    if spec_file.is_absolute():
+        return spec_file.parent
+    if manifest.get("spec_file") and spec_file.is_file():
+        return spec_file.resolve().parent
+    return run_dir.resolve()
+
+
+def new_result_file(run_dir, prefix: str, suffix: str = ".json", now: datetime | None = None) -> Path:
+    """A new, claimed file `<prefix>-<YYYYmmdd-HHMMSS>[-N]<suffix>` in the run directory.
+
+    Never overwrites: the name is claimed with an exclusive create, adding -2, -3, ...
+    """
+    stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    for attempt in range(1, 10_000):
+        path = Path(run_dir) / f"{prefix}-{stamp}{'' if attempt == 1 else f'-{attempt}'}{suffix}"
+        try:
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        return path
+    raise RuntimeError(f"no free file name {prefix}-{stamp}-N{suffix} in {run_dir}")
+
+
+def write_result(path: Path, value) -> None:
+    """Fill a file claimed by `new_result_file` (atomically, like every run file)."""
+    write_json(path, value)
+
+
+def _read_json(path: Path):
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -1,0 +1,125 @@
+"""`pipe runs` and `pipe compare`: the run directories on disk, as a table and side by side.
+
+Reads only what `pipe run` wrote (manifest.json, metrics.json, spec.yaml): no TensorFlow.
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import datetime
+from pathlib import Path
+
+from runner.outputs.records import RunRecord, find_runs, read_run
+
+
+def list_runs(base) -> list[dict]:
+    """One row per run under `base`, newest first: the facts `pipe runs` shows."""
+    return [run_row(record) for record in find_runs(base)]
+
+
+def run_row(record: RunRecord) -> dict:
+    split, metrics = key_metrics(record.metrics)
+    return {
+        "run": str(record.path),
+        "name": record.name,
+        "start": record.start_time,
+        "status": record.status,
+        "epochs": record.manifest.get("epochs_run"),
+        "wall_time_s": record.manifest.get("wall_time_s"),
+        "split": split,
+        "metrics": metrics,
+    }
+
+
+def key_metrics(metrics: dict) -> tuple[str | None, dict]:
+    """The metrics that say most about a run: test's, else validation's, else train's."""
+    for split in ("test", "validation", "train"):
+        if isinstance(metrics.get(split), dict) and metrics[split]:
+            return split, metrics[split]
+    return None, {}
+
+
+def format_table(rows: list[dict]) -> str:
+    """The rows as an aligned text table (one line per run)."""
+    header = ["RUN", "STATUS", "START", "EPOCHS", "WALL", "METRICS"]
+    lines = [header]
+    for row in rows:
+        metrics = "  ".join(f"{k}={_number(v)}" for k, v in row["metrics"].items())
+        lines.append([
+            row["run"], row["status"], _start(row["start"]),
+            "" if row["epochs"] is None else str(row["epochs"]),
+            _duration(row["wall_time_s"]),
+            f"{row['split']}: {metrics}" if row["split"] else "",
+        ])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line[:-1], widths)) + "  " + line[-1]
+        for line in lines
+    ).rstrip()
+
+
+def compare_runs(paths) -> str:
+    """The resolved specs as a unified diff against the first run, then the metrics side by side."""
+    records = [read_run(p) for p in paths]
+    first = records[0]
+    parts = []
+    for other in records[1:]:
+        diff = difflib.unified_diff(
+            _spec_lines(first), _spec_lines(other),
+            fromfile=f"{first.path}/spec.yaml", tofile=f"{other.path}/spec.yaml", lineterm="",
+        )
+        text = "\n".join(diff)
+        parts.append(text or f"{first.path} and {other.path}: the same spec")
+    parts.append(format_metrics(records))
+    return "\n\n".join(parts)
+
+
+def format_metrics(records: list[RunRecord]) -> str:
+    """`split.metric` rows, one column per run; later runs also show their difference to the first."""
+    keys = []
+    for record in records:
+        for split, values in record.metrics.items():
+            if isinstance(values, dict):
+                keys += [(split, name) for name in values if (split, name) not in keys]
+    header = ["METRIC"] + [str(r.path) for r in records]
+    table = [header]
+    for split, name in keys:
+        base = records[0].metrics.get(split, {}).get(name)
+        row = [f"{split}.{name}"]
+        for i, record in enumerate(records):
+            value = record.metrics.get(split, {}).get(name)
+            cell = "-" if value is None else _number(value)
+            if i and value is not None and base is not None:
+                cell += f" ({value - base:+.4g})"
+            row.append(cell)
+        table.append(row)
+    widths = [max(len(line[i]) for line in table) for i in range(len(header))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in table)
+
+
+def _spec_lines(record: RunRecord) -> list[str]:
+    path = Path(record.path) / "spec.yaml"
+    return path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+
+
+def _number(value) -> str:
+    return f"{value:.5g}" if isinstance(value, float) else str(value)
+
+
+def _start(text: str) -> str:
+    """ISO start time as `YYYY-mm-dd HH:MM:SS` in the run's own zone."""
+    try:
+        return datetime.fromisoformat(text).strftime("%Y-%m-%d %H:%M:%S")
+    except (TypeError, ValueError):
+        return text or ""
+
+
+def _duration(seconds) -> str:
+    if seconds is None:
+        return ""
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, rest = divmod(int(round(seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{rest:02d}s"

@@ -1,0 +1,111 @@
+"""The console without TensorFlow: help pages, `pipe init`, the stderr capture, verbosity."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from runner.cli import app
+from runner.console import TensorFlowLog, progress_verbosity
+from runner.init import template_names
+from runner.spec import load_spec
+
+runner = CliRunner()
+COMMANDS = ("validate", "run", "schema", "evaluate", "predict", "runs", "compare", "init")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_has_an_example_and_no_type_artefacts(command):
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "100"}, prog_name="pipe")
+    assert result.exit_code == 0
+    text = result.stdout
+    assert "Example: pipe " + command in text
+    for artefact in ("<bool>", "{file", "{files", "<list[", "<path>", "<file>", "<text|"):
+        assert artefact not in text, f"{artefact} in pipe {command} --help"
+    assert text.startswith(f"Usage: pipe {command} [OPTIONS]")
+
+
+def test_run_usage_line():
+    assert runner.invoke(app, ["run", "--help"], prog_name="pipe").stdout.splitlines()[0] == "Usage: pipe run [OPTIONS] FILE"
+    assert runner.invoke(app, ["predict", "--help"], prog_name="pipe").stdout.splitlines()[0] == \
+        "Usage: pipe predict [OPTIONS] RUN_DIR INPUT"
+
+
+def test_init_lists_writes_valid_templates_and_never_overwrites(tmp_path):
+    listing = runner.invoke(app, ["init"]).stdout.splitlines()
+    assert [line.split()[0] for line in listing] == template_names() == \
+        ["image-classification", "module", "regression", "tabular-csv"]
+    for name in template_names():
+        result = runner.invoke(app, ["init", name, str(tmp_path / "specs")])
+        assert result.exit_code == 0, result.output
+        assert result.stdout.splitlines()[0] == f"wrote {tmp_path}/specs/{name}.yaml"
+        load_spec(tmp_path / "specs" / f"{name}.yaml")  # validates: raises otherwise
+    assert (tmp_path / "specs" / "tabular-sample.csv").read_text().startswith("f1,f2,f3,f4,label\n")
+
+    target = tmp_path / "specs" / "module.yaml"
+    target.write_text("mine")
+    again = runner.invoke(app, ["init", "module", str(target)])
+    assert again.exit_code == 1
+    assert again.stderr == f"pipe init: {target} exists; not overwritten\n"
+    assert target.read_text() == "mine"
+    unknown = runner.invoke(app, ["init", "gan"])
+    assert unknown.exit_code == 2
+    assert unknown.stderr == ("pipe init: unknown template 'gan' (templates: image-classification, module, "
+                              "regression, tabular-csv)\n")
+
+
+def test_init_keeps_an_existing_sample(tmp_path):
+    (tmp_path / "tabular-sample.csv").write_text("my data\n")
+    result = runner.invoke(app, ["init", "tabular-csv", str(tmp_path / "t.yaml")])
+    assert result.exit_code == 0
+    assert f"kept {tmp_path}/tabular-sample.csv (exists)" in result.stdout
+    assert (tmp_path / "tabular-sample.csv").read_text() == "my data\n"
+
+
+def test_tensorflow_log_takes_fd_2_and_moves_into_the_run_directory(tmp_path, capfd):
+    log = TensorFlowLog.start()
+    os.write(2, b"I0000 before the run directory\n")
+    log.move_to(tmp_path)
+    os.write(2, b"W0000 after\n")
+    text = log.stop()
+    os.write(2, b"restored\n")
+    assert text == "I0000 before the run directory\nW0000 after\n"
+    assert (tmp_path / "tensorflow.log").read_text() == text
+    assert capfd.readouterr().err == "restored\n"
+
+
+def test_tensorflow_log_shows_itself_on_request(capfd):
+    log = TensorFlowLog.start()
+    os.write(2, b"E0000 cuInit failed\n")
+    log.stop(show=True)
+    assert capfd.readouterr().err == "E0000 cuInit failed\n"
+
+
+def test_progress_bars_only_on_a_terminal(monkeypatch):
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
+    assert progress_verbosity("auto") == 2
+    assert progress_verbosity(1) == 1 and progress_verbosity(0) == 0
+
+
+@pytest.mark.parametrize("code, verbose, shown", [(0, False, False), (0, True, True), (1, False, False),
+                                                  (3, False, True)])
+def test_a_commands_tensorflow_log_shows_with_verbose_or_a_failed_run(capfd, code, verbose, shown):
+    import typer
+
+    from runner.cli import keeps_tensorflow_log
+
+    @keeps_tensorflow_log
+    def command(verbose=False):
+        os.write(2, b"I0000 oneDNN custom operations are on\n")
+        if code:
+            raise typer.Exit(code=code)
+
+    if code:
+        with pytest.raises(typer.Exit):
+            command(verbose=verbose)
+    else:
+        command(verbose=verbose)
+    assert capfd.readouterr().err == ("I0000 oneDNN custom operations are on\n" if shown else "")
