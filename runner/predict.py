@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from runner.data.learned import learn_normalize_ops, load_learned
 from runner.data.ops import build_map_function
 from runner.data.sources import load_source
 from runner.models import is_keras
@@ -152,10 +153,12 @@ def _rank_without_channels(spec) -> bool:
 def preprocessing_steps(spec, run_dir, split: str, info: dict) -> list:
     """Dataset -> dataset steps applied to raw features before the model, in order.
 
-    Today: the split's declared `map` stages, their ops on the features (ops on the label
-    are skipped: a raw input has none). Preprocessing learned during the run and kept in
-    the run directory plugs in here as further steps (each a function of a dataset).
+    The split's declared `map` stages, their ops on the features (ops on the label are
+    skipped: a raw input has none), with the `normalize` statistics the run learned from
+    train (its preprocessing.json), never statistics of the input itself.
     """
+    learned = load_learned(run_dir)
+    learned.restart()
     steps = []
     for i, stage in enumerate(spec.get("data", split, "stages", default=[])):
         ((name, args),) = stage.items()
@@ -164,13 +167,14 @@ def preprocessing_steps(spec, run_dir, split: str, info: dict) -> list:
         where = ("data", split, "stages", i, "map")
         ops = [op for op in args["ops"] if (next(iter(op.values())) or {}).get("on", "features") != "label"]
         ops = substitute_metadata(ops, info, spec, where + ("ops",))
-        steps.append(_map_step(spec, where, ops))
+        steps.append(_map_step(spec, where, ops, learned, split))
     return steps
 
 
-def _map_step(spec, where, ops):
+def _map_step(spec, where, ops, learned, split):
     def step(dataset):
-        return dataset.map(build_map_function(spec, where, ops, dataset.element_spec),
+        resolved = learn_normalize_ops(spec, where, dataset, ops, learned, split)
+        return dataset.map(build_map_function(spec, where, resolved, dataset.element_spec),
                            num_parallel_calls=tf.data.AUTOTUNE)
     return step
 

@@ -316,3 +316,47 @@ def test_predict_on_a_folder_of_png_images(fashion_run, tmp_path):
     model = keras.saving.load_model(run_dir / "model.keras")
     expected = model.predict(images[:30].astype(np.float32) / 255.0, verbose=0).argmax(-1)
     assert classes == expected.tolist()
+
+
+LEARNED_NORMALIZE = """\
+version: 1
+name: learned
+seed: 3
+data:
+  train:
+    source: {npy: {features: x.npy, label: y.npy}}
+    stages:
+      - map: {ops: [{normalize: {}}]}
+      - batch: {batch_size: 32}
+  test:
+    source: {npy: {features: x.npy, label: y.npy}}
+    stages:
+      - map: {ops: [{normalize: {}}]}
+      - batch: {batch_size: 32}
+model:
+  sequential:
+    input_shape: [2]
+    layers: [{Dense: {units: 1}}]
+train: {epochs: 2, loss: mse, optimizer: {SGD: {learning_rate: 0.05}}}
+"""
+
+
+def test_predict_applies_the_normalisation_the_run_learned_from_train(tmp_path):
+    """Raw inputs are normalised with train's saved statistics, never with their own."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.normal([100.0, -5.0], [10.0, 0.5], size=(256, 2)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", (x[:, :1] - 100.0) / 10.0)
+    (tmp_path / "spec.yaml").write_text(LEARNED_NORMALIZE)
+    run_dir = run_dir_of(pipe("run", tmp_path / "spec.yaml", "--quiet", cwd=tmp_path), tmp_path)
+    (statistics,) = json.loads((run_dir / "preprocessing.json").read_text())["normalize"]
+    raw = np.array([[120.0, -5.0], [80.0, -4.0]], np.float32)  # far from the mean of their own
+    np.save(tmp_path / "raw.npy", raw)
+    result = pipe("predict", run_dir, tmp_path / "raw.npy", "--output", tmp_path / "p.npy", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    model = keras.saving.load_model(run_dir / "model.keras")
+    normalised = (raw - np.array(statistics["mean"])) / np.sqrt(np.array(statistics["variance"]))
+    expected = model.predict(normalised.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy").reshape(-1), expected.reshape(-1), rtol=1e-4, atol=1e-5)
