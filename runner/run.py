@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from runner.data import build_datasets
+from runner.fused_training import choose_training
 from runner.models import build_model, is_keras
 from runner.models.identifiers import get_callbacks, get_loss, get_metrics, get_optimizer
 from runner.outputs import files, history
@@ -84,6 +85,11 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
         manifest.update(resumed_from=str(previous.run_dir), resumed_checkpoint=previous.checkpoint)
     train = _train_fit if loop == "fit" else _train_custom
     try:
+        choice = choose_training(spec, setup, datasets, loop, run_dir)  # the fused engine, or tf.data
+        manifest.update(engine=choice.engine.name, engine_reason=choice.engine.reason)
+        if not quiet and "engine" in train_config:
+            print(choice.engine.line, flush=True)
+        train = choice.train or train
         try:
             result, evaluation = train(spec, setup, datasets, validation, model, loss_object, optimizer,
                                        metrics, run_dir, quiet, previous)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tensorflow as tf
@@ -23,6 +23,7 @@ class Datasets:
     test: tf.data.Dataset | None
     info: dict
     files: list[Path]
+    sources: dict = field(default_factory=dict)  # split -> Source, for the in-memory engine
 
 
 def build_datasets(spec) -> Datasets:
@@ -53,7 +54,7 @@ def build_datasets(spec) -> Datasets:
         built[split] = apply_stages(spec, ("data", split, "stages"), source.make(), stages,
                                     count=source.count, info=info)
     files = list(dict.fromkeys(f for s in sources.values() for f in s.files))
-    return Datasets(built["train"], built.get("validation"), built.get("test"), info, files)
+    return Datasets(built["train"], built.get("validation"), built.get("test"), info, files, sources)
 
 
 def _split_off(spec, train: Source, fraction: float) -> tuple[Source, Source]:
