@@ -17,7 +17,7 @@ from runner.models import is_keras
 from runner.models.identifiers import get_callbacks
 from runner.outputs import history
 from runner.train import checkpoint as checkpoints
-from runner.train.engine import Engine, choose_engine
+from runner.train.engine import DEFAULT_MEMORY_MB, Engine, choose_engine
 from runner.train.fused import FusedLoop, InMemoryData
 
 
@@ -119,9 +119,14 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
     if output_config.get("tensorboard"):
         history.write_tensorboard(run_dir, result.history)
     evaluation = {"train": {k: v[-1] for k, v in result.history.items() if not k.startswith("val_") and v}}
+    validated_on = _validation_split_name(spec, datasets)
     for split in ("validation", "test"):
         dataset = getattr(datasets, split)
-        if dataset is not None:
+        if dataset is None:
+            continue
+        if split == validated_on:  # already in memory
+            evaluation[split] = fused.evaluate_in_memory(data["validation"])
+        else:
             evaluation[split] = _evaluate(fused, spec, datasets, split, dataset, seed, setup)
     return result, evaluation
 
@@ -129,6 +134,9 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
 def _evaluate(fused, spec, datasets, split, dataset, seed, setup) -> dict:
     """The split in memory when it can be held there (one graph call), else through tf.data."""
     plan, _ = plan_in_memory(spec, datasets, split)
+    budget = spec.doc["train"].get("fused_memory_mb", DEFAULT_MEMORY_MB)
+    if plan is not None and plan.nbytes > budget * 2**20:
+        plan = None
     element = plan.prefix.element_spec if plan is not None else None
     if plan is None or not (isinstance(element, tuple) and len(element) == 2):
         return fused.evaluate(dataset)

@@ -15,7 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from runner.data.ops import build_map_function
 from runner.data.stages import apply_stages, _size
+from runner.spec.metadata import substitute_metadata
 
 # Stages that give the same elements, in the same order, on every pass.
 _DETERMINISTIC = ("map", "cache", "filter", "take", "skip", "shard")
@@ -39,11 +41,19 @@ class InMemoryPlan:
     shuffle_seed: int | None
     reshuffle_each_iteration: bool
     nbytes: int  # bytes the prefix's elements take as tensors
+    # When the prefix is only `map` and `cache`: the source and the map functions, applied
+    # to all elements at once (vectorised) instead of one element at a time.
+    source: tf.data.Dataset | None = None
+    maps: list | None = None
 
     def materialise(self):
         """The prefix's elements stacked into tensors: (features, labels) or features."""
-        whole = self.prefix.batch(max(self.count, 1))
-        return tf.data.Dataset.get_single_element(whole)
+        if self.maps is None:
+            return tf.data.Dataset.get_single_element(self.prefix.batch(max(self.count, 1)))
+        elements = tf.data.Dataset.get_single_element(self.source.batch(max(self.count, 1)))
+        for function in self.maps:
+            elements = tf.vectorized_map(lambda e, f=function: f(*e) if isinstance(e, tuple) else f(e), elements)
+        return elements
 
 
 def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str]:
@@ -67,7 +77,24 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
         return None, reason
     count = int(prefix.cardinality())
     count = count if count >= 0 else source.count  # after `filter`: at most the source's size
-    return InMemoryPlan(prefix=prefix, count=count, nbytes=nbytes * count, **settings), ""
+    plan = InMemoryPlan(prefix=prefix, count=count, nbytes=nbytes * count, **settings)
+    if all(next(iter(stage)) in ("map", "cache") for stage in stages[:boundary]):
+        plan.source = source.make()
+        plan.maps = _map_functions(spec, path, stages[:boundary], plan.source, datasets.info)
+    return plan, ""
+
+
+def _map_functions(spec, path, stages, dataset, info) -> list:
+    """The element functions of the `map` stages, in order (`cache` changes no element)."""
+    functions = []
+    element_spec = dataset.element_spec
+    for i, stage in enumerate(stages):
+        ((name, args),) = stage.items()
+        if name == "map":
+            where = path + (i, name)
+            ops = substitute_metadata(args["ops"], info, spec, where + ("ops",))
+            functions.append(build_map_function(spec, where, ops, element_spec))
+    return functions
 
 
 def _prefix_length(stages: list) -> int:
