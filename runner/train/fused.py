@@ -91,6 +91,9 @@ class FusedLoop(CustomLoop):
         if validation_data is not None:
             self._log_keys += ["val_" + k for k in self._log_keys]
         self._scalar_keys = list(self.scalars)
+        self._between_epochs = bool(self.callbacks)  # callbacks may act between epochs
+        self._recorder = _EpochLogs()  # last: sees what callbacks added (learning_rate, ...)
+        self.callbacks.append(self._recorder)
         self._run_epochs = tf.function(self._epochs_graph)
         self._evaluators: dict = {}
 
@@ -189,7 +192,7 @@ class FusedLoop(CustomLoop):
         callbacks.on_train_begin()
         epoch, per_call = initial_epoch, 1
         while epoch < epochs:
-            count = 1 if self.callbacks else min(per_call, epochs - epoch)
+            count = 1 if self._between_epochs else min(per_call, epochs - epoch)
             callbacks.on_epoch_begin(epoch)
             started = time.monotonic()
             results = self._call_epochs(epoch, count)
@@ -198,6 +201,7 @@ class FusedLoop(CustomLoop):
             for i in range(count):
                 logs = {k: results[k][i] for k in self._log_keys}
                 callbacks.on_epoch_end(epoch + i, logs)
+                logs = self._recorder.logs.pop(epoch + i, logs)
                 scalars = {k: results[k][i] for k in self._scalar_keys}
                 self._report_fused_epoch(epoch + i, epochs, logs, scalars, seconds / count, quiet)
                 for key, value in logs.items():
@@ -233,6 +237,17 @@ class FusedLoop(CustomLoop):
             print(f"{steps}/{steps} - {seconds:.2f}s - {values}", flush=True)
         if self.report.get("epoch"):
             print(self.report["epoch"].format(epoch=epoch, **logs, **scalars), flush=True)
+
+
+class _EpochLogs(keras.callbacks.Callback):
+    """The logs of each epoch as the callbacks before it left them, as Keras's History sees them."""
+
+    def __init__(self):
+        super().__init__()
+        self.logs = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs[epoch] = dict(logs or {})
 
 
 def _next_per_call(count: int, seconds: float) -> int:
