@@ -94,7 +94,8 @@ class FusedLoop(CustomLoop):
         self._between_epochs = bool(self.callbacks)  # callbacks may act between epochs
         self._recorder = _EpochLogs()  # last: sees what callbacks added (learning_rate, ...)
         self.callbacks.append(self._recorder)
-        self._run_epochs = tf.function(self._epochs_graph)
+        # autograph=False: the loops are explicit tf.while_loops; tracing is shorter without it.
+        self._run_epochs = tf.function(self._epochs_graph, autograph=False)
         self._evaluators: dict = {}
 
     # In the graph.
@@ -172,7 +173,7 @@ class FusedLoop(CustomLoop):
         """Loss and metrics over an in-memory split, in inference mode, in one graph call."""
         evaluate = self._evaluators.get(id(data))
         if evaluate is None:
-            evaluate = tf.function(lambda x, y: self._evaluate_graph(x, y, data, prefix))
+            evaluate = tf.function(lambda x, y: self._evaluate_graph(x, y, data, prefix), autograph=False)
             self._evaluators[id(data)] = evaluate
         return {k: float(v) for k, v in evaluate(data.x, data.y).items()}
 
@@ -251,7 +252,8 @@ class _EpochLogs(keras.callbacks.Callback):
 
 
 def _next_per_call(count: int, seconds: float) -> int:
-    """Epochs for the next call: towards SECONDS_PER_CALL, at most doubling."""
+    """Epochs for the next call: towards SECONDS_PER_CALL, growing at most tenfold per call
+    (the first call's time includes tracing, so its estimate is low)."""
     if seconds <= 0:
-        return count * 2
-    return max(1, min(count * 2, int(count * SECONDS_PER_CALL / seconds)))
+        return count * 10
+    return max(1, min(count * 10, int(count * SECONDS_PER_CALL / seconds)))
