@@ -112,36 +112,38 @@ class FusedLoop(CustomLoop):
             logs.update({name: tf.identity(v) for name, v in self.scalars.items()})
             return i + 1, [a.write(i, tf.cast(logs[k], tf.float32)) for a, k in zip(arrays, keys)]
 
-        _, arrays = tf.while_loop(lambda i, _: i < count, body, [tf.constant(0, count.dtype), arrays])
+        _, arrays = tf.while_loop(lambda i, _: i < count, body, [tf.constant(0, count.dtype), arrays],
+                                  parallel_iterations=1)
         return {k: a.stack() for k, a in zip(keys, arrays)}
 
     def _train_epoch_graph(self, x, y, epoch):
         self._reset()
-        data = self.train_data
-        order = epoch_order(data, epoch)
-        size, count = data.batch_size, data.count
-
-        def body(step):
-            start = step * size
-            loss = self._distributed_step(self._train_step, x, y, order[start:tf.minimum(start + size, count)])
-            with tf.control_dependencies(tf.nest.flatten(loss)):  # one step after the other
-                return step + 1
-
-        tf.while_loop(lambda step: step < data.steps, body, [tf.constant(0)])
+        self._pass("train", x, y, epoch_order(self.train_data, epoch), self.train_data)
         return self._log_tensors()
 
     def _evaluate_graph(self, x, y, data: InMemoryData, prefix=""):
         self._reset()
-        size, count = data.batch_size, data.count
-
-        def body(step):
-            start = step * size
-            ids = tf.range(start, tf.minimum(start + size, count))
-            self._distributed_step(self._test_step, x, y, ids)
-            return step + 1
-
-        tf.while_loop(lambda step: step < data.steps, body, [tf.constant(0)])
+        self._pass("test", x, y, tf.range(data.count), data)
         return self._log_tensors(prefix)
+
+    def _pass(self, kind, x, y, order, data: InMemoryData):
+        """Every batch of `order`: the full ones in one loop, then the partial one, if kept
+        (two parts, so that every batch in the loop has the same static shape)."""
+        step = self._train_step if kind == "train" else self._test_step
+        full = data.count // data.batch_size
+        if full:
+            batches = tf.reshape(order[: full * data.batch_size], [full, data.batch_size])
+            self._batches_graph(step, x, y, batches)
+        if data.count % data.batch_size and not data.drop_remainder:
+            self._distributed_step(step, x, y, order[full * data.batch_size:])
+
+    def _batches_graph(self, step, x, y, batches):
+        def body(i):
+            self._distributed_step(step, x, y, batches[i])
+            return i + 1
+
+        # parallel_iterations=1: each step sees the variables the previous one updated.
+        tf.while_loop(lambda i: i < tf.shape(batches)[0], body, [tf.constant(0)], parallel_iterations=1)
 
     def _distributed_step(self, step, x, y, ids):
         if self.replicas == 1:
