@@ -12,6 +12,7 @@ import tensorflow as tf
 from runner import console
 from runner.data import build_datasets
 from runner.internals import disable_op_determinism
+from runner.fused_training import choose_training
 from runner.models import build_model, is_keras
 from runner.models.catalog_check import warn_on_catalog_drift
 from runner.models.identifiers import get_callbacks, get_optimizer
@@ -93,6 +94,11 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
         manifest.update(resumed_from=str(previous.run_dir), resumed_checkpoint=previous.checkpoint)
     train = _train_fit if loop == "fit" else _train_custom
     try:
+        choice = choose_training(spec, setup, datasets, loop, run_dir)  # the fused engine, or tf.data
+        manifest.update(engine=choice.engine.name, engine_reason=choice.engine.reason)
+        if not quiet and "engine" in train_config:
+            print(choice.engine.line, flush=True)
+        train = choice.train or train
         try:
             result, evaluation = train(spec, setup, datasets, validation, model, loss_object, optimizer,
                                        metrics, run_dir, quiet, previous)

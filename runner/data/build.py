@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import tensorflow as tf
@@ -27,6 +27,7 @@ class Datasets:
     info: dict
     files: list[Path]
     learned: Learned | None = None  # statistics learned from train (saved as preprocessing.json)
+    sources: dict = field(default_factory=dict)  # split -> Source, for the in-memory engine
 
 
 def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datasets:
@@ -73,7 +74,7 @@ def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datas
         built[split] = apply_stages(spec, path, source.make(), stages or [], count=source.count, info=info,
                                     learned=learned, split=split, positions=positions)
     files = list(dict.fromkeys(f for s in sources.values() for f in s.files))
-    return Datasets(built.get("train"), built.get("validation"), built.get("test"), info, files, learned)
+    return Datasets(built.get("train"), built.get("validation"), built.get("test"), info, files, learned, sources)
 
 
 def _info(sources: dict[str, Source]) -> dict:

@@ -105,11 +105,12 @@ class CustomLoop:
             # The mean over the GLOBAL batch (tf.nn.compute_average_loss with the true
             # global size, which also holds for a smaller last batch).
             loss = tf.reduce_sum(values) / self._global_count(values)
-            loss += self._regularization(loss.dtype)
+            regularization = self._regularization(loss.dtype)  # before the update, as fit reports it
+            loss += regularization
             scaled = self.optimizer.scale_loss(loss) if self.scales_loss else loss
         gradients = tape.gradient(scaled, self.variables)
         self.optimizer.apply_gradients(zip(gradients, self.variables))
-        self._track(y, prediction, values, count)
+        self._track(y, prediction, values, count, regularization)
         return loss
 
     def _test_step(self, x, y):
@@ -117,9 +118,11 @@ class CustomLoop:
         values = self._per_example(y, prediction)
         self._track(y, prediction, values, tf.cast(tf.shape(values)[0], values.dtype))
 
-    def _track(self, y, prediction, values, count):
+    def _track(self, y, prediction, values, count, regularization=None):
         local_mean = tf.reduce_sum(values) / tf.maximum(count, 1.0)
-        regularization = self._regularization(values.dtype) * self.replicas
+        if regularization is None:
+            regularization = self._regularization(values.dtype)
+        regularization = regularization * self.replicas
         self.loss_tracker.update_state(local_mean + regularization, sample_weight=count)
         for metric in self.metrics:
             metric.update_state(y, prediction)

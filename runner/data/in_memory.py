@@ -1,0 +1,164 @@
+"""A split as tensors in memory: its deterministic stages run once, the rest as settings.
+
+The stages before the first `shuffle` or `batch` (source, `map`, `cache`, `filter`,
+`take`, `skip`, `shard`, a counted `repeat`) give the same elements on every epoch, so they
+can run once and be kept as tensors. What follows — the shuffle, the batch size and
+`drop_remainder` — is what an in-memory training engine must reproduce itself. A split
+whose later stages do more than that (a `map` after `batch`, a shuffle of batches, an
+endless `repeat`, ...) is not reproducible that way, and `plan_in_memory` says why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import tensorflow as tf
+
+from runner.data.ops import build_map_function
+from runner.data.learned import learn_normalize_ops
+from runner.data.stages import apply_stages, _size
+from runner.spec.metadata import substitute_metadata
+
+# Stages that give the same elements, in the same order, on every pass.
+_DETERMINISTIC = ("map", "cache", "filter", "take", "skip", "shard")
+# Stages after the batch that change nothing about the elements or their order.
+_TRANSPARENT = ("prefetch", "cache")
+
+
+@dataclass
+class InMemoryPlan:
+    """How to hold a split in memory and batch it as its stages would.
+
+    `prefix` is the dataset of single elements after the deterministic stages;
+    `shuffle_seed` is the shuffle stage's own seed (None: the spec's seed).
+    """
+
+    prefix: tf.data.Dataset
+    count: int  # elements of the prefix (an upper bound after `filter`)
+    batch_size: int
+    drop_remainder: bool
+    shuffle: bool
+    shuffle_seed: int | None
+    reshuffle_each_iteration: bool
+    nbytes: int  # bytes the prefix's elements take as tensors
+    # When the prefix is only `map` and `cache`: the source and the map functions, applied
+    # to all elements at once (vectorised) instead of one element at a time.
+    source: tf.data.Dataset | None = None
+    maps: list | None = None
+
+    def materialise(self):
+        """The prefix's elements stacked into tensors: (features, labels) or features."""
+        if self.maps is None:
+            return tf.data.Dataset.get_single_element(self.prefix.batch(max(self.count, 1)))
+        elements = tf.data.Dataset.get_single_element(self.source.batch(max(self.count, 1)))
+        for function in self.maps:
+            elements = tf.vectorized_map(lambda e, f=function: f(*e) if isinstance(e, tuple) else f(e), elements)
+        return elements
+
+
+def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str]:
+    """The in-memory plan of `split`, or None and the reason it has none.
+
+    Args:
+        datasets: the built `Datasets` (its `sources` are reused, not read again).
+    """
+    source = datasets.sources.get(split)
+    if source is None:
+        return None, f"no {split} split"
+    stages = (spec.doc["data"].get(split) or {}).get("stages") or []
+    path = ("data", split, "stages")
+    boundary = _prefix_length(stages)
+    learned = datasets.learned
+    if learned is not None:
+        learned.restart()  # the statistics train learned while the datasets were built
+    prefix = apply_stages(spec, path, source.make(), stages[:boundary], count=source.count, info=datasets.info,
+                          learned=learned, split=split)
+    settings, reason = _batching(spec, path, stages, boundary, prefix, source.count)
+    if settings is None:
+        return None, reason
+    nbytes, reason = _element_bytes(prefix.element_spec)
+    if nbytes is None:
+        return None, reason
+    count = int(prefix.cardinality())
+    count = count if count >= 0 else source.count  # after `filter`: at most the source's size
+    plan = InMemoryPlan(prefix=prefix, count=count, nbytes=nbytes * count, **settings)
+    if all(next(iter(stage)) in ("map", "cache") for stage in stages[:boundary]):
+        plan.source = source.make()
+        if learned is not None:
+            learned.restart()
+        plan.maps = _map_functions(spec, path, stages[:boundary], plan.source, datasets.info, learned, split)
+    return plan, ""
+
+
+def _map_functions(spec, path, stages, dataset, info, learned=None, split=None) -> list:
+    """The element functions of the `map` stages, in order (`cache` changes no element)."""
+    functions = []
+    element_spec = dataset.element_spec
+    for i, stage in enumerate(stages):
+        ((name, args),) = stage.items()
+        if name == "map":
+            where = path + (i, name)
+            ops = substitute_metadata(args["ops"], info, spec, where + ("ops",))
+            if learned is not None:  # normalize ops without mean/std take train's learned ones
+                ops = learn_normalize_ops(spec, where, dataset, ops, learned, split)
+            functions.append(build_map_function(spec, where, ops, element_spec))
+    return functions
+
+
+def _prefix_length(stages: list) -> int:
+    for i, stage in enumerate(stages):
+        ((name, args),) = stage.items()
+        counted_repeat = name == "repeat" and (args or {}).get("count") is not None
+        if (name not in _DETERMINISTIC and not counted_repeat) or _augments(name, args):
+            return i
+    return len(stages)
+
+
+def _augments(name, args) -> bool:
+    """A map with `augment` ops draws new randomness every epoch: it cannot be held in memory."""
+    return name == "map" and any("augment" in op for op in (args or {}).get("ops", []))
+
+
+def _batching(spec, path, stages, boundary, prefix, count):
+    """(shuffle and batch settings, "") from the stages after the prefix, or (None, reason)."""
+    settings = {"shuffle": False, "shuffle_seed": None, "reshuffle_each_iteration": True}
+    batch_size = None
+    for i in range(boundary, len(stages)):
+        ((name, args),) = stages[i].items()
+        args = args or {}
+        where = f"{'.'.join(map(str, path))}[{i}]"
+        if name == "shuffle" and batch_size is None and not settings["shuffle"]:
+            buffer = _size(spec, path + (i, name, "buffer_size"), args["buffer_size"], prefix, count)
+            if buffer < _known_count(prefix, count):
+                return None, f"{where}: a shuffle buffer of {buffer} is smaller than the split, a different order"
+            settings.update(shuffle=True, shuffle_seed=args.get("seed"),
+                            reshuffle_each_iteration=args.get("reshuffle_each_iteration", True))
+        elif name == "batch" and batch_size is None:
+            batch_size = _size(spec, path + (i, name, "batch_size"), args["batch_size"], prefix, count)
+            settings["drop_remainder"] = bool(args.get("drop_remainder", False))
+        elif batch_size is not None and name in _TRANSPARENT:
+            continue
+        else:
+            after = "batch" if batch_size is not None else "shuffle"
+            return None, f"{where}: a '{name}' stage after {after} cannot run in memory"
+    if batch_size is None:
+        return None, f"data.{path[1]}: no batch stage"
+    return {**settings, "batch_size": batch_size}, ""
+
+
+def _known_count(prefix, count) -> int:
+    known = int(prefix.cardinality())
+    return known if known >= 0 else count
+
+
+def _element_bytes(element_spec) -> tuple[int | None, str]:
+    """Bytes of one element, or None and why it has no fixed size."""
+    total = 0
+    for spec in tf.nest.flatten(element_spec):
+        if not isinstance(spec, tf.TensorSpec) or not spec.shape.is_fully_defined():
+            return None, "elements of varying shape"
+        if spec.dtype == tf.string:
+            return None, "string elements"
+        total += int(np.prod(spec.shape.as_list(), dtype=np.int64)) * spec.dtype.size
+    return total, ""

@@ -1,0 +1,261 @@
+"""The fused engine: a split held as tensors, and one or more whole epochs per graph call.
+
+Keras `fit` and the tf.data custom loop pay a Python dispatch (and an iterator fetch) for
+every batch; for a small model that dispatch is most of an epoch. Here an epoch is one
+`tf.function`: the order of the examples is a stateless permutation seeded by
+(seed, epoch), a `tf.while_loop` gathers each batch from the tensors and runs the same
+training step as the custom loop (`CustomLoop._train_step`: class weights, regularisation
+losses, `training=True`, loss scaling, the optimizer's own clipping and learning-rate
+schedule), and loss and metrics accumulate in their variables. When nothing needs Python
+between epochs (no callbacks), several epochs run in one call, their logs gathered in
+TensorArrays.
+
+Because the order depends only on (seed, epoch), a run resumed at epoch k takes exactly
+the batches the uninterrupted run took from epoch k on.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from runner.train.custom import CustomLoop
+from runner.train.result import TrainResult
+
+# Grow the epochs per call until a call takes about this long: a checkpoint, report lines
+# and progress come at least this often, and the per-call cost is spread over many epochs.
+SECONDS_PER_CALL = 1.0
+
+
+@dataclass
+class InMemoryData:
+    """A split as tensors, batched (and shuffled) as its stages say."""
+
+    x: Any
+    y: Any
+    batch_size: int
+    drop_remainder: bool = False
+    shuffle: bool = False
+    seed: int = 0
+    reshuffle_each_iteration: bool = True
+
+    @property
+    def count(self) -> int:
+        return int(tf.nest.flatten(self.x)[0].shape[0])
+
+    @property
+    def steps(self) -> int:
+        """Batches per epoch: the last partial one too, unless drop_remainder."""
+        full, rest = divmod(self.count, self.batch_size)
+        return full + (1 if rest and not self.drop_remainder else 0)
+
+
+def epoch_order(data: InMemoryData, epoch):
+    """The order of the examples in `epoch`: a permutation from (seed, epoch) alone."""
+    indices = tf.range(data.count)
+    if not data.shuffle:
+        return indices
+    epoch = tf.cast(epoch, tf.int64) if data.reshuffle_each_iteration else tf.constant(0, tf.int64)
+    seed = tf.stack([tf.constant(data.seed, tf.int64), epoch])
+    return tf.random.experimental.stateless_shuffle(indices, seed=seed)
+
+
+def _gather(x, y, ids):
+    take = lambda t: tf.gather(t, ids)  # noqa: E731
+    return tf.nest.map_structure(take, x), tf.nest.map_structure(take, y)
+
+
+class FusedLoop(CustomLoop):
+    """The custom loop's step, run for whole epochs inside one graph call.
+
+    Build it inside `strategy.scope()`. Under `mirrored`, every step's global batch is
+    split evenly over the replicas inside the graph (as tf.data's distribution splits it),
+    the loss is averaged over the global batch and gradients summed over replicas.
+
+    Args:
+        train_data: the training split as `InMemoryData`.
+        validation_data: the validation split as `InMemoryData`, or None.
+        Others: as for `CustomLoop`.
+    """
+
+    def __init__(self, model, *, train_data: InMemoryData, validation_data: InMemoryData | None = None,
+                 **kwargs):
+        super().__init__(model, **kwargs)
+        self.train_data = train_data
+        self.validation_data = validation_data
+        self._log_keys = list(self._logs())
+        if validation_data is not None:
+            self._log_keys += ["val_" + k for k in self._log_keys]
+        self._scalar_keys = list(self.scalars)
+        self._between_epochs = bool(self.callbacks)  # callbacks may act between epochs
+        self._recorder = _EpochLogs()  # last: sees what callbacks added (learning_rate, ...)
+        self.callbacks.append(self._recorder)
+        # autograph=False: the loops are explicit tf.while_loops; tracing is shorter without it.
+        self._run_epochs = tf.function(self._epochs_graph, autograph=False)
+        self._evaluators: dict = {}
+
+    # In the graph.
+
+    def _epochs_graph(self, x, y, vx, vy, first, count):
+        """`count` epochs from `first`: each epoch's logs and scalar variables, stacked."""
+        keys = self._log_keys + self._scalar_keys
+        arrays = [tf.TensorArray(tf.float32, size=count) for _ in keys]
+
+        def body(i, arrays):
+            logs = self._train_epoch_graph(x, y, first + tf.cast(i, tf.int64))
+            if vx is not None:
+                logs.update(self._evaluate_graph(vx, vy, self.validation_data, "val_"))
+            logs.update({name: tf.identity(v) for name, v in self.scalars.items()})
+            return i + 1, [a.write(i, tf.cast(logs[k], tf.float32)) for a, k in zip(arrays, keys)]
+
+        _, arrays = tf.while_loop(lambda i, _: i < count, body, [tf.constant(0, count.dtype), arrays],
+                                  parallel_iterations=1)
+        return {k: a.stack() for k, a in zip(keys, arrays)}
+
+    def _train_epoch_graph(self, x, y, epoch):
+        self._reset()
+        self._pass("train", x, y, epoch_order(self.train_data, epoch), self.train_data)
+        return self._log_tensors()
+
+    def _evaluate_graph(self, x, y, data: InMemoryData, prefix=""):
+        self._reset()
+        self._pass("test", x, y, tf.range(data.count), data)
+        return self._log_tensors(prefix)
+
+    def _pass(self, kind, x, y, order, data: InMemoryData):
+        """Every batch of `order`: the full ones in one loop, then the partial one, if kept
+        (two parts, so that every batch in the loop has the same static shape)."""
+        step = self._train_step if kind == "train" else self._test_step
+        full = data.count // data.batch_size
+        if full:
+            batches = tf.reshape(order[: full * data.batch_size], [full, data.batch_size])
+            self._batches_graph(step, x, y, batches)
+        if data.count % data.batch_size and not data.drop_remainder:
+            self._distributed_step(step, x, y, order[full * data.batch_size:])
+
+    def _batches_graph(self, step, x, y, batches):
+        def body(i):
+            self._distributed_step(step, x, y, batches[i])
+            return i + 1
+
+        # parallel_iterations=1: each step sees the variables the previous one updated.
+        tf.while_loop(lambda i: i < tf.shape(batches)[0], body, [tf.constant(0)], parallel_iterations=1)
+
+    def _distributed_step(self, step, x, y, ids):
+        if self.replicas == 1:
+            return step(*_gather(x, y, ids))
+        return self.strategy.run(self._replica_step, args=(step, x, y, ids))
+
+    def _replica_step(self, step, x, y, ids):
+        """This replica's share of the global batch `ids` (shares differ by one at most)."""
+        replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int32)
+        size = tf.shape(ids)[0]
+        low = size * replica // self.replicas
+        high = size * (replica + 1) // self.replicas
+        return step(*_gather(x, y, ids[low:high]))
+
+    def _log_tensors(self, prefix="") -> dict:
+        """`_logs` as tensors, for use inside the graph."""
+        logs = {prefix + "loss": self.loss_tracker.result()}
+        for metric in self.metrics:
+            result = metric.result()
+            if isinstance(result, dict):
+                logs.update({prefix + k: v for k, v in result.items()})
+            else:
+                logs[prefix + metric.name] = result
+        return logs
+
+    # In Python.
+
+    def evaluate_in_memory(self, data: InMemoryData, prefix="") -> dict:
+        """Loss and metrics over an in-memory split, in inference mode, in one graph call."""
+        evaluate = self._evaluators.get(id(data))
+        if evaluate is None:
+            evaluate = tf.function(lambda x, y: self._evaluate_graph(x, y, data, prefix), autograph=False)
+            self._evaluators[id(data)] = evaluate
+        return {k: float(v) for k, v in evaluate(data.x, data.y).items()}
+
+    def fit(self, *, epochs, checkpoint=None, initial_epoch=0, quiet=False) -> TrainResult:
+        """Train for `epochs`; validate after each; drive Keras callbacks after each.
+
+        With callbacks, one epoch per call (they may stop training or change the learning
+        rate); without, as many as fit in about `SECONDS_PER_CALL`.
+        """
+        history: dict = {}
+        trajectories = {name: [value] for name, value in self.scalar_values().items()}
+        self._check_report_fields(self.validation_data is not None)
+        callbacks = self._callback_list(epochs, self.train_data.steps)
+        if self.report.get("initial") and not quiet:
+            initial = self.evaluate_in_memory(self.train_data)
+            print(self.report["initial"].format(**initial, **self.scalar_values()), flush=True)
+        callbacks.on_train_begin()
+        epoch, per_call = initial_epoch, 1
+        while epoch < epochs:
+            count = 1 if self._between_epochs else min(per_call, epochs - epoch)
+            callbacks.on_epoch_begin(epoch)
+            started = time.monotonic()
+            results = self._call_epochs(epoch, count)
+            seconds = time.monotonic() - started
+            per_call = _next_per_call(count, seconds)
+            for i in range(count):
+                logs = {k: results[k][i] for k in self._log_keys}
+                callbacks.on_epoch_end(epoch + i, logs)
+                logs = self._recorder.logs.pop(epoch + i, logs)
+                scalars = {k: results[k][i] for k in self._scalar_keys}
+                self._report_fused_epoch(epoch + i, epochs, logs, scalars, seconds / count, quiet)
+                for key, value in logs.items():
+                    history.setdefault(key, []).append(value)
+                for name in self._scalar_keys:
+                    trajectories[name].append(results[name][i])
+            epoch += count
+            if checkpoint is not None:
+                checkpoint.on_epoch_end(epoch - 1)
+            if self.is_keras and getattr(self.model, "stop_training", False):
+                break
+        callbacks.on_train_end(history and {k: v[-1] for k, v in history.items()})
+        return TrainResult(history=history, trajectories=trajectories, epochs_run=len(history.get("loss", [])))
+
+    def _call_epochs(self, first: int, count: int) -> dict:
+        validation = self.validation_data
+        results = self._run_epochs(
+            self.train_data.x, self.train_data.y,
+            None if validation is None else validation.x, None if validation is None else validation.y,
+            tf.constant(first, tf.int64), tf.constant(count, tf.int32),
+        )
+        return {k: [float(v) for v in values.numpy()] for k, values in results.items()}
+
+    def _report_fused_epoch(self, epoch, epochs, logs, scalars, seconds, quiet) -> None:
+        """What the custom loop prints after an epoch: Keras's epoch line, the report line."""
+        if quiet:
+            return
+        if self.verbose == 1:
+            print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+        if self.verbose in (1, 2):
+            steps = self.train_data.steps
+            values = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
+            print(f"{steps}/{steps} - {seconds:.2f}s - {values}", flush=True)
+        if self.report.get("epoch"):
+            print(self.report["epoch"].format(epoch=epoch, **logs, **scalars), flush=True)
+
+
+class _EpochLogs(keras.callbacks.Callback):
+    """The logs of each epoch as the callbacks before it left them, as Keras's History sees them."""
+
+    def __init__(self):
+        super().__init__()
+        self.logs = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs[epoch] = dict(logs or {})
+
+
+def _next_per_call(count: int, seconds: float) -> int:
+    """Epochs for the next call: towards SECONDS_PER_CALL, growing at most tenfold per call
+    (the first call's time includes tracing, so its estimate is low)."""
+    if seconds <= 0:
+        return count * 10
+    return max(1, min(count * 10, int(count * SECONDS_PER_CALL / seconds)))

@@ -1,0 +1,359 @@
+"""The fused engine: same steps as Keras `fit`, exact resume, the engine choice and its fallbacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runner.spec import load_spec
+from runner.spec.errors import SpecError
+
+pytestmark = pytest.mark.slow
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from runner.data import build_datasets  # noqa: E402
+from runner.data.in_memory import plan_in_memory  # noqa: E402
+from runner.run import run_spec  # noqa: E402
+from runner.train.devices import DeviceSetup  # noqa: E402
+from runner.train.engine import choose_engine, needs_batch_hooks  # noqa: E402
+from runner.train.fused import FusedLoop, InMemoryData, epoch_order  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A shuffled classification spec: 150 examples in batches of 32 (a last batch of 22).
+CLASSIFIER = """\
+version: 1
+name: fused
+seed: 3
+data:
+  train:
+    source:
+      synthetic:
+        x: {normal: {num: 150}}
+        y: {polynomial: {coefficients: [0.0, 1.0]}}
+    stages:
+      - map: {ops: [{reshape: {shape: [1]}}]}
+      - cache: {}
+      - shuffle: {buffer_size: all}
+      - batch: {batch_size: 32}
+      - prefetch: {}
+  test:
+    source:
+      synthetic:
+        x: {linspace: {start: -2.0, stop: 2.0, num: 40}}
+        y: {linear: {w: 1.0, b: 0.0}}
+    stages:
+      - batch: {batch_size: 16}
+model:
+  sequential:
+    input_shape: [1]
+    layers:
+      - Dense: {units: 8, activation: tanh}
+      - Dense: {units: 1}
+train:
+  loop: fit
+  engine: fused
+  epochs: 4
+  loss: mse
+  optimizer: {Adam: {learning_rate: 0.01}}
+  metrics: [mae]
+  validate_on: test
+  verbose: 0
+outputs:
+  dir: runs
+  plots: {enabled: false}
+"""
+
+
+def default_setup() -> DeviceSetup:
+    return DeviceSetup(strategy=tf.distribute.get_strategy(), num_replicas=1, is_chief=True,
+                       jit_compile=False, mixed_precision=None, summary="", manifest={})
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def write(folder: Path, text: str, name="spec.yaml") -> Path:
+    path = folder / name
+    path.write_text(text)
+    return path
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+# ------------------------------------------------------------------ same steps as fit
+
+
+def _classifier(seed=0):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-3)),
+        keras.layers.Dense(3),
+    ])
+
+
+def _optimizer():
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.05, decay_steps=3, decay_rate=0.8)
+    return keras.optimizers.Adam(learning_rate=schedule, clipnorm=1.0)
+
+
+def test_fused_epochs_take_the_steps_fit_takes_in_the_same_order():
+    """Fit on the examples in the fused engine's order gives the fused losses and weights.
+
+    Both run the same float32 ops on the same batches (class weights, an L2 loss, a
+    learning-rate schedule and clipnorm included). On this machine they agree bit for bit;
+    the tolerance, relative 1e-6 on losses and weights after 3 epochs of 5 steps, leaves
+    room only for a different summation order of a kernel, while a loss reported after
+    the update or a missed class weight moves the losses by 1e-4 or more.
+    """
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 6)).astype(np.float32)
+    y = rng.integers(0, 3, size=150).astype(np.int32)
+    class_weight = {0: 1.0, 1: 2.0, 2: 0.5}
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    data = InMemoryData(tf.constant(x), tf.constant(y), batch_size=32, shuffle=True, seed=11)
+
+    fused_model = _classifier()
+    fused = FusedLoop(fused_model, loss=loss, optimizer=_optimizer(), metrics=["sparse_categorical_accuracy"],
+                      element_spec=(tf.TensorSpec([None, 6]), tf.TensorSpec([None], tf.int32)),
+                      setup=default_setup(), class_weight=class_weight, verbose=0, train_data=data)
+    fused_history = fused.fit(epochs=3, quiet=True).history
+
+    fit_model = _classifier()
+    fit_model.compile(optimizer=_optimizer(), loss=loss, metrics=["sparse_categorical_accuracy"])
+    fit_losses, fit_accuracy = [], []
+    for epoch in range(3):
+        order = epoch_order(data, epoch).numpy()
+        logs = fit_model.fit(x[order], y[order], batch_size=32, epochs=1, shuffle=False, verbose=0,
+                             class_weight=class_weight).history
+        fit_losses += logs["loss"]
+        fit_accuracy += logs["sparse_categorical_accuracy"]
+
+    assert sorted(fused_history) == ["loss", "sparse_categorical_accuracy"]
+    np.testing.assert_allclose(fused_history["loss"], fit_losses, rtol=1e-6)
+    np.testing.assert_allclose(fused_history["sparse_categorical_accuracy"], fit_accuracy, rtol=1e-6)
+    for a, b in zip(fused_model.get_weights(), fit_model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+
+
+def test_epoch_order_depends_on_seed_and_epoch_only():
+    data = InMemoryData(tf.zeros([100, 2]), tf.zeros([100]), batch_size=10, shuffle=True, seed=5)
+    first, again = epoch_order(data, 3).numpy(), epoch_order(data, 3).numpy()
+    assert sorted(first) == list(range(100))
+    assert (first == again).all()
+    assert not (first == epoch_order(data, 4).numpy()).all()
+    kept = InMemoryData(data.x, data.y, batch_size=10, shuffle=True, seed=5, reshuffle_each_iteration=False)
+    assert (epoch_order(kept, 0).numpy() == epoch_order(kept, 7).numpy()).all()
+    assert (epoch_order(InMemoryData(data.x, data.y, batch_size=10), 2).numpy() == np.arange(100)).all()
+
+
+@pytest.mark.parametrize("drop_remainder, steps", [(False, 5), (True, 4)])
+def test_last_partial_batch_follows_drop_remainder(drop_remainder, steps):
+    data = InMemoryData(tf.zeros([150, 1]), tf.zeros([150]), batch_size=32, drop_remainder=drop_remainder)
+    assert data.steps == steps
+
+
+# ------------------------------------------------------------------ pipe run, fused
+
+
+def test_resumed_run_repeats_the_uninterrupted_runs_batches(workdir):
+    spec = write(workdir, CLASSIFIER)
+    whole = run_spec(load_spec(spec), quiet=True)
+    first = run_spec(load_spec(spec, overrides=["train.epochs=2"]), quiet=True)
+    resumed = run_spec(load_spec(spec), quiet=True, resume_from=first.run_dir)
+
+    assert read_json(whole.run_dir / "manifest.json")["engine"] == "fused"
+    assert read_json(resumed.run_dir / "manifest.json")["engine"] == "fused"
+    assert read_json(resumed.run_dir / "history.json") == read_json(whole.run_dir / "history.json")
+    whole_model = keras.saving.load_model(whole.run_dir / "model.keras")
+    resumed_model = keras.saving.load_model(resumed.run_dir / "model.keras")
+    for a, b in zip(whole_model.get_weights(), resumed_model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.metrics["test"] == whole.metrics["test"]
+
+
+def test_fused_writes_what_fit_writes(workdir):
+    """Same files, history keys and metrics layout as the Keras path; one line says which engine ran."""
+    spec = write(workdir, CLASSIFIER)
+    import contextlib
+    import io
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        fused = run_spec(load_spec(spec, overrides=["train.epochs=2"]))
+    keras_run = run_spec(load_spec(spec, overrides=["train.epochs=2", "train.engine=keras"]), quiet=True)
+    assert "engine: fused (data in memory, 1 KB; whole epochs per graph call)" in printed.getvalue().splitlines()
+    fused_files = sorted(p.name for p in fused.run_dir.iterdir())
+    assert fused_files == sorted(p.name for p in keras_run.run_dir.iterdir())
+    fused_history = read_json(fused.run_dir / "history.json")
+    assert sorted(fused_history) == sorted(read_json(keras_run.run_dir / "history.json"))
+    assert [len(v) for v in fused_history.values()] == [2, 2, 2, 2]
+    assert fused.metrics.keys() == keras_run.metrics.keys() and fused.metrics["test"].keys() == {"loss", "mae"}
+    assert read_json(keras_run.run_dir / "manifest.json")["engine"] == "keras"
+
+
+def test_per_epoch_callbacks_still_work(workdir):
+    text = CLASSIFIER.replace("  validate_on: test\n", """\
+  validate_on: test
+  callbacks:
+    - EarlyStopping: {monitor: loss, min_delta: 100.0, patience: 2}
+    - CSVLogger: {filename: epochs.csv}
+    - ReduceLROnPlateau: {monitor: loss, min_delta: 100.0, patience: 1, factor: 0.5}
+""")
+    result = run_spec(load_spec(write(workdir, text)), quiet=True)
+    history = read_json(result.run_dir / "history.json")
+    assert len(history["loss"]) == 3  # EarlyStopping: no improvement of 100 in 2 epochs after the first
+    rows = (result.run_dir / "epochs.csv").read_text().splitlines()
+    assert rows[0].split(",")[0] == "epoch" and len(rows) == 4
+    # The rate each epoch trained with: halved after the second epoch's plateau.
+    assert history["learning_rate"] == pytest.approx([0.01, 0.01, 0.005])
+
+
+def test_module_model_fused_reports_like_the_custom_loop(workdir, capsys):
+    spec = ROOT / "specs" / "linear_regression.yaml"
+    sets = [f"outputs.dir={workdir}/runs", "train.epochs=4"]
+    custom = run_spec(load_spec(spec, overrides=sets))
+    custom_lines = capsys.readouterr().out.splitlines()
+    fused = run_spec(load_spec(spec, overrides=[*sets, "train.engine=auto"]))
+    fused_lines = capsys.readouterr().out.splitlines()
+    assert read_json(fused.run_dir / "manifest.json")["engine"] == "fused"
+    report = [line for line in custom_lines if line.startswith(("W =", "Epoch "))]
+    assert report == [line for line in fused_lines if line.startswith(("W =", "Epoch "))] and len(report) == 5
+    np.testing.assert_allclose(read_json(fused.run_dir / "history.json")["loss"],
+                               read_json(custom.run_dir / "history.json")["loss"], rtol=1e-6)
+    fused_trajectories = read_json(fused.run_dir / "trajectories.json")
+    for name, values in read_json(custom.run_dir / "trajectories.json").items():
+        np.testing.assert_allclose(fused_trajectories[name], values, rtol=1e-6)
+
+
+# ------------------------------------------------------------------ the choice
+
+
+@pytest.mark.parametrize("stages, reason", [
+    ("[{shuffle: {buffer_size: 10}}, {batch: {batch_size: 8}}]",
+     "data.train.stages[0]: a shuffle buffer of 10 is smaller than the split, a different order"),
+    ("[{batch: {batch_size: 8}}, {map: {ops: [{scale: {factor: 2.0}}]}}]",
+     "data.train.stages[1]: a 'map' stage after batch cannot run in memory"),
+    ("[{batch: {batch_size: 8}}, {shuffle: {buffer_size: 4}}]",
+     "data.train.stages[1]: a 'shuffle' stage after batch cannot run in memory"),
+    ("[{map: {ops: [{scale: {factor: 2.0}}]}}]", "data.train: no batch stage"),
+])
+def test_auto_falls_back_and_says_why(workdir, stages, reason):
+    text = CLASSIFIER.replace("engine: fused", "engine: auto")
+    start = text.index("    stages:\n      - map")
+    end = text.index("  test:")
+    text = text[:start] + f"    stages: {stages}\n" + text[end:]
+    spec = load_spec(write(workdir, text))
+    datasets = build_datasets(spec)
+    plan, why = plan_in_memory(spec, datasets, "train")
+    assert plan is None and why == reason
+    engine = choose_engine(spec, setup=_setup_named("default"), loop="fit", callbacks=[], data_reason=why,
+                           nbytes=None)
+    assert engine.line == f"engine: keras (fit; not fused: {reason})"
+
+
+def test_in_memory_plan_holds_the_prefix_as_its_stages_give_it(workdir):
+    spec = load_spec(write(workdir, CLASSIFIER))
+    plan, why = plan_in_memory(spec, build_datasets(spec), "train")
+    assert why == "" and plan.maps is not None  # map and cache only: applied vectorised
+    x, y = plan.materialise()
+    expected = list(plan.prefix.as_numpy_iterator())
+    np.testing.assert_array_equal(x.numpy(), np.stack([e[0] for e in expected]))
+    np.testing.assert_array_equal(y.numpy(), np.stack([e[1] for e in expected]))
+    assert (plan.count, plan.batch_size, plan.drop_remainder, plan.shuffle) == (150, 32, False, True)
+    assert plan.nbytes == 150 * 8
+
+
+def _setup_named(name, jit=False):
+    setup = default_setup()
+    setup.strategy_name, setup.jit_compile = name, jit
+    return setup
+
+
+@pytest.mark.parametrize("setup, train, callbacks, nbytes, reason", [
+    (_setup_named("multi_worker_mirrored"), {}, [], 10,
+     "the multi_worker_mirrored strategy (fused runs on one device or mirrored)"),
+    (_setup_named("default", jit=True), {}, [], 10, "jit_compile (the fused epoch is not compiled with XLA)"),
+    (_setup_named("default"), {"steps_per_epoch": 3}, [], 10, "steps_per_epoch (epochs that span dataset passes)"),
+    (_setup_named("default"), {"fused_memory_mb": 1}, [], 3 * 2**20,
+     "the training split takes 3 MB, over train.fused_memory_mb 1"),
+    (_setup_named("default"), {}, ["TerminateOnNaN"], 10, "callbacks acting on every batch: TerminateOnNaN"),
+])
+def test_obstacles_to_fusing(workdir, setup, train, callbacks, nbytes, reason):
+    spec = load_spec(write(workdir, CLASSIFIER.replace("engine: fused", "engine: auto")))
+    spec.doc["train"].update(train)
+    made = [getattr(keras.callbacks, name)() for name in callbacks]
+    engine = choose_engine(spec, setup=setup, loop="fit", callbacks=made, data_reason="", nbytes=nbytes)
+    assert (engine.name, engine.reason) == ("keras", f"fit; not fused: {reason}")
+    spec.doc["train"]["engine"] = "fused"
+    with pytest.raises(SpecError) as error:
+        choose_engine(spec, setup=setup, loop="fit", callbacks=made, data_reason="", nbytes=nbytes)
+    assert str(error.value).endswith(f"train.engine: the fused engine cannot run this spec: {reason}")
+
+
+def test_only_callbacks_that_act_between_batches_prevent_fusing(tmp_path):
+    per_epoch = [keras.callbacks.EarlyStopping(), keras.callbacks.ReduceLROnPlateau(),
+                 keras.callbacks.ModelCheckpoint(str(tmp_path / "m.keras")), keras.callbacks.CSVLogger("x.csv"),
+                 keras.callbacks.TensorBoard(str(tmp_path / "tb"))]
+    assert [needs_batch_hooks(c) for c in per_epoch] == [False] * 5
+    per_batch = [keras.callbacks.TerminateOnNaN(), keras.callbacks.TensorBoard(str(tmp_path), update_freq=10),
+                 keras.callbacks.ModelCheckpoint(str(tmp_path / "m.keras"), save_freq=5)]
+    assert [needs_batch_hooks(c) for c in per_batch] == [True] * 3
+
+
+# ------------------------------------------------------------------ mirrored
+
+
+def _pipe(outputs: Path, *sets):
+    command = [sys.executable, "-m", "runner.cli", "run", str(ROOT / "tests" / "specs" / "dist_regression.yaml"),
+               "--quiet", "--set", f"outputs.dir={outputs}"]
+    for item in sets:
+        command += ["--set", item]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env.pop("TF_CONFIG", None)
+    completed = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    return Path(completed.stdout.splitlines()[0].split(": ", 1)[1])
+
+
+def test_fused_under_mirrored_matches_fit_on_one_device(tmp_path):
+    """dist_regression has no shuffle: fit and fused see the same batches in the same order.
+
+    Mirrored splits each global batch of 32 over 2 replicas and sums their gradients,
+    which reorders float32 additions: relative 1e-4 (as tests/test_distributed.py).
+    """
+    fit_dir = _pipe(tmp_path / "fit")
+    fused_dir = _pipe(tmp_path / "fused", "train.engine=fused", "device.cpu_devices=2", "device.strategy=mirrored")
+    manifest = read_json(fused_dir / "manifest.json")
+    assert (manifest["engine"], manifest["devices"]["replicas"]) == ("fused", 2)
+    fit_history, fused_history = read_json(fit_dir / "history.json"), read_json(fused_dir / "history.json")
+    assert sorted(fused_history) == sorted(fit_history) == ["loss", "mae", "val_loss", "val_mae"]
+    for key, values in fit_history.items():
+        np.testing.assert_allclose(fused_history[key], values, rtol=1e-4, atol=1e-6)
+
+
+def test_fused_under_mixed_bfloat16_trains_like_fit(tmp_path):
+    """mixed_bfloat16 on the CPU: bfloat16 compute (8 bits of mantissa) in both paths, on the
+    same batches; the epoch losses agree to 1e-2 relative, far below the tenfold drop
+    training makes."""
+    mixed = "device.mixed_precision=mixed_bfloat16"
+    fit_dir = _pipe(tmp_path / "fit", mixed)
+    fused_dir = _pipe(tmp_path / "fused", mixed, "train.engine=fused")
+    assert read_json(fused_dir / "manifest.json")["engine"] == "fused"
+    fit_loss, fused_loss = read_json(fit_dir / "history.json")["loss"], read_json(fused_dir / "history.json")["loss"]
+    np.testing.assert_allclose(fused_loss, fit_loss, rtol=1e-2)
+    assert fused_loss[-1] < 0.1 * fused_loss[0]
