@@ -15,6 +15,8 @@ from runner.models.identifiers import get_callbacks, get_loss, get_metrics, get_
 from runner.outputs import files, history
 from runner.outputs.manifest import Manifest
 from runner.outputs.results import write_results
+from runner.outputs.run_dir import RunDir
+from runner.failure import note_error_log
 from runner.spec.metadata import substitute_metadata
 from runner.train import checkpoint as checkpoints
 from runner.train.custom import CustomLoop
@@ -76,7 +78,7 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
             print("loop: custom (Keras fit does not run under multi_worker_mirrored)", flush=True)
 
     previous = checkpoints.previous_run(resume_from) if resume_from is not None else None
-    run_dir = files.create_run_dir(spec, setup.is_chief)
+    run_dir = RunDir.create(spec, setup.is_chief)
     spec_sha256 = files.write_spec(run_dir, spec)
     manifest = Manifest(run_dir, spec, spec_sha256=spec_sha256, devices=setup.manifest, files=datasets.files)
     manifest.update(loop=loop)
@@ -93,10 +95,11 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
         manifest.finish("completed", epochs_run=result.epochs_run)
     except BaseException as e:
         manifest.finish("failed", error=f"{type(e).__name__}: {e}")
+        note_error_log(e, run_dir)
         raise
     finally:
         files.discard_run_dir(run_dir, setup.is_chief)
-    return RunResult(run_dir=run_dir, metrics=evaluation, chief=setup.is_chief)
+    return RunResult(run_dir=run_dir.path, metrics=evaluation, chief=setup.is_chief)
 
 
 def _set_op_determinism(enabled: bool) -> None:
