@@ -19,6 +19,7 @@ from runner.outputs.run_dir import RunDir
 from runner.failure import note_error_log
 from runner.spec.metadata import substitute_metadata
 from runner.train import checkpoint as checkpoints
+from runner.train.class_weight import check_class_weight
 from runner.train.custom import CustomLoop
 from runner.train.devices import check_batch_stages, setup_devices
 from runner.train.fit import fit
@@ -59,6 +60,7 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
 
     datasets = build_datasets(spec)
     validation = _validation_split(spec, datasets)
+    check_class_weight(spec, datasets.info)
     loop = train_config.get("loop", "fit")
     model_config = substitute_metadata(spec.doc["model"], datasets.info, spec, ("model",))
     with setup.strategy.scope():

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from runner.data.cache import source_key
+from runner.data.emptiness import check_not_empty
 from runner.data.source import Source
 from runner.data.sources import load_source
 from runner.data.stages import apply_stages
@@ -51,7 +53,8 @@ def build_datasets(spec) -> Datasets:
     for split, source in sources.items():
         stages = section[split].get("stages") or []
         built[split] = apply_stages(spec, ("data", split, "stages"), source.make(), stages,
-                                    count=source.count, info=info)
+                                    count=source.count, info=info, source_key=source_key(spec, split, source))
+        check_not_empty(spec, split, built[split])
     files = list(dict.fromkeys(f for s in sources.values() for f in s.files))
     return Datasets(built["train"], built.get("validation"), built.get("test"), info, files)
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
+
+from runner.data.cache import cache_file
 
 from runner.spec.errors import first_line
 from runner.spec.metadata import substitute_metadata
@@ -10,7 +14,7 @@ from runner.data.ops import build_map_function
 
 
 def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, count: int,
-                 info: dict) -> tf.data.Dataset:
+                 info: dict, source_key=None) -> tf.data.Dataset:
     """`dataset` through every stage of `stages`, in the declared order.
 
     Args:
@@ -18,6 +22,8 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
         path: the stages' path, e.g. `("data", "train", "stages")`.
         count: elements of the split's source, for `all` when tf.data cannot tell.
         info: dataset metadata, for `${data...}` references in map ops.
+        source_key: what the source's elements depend on (`cache.source_key`); with the
+            stages before it, it keys a cache file.
 
     Raises:
         SpecError: located at the stage (and its key) that cannot be built.
@@ -28,6 +34,8 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
         build = _STAGES.get(name)
         if build is None:
             raise spec.error(where, f"unknown stage '{name}' (known: {', '.join(_STAGES)})")
+        if name == "cache":
+            build = functools.partial(_cache, key=[source_key, stages[:i]])
         try:
             dataset = build(spec, where, dataset, args or {}, count, info)
         except (ValueError, TypeError, tf.errors.OpError) as e:
@@ -42,13 +50,10 @@ def _map(spec, where, dataset, args, count, info):
                        deterministic=args.get("deterministic"))
 
 
-def _cache(spec, where, dataset, args, count, info):
+def _cache(spec, where, dataset, args, count, info, key=None):
     filename = args.get("filename")
-    if not filename:
-        return dataset.cache()
-    file = spec.resolve_path(filename)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    return dataset.cache(str(file))
+    file = cache_file(spec, where, filename, key) if filename else None
+    return dataset.cache(file) if file else dataset.cache()
 
 
 def _shuffle(spec, where, dataset, args, count, info):

@@ -70,6 +70,9 @@ def keras_message(error: BaseException) -> str:
     # Keras wraps the real cause of a failed from_config in a long generic message.
     while "Exception encountered: " in text:
         text = text.split("Exception encountered: ", 1)[1]
+    # A layer's call failing: Keras frames the cause with the call's name and arguments.
+    text = re.sub(r"^\s*Exception encountered when calling [\w.]+\(\)\.\s*", "", text)
+    text = re.split(r"\s*Arguments received by ", text)[0]
     text = re.sub(r"\s+", " ", text).strip()
     return text or type(error).__name__
 
