@@ -22,7 +22,7 @@ from pathlib import Path
 
 from runner.spec.cluster import read_cluster
 
-_HELD = []  # the open lock files of this process's caches: the OS releases them at exit
+_HELD = {}  # cache path -> its open lock file, for the life of the process (the OS releases it)
 
 
 def cache_file(spec, where: tuple, filename: str, key) -> str | None:
@@ -35,6 +35,8 @@ def cache_file(spec, where: tuple, filename: str, key) -> str | None:
     base = spec.resolve_path(filename)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
     path = base.with_name(f"{base.name}-{digest}{_worker_suffix(spec)}")
+    if str(path) in _HELD:  # this process built the same split before: its lock still holds
+        return str(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         lock = open(f"{path}.pipe-lock", "a")
@@ -47,7 +49,7 @@ def cache_file(spec, where: tuple, filename: str, key) -> str | None:
         lock.close()
         print(f"cache: {path} is in use by another run; caching in memory instead", file=sys.stderr, flush=True)
         return None
-    _HELD.append(lock)
+    _HELD[str(path)] = lock
     _remove_stale_lockfiles(path)
     return str(path)
 
