@@ -20,7 +20,8 @@ from tests.test_spec import MINIMAL
 
 
 def pipe(*args, cwd, umask=None, timeout=600):
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    home = cwd.parent if cwd.name == "work" else cwd
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
     preexec = (lambda: os.umask(umask)) if umask is not None else None
     return subprocess.run([sys.executable, "-m", "runner.cli", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=timeout, preexec_fn=preexec)
@@ -128,18 +129,20 @@ def test_a_callback_path_escape_deletes_nothing(tmp_path):
 
 @pytest.mark.slow
 def test_callback_files_land_inside_the_run_directory_readable_by_the_team(tmp_path):
-    spec = (SPECS / "keras_regression.yaml").read_text().replace("  epochs: 20", textwrap.dedent("""\
-          epochs: 2
-          callbacks:
-            - CSVLogger: {filename: logs/train.csv}
-            - BackupAndRestore: {backup_dir: backup}
-            - ModelCheckpoint: {filepath: "ck/e{epoch}.keras"}
-            - {class_name: TensorBoard, config: {log_dir: tb}}""").replace("\n", "\n  ").rstrip())
+    callbacks = ("  epochs: 2\n  callbacks:\n"
+                 "    - CSVLogger: {filename: logs/train.csv}\n"
+                 "    - BackupAndRestore: {backup_dir: backup}\n"
+                 "    - ModelCheckpoint: {filepath: 'ck/e{epoch}.keras'}\n"
+                 "    - {class_name: TensorBoard, config: {log_dir: tb}}")
+    spec = (SPECS / "keras_regression.yaml").read_text().replace("  epochs: 20", callbacks)
     path = _write(tmp_path, spec)
-    result = pipe("run", str(path), "--quiet", cwd=tmp_path, umask=0o022)
+    work = tmp_path / "work"  # the current directory; HOME (Keras's and matplotlib's caches) is its parent
+    work.mkdir()
+    result = pipe("run", str(path), "--quiet", cwd=work, umask=0o022)
     assert result.returncode == 0, result.stderr
-    run_dir = tmp_path / result.stdout.splitlines()[0].split(": ", 1)[1]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["runs", "spec.yaml"]  # nothing written elsewhere
+    run_dir = work / result.stdout.splitlines()[0].split(": ", 1)[1]
+    assert [p.name for p in work.iterdir()] == ["runs"]  # nothing written beside the run directory
+    assert sorted(p.name for p in (work / "runs" / "keras_regression").iterdir()) == [run_dir.name]
     assert (run_dir / "logs" / "train.csv").read_text().startswith("epoch,loss")
     assert sorted(p.name for p in (run_dir / "ck").iterdir()) == ["e1.keras", "e2.keras"]
     assert list((run_dir / "tb").rglob("events.out.tfevents.*"))
