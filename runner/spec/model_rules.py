@@ -63,6 +63,8 @@ def _graph_errors(spec, graph: dict, path: tuple) -> list[SpecError]:
         if name not in feeds:
             where = (*path, "outputs") + (() if isinstance(graph["outputs"], str) else (j,))
             errors.append(spec.error(where, f"unknown output {name!r}", at_value=True))
+    if errors:  # with a name unknown, what reaches the outputs is unclear: report that first
+        return errors
     while todo:
         name = todo.pop()
         if name not in reached:
