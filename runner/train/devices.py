@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from runner.spec.cluster import Cluster, read_cluster
+from runner.train.watchdog import deadline
 
 _STRATEGY = ("device", "strategy")
 _NO_GPU_NOTICE = "no GPU visible: running on the CPU"
@@ -333,6 +334,9 @@ def _mirrored(spec, options, logical):
     return tf.distribute.MirroredStrategy(devices=names, cross_device_ops=ops() if ops else None)
 
 
+DEFAULT_STARTUP_TIMEOUT_S = 600  # a cluster's pods may take minutes to be scheduled
+
+
 def _multi_worker(spec, options, cluster):
     implementation = options.get("communication", "auto").upper()
     communication = tf.distribute.experimental.CommunicationOptions(
@@ -348,10 +352,14 @@ def _multi_worker(spec, options, cluster):
         )
     # Without a spec cluster, TensorFlow reads TF_CONFIG (checked by read_cluster);
     # without either, this process is a one-worker cluster.
+    timeout = options.get("startup_timeout_s", DEFAULT_STARTUP_TIMEOUT_S)
+    waiting = (f"pipe run: the run failed: the other tasks of the cluster did not start within {timeout:g} s "
+               "(device.strategy.startup_timeout_s): start every worker with the same cluster, or wait longer")
     try:
-        return tf.distribute.MultiWorkerMirroredStrategy(
-            cluster_resolver=resolver, communication_options=communication
-        )
+        with deadline(timeout, waiting):  # TensorFlow waits for the peers without a limit
+            return tf.distribute.MultiWorkerMirroredStrategy(
+                cluster_resolver=resolver, communication_options=communication
+            )
     except (RuntimeError, ValueError) as e:
         raise spec.error(_STRATEGY, f"cannot start multi_worker_mirrored: {e}") from e
 
