@@ -1,4 +1,5 @@
-"""Nothing waits forever: a chief whose peers never start gives up after its timeout."""
+"""Nothing waits forever: a chief whose peers never start gives up after its timeout (the
+endless `repeat` is refused by validate: tests/hostile/validate/repeat_*)."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def test_a_chief_whose_peers_never_start_stops_after_its_timeout(tmp_path):
                             env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
     assert result.returncode == 3
     assert result.stderr.strip().splitlines()[-1] == (
-        "pipe run: the run failed: the other tasks of the cluster did not start within 5 s "
-        "(device.strategy.startup_timeout_s): start every worker with the same cluster, or wait longer")
+        "pipe run: the run failed: RuntimeError: the other tasks of the cluster did not start within 5 s "
+        f"(device.strategy.startup_timeout_s): nothing answers at 127.0.0.1:{ports[1]}; start every worker with "
+        "the same cluster, or wait longer (no run directory was made; --debug prints it)")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()

@@ -14,7 +14,7 @@ import keras
 import tensorflow as tf
 
 from runner.spec.cluster import Cluster, read_cluster
-from runner.train.watchdog import deadline
+from runner.train.peers import DEFAULT_STARTUP_TIMEOUT_S, wait_for_peers
 
 _STRATEGY = ("device", "strategy")
 _NO_GPU_NOTICE = "no GPU visible: running on the CPU"
@@ -334,9 +334,6 @@ def _mirrored(spec, options, logical):
     return tf.distribute.MirroredStrategy(devices=names, cross_device_ops=ops() if ops else None)
 
 
-DEFAULT_STARTUP_TIMEOUT_S = 600  # a cluster's pods may take minutes to be scheduled
-
-
 def _multi_worker(spec, options, cluster):
     implementation = options.get("communication", "auto").upper()
     communication = tf.distribute.experimental.CommunicationOptions(
@@ -352,14 +349,12 @@ def _multi_worker(spec, options, cluster):
         )
     # Without a spec cluster, TensorFlow reads TF_CONFIG (checked by read_cluster);
     # without either, this process is a one-worker cluster.
-    timeout = options.get("startup_timeout_s", DEFAULT_STARTUP_TIMEOUT_S)
-    waiting = (f"pipe run: the run failed: the other tasks of the cluster did not start within {timeout:g} s "
-               "(device.strategy.startup_timeout_s): start every worker with the same cluster, or wait longer")
+    # TensorFlow waits for the other tasks without a limit: the chief waits first, with one.
+    wait_for_peers(cluster, options.get("startup_timeout_s", DEFAULT_STARTUP_TIMEOUT_S))
     try:
-        with deadline(timeout, waiting):  # TensorFlow waits for the peers without a limit
-            return tf.distribute.MultiWorkerMirroredStrategy(
-                cluster_resolver=resolver, communication_options=communication
-            )
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=resolver, communication_options=communication
+        )
     except (RuntimeError, ValueError) as e:
         raise spec.error(_STRATEGY, f"cannot start multi_worker_mirrored: {e}") from e
 
