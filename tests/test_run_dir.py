@@ -77,6 +77,31 @@ def test_an_output_dir_that_is_a_file_is_a_located_error(tmp_path, monkeypatch):
                                "taken/tiny: a file is in the way, not a directory")
 
 
+def test_a_read_only_output_dir_is_a_located_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "locked").mkdir()
+    undo = _make_read_only(tmp_path / "locked")
+    try:
+        spec = load_spec(_write(tmp_path, MINIMAL + "outputs: {dir: locked}\n"))
+        with pytest.raises(Exception) as info:
+            RunDir.create(spec)
+    finally:
+        undo()
+    assert str(info.value) in (
+        f"{spec.file}:21:11: outputs.dir: cannot create the run directory: locked/tiny: {reason}"
+        for reason in ("Operation not permitted", "Permission denied"))
+
+
+def _make_read_only(folder: Path):
+    """A folder nobody may write to, root included (chattr +i); returns how to undo it."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return lambda: folder.chmod(0o755)
+    if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("running as root on a filesystem without chattr +i: cannot make a folder read-only")
+    return lambda: subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
 def test_files_honour_the_umask(tmp_path):
     old = os.umask(0o027)
     try:

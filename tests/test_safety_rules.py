@@ -57,3 +57,10 @@ def test_refused_keras_objects_are_located_at_their_name(write_spec):
         f"{path}:22:73: train.callbacks[1].config.filename: '/etc/passwd' is an absolute path: a spec writes only "
         "inside its run directory; give a path relative to it, such as 'logs/train.csv'",
     ]
+
+
+def test_keras_safe_mode_is_never_turned_off():
+    from tests.conftest import REPO
+
+    code = "\n".join(p.read_text() for p in (REPO / "runner").rglob("*.py"))
+    assert "enable_unsafe_deserialization" not in code and "safe_mode=False" not in code
