@@ -37,5 +37,5 @@ def describe_failure(error: BaseException) -> str:
     if len(text) > _MAX_CHARS:
         text = text[:_MAX_CHARS].rstrip() + " ..."
     log = error_log_of(error)
-    where = f"the full traceback is in {log}" if log else "no run directory was made"
+    where = f"the full traceback is in {log}" if log else "no error.log was written"
     return f"pipe run: the run failed: {type(error).__name__}: {text} ({where}; --debug prints it)"

@@ -97,7 +97,8 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
         manifest.finish("completed", epochs_run=result.epochs_run)
     except BaseException as e:
         manifest.finish("failed", error=f"{type(e).__name__}: {e}")
-        note_error_log(e, run_dir)
+        if isinstance(e, Exception):  # a failure, not an interrupt: keep its traceback
+            note_error_log(e, run_dir)
         raise
     finally:
         files.discard_run_dir(run_dir, setup.is_chief)

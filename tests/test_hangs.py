@@ -34,6 +34,6 @@ def test_a_chief_whose_peers_never_start_stops_after_its_timeout(tmp_path):
     assert result.stderr.strip().splitlines()[-1] == (
         "pipe run: the run failed: RuntimeError: the other tasks of the cluster did not start within 5 s "
         f"(device.strategy.startup_timeout_s): nothing answers at 127.0.0.1:{ports[1]}; start every worker with "
-        "the same cluster, or wait longer (no run directory was made; --debug prints it)")
+        "the same cluster, or wait longer (no error.log was written; --debug prints it)")
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "runs").exists()
