@@ -15,6 +15,8 @@ _MAX_CHARS = 600  # one paragraph; TensorFlow's messages can run to pages
 
 def note_error_log(error: BaseException, run_dir) -> None:
     """Write `error`'s traceback to the run directory's error.log and remember where."""
+    if not run_dir.chief:  # a worker's temporary directory is removed as the run ends
+        return
     log = run_dir.write_error_log(error)
     if log is not None:
         error.add_note(f"{_LOG_NOTE}{log}")

@@ -10,13 +10,13 @@ import keras
 import tensorflow as tf
 
 from runner.data import build_datasets
+from runner.failure import note_error_log
 from runner.models import build_model, is_keras
 from runner.models.identifiers import get_callbacks, get_loss, get_metrics, get_optimizer
 from runner.outputs import files, history
 from runner.outputs.manifest import Manifest
 from runner.outputs.results import write_results
 from runner.outputs.run_dir import RunDir
-from runner.failure import note_error_log
 from runner.spec.metadata import substitute_metadata
 from runner.train import checkpoint as checkpoints
 from runner.train.class_weight import check_class_weight
