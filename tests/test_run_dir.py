@@ -199,3 +199,20 @@ def _write(folder: Path, text: str) -> Path:
     path = folder / "spec.yaml"
     path.write_text(text)
     return path
+
+
+def test_a_failure_is_told_in_one_paragraph(tmp_path):
+    from runner.failure import describe_failure, note_error_log
+
+    error = ValueError("Incompatible shapes: [4] vs. [3]\n\t [[{{node mul}}]] [Op:Mul] name: ")
+    (tmp_path / "run").mkdir()
+    try:
+        raise error
+    except ValueError as e:
+        note_error_log(e, RunDir(tmp_path / "run"))
+    assert describe_failure(error) == (
+        "pipe run: the run failed: ValueError: Incompatible shapes: [4] vs. [3] "
+        f"(the full traceback is in {tmp_path / 'run' / 'error.log'}; --debug prints it)")
+    assert "raise error" in (tmp_path / "run" / "error.log").read_text()
+    long = describe_failure(RuntimeError("x" * 5000))
+    assert "\n" not in long and len(long) < 700 and long.endswith("... (no error.log was written; --debug prints it)")
