@@ -169,6 +169,7 @@ def run(
         "--resume", metavar="RUN_DIR", exists=True, file_okay=False,
         help="Continue from the last checkpoint of this earlier run directory (in a new one).")] = None,
     verbose: VerboseOption = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Print the Python traceback of a failed run.")] = False,
 ):
     """Train and evaluate what a spec declares; write everything to a new run directory.
 
@@ -181,6 +182,8 @@ def run(
 
         result = run_spec(spec, quiet=quiet, resume_from=resume)
     except SpecError as e:
+        if debug:
+            traceback.print_exc()
         typer.echo(str(e), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
     except BrokenInstall as e:
@@ -190,8 +193,11 @@ def run(
         typer.echo("pipe run: interrupted", err=True)
         raise typer.Exit(code=130) from None
     except Exception as e:  # a failure of the run itself, not of the spec: keep the details
-        traceback.print_exc()
-        typer.echo(f"pipe run: the run failed: {type(e).__name__}: {e}", err=True)
+        from runner.failure import describe_failure
+
+        if debug:
+            traceback.print_exc()
+        typer.echo(describe_failure(e), err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
     if result.chief:
         typer.echo(f"run directory: {result.run_dir}")

@@ -13,14 +13,17 @@ from runner import console
 from runner.data import build_datasets
 from runner.internals import disable_op_determinism
 from runner.fused_training import choose_training
+from runner.failure import note_error_log
 from runner.models import build_model, is_keras
 from runner.models.catalog_check import warn_on_catalog_drift
 from runner.models.identifiers import get_callbacks, get_optimizer
 from runner.outputs import files, history
 from runner.outputs.manifest import Manifest
 from runner.outputs.results import write_results
+from runner.outputs.run_dir import RunDir
 from runner.spec.metadata import substitute_metadata
 from runner.train import checkpoint as checkpoints
+from runner.train.class_weight import check_class_weight
 from runner.train.custom import CustomLoop
 from runner.train.devices import check_batch_stages, setup_devices
 from runner.train.fit import fit
@@ -65,6 +68,7 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
 
     datasets = build_datasets(spec)
     validation = _validation_split(spec, datasets)
+    check_class_weight(spec, datasets.info)
     loop = train_config.get("loop", "fit")
     model_config = substitute_metadata(spec.doc["model"], datasets.info, spec, ("model",))
     with setup.strategy.scope():
@@ -83,7 +87,7 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
             print("loop: custom (Keras fit does not run under multi_worker_mirrored)", flush=True)
 
     previous = checkpoints.previous_run(resume_from) if resume_from is not None else None
-    run_dir = files.create_run_dir(spec, setup.is_chief)
+    run_dir = RunDir.create(spec, setup.is_chief)
     console.move_log_to(run_dir)  # TensorFlow's C++ log, when the command keeps one
     spec_sha256 = files.write_spec(run_dir, spec)
     manifest = Manifest(run_dir, spec, spec_sha256=spec_sha256, devices=setup.manifest, files=datasets.files)
@@ -108,10 +112,12 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
         manifest.finish("completed", epochs_run=result.epochs_run)
     except BaseException as e:
         manifest.finish("failed", error=f"{type(e).__name__}: {e}")
+        if isinstance(e, Exception):  # a failure, not an interrupt: keep its traceback
+            note_error_log(e, run_dir)
         raise
     finally:
         files.discard_run_dir(run_dir, setup.is_chief)
-    return RunResult(run_dir=run_dir, metrics=evaluation, chief=setup.is_chief)
+    return RunResult(run_dir=run_dir.path, metrics=evaluation, chief=setup.is_chief)
 
 
 def _set_op_determinism(enabled: bool) -> None:

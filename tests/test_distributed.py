@@ -43,6 +43,10 @@ def _env(extra=None) -> dict:
     return env
 
 
+# Every worker runs the callback; only the chief's file may land in a run directory.
+CSV_LOGGER = "train.callbacks=[{CSVLogger: {filename: logs/train.csv}}]"
+
+
 def _command(outputs_dir: Path, sets) -> list:
     command = [sys.executable, "-m", "runner.cli", "run", str(SPEC), "--set", f"outputs.dir={outputs_dir}"]
     for item in sets:
@@ -113,7 +117,7 @@ def two_workers(tmp_path_factory):
         tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
         processes.append(
             subprocess.Popen(
-                _command(outputs_dir, ["device.strategy=multi_worker_mirrored"]),
+                _command(outputs_dir, ["device.strategy=multi_worker_mirrored", CSV_LOGGER]),
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                 env=_env({"TF_CONFIG": tf_config}),
             )
@@ -139,6 +143,7 @@ def _assert_close(actual: dict, expected: dict, keys):
 def _spec_without_device(run: Run) -> dict:
     data = yaml.safe_load((run.run_dir / "spec.yaml").read_text())
     data.pop("device", None)
+    data["train"].pop("callbacks", None)  # CSV_LOGGER, on the multi-worker runs only
     data.get("outputs", {}).pop("dir", None)
     return data
 
@@ -185,6 +190,7 @@ def test_multi_worker_two_local_workers(two_workers, runs):
 
     names = {p.name for p in chief.run_dir.iterdir()}
     assert {"spec.yaml", "manifest.json", "history.json", "history.csv", "metrics.json", "model.keras"} <= names
+    assert (chief.run_dir / "logs" / "train.csv").read_text().startswith("epoch,")  # the worker's went with its temp dir
     manifest = chief.json("manifest.json")
     assert manifest["status"] == "completed" and manifest["epochs_run"] == 6
     devices = manifest["devices"]

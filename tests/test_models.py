@@ -251,16 +251,24 @@ def test_metrics_keep_strings_for_compile_and_resolve_dicts(tmp_path):
 
 def test_callbacks_with_relative_paths_go_into_the_run_directory(tmp_path):
     spec = load(tmp_path, "sequential: {layers: [{Dense: {units: 1}}]}")
-    run_dir = tmp_path / "run"
+    from runner.outputs.run_dir import RunDir
+
+    (tmp_path / "run").mkdir()
+    run_dir = RunDir(tmp_path / "run")
     callbacks = identifiers.get_callbacks(
         [{"CSVLogger": {"filename": "log.csv"}}, {"ModelCheckpoint": {"filepath": "best.keras"}},
-         {"EarlyStopping": {"patience": 2}}, {"ModelCheckpoint": {"filepath": str(tmp_path / "abs.keras")}}],
+         {"EarlyStopping": {"patience": 2}}],
         spec, run_dir,
     )
-    assert callbacks[0].filename == str(run_dir / "log.csv")
-    assert callbacks[1].filepath == str(run_dir / "best.keras")
+    assert callbacks[0].filename == str(tmp_path / "run" / "log.csv")
+    assert callbacks[1].filepath == str(tmp_path / "run" / "best.keras")
     assert callbacks[2].patience == 2
-    assert callbacks[3].filepath == str(tmp_path / "abs.keras")
+    # an absolute path no longer passes through: a spec writes only inside its run directory
+    assert error_of(lambda: identifiers.get_callbacks(
+        [{"ModelCheckpoint": {"filepath": str(tmp_path / "abs.keras")}}], spec, run_dir)) == (
+        f"{spec.file}:12:3: train.callbacks[0].ModelCheckpoint.filepath: {str(tmp_path / 'abs.keras')!r} is an "
+        "absolute path: a spec writes only inside its run directory; give a path relative to it, such as "
+        "'logs/train.csv'")
     assert error_of(lambda: identifiers.get_callbacks(["EarlyStoping"], spec, run_dir)) == (
         f"{spec.file}:11:1: train.callbacks[0]: unknown callback 'EarlyStoping' (did you mean 'EarlyStopping'?)"
     )

@@ -6,6 +6,7 @@ import pytest
 
 from runner.spec import load_spec
 from runner.spec.errors import SpecError
+from runner.spec.yamlfile import parse
 from tests.test_spec import MINIMAL
 
 
@@ -112,3 +113,39 @@ def test_anchors_and_merge_keys_are_plain_data(write_spec):
     assert spec.doc["data"]["test"]["source"] == spec.doc["data"]["train"]["source"]
     path = write_spec(text.replace("      - <<: *b", "      - batch: {<<: *b, drop_remainder: true}"))
     assert load_spec(path).doc["data"]["test"]["stages"][1] == {"batch": {"batch_size": 4, "drop_remainder": True}}
+
+
+@pytest.mark.parametrize("text,value", [("010", 10), ("007", 7), ("0o17", 15), ("0x1F", 31), ("-5", -5),
+                                        ("1_0", 10), ("1:30", "1:30"), ("0b11", "0b11"), ("0x", "0x")])
+def test_integers_follow_yaml_1_2(text, value):
+    data = parse(f"a: {text}\n").data
+    assert data["a"] == value and type(data["a"]) is type(value)
+
+
+def test_a_sexagesimal_is_a_string_the_schema_catches(write_spec):
+    path = write_spec(MINIMAL.replace("epochs: 2", "epochs: 1:30"))
+    assert only_error(path) == f"{path}:17:11: train.epochs: expected an integer, got string '1:30'"
+
+
+def test_a_merge_bomb_is_refused_quickly_and_located(write_spec):
+    lines = ["a: &a {a0: 1, a1: 1, a2: 1, a3: 1, a4: 1, a5: 1, a6: 1, a7: 1, a8: 1, a9: 1}"]
+    for prev, name in zip("abcdefg", "bcdefgh"):
+        lines.append(f"{name}: &{name} {{<<: [" + ", ".join([f"*{prev}"] * 10) + "]}")
+    path = write_spec("\n".join(lines) + "\n")
+    assert len(path.read_bytes()) < 700
+    assert only_error(path) == f"{path}:1:36: document expands to more than 100000 values (aliases used as a bomb?)"
+
+
+def test_recursive_merges_and_aliases_are_located(write_spec):
+    path = write_spec("a: &a\n  b: 1\n  <<: *a\n")
+    assert only_error(path) == f"{path}:3:3: recursive merge: a mapping merges itself"
+    path = write_spec("a: &a [1, [2, *a]]\n")
+    assert only_error(path) == f"{path}:1:4: recursive alias: a value contains itself"
+
+
+@pytest.mark.parametrize("text,code,column", [('"ti\\x07ny"', "0007", 7), ("ti\x1bny", "001B", 9),
+                                              ("ti\u202eny", "202E", 9), ("ti\x85ny", "0085", 9)])
+def test_control_characters_are_located(write_spec, text, code, column):
+    path = write_spec(MINIMAL.replace("name: tiny", f"name: {text}"))
+    where = "a value" if text.startswith('"') else "file"
+    assert only_error(path) == f"{path}:2:{column}: control character U+{code} in {where}; a spec is plain text"

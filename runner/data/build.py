@@ -8,6 +8,8 @@ from pathlib import Path
 import tensorflow as tf
 
 from runner.data.learned import Learned
+from runner.data.cache import source_key
+from runner.data.emptiness import check_not_empty
 from runner.data.source import Source
 from runner.data.sources import load_source
 from runner.data.split import split_fraction
@@ -72,7 +74,9 @@ def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datas
             path = ("data", "train", "stages")
             positions, stages = inherited_stages(section["train"].get("stages") or [])
         built[split] = apply_stages(spec, path, source.make(), stages or [], count=source.count, info=info,
-                                    learned=learned, split=split, positions=positions)
+                                    learned=learned, split=split, positions=positions,
+                                    source_key=source_key(spec, split, source))
+        check_not_empty(spec, split, built[split])
     files = list(dict.fromkeys(f for s in sources.values() for f in s.files))
     return Datasets(built.get("train"), built.get("validation"), built.get("test"), info, files, learned, sources)
 

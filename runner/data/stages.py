@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
+
+from runner.data.cache import cache_file
 
 from runner.spec.errors import first_line
 from runner.spec.metadata import substitute_metadata
@@ -16,7 +20,8 @@ AUGMENTATION_OPS = ("augment",)
 
 
 def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, count: int,
-                 info: dict, learned=None, split: str | None = None, positions=None) -> tf.data.Dataset:
+                 info: dict, learned=None, split: str | None = None, positions=None,
+                 source_key=None) -> tf.data.Dataset:
     """`dataset` through every stage of `stages`, in the declared order.
 
     Args:
@@ -27,6 +32,8 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
         learned: the `Learned` statistics (normalize ops without mean/std); train learns them.
         split: which split this is ("train" learns, the others apply).
         positions: each stage's index in `path` (when `stages` is a selection of them).
+        source_key: what the source's elements depend on (`cache.source_key`); with the
+            stages before it, it keys a cache file.
 
     Raises:
         SpecError: located at the stage (and its key) that cannot be built.
@@ -37,6 +44,8 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
         build = _STAGES.get(name)
         if build is None:
             raise spec.error(where, f"unknown stage '{name}' (known: {', '.join(_STAGES)})")
+        if name == "cache":
+            build = functools.partial(_cache, key=[source_key, stages[:i]])
         try:
             if name == "map":
                 dataset = _map(spec, where, dataset, args, count, info, learned, split)
@@ -73,13 +82,10 @@ def _map(spec, where, dataset, args, count, info, learned=None, split=None):
                        deterministic=args.get("deterministic"))
 
 
-def _cache(spec, where, dataset, args, count, info):
+def _cache(spec, where, dataset, args, count, info, key=None):
     filename = args.get("filename")
-    if not filename:
-        return dataset.cache()
-    file = spec.resolve_path(filename)
-    file.parent.mkdir(parents=True, exist_ok=True)
-    return dataset.cache(str(file))
+    file = cache_file(spec, where, filename, key) if filename else None
+    return dataset.cache(file) if file else dataset.cache()
 
 
 def _shuffle(spec, where, dataset, args, count, info):

@@ -8,17 +8,15 @@ Keras lacks: the spec location and a did-you-mean for names Keras does not know.
 
 from __future__ import annotations
 
-import os
 import re
 
 import keras
 
 from runner.internals import compile_loss, compile_metric, keras_alias_table
 from runner.spec.errors import did_you_mean
+from runner.spec.paths import PATH_ARGUMENT
+from runner.spec.safety import REFUSED
 
-# Arguments of Keras callbacks that name a file or directory; relative values are placed
-# inside the run directory so a run never writes outside of it.
-_PATH_ARGUMENTS = ("filepath", "filename", "log_dir", "backup_dir")
 
 
 def to_keras_config(identifier):
@@ -72,6 +70,9 @@ def keras_message(error: BaseException) -> str:
     # Keras wraps the real cause of a failed from_config in a long generic message.
     while "Exception encountered: " in text:
         text = text.split("Exception encountered: ", 1)[1]
+    # A layer's call failing: Keras frames the cause with the call's name and arguments.
+    text = re.sub(r"^\s*Exception encountered when calling [\w.]+\(\)\.\s*", "", text)
+    text = re.split(r"\s*Arguments received by ", text)[0]
     text = re.sub(r"\s+", " ", text).strip()
     return text or type(error).__name__
 
@@ -87,6 +88,8 @@ def get_layer(identifier, spec, path: tuple):
     if isinstance(config, str):
         config = {"class_name": config, "config": {}}
     name = config.get("class_name")
+    if name in REFUSED:
+        raise spec.error(path, REFUSED[name])
     if _is_application(name):
         return _application(name, dict(config.get("config") or {}), spec, config_path(identifier, path))
     if not _is_class(keras.layers, name, keras.layers.Layer):
@@ -97,8 +100,9 @@ def get_layer(identifier, spec, path: tuple):
     try:
         return getattr(keras.layers, name)(**(config.get("config") or {}))
     except Exception as e:
-        try:
-            return keras.layers.deserialize({"module": "keras.layers", **config})
+        try:  # Keras's own namespace, whatever the spec says; safe_mode stays on (its default)
+            own = {k: v for k, v in config.items() if k not in ("module", "registered_name")}
+            return keras.layers.deserialize({**own, "module": "keras.layers"})
         except Exception:
             raise spec.error(config_path(identifier, path), keras_message(e)) from e
 
@@ -188,10 +192,12 @@ def resolve_loss(loss, y_true, y_pred):
 
 
 def get_callbacks(identifiers, spec, run_dir, path: tuple = ("train", "callbacks")) -> list:
-    """Keras callbacks, classes of `keras.callbacks`; relative paths go into run_dir.
+    """Keras callbacks, classes of `keras.callbacks`; their paths go inside run_dir.
 
     Callbacks have no Keras deserializer, so the class is looked up in the
-    `keras.callbacks` namespace and constructed with the spec's arguments.
+    `keras.callbacks` namespace and constructed with the spec's arguments. Every argument
+    whose name says path, dir or file is handed out by `run_dir.spec_path` (a
+    `runner.outputs.run_dir.RunDir`), which refuses a path that leaves the run directory.
     """
     callbacks = []
     base = keras.callbacks.Callback
@@ -203,10 +209,14 @@ def get_callbacks(identifiers, spec, run_dir, path: tuple = ("train", "callbacks
         if not _is_class(keras.callbacks, name, base):
             candidates = [n for n in public_names(keras.callbacks) if _is_class(keras.callbacks, n, base)]
             raise spec.error(item, f"unknown callback {name!r}", did_you_mean(name, candidates))
-        for key in _PATH_ARGUMENTS:
-            value = arguments.get(key)
-            if isinstance(value, str) and not os.path.isabs(os.path.expanduser(value)):
-                arguments[key] = os.path.join(str(run_dir), value)
+        if name in REFUSED:
+            raise spec.error(item, REFUSED[name])
+        for key, value in arguments.items():
+            if isinstance(key, str) and PATH_ARGUMENT.search(key):
+                try:
+                    arguments[key] = str(run_dir.spec_path(value))
+                except (ValueError, TypeError) as e:
+                    raise spec.error((*config_path(identifier, item), key), str(e), at_value=True) from None
         try:
             callbacks.append(getattr(keras.callbacks, name)(**arguments))
         except Exception as e:

@@ -23,7 +23,10 @@ def create_run_dir(spec, is_chief: bool = True, now: datetime | None = None) -> 
     if not is_chief:
         return Path(tempfile.mkdtemp(prefix=f"pipe-{spec.doc['name']}-"))
     outputs = spec.doc.get("outputs") or {}
-    parent = Path(outputs.get("dir", "runs")).expanduser() / spec.doc["name"]
+    base = Path(outputs.get("dir", "runs")).expanduser()
+    parent = base / spec.doc["name"]
+    if spec.doc["name"] in (".", "..") or "/" in spec.doc["name"]:  # the schema refuses these too
+        raise spec.error(("name",), f"{spec.doc['name']!r} would leave {base}")
     parent.mkdir(parents=True, exist_ok=True)
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     for attempt in range(1, 10_000):
@@ -47,6 +50,7 @@ def write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
     handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; a run is read by the team
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
@@ -55,6 +59,20 @@ def write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux allows."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere the only way to read it is to set it, then restore it
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: Path, text: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 
 
 def format_path(path) -> str:
@@ -85,4 +86,7 @@ def did_you_mean(word, options) -> str | None:
 def first_line(error: BaseException) -> str:
     """The first line of a (TensorFlow) error's message: the part a user can act on."""
     text = getattr(error, "message", None) or str(error)
+    # TensorFlow prefixes errors raised inside a function with `{{function_node ...}}`.
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
+    text = re.sub(r"'?\s+failed with\s+", ": ", re.sub(r"\s*\[Op:[^\]]*\].*", "", text))
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__

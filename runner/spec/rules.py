@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from runner.spec.data_rules import endless_errors
 from runner.spec.errors import SpecError
+from runner.spec.model_rules import model_errors
+from runner.spec.safety import safety_errors
 
 
 def rule_errors(spec) -> list[SpecError]:
@@ -53,4 +56,5 @@ def section_rule_errors(spec) -> list[SpecError]:
     split = train.get("validate_on")
     if split and split not in data:
         errors.append(spec.error(("train", "validate_on"), f"there is no data.{split} split to validate on", at_value=True))
+    errors += safety_errors(spec) + model_errors(spec) + endless_errors(spec)
     return errors

@@ -70,6 +70,9 @@ def _explain(spec, error) -> list[SpecError]:
     if kind in ("anyOf", "oneOf"):
         alternatives = " or ".join(_summary(deref(s)) for s in error.validator_value)
         return [spec.error(path, f"expected {alternatives}, got {_describe(value)}", at_value=True)]
+    if kind == "pattern" and path == ("name",) and value in (".", ".."):
+        return [spec.error(path, f"{_show(value)} names no folder of its own (runs would land outside "
+                                 "outputs.dir): name the pipeline with letters, digits, '_', '.' or '-'", at_value=True)]
     if kind == "pattern" and path and path[-1] == "name":
         return [spec.error(path, f"{_show(value)} may only use letters, digits, '_', '.' and '-'", at_value=True)]
     return [spec.error(path, error.message, at_value=True)]

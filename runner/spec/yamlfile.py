@@ -29,9 +29,13 @@ class _Resolver(yaml.resolver.Resolver):
 
 
 _Resolver.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag.rsplit(":", 1)[1] in ("int", "null", "merge")]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag.rsplit(":", 1)[1] in ("null", "merge")]
     for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()
 }
+# YAML 1.2 core-schema integers (plus `_` separators): `010` is ten, never octal eight;
+# `0o17` and `0x1F` are the only other bases; `1:30` is a string, not sexagesimal 90.
+_INT = re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)$")
+_Resolver.add_implicit_resolver(_STANDARD + "int", _INT, list("-+0123456789"))
 _Resolver.add_implicit_resolver(
     _STANDARD + "bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
 )
@@ -49,6 +53,18 @@ _Resolver.add_implicit_resolver(
 )
 
 
+# Characters a spec never needs and that hide or reorder text: C0/C1 controls but tab and
+# line breaks, DEL, and the bidirectional overrides of "Trojan Source".
+_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def _construct_int(loader, node) -> int:
+    text = node.value.replace("_", "")
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text, 10)
+
+
 class _Composer(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,
                 yaml.constructor.SafeConstructor, _Resolver):
     def __init__(self, text: str):
@@ -58,6 +74,9 @@ class _Composer(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, ya
         yaml.composer.Composer.__init__(self)
         yaml.constructor.SafeConstructor.__init__(self)
         _Resolver.__init__(self)
+
+
+_Composer.add_constructor(_STANDARD + "int", _construct_int)
 
 
 @dataclass
@@ -94,7 +113,17 @@ def _position(raw: bytes, offset: int) -> tuple[int, int]:
 
 def parse(text: str, file=None) -> Document:
     """Parse one YAML document from `text`; `file` names it in errors."""
-    loader = _Composer(text)
+    control = _CONTROL.search(text)
+    if control:
+        before = text[:control.start()]
+        raise SpecError(f"control character U+{ord(control.group()):04X} in file; a spec is plain text",
+                        file=file, line=before.count("\n") + 1, column=control.start() - (before.rfind("\n") + 1) + 1)
+    try:
+        loader = _Composer(text)
+    except yaml.reader.ReaderError as e:  # characters YAML does not allow (U+FFFE, ...)
+        before = text[:e.position]
+        raise SpecError(f"character U+{e.character:04X} is not allowed in YAML", file=file,
+                        line=before.count("\n") + 1, column=e.position - (before.rfind("\n") + 1) + 1) from None
     try:
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as e:
@@ -121,27 +150,42 @@ class _Builder:
 
     def __init__(self, loader, doc: Document, file):
         self.loader, self.doc, self.file, self.count = loader, doc, file, 0
+        self.open = set()  # ids of the nodes being built: an alias back to one is a cycle
 
     def error(self, node, message) -> SpecError:
         return SpecError(message, file=self.file, line=node.start_mark.line + 1, column=node.start_mark.column + 1)
 
-    def build(self, node, path, depth):
+    def counted(self, node):
+        """One more value built or merged; bounded so aliases and merges cannot explode."""
         self.count += 1
         if self.count > MAX_NODES:
             raise self.error(node, f"document expands to more than {MAX_NODES} values (aliases used as a bomb?)")
+
+    def build(self, node, path, depth):
+        self.counted(node)
+        if id(node) in self.open:
+            raise self.error(node, "recursive alias: a value contains itself")
         if depth > MAX_DEPTH:
             raise self.error(node, f"YAML nesting is deeper than {MAX_DEPTH} levels")
         if node.tag not in _ALLOWED_TAGS:
             raise self.error(node, f"tag '{node.tag.replace(_STANDARD, '!!')}' is not allowed; a spec holds plain data only")
         self.doc.value_marks.setdefault(path, (node.start_mark.line + 1, node.start_mark.column + 1))
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path, depth)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            self.open.add(id(node))
+            try:
+                if isinstance(node, yaml.MappingNode):
+                    return self._mapping(node, path, depth)
+                return [self.build(item, path + (i,), depth + 1) for i, item in enumerate(node.value)]
+            finally:
+                self.open.discard(id(node))
         try:
-            return self.loader.construct_object(node, deep=True)
-        except yaml.constructor.ConstructorError as e:
-            raise self.error(node, f"bad value: {e.problem}") from None
+            value = self.loader.construct_object(node, deep=True)
+        except (yaml.constructor.ConstructorError, ValueError) as e:
+            raise self.error(node, f"bad value: {getattr(e, 'problem', None) or e}") from None
+        if isinstance(value, str) and _CONTROL.search(value):
+            found = _CONTROL.search(value).group()
+            raise self.error(node, f"control character U+{ord(found):04X} in a value; a spec is plain text")
+        return value
 
     def _mapping(self, node, path, depth):
         result, seen = {}, {}
@@ -160,8 +204,12 @@ class _Builder:
             result[key] = self.build(value_node, path + (key,), depth + 1)
         return result
 
-    def _merged_pairs(self, node):
-        """Key/value pairs with YAML merge keys (`<<: *base`) expanded; explicit keys win."""
+    def _merged_pairs(self, node, merging=()):
+        """Key/value pairs with YAML merge keys (`<<: *base`) expanded; explicit keys win.
+
+        Every pair a merge visits counts toward the node limit (a few hundred bytes of
+        nested merges would otherwise take minutes), and a merge of itself is an error.
+        """
         own = [(k, v) for k, v in node.value if k.tag != _STANDARD + "merge"]
         own_keys = {k.value for k, _ in own if isinstance(k, yaml.ScalarNode)}
         merged = []
@@ -172,7 +220,10 @@ class _Builder:
             for source in sources:
                 if not isinstance(source, yaml.MappingNode):
                     raise self.error(source, "a merge key (<<) takes a mapping or a list of mappings")
-                for k, v in self._merged_pairs(source):
+                if source is node or id(source) in merging or id(source) in self.open:
+                    raise self.error(key_node, "recursive merge: a mapping merges itself")
+                for k, v in self._merged_pairs(source, (*merging, id(node))):
+                    self.counted(k)
                     if k.value not in own_keys:
                         own_keys.add(k.value)
                         merged.append((k, v))

@@ -14,6 +14,7 @@ import keras
 import tensorflow as tf
 
 from runner.spec.cluster import Cluster, read_cluster
+from runner.train.peers import DEFAULT_STARTUP_TIMEOUT_S, wait_for_peers
 
 _STRATEGY = ("device", "strategy")
 _NO_GPU_NOTICE = "no GPU visible: running on the CPU"
@@ -348,6 +349,8 @@ def _multi_worker(spec, options, cluster):
         )
     # Without a spec cluster, TensorFlow reads TF_CONFIG (checked by read_cluster);
     # without either, this process is a one-worker cluster.
+    # TensorFlow waits for the other tasks without a limit: the chief waits first, with one.
+    wait_for_peers(cluster, options.get("startup_timeout_s", DEFAULT_STARTUP_TIMEOUT_S))
     try:
         return tf.distribute.MultiWorkerMirroredStrategy(
             cluster_resolver=resolver, communication_options=communication

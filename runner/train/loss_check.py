@@ -24,7 +24,11 @@ def check_loss_fits(loss, model, element_spec, spec, path=("train", "loss")):
         The `keras.losses.Loss` the loop uses (functions wrapped as `compile` does).
     """
     x, y = example_batch(element_spec)
-    prediction = model(x)
+    try:
+        prediction = model(x)
+    except Exception as e:
+        raise spec.error(_model_input_path(spec), f"the model does not take the data's features "
+                                                  f"{_describe(element_spec[0])}: {keras_message(e)}") from e
     try:
         loss_object = resolve_loss(loss, y, prediction)
         loss_object(y, prediction)
@@ -38,6 +42,16 @@ def check_loss_fits(loss, model, element_spec, spec, path=("train", "loss")):
             f"{keras_message(e)}",
         ) from e
     return loss_object
+
+
+def _model_input_path(spec) -> tuple:
+    """Where the model's input is declared: input_shape, the functional inputs, or the model."""
+    model = spec.doc["model"]
+    if "input_shape" in (model.get("sequential") or {}):
+        return ("model", "sequential", "input_shape")
+    if "functional" in model:
+        return ("model", "functional", "inputs")
+    return ("model",)
 
 
 def _describe(structure) -> str:

@@ -8,6 +8,7 @@ A numeric CSV is read as one array; a CSV that chooses its `features`, declares
 from __future__ import annotations
 
 import csv as csv_module
+import re
 
 import numpy as np
 import tensorflow as tf
@@ -30,6 +31,8 @@ def load(spec, path, options, seed) -> Source:
             raise spec.error(path + ("path",), f"empty CSV file: {file}")
         names = [n.strip().strip('"') for n in lines[0].split(delimiter)]
         lines = lines[1:]
+    if not any(line.strip() for line in lines):
+        raise spec.error(path + ("path",), f"no data rows in CSV {file}" + (" (only a header)" if names else ""))
     if any(k in options for k in _TABULAR) or isinstance(options.get("label"), list):
         return _load_table(spec, path, options, file, lines, names)
     try:
@@ -50,6 +53,26 @@ def load(spec, path, options, seed) -> Source:
     return array_source(features, labels, [file])
 
 
+def _where_unreadable(error: ValueError, header: bool) -> str:
+    """Where numpy failed, without quoting the file's text (it may be any file on disk)."""
+    found = re.search(r"at row (\d+), column (\d+)", str(error))
+    if found:
+        row, column = int(found.group(1)) + 1 + header, int(found.group(2))
+        return f"line {row}, column {column} is not a number"
+    found = re.search(r"the number of columns changed from (\d+) to (\d+) at row (\d+)", str(error))
+    if found:
+        return (f"line {int(found.group(3)) + header} has {found.group(2)} columns, "
+                f"earlier lines {found.group(1)}")
+    return "not a numeric CSV table"
+
+
+def _shown(names) -> str:
+    """Header names as a list, unless they do not look like names (the file may be anything)."""
+    if all(re.fullmatch(r"[\w .+-]{1,40}", n) for n in names) and len(names) <= 50:
+        return ", ".join(names)
+    return "the first line does not look like a header of column names"
+
+
 def _label_column(spec, path, label, names, columns) -> int | None:
     if label is None:
         return None
@@ -58,7 +81,7 @@ def _label_column(spec, path, label, names, columns) -> int | None:
             raise spec.error(path + ("label",), f"label '{label}' names a column, but the CSV has no header "
                                                 "(set header: true, or give the column index)")
         if label not in names:
-            raise spec.error(path + ("label",), f"no column '{label}' in the header (columns: {', '.join(names)})")
+            raise spec.error(path + ("label",), f"no column '{label}' in the header (columns: {_shown(names)})")
         return names.index(label)
     if not -columns <= label < columns:
         raise spec.error(path + ("label",), f"label column {label} is out of range: the CSV has {columns} columns")

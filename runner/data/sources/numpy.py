@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zipfile
 import zlib
 
 import numpy as np
@@ -18,8 +19,9 @@ def load_npz(spec, path, options, seed) -> Source:
             labels = None
             if options.get("label"):
                 labels = _archive_arrays(spec, path + ("label",), archive, options["label"], keys, file)
-    except (OSError, ValueError, zlib.error, EOFError) as e:
-        raise spec.error(path + ("path",), f"cannot read NPZ archive {file}: {e}") from e
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile) as e:
+        reason = "not a complete zip archive (truncated?)" if isinstance(e, zipfile.BadZipFile) else e
+        raise spec.error(path + ("path",), f"cannot read NPZ archive {file}: {reason}") from e
     if not isinstance(features, dict) and not isinstance(labels, dict):
         check_lengths(spec, path + ("label",), features, labels)
     rows = {len(a) for part in (features, labels) if part is not None

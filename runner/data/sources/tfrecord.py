@@ -47,7 +47,13 @@ def load(spec, path, options, seed) -> Source:
             parse, num_parallel_calls=tf.data.AUTOTUNE)
 
     count, num_classes = _scan_tfrecords(spec, path, files, compression, make, label is not None)
-    return dataset_source(make, count, num_classes, None, files)
+
+    def counted():
+        # The scan counted the records: tf.data then knows the split's size (no probe for
+        # emptiness, `all` sizes exact), and a file that shrinks before training is an error.
+        return make().apply(tf.data.experimental.assert_cardinality(count))
+
+    return dataset_source(counted, count, num_classes, None, files)
 
 
 def _tfrecord_files(spec, path, patterns) -> list[Path]:

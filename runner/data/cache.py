@@ -1,0 +1,90 @@
+"""Cache files of `cache: {filename: ...}`: keyed by what they hold, one per worker, and
+recovered after a killed run.
+
+tf.data reads an existing cache file without asking what it was made from, so the file
+name carries a key of everything the cached elements depend on (the split's source, its
+files' sizes and modification times, the seed, the stages before the cache): a changed spec
+or data file gets a new file instead of a stale one. A worker of a cluster adds its task to
+the name, so two workers never share a file. tf.data refuses a cache whose lockfile a killed
+run left behind; pipe holds an OS lock on each cache it uses, so a lockfile it finds while
+holding that lock is stale and is removed (with a message).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+from runner.spec.cluster import read_cluster
+
+_HELD = {}  # cache path -> its open lock file, for the life of the process (the OS releases it)
+
+
+def cache_file(spec, where: tuple, filename: str, key) -> str | None:
+    """The cache file for `filename` and `key`, locked for this process; None when another
+    running process holds it (the caller then caches in memory).
+
+    Raises:
+        SpecError: located at the filename when its folder cannot be created.
+    """
+    base = spec.resolve_path(filename)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode("utf-8")).hexdigest()[:16]
+    path = base.with_name(f"{base.name}-{digest}{_worker_suffix(spec)}")
+    if str(path) in _HELD:  # this process built the same split before: its lock still holds
+        return str(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(f"{path}.pipe-lock", "a")
+    except OSError as e:
+        raise spec.error((*where, "filename"), f"cannot create the cache file {path}: {e.strerror}",
+                         at_value=True) from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        lock.close()
+        print(f"cache: {path} is in use by another run; caching in memory instead", file=sys.stderr, flush=True)
+        return None
+    _HELD[str(path)] = lock
+    _remove_stale_lockfiles(path)
+    return str(path)
+
+
+def source_key(spec, split: str, source) -> dict:
+    """What a split's source elements depend on: its declaration, its files and the seed."""
+    data = spec.doc["data"]
+    declared = (data.get(split) or {}).get("source") or data["train"]["source"]
+    files = []
+    for file in source.files:
+        try:
+            stat = Path(file).stat()
+            files.append([str(Path(file).resolve()), stat.st_size, stat.st_mtime_ns])
+        except OSError:
+            files.append([str(file), None, None])
+    fraction = (data.get("validation") or {}).get("fraction")
+    return {"split": split, "source": declared, "fraction": fraction, "files": files, "seed": spec.doc.get("seed")}
+
+
+def _remove_stale_lockfiles(path: Path) -> None:
+    # tf.data names its lock `<file>_<shard>.lockfile` (and older versions `<file>.lockfile`).
+    pattern = glob.escape(str(path))
+    for stale in sorted(glob.glob(pattern + "_*.lockfile") + glob.glob(pattern + ".lockfile")):
+        try:
+            os.unlink(stale)
+        except OSError:
+            continue
+        print(f"cache: removed {stale}, a lockfile left by a run that did not finish", file=sys.stderr, flush=True)
+
+
+def _worker_suffix(spec) -> str:
+    """`-worker1` on a task of a multi-worker cluster; nothing on a single process."""
+    strategy = (spec.doc.get("device") or {}).get("strategy", "default")
+    options = dict(strategy) if isinstance(strategy, dict) else {"name": strategy}
+    if options.pop("name", "default") != "multi_worker_mirrored":
+        return ""
+    cluster = read_cluster(spec, ("device", "strategy"), options)
+    return f"-{cluster.task_type}{cluster.task_index}" if cluster else ""

@@ -1,0 +1,28 @@
+"""Rules of the data section that the schema cannot say: no split that never ends."""
+
+from __future__ import annotations
+
+from runner.spec.errors import SpecError
+
+
+def endless_errors(spec) -> list[SpecError]:
+    """A `repeat` without a count makes a split endless: an epoch (or an evaluation) would
+    never finish unless `train.steps_per_epoch` bounds it or a later `take` does."""
+    errors = []
+    bounded_by_steps = spec.doc["train"].get("steps_per_epoch") is not None
+    for split in ("train", "validation", "test"):
+        stages = (spec.doc["data"].get(split) or {}).get("stages") or []
+        endless_at = None
+        for i, stage in enumerate(stages):
+            ((name, args),) = stage.items()
+            if name == "repeat" and (args or {}).get("count") is None:
+                endless_at = i
+            elif name == "take":
+                endless_at = None
+        if endless_at is None or (split == "train" and bounded_by_steps):
+            continue
+        fix = ("give repeat a count, or set train.steps_per_epoch" if split == "train"
+               else "give repeat a count or follow it with take (evaluation reads the split to its end)")
+        errors.append(spec.error(("data", split, "stages", endless_at, "repeat"),
+                                 f"repeat without a count makes the {split} split endless and the run would hang: {fix}"))
+    return errors

@@ -1,0 +1,47 @@
+"""Paths a spec may name inside a run directory: relative, and staying inside it.
+
+Checked here without touching the disk, so `pipe validate` finds an escaping path; the run
+directory's owner (`runner.outputs.run_dir.RunDir`) applies the same check, then also
+refuses a path that leaves the directory through a symlink.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import PurePosixPath
+
+# What pipe itself writes at the top of a run directory: a spec's path may not replace or
+# delete these (BackupAndRestore removes its backup_dir when training ends).
+RUN_DIR_OWN = ("spec.yaml", "manifest.json", "history.json", "history.csv", "metrics.json", "model.keras",
+               "saved_model", "history.png", "predictions.png", "trajectories.json", "trajectories.csv",
+               "trajectories.png", "confusion_matrix.png", "checkpoints", "error.log")
+
+# An argument whose name says it is a path: filepath, filename, log_dir, backup_dir, ...
+PATH_ARGUMENT = re.compile(r"path|dir|file", re.IGNORECASE)
+
+
+def escape_problem(value) -> str | None:
+    """Why `value` cannot name a file inside a run directory, or None when it can."""
+    if not isinstance(value, str) or not value.strip():
+        return "is empty"
+    if "\0" in value:
+        return "holds a NUL character"
+    if value.startswith("~"):
+        return "starts with '~' (a home directory)"
+    if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value):
+        return "is an absolute path"
+    parts = PurePosixPath(value.replace("\\", "/")).parts
+    if ".." in parts:
+        return "climbs out with '..'"
+    inner = [p for p in parts if p != "."]
+    if not inner:
+        return "is the run directory itself"
+    if inner[0] in RUN_DIR_OWN:
+        return f"would replace {inner[0]!r}, which pipe writes"
+    return None
+
+
+def escape_message(value, problem: str) -> str:
+    """The one wording of a refused run-directory path, for validate and run alike."""
+    return (f"{value!r} {problem}: a spec writes only inside its run directory; "
+            "give a path relative to it, such as 'logs/train.csv'")

@@ -1,0 +1,31 @@
+"""`train.class_weight` checked against the data's classes before training."""
+
+from __future__ import annotations
+
+
+def check_class_weight(spec, info: dict) -> None:
+    """Every class gets a weight, and every weighted class is a class of the data.
+
+    Keras looks each label up in a table of the weights: a label with no weight fails
+    mid-training, and a weight for a class the data does not have is silently unused.
+
+    Raises:
+        SpecError: located at train.class_weight.
+    """
+    weights = spec.doc["train"].get("class_weight")
+    if not weights:
+        return
+    num_classes = info.get("num_classes")
+    path = ("train", "class_weight")
+    if num_classes is None:
+        raise spec.error(path, "class_weight needs integer class labels, and the train labels are not")
+    classes = range(num_classes)
+    outside = [k for k in weights if not (str(k).lstrip("-").isdigit() and int(k) in classes)]
+    if outside:
+        raise spec.error((*path, outside[0]), f"{outside[0]!r} is not a class of the data "
+                                              f"(the labels are 0..{num_classes - 1})")
+    missing = [c for c in classes if c not in {int(k) for k in weights}]
+    if missing:
+        shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
+        raise spec.error(path, f"class_weight has no weight for class {shown}: give one for each of "
+                               f"0..{num_classes - 1}")
