@@ -19,11 +19,12 @@ import tensorflow as tf
 
 from runner import console
 from runner.data import build_datasets
+from runner.data.learned import load_learned
 from runner.models import is_keras
 from runner.models.identifiers import get_loss, get_metrics, get_optimizer
 from runner.outputs import plots
 from runner.outputs.manifest import fingerprint
-from runner.outputs.predictions import confusion_matrix, is_classification
+from runner.outputs.predictions import confusion_matrices
 from runner.outputs.records import load_run_spec, new_result_file, read_run, write_result
 from runner.outputs.saving import load_model
 from runner.train.custom import CustomLoop
@@ -61,7 +62,7 @@ def evaluate_run(run_dir, overrides=(), splits=None) -> Evaluation:
     setup = setup_devices(spec)
     if spec.doc.get("seed") is not None:
         keras.utils.set_random_seed(spec.doc["seed"])
-    datasets = build_datasets(spec)
+    datasets = build_datasets(spec, learned=load_learned(run_dir))  # train's statistics, as the run had them
     chosen = _chosen_splits(spec, datasets, splits)
     model = load_model(run_dir)
     evaluate = _evaluator(spec, setup, datasets, model, record.manifest.get("loop"))
@@ -69,10 +70,8 @@ def evaluate_run(run_dir, overrides=(), splits=None) -> Evaluation:
     for split in chosen:
         dataset = getattr(datasets, split)
         metrics[split] = evaluate(dataset)
-        if is_classification(dataset.element_spec):
-            matrix = confusion_matrix(model, dataset)
-            if matrix is not None:
-                confusion[split] = matrix
+        for output, matrix in confusion_matrices(model, dataset).items():
+            confusion[split if output is None else f"{split}-{output}"] = matrix
     path = new_result_file(run_dir, "evaluation")
     write_result(path, {
         "time": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),

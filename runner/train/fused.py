@@ -239,7 +239,7 @@ class FusedLoop(CustomLoop):
             values = " - ".join(f"{k}: {v:.4f}" for k, v in logs.items())
             print(f"{steps}/{steps} - {seconds:.2f}s - {values}", flush=True)
         if self.report.get("epoch"):
-            print(self.report["epoch"].format(epoch=epoch, **logs, **scalars), flush=True)
+            print(self.report["epoch"].format(epoch=epoch + 1, **logs, **scalars), flush=True)
 
 
 class _EpochLogs(keras.callbacks.Callback):
