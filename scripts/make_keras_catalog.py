@@ -41,6 +41,8 @@ KINDS = {
     "initializers": ("keras.initializers", None),
     "regularizers": ("keras.regularizers", None),
     "constraints": ("keras.constraints", None),
+    # Backbones (MobileNetV3Small, ResNet50, ...): model functions, named where a layer goes.
+    "applications": ("keras.applications", None),
 }
 
 
@@ -254,6 +256,8 @@ def build_catalog() -> dict:
         module = _resolve(namespace)
         base = _resolve(base_name) if base_name else None
         public = _public(module, base)
+        if kind == "applications":  # the model functions, not the helpers beside them
+            public = {n: o for n, o in public.items() if n[:1].isupper() and not isinstance(o, type)}
         entries = {}
         for name, obj in public.items():
             entry = {"kind": "class" if isinstance(obj, type) else "function"}

@@ -470,7 +470,10 @@ model:
       - {name: conv, layer: {Conv2D: {filters: 8, kernel_size: 3, activation: relu}}, inputs: scaled}
       - {name: pool, layer: {MaxPooling2D: {pool_size: 2}}, inputs: conv}
       - {name: flat, layer: Flatten, inputs: pool}
-      - {name: logits, layer: {Dense: {units: "${data.num_classes}"}}, inputs: flat}
+      - {name: raw_scaled, layer: {Rescaling: {scale: 0.00392156862745098}}, inputs: raw}
+      - {name: raw_flat, layer: Flatten, inputs: raw_scaled}
+      - {name: both, layer: Concatenate, inputs: [flat, raw_flat]}
+      - {name: logits, layer: {Dense: {units: "${data.num_classes}"}}, inputs: both}
     outputs: logits
 """ + IMAGE_TRAIN)
     keras.utils.set_random_seed(4)

@@ -19,6 +19,7 @@ KIND_WORDS = {
     "layers": "layer", "activations": "activation", "losses": "loss", "optimizers": "optimizer",
     "schedules": "learning-rate schedule", "metrics": "metric", "callbacks": "callback",
     "initializers": "initializer", "regularizers": "regularizer", "constraints": "constraint",
+    "applications": "keras.applications backbone",
 }
 
 

@@ -9,6 +9,7 @@ learning-rate schedule) are found by the argument that holds them and checked th
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from runner.spec import catalog
@@ -18,6 +19,9 @@ from runner.spec.errors import SpecError, did_you_mean
 # `Model.compile` resolves these metric strings itself, by the labels' shape (as
 # `runner.models.identifiers.get_metrics` lets it); `keras.metrics.get` does not know "acc".
 COMPILE_METRICS = ("accuracy", "acc")
+
+# What pipe adds to a backbone's own arguments (runner.models.applications): freezing.
+APPLICATION_OPTIONS = ("trainable", "trainable_layers")
 
 _TYPE_WORDS = {"bool": "true or false", "int": "a number", "float": "a number", "str": "a string"}
 
@@ -115,8 +119,14 @@ def check_identifier(spec, kind: str, value, path: tuple) -> list[SpecError]:
     if kind == "metrics" and isinstance(value, str) and value.lower() in COMPILE_METRICS:
         return []
     entry = catalog.lookup(kind, parsed.name)
+    if entry is None and kind == "layers":  # a keras.applications backbone goes where a layer goes
+        entry = catalog.lookup("applications", parsed.name)
+        if entry is not None:
+            config = {k: v for k, v in parsed.config.items() if k not in APPLICATION_OPTIONS}
+            return _argument_errors(spec, entry, dataclasses.replace(parsed, config=config))
     if entry is None:
-        hint = did_you_mean(parsed.name, catalog.names(kind))
+        candidates = catalog.names(kind) + (catalog.names("applications") if kind == "layers" else [])
+        hint = did_you_mean(parsed.name, candidates)
         # Located where `pipe run` locates it (runner.models.identifiers): the identifier.
         return [spec.error(path, f"unknown {word} {parsed.name!r}", hint, at_value=isinstance(value, str))]
     if entry.data.get("abstract"):
