@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import json
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -21,6 +22,7 @@ from runner.spec import SpecError, load_schema, load_spec
 
 EXIT_INVALID = 1  # a spec is invalid (found by validate, or while building a run)
 EXIT_RUN_FAILED = 3  # the spec was fine but training or evaluation failed
+EXIT_DIVERGED = 4  # the training loss became NaN or infinite
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Declarative TensorFlow pipelines: validate and run YAML specs.")
@@ -96,10 +98,18 @@ def run(
     except SpecError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
-    except KeyboardInterrupt:
-        typer.echo("pipe run: interrupted", err=True)
-        raise typer.Exit(code=130) from None
+    except KeyboardInterrupt as e:  # SIGINT, SIGTERM, SIGHUP: 130, 143, 129
+        typer.echo(_interrupted(e, file, set_, quiet), err=True)
+        raise typer.Exit(code=getattr(e, "exit_code", 130)) from None
+    except OSError as e:
+        if not hasattr(e, "reason"):  # not a WriteError
+            raise
+        typer.echo(f"pipe run: {e}", err=True)  # which file, and why: a traceback adds nothing
+        raise typer.Exit(code=EXIT_RUN_FAILED) from None
     except Exception as e:  # a failure of the run itself, not of the spec: keep the details
+        if hasattr(e, "diverged_message"):
+            typer.echo(e.diverged_message(), err=True)
+            raise typer.Exit(code=EXIT_DIVERGED) from None
         traceback.print_exc()
         typer.echo(f"pipe run: the run failed: {type(e).__name__}: {e}", err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
@@ -109,6 +119,24 @@ def run(
         typer.echo("run directory: none (not the chief worker; the chief writes the run directory)")
     for split, metrics in _metric_lines(result.metrics):
         typer.echo(f"{split}: {metrics}")
+
+
+def _interrupted(error, file, set_, quiet) -> str:
+    """What stopped the run, where it is, and the exact command that continues it."""
+    name = getattr(error, "signal_name", "SIGINT")
+    run_dir, done = getattr(error, "run_dir", None), getattr(error, "epochs_done", None)
+    if run_dir is None:
+        return f"pipe run: interrupted by {name} before training started; nothing to resume"
+    lines = [f"pipe run: interrupted by {name} after {done} epoch{'' if done == 1 else 's'}",
+             f"run directory: {run_dir}"]
+    resume_from = getattr(error, "resume_from", None)
+    if resume_from is None:
+        return "\n".join(lines + ["nothing to resume: no checkpoint was saved"])
+    command = ["pipe", "run", str(file)]
+    for text in set_ or ():
+        command += ["--set", text]
+    command += ["--quiet"] if quiet else []
+    return "\n".join(lines + ["resume with: " + shlex.join(command + ["--resume", str(resume_from)])])
 
 
 def _metric_lines(metrics: dict):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from datetime import datetime
@@ -42,19 +44,66 @@ def discard_run_dir(run_dir: Path, is_chief: bool) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+class WriteError(OSError):
+    """A file of the run directory could not be written: says which and why, in one line."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"cannot write {path}: {reason}")
+        self.filename = str(path)
+        self.reason = reason
+
+
+def write_failure(path, error: BaseException) -> WriteError:
+    """`error` (an OSError or a TensorFlow error) as a WriteError naming `path`."""
+    if isinstance(error, WriteError):
+        return error
+    reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error) or type(error).__name__
+    return WriteError(path, reason.strip().splitlines()[0])
+
+
 def write_bytes(path: Path, data: bytes) -> None:
-    """Write a file atomically: a temp file in the same folder, then os.replace."""
+    """Write a file atomically: a temp file in the same folder, then os.replace.
+
+    Raises:
+        WriteError: naming the file and the reason (disk full, read-only, not a folder);
+            the temp file is removed, the old file (if any) is left as it was.
+    """
     path = Path(path)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temp = None
     try:
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
+    except BaseException as e:
+        if temp is not None:
+            Path(temp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise write_failure(path, e) from e
         raise
+
+
+def overwrite_in_place(path: Path, data: bytes) -> None:
+    """Rewrite an existing file's bytes where they lie, padded to its old size with spaces.
+
+    The last resort on a full disk: no new block is needed when `data` fits in the file's
+    current size (see `padded`), so the manifest can still say `failed`. Not atomic.
+    """
+    size = Path(path).stat().st_size
+    if len(data) > size:
+        raise WriteError(path, f"no room to record the end in place ({len(data)} > {size} bytes)")
+    with open(path, "r+b") as file:
+        file.write(data + b" " * (size - len(data)))
+        file.flush()
+        os.fsync(file.fileno())
+
+
+def padded(data: bytes, reserve: int = 2048) -> bytes:
+    """`data` and trailing spaces up to a whole 4 KiB block with at least `reserve` to spare."""
+    size = -(-(len(data) + reserve) // 4096) * 4096
+    return data + b" " * (size - len(data) - 1) + b"\n"
 
 
 def write_text(path: Path, text: str) -> None:
@@ -63,12 +112,52 @@ def write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, value) -> None:
-    """Write JSON atomically (indented, keys in insertion order)."""
-    write_text(path, json.dumps(value, indent=2) + "\n")
+    """Write strict JSON atomically (indented, keys in insertion order; NaN and ±Infinity as null)."""
+    write_text(path, json_text(value))
+
+
+def json_text(value) -> str:
+    """Strict JSON: non-finite floats, which JSON cannot express, become null."""
+    return json.dumps(strict(value), indent=2, allow_nan=False) + "\n"
+
+
+def strict(value):
+    """`value` with every NaN or ±Infinity float replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return value
+
+
+# Temp names: ours (`.<name>.<random>.tmp`, `.model-<hex>.keras`, `.saved_model-<hex>`), and
+# TensorFlow's (`ckpt-3_temp/`, `*.tempstate<n>`, `*.tmp<hex>` of its atomic writes).
+_PARTIAL = re.compile(r"^\..*\.tmp$|^\.(model|saved_model)-[0-9a-f]{32}|_temp$|\.tempstate\d+$|\.tmp[0-9a-f]{32}$")
+
+
+def remove_partial_files(run_dir: Path) -> None:
+    """Remove what an interrupted write leaves: our `.*.tmp` files, TensorFlow's `*_temp*` folders."""
+    for path in sorted(Path(run_dir).rglob("*")):
+        if _PARTIAL.search(path.name) and path.exists():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def write_spec(run_dir: Path, spec) -> str:
     """Write the resolved spec (after overrides) as spec.yaml; returns its sha256."""
-    text = yaml.safe_dump(spec.doc, sort_keys=False, allow_unicode=True)
+    text = _spec_text(spec)
     write_text(run_dir / "spec.yaml", text)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def spec_sha256(spec) -> str:
+    """The sha256 of spec.yaml as `write_spec` writes it."""
+    return hashlib.sha256(_spec_text(spec).encode("utf-8")).hexdigest()
+
+
+def _spec_text(spec) -> str:
+    return yaml.safe_dump(spec.doc, sort_keys=False, allow_unicode=True)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
+import socket
 import sys
 import time
 from datetime import datetime, timezone
@@ -11,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import runner
-from runner.outputs.files import write_json
+from runner.outputs.files import json_text, overwrite_in_place, padded, write_bytes
 
 
 def fingerprint(path) -> str:
@@ -50,7 +52,13 @@ def versions() -> dict:
 
 
 class Manifest:
-    """manifest.json: what ran, on what, with which data; rewritten as the run ends."""
+    """manifest.json: what ran, on what, with which data, and how it ended.
+
+    Written first thing, when the run directory is made, with `status: running`, the pid,
+    host and a heartbeat time that each epoch end refreshes: a run killed with SIGKILL
+    leaves `running` with a dead pid, which `runner.outputs.status` reads as `killed`. The
+    file is padded with spaces so that on a full disk the final status still fits in place.
+    """
 
     def __init__(self, run_dir: Path, spec, *, spec_sha256: str, devices: dict, files=()):
         self.path = Path(run_dir) / "manifest.json"
@@ -68,22 +76,54 @@ class Manifest:
             "end_time": None,
             "wall_time_s": None,
             "status": "running",
+            "reason": None,
+            **process_identity(),
+            "heartbeat": _now(),
+            "epochs_done": 0,
         }
-        write_json(self.path, self.data)
+        self._write()
 
     def update(self, **fields) -> None:
         """Add fields and rewrite the file."""
         self.data.update(fields)
-        write_json(self.path, self.data)
+        self._write()
 
-    def finish(self, status: str, **fields) -> None:
-        """Record the end: status completed/failed, end time and wall time."""
+    def heartbeat(self, **fields) -> None:
+        """The run is alive: refresh the heartbeat time (at each epoch end), with `fields`."""
+        self.update(heartbeat=_now(), **fields)
+
+    def finish(self, status: str, reason: str | None = None, **fields) -> None:
+        """Record the end: status (completed, failed, interrupted, diverged), why, end and wall time."""
         self.update(
             status=status,
+            reason=reason,
             end_time=_now(),
             wall_time_s=round(time.monotonic() - self._started, 3),
             **fields,
         )
+
+    def _write(self) -> None:
+        data = padded(json_text(self.data).encode("utf-8"))
+        try:
+            write_bytes(self.path, data)
+        except OSError:
+            if not self.path.is_file():
+                raise
+            overwrite_in_place(self.path, data.rstrip())  # disk full: keep the record true
+
+
+def process_identity() -> dict:
+    """pid, host and the process's start (so a reused pid is not mistaken for this run)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "pid_start": process_start(os.getpid())}
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of process `pid` in clock ticks since boot (Linux), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, after the parenthesised name
 
 
 def _now() -> str:

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from runner.models.identifiers import resolve_loss, resolve_metric
 from runner.models.modules import scalar_variables
+from runner.train.divergence import NonFiniteWatch
 from runner.train.loss_check import example_batch
 from runner.train.result import TrainResult
 
@@ -175,21 +176,32 @@ class CustomLoop:
                 raise self.spec.error(("train", "report", which), f"bad report template: {e}") from e
 
     def fit(self, train, *, validation=None, epochs, steps_per_epoch=None, checkpoint=None,
-            initial_epoch=0, quiet=False) -> TrainResult:
-        """Train for `epochs`, validating after each; drives Keras callbacks."""
+            initial_epoch=0, quiet=False, epoch_end=None) -> TrainResult:
+        """Train for `epochs`, validating after each; drives Keras callbacks.
+
+        `epoch_end(epoch, logs, scalars)` runs after each epoch (the run's tables, checkpoint
+        and heartbeat). A NaN or infinite loss raises `TrainingDiverged` before it runs.
+        """
         history: dict = {}
         trajectories = {name: [value] for name, value in self.scalar_values().items()}
         distributed = self.strategy.experimental_distribute_dataset(train)
         steps = steps_per_epoch or _cardinality(train)
         self._check_report_fields(validation is not None)
         callbacks = self._callback_list(epochs, steps)
-        if self.report.get("initial") and not quiet:
-            print(self.report["initial"].format(**self.evaluate(train), **self.scalar_values()), flush=True)
+        if self.report.get("initial"):
+            # Evaluated even when quiet: it is a pass over `train`, which advances its
+            # reshuffling, and a quiet run must shuffle like a talkative one.
+            initial = self.report["initial"].format(**self.evaluate(train), **self.scalar_values())
+            if not quiet:
+                print(initial, flush=True)
         callbacks.on_train_begin()
+        watch = NonFiniteWatch(self.strategy)
         for epoch in range(initial_epoch, epochs):
             bar = self._progress_bar(epoch, epochs, steps, quiet)
             callbacks.on_epoch_begin(epoch)
-            step = self._train_epoch(distributed, steps_per_epoch, steps, callbacks, bar, quiet)
+            watch.start_epoch(epoch)
+            step = self._train_epoch(distributed, steps_per_epoch, steps, callbacks, bar, quiet, watch)
+            watch.check()
             logs = self._logs()
             if validation is not None:
                 logs.update(self.evaluate(validation, prefix="val_"))
@@ -201,12 +213,14 @@ class CustomLoop:
                 trajectories[name].append(value)
             if checkpoint is not None:
                 checkpoint.on_epoch_end(epoch)
+            if epoch_end is not None:
+                epoch_end(epoch, logs, self.scalar_values())
             if self.is_keras and getattr(self.model, "stop_training", False):
                 break
         callbacks.on_train_end(history and {k: v[-1] for k, v in history.items()})
         return TrainResult(history=history, trajectories=trajectories, epochs_run=len(history.get("loss", [])))
 
-    def _train_epoch(self, distributed, steps_per_epoch, steps, callbacks, bar, quiet) -> int:
+    def _train_epoch(self, distributed, steps_per_epoch, steps, callbacks, bar, quiet, watch) -> int:
         """One pass over the training data (or `steps_per_epoch` steps); returns the steps taken."""
         self._reset()
         iterator = iter(distributed)
@@ -217,7 +231,7 @@ class CustomLoop:
             except StopIteration:
                 break
             callbacks.on_train_batch_begin(step)
-            self._train(x, y)
+            watch.add(self._train(x, y))
             step += 1
             if self.verbose == 1 and not quiet and step != steps:  # the last: at epoch end
                 bar.update(step, [("loss", float(self.loss_tracker.result()))])
