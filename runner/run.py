@@ -22,7 +22,7 @@ from runner.spec.metadata import substitute_metadata
 from runner.train import checkpoint as checkpoints
 from runner.train.custom import CustomLoop
 from runner.train.divergence import StopOnNonFinite
-from runner.train.epoch_end import EpochEnd
+from runner.train.epoch_end import EpochBegin, EpochEnd
 from runner.train.devices import check_batch_stages, setup_devices
 from runner.train.fit import fit
 from runner.train.loss_check import check_loss_fits
@@ -176,9 +176,8 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
         with setup.strategy.scope():
             model.optimizer.build(model.trainable_variables)
         initial_epoch = checkpoints.restore(checkpoint, progress.previous)
-        checkpoints.skip_passes([datasets.train, validation], initial_epoch)
     # Last: the epoch's tables, checkpoint and heartbeat see the logs as callbacks left them.
-    callbacks = [StopOnNonFinite(), *callbacks,
+    callbacks = [EpochBegin(datasets.epoch.assign), StopOnNonFinite(), *callbacks,
                  EpochEnd(progress.epoch_end(checkpoint if output_config.get("checkpoints", True) else None))]
     result = fit(
         model, train=datasets.train, validation=validation, epochs=train_config["epochs"],
@@ -215,12 +214,11 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
     initial_epoch = 0
     if progress.previous is not None:
         initial_epoch = checkpoints.restore(checkpoint, progress.previous)
-        checkpoints.skip_passes([datasets.train, validation], initial_epoch)
     progress.log.start(custom.scalar_values())
     result = custom.fit(
         datasets.train, validation=validation, epochs=train_config["epochs"],
         steps_per_epoch=train_config.get("steps_per_epoch"),
-        initial_epoch=initial_epoch, quiet=quiet,
+        initial_epoch=initial_epoch, quiet=quiet, epoch_begin=datasets.epoch.assign,
         epoch_end=progress.epoch_end(checkpoint if output_config.get("checkpoints", True) else None),
     )
     result = progress.result(result)

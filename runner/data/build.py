@@ -23,6 +23,7 @@ class Datasets:
     test: tf.data.Dataset | None
     info: dict
     files: list[Path]
+    epoch: tf.Variable | None = None  # the loops set it at each epoch's start: it seeds reshuffling
 
 
 def build_datasets(spec) -> Datasets:
@@ -47,13 +48,14 @@ def build_datasets(spec) -> Datasets:
         sources["train"], sources["validation"] = _split_off(spec, sources["train"], validation["fraction"])
 
     info = _info(sources)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
     built = {}
     for split, source in sources.items():
         stages = section[split].get("stages") or []
         built[split] = apply_stages(spec, ("data", split, "stages"), source.make(), stages,
-                                    count=source.count, info=info)
+                                    count=source.count, info=info, epoch=epoch)
     files = list(dict.fromkeys(f for s in sources.values() for f in s.files))
-    return Datasets(built["train"], built.get("validation"), built.get("test"), info, files)
+    return Datasets(built["train"], built.get("validation"), built.get("test"), info, files, epoch)
 
 
 def _split_off(spec, train: Source, fraction: float) -> tuple[Source, Source]:

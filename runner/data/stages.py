@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import functools
+
 import tensorflow as tf
 
 from runner.spec.errors import first_line
 from runner.spec.metadata import substitute_metadata
 from runner.data.ops import build_map_function
+from runner.data.reshuffle import shuffle_by_epoch, stage_seed
 
 
 def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, count: int,
-                 info: dict) -> tf.data.Dataset:
+                 info: dict, epoch: tf.Variable | None = None) -> tf.data.Dataset:
     """`dataset` through every stage of `stages`, in the declared order.
 
     Args:
@@ -18,6 +21,8 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
         path: the stages' path, e.g. `("data", "train", "stages")`.
         count: elements of the split's source, for `all` when tf.data cannot tell.
         info: dataset metadata, for `${data...}` references in map ops.
+        epoch: the training loop's epoch, which seeds each epoch's reshuffling (see
+            `runner.data.reshuffle`); None: tf.data's own reshuffling.
 
     Raises:
         SpecError: located at the stage (and its key) that cannot be built.
@@ -28,6 +33,8 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
         build = _STAGES.get(name)
         if build is None:
             raise spec.error(where, f"unknown stage '{name}' (known: {', '.join(_STAGES)})")
+        if name == "shuffle" and epoch is not None:
+            build = functools.partial(_shuffle, epoch=epoch)
         try:
             dataset = build(spec, where, dataset, args or {}, count, info)
         except (ValueError, TypeError, tf.errors.OpError) as e:
@@ -51,10 +58,12 @@ def _cache(spec, where, dataset, args, count, info):
     return dataset.cache(str(file))
 
 
-def _shuffle(spec, where, dataset, args, count, info):
+def _shuffle(spec, where, dataset, args, count, info, epoch=None):
     size = _size(spec, where + ("buffer_size",), args["buffer_size"], dataset, count)
-    return dataset.shuffle(size, seed=args.get("seed"),
-                           reshuffle_each_iteration=args.get("reshuffle_each_iteration", True))
+    reshuffle = args.get("reshuffle_each_iteration", True)
+    if reshuffle and epoch is not None:
+        return shuffle_by_epoch(dataset, size, stage_seed(spec, where, args.get("seed")), epoch)
+    return dataset.shuffle(size, seed=args.get("seed"), reshuffle_each_iteration=reshuffle)
 
 
 def _batch(spec, where, dataset, args, count, info):

@@ -85,27 +85,6 @@ def write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def overwrite_in_place(path: Path, data: bytes) -> None:
-    """Rewrite an existing file's bytes where they lie, padded to its old size with spaces.
-
-    The last resort on a full disk: no new block is needed when `data` fits in the file's
-    current size (see `padded`), so the manifest can still say `failed`. Not atomic.
-    """
-    size = Path(path).stat().st_size
-    if len(data) > size:
-        raise WriteError(path, f"no room to record the end in place ({len(data)} > {size} bytes)")
-    with open(path, "r+b") as file:
-        file.write(data + b" " * (size - len(data)))
-        file.flush()
-        os.fsync(file.fileno())
-
-
-def padded(data: bytes, reserve: int = 2048) -> bytes:
-    """`data` and trailing spaces up to a whole 4 KiB block with at least `reserve` to spare."""
-    size = -(-(len(data) + reserve) // 4096) * 4096
-    return data + b" " * (size - len(data) - 1) + b"\n"
-
-
 def write_text(path: Path, text: str) -> None:
     """Write UTF-8 text atomically."""
     write_bytes(path, text.encode("utf-8"))

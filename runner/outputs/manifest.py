@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import runner
-from runner.outputs.files import json_text, overwrite_in_place, padded, write_bytes
+from runner.outputs.files import json_text, write_bytes
 
 
 def fingerprint(path) -> str:
@@ -56,8 +56,9 @@ class Manifest:
 
     Written first thing, when the run directory is made, with `status: running`, the pid,
     host and a heartbeat time that each epoch end refreshes: a run killed with SIGKILL
-    leaves `running` with a dead pid, which `runner.outputs.status` reads as `killed`. The
-    file is padded with spaces so that on a full disk the final status still fits in place.
+    leaves `running` with a dead pid, which `runner.outputs.status` reads as `killed`.
+    A small reserve file, `.manifest.reserve`, holds disk space until the run ends, so that
+    on a full disk the final status can still be written: it is freed for that last write.
     """
 
     def __init__(self, run_dir: Path, spec, *, spec_sha256: str, devices: dict, files=()):
@@ -81,7 +82,12 @@ class Manifest:
             "heartbeat": _now(),
             "epochs_done": 0,
         }
+        self._reserve = self.path.with_name(".manifest.reserve")
         self._write()
+        try:
+            write_bytes(self._reserve, b"\0" * _RESERVE_BYTES)
+        except OSError:
+            pass  # no room even for that: the run will fail on its next write anyway
 
     def update(self, **fields) -> None:
         """Add fields and rewrite the file."""
@@ -94,22 +100,27 @@ class Manifest:
 
     def finish(self, status: str, reason: str | None = None, **fields) -> None:
         """Record the end: status (completed, failed, interrupted, diverged), why, end and wall time."""
-        self.update(
+        self.data.update(
             status=status,
             reason=reason,
             end_time=_now(),
             wall_time_s=round(time.monotonic() - self._started, 3),
             **fields,
         )
+        try:
+            self._write()
+        except OSError:
+            if not self._reserve.exists():
+                raise
+            self._reserve.unlink()  # disk full: free the reserve for the run's last word
+            self._write()
+        self._reserve.unlink(missing_ok=True)
 
     def _write(self) -> None:
-        data = padded(json_text(self.data).encode("utf-8"))
-        try:
-            write_bytes(self.path, data)
-        except OSError:
-            if not self.path.is_file():
-                raise
-            overwrite_in_place(self.path, data.rstrip())  # disk full: keep the record true
+        write_bytes(self.path, json_text(self.data).encode("utf-8"))
+
+
+_RESERVE_BYTES = 64 * 1024  # several times the manifest, whose temp copy needs room beside it
 
 
 def process_identity() -> dict:

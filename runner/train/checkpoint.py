@@ -79,22 +79,6 @@ def restore(checkpoint: EpochCheckpoint, previous: PreviousRun) -> int:
     return int(checkpoint.epoch.numpy())
 
 
-def skip_passes(datasets, passes: int) -> None:
-    """Advance each dataset's reshuffling as if it had been iterated `passes` times.
-
-    A `shuffle` with `reshuffle_each_iteration` (and tfds's `shuffle_files`) draws new
-    seeds from its seed generator each time an iterator is made over it; the k-th epoch's
-    order is the k-th draw. Making (and dropping) one iterator per earlier epoch puts a
-    resumed run on the order the uninterrupted run would have had: no element is read,
-    no buffer filled. One pass per epoch holds when an epoch is a full pass over the data;
-    with `steps_per_epoch` over a repeated dataset the resumed order restarts instead.
-    """
-    for dataset in datasets:
-        if dataset is not None:
-            for _ in range(passes):
-                iter(dataset)
-
-
 def epoch_checkpoint(model, optimizer, run_dir) -> EpochCheckpoint:
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)

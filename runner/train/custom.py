@@ -176,11 +176,12 @@ class CustomLoop:
                 raise self.spec.error(("train", "report", which), f"bad report template: {e}") from e
 
     def fit(self, train, *, validation=None, epochs, steps_per_epoch=None, checkpoint=None,
-            initial_epoch=0, quiet=False, epoch_end=None) -> TrainResult:
+            initial_epoch=0, quiet=False, epoch_begin=None, epoch_end=None) -> TrainResult:
         """Train for `epochs`, validating after each; drives Keras callbacks.
 
-        `epoch_end(epoch, logs, scalars)` runs after each epoch (the run's tables, checkpoint
-        and heartbeat). A NaN or infinite loss raises `TrainingDiverged` before it runs.
+        `epoch_begin(epoch)` runs before each epoch (it sets the data's epoch, which seeds
+        reshuffling); `epoch_end(epoch, logs, scalars)` after it (the run's tables,
+        checkpoint and heartbeat). A NaN or infinite loss raises `TrainingDiverged` first.
         """
         history: dict = {}
         trajectories = {name: [value] for name, value in self.scalar_values().items()}
@@ -188,15 +189,13 @@ class CustomLoop:
         steps = steps_per_epoch or _cardinality(train)
         self._check_report_fields(validation is not None)
         callbacks = self._callback_list(epochs, steps)
-        if self.report.get("initial"):
-            # Evaluated even when quiet: it is a pass over `train`, which advances its
-            # reshuffling, and a quiet run must shuffle like a talkative one.
-            initial = self.report["initial"].format(**self.evaluate(train), **self.scalar_values())
-            if not quiet:
-                print(initial, flush=True)
+        if self.report.get("initial") and not quiet:
+            print(self.report["initial"].format(**self.evaluate(train), **self.scalar_values()), flush=True)
         callbacks.on_train_begin()
         watch = NonFiniteWatch(self.strategy)
         for epoch in range(initial_epoch, epochs):
+            if epoch_begin is not None:
+                epoch_begin(epoch)
             bar = self._progress_bar(epoch, epochs, steps, quiet)
             callbacks.on_epoch_begin(epoch)
             watch.start_epoch(epoch)

@@ -1,8 +1,19 @@
-"""The run's epoch-end hook as a Keras callback, so `fit` calls it as the custom loop does."""
+"""The run's epoch hooks as Keras callbacks, so `fit` calls them as the custom loop does."""
 
 from __future__ import annotations
 
 import keras
+
+
+class EpochBegin(keras.callbacks.Callback):
+    """Calls `hook(epoch)` as each epoch begins (the data's epoch, which seeds reshuffling)."""
+
+    def __init__(self, hook):
+        super().__init__()
+        self.hook = hook
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.hook(epoch)
 
 
 class EpochEnd(keras.callbacks.Callback):
