@@ -177,13 +177,14 @@ def test_signalled_run_records_interrupted_and_its_resume_command_continues_it(t
     done = manifest["epochs_done"]
     assert manifest["status"] == "interrupted" and manifest["reason"] == f"stopped by {name} after {done} epochs"
     assert manifest["epochs_run"] == done == len(read_json(run_dir / "history.json")["loss"])
-    assert manifest["last_checkpoint"] == str(run_dir / "checkpoints" / f"ckpt-{done}")
+    relative = run_dir.relative_to(tmp_path)  # as printed: runs/ under the working directory
+    assert manifest["last_checkpoint"] == str(relative / "checkpoints" / f"ckpt-{done}")
     assert not [p for p in run_dir.rglob("*") if p.name.endswith((".tmp", "_temp"))]
     lines = err.strip().splitlines()
     assert lines[-3:] == [
         f"pipe run: interrupted by {name} after {done} epochs",
-        f"run directory: {run_dir}",
-        f"resume with: pipe run {spec} --set train.verbose=0 --resume {run_dir}",
+        f"run directory: {relative}",
+        f"resume with: pipe run {spec} --set train.verbose=0 --resume {relative}",
     ]
 
     command = lines[-1].removeprefix("resume with: pipe ").split(" ")
