@@ -90,7 +90,10 @@ def _run_spec(spec, quiet, resume_from) -> RunResult:
             print("loop: custom (Keras fit does not run under multi_worker_mirrored)", flush=True)
 
     previous = prepare_resume(spec, resume_from) if resume_from is not None else None
-    run_dir = files.create_run_dir(spec, setup.is_chief)
+    try:
+        run_dir = files.create_run_dir(spec, setup.is_chief)
+    except OSError as e:  # read-only, not a folder, full: which folder, and why
+        raise files.write_failure(e.filename or (spec.doc.get("outputs") or {}).get("dir", "runs"), e) from e
     # The manifest first: whatever fails after this (a full disk included), it records it.
     manifest = Manifest(run_dir, spec, spec_sha256=files.spec_sha256(spec), devices=setup.manifest,
                         files=datasets.files)

@@ -230,3 +230,56 @@ def test_a_full_disk_names_the_file_and_still_records_failed(tmp_path):
     assert len(read_json(run_dir / "history.json")["loss"]) == 2  # what was trained is kept
     names = sorted(p.name for p in run_dir.iterdir())
     assert names == ["checkpoints", "history.csv", "history.json", "manifest.json", "metrics.json", "spec.yaml"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A mounted tmpfs of a given size (skips where mounting is not allowed); unmounted after."""
+    mounted = []
+
+    def mount(size: str, *options: str) -> Path:
+        point = tmp_path / f"disk{len(mounted)}"
+        point.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(point)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+        mounted.append(point)
+        return point
+
+    yield mount
+    for point in mounted:
+        subprocess.run(["umount", str(point)], check=False)
+
+
+def test_a_full_tmpfs_fails_on_a_named_file_and_the_reserve_records_failed(tmp_path, small_disk):
+    """100 KiB: room for the first epoch's files, not for the second epoch's checkpoint."""
+    disk = small_disk("100k")
+    spec = write_spec(tmp_path, "fit", epochs=EPOCHS)
+    result = pipe("run", str(spec), "--quiet", "--set", f"outputs.dir={disk}", cwd=tmp_path)
+
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    (run_dir,) = (disk / "outcome").iterdir()
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"pipe run: cannot write {run_dir}/") and message.endswith(": No space left on device")
+    manifest = read_json(run_dir / "manifest.json")
+    assert manifest["status"] == "failed" and manifest["reason"] == "WriteError: " + message.removeprefix("pipe run: ")
+    left = [p.name for p in run_dir.rglob("*")]
+    assert not [n for n in left if n.endswith((".tmp", "_temp")) or ".tempstate" in n], left
+    assert ".manifest.reserve" not in left  # spent on the last word
+    history = read_json(run_dir / "history.json")  # complete JSON, the epochs that were trained
+    assert 1 <= len(history["loss"]) < EPOCHS
+
+
+def test_a_read_only_or_non_folder_outputs_dir_is_one_line_naming_it(tmp_path, small_disk):
+    spec = write_spec(tmp_path, "fit", epochs=1)
+    read_only = small_disk("1m", "ro")
+    result = pipe("run", str(spec), "--quiet", "--set", f"outputs.dir={read_only}", cwd=tmp_path)
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines()[-1] == f"pipe run: cannot write {read_only}/outcome: Read-only file system"
+
+    (tmp_path / "a_file").write_text("not a folder")
+    result = pipe("run", str(spec), "--quiet", "--set", "outputs.dir=a_file", cwd=tmp_path)
+    assert result.returncode == 3
+    assert result.stderr.strip().splitlines()[-1] == "pipe run: cannot write a_file/outcome: Not a directory"

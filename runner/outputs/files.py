@@ -52,13 +52,23 @@ class WriteError(OSError):
         self.filename = str(path)
         self.reason = reason
 
+    def __str__(self) -> str:  # OSError's own would print "[Errno None] None: <file>"
+        return f"cannot write {self.filename}: {self.reason}"
+
 
 def write_failure(path, error: BaseException) -> WriteError:
     """`error` (an OSError or a TensorFlow error) as a WriteError naming `path`."""
     if isinstance(error, WriteError):
         return error
-    reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error) or type(error).__name__
-    return WriteError(path, reason.strip().splitlines()[0])
+    reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
+    return WriteError(path, _os_reason(reason) or type(error).__name__)
+
+
+def _os_reason(text: str) -> str:
+    """The system's words in a TensorFlow error: `{{function_node ...}} <file>; No space left on device [Op:SaveV2]`."""
+    text = re.sub(r"\{\{[^}]*\}\}", "", text.strip().splitlines()[0] if text.strip() else "")
+    text = re.sub(r"\s*\[Op:\w+\]$", "", text).strip()
+    return text.rsplit("; ", 1)[-1]
 
 
 def write_bytes(path: Path, data: bytes) -> None:
