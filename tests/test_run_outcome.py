@@ -283,3 +283,21 @@ def test_a_read_only_or_non_folder_outputs_dir_is_one_line_naming_it(tmp_path, s
     result = pipe("run", str(spec), "--quiet", "--set", "outputs.dir=a_file", cwd=tmp_path)
     assert result.returncode == 3
     assert result.stderr.strip().splitlines()[-1] == "pipe run: cannot write a_file/outcome: Not a directory"
+
+
+def test_a_diverging_run_exits_4_naming_the_epoch_step_and_last_good_checkpoint(tmp_path):
+    spec = tmp_path / "diverge.yaml"
+    spec.write_text(write_spec(tmp_path, "fit").read_text()
+                    .replace("{Adam: {learning_rate: 0.01}}", "{SGD: {learning_rate: 60.0}}")
+                    .replace("      - Dense: {units: 8, activation: tanh, kernel_initializer: {GlorotUniform: {seed: 1}}}\n", ""))
+    result = pipe("run", str(spec), "--quiet", cwd=tmp_path)
+    assert result.returncode == 4, result.stderr
+    assert "Traceback" not in result.stderr
+    (run_dir,) = (tmp_path / "runs" / "outcome").iterdir()
+    manifest = read_json(run_dir / "manifest.json")
+    epoch, step = manifest["diverged_at"]["epoch"], manifest["diverged_at"]["step"]
+    relative = run_dir.relative_to(tmp_path)
+    lines = result.stderr.strip().splitlines()
+    assert lines[-3].startswith("pipe run: training diverged: the training loss became ")
+    assert lines[-3].endswith(f" at epoch {epoch}, step {step} (try a lower learning rate, or look for NaN in the data)")
+    assert lines[-2:] == [f"run directory: {relative}", f"last good checkpoint: {relative}/checkpoints/ckpt-{epoch - 1}"]

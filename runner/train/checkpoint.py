@@ -51,7 +51,7 @@ def previous_run(run_dir) -> PreviousRun:
         for name in reader.get_variable_to_shape_map():
             reader.get_tensor(name)
         epoch = int(reader.get_tensor(_EPOCH_KEY))
-    except (tf.errors.OpError, ValueError, KeyError) as e:
+    except Exception as e:  # noqa: BLE001 - the reader raises OpError, IndexError, ValueError...: all mean unreadable
         raise _corrupt(checkpoint, e) from None
     return PreviousRun(run_dir, checkpoint, epoch)
 
