@@ -114,15 +114,23 @@ def _run_spec(spec, quiet, resume_from) -> RunResult:
             write_results(spec, datasets, model, result, evaluation, run_dir)
             manifest.finish("completed", epochs_run=result.epochs_run)
     except BaseException as e:
-        ended = progress.end(e)
-        if ended is e:
-            raise
-        raise ended from None
+        if manifest.data["status"] == "completed" and isinstance(e, KeyboardInterrupt):
+            pass  # the signal came while the finished run wrote its last files: it is complete
+        else:
+            _raise_ended(progress, e)
     finally:
         if setup.is_chief:
             files.remove_partial_files(run_dir)
         files.discard_run_dir(run_dir, setup.is_chief)
     return RunResult(run_dir=run_dir, metrics=evaluation, chief=setup.is_chief)
+
+
+def _raise_ended(progress, e: BaseException):
+    """Record how `e` ended the run, then raise it (or what it became: see Progress.end)."""
+    ended = progress.end(e)
+    if ended is e:
+        raise e
+    raise ended from None
 
 
 def _set_op_determinism(enabled: bool) -> None:

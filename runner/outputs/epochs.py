@@ -42,9 +42,10 @@ class EpochLog:
             self.history.setdefault(key, []).append(float(value))
         for name, value in (scalars or {}).items():
             self.trajectories.setdefault(name, []).append(float(value))
-        write_history(self.run_dir, self.history)
-        write_trajectories(self.run_dir, self.trajectories)
-        write_json(self.run_dir / "metrics.json", last_epoch_metrics(self.history))
+        # Not fsynced: rewritten every epoch, and written durably once more as the run ends.
+        write_history(self.run_dir, self.history, durable=False)
+        write_trajectories(self.run_dir, self.trajectories, durable=False)
+        write_json(self.run_dir / "metrics.json", last_epoch_metrics(self.history), durable=False)
 
 
 def last_epoch_metrics(history: dict) -> dict:

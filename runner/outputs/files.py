@@ -71,8 +71,12 @@ def _os_reason(text: str) -> str:
     return text.rsplit("; ", 1)[-1]
 
 
-def write_bytes(path: Path, data: bytes) -> None:
+def write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
     """Write a file atomically: a temp file in the same folder, then os.replace.
+
+    `durable` also waits for the bytes to reach the disk (fsync) before the rename, so
+    that a power cut cannot leave an empty file; files rewritten at every epoch skip
+    that wait (a killed process never leaves a partial file either way).
 
     Raises:
         WriteError: naming the file and the reason (disk full, read-only, not a folder);
@@ -85,7 +89,8 @@ def write_bytes(path: Path, data: bytes) -> None:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         os.replace(temp, path)
     except BaseException as e:
         if temp is not None:
@@ -95,14 +100,14 @@ def write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str, durable: bool = True) -> None:
     """Write UTF-8 text atomically."""
-    write_bytes(path, text.encode("utf-8"))
+    write_bytes(path, text.encode("utf-8"), durable)
 
 
-def write_json(path: Path, value) -> None:
+def write_json(path: Path, value, durable: bool = True) -> None:
     """Write strict JSON atomically (indented, keys in insertion order; NaN and ±Infinity as null)."""
-    write_text(path, json_text(value))
+    write_text(path, json_text(value), durable)
 
 
 def json_text(value) -> str:

@@ -96,7 +96,8 @@ class Manifest:
 
     def heartbeat(self, **fields) -> None:
         """The run is alive: refresh the heartbeat time (at each epoch end), with `fields`."""
-        self.update(heartbeat=_now(), **fields)
+        self.data.update(heartbeat=_now(), **fields)
+        self._write(durable=False)  # the next heartbeat or the end rewrites it anyway
 
     def finish(self, status: str, reason: str | None = None, **fields) -> None:
         """Record the end: status (completed, failed, interrupted, diverged), why, end and wall time."""
@@ -116,8 +117,8 @@ class Manifest:
             self._write()
         self._reserve.unlink(missing_ok=True)
 
-    def _write(self) -> None:
-        write_bytes(self.path, json_text(self.data).encode("utf-8"))
+    def _write(self, durable: bool = True) -> None:
+        write_bytes(self.path, json_text(self.data).encode("utf-8"), durable)
 
 
 _RESERVE_BYTES = 64 * 1024  # several times the manifest, whose temp copy needs room beside it
