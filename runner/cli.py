@@ -101,12 +101,10 @@ def run(
     except KeyboardInterrupt as e:  # SIGINT, SIGTERM, SIGHUP: 130, 143, 129
         typer.echo(_interrupted(e, file, set_, quiet), err=True)
         raise typer.Exit(code=getattr(e, "exit_code", 130)) from None
-    except OSError as e:
-        if not hasattr(e, "reason"):  # not a WriteError
-            raise
-        typer.echo(f"pipe run: {e}", err=True)  # which file, and why: a traceback adds nothing
-        raise typer.Exit(code=EXIT_RUN_FAILED) from None
     except Exception as e:  # a failure of the run itself, not of the spec: keep the details
+        if isinstance(e, OSError) and hasattr(e, "reason"):  # a WriteError: which file, and why
+            typer.echo(f"pipe run: {e}", err=True)
+            raise typer.Exit(code=EXIT_RUN_FAILED) from None
         if hasattr(e, "diverged_message"):
             typer.echo(e.diverged_message(), err=True)
             raise typer.Exit(code=EXIT_DIVERGED) from None

@@ -8,6 +8,7 @@ the history back to the checkpoint's epoch.
 
 from __future__ import annotations
 
+import errno
 import math
 import signal
 import sys
@@ -20,6 +21,11 @@ from runner.outputs import files
 from runner.outputs.epochs import EpochLog
 from runner.train.divergence import TrainingDiverged
 from runner.train.result import TrainResult
+
+
+# Errors that mean a file could not be written (full, read-only, not a folder, not allowed).
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
+                 errno.EACCES, errno.EPERM}
 
 
 class Progress:
@@ -78,6 +84,8 @@ class Progress:
         """
         if isinstance(error, KeyboardInterrupt) and not isinstance(error, RunInterrupted):
             error = RunInterrupted(signal.SIGINT)
+        if isinstance(error, OSError) and error.filename and error.errno in _WRITE_ERRNOS:
+            error = files.write_failure(error.filename, error)  # e.g. a Keras callback's own file
         fields = {"epochs_run": self.log.epochs, "last_checkpoint": self._last_checkpoint()}
         if isinstance(error, RunInterrupted):
             error.run_dir, error.epochs_done = self.run_dir, self.log.epochs

@@ -104,7 +104,7 @@ def _run_spec(spec, quiet, resume_from) -> RunResult:
         manifest.update(loop=loop)
         if previous is not None:
             manifest.update(resumed_from=str(previous.run_dir), resumed_checkpoint=previous.checkpoint,
-                            resumed_at_epoch=previous.epoch)
+                            resumed_at_epoch=previous.epoch, epochs_done=previous.epoch)
         try:
             result, evaluation = train(spec, setup, datasets, validation, model, loss_object, optimizer,
                                        metrics, run_dir, quiet, progress)
