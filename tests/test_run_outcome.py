@@ -7,7 +7,6 @@ starts it, on a small synthetic spec with many short epochs and shuffled data.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import signal
 import subprocess
