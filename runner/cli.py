@@ -9,6 +9,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import shlex
 import sys
 import traceback
 from pathlib import Path
@@ -25,7 +26,8 @@ from runner.spec import SpecError, load_schema, load_spec
 
 EXIT_INVALID = 1  # a spec is invalid (found by validate, or while building a run)
 EXIT_RUN_FAILED = 3  # the spec was fine but training or evaluation failed
-EXIT_BROKEN_INSTALL = 4  # TensorFlow, Keras or tfds cannot be imported (pipe doctor says why)
+EXIT_DIVERGED = 4  # the training loss became NaN or infinite
+EXIT_BROKEN_INSTALL = 5  # TensorFlow, Keras or tfds cannot be imported (pipe doctor says why)
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
                   help="Declarative TensorFlow pipelines: validate and run YAML specs.")
@@ -189,12 +191,18 @@ def run(
     except BrokenInstall as e:
         typer.echo(f"pipe run: {e}", err=True)
         raise typer.Exit(code=EXIT_BROKEN_INSTALL) from None
-    except KeyboardInterrupt:
-        typer.echo("pipe run: interrupted", err=True)
-        raise typer.Exit(code=130) from None
+    except KeyboardInterrupt as e:  # SIGINT, SIGTERM, SIGHUP: 130, 143, 129
+        typer.echo(_interrupted(e, file, set_, quiet), err=True)
+        raise typer.Exit(code=getattr(e, "exit_code", 130)) from None
     except Exception as e:  # a failure of the run itself, not of the spec: keep the details
         from runner.failure import describe_failure
 
+        if isinstance(e, OSError) and hasattr(e, "reason"):  # a WriteError: which file, and why
+            typer.echo(f"pipe run: {e}", err=True)
+            raise typer.Exit(code=EXIT_RUN_FAILED) from None
+        if hasattr(e, "diverged_message"):
+            typer.echo(e.diverged_message(), err=True)
+            raise typer.Exit(code=EXIT_DIVERGED) from None
         if debug:
             traceback.print_exc()
         typer.echo(describe_failure(e), err=True)
@@ -380,6 +388,24 @@ def _reporting_errors(command: str, work):
         traceback.print_exc()
         typer.echo(f"pipe {command}: failed: {type(e).__name__}: {e}", err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
+
+
+def _interrupted(error, file, set_, quiet) -> str:
+    """What stopped the run, where it is, and the exact command that continues it."""
+    name = getattr(error, "signal_name", "SIGINT")
+    run_dir, done = getattr(error, "run_dir", None), getattr(error, "epochs_done", None)
+    if run_dir is None:
+        return f"pipe run: interrupted by {name} before training started; nothing to resume"
+    lines = [f"pipe run: interrupted by {name} after {done} epoch{'' if done == 1 else 's'}",
+             f"run directory: {run_dir}"]
+    resume_from = getattr(error, "resume_from", None)
+    if resume_from is None:
+        return "\n".join(lines + ["nothing to resume: no checkpoint was saved"])
+    command = ["pipe", "run", str(file)]
+    for text in set_ or ():
+        command += ["--set", text]
+    command += ["--quiet"] if quiet else []
+    return "\n".join(lines + ["resume with: " + shlex.join(command + ["--resume", str(resume_from)])])
 
 
 def _metric_lines(metrics: dict):

@@ -92,7 +92,7 @@ def _training_device(setup) -> str | None:
 
 
 def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, model, loss, optimizer, metrics,
-                 run_dir, quiet, previous):
+                 run_dir, quiet, progress):
     """Train with `FusedLoop`, then evaluate each held-out split; as `run._train_custom`."""
     train_config = spec.doc["train"]
     output_config = spec.doc.get("outputs") or {}
@@ -110,12 +110,14 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
             # Sets model.optimizer for callbacks (ReduceLROnPlateau, ...) and model.keras.
             model.compile(optimizer=fused.optimizer, loss=loss)
     checkpoint = checkpoints.epoch_checkpoint(model, fused.optimizer, run_dir)
-    initial_epoch = checkpoints.restore(checkpoint, previous) if previous is not None else 0
-    result = fused.fit(
-        epochs=train_config["epochs"], initial_epoch=initial_epoch, quiet=quiet,
-        checkpoint=checkpoint if output_config.get("checkpoints", True) else None,
-    )
-    result = checkpoints.continue_history(previous, result, initial_epoch)
+    initial_epoch = checkpoints.restore(checkpoint, progress.previous) if progress.previous is not None else 0
+    progress.log.start(fused.scalar_values())
+    # Within one graph call of several epochs only the last one's state exists to checkpoint.
+    within_call = progress.epoch_end(None)
+    call_end = progress.epoch_end(checkpoint if output_config.get("checkpoints", True) else None)
+    result = fused.fit(epochs=train_config["epochs"], initial_epoch=initial_epoch, quiet=quiet,
+                       epoch_end=within_call, group_end=call_end)
+    result = progress.result(result)
     if output_config.get("tensorboard"):
         history.write_tensorboard(run_dir, result.history)
     evaluation = {"train": {k: v[-1] for k, v in result.history.items() if not k.startswith("val_") and v}}

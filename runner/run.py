@@ -21,10 +21,16 @@ from runner.outputs import files, history
 from runner.outputs.manifest import Manifest
 from runner.outputs.results import write_results
 from runner.outputs.run_dir import RunDir
+from runner.interrupts import deferred, signals_raise
+from runner.progress import Progress
+from runner.resume import prepare_resume
+from runner.spec.errors import SpecError
 from runner.spec.metadata import substitute_metadata
 from runner.train import checkpoint as checkpoints
 from runner.train.class_weight import check_class_weight
 from runner.train.custom import CustomLoop
+from runner.train.divergence import StopOnNonFinite
+from runner.train.epoch_end import EpochBegin, EpochEnd
 from runner.train.devices import check_batch_stages, setup_devices
 from runner.train.fit import fit
 from runner.train.loss_check import check_loss_fits
@@ -51,8 +57,17 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
             directory; history and trajectories continue the old.
 
     Raises:
-        SpecError: a mistake in the spec, found while building (located).
+        SpecError: a mistake in the spec, found while building (located), or a run that
+            cannot be resumed.
+        RunInterrupted: SIGINT, SIGTERM or SIGHUP; the manifest says `interrupted`.
+        TrainingDiverged: a NaN or infinite loss; the manifest says `diverged`.
+        WriteError: a file of the run directory could not be written (which, and why).
     """
+    with signals_raise():
+        return _run_spec(spec, quiet, resume_from)
+
+
+def _run_spec(spec, quiet, resume_from) -> RunResult:
     setup = setup_devices(spec)  # before any other TensorFlow op
     check_batch_stages(spec, setup)
     if not quiet:
@@ -86,18 +101,22 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
         if not quiet:
             print("loop: custom (Keras fit does not run under multi_worker_mirrored)", flush=True)
 
-    previous = checkpoints.previous_run(resume_from) if resume_from is not None else None
+    previous = prepare_resume(spec, resume_from) if resume_from is not None else None
     run_dir = RunDir.create(spec, setup.is_chief)
     console.move_log_to(run_dir)  # TensorFlow's C++ log, when the command keeps one
-    spec_sha256 = files.write_spec(run_dir, spec)
-    manifest = Manifest(run_dir, spec, spec_sha256=spec_sha256, devices=setup.manifest, files=datasets.files)
-    manifest.update(loop=loop)
-    # For evaluate/predict: what the spec's relative paths meant, and the data's metadata.
-    manifest.update(spec_dir=str(spec.file.resolve().parent), data_info=datasets.info)
-    if previous is not None:
-        manifest.update(resumed_from=str(previous.run_dir), resumed_checkpoint=previous.checkpoint)
+    # The manifest first: whatever fails after this (a full disk included), it records it.
+    manifest = Manifest(run_dir, spec, spec_sha256=files.spec_sha256(spec), devices=setup.manifest,
+                        files=datasets.files)
+    progress = Progress(run_dir, manifest, previous)
     train = _train_fit if loop == "fit" else _train_custom
     try:
+        files.write_spec(run_dir, spec)
+        manifest.update(loop=loop)
+        # For evaluate/predict: what the spec's relative paths meant, and the data's metadata.
+        manifest.update(spec_dir=str(spec.file.resolve().parent), data_info=datasets.info)
+        if previous is not None:
+            manifest.update(resumed_from=str(previous.run_dir), resumed_checkpoint=previous.checkpoint,
+                            resumed_at_epoch=previous.epoch, epochs_done=previous.epoch)
         choice = choose_training(spec, setup, datasets, loop, run_dir)  # the fused engine, or tf.data
         manifest.update(engine=choice.engine.name, engine_reason=choice.engine.reason)
         if not quiet and "engine" in train_config:
@@ -105,19 +124,32 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
         train = choice.train or train
         try:
             result, evaluation = train(spec, setup, datasets, validation, model, loss_object, optimizer,
-                                       metrics, run_dir, quiet, previous)
+                                       metrics, run_dir, quiet, progress)
         except tf.errors.InvalidArgumentError as e:
             raise _loss_error(spec, loss_object, e) or e
-        write_results(spec, datasets, model, result, evaluation, run_dir)
-        manifest.finish("completed", epochs_run=result.epochs_run)
+        with deferred():
+            write_results(spec, datasets, model, result, evaluation, run_dir)
+            manifest.finish("completed", epochs_run=result.epochs_run)
     except BaseException as e:
-        manifest.finish("failed", error=f"{type(e).__name__}: {e}")
-        if isinstance(e, Exception):  # a failure, not an interrupt: keep its traceback
-            note_error_log(e, run_dir)
-        raise
+        if manifest.data["status"] == "completed" and isinstance(e, KeyboardInterrupt):
+            pass  # the signal came while the finished run wrote its last files: it is complete
+        else:
+            if isinstance(e, Exception) and not isinstance(e, SpecError):  # keep a failure's traceback
+                note_error_log(e, run_dir)
+            _raise_ended(progress, e)
     finally:
+        if setup.is_chief:
+            files.remove_partial_files(run_dir)
         files.discard_run_dir(run_dir, setup.is_chief)
     return RunResult(run_dir=run_dir.path, metrics=evaluation, chief=setup.is_chief)
+
+
+def _raise_ended(progress, e: BaseException):
+    """Record how `e` ended the run, then raise it (or what it became: see Progress.end)."""
+    ended = progress.end(e)
+    if ended is e:
+        raise e
+    raise ended from None
 
 
 def _set_op_determinism(enabled: bool) -> None:
@@ -156,7 +188,7 @@ def _validation_split(spec, datasets):
     return None
 
 
-def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, previous):
+def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, progress):
     """Keras `fit`, then `evaluate` on each held-out split; returns (TrainResult, metrics by split)."""
     train_config = spec.doc["train"]
     output_config = spec.doc.get("outputs") or {}
@@ -168,13 +200,14 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
     if output_config.get("tensorboard"):
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     checkpoint = checkpoints.epoch_checkpoint(model, model.optimizer, run_dir)
-    if output_config.get("checkpoints", True):
-        callbacks.append(checkpoint)
     initial_epoch = train_config.get("initial_epoch", 0)
-    if previous is not None:
+    if progress.previous is not None:
         with setup.strategy.scope():
             model.optimizer.build(model.trainable_variables)
-        initial_epoch = checkpoints.restore(checkpoint, previous)
+        initial_epoch = checkpoints.restore(checkpoint, progress.previous)
+    # Last: the epoch's tables, checkpoint and heartbeat see the logs as callbacks left them.
+    callbacks = [EpochBegin(datasets.epoch.assign), StopOnNonFinite(), *callbacks,
+                 EpochEnd(progress.epoch_end(checkpoint if output_config.get("checkpoints", True) else None))]
     result = fit(
         model, train=datasets.train, validation=validation, epochs=train_config["epochs"],
         callbacks=callbacks, class_weight=_class_weight(train_config.get("class_weight")),
@@ -182,9 +215,9 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
         verbose=0 if quiet else console.progress_verbosity(train_config.get("verbose", "auto")),
         initial_epoch=initial_epoch, validation_freq=train_config.get("validation_freq", 1),
     )
-    result.history = _align_validation(result.history, train_config.get("validation_freq", 1), initial_epoch)
-    final = _final_train_metrics(result.history, callbacks, initial_epoch)
-    result = checkpoints.continue_history(previous, result, initial_epoch)
+    result = progress.result(result)
+    result.history = _align_validation(result.history, train_config.get("validation_freq", 1), 0)
+    final = _final_train_metrics(result.history, callbacks, 0)
     evaluation = {"train": final}
     for split, dataset in (("validation", datasets.validation), ("test", datasets.test)):
         if dataset is not None:
@@ -193,7 +226,7 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
     return result, evaluation
 
 
-def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, previous):
+def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, progress):
     """The GradientTape loop, then its evaluation of each held-out split."""
     train_config = spec.doc["train"]
     output_config = spec.doc.get("outputs") or {}
@@ -212,17 +245,20 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
             # Sets model.optimizer for callbacks (ReduceLROnPlateau, ...) and model.keras.
             model.compile(optimizer=custom.optimizer, loss=getattr(loss, "per_output", loss))
     checkpoint = checkpoints.epoch_checkpoint(model, custom.optimizer, run_dir)
-    initial_epoch = checkpoints.restore(checkpoint, previous) if previous is not None else \
-        train_config.get("initial_epoch", 0)
+    initial_epoch = train_config.get("initial_epoch", 0)
+    if progress.previous is not None:
+        initial_epoch = checkpoints.restore(checkpoint, progress.previous)
+    progress.log.start(custom.scalar_values())
     result = custom.fit(
         datasets.train, validation=validation, epochs=train_config["epochs"],
         steps_per_epoch=train_config.get("steps_per_epoch"),
-        checkpoint=checkpoint if output_config.get("checkpoints", True) else None,
-        initial_epoch=initial_epoch, quiet=quiet, validation_freq=train_config.get("validation_freq", 1),
+        initial_epoch=initial_epoch, quiet=quiet, epoch_begin=datasets.epoch.assign,
+        epoch_end=progress.epoch_end(checkpoint if output_config.get("checkpoints", True) else None),
+        validation_freq=train_config.get("validation_freq", 1),
     )
-    result.history = _align_validation(result.history, train_config.get("validation_freq", 1), initial_epoch)
-    final = _final_train_metrics(result.history, callbacks, initial_epoch)
-    result = checkpoints.continue_history(previous, result, initial_epoch)
+    result = progress.result(result)
+    result.history = _align_validation(result.history, train_config.get("validation_freq", 1), 0)
+    final = _final_train_metrics(result.history, callbacks, 0)
     if output_config.get("tensorboard"):
         history.write_tensorboard(run_dir, result.history)
     evaluation = {"train": final}

@@ -316,7 +316,7 @@ def test_stages_keep_the_declared_order_and_use_autotune(write_spec, tmp_path):
           stages:
             - map: {ops: [{cast: {dtype: float32}}]}
             - cache: {}
-            - shuffle: {buffer_size: all}
+            - shuffle: {buffer_size: all, reshuffle_each_iteration: false}  # tf.data's own op
             - batch: {batch_size: 8}
             - prefetch: {}
         test:
@@ -511,7 +511,9 @@ def test_fashion_mnist_spec_yields_the_hand_written_batches():
     # split exactly as the hand-written shuffle(n); only the first batches are compared: the
     # shuffle buffer is filled in full before the first batch, so they already depend on
     # every element, and comparing all 469 batches would add time and no coverage.
-    spec = load_spec(SPECS / "fashion_mnist.yaml")
+    # One order for every epoch, as the hand-written shuffle's first (the spec's own
+    # reshuffling seeds each epoch's order by the epoch: see test_reshuffling_follows_the_epoch).
+    spec = load_spec(SPECS / "fashion_mnist.yaml", ["data.train.stages.2.shuffle.reshuffle_each_iteration=false"])
     keras.utils.set_random_seed(spec.doc["seed"])
     declared = build_datasets(spec).train
 
@@ -523,7 +525,7 @@ def test_fashion_mnist_spec_yields_the_hand_written_batches():
 
     keras.utils.set_random_seed(spec.doc["seed"])
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
-    ds = ds.map(normalize_img, num_parallel_calls=tf.data.AUTOTUNE).cache().shuffle(len(images))
+    ds = ds.map(normalize_img, num_parallel_calls=tf.data.AUTOTUNE).cache().shuffle(len(images), reshuffle_each_iteration=False)
     hand_written = ds.batch(128).prefetch(tf.data.AUTOTUNE)
 
     assert declared.element_spec == hand_written.element_spec
@@ -539,7 +541,7 @@ def test_fashion_mnist_spec_yields_the_hand_written_batches():
 
 def test_mnist_spec_matches_the_hand_written_tfds_pipeline():
     tfds = pytest.importorskip("tensorflow_datasets")
-    spec = load_spec(SPECS / "mnist.yaml")
+    spec = load_spec(SPECS / "mnist.yaml", ["data.train.stages.2.shuffle.reshuffle_each_iteration=false"])
     with tfds.testing.mock_data(num_examples=40):
         keras.utils.set_random_seed(42)
         data = build_datasets(spec)
@@ -549,7 +551,8 @@ def test_mnist_spec_matches_the_hand_written_tfds_pipeline():
         def normalize_img(image, label):
             return tf.cast(image, tf.float32) / 255., label
 
-        ds_train = ds_train.map(normalize_img, num_parallel_calls=tf.data.AUTOTUNE).cache().shuffle(40)
+        ds_train = ds_train.map(normalize_img, num_parallel_calls=tf.data.AUTOTUNE).cache()
+        ds_train = ds_train.shuffle(40, reshuffle_each_iteration=False)
         ds_train = ds_train.batch(128).prefetch(tf.data.AUTOTUNE)
         ds_test = ds_test.map(normalize_img, num_parallel_calls=tf.data.AUTOTUNE).batch(128).cache()
         ds_test = ds_test.prefetch(tf.data.AUTOTUNE)
@@ -663,6 +666,23 @@ def test_the_spec_seed_makes_shuffle_deterministic(write_spec, tmp_path):
     assert list(arrays(build(write_spec, data, seed=7).train)) == first
     assert list(arrays(build(write_spec, data, seed=8).train)) != first
     assert sorted(first) == list(range(50))
+
+
+def test_reshuffling_follows_the_epoch(write_spec, tmp_path):
+    """Epoch k's order depends on the seed and k only: a resumed run shuffles as the whole run did."""
+    np.save(tmp_path / "x.npy", np.arange(50))
+    data = "train: {source: {npy: {features: x.npy}}, stages: [{shuffle: {buffer_size: all}}]}"
+    built = build(write_spec, data, seed=7)
+    orders = []
+    for epoch in (0, 1, 0, 1, 1):
+        built.epoch.assign(epoch)
+        orders.append(list(arrays(built.train)))
+    assert orders[0] == orders[2] != orders[1] == orders[3] == orders[4]
+    assert sorted(orders[1]) == list(range(50))
+    again = build(write_spec, data, seed=7)  # another process, another build: the same orders
+    again.epoch.assign(1)
+    assert list(arrays(again.train)) == orders[1]
+    assert int(built.train.cardinality()) == 50
 
 
 def test_tfds_manual_files_that_are_not_the_registered_ones(write_spec, tmp_path):

@@ -51,7 +51,7 @@ def test_a_half_importing_tfds_is_diagnosed_before_the_run(tmp_path, write_spec)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), str(REPO)])}
     result = subprocess.run([sys.executable, "-m", "runner.cli", "run", str(spec)], capture_output=True,
                             text=True, cwd=tmp_path, env=env, timeout=300)
-    assert result.returncode == 4
+    assert result.returncode == 5
     last = result.stderr.strip().splitlines()[-1]
     assert re.fullmatch(
         r"pipe run: tensorflow-datasets \S+ cannot be imported: ImportError: cannot import name "

@@ -30,6 +30,7 @@ class Datasets:
     files: list[Path]
     learned: Learned | None = None  # statistics learned from train (saved as preprocessing.json)
     sources: dict = field(default_factory=dict)  # split -> Source, for the in-memory engine
+    epoch: tf.Variable | None = None  # the loops set it at each epoch's start: it seeds reshuffling
 
 
 def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datasets:
@@ -64,6 +65,7 @@ def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datas
     sources = encode_tables(spec, sources, learned)
 
     info = _info(sources)
+    epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
     built = {}
     order = ["train"] + [s for s in sources if s != "train"]  # train first: it learns the statistics
     for split in (s for s in order if s in sources and s in splits):
@@ -75,10 +77,11 @@ def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datas
             positions, stages = inherited_stages(section["train"].get("stages") or [])
         built[split] = apply_stages(spec, path, source.make(), stages or [], count=source.count, info=info,
                                     learned=learned, split=split, positions=positions,
-                                    source_key=source_key(spec, split, source))
+                                    source_key=source_key(spec, split, source), epoch=epoch)
         check_not_empty(spec, split, built[split])
     files = list(dict.fromkeys(f for s in sources.values() for f in s.files))
-    return Datasets(built.get("train"), built.get("validation"), built.get("test"), info, files, learned, sources)
+    return Datasets(built.get("train"), built.get("validation"), built.get("test"), info, files,
+                    learned=learned, sources=sources, epoch=epoch)
 
 
 def _info(sources: dict[str, Source]) -> dict:

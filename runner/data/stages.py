@@ -12,6 +12,7 @@ from runner.spec.errors import first_line
 from runner.spec.metadata import substitute_metadata
 from runner.data.learned import learn_normalize_ops
 from runner.data.ops import build_map_function
+from runner.data.reshuffle import shuffle_by_epoch, stage_seed
 
 # Stages a validation fraction inherits from train: deterministic preprocessing only, never
 # shuffle, repeat, take/skip/shard (sizes) or augmentation (dropped from map ops).
@@ -21,7 +22,7 @@ AUGMENTATION_OPS = ("augment",)
 
 def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, count: int,
                  info: dict, learned=None, split: str | None = None, positions=None,
-                 source_key=None) -> tf.data.Dataset:
+                 source_key=None, epoch: tf.Variable | None = None) -> tf.data.Dataset:
     """`dataset` through every stage of `stages`, in the declared order.
 
     Args:
@@ -34,6 +35,8 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
         positions: each stage's index in `path` (when `stages` is a selection of them).
         source_key: what the source's elements depend on (`cache.source_key`); with the
             stages before it, it keys a cache file.
+        epoch: the training loop's epoch, which seeds each epoch's reshuffling (see
+            `runner.data.reshuffle`); None: tf.data's own reshuffling.
 
     Raises:
         SpecError: located at the stage (and its key) that cannot be built.
@@ -46,6 +49,8 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
             raise spec.error(where, f"unknown stage '{name}' (known: {', '.join(_STAGES)})")
         if name == "cache":
             build = functools.partial(_cache, key=[source_key, stages[:i]])
+        if name == "shuffle" and epoch is not None:
+            build = functools.partial(_shuffle, epoch=epoch)
         try:
             if name == "map":
                 dataset = _map(spec, where, dataset, args, count, info, learned, split)
@@ -88,10 +93,12 @@ def _cache(spec, where, dataset, args, count, info, key=None):
     return dataset.cache(file) if file else dataset.cache()
 
 
-def _shuffle(spec, where, dataset, args, count, info):
+def _shuffle(spec, where, dataset, args, count, info, epoch=None):
     size = _size(spec, where + ("buffer_size",), args["buffer_size"], dataset, count)
-    return dataset.shuffle(size, seed=args.get("seed"),
-                           reshuffle_each_iteration=args.get("reshuffle_each_iteration", True))
+    reshuffle = args.get("reshuffle_each_iteration", True)
+    if reshuffle and epoch is not None:
+        return shuffle_by_epoch(dataset, size, stage_seed(spec, where, args.get("seed")), epoch)
+    return dataset.shuffle(size, seed=args.get("seed"), reshuffle_each_iteration=reshuffle)
 
 
 def _batch(spec, where, dataset, args, count, info):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from datetime import datetime
@@ -45,19 +47,60 @@ def discard_run_dir(run_dir: Path, is_chief: bool) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    """Write a file atomically: a temp file in the same folder, then os.replace."""
+class WriteError(OSError):
+    """A file of the run directory could not be written: says which and why, in one line."""
+
+    def __init__(self, path, reason: str):
+        super().__init__(f"cannot write {path}: {reason}")
+        self.filename = str(path)
+        self.reason = reason
+
+    def __str__(self) -> str:  # OSError's own would print "[Errno None] None: <file>"
+        return f"cannot write {self.filename}: {self.reason}"
+
+
+def write_failure(path, error: BaseException) -> WriteError:
+    """`error` (an OSError or a TensorFlow error) as a WriteError naming `path`."""
+    if isinstance(error, WriteError):
+        return error
+    reason = getattr(error, "strerror", None) or getattr(error, "message", None) or str(error)
+    return WriteError(path, _os_reason(reason) or type(error).__name__)
+
+
+def _os_reason(text: str) -> str:
+    """The system's words in a TensorFlow error: `{{function_node ...}} <file>; No space left on device [Op:SaveV2]`."""
+    text = re.sub(r"\{\{[^}]*\}\}", "", text.strip().splitlines()[0] if text.strip() else "")
+    text = re.sub(r"\s*\[Op:\w+\]$", "", text).strip()
+    return text.rsplit("; ", 1)[-1]
+
+
+def write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    """Write a file atomically: a temp file in the same folder, then os.replace.
+
+    `durable` also waits for the bytes to reach the disk (fsync) before the rename, so
+    that a power cut cannot leave an empty file; files rewritten at every epoch skip
+    that wait (a killed process never leaves a partial file either way).
+
+    Raises:
+        WriteError: naming the file and the reason (disk full, read-only, not a folder);
+            the temp file is removed, the old file (if any) is left as it was.
+    """
     path = Path(path)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    temp = None
     try:
+        handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         os.fchmod(handle, 0o666 & ~_umask())  # mkstemp makes 0600; a run is read by the team
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                os.fsync(file.fileno())
         os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
+    except BaseException as e:
+        if temp is not None:
+            Path(temp).unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise write_failure(path, e) from e
         raise
 
 
@@ -75,18 +118,58 @@ def _umask() -> int:
     return mask
 
 
-def write_text(path: Path, text: str) -> None:
+def write_text(path: Path, text: str, durable: bool = True) -> None:
     """Write UTF-8 text atomically."""
-    write_bytes(path, text.encode("utf-8"))
+    write_bytes(path, text.encode("utf-8"), durable)
 
 
-def write_json(path: Path, value) -> None:
-    """Write JSON atomically (indented, keys in insertion order)."""
-    write_text(path, json.dumps(value, indent=2) + "\n")
+def write_json(path: Path, value, durable: bool = True) -> None:
+    """Write strict JSON atomically (indented, keys in insertion order; NaN and ±Infinity as null)."""
+    write_text(path, json_text(value), durable)
+
+
+def json_text(value) -> str:
+    """Strict JSON: non-finite floats, which JSON cannot express, become null."""
+    return json.dumps(strict(value), indent=2, allow_nan=False) + "\n"
+
+
+def strict(value):
+    """`value` with every NaN or ±Infinity float replaced by None."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return value
+
+
+# Temp names: ours (`.<name>.<random>.tmp`, `.model-<hex>.keras`, `.saved_model-<hex>`), and
+# TensorFlow's (`ckpt-3_temp/`, `*.tempstate<n>`, `*.tmp<hex>` of its atomic writes).
+_PARTIAL = re.compile(r"^\..*\.tmp$|^\.(model|saved_model)-[0-9a-f]{32}|_temp$|\.tempstate\d+$|\.tmp[0-9a-f]{32}$")
+
+
+def remove_partial_files(run_dir: Path) -> None:
+    """Remove what an interrupted write leaves: our `.*.tmp` files, TensorFlow's `*_temp*` folders."""
+    for path in sorted(Path(run_dir).rglob("*")):
+        if _PARTIAL.search(path.name) and path.exists():
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
 
 
 def write_spec(run_dir: Path, spec) -> str:
     """Write the resolved spec (after overrides) as spec.yaml; returns its sha256."""
-    text = yaml.safe_dump(spec.doc, sort_keys=False, allow_unicode=True)
+    text = _spec_text(spec)
     write_text(run_dir / "spec.yaml", text)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def spec_sha256(spec) -> str:
+    """The sha256 of spec.yaml as `write_spec` writes it."""
+    return hashlib.sha256(_spec_text(spec).encode("utf-8")).hexdigest()
+
+
+def _spec_text(spec) -> str:
+    return yaml.safe_dump(spec.doc, sort_keys=False, allow_unicode=True)

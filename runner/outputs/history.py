@@ -9,21 +9,21 @@ from pathlib import Path
 from runner.outputs.files import write_json, write_text
 
 
-def write_history(run_dir: Path, history: dict) -> None:
+def write_history(run_dir: Path, history: dict, durable: bool = True) -> None:
     """history.json and history.csv (one row per epoch, numbered from 1)."""
-    write_json(Path(run_dir) / "history.json", history)
-    write_table(Path(run_dir) / "history.csv", "epoch", history, start=1)
+    write_json(Path(run_dir) / "history.json", history, durable)
+    write_table(Path(run_dir) / "history.csv", "epoch", history, start=1, durable=durable)
 
 
-def write_trajectories(run_dir: Path, trajectories: dict) -> None:
+def write_trajectories(run_dir: Path, trajectories: dict, durable: bool = True) -> None:
     """trajectories.json/csv: each scalar variable, initially (epoch 0) and after each epoch."""
     if not trajectories:
         return
-    write_json(Path(run_dir) / "trajectories.json", trajectories)
-    write_table(Path(run_dir) / "trajectories.csv", "epoch", trajectories, start=0)
+    write_json(Path(run_dir) / "trajectories.json", trajectories, durable)
+    write_table(Path(run_dir) / "trajectories.csv", "epoch", trajectories, start=0, durable=durable)
 
 
-def write_table(path: Path, index: str, columns: dict, start: int = 0) -> None:
+def write_table(path: Path, index: str, columns: dict, start: int = 0, durable: bool = True) -> None:
     """A CSV with an index column and one column per key of `columns` (lists of values)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -32,7 +32,7 @@ def write_table(path: Path, index: str, columns: dict, start: int = 0) -> None:
     rows = max((len(v) for v in columns.values()), default=0)
     for i in range(rows):
         writer.writerow([start + i, *(_cell(columns[n], i) for n in names)])
-    write_text(path, buffer.getvalue())
+    write_text(path, buffer.getvalue(), durable)
 
 
 def _cell(values, i):

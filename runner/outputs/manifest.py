@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import platform
+import socket
 import sys
 import time
 from datetime import datetime, timezone
@@ -11,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import runner
-from runner.outputs.files import write_json
+from runner.outputs.files import json_text, write_bytes
 
 
 def fingerprint(path) -> str:
@@ -50,7 +52,14 @@ def versions() -> dict:
 
 
 class Manifest:
-    """manifest.json: what ran, on what, with which data; rewritten as the run ends."""
+    """manifest.json: what ran, on what, with which data, and how it ended.
+
+    Written first thing, when the run directory is made, with `status: running`, the pid,
+    host and a heartbeat time that each epoch end refreshes: a run killed with SIGKILL
+    leaves `running` with a dead pid, which `runner.outputs.status` reads as `killed`.
+    A small reserve file, `.manifest.reserve`, holds disk space until the run ends, so that
+    on a full disk the final status can still be written: it is freed for that last write.
+    """
 
     def __init__(self, run_dir: Path, spec, *, spec_sha256: str, devices: dict, files=()):
         self.path = Path(run_dir) / "manifest.json"
@@ -68,22 +77,65 @@ class Manifest:
             "end_time": None,
             "wall_time_s": None,
             "status": "running",
+            "reason": None,
+            **process_identity(),
+            "heartbeat": _now(),
+            "epochs_done": 0,
         }
-        write_json(self.path, self.data)
+        self._reserve = self.path.with_name(".manifest.reserve")
+        self._write()
+        try:
+            write_bytes(self._reserve, b"\0" * _RESERVE_BYTES)
+        except OSError:
+            pass  # no room even for that: the run will fail on its next write anyway
 
     def update(self, **fields) -> None:
         """Add fields and rewrite the file."""
         self.data.update(fields)
-        write_json(self.path, self.data)
+        self._write()
 
-    def finish(self, status: str, **fields) -> None:
-        """Record the end: status completed/failed, end time and wall time."""
-        self.update(
+    def heartbeat(self, **fields) -> None:
+        """The run is alive: refresh the heartbeat time (at each epoch end), with `fields`."""
+        self.data.update(heartbeat=_now(), **fields)
+        self._write(durable=False)  # the next heartbeat or the end rewrites it anyway
+
+    def finish(self, status: str, reason: str | None = None, **fields) -> None:
+        """Record the end: status (completed, failed, interrupted, diverged), why, end and wall time."""
+        self.data.update(
             status=status,
+            reason=reason,
             end_time=_now(),
             wall_time_s=round(time.monotonic() - self._started, 3),
             **fields,
         )
+        try:
+            self._write()
+        except OSError:
+            if not self._reserve.exists():
+                raise
+            self._reserve.unlink()  # disk full: free the reserve for the run's last word
+            self._write()
+        self._reserve.unlink(missing_ok=True)
+
+    def _write(self, durable: bool = True) -> None:
+        write_bytes(self.path, json_text(self.data).encode("utf-8"), durable)
+
+
+_RESERVE_BYTES = 64 * 1024  # several times the manifest, whose temp copy needs room beside it
+
+
+def process_identity() -> dict:
+    """pid, host and the process's start (so a reused pid is not mistaken for this run)."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "pid_start": process_start(os.getpid())}
+
+
+def process_start(pid: int) -> str | None:
+    """The start time of process `pid` in clock ticks since boot (Linux), or None."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[19]  # field 22, after the parenthesised name
 
 
 def _now() -> str:

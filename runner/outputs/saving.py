@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import uuid
 from pathlib import Path
+
+from runner.outputs.files import write_failure
 
 
 def save_model(model, run_dir: Path, element_spec=None) -> Path:
@@ -21,8 +25,9 @@ def save_model(model, run_dir: Path, element_spec=None) -> Path:
     if isinstance(model, keras.Model):
         target = run_dir / "model.keras"
         temp = run_dir / f".model-{uuid.uuid4().hex}.keras"
-        model.save(temp)
-        os.replace(temp, target)
+        with _written(target, temp):
+            model.save(temp)
+            os.replace(temp, target)
         return target
     target = run_dir / "saved_model"
     temp = run_dir / f".saved_model-{uuid.uuid4().hex}"
@@ -33,9 +38,27 @@ def save_model(model, run_dir: Path, element_spec=None) -> Path:
     model.serve = tf.function(lambda x: model(x), input_signature=[signature])
     # A tf.function saved as `__call__` makes the reloaded object callable: `loaded(x)`.
     model.__call__ = model.serve
-    tf.saved_model.save(model, str(temp), signatures={"serving_default": model.serve})
-    os.replace(temp, target)
+    with _written(target, temp):
+        tf.saved_model.save(model, str(temp), signatures={"serving_default": model.serve})
+        os.replace(temp, target)
     return target
+
+
+@contextlib.contextmanager
+def _written(target: Path, temp: Path):
+    """On any failure, no half-saved model is left; a write failure names `target` and why."""
+    import tensorflow as tf
+
+    try:
+        yield
+    except BaseException as e:
+        if temp.is_dir():
+            shutil.rmtree(temp, ignore_errors=True)
+        else:
+            temp.unlink(missing_ok=True)
+        if isinstance(e, (OSError, tf.errors.OpError)):
+            raise write_failure(target, e) from e
+        raise
 
 
 def load_model(run_dir: Path):

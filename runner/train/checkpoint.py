@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import keras
 import tensorflow as tf
 
 from runner.spec.errors import SpecError
-from runner.train.result import TrainResult
 
 
 class EpochCheckpoint(keras.callbacks.Callback):
@@ -26,45 +24,59 @@ class EpochCheckpoint(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=epoch + 1)
 
 
-
 @dataclass
 class PreviousRun:
+    """An earlier run to continue: its directory, last checkpoint and the epochs it holds."""
+
     run_dir: Path
     checkpoint: str
+    epoch: int = 0
 
 
 def previous_run(run_dir) -> PreviousRun:
-    """The run directory to resume from and its last checkpoint."""
+    """The run directory to resume from, its last checkpoint (whatever epoch) and that epoch.
+
+    Every tensor of the checkpoint is read once here, before anything else happens, so a
+    truncated or corrupt checkpoint stops the resume up front.
+
+    Raises:
+        SpecError: no checkpoint, or one that cannot be read (naming its files).
+    """
     run_dir = Path(run_dir)
     checkpoint = tf.train.latest_checkpoint(str(run_dir / "checkpoints"))
     if checkpoint is None:
         raise SpecError(f"no checkpoint to resume from in {run_dir / 'checkpoints'}", file=run_dir)
-    return PreviousRun(run_dir, checkpoint)
+    try:
+        reader = tf.train.load_checkpoint(checkpoint)
+        for name in reader.get_variable_to_shape_map():
+            reader.get_tensor(name)
+        epoch = int(reader.get_tensor(_EPOCH_KEY))
+    except Exception as e:  # noqa: BLE001 - the reader raises OpError, IndexError, ValueError...: all mean unreadable
+        raise _corrupt(checkpoint, e) from None
+    return PreviousRun(run_dir, checkpoint, epoch)
+
+
+_EPOCH_KEY = "epoch/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+def _corrupt(checkpoint: str, error) -> SpecError:
+    reason = (getattr(error, "message", None) or str(error)).strip()
+    return SpecError(f"the checkpoint cannot be read ({checkpoint}.index, {checkpoint}.data-*): "
+                     f"{reason.splitlines()[0] if reason else type(error).__name__}", file=checkpoint)
 
 
 def restore(checkpoint: EpochCheckpoint, previous: PreviousRun) -> int:
-    """Restore model, optimizer and epoch from the previous run; returns the next epoch."""
-    status = checkpoint.manager.checkpoint.restore(previous.checkpoint)
-    status.assert_existing_objects_matched()
+    """Restore model, optimizer and epoch from the previous run; returns the next epoch.
+
+    Raises:
+        SpecError: the checkpoint does not fit this model (naming the checkpoint).
+    """
+    try:
+        status = checkpoint.manager.checkpoint.restore(previous.checkpoint)
+        status.assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+        raise _corrupt(previous.checkpoint, e) from None
     return int(checkpoint.epoch.numpy())
-
-
-def continue_history(previous, result: TrainResult, initial_epoch: int) -> TrainResult:
-    """Prefix the epochs trained before the resume (from the previous run's files)."""
-    if previous is None or initial_epoch == 0:
-        return result
-    history = _read_json(previous.run_dir / "history.json")
-    for key, values in result.history.items():
-        values[:0] = history.get(key, [])[:initial_epoch]
-    before = _read_json(previous.run_dir / "trajectories.json")
-    for key, values in result.trajectories.items():
-        values[:1] = before.get(key, [])[: initial_epoch + 1] or values[:1]
-    result.epochs_run = len(result.history.get("loss", []))
-    return result
-
-
-def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def epoch_checkpoint(model, optimizer, run_dir) -> EpochCheckpoint:

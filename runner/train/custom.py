@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from runner.models.identifiers import resolve_loss, resolve_metric
 from runner.models.modules import scalar_variables
+from runner.train.divergence import NonFiniteWatch
 from runner.train.loss_check import example_batch
 from runner.train.result import TrainResult
 
@@ -178,8 +179,13 @@ class CustomLoop:
                 raise self.spec.error(("train", "report", which), f"bad report template: {e}") from e
 
     def fit(self, train, *, validation=None, epochs, steps_per_epoch=None, checkpoint=None,
-            initial_epoch=0, quiet=False, validation_freq=1) -> TrainResult:
-        """Train for `epochs`, validating after each; drives Keras callbacks."""
+            initial_epoch=0, quiet=False, epoch_begin=None, epoch_end=None, validation_freq=1) -> TrainResult:
+        """Train for `epochs`, validating after each; drives Keras callbacks.
+
+        `epoch_begin(epoch)` runs before each epoch (it sets the data's epoch, which seeds
+        reshuffling); `epoch_end(epoch, logs, scalars)` after it (the run's tables,
+        checkpoint and heartbeat). A NaN or infinite loss raises `TrainingDiverged` first.
+        """
         history: dict = {}
         trajectories = {name: [value] for name, value in self.scalar_values().items()}
         distributed = self.strategy.experimental_distribute_dataset(train)
@@ -189,10 +195,15 @@ class CustomLoop:
         if self.report.get("initial") and not quiet:
             print(self.report["initial"].format(**self.evaluate(train), **self.scalar_values()), flush=True)
         callbacks.on_train_begin()
+        watch = NonFiniteWatch(self.strategy)
         for epoch in range(initial_epoch, epochs):
+            if epoch_begin is not None:
+                epoch_begin(epoch)
             bar = self._progress_bar(epoch, epochs, steps, quiet)
             callbacks.on_epoch_begin(epoch)
-            step = self._train_epoch(distributed, steps_per_epoch, steps, callbacks, bar, quiet)
+            watch.start_epoch(epoch)
+            step = self._train_epoch(distributed, steps_per_epoch, steps, callbacks, bar, quiet, watch)
+            watch.check()
             logs = self._logs()
             if validation is not None and (epoch + 1) % validation_freq == 0:
                 logs.update(self.evaluate(validation, prefix="val_"))
@@ -204,12 +215,14 @@ class CustomLoop:
                 trajectories[name].append(value)
             if checkpoint is not None:
                 checkpoint.on_epoch_end(epoch)
+            if epoch_end is not None:
+                epoch_end(epoch, logs, self.scalar_values())
             if self.is_keras and getattr(self.model, "stop_training", False):
                 break
         callbacks.on_train_end(history and {k: v[-1] for k, v in history.items()})
         return TrainResult(history=history, trajectories=trajectories, epochs_run=len(history.get("loss", [])))
 
-    def _train_epoch(self, distributed, steps_per_epoch, steps, callbacks, bar, quiet) -> int:
+    def _train_epoch(self, distributed, steps_per_epoch, steps, callbacks, bar, quiet, watch) -> int:
         """One pass over the training data (or `steps_per_epoch` steps); returns the steps taken."""
         self._reset()
         iterator = iter(distributed)
@@ -220,7 +233,7 @@ class CustomLoop:
             except StopIteration:
                 break
             callbacks.on_train_batch_begin(step)
-            self._train(x, y)
+            watch.add(self._train(x, y))
             step += 1
             if self.verbose == 1 and not quiet and step != steps:  # the last: at epoch end
                 bar.update(step, [("loss", float(self.loss_tracker.result()))])

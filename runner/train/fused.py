@@ -179,11 +179,14 @@ class FusedLoop(CustomLoop):
             self._evaluators[id(data)] = evaluate
         return {k: float(v) for k, v in evaluate(data.x, data.y).items()}
 
-    def fit(self, *, epochs, checkpoint=None, initial_epoch=0, quiet=False) -> TrainResult:
+    def fit(self, *, epochs, checkpoint=None, initial_epoch=0, quiet=False, epoch_end=None,
+            group_end=None) -> TrainResult:
         """Train for `epochs`; validate after each; drive Keras callbacks after each.
 
         With callbacks, one epoch per call (they may stop training or change the learning
-        rate); without, as many as fit in about `SECONDS_PER_CALL`.
+        rate); without, as many as fit in about `SECONDS_PER_CALL`. `epoch_end(epoch, logs,
+        scalars)` runs after every epoch but the last of a call, `group_end` after that one:
+        only then do the variables hold that epoch's state (what a checkpoint may save).
         """
         history: dict = {}
         trajectories = {name: [value] for name, value in self.scalar_values().items()}
@@ -211,6 +214,9 @@ class FusedLoop(CustomLoop):
                     history.setdefault(key, []).append(value)
                 for name in self._scalar_keys:
                     trajectories[name].append(results[name][i])
+                hook = group_end if i == count - 1 else epoch_end
+                if hook is not None:
+                    hook(epoch + i, logs, scalars)
             epoch += count
             if checkpoint is not None:
                 checkpoint.on_epoch_end(epoch - 1)

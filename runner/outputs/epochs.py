@@ -1,0 +1,82 @@
+"""The run's tables, grown and rewritten (atomically) at every epoch end.
+
+An interrupted or killed run keeps every epoch it finished: history.json/csv,
+trajectories.json/csv and metrics.json always hold the epochs done so far. A resumed run
+starts from the tables of the run it continues, cut at the epoch its checkpoint holds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from runner.outputs.files import write_json
+from runner.outputs.history import write_history, write_trajectories
+
+
+class EpochLog:
+    """history (`{"loss": [...], ...}`) and trajectories (`{"w": [initial, ...]}`) of a run.
+
+    Args:
+        run_dir: where the tables are written.
+        history, trajectories: the epochs before this run's first (resume), else empty.
+    """
+
+    def __init__(self, run_dir: Path, history: dict | None = None, trajectories: dict | None = None):
+        self.run_dir = Path(run_dir)
+        self.history = {k: list(v) for k, v in (history or {}).items()}
+        self.trajectories = {k: list(v) for k, v in (trajectories or {}).items()}
+
+    @property
+    def epochs(self) -> int:
+        return len(self.history.get("loss", []))
+
+    def start(self, scalars: dict) -> None:
+        """The scalar variables before the first epoch (a fresh run's trajectory start)."""
+        for name, value in scalars.items():
+            self.trajectories.setdefault(name, [value])
+
+    def record(self, logs: dict, scalars: dict | None = None) -> None:
+        """Append one epoch's logs (and scalar variables) and rewrite the tables."""
+        for key, value in logs.items():
+            self.history.setdefault(key, []).append(float(value))
+        for name, value in (scalars or {}).items():
+            self.trajectories.setdefault(name, []).append(float(value))
+        # Not fsynced: rewritten every epoch, and written durably once more as the run ends.
+        write_history(self.run_dir, self.history, durable=False)
+        write_trajectories(self.run_dir, self.trajectories, durable=False)
+        write_json(self.run_dir / "metrics.json", last_epoch_metrics(self.history), durable=False)
+
+
+def last_epoch_metrics(history: dict) -> dict:
+    """`{"train": {...}, "validation": {...}}` from the last epoch of a history."""
+    metrics = {"train": {k: v[-1] for k, v in history.items() if not k.startswith("val_") and v}}
+    validation = {k[4:]: v[-1] for k, v in history.items() if k.startswith("val_") and v}
+    if validation:
+        metrics["validation"] = validation
+    return metrics
+
+
+def previous_tables(run_dir: Path, epochs: int) -> tuple[dict, dict]:
+    """history and trajectories of an earlier run, cut to its first `epochs` epochs.
+
+    Raises:
+        ValueError: the history holds fewer epochs than `epochs` (message names the file).
+    """
+    run_dir = Path(run_dir)
+    history = _read_json(run_dir / "history.json")
+    found = len(history.get("loss", []))
+    if found < epochs:
+        raise ValueError(f"{run_dir / 'history.json'}: holds {found} epochs, but the checkpoint is at epoch {epochs}")
+    trajectories = _read_json(run_dir / "trajectories.json")
+    return ({k: v[:epochs] for k, v in history.items()},
+            {k: v[: epochs + 1] for k, v in trajectories.items()})
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise ValueError(f"{path}: not JSON ({e})") from None

@@ -1,0 +1,93 @@
+"""A NaN or infinite training loss stops training, in both loops, saying at which epoch and step.
+
+The check costs no synchronisation of its own: in `fit` it reads the batch logs on Keras's
+callback thread (like `keras.callbacks.TerminateOnNaN`, but dispatched asynchronously);
+in the custom loop it looks at the step losses in blocks of `_BLOCK` steps, one small op
+per block. Training stops before the epoch's end is recorded, so the last checkpoint is
+the last good one.
+"""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import tensorflow as tf
+
+_BLOCK = 256  # custom loop: steps whose losses are checked together
+
+
+class TrainingDiverged(Exception):
+    """The training loss became NaN or infinite.
+
+    Attributes:
+        epoch, step: 0-based; `step` is None when only the epoch's mean showed it.
+        value: the non-finite loss (nan, inf or -inf).
+    """
+
+    def __init__(self, epoch: int, step: int | None, value: float):
+        self.epoch, self.step, self.value = epoch, step, value
+        self.run_dir = None  # set by run_spec, with the last (good) checkpoint
+        self.last_checkpoint = None
+        where = f"epoch {epoch + 1}" + ("" if step is None else f", step {step + 1}")
+        super().__init__(f"the training loss became {value} at {where}")
+
+    def diverged_message(self) -> str:
+        """The lines `pipe run` prints: what happened, where the run is, what is kept."""
+        lines = [f"pipe run: training diverged: {self} (try a lower learning rate, or look for NaN in the data)"]
+        if self.run_dir is not None:
+            lines.append(f"run directory: {self.run_dir}")
+            lines.append(f"last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint
+                         else "no good checkpoint: no epoch ended with a finite loss")
+        return "\n".join(lines)
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """For `fit`: raises TrainingDiverged at the first batch whose loss is not finite."""
+
+    async_safe = True  # runs on Keras's callback thread: the training loop never waits for it
+
+    def __init__(self):
+        super().__init__()
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise TrainingDiverged(self.epoch, batch, float(loss))
+
+
+class NonFiniteWatch:
+    """For the custom loop: collects each step's loss and checks them a block at a time."""
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+        self.epoch = 0
+        self._first_step = 0
+        self._losses: list = []
+
+    def start_epoch(self, epoch: int) -> None:
+        self.epoch, self._first_step, self._losses = epoch, 0, []
+
+    def add(self, loss) -> None:
+        """The loss a step returned (per replica); checked once `_BLOCK` steps are in."""
+        self._losses.append(loss)
+        if len(self._losses) >= _BLOCK:
+            self.check()
+
+    def check(self) -> None:
+        """Raise TrainingDiverged if a collected step loss is NaN or infinite."""
+        if not self._losses:
+            return
+        per_step = [tf.stack([tf.cast(v, tf.float32) for v in self.strategy.experimental_local_results(loss)])
+                    for loss in self._losses]
+        finite = tf.reduce_all(tf.math.is_finite(tf.stack(per_step)), axis=1).numpy()
+        if not finite.all():
+            bad = int((~finite).argmax())
+            value = next(float(v) for v in per_step[bad].numpy() if not math.isfinite(float(v)))
+            raise TrainingDiverged(self.epoch, self._first_step + bad, value)
+        self._first_step += len(self._losses)
+        self._losses = []
