@@ -16,7 +16,7 @@ def test_catalog_records_keras_version_names_arguments_and_aliases():
     data = catalog.load_catalog()
     assert data["keras_version"].count(".") == 2
     assert set(data["kinds"]) == {"layers", "activations", "losses", "optimizers", "schedules", "metrics",
-                                  "callbacks", "initializers", "regularizers", "constraints"}
+                                  "callbacks", "initializers", "regularizers", "constraints", "applications"}
     dense = catalog.lookup("layers", "Dense")
     assert dense.required == ["units"]
     assert dense.arguments["use_bias"] == {"name": "use_bias", "required": False, "default": True, "type": "bool"}
@@ -48,3 +48,20 @@ def test_schema_keras_folds_the_catalog_into_the_schema():
     typo = yamlfile.parse((REPO / "tests" / "mistakes" / "01_layer_name_typo.yaml").read_text()).data
     assert [e.json_path for e in validator.iter_errors(typo)] == ["$.model.sequential.layers[0]"]
 
+
+
+def test_a_keras_applications_backbone_is_checked_where_a_layer_goes(tmp_path):
+    from runner.spec import SpecErrors, load_spec
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        "version: 1\nname: backbone\n"
+        "data: {train: {source: {npy: {features: x.npy, label: y.npy}}}}\n"
+        "model:\n  sequential:\n    layers:\n"
+        "      - MobileNetV3Small: {input_shape: [32, 32, 3], weights: null, include_tops: false, trainable: false}\n"
+        "train: {epochs: 1, loss: mse, optimizer: adam}\n")
+    try:
+        load_spec(spec)
+    except SpecErrors as e:
+        messages = [error.full_message for error in e.errors]
+    assert messages == ["unknown argument 'include_tops' of MobileNetV3Small (did you mean 'include_top'?)"]

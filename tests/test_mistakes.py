@@ -83,8 +83,8 @@ train:
     result = CliRunner().invoke(app, ["validate", str(path)])
     assert result.exit_code == 1
     assert result.output.splitlines() == [
-        f"{path}:6:15: data.train.stages[0].repeat: repeat without a count makes an endless train split: "
-        "set train.steps_per_epoch (or give repeat a count)",
+        f"{path}:6:15: data.train.stages[0].repeat: repeat without a count makes the train split endless "
+        "and the run would hang: give repeat a count, or set train.steps_per_epoch",
         f"{path}:10:9: model.sequential.layers[0]: unknown layer 'Dens' (did you mean 'Dense'?)",
         f"{path}:11:27: model.sequential.layers[1].Dense.activaton: unknown argument 'activaton' of Dense "
         "(did you mean 'activation'?)",

@@ -9,13 +9,15 @@ def endless_errors(spec) -> list[SpecError]:
     """A `repeat` without a count makes a split endless: an epoch (or an evaluation) would
     never finish unless `train.steps_per_epoch` bounds it or a later `take` does."""
     errors = []
-    bounded_by_steps = spec.doc["train"].get("steps_per_epoch") is not None
+    bounded_by_steps = spec.get("train", "steps_per_epoch") is not None
     for split in ("train", "validation", "test"):
-        stages = (spec.doc["data"].get(split) or {}).get("stages") or []
+        stages = spec.get("data", split, "stages", default=[])
         endless_at = None
-        for i, stage in enumerate(stages):
+        for i, stage in enumerate(stages if isinstance(stages, list) else []):
+            if not isinstance(stage, dict) or len(stage) != 1:
+                continue  # the schema reports it
             ((name, args),) = stage.items()
-            if name == "repeat" and (args or {}).get("count") is None:
+            if name == "repeat" and (args if isinstance(args, dict) else {}).get("count") is None:
                 endless_at = i
             elif name == "take":
                 endless_at = None

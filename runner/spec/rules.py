@@ -23,7 +23,7 @@ def checked_rule_errors(spec) -> list[SpecError]:
     from runner.spec.keras_names import keras_name_errors
     from runner.spec.training_rules import training_rule_errors
 
-    return keras_name_errors(spec) + graph_errors(spec) + training_rule_errors(spec)
+    return keras_name_errors(spec) + graph_errors(spec) + training_rule_errors(spec) + endless_errors(spec)
 
 
 def section_rule_errors(spec) -> list[SpecError]:
@@ -56,5 +56,5 @@ def section_rule_errors(spec) -> list[SpecError]:
     split = train.get("validate_on")
     if split and split not in data:
         errors.append(spec.error(("train", "validate_on"), f"there is no data.{split} split to validate on", at_value=True))
-    errors += safety_errors(spec) + model_errors(spec) + endless_errors(spec)
+    errors += safety_errors(spec) + model_errors(spec)
     return errors

@@ -1,7 +1,7 @@
 """Rules across sections that Keras and tf.data would otherwise report late, or never.
 
 Each rule names a mistake that makes `pipe run` fail after minutes of training (a schedule
-with ReduceLROnPlateau fails at the first rate cut), hang (`repeat` without a bound), or
+with ReduceLROnPlateau fails at the first rate cut), hang (`repeat` without a bound: runner/spec/data_rules.py), or
 silently do nothing (EarlyStopping on `val_loss` with no validation data only warns).
 """
 
@@ -21,7 +21,7 @@ _REFERENCE = re.compile(r"\$\{[^}]*\}?")
 def training_rule_errors(spec) -> list[SpecError]:
     """Every cross-section rule the spec breaks (each rule tolerates a malformed spec)."""
     errors = []
-    for rule in (reference_errors, repeat_errors, stage_order_errors, schedule_errors, optimizer_errors,
+    for rule in (reference_errors, stage_order_errors, schedule_errors, optimizer_errors,
                  logits_errors, monitor_errors, class_weight_errors, loss_key_errors, checkpoint_errors,
                  module_errors):
         errors += rule(spec)
@@ -46,28 +46,6 @@ def reference_errors(spec) -> list[SpecError]:
         split = text[len("${data."):].split(".")[0]
         if split in SPLITS and not _declared(spec, split):
             errors.append(spec.error(path, f"{text}: there is no data.{split} split", at_value=True))
-    return errors
-
-
-def repeat_errors(spec) -> list[SpecError]:
-    """`repeat` without a count never ends an epoch, unless steps_per_epoch bounds it (train only)."""
-    errors = []
-    bounded = spec.get("train", "steps_per_epoch") is not None
-    for split in SPLITS:
-        stages = spec.get("data", split, "stages", default=[])
-        for i, stage in enumerate(stages if isinstance(stages, list) else []):
-            if not isinstance(stage, dict) or "repeat" not in stage:
-                continue
-            repeat = stage["repeat"]
-            if repeat is not None and (not isinstance(repeat, dict) or repeat.get("count") is not None):
-                continue
-            where = ("data", split, "stages", i, "repeat")
-            if split != "train":
-                errors.append(spec.error(where, f"repeat without a count makes data.{split} endless: "
-                                                "evaluation would never finish (give repeat a count)"))
-            elif not bounded:
-                errors.append(spec.error(where, "repeat without a count makes an endless train split: "
-                                                "set train.steps_per_epoch (or give repeat a count)"))
     return errors
 
 
@@ -154,7 +132,7 @@ def monitor_errors(spec) -> list[SpecError]:
             continue
         explicit = "monitor" in callback.config
         monitor = callback.config["monitor"] if explicit else entry.arguments["monitor"].get("default")
-        if not isinstance(monitor, str):
+        if not isinstance(monitor, str) or _ignores_monitor(callback):
             continue
         where = callback.config_path + ("monitor",) if explicit else callback.path
         if monitor.startswith("val_") and not _has_validation(spec):
@@ -169,6 +147,11 @@ def monitor_errors(spec) -> list[SpecError]:
                                      f"(logged: {', '.join(sorted(logged))})",
                                      did_you_mean(monitor, sorted(logged | {f'val_{n}' for n in logged}))))
     return errors
+
+
+def _ignores_monitor(callback) -> bool:
+    """ModelCheckpoint reads `monitor` only with save_best_only: it otherwise saves every epoch."""
+    return callback.name == "ModelCheckpoint" and callback.config.get("save_best_only") is not True
 
 
 def class_weight_errors(spec) -> list[SpecError]:
