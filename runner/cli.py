@@ -55,7 +55,9 @@ def keeps_tensorflow_log(command):
     """Run a command that takes `verbose` with TensorFlow's C++ stderr kept in a log.
 
     The log goes to the run directory's tensorflow.log when there is one; it is printed
-    with --verbose, and when the command fails (exit 3) after pipe's own lines.
+    with --verbose, and when TensorFlow itself could not start (a broken install), after
+    pipe's own lines. A failed run's own message stays the last line: its paragraph names
+    error.log, and the run directory keeps tensorflow.log beside it.
     """
     @functools.wraps(command)
     def with_log(*args, **kwargs):
@@ -64,7 +66,7 @@ def keeps_tensorflow_log(command):
         try:
             result = command(*args, **kwargs)
         except typer.Exit as e:
-            log.stop(show=verbose or e.exit_code == EXIT_RUN_FAILED)
+            log.stop(show=verbose or e.exit_code == EXIT_BROKEN_INSTALL)
             raise
         except BaseException:
             log.stop(show=True)

@@ -216,8 +216,9 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
         initial_epoch=initial_epoch, validation_freq=train_config.get("validation_freq", 1),
     )
     result = progress.result(result)
-    result.history = _align_validation(result.history, train_config.get("validation_freq", 1), 0)
-    final = _final_train_metrics(result.history, callbacks, 0)
+    first_epoch = train_config.get("initial_epoch", 0)  # the history's first row, resumed or not
+    result.history = _align_validation(result.history, train_config.get("validation_freq", 1), first_epoch)
+    final = _final_train_metrics(result.history, callbacks, first_epoch)
     evaluation = {"train": final}
     for split, dataset in (("validation", datasets.validation), ("test", datasets.test)):
         if dataset is not None:
@@ -257,8 +258,9 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
         validation_freq=train_config.get("validation_freq", 1),
     )
     result = progress.result(result)
-    result.history = _align_validation(result.history, train_config.get("validation_freq", 1), 0)
-    final = _final_train_metrics(result.history, callbacks, 0)
+    first_epoch = train_config.get("initial_epoch", 0)  # the history's first row, resumed or not
+    result.history = _align_validation(result.history, train_config.get("validation_freq", 1), first_epoch)
+    final = _final_train_metrics(result.history, callbacks, first_epoch)
     if output_config.get("tensorboard"):
         history.write_tensorboard(run_dir, result.history)
     evaluation = {"train": final}

@@ -275,13 +275,17 @@ def test_a_read_only_or_non_folder_outputs_dir_is_one_line_naming_it(tmp_path, s
     spec = write_spec(tmp_path, "fit", epochs=1)
     read_only = small_disk("1m", "ro")
     result = pipe("run", str(spec), "--quiet", "--set", f"outputs.dir={read_only}", cwd=tmp_path)
-    assert result.returncode == 3
-    assert result.stderr.strip().splitlines()[-1] == f"pipe run: cannot write {read_only}/outcome: Read-only file system"
+    assert result.returncode == 1  # located at the --set that chose the folder
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"--set outputs.dir={read_only}: outputs.dir: cannot create the run directory: "
+        f"{read_only}/outcome: Read-only file system")
 
     (tmp_path / "a_file").write_text("not a folder")
     result = pipe("run", str(spec), "--quiet", "--set", "outputs.dir=a_file", cwd=tmp_path)
-    assert result.returncode == 3
-    assert result.stderr.strip().splitlines()[-1] == "pipe run: cannot write a_file/outcome: Not a directory"
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "--set outputs.dir=a_file: outputs.dir: cannot create the run directory: "
+        "a_file/outcome: a file is in the way, not a directory")
 
 
 def test_a_diverging_run_exits_4_naming_the_epoch_step_and_last_good_checkpoint(tmp_path):

@@ -226,7 +226,7 @@ def _column_values(spec, path, file, column, cells, missing, first_line):
             out[j] = float(c)
         except ValueError:
             raise spec.error(path + ("path",), f"row {j + 1} (line {j + first_line}), column {column.name!r} of "
-                                               f"{file} holds text ({c!r})",
+                                               f"{file} holds text, not a number",  # the cell itself is not echoed: it may be private
                              f"declare it categorical (categorical: {{{column.name}: one_hot}}) "
                              "or leave it out of features") from None
     return out
