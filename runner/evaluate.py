@@ -21,13 +21,14 @@ from runner import console
 from runner.data import build_datasets
 from runner.data.learned import load_learned
 from runner.models import is_keras
-from runner.models.identifiers import get_loss, get_metrics, get_optimizer
+from runner.models.identifiers import get_optimizer
 from runner.outputs import plots
 from runner.outputs.manifest import fingerprint
 from runner.outputs.predictions import confusion_matrices
 from runner.outputs.records import load_run_spec, new_result_file, read_run, write_result
 from runner.outputs.saving import load_model
 from runner.train.custom import CustomLoop
+from runner.train.multi_output import loop_metrics, resolve_outputs
 from runner.train.devices import setup_devices
 from runner.train.loss_check import check_loss_fits
 
@@ -104,15 +105,18 @@ def _evaluator(spec, setup, datasets, model, loop):
     loop = loop or train_config.get("loop", "fit")
     element_spec = datasets.train.element_spec
     with setup.strategy.scope():
-        loss = check_loss_fits(get_loss(train_config["loss"], spec), model, element_spec, spec)
-        metrics = get_metrics(train_config.get("metrics"), spec)
+        # Per-output losses and metrics resolve as the run resolved them (runner.train.multi_output).
+        loss, metrics = resolve_outputs(train_config, spec, model, element_spec)
+        loss = check_loss_fits(loss, model, element_spec, spec)
         if loop == "fit" and is_keras(model):
-            model.compile(loss=loss, metrics=metrics, jit_compile=setup.jit_compile)
+            model.compile(loss=getattr(loss, "per_output", loss), loss_weights=getattr(loss, "loss_weights", None),
+                          metrics=metrics, jit_compile=setup.jit_compile)
             return lambda dataset: {k: float(v) for k, v in
                                     model.evaluate(dataset, verbose=0, return_dict=True).items()}
         custom = CustomLoop(
             model if is_keras(model) else _Restored(model), loss=loss,
-            optimizer=get_optimizer(train_config["optimizer"], spec), metrics=metrics,
+            optimizer=get_optimizer(train_config["optimizer"], spec),
+            metrics=loop_metrics(metrics, model, element_spec, loss),
             element_spec=element_spec, setup=setup, verbose=0,
         )
     return custom.evaluate

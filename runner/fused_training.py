@@ -17,6 +17,7 @@ from runner.models import is_keras
 from runner.models.identifiers import get_callbacks
 from runner.outputs import history
 from runner.train import checkpoint as checkpoints
+from runner.train.result import final_train_metrics
 from runner.train.engine import DEFAULT_MEMORY_MB, Engine, choose_engine
 from runner.train.fused import FusedLoop, InMemoryData
 
@@ -120,7 +121,7 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
     result = progress.result(result)
     if output_config.get("tensorboard"):
         history.write_tensorboard(run_dir, result.history)
-    evaluation = {"train": {k: v[-1] for k, v in result.history.items() if not k.startswith("val_") and v}}
+    evaluation = {"train": final_train_metrics(result.history, callbacks, 0)}
     validated_on = _validation_split_name(spec, datasets)
     for split in ("validation", "test"):
         dataset = getattr(datasets, split)

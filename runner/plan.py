@@ -22,6 +22,7 @@ from runner.models import build_model, is_keras
 from runner.models.identifiers import (
     get_callbacks, get_optimizer, keras_message, resolve_metric,
 )
+from runner.outputs.run_dir import RunDir
 from runner.spec.errors import SpecError
 from runner.spec.metadata import substitute_metadata
 from runner.train.devices import check_batch_stages, setup_devices
@@ -234,7 +235,7 @@ def _callbacks(spec, plan) -> list:
     """Each callback constructed (in a throwaway directory) and its constructor's values."""
     described = []
     with tempfile.TemporaryDirectory() as scratch:
-        callbacks = _collect(plan, lambda: get_callbacks(spec.doc["train"].get("callbacks"), spec, scratch))
+        callbacks = _collect(plan, lambda: get_callbacks(spec.doc["train"].get("callbacks"), spec, RunDir(scratch)))
         for callback in callbacks or []:
             parameters = inspect.signature(type(callback).__init__).parameters
             config = {name: _plain(getattr(callback, name)) for name in parameters

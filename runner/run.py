@@ -33,6 +33,7 @@ from runner.train.divergence import StopOnNonFinite
 from runner.train.epoch_end import EpochBegin, EpochEnd
 from runner.train.devices import check_batch_stages, setup_devices
 from runner.train.fit import fit
+from runner.train.result import final_train_metrics
 from runner.train.loss_check import check_loss_fits
 from runner.train.multi_output import loop_metrics, resolve_outputs
 
@@ -218,7 +219,7 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
     result = progress.result(result)
     first_epoch = train_config.get("initial_epoch", 0)  # the history's first row, resumed or not
     result.history = _align_validation(result.history, train_config.get("validation_freq", 1), first_epoch)
-    final = _final_train_metrics(result.history, callbacks, first_epoch)
+    final = final_train_metrics(result.history, callbacks, first_epoch)
     evaluation = {"train": final}
     for split, dataset in (("validation", datasets.validation), ("test", datasets.test)):
         if dataset is not None:
@@ -260,7 +261,7 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
     result = progress.result(result)
     first_epoch = train_config.get("initial_epoch", 0)  # the history's first row, resumed or not
     result.history = _align_validation(result.history, train_config.get("validation_freq", 1), first_epoch)
-    final = _final_train_metrics(result.history, callbacks, first_epoch)
+    final = final_train_metrics(result.history, callbacks, first_epoch)
     if output_config.get("tensorboard"):
         history.write_tensorboard(run_dir, result.history)
     evaluation = {"train": final}
@@ -283,17 +284,6 @@ def _class_weight(config):
 
 def _last(history: dict) -> dict:
     return {k: v[-1] for k, v in history.items() if not k.startswith("val_") and v}
-
-
-def _final_train_metrics(history: dict, callbacks, initial_epoch: int) -> dict:
-    """The last epoch's training metrics, or the best epoch's when EarlyStopping restored its weights."""
-    for callback in callbacks:
-        if isinstance(callback, keras.callbacks.EarlyStopping) and callback.restore_best_weights \
-                and callback.best_weights is not None:
-            row = callback.best_epoch - initial_epoch
-            if 0 <= row < len(history.get("loss", [])):
-                return {k: v[row] for k, v in history.items() if not k.startswith("val_") and len(v) > row}
-    return _last(history)
 
 
 def _align_validation(history: dict, frequency: int, first_epoch: int) -> dict:

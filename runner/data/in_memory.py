@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from runner.data.ops import build_map_function
 from runner.data.learned import learn_normalize_ops
-from runner.data.stages import apply_stages, _size
+from runner.data.stages import _size, apply_stages, inherited_stages
 from runner.spec.metadata import substitute_metadata
 
 # Stages that give the same elements, in the same order, on every pass.
@@ -66,8 +66,12 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
     source = datasets.sources.get(split)
     if source is None:
         return None, f"no {split} split"
-    stages = (spec.doc["data"].get(split) or {}).get("stages") or []
-    path = ("data", split, "stages")
+    declared = spec.doc["data"].get(split) or {}
+    stages, path = declared.get("stages") or [], ("data", split, "stages")
+    if split == "validation" and "fraction" in declared and declared.get("stages") is None:
+        # A fraction of train takes train's deterministic preprocessing, as build_datasets does.
+        _, stages = inherited_stages(spec.doc["data"]["train"].get("stages") or [])
+        path = ("data", "train", "stages")
     boundary = _prefix_length(stages)
     learned = datasets.learned
     if learned is not None:

@@ -8,6 +8,7 @@ refuses a path that leaves the directory through a symlink.
 from __future__ import annotations
 
 import re
+import string
 from pathlib import PurePosixPath
 
 # What pipe itself writes at the top of a run directory: a spec's path may not replace or
@@ -17,7 +18,9 @@ RUN_DIR_OWN = ("spec.yaml", "manifest.json", "history.json", "history.csv", "met
                "trajectories.png", "confusion_matrix.png", "checkpoints", "error.log")
 
 # An argument whose name says it is a path: filepath, filename, log_dir, backup_dir, ...
-PATH_ARGUMENT = re.compile(r"path|dir|file", re.IGNORECASE)
+# An argument names a file or folder when one of its words says so (`filepath`, `log_dir`,
+# `backup_dir`, `filename`), not when a word merely contains the letters (`profile_batch`).
+PATH_ARGUMENT = re.compile(r"(^|_)(file)?(path|dir|directory|file|filename)s?($|_)", re.IGNORECASE)
 
 
 def escape_problem(value) -> str | None:
@@ -30,6 +33,8 @@ def escape_problem(value) -> str | None:
         return "starts with '~' (a home directory)"
     if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value):
         return "is an absolute path"
+    if _unsafe_format_field(value):
+        return "has a {...} field that is not a plain name (Keras fills only {epoch}, {batch} and logged values)"
     parts = PurePosixPath(value.replace("\\", "/")).parts
     if ".." in parts:
         return "climbs out with '..'"
@@ -45,3 +50,18 @@ def escape_message(value, problem: str) -> str:
     """The one wording of a refused run-directory path, for validate and run alike."""
     return (f"{value!r} {problem}: a spec writes only inside its run directory; "
             "give a path relative to it, such as 'logs/train.csv'")
+
+
+def _unsafe_format_field(value: str) -> bool:
+    """Whether a `{...}` field reaches into attributes or items, or cannot be parsed.
+
+    Keras formats callback file names with `str.format(epoch=..., **logs)`: a field such as
+    `{epoch.__class__}` would reach into Python objects.
+    """
+    try:
+        fields = [(name, spec or "") for _, name, spec, _ in string.Formatter().parse(value) if name is not None]
+    except ValueError:
+        return True
+    # A format spec may pad with any character: never with a path separator.
+    return any(not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or re.search(r"[/\\{}]", spec)
+               for name, spec in fields)

@@ -9,6 +9,7 @@ tags (a `!!python/...` tag is an error, never executed), read numbers the way YA
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from dataclasses import dataclass, field
 
 import yaml
@@ -90,6 +91,9 @@ class Document:
 
 def read_text(path) -> str:
     """Read a spec file as UTF-8 text, refusing what cannot be a spec."""
+    if Path(path).exists() and not Path(path).is_file() and not Path(path).is_dir():
+        # a FIFO or a device would block or never end: a spec is a regular file
+        raise SpecError("is not a regular file (a pipe or a device); a spec is a small YAML file", file=path)
     try:
         raw = open(path, "rb").read(MAX_BYTES + 1)
     except IsADirectoryError:

@@ -61,6 +61,10 @@ def _obstacle(train, setup, callbacks, data_reason, nbytes) -> str | None:
         return "jit_compile (the fused epoch is not compiled with XLA)"
     if train.get("steps_per_epoch"):
         return "steps_per_epoch (epochs that span dataset passes)"
+    if train.get("validation_freq", 1) != 1:
+        return "validation_freq (the fused epoch validates after every epoch)"
+    if train.get("initial_epoch", 0):
+        return "initial_epoch (the fused engine counts epochs from 0)"
     if data_reason:
         return data_reason
     budget = train.get("fused_memory_mb", DEFAULT_MEMORY_MB)
