@@ -292,6 +292,9 @@ def _setup_named(name, jit=False):
     (_setup_named("default"), {"fused_memory_mb": 1}, [], 3 * 2**20,
      "the training split takes 3 MB, over train.fused_memory_mb 1"),
     (_setup_named("default"), {}, ["TerminateOnNaN"], 10, "callbacks acting on every batch: TerminateOnNaN"),
+    (_setup_named("default"), {"validation_freq": 2}, [], 10,
+     "validation_freq (the fused epoch validates after every epoch)"),
+    (_setup_named("default"), {"initial_epoch": 1}, [], 10, "initial_epoch (the fused engine counts epochs from 0)"),
 ])
 def test_obstacles_to_fusing(workdir, setup, train, callbacks, nbytes, reason):
     spec = load_spec(write(workdir, CLASSIFIER.replace("engine: fused", "engine: auto")))
@@ -357,3 +360,25 @@ def test_fused_under_mixed_bfloat16_trains_like_fit(tmp_path):
     fit_loss, fused_loss = read_json(fit_dir / "history.json")["loss"], read_json(fused_dir / "history.json")["loss"]
     np.testing.assert_allclose(fused_loss, fit_loss, rtol=1e-2)
     assert fused_loss[-1] < 0.1 * fused_loss[0]
+
+
+def test_a_validation_fraction_is_held_in_memory_with_trains_preprocessing(workdir):
+    """A fraction without stages inherits train's map and batch: the fused engine validates it too."""
+    text = CLASSIFIER.replace("  test:\n", "  validation: {fraction: 0.2}\n  test:\n", 1)
+    spec = load_spec(write(workdir, text))
+    keras.utils.set_random_seed(3)
+    datasets = build_datasets(spec)
+    plan, reason = plan_in_memory(spec, datasets, "validation")
+    assert reason == "" and plan.count == 30 and plan.batch_size == 32
+    assert plan.prefix.element_spec[0].shape.as_list() == [1]  # train's reshape applied
+
+
+def test_fused_reports_the_metrics_of_the_weights_early_stopping_restored(workdir):
+    text = CLASSIFIER.replace("  verbose: 0\n", "  verbose: 0\n  callbacks: [{EarlyStopping: "
+                                                  "{monitor: loss, patience: 1, restore_best_weights: true}}]\n")
+    spec = load_spec(write(workdir, text.replace("epochs: 4", "epochs: 12"), "stop.yaml"),
+                     ["train.optimizer={SGD: {learning_rate: 0.9}}"])
+    result = run_spec(spec, quiet=True)
+    history = read_json(result.run_dir / "history.json")
+    best = min(range(len(history["loss"])), key=lambda i: history["loss"][i])
+    assert result.metrics["train"]["loss"] == history["loss"][best]

@@ -97,3 +97,13 @@ def test_run_notes_once_when_keras_differs_from_the_catalog(monkeypatch, capsys)
     catalog_check.warn_on_catalog_drift.cache_clear()
     assert first.startswith("note: pipe validate checks Keras names against a catalog made from Keras 0.0.1")
     assert capsys.readouterr().err.count("note: pipe validate") == 1
+
+
+def test_plan_builds_callbacks_that_write_files_without_writing_them(tmp_path):
+    callbacks = "train.callbacks=[{CSVLogger: {filename: logs/train.csv}}, {TensorBoard: {log_dir: tb}}]"
+    result = CliRunner().invoke(app, ["plan", "--format", "json", str(SPECS / "keras_regression.yaml"),
+                                      "--set", callbacks])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.stdout)
+    assert [c["class"] for c in plan["train"]["callbacks"]] == ["CSVLogger", "TensorBoard"]
+    assert not (tmp_path / "logs").exists() and not (SPECS / "logs").exists()

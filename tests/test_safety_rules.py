@@ -64,3 +64,33 @@ def test_keras_safe_mode_is_never_turned_off():
 
     code = "\n".join(p.read_text() for p in (REPO / "runner").rglob("*.py"))
     assert "enable_unsafe_deserialization" not in code and "safe_mode=False" not in code
+
+
+def test_a_callback_argument_is_a_path_only_when_its_words_say_so(write_spec):
+    # TensorBoard's profile_batch holds "file" inside "profile": a number, not a path.
+    load_spec(write_spec(MINIMAL + "  callbacks:\n    - TensorBoard: {log_dir: tb, profile_batch: 0}\n"))
+
+
+@pytest.mark.parametrize("filepath", ["m{epoch.__class__.__init__.__globals__}.keras", "m{0}.keras",
+                                      "{epoch:/>2}_x.keras", "m{epoch.keras"])
+def test_a_callback_path_formats_only_plain_names(write_spec, filepath):
+    path = write_spec(MINIMAL + f"  callbacks:\n    - ModelCheckpoint: {{filepath: '{filepath}'}}\n")
+    (message,) = [m for m in errors_of(path) if "filepath" in m]
+    assert "has a {...} field that is not a plain name" in message
+
+
+def test_a_seed_beyond_32_bits_is_refused_by_validate(write_spec):
+    (message,) = errors_of(write_spec(MINIMAL.replace("version: 1\n", "version: 1\nseed: 99999999999999999999999\n")))
+    assert "seed: 99999999999999999999999 is greater than the maximum of 4294967295" in message
+
+
+def test_a_fifo_is_not_read_as_a_spec(tmp_path):
+    import os
+
+    from runner.spec import SpecErrors
+
+    fifo = tmp_path / "spec.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(SpecErrors) as info:
+        load_spec(fifo)  # would block forever if it were opened
+    assert str(info.value) == f"{fifo}: is not a regular file (a pipe or a device); a spec is a small YAML file"
