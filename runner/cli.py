@@ -6,9 +6,11 @@ TensorFlow is imported only inside `run`, so `pipe --help`, `pipe validate` and
 
 from __future__ import annotations
 
+import atexit
 import enum
 import functools
 import json
+import os
 import shlex
 import sys
 import traceback
@@ -72,9 +74,28 @@ def keeps_tensorflow_log(command):
             log.stop(show=True)
             raise
         log.stop(show=verbose)
+        if not verbose:
+            _quiet_at_exit()  # TensorFlow's objects log as the interpreter ends
         return result
 
     return with_log
+
+
+@functools.cache
+def _quiet_at_exit() -> None:
+    atexit.register(_quiet_teardown)  # once per process
+
+
+def _quiet_teardown() -> None:
+    """Send descriptor 2 to /dev/null once pipe has said everything.
+
+    Some TensorFlow versions log from destructors (`Local rendezvous is aborting ...`) as
+    the interpreter shuts down, after the command's log was closed.
+    """
+    sys.stderr.flush()
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    os.close(null)
 
 
 def _version(value: bool):
