@@ -91,8 +91,9 @@ def test_progress_bars_only_on_a_terminal(monkeypatch):
 
 
 @pytest.mark.parametrize("code, verbose, shown", [(0, False, False), (0, True, True), (1, False, False),
-                                                  (3, False, True)])
-def test_a_commands_tensorflow_log_shows_with_verbose_or_a_failed_run(capfd, code, verbose, shown):
+                                                  (3, False, False), (3, True, True), (5, False, True)])
+def test_a_commands_tensorflow_log_shows_with_verbose_or_a_broken_install(capfd, code, verbose, shown):
+    """A failed run (3) ends on pipe's own paragraph; TensorFlow's log stays in the run directory."""
     import typer
 
     from runner.cli import keeps_tensorflow_log

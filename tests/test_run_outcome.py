@@ -229,7 +229,7 @@ def test_a_full_disk_names_the_file_and_still_records_failed(tmp_path):
     assert len(read_json(run_dir / "history.json")["loss"]) == 2  # what was trained is kept
     names = sorted(p.name for p in run_dir.iterdir())
     assert names == ["checkpoints", "error.log", "history.csv", "history.json", "manifest.json", "metrics.json",
-                     "spec.yaml"]
+                     "spec.yaml", "tensorflow.log"]
 
 
 @pytest.fixture
