@@ -24,7 +24,9 @@ pytestmark = pytest.mark.slow
 # The seed data again, as the test split: 101 points of y = 3x + 2 + N(0, 1), seeded.
 TEST_SPLIT = ("data.test={source: {synthetic: {x: {linspace: {start: -2.0, stop: 2.0, num: 101}}, "
               "y: {linear: {w: 3.0, b: 2.0}}, noise: {stddev: 1.0}}}, stages: [{batch: {batch_size: 50}}]}")
-TF_LINE = re.compile(r"^[IWEF]\d{4} ", re.M)  # absl's C++ log prefix: I0000 00:00:... file.cc:N]
+# TensorFlow's C++ log prefix: absl's `I0000 00:00:... file.cc:N]` (TensorFlow 2.17 and later)
+# or `2026-11-28 09:34:52.820029: I file.cc:N]` (TensorFlow 2.16).
+TF_LINE = re.compile(r"^([IWEF]\d{4} |\d{4}-\d\d-\d\d [\d:.]+: [IWEF] )", re.M)
 
 
 # Printed once by `pipe run` where the installed Keras is not the one the catalog was made
