@@ -282,10 +282,6 @@ def _class_weight(config):
     return {int(k): float(v) for k, v in config.items()} if config else None
 
 
-def _last(history: dict) -> dict:
-    return {k: v[-1] for k, v in history.items() if not k.startswith("val_") and v}
-
-
 def _align_validation(history: dict, frequency: int, first_epoch: int) -> dict:
     """Validation columns one value per epoch (None where `validation_freq` skipped the epoch)."""
     epochs = len(history.get("loss", []))
