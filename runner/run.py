@@ -19,6 +19,7 @@ from runner.spec.metadata import substitute_metadata
 from runner.train import checkpoint as checkpoints
 from runner.train.custom import CustomLoop
 from runner.train.devices import check_batch_stages, setup_devices
+from runner.train.execution import resolve_steps_per_execution
 from runner.train.fit import fit
 from runner.train.loss_check import check_loss_fits
 
@@ -144,23 +145,26 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
     output_config = spec.doc.get("outputs") or {}
     callbacks = get_callbacks(train_config.get("callbacks"), spec, run_dir)
     with setup.strategy.scope():
-        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=setup.jit_compile)
+        model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=setup.jit_compile,
+                      steps_per_execution=resolve_steps_per_execution(
+                          train_config.get("steps_per_execution"), _steps(datasets.train, train_config)))
     if output_config.get("tensorboard"):
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
-    checkpoint = checkpoints.epoch_checkpoint(model, model.optimizer, run_dir)
-    if output_config.get("checkpoints", True):
+    checkpoint = checkpoints.epoch_checkpoint(model, model.optimizer, run_dir, output_config.get("checkpoints", True))
+    if checkpoints.checkpoints_enabled(output_config.get("checkpoints", True)):
         callbacks.append(checkpoint)
     initial_epoch = 0
     if previous is not None:
         with setup.strategy.scope():
             model.optimizer.build(model.trainable_variables)
         initial_epoch = checkpoints.restore(checkpoint, previous)
-    result = fit(
-        model, train=datasets.train, validation=validation, epochs=train_config["epochs"],
-        callbacks=callbacks, class_weight=_class_weight(train_config.get("class_weight")),
-        steps_per_epoch=train_config.get("steps_per_epoch"),
-        verbose=0 if quiet else train_config.get("verbose", "auto"), initial_epoch=initial_epoch,
-    )
+    with checkpoints.saved_on_interrupt(checkpoint):
+        result = fit(
+            model, train=datasets.train, validation=validation, epochs=train_config["epochs"],
+            callbacks=callbacks, class_weight=_class_weight(train_config.get("class_weight")),
+            steps_per_epoch=train_config.get("steps_per_epoch"),
+            verbose=0 if quiet else train_config.get("verbose", "auto"), initial_epoch=initial_epoch,
+        )
     result = checkpoints.continue_history(previous, result, initial_epoch)
     evaluation = {"train": _last(result.history)}
     for split, dataset in (("validation", datasets.validation), ("test", datasets.test)):
@@ -182,18 +186,20 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
             class_weight=_class_weight(train_config.get("class_weight")),
             callbacks=get_callbacks(train_config.get("callbacks"), spec, run_dir),
             verbose=_custom_verbose(verbose, train_config), report=train_config.get("report"), spec=spec,
+            steps_per_execution=train_config.get("steps_per_execution", 1),
         )
         if is_keras(model):
             # Sets model.optimizer for callbacks (ReduceLROnPlateau, ...) and model.keras.
             model.compile(optimizer=custom.optimizer, loss=loss)
-    checkpoint = checkpoints.epoch_checkpoint(model, custom.optimizer, run_dir)
+    checkpoint = checkpoints.epoch_checkpoint(model, custom.optimizer, run_dir, output_config.get("checkpoints", True))
     initial_epoch = checkpoints.restore(checkpoint, previous) if previous is not None else 0
-    result = custom.fit(
-        datasets.train, validation=validation, epochs=train_config["epochs"],
-        steps_per_epoch=train_config.get("steps_per_epoch"),
-        checkpoint=checkpoint if output_config.get("checkpoints", True) else None,
-        initial_epoch=initial_epoch, quiet=quiet,
-    )
+    with checkpoints.saved_on_interrupt(checkpoint):
+        result = custom.fit(
+            datasets.train, validation=validation, epochs=train_config["epochs"],
+            steps_per_epoch=train_config.get("steps_per_epoch"),
+            checkpoint=checkpoint if checkpoints.checkpoints_enabled(output_config.get("checkpoints", True)) else None,
+            initial_epoch=initial_epoch, quiet=quiet,
+        )
     result = checkpoints.continue_history(previous, result, initial_epoch)
     if output_config.get("tensorboard"):
         history.write_tensorboard(run_dir, result.history)
@@ -209,6 +215,12 @@ def _custom_verbose(verbose, train_config) -> int:
     if verbose != "auto":
         return int(verbose)
     return 0 if (train_config.get("report") or {}).get("epoch") else 1
+
+
+def _steps(dataset, train_config):
+    """Steps per epoch: `steps_per_epoch`, else the dataset's batches when known."""
+    count = int(dataset.cardinality())
+    return train_config.get("steps_per_epoch") or (count if count > 0 else None)
 
 
 def _class_weight(config):

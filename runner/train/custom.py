@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from runner.models.identifiers import resolve_loss, resolve_metric
 from runner.models.modules import scalar_variables
+from runner.train.execution import StepRunner, resolve_steps_per_execution
 from runner.train.loss_check import example_batch
 from runner.train.result import TrainResult
 
@@ -33,10 +34,12 @@ class CustomLoop:
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
         report: `{initial: template, epoch: template}` lines printed with str.format.
         spec: to locate report template mistakes.
+        steps_per_execution: steps per graph call, an integer or `auto` (see execution.py).
     """
 
     def __init__(self, model, *, loss, optimizer, metrics, element_spec, setup,
-                 class_weight=None, callbacks=(), verbose=1, report=None, spec=None):
+                 class_weight=None, callbacks=(), verbose=1, report=None, spec=None,
+                 steps_per_execution=1):
         self.model = model
         self.is_keras = isinstance(model, keras.Model)
         self.strategy = setup.strategy
@@ -56,6 +59,7 @@ class CustomLoop:
         self.optimizer.build(self.variables)
         self.class_weight = _class_weight_table(class_weight)
         self.callbacks = list(callbacks)
+        self._batch_hooks = _needs_batch_hooks(self.callbacks)
         self.verbose = verbose
         self.report = report or {}
         self.spec = spec
@@ -63,8 +67,17 @@ class CustomLoop:
         jit = bool(setup.jit_compile)
         # strategy.run inside the compiled function, as tf.distribute documents: one graph
         # call per step for all replicas, instead of an eager dispatch per replica.
-        self._train = tf.function(lambda x, y: self.strategy.run(self._train_step, args=(x, y)), jit_compile=jit)
-        self._test = tf.function(lambda x, y: self.strategy.run(self._test_step, args=(x, y)), jit_compile=jit)
+        # No AutoGraph, as Keras traces its own steps: nothing here branches on a tensor.
+        self._train = tf.function(lambda x, y: self.strategy.run(self._train_step, args=(x, y)),
+                                  jit_compile=jit, autograph=False)
+        self._test = tf.function(lambda x, y: self.strategy.run(self._test_step, args=(x, y)),
+                                 jit_compile=jit, autograph=False)
+        self.steps_per_execution = steps_per_execution
+        # The default strategy needs no distributed dataset: iterate the dataset itself.
+        self.distribute = setup.strategy_name != "default" or isinstance(self.strategy, tf.distribute.OneDeviceStrategy)
+        self.runner = StepRunner(self.strategy, self._train, self._reset, self._state,
+                                 distribute=self.distribute, single_worker=setup.cluster is None)
+        self._distributed = {}  # held-out datasets, distributed once for every epoch's evaluation
 
     # The steps run once per replica (strategy.run); averages use the global batch.
 
@@ -129,6 +142,14 @@ class CustomLoop:
         for metric in self.metrics:
             metric.reset_state()
 
+    def _state(self) -> list:
+        """Loss, metrics and scalar variables as (name, tensor) pairs, read in one transfer."""
+        named = [("loss", self.loss_tracker.result())]
+        for metric in self.metrics:
+            result = metric.result()
+            named += sorted(result.items()) if isinstance(result, dict) else [(metric.name, result)]
+        return named + [(_SCALAR + name, v) for name, v in self.scalars.items()]
+
     def _logs(self, prefix="") -> dict:
         logs = {prefix + "loss": float(self.loss_tracker.result())}
         for metric in self.metrics:
@@ -142,7 +163,14 @@ class CustomLoop:
     def evaluate(self, dataset, prefix="") -> dict:
         """Loss and metrics over a dataset, with the model in inference mode."""
         self._reset()
-        for x, y in self.strategy.experimental_distribute_dataset(dataset):
+        if not self.distribute:
+            distributed = dataset
+        elif id(dataset) in self._distributed:
+            distributed = self._distributed[id(dataset)][1]
+        else:
+            distributed = self.strategy.experimental_distribute_dataset(dataset)
+            self._distributed[id(dataset)] = (dataset, distributed)  # the dataset kept: its id stays its own
+        for x, y in distributed:
             self._test(x, y)
         return self._logs(prefix)
 
@@ -179,8 +207,8 @@ class CustomLoop:
         """Train for `epochs`, validating after each; drives Keras callbacks."""
         history: dict = {}
         trajectories = {name: [value] for name, value in self.scalar_values().items()}
-        distributed = self.strategy.experimental_distribute_dataset(train)
         steps = steps_per_epoch or _cardinality(train)
+        self.runner.epochs(train, steps_per_epoch, _cardinality(train))
         self._check_report_fields(validation is not None)
         callbacks = self._callback_list(epochs, steps)
         if self.report.get("initial") and not quiet:
@@ -189,54 +217,71 @@ class CustomLoop:
         for epoch in range(initial_epoch, epochs):
             bar = self._progress_bar(epoch, epochs, steps, quiet)
             callbacks.on_epoch_begin(epoch)
-            step = self._train_epoch(distributed, steps_per_epoch, steps, callbacks, bar, quiet)
-            logs = self._logs()
+            if checkpoint is not None:
+                checkpoint.on_epoch_begin(epoch)
+            step, state = self._train_epoch(steps, callbacks, bar)
+            logs = {k: v for k, v in state.items() if not k.startswith(_SCALAR)}
+            scalars = {k[len(_SCALAR):]: v for k, v in state.items() if k.startswith(_SCALAR)}
             if validation is not None:
                 logs.update(self.evaluate(validation, prefix="val_"))
             callbacks.on_epoch_end(epoch, logs)
-            self._report_epoch(epoch, step, logs, bar, quiet)
+            self._report_epoch(epoch, step, logs, bar, quiet, scalars)
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
-            for name, value in self.scalar_values().items():
+            for name, value in scalars.items():
                 trajectories[name].append(value)
             if checkpoint is not None:
                 checkpoint.on_epoch_end(epoch)
             if self.is_keras and getattr(self.model, "stop_training", False):
                 break
+        if checkpoint is not None:
+            checkpoint.on_train_end()  # the last epoch, if the save interval skipped it
         callbacks.on_train_end(history and {k: v[-1] for k, v in history.items()})
         return TrainResult(history=history, trajectories=trajectories, epochs_run=len(history.get("loss", [])))
 
-    def _train_epoch(self, distributed, steps_per_epoch, steps, callbacks, bar, quiet) -> int:
-        """One pass over the training data (or `steps_per_epoch` steps); returns the steps taken."""
-        self._reset()
-        iterator = iter(distributed)
+    def _train_epoch(self, steps, callbacks, bar):
+        """One pass over the training data (or `steps_per_epoch` steps).
+
+        Returns the steps taken and the state at the end ({loss, metrics, scalar variables}).
+        Python runs once per `steps_per_execution` steps, and per-batch hooks only when a
+        callback or the progress bar listens.
+        """
+        self.runner.begin_epoch()
+        chunk = resolve_steps_per_execution(self.steps_per_execution, steps)
+        hooks = self._batch_hooks
         step = 0
-        while steps_per_epoch is None or step < steps_per_epoch:
-            try:
-                x, y = next(iterator)
-            except StopIteration:
+        while steps is None or step < steps:
+            count = chunk if steps is None else min(chunk, steps - step)
+            if hooks:
+                callbacks.on_train_batch_begin(step)
+            taken = self.runner.run(count, first=step == 0)
+            step += taken
+            if bar is not None and self.verbose == 1 and 0 < step != steps:  # the last: at epoch end
+                bar.update(step, [("loss", self.runner.read()["loss"])])
+            if hooks and taken:
+                callbacks.on_train_batch_end(step - 1)
+            if taken < count:
                 break
-            callbacks.on_train_batch_begin(step)
-            self._train(x, y)
-            step += 1
-            if self.verbose == 1 and not quiet and step != steps:  # the last: at epoch end
-                bar.update(step, [("loss", float(self.loss_tracker.result()))])
-            callbacks.on_train_batch_end(step - 1)
-        return step
+        if step == 0:  # no batch at all: the reset state
+            self.runner.run(0, first=True)
+        return step, self.runner.read()
 
     def _progress_bar(self, epoch, epochs, steps, quiet):
-        if self.verbose == 1 and not quiet:
+        """Keras's progress bar, or None when nothing is shown (no bar work at all)."""
+        if quiet or self.verbose not in (1, 2):
+            return None
+        if self.verbose == 1:
             print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-        return keras.utils.Progbar(steps, verbose=0 if quiet else self.verbose, stateful_metrics=["loss"])
+        return keras.utils.Progbar(steps, verbose=self.verbose, stateful_metrics=["loss"])
 
-    def _report_epoch(self, epoch, step, logs, bar, quiet) -> None:
+    def _report_epoch(self, epoch, step, logs, bar, quiet, scalars) -> None:
         """The progress bar's last update and the spec's epoch report line."""
         if quiet:
             return
-        if self.verbose in (1, 2):
+        if bar is not None:
             bar.update(step, list(logs.items()), finalize=True)
         if self.report.get("epoch"):
-            print(self.report["epoch"].format(epoch=epoch, **logs, **self.scalar_values()), flush=True)
+            print(self.report["epoch"].format(epoch=epoch, **logs, **scalars), flush=True)
 
     def _check_report_fields(self, validated: bool) -> None:
         if not self.report:
@@ -253,6 +298,19 @@ class CustomLoop:
             self.callbacks, add_history=False, add_progbar=False, model=self.model,
             epochs=epochs, steps=steps, verbose=0,
         )
+
+
+_SCALAR = "\0scalar:"  # prefixes scalar variables in the packed state, apart from metric names
+
+_BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
+
+
+def _needs_batch_hooks(callbacks) -> bool:
+    """Whether any callback overrides a per-batch hook (else the loop skips them)."""
+    return any(
+        getattr(type(c), hook, None) is not getattr(keras.callbacks.Callback, hook)
+        for c in callbacks for hook in _BATCH_HOOKS
+    )
 
 
 def _cardinality(dataset):
