@@ -166,12 +166,12 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
             verbose=0 if quiet else train_config.get("verbose", "auto"), initial_epoch=initial_epoch,
         )
     result = checkpoints.continue_history(previous, result, initial_epoch)
-    evaluation = {"train": _last(result.history)}
-    for split, dataset in (("validation", datasets.validation), ("test", datasets.test)):
-        if dataset is not None:
-            values = model.evaluate(dataset, verbose=0, return_dict=True)
-            evaluation[split] = {k: float(v) for k, v in values.items()}
-    return result, evaluation
+
+    def evaluate(dataset, split):
+        values = model.evaluate(dataset, verbose=0, return_dict=True)
+        return {k: float(v) for k, v in values.items()}
+
+    return result, _evaluate_held_out(spec, datasets, validation, result, evaluate)
 
 
 def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, previous):
@@ -203,11 +203,34 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
     result = checkpoints.continue_history(previous, result, initial_epoch)
     if output_config.get("tensorboard"):
         history.write_tensorboard(run_dir, result.history)
+
+    def evaluate(dataset, split):
+        # The test split's predictions come from this pass, for the confusion matrix.
+        if split == "test" and custom.can_collect:
+            metrics, result.predictions = custom.evaluate(dataset, collect=True)
+            return metrics
+        return custom.evaluate(dataset)
+
+    return result, _evaluate_held_out(spec, datasets, validation, result, evaluate)
+
+
+def _evaluate_held_out(spec, datasets, validation, result, evaluate) -> dict:
+    """The final metrics by split: train's last epoch, then each held-out split.
+
+    The split validated on after the last epoch is not evaluated again: its `val_` values
+    are already those of the final weights (unless callbacks may have changed the weights
+    after the last epoch, e.g. EarlyStopping restoring the best ones).
+    """
     evaluation = {"train": _last(result.history)}
+    reuse = not spec.doc["train"].get("callbacks") and result.history.get("val_loss")
     for split, dataset in (("validation", datasets.validation), ("test", datasets.test)):
-        if dataset is not None:
-            evaluation[split] = custom.evaluate(dataset)
-    return result, evaluation
+        if dataset is None:
+            continue
+        if reuse and dataset is validation:
+            evaluation[split] = {k[len("val_"):]: v[-1] for k, v in result.history.items() if k.startswith("val_") and v}
+        else:
+            evaluation[split] = evaluate(dataset, split)
+    return evaluation
 
 
 def _custom_verbose(verbose, train_config) -> int:

@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from runner.data import synthetic_truth
 from runner.models import is_keras
-from runner.outputs import plots
 
 # Plots draw every example; beyond this many they say little and cost much.
 _MAX_PLOTTED_EXAMPLES = 100_000
@@ -41,19 +40,20 @@ def _predict(model, x):
     return model(x)
 
 
-def _collect(dataset, model, limit=_MAX_PLOTTED_EXAMPLES):
-    """Features, labels and predictions of a dataset as numpy arrays (up to `limit`)."""
+def _collect(dataset, model, limit=_MAX_PLOTTED_EXAMPLES, features=True):
+    """Features (or None), labels and predictions of a dataset as numpy arrays (up to `limit`)."""
     xs, ys, ps, seen = [], [], [], 0
     for x, y in dataset:
-        xs.append(np.asarray(x))
+        if features:
+            xs.append(np.asarray(x))
         ys.append(np.asarray(y))
         ps.append(np.asarray(tf.cast(_predict(model, x), tf.float32)))
-        seen += len(xs[-1])
+        seen += len(ys[-1])
         if seen >= limit:
             break
-    if not xs:
+    if not ys:
         return None
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate(ps)
+    return np.concatenate(xs) if features else None, np.concatenate(ys), np.concatenate(ps)
 
 
 def plot_regression(spec, dataset, model, run_dir) -> None:
@@ -62,14 +62,20 @@ def plot_regression(spec, dataset, model, run_dir) -> None:
         return
     x, y, predictions = collected
     truth = synthetic_truth(spec.doc["data"]["train"]["source"], x)  # None unless synthetic
+    from runner.outputs import plots  # matplotlib: only when plotting
+
     plots.plot_regression(x, y, predictions, run_dir / "predictions.png", truth=truth)
 
 
-def confusion_matrix(model, dataset):
-    collected = _collect(dataset, model, limit=10**9)
+def confusion_matrix(model, dataset, collected=None):
+    """Counts of (true, predicted) classes; from `collected` (labels, predictions) when given,
+    else from a pass of the model over the dataset."""
     if collected is None:
+        collected = _collect(dataset, model, limit=10**9, features=False)
+        collected = collected and collected[1:]
+    if not collected:
         return None
-    _, y, predictions = collected
+    y, predictions = collected
     if predictions.ndim != 2 or predictions.shape[-1] < 2:
         return None
     labels = y.argmax(-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1)

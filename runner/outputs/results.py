@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.outputs import history, plots
+from runner.outputs import history
 from runner.outputs.files import write_json
 from runner.outputs.predictions import confusion_matrix, is_1d_regression, is_classification, plot_regression
 from runner.outputs.saving import save_model
@@ -14,11 +14,14 @@ def write_results(spec, datasets, model, result, evaluation, run_dir) -> None:
     history.write_history(run_dir, result.history)
     history.write_trajectories(run_dir, result.trajectories)
     write_json(run_dir / "metrics.json", evaluation)
-    if output_config.get("save_model", True):
-        save_model(model, run_dir, datasets.train.element_spec)
+    save = output_config.get("save_model", True)
+    if save:
+        save_model(model, run_dir, datasets.train.element_spec, format=save if isinstance(save, str) else "auto")
     plot_config = output_config.get("plots") or {}
     if not plot_config.get("enabled", True):
         return
+    from runner.outputs import plots  # matplotlib: only when plotting
+
     if result.history:
         plots.plot_history(result.history, run_dir / "history.png")
     if result.trajectories:
@@ -28,6 +31,8 @@ def write_results(spec, datasets, model, result, evaluation, run_dir) -> None:
         plot_regression(spec, datasets.train, model, run_dir)
     elif plot_config.get("confusion_matrix", True) and is_classification(element_spec):
         dataset = datasets.test or datasets.validation or datasets.train
-        matrix = confusion_matrix(model, dataset)
+        # The test split's final evaluation may have kept its predictions: no second pass.
+        collected = result.predictions if dataset is datasets.test else None
+        matrix = confusion_matrix(model, dataset, collected)
         if matrix is not None:
             plots.plot_confusion_matrix(matrix, run_dir / "confusion_matrix.png", datasets.info.get("class_names"))

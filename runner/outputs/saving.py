@@ -1,4 +1,5 @@
-"""The trained model, saved once: model.keras for Keras models, saved_model/ for tf.Modules."""
+"""The trained model, saved once: model.keras for Keras models, saved_model/ for tf.Modules
+or on request (`outputs.save_model: saved_model`)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,11 @@ import uuid
 from pathlib import Path
 
 
-def save_model(model, run_dir: Path, element_spec=None) -> Path:
-    """Save the trained model: model.keras (Keras) or saved_model/ (tf.Module).
+def save_model(model, run_dir: Path, element_spec=None, format="auto") -> Path:
+    """Save the trained model once: model.keras (Keras) or saved_model/ (tf.Module, or asked for).
+
+    A Keras model asked for as `saved_model` is exported with `Model.export` (a serving
+    SavedModel: `tf.saved_model.load(path).serve(x)`).
 
     A tf.Module gets a `serve` tf.function over the features' signature so the reloaded
     SavedModel predicts (`tf.saved_model.load(path).serve(x)`).
@@ -17,6 +21,12 @@ def save_model(model, run_dir: Path, element_spec=None) -> Path:
     import tensorflow as tf
 
     run_dir = Path(run_dir)
+    if isinstance(model, keras.Model) and format == "saved_model":
+        target = run_dir / "saved_model"
+        temp = run_dir / f".saved_model-{uuid.uuid4().hex}"
+        model.export(str(temp), format="tf_saved_model", verbose=False)
+        os.replace(temp, target)
+        return target
     if isinstance(model, keras.Model):
         target = run_dir / "model.keras"
         temp = run_dir / f".model-{uuid.uuid4().hex}.keras"

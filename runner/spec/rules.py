@@ -19,6 +19,9 @@ def rule_errors(spec) -> list[SpecError]:
     validation = data.get("validation")
     if validation is not None and ("source" in validation) == ("fraction" in validation):
         errors.append(spec.error(("data", "validation"), "give either 'source' or 'fraction', not both or neither"))
+    if "module" in spec.doc["model"] and (spec.doc.get("outputs") or {}).get("save_model") == "keras":
+        errors.append(spec.error(("outputs", "save_model"), "a module model saves as a SavedModel: use saved_model (or true)",
+                                 at_value=True))
     split = train.get("validate_on")
     if split and split not in data:
         errors.append(spec.error(("train", "validate_on"), f"there is no data.{split} split to validate on", at_value=True))

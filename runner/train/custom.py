@@ -7,6 +7,7 @@ Its history has the structure `fit` returns: `{"loss": [...], "<metric>": [...],
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from runner.models.identifiers import resolve_loss, resolve_metric
@@ -129,6 +130,7 @@ class CustomLoop:
         prediction = self._forward(x, training=False)
         values = self._per_example(y, prediction)
         self._track(y, prediction, values, tf.cast(tf.shape(values)[0], values.dtype))
+        return prediction
 
     def _track(self, y, prediction, values, count):
         local_mean = tf.reduce_sum(values) / tf.maximum(count, 1.0)
@@ -160,8 +162,19 @@ class CustomLoop:
                 logs[prefix + metric.name] = float(result)
         return logs
 
-    def evaluate(self, dataset, prefix="") -> dict:
-        """Loss and metrics over a dataset, with the model in inference mode."""
+    @property
+    def can_collect(self) -> bool:
+        """Whether `evaluate` can return predictions too (one device: no per-replica parts)."""
+        return not self.distribute
+
+    def evaluate(self, dataset, prefix="", collect=False):
+        """Loss and metrics over a dataset, with the model in inference mode.
+
+        With `collect`, also the labels and predictions of that pass as numpy arrays
+        (`(metrics, (labels, predictions))`), so plots need no second pass.
+        """
+        if collect:
+            return self._evaluate_collecting(dataset, prefix)
         self._reset()
         if not self.distribute:
             distributed = dataset
@@ -173,6 +186,17 @@ class CustomLoop:
         for x, y in distributed:
             self._test(x, y)
         return self._logs(prefix)
+
+    def _evaluate_collecting(self, dataset, prefix):
+        self._reset()
+        labels, predictions = [], []
+        for x, y in dataset:
+            prediction = self._test(x, y)
+            if isinstance(prediction, tf.Tensor) and isinstance(y, tf.Tensor):  # one output
+                labels.append(np.asarray(y))
+                predictions.append(np.asarray(tf.cast(prediction, tf.float32)))
+        collected = (np.concatenate(labels), np.concatenate(predictions)) if labels else None
+        return self._logs(prefix), collected
 
     def scalar_values(self) -> dict:
         """Current value of every scalar variable by short name."""

@@ -12,3 +12,4 @@ class TrainResult:
     history: dict
     trajectories: dict = field(default_factory=dict)  # scalar variable -> [initial, epoch 1, ...]
     epochs_run: int = 0
+    predictions: tuple | None = None  # (labels, predictions) of the test split's final evaluation
