@@ -1,0 +1,106 @@
+"""Epochs per second of the seed's linear regression: pipe's custom loop against the seed's loops.
+
+In one process, alternating repetitions (load from other processes hits all alike):
+`run_spec(specs/linear_regression.yaml)` with its default checkpointing and no report
+lines (`quiet`), the seed's loop with the step under `tf.function`, and the seed's eager
+loop. Each is timed from the first epoch to the last, tracing included (every repetition
+builds its functions anew, as a new process would); pipe's figure is its training loop
+(`CustomLoop.fit`), the whole run_spec is reported beside it.
+
+    python benchmarks/linear_regression.py --epochs 2000 --repeats 5 [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import runner.run  # noqa: E402
+import runner.train.custom  # noqa: E402
+from benchmarks.hand_written import linear_regression  # noqa: E402
+from runner.spec import load_spec  # noqa: E402
+
+
+def run_pipe(epochs: int, outputs: Path, overrides=()) -> dict:
+    """The spec's run; seconds of its training loop and of the whole run_spec."""
+    loop_seconds = []
+    original = runner.train.custom.CustomLoop.fit
+
+    def timed(self, *args, **kwargs):
+        start = time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            loop_seconds.append(time.perf_counter() - start)
+
+    spec = load_spec(REPO / "specs" / "linear_regression.yaml",
+                     [f"train.epochs={epochs}", f"outputs.dir={outputs}", *overrides])
+    runner.train.custom.CustomLoop.fit = timed
+    try:
+        start = time.perf_counter()
+        result = runner.run.run_spec(spec, quiet=True)
+        whole = time.perf_counter() - start
+    finally:
+        runner.train.custom.CustomLoop.fit = original
+    return {"seconds": loop_seconds[0], "whole": whole, "loss": result.metrics["train"]["loss"]}
+
+
+def measure(epochs: int, repeats: int, eager: bool = True) -> dict:
+    outputs = Path(tempfile.mkdtemp(prefix="pipe-linear-"))
+    programs = {
+        "pipe custom loop": lambda: run_pipe(epochs, outputs),
+        "seed tf.function": lambda: linear_regression(epochs, compiled=True),
+    }
+    if eager:
+        programs["seed eager"] = lambda: linear_regression(epochs, compiled=False)
+    results = {name: [] for name in programs}
+    run_pipe(2, outputs)  # one-time costs of the process (runtime start, first imports)
+    linear_regression(2)
+    for repeat in range(repeats):
+        order = list(programs) if repeat % 2 == 0 else list(programs)[::-1]
+        for name in order:
+            results[name].append(programs[name]())
+    return {"epochs": epochs, "repeats": repeats, "results": results}
+
+
+def summary(measured: dict) -> dict:
+    """Median epochs/s of each, and the median of the per-repetition ratios."""
+    epochs, results = measured["epochs"], measured["results"]
+    rate = {name: statistics.median(epochs / r["seconds"] for r in runs) for name, runs in results.items()}
+    pipe = results["pipe custom loop"]
+    ratios = {
+        name: statistics.median(r["seconds"] / p["seconds"] for p, r in zip(pipe, runs))
+        for name, runs in results.items() if name != "pipe custom loop"
+    }
+    whole = statistics.median(p["whole"] for p in pipe)
+    return {"epochs": epochs, "epochs_per_second": rate, "pipe_over": ratios, "pipe_whole_run_seconds": whole}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=2000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-eager", action="store_true", help="skip the (slow) eager loop")
+    parser.add_argument("--json", action="store_true", help="print the summary as JSON")
+    args = parser.parse_args()
+    result = summary(measure(args.epochs, args.repeats, eager=not args.no_eager))
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{args.epochs} epochs, median of {args.repeats} alternating repetitions")
+    for name, rate in result["epochs_per_second"].items():
+        print(f"  {name:<18} {rate:8.0f} epochs/s")
+    for name, ratio in result["pipe_over"].items():
+        print(f"  pipe / {name}: {ratio:.2f}x the epochs/s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,254 @@
+"""pipe against hand-written programs on every job size; writes BENCHMARKS.md.
+
+    python benchmarks/run_all.py                       # print the results
+    python benchmarks/run_all.py --write BENCHMARKS.md # and record them with the machine
+    python benchmarks/run_all.py --only startup --repeats 3
+
+Every comparison alternates its programs (ABAB, the order reversed every repetition) so
+load from other processes hits all alike, and reports the median of >= 5 repetitions and
+the median of the per-repetition ratios. Whole processes are measured with `os.wait4`:
+wall time, CPU time (user + system) and peak resident memory of the process.
+
+(a) fashion:  `pipe run specs/fashion_mnist.yaml` (3 epochs) vs the same program by hand
+(b) linear:   the seed's linear regression, 10 and 2,000 epochs: pipe's custom loop vs the
+              seed's tf.function loop and its eager loop (in one process)
+(c, d) startup: `pipe validate specs/*.yaml`, `pipe run specs/linear_regression.yaml`,
+              each against `python -c "import tensorflow"`
+(e) memory:   peak memory of the (a) processes
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PYTHON = sys.executable
+PIPE = str(BIN / "pipe") if (BIN / "pipe").exists() else None
+
+
+def _measured(command: list[str], cwd: Path) -> dict:
+    """Wall, CPU and peak memory of one whole process (which must succeed), from os.wait4."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed:\n{err.read().decode()[-3000:]}")
+        return {"wall": wall, "cpu": usage.ru_utime + usage.ru_stime, "rss_mb": usage.ru_maxrss / 1024,
+                "stdout": out.read().decode()}
+
+
+def alternate(programs: dict, repeats: int, label: str) -> dict:
+    """Run every program `repeats` times, alternating; the order reverses every repetition."""
+    results = {name: [] for name in programs}
+    for repeat in range(repeats):
+        order = list(programs) if repeat % 2 == 0 else list(programs)[::-1]
+        for name in order:
+            results[name].append(programs[name]())
+        line = ", ".join(f"{n} {results[n][-1]['wall']:.2f} s" for n in programs)
+        print(f"  {label} {repeat + 1}/{repeats}: {line}", file=sys.stderr, flush=True)
+    return results
+
+
+def median(values) -> float:
+    return statistics.median(list(values))
+
+
+def paired(results: dict, name: str, against: str, key: str) -> float:
+    """The median over repetitions of name/against for one measure."""
+    return median(a[key] / b[key] for a, b in zip(results[name], results[against]))
+
+
+# ---------------------------------------------------------------- (a) + (e) Fashion-MNIST
+
+
+def fashion(repeats: int, epochs: int, work: Path) -> dict:
+    spec = REPO / "specs" / "fashion_mnist.yaml"
+    counter = iter(range(10**6))
+
+    def pipe():
+        epochs_file = work / f"epochs-{next(counter)}.json"
+        result = _measured([PYTHON, str(REPO / "benchmarks" / "timed_run.py"), "pipe", str(epochs_file), "--",
+                            "run", str(spec), "--quiet", "--set", f"train.epochs={epochs}",
+                            "--set", f"outputs.dir={work / 'runs'}"], work)
+        result["epochs"] = json.loads(epochs_file.read_text())
+        return result
+
+    def hand():
+        epochs_file = work / f"epochs-{next(counter)}.json"
+        result = _measured([PYTHON, str(REPO / "benchmarks" / "timed_run.py"), "hand", str(epochs_file), "--",
+                            "fashion_mnist", "--epochs", str(epochs), "--out", str(work / f"hand-{next(counter)}")], work)
+        result["epochs"] = json.loads(epochs_file.read_text())
+        return result
+
+    results = alternate({"pipe": pipe, "hand-written": hand}, repeats, "fashion-mnist")
+    for runs in results.values():
+        for r in runs:  # the steady epoch: after the first, which traces the step functions
+            r["epoch"] = median(r["epochs"][1:] or r["epochs"])
+    row = {}
+    for name, runs in results.items():
+        row[name] = {k: median(r[k] for r in runs) for k in ("wall", "cpu", "rss_mb", "epoch")}
+    ratios = {k: paired(results, "pipe", "hand-written", k) for k in ("wall", "cpu", "rss_mb", "epoch")}
+    return {"epochs": epochs, "repeats": repeats, "median": row, "ratio": ratios}
+
+
+# ---------------------------------------------------------------- (b) linear regression
+
+
+def linear(repeats: int, epochs_list: list[int], work: Path) -> dict:
+    found = {}
+    for epochs in epochs_list:
+        print(f"  linear regression, {epochs} epochs, {repeats} repetitions (one process)", file=sys.stderr, flush=True)
+        command = [PYTHON, str(REPO / "benchmarks" / "linear_regression.py"), "--epochs", str(epochs),
+                   "--repeats", str(repeats), "--json"]
+        found[epochs] = json.loads(_measured(command, work)["stdout"].strip().splitlines()[-1])
+    return found
+
+
+# ---------------------------------------------------------------- (c) + (d) start-up
+
+
+def startup(repeats: int, work: Path) -> dict:
+    specs = sorted(str(p) for p in (REPO / "specs").glob("*.yaml"))
+    pipe = [PIPE] if PIPE else [PYTHON, "-m", "runner.cli"]
+    programs = {
+        "import tensorflow": lambda: _measured([PYTHON, "-c", "import tensorflow"], work),
+        "pipe validate specs/*.yaml": lambda: _measured([*pipe, "validate", *specs], work),
+        "pipe run linear_regression": lambda: _measured(
+            [*pipe, "run", str(REPO / "specs" / "linear_regression.yaml"), "--quiet",
+             "--set", f"outputs.dir={work / 'runs'}"], work),
+    }
+    results = alternate(programs, repeats, "start-up")
+    row = {name: {k: median(r[k] for r in runs) for k in ("wall", "cpu")} for name, runs in results.items()}
+
+    def beyond(name, key):
+        return median(a[key] - b[key] for a, b in zip(results[name], results["import tensorflow"]))
+
+    return {
+        "repeats": repeats, "median": row,
+        "validate_over_import": paired(results, "pipe validate specs/*.yaml", "import tensorflow", "wall"),
+        "run_beyond_import": {"wall": beyond("pipe run linear_regression", "wall"),
+                              "cpu": beyond("pipe run linear_regression", "cpu")},
+    }
+
+
+# ---------------------------------------------------------------- the report
+
+
+def machine() -> dict:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor())
+    versions = subprocess.run([PYTHON, "-c", "import tensorflow as tf, keras, numpy; "
+                               "print(tf.__version__, keras.__version__, numpy.__version__)"],
+                              capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    tf_version, keras_version, numpy_version = (versions.stdout.split() + ["?"] * 3)[:3]
+    return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf_version, "keras": keras_version, "numpy": numpy_version,
+            "os": platform.platform(), "load": os.getloadavg()}
+
+
+def markdown(found: dict, info: dict, command: str) -> str:
+    lines = ["# Benchmarks", "",
+             "pipe against the same programs written by hand. Regenerate with:", "",
+             "```sh", command, "```", "",
+             f"Machine: {info['cpu']}, {info['cores']} cores; {info['os']}; Python {info['python']}, "
+             f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, NumPy {info['numpy']}. "
+             f"Load average at the start {info['load'][0]:.1f}, at the end {info['end_load'][0]:.1f} "
+             f"(the machine was {'shared and busy' if info['load'][0] > 1 else 'quiet'}: read the ratios, "
+             "which come from alternating runs, rather than the absolute times).", ""]
+    if "fashion" in found:
+        f = found["fashion"]
+        m, r = f["median"], f["ratio"]
+        lines += [f"## (a) Fashion-MNIST, the seed's model, {f['epochs']} epochs, whole processes", "",
+                  f"`pipe run specs/fashion_mnist.yaml` against benchmarks/hand_written.py (tf.data + Keras fit "
+                  f"with the test split as validation + evaluate + model.keras); median of {f['repeats']} alternating "
+                  "runs; ratio = median of the per-run pipe/hand-written ratios.", "",
+                  "| | wall s | CPU s | peak memory MB | steady epoch s |", "| --- | --- | --- | --- | --- |"]
+        for name in ("pipe", "hand-written"):
+            v = m[name]
+            lines.append(f"| {name} | {v['wall']:.2f} | {v['cpu']:.2f} | {v['rss_mb']:.0f} | {v['epoch']:.2f} |")
+        lines += [f"| **pipe / hand-written** | **{r['wall']:.3f}** | **{r['cpu']:.3f}** | **{r['rss_mb']:.3f}** "
+                  f"| **{r['epoch']:.3f}** |", ""]
+    if "linear" in found:
+        lines += ["## (b) The seed's linear regression (201 points, full batch, SGD 0.1)", "",
+                  "In one process, alternating: `run_spec(specs/linear_regression.yaml)` with default "
+                  "checkpointing and no report lines (its training loop timed), the seed's loop with the step "
+                  "under `tf.function`, the seed's eager loop; first epoch (tracing) included.", "",
+                  "| epochs | pipe custom loop epochs/s | seed tf.function epochs/s | seed eager epochs/s "
+                  "| pipe / tf.function | pipe / eager | pipe whole run s |",
+                  "| --- | --- | --- | --- | --- | --- | --- |"]
+        for epochs, s in found["linear"].items():
+            rate, over = s["epochs_per_second"], s["pipe_over"]
+            lines.append(f"| {epochs} | {rate['pipe custom loop']:.0f} | {rate['seed tf.function']:.0f} | "
+                         f"{rate.get('seed eager', float('nan')):.0f} | **{over['seed tf.function']:.2f}x** | "
+                         f"{over.get('seed eager', float('nan')):.2f}x | {s['pipe_whole_run_seconds']:.2f} |")
+        lines.append("")
+    if "startup" in found:
+        s = found["startup"]
+        lines += ["## (c) `pipe validate`, (d) `pipe run` start-up, against `import tensorflow`", "",
+                  f"Whole processes, median of {s['repeats']} alternating runs.", "",
+                  "| process | wall s | CPU s |", "| --- | --- | --- |"]
+        for name, v in s["median"].items():
+            lines.append(f"| `{name}` | {v['wall']:.2f} | {v['cpu']:.2f} |")
+        beyond = s["run_beyond_import"]
+        lines += ["", f"- `pipe validate specs/*.yaml` / `import tensorflow`: **{s['validate_over_import']:.3f}** "
+                  "of the wall time.",
+                  f"- `pipe run specs/linear_regression.yaml --quiet` beyond `import tensorflow`: "
+                  f"**{beyond['wall']:+.2f} s wall**, {beyond['cpu']:+.2f} s CPU (median of the per-run "
+                  "differences; the whole job: devices, data, model, 10 epochs, SavedModel, 3 plots, manifest).", ""]
+    if "fashion" in found:
+        lines += ["## (e) Peak memory", "",
+                  f"Fashion-MNIST whole run: pipe {found['fashion']['median']['pipe']['rss_mb']:.0f} MB, "
+                  f"hand-written {found['fashion']['median']['hand-written']['rss_mb']:.0f} MB: "
+                  f"**{found['fashion']['ratio']['rss_mb']:.3f}x** (peak resident memory, `ru_maxrss`).", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3, help="Fashion-MNIST epochs")
+    parser.add_argument("--only", nargs="*", choices=["fashion", "linear", "startup"],
+                        default=["startup", "linear", "fashion"])
+    parser.add_argument("--write", type=Path, help="write the results as Markdown to this file")
+    args = parser.parse_args()
+
+    info = machine()
+    work = Path(tempfile.mkdtemp(prefix="pipe-bench-"))
+    found = {}
+    try:
+        if "startup" in args.only:
+            found["startup"] = startup(args.repeats, work)
+        if "linear" in args.only:
+            found["linear"] = linear(args.repeats, [10, 2000], work)
+        if "fashion" in args.only:
+            found["fashion"] = fashion(args.repeats, args.epochs, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    info["end_load"] = os.getloadavg()
+    command = "python benchmarks/run_all.py " + " ".join(sys.argv[1:])
+    text = markdown(found, info, command.strip())
+    print(text)
+    print(json.dumps(found, default=str), file=sys.stderr)
+    if args.write:
+        args.write.write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
