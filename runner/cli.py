@@ -86,13 +86,16 @@ def run(
     resume: Annotated[Optional[Path], typer.Option(
         "--resume", metavar="RUN_DIR", exists=True, file_okay=False,
         help="Continue from the last checkpoint of this earlier run directory (in a new one).")] = None,
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="Profile a few training steps into the run's tensorboard/ and say whether "
+                          "training is input-bound or compute-bound.")] = False,
 ):
     """Train and evaluate what a spec declares; write everything to a new run directory."""
     try:
         spec = load_spec(file, set_ or ())
         from runner.run import run_spec  # imports TensorFlow
 
-        result = run_spec(spec, quiet=quiet, resume_from=resume)
+        result = run_spec(spec, quiet=quiet, resume_from=resume, profile=profile)
     except SpecError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None

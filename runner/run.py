@@ -21,6 +21,7 @@ from runner.train.custom import CustomLoop
 from runner.train.devices import check_batch_stages, setup_devices
 from runner.train.execution import resolve_steps_per_execution
 from runner.train.fit import fit
+from runner.train.profiling import StepProfiler, input_seconds_per_batch, verdict
 from runner.train.loss_check import check_loss_fits
 
 
@@ -33,7 +34,7 @@ class RunResult:
     chief: bool = True  # False on the other workers of a cluster: their directory is gone
 
 
-def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
+def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = False) -> RunResult:
     """Run a loaded spec end to end and write its run directory.
 
     Args:
@@ -42,6 +43,8 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
         resume_from: an earlier run directory of this spec: training restarts from its
             last checkpoint (model, optimizer, epoch). The new run still gets its own
             directory; history and trajectories continue the old.
+        profile: profile a few training steps into <run>/tensorboard and print whether
+            training is input-bound or compute-bound (runner/train/profiling.py).
 
     Raises:
         SpecError: a mistake in the spec, found while building (located).
@@ -76,20 +79,17 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
         if not quiet:
             print("loop: custom (Keras fit does not run under multi_worker_mirrored)", flush=True)
 
-    previous = checkpoints.previous_run(resume_from) if resume_from is not None else None
-    run_dir = files.create_run_dir(spec, setup.is_chief)
-    spec_sha256 = files.write_spec(run_dir, spec)
-    manifest = Manifest(run_dir, spec, spec_sha256=spec_sha256, devices=setup.manifest, files=datasets.files)
-    manifest.update(loop=loop)
-    if previous is not None:
-        manifest.update(resumed_from=str(previous.run_dir), resumed_checkpoint=previous.checkpoint)
+    previous, run_dir, manifest = _open_run_dir(spec, setup, datasets, loop, resume_from)
+    profiler = StepProfiler(run_dir / "tensorboard") if profile else None
     train = _train_fit if loop == "fit" else _train_custom
     try:
         try:
             result, evaluation = train(spec, setup, datasets, validation, model, loss_object, optimizer,
-                                       metrics, run_dir, quiet, previous)
+                                       metrics, run_dir, quiet, previous, profiler=profiler)
         except tf.errors.InvalidArgumentError as e:
             raise _loss_error(spec, loss_object, e) or e
+        if profiler is not None:
+            _report_profile(profiler, datasets.train, run_dir)
         write_results(spec, datasets, model, result, evaluation, run_dir)
         manifest.finish("completed", epochs_run=result.epochs_run)
     except BaseException as e:
@@ -98,6 +98,27 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
     finally:
         files.discard_run_dir(run_dir, setup.is_chief)
     return RunResult(run_dir=run_dir, metrics=evaluation, chief=setup.is_chief)
+
+
+def _open_run_dir(spec, setup, datasets, loop, resume_from):
+    """The run directory with its spec and manifest; the previous run to resume, if any."""
+    previous = checkpoints.previous_run(resume_from) if resume_from is not None else None
+    run_dir = files.create_run_dir(spec, setup.is_chief)
+    spec_sha256 = files.write_spec(run_dir, spec)
+    manifest = Manifest(run_dir, spec, spec_sha256=spec_sha256, devices=setup.manifest, files=datasets.files)
+    manifest.update(loop=loop)
+    if previous is not None:
+        manifest.update(resumed_from=str(previous.run_dir), resumed_checkpoint=previous.checkpoint)
+    return previous, run_dir, manifest
+
+
+def _report_profile(profiler, train, run_dir) -> None:
+    """The verdict of `--profile` (input- or compute-bound), printed and kept in profile.json."""
+    found = verdict(profiler.step_seconds, input_seconds_per_batch(train.repeat()))
+    found.update(timed_steps=len(profiler.step_seconds), profiled_steps=profiler.profiled_steps)
+    found["trace"] = str(run_dir / "tensorboard")
+    files.write_json(run_dir / "profile.json", found)
+    print(found.get("line", f"profile: {found['verdict']}"), flush=True)
 
 
 def _set_op_determinism(enabled: bool) -> None:
@@ -139,11 +160,12 @@ def _validation_split(spec, datasets):
     return None
 
 
-def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, previous):
+def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, previous,
+               profiler=None):
     """Keras `fit`, then `evaluate` on each held-out split; returns (TrainResult, metrics by split)."""
     train_config = spec.doc["train"]
     output_config = spec.doc.get("outputs") or {}
-    callbacks = get_callbacks(train_config.get("callbacks"), spec, run_dir)
+    callbacks = get_callbacks(train_config.get("callbacks"), spec, run_dir) + ([profiler] if profiler else [])
     with setup.strategy.scope():
         model.compile(optimizer=optimizer, loss=loss, metrics=metrics, jit_compile=setup.jit_compile,
                       steps_per_execution=resolve_steps_per_execution(
@@ -174,7 +196,8 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
     return result, _evaluate_held_out(spec, datasets, validation, result, evaluate)
 
 
-def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, previous):
+def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, previous,
+                  profiler=None):
     """The GradientTape loop, then its evaluation of each held-out split."""
     train_config = spec.doc["train"]
     output_config = spec.doc.get("outputs") or {}
@@ -184,7 +207,7 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
             model, loss=loss, optimizer=optimizer, metrics=metrics,
             element_spec=datasets.train.element_spec, setup=setup,
             class_weight=_class_weight(train_config.get("class_weight")),
-            callbacks=get_callbacks(train_config.get("callbacks"), spec, run_dir),
+            callbacks=get_callbacks(train_config.get("callbacks"), spec, run_dir) + ([profiler] if profiler else []),
             verbose=_custom_verbose(verbose, train_config), report=train_config.get("report"), spec=spec,
             steps_per_execution=train_config.get("steps_per_execution", 1),
         )

@@ -315,8 +315,8 @@ class CustomLoop:
         self.check_report([*names, *validation_names])
 
     def _callback_list(self, epochs, steps):
-        if not self.is_keras:
-            return keras.callbacks.CallbackList([])
+        if not self.is_keras:  # only the runner's own callbacks (a profiler), which need no model
+            return keras.callbacks.CallbackList(self.callbacks, add_history=False, add_progbar=False)
         self.model.stop_training = False
         return keras.callbacks.CallbackList(
             self.callbacks, add_history=False, add_progbar=False, model=self.model,
