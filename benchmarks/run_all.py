@@ -148,6 +148,35 @@ def startup(repeats: int, work: Path) -> dict:
     }
 
 
+# ---------------------------------------------------------------- (f) steps per execution
+
+
+def steps_per_execution(repeats: int, work: Path, epochs: int = 100) -> dict:
+    """Steady epoch of specs/keras_regression.yaml (7 small steps an epoch), 1 step per graph
+    call against `auto` (the whole epoch), with fit and with the custom loop."""
+    spec = REPO / "specs" / "keras_regression.yaml"
+    counter = iter(range(10**6))
+
+    def run(loop, per_call):
+        def go():
+            epochs_file = work / f"spe-{next(counter)}.json"
+            result = _measured([PYTHON, str(REPO / "benchmarks" / "timed_run.py"), "pipe", str(epochs_file), "--",
+                                "run", str(spec), "--quiet", "--set", f"train.epochs={epochs}",
+                                "--set", f"train.loop={loop}", "--set", f"train.steps_per_execution={per_call}",
+                                "--set", "outputs.plots.enabled=false", "--set", f"outputs.dir={work / 'runs'}"], work)
+            result["epoch"] = median(json.loads(epochs_file.read_text())[1:])
+            return result
+        return go
+
+    programs = {f"{loop} {per_call}": run(loop, per_call) for loop in ("fit", "custom") for per_call in ("1", "auto")}
+    results = alternate(programs, repeats, "steps_per_execution")
+    return {
+        "repeats": repeats, "epochs": epochs,
+        "epoch_ms": {name: median(r["epoch"] for r in runs) * 1e3 for name, runs in results.items()},
+        "auto_over_1": {loop: paired(results, f"{loop} auto", f"{loop} 1", "epoch") for loop in ("fit", "custom")},
+    }
+
+
 # ---------------------------------------------------------------- the report
 
 
@@ -212,6 +241,17 @@ def markdown(found: dict, info: dict, command: str) -> str:
                   f"- `pipe run specs/linear_regression.yaml --quiet` beyond `import tensorflow`: "
                   f"**{beyond['wall']:+.2f} s wall**, {beyond['cpu']:+.2f} s CPU (median of the per-run "
                   "differences; the whole job: devices, data, model, 10 epochs, SavedModel, 3 plots, manifest).", ""]
+    if "spe" in found:
+        s = found["spe"]
+        lines += ["## (f) `train.steps_per_execution` on small steps", "",
+                  f"`specs/keras_regression.yaml` (7 steps of 32 examples an epoch), {s['epochs']} epochs, whole "
+                  f"processes, steady epoch (median after the first), median of {s['repeats']} alternating runs.", "",
+                  "| loop | 1 step per call, ms/epoch | `auto` (the epoch per call), ms/epoch | auto / 1 |",
+                  "| --- | --- | --- | --- |"]
+        for loop in ("fit", "custom"):
+            lines.append(f"| {loop} | {s['epoch_ms'][f'{loop} 1']:.2f} | {s['epoch_ms'][f'{loop} auto']:.2f} | "
+                         f"{s['auto_over_1'][loop]:.3f} |")
+        lines.append("")
     if "fashion" in found:
         lines += ["## (e) Peak memory", "",
                   f"Fashion-MNIST whole run: pipe {found['fashion']['median']['pipe']['rss_mb']:.0f} MB, "
@@ -224,8 +264,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--epochs", type=int, default=3, help="Fashion-MNIST epochs")
-    parser.add_argument("--only", nargs="*", choices=["fashion", "linear", "startup"],
-                        default=["startup", "linear", "fashion"])
+    parser.add_argument("--only", nargs="*", choices=["fashion", "linear", "startup", "spe"],
+                        default=["startup", "linear", "spe", "fashion"])
     parser.add_argument("--write", type=Path, help="write the results as Markdown to this file")
     args = parser.parse_args()
 
@@ -237,6 +277,8 @@ def main() -> None:
             found["startup"] = startup(args.repeats, work)
         if "linear" in args.only:
             found["linear"] = linear(args.repeats, [10, 2000], work)
+        if "spe" in args.only:
+            found["spe"] = steps_per_execution(max(3, args.repeats // 2 + 1), work)
         if "fashion" in args.only:
             found["fashion"] = fashion(args.repeats, args.epochs, work)
     finally:

@@ -76,7 +76,10 @@ class CustomLoop:
         self.steps_per_execution = steps_per_execution
         # The default strategy needs no distributed dataset: iterate the dataset itself.
         self.distribute = setup.strategy_name != "default" or isinstance(self.strategy, tf.distribute.OneDeviceStrategy)
-        self.runner = StepRunner(self.strategy, self._train, self._reset, self._state,
+        # Inside the runner's graph the step is traced in place (one graph, and no function
+        # call per iteration of its loop); XLA needs the step as its own compiled function.
+        step = self._train if jit else (lambda x, y: self.strategy.run(self._train_step, args=(x, y)))
+        self.runner = StepRunner(self.strategy, step, self._reset, self._state,
                                  distribute=self.distribute, single_worker=setup.cluster is None)
         self._distributed = {}  # held-out datasets, distributed once for every epoch's evaluation
 

@@ -36,7 +36,8 @@ class StepRunner:
 
     Args:
         strategy: the distribution strategy; the default strategy iterates the dataset as is.
-        step: a tf.function running one training step on a (distributed) batch.
+        step: runs one training step on a (distributed) batch; traced into the runner's graph
+            (a tf.function when it must stay apart, as an XLA-compiled step).
         reset: resets the loss tracker and metrics (traced into the first call of an epoch).
         state: returns `[(name, tensor), ...]`: loss, metrics and scalar variables.
         distribute: False when the dataset needs no distribution (the default strategy).
@@ -55,6 +56,7 @@ class StepRunner:
         self._until_end = _function(self._run_until_end)
         self._pack_now = _function(self._pack)
         self._reset = _function(lambda: self.reset())
+        self._one = _function(lambda x, y: self.step(x, y))
         self._taken = tf.Variable(0, trainable=False, dtype=tf.int64)
         self._iterator = None
         self._source = None
@@ -100,7 +102,7 @@ class StepRunner:
                 batch = next(self._iterator)
             except StopIteration:
                 return 0
-            self.step(*batch)
+            self._one(*batch)
             return 1
         self._taken.assign(0)
         try:
