@@ -15,6 +15,11 @@ wall time, CPU time (user + system) and peak resident memory of the process.
 (c, d) startup: `pipe validate specs/*.yaml`, `pipe run specs/linear_regression.yaml`,
               each against `python -c "import tensorflow"`
 (e) memory:   peak memory of the (a) processes
+(f) spe:      `train.steps_per_execution` 1 against `auto` on small steps, fit and custom loop
+
+benchmarks/run_overhead.py breaks one pipe run down by phase (data, fit, results, ...)
+against the hand-written one, and benchmarks/data_pipeline.py compares input pipelines
+alone: the tools to find where a ratio above 1 comes from.
 """
 
 from __future__ import annotations
@@ -298,7 +303,8 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     info["end_load"] = os.getloadavg()
-    command = "python benchmarks/run_all.py " + " ".join(sys.argv[1:])
+    shown = [Path(a).name if Path(a).parent == REPO else a for a in sys.argv[1:]]  # --write BENCHMARKS.md
+    command = "python benchmarks/run_all.py " + " ".join(shown)
     text = markdown(found, info, command.strip())
     print(text)
     print(json.dumps(found, default=str), file=sys.stderr)
