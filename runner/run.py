@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from runner.data import build_datasets
+from runner.data.reuse import batches_repeat_each_epoch, small_enough
 from runner.models import build_model, is_keras
 from runner.models.identifiers import get_callbacks, get_loss, get_metrics, get_optimizer
 from runner.outputs import files, history
@@ -216,9 +217,12 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
             model.compile(optimizer=custom.optimizer, loss=loss)
     checkpoint = checkpoints.epoch_checkpoint(model, custom.optimizer, run_dir, output_config.get("checkpoints", True))
     initial_epoch = checkpoints.restore(checkpoint, previous) if previous is not None else 0
+    train = datasets.train
+    if batches_repeat_each_epoch(spec) and small_enough(train, datasets.info["num_examples"].get("train")):
+        train = train.cache()  # the same batches every epoch: read them from memory
     with checkpoints.saved_on_interrupt(checkpoint):
         result = custom.fit(
-            datasets.train, validation=validation, epochs=train_config["epochs"],
+            train, validation=validation, epochs=train_config["epochs"],
             steps_per_epoch=train_config.get("steps_per_epoch"),
             checkpoint=checkpoint if checkpoints.checkpoints_enabled(output_config.get("checkpoints", True)) else None,
             initial_epoch=initial_epoch, quiet=quiet,
