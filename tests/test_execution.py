@@ -220,3 +220,16 @@ def test_the_loop_reads_nothing_per_step_without_listeners(tmp_path):
     result = loop.fit(dataset, epochs=3)
     assert calls == [8, 8, 8]
     assert set(result.history) == {"loss", "mae"} and len(result.history["loss"]) == 3
+
+
+def test_batches_are_cached_only_when_every_epoch_repeats_them(tmp_path):
+    from runner.data import build_datasets
+    from runner.data.reuse import MAX_CACHED_BYTES, batches_repeat_each_epoch, small_enough
+
+    unshuffled = small_spec(tmp_path, "      - batch: {batch_size: 16}")
+    assert batches_repeat_each_epoch(unshuffled)
+    assert not batches_repeat_each_epoch(small_spec(tmp_path))  # a shuffle stage
+    assert not batches_repeat_each_epoch(small_spec(tmp_path, "      - batch: {batch_size: 16}\n      - repeat: {count: 2}"))
+    train = build_datasets(unshuffled).train
+    assert small_enough(train, 100)  # 100 examples of 2 float32
+    assert not small_enough(train, MAX_CACHED_BYTES // 8 + 1)
