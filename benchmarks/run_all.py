@@ -239,7 +239,9 @@ def markdown(found: dict, info: dict, command: str) -> str:
              f"TensorFlow {info['tensorflow']}, Keras {info['keras']}, NumPy {info['numpy']}. "
              f"Load average at the start {info['load'][0]:.1f}, at the end {info['end_load'][0]:.1f} "
              f"(the machine was {'shared and busy' if info['load'][0] > 1 else 'quiet'}: read the ratios, "
-             "which come from alternating runs, rather than the absolute times).", ""]
+             "which come from alternating runs, rather than the absolute times). Sections re-measured "
+             "with `--only` replace their own figures and keep the others; `BENCHMARKS.json` holds the raw "
+             "figures.", ""]
     lines += targets(found)
     if "fashion" in found:
         f = found["fashion"]
