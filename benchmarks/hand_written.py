@@ -64,7 +64,7 @@ def linear_regression(epochs: int, compiled: bool = True) -> dict:
     return {"seconds": seconds, "cpu": cpu, "w": float(ws[-1]), "b": float(bs[-1]), "loss": float(losses[-1])}
 
 
-def read_idx(path) -> "np.ndarray":  # noqa: F821
+def read_idx(path):
     """An IDX file (gzip) as a numpy array: magic number, dimensions, then uint8 data."""
     import numpy as np
 

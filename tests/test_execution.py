@@ -220,6 +220,10 @@ def test_the_loop_reads_nothing_per_step_without_listeners(tmp_path):
     result = loop.fit(dataset, epochs=3)
     assert calls == [8, 8, 8]
     assert set(result.history) == {"loss", "mae"} and len(result.history["loss"]) == 3
+    # A second fit iterates its own dataset, not the first one's iterator.
+    far = tf.data.Dataset.from_tensor_slices((x, 1000 * x)).batch(8)
+    again = loop.fit(far, epochs=1)
+    assert again.history["loss"][0] > 1000 * result.history["loss"][-1]
 
 
 def test_batches_are_cached_only_when_every_epoch_repeats_them(tmp_path):

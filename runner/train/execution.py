@@ -65,6 +65,7 @@ class StepRunner:
     def epochs(self, dataset, steps_per_epoch, steps):
         """Prepare to iterate `dataset` epoch after epoch; `steps` its batches (None: unknown)."""
         self.steps = steps_per_epoch or steps
+        self._known = {}  # the functions of an earlier fit are closed over its iterator
         # One iterator for all epochs: only when every epoch is the whole dataset, and not
         # across workers (their iterators agree on the end of the data, not on a count).
         self.repeats = steps_per_epoch is None and steps is not None and self.single_worker
