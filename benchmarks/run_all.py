@@ -231,6 +231,105 @@ def targets(found: dict) -> list[str]:
     return ["## Targets", "", "| goal | measured | met |", "| --- | --- | --- |", *rows, ""]
 
 
+def _fashion_section(found: dict) -> list[str]:
+    """The Markdown lines of (a) Fashion-MNIST."""
+    lines = []
+    f = found["fashion"]
+    m, r = f["median"], f["ratio"]
+    lines += [f"## (a) Fashion-MNIST, the seed's model, {f['epochs']} epochs, whole processes", "",
+              f"`pipe run specs/fashion_mnist.yaml` against benchmarks/hand_written.py (tf.data + Keras fit "
+              f"with the test split as validation + evaluate + model.keras); median of {f['repeats']} alternating "
+              "runs; ratio = median of the per-run pipe/hand-written ratios.", "",
+              "| | wall s | CPU s | peak memory MB | steady epoch s |", "| --- | --- | --- | --- | --- |"]
+    for name in ("pipe", "pipe, no plots", "hand-written"):
+        v = m[name]
+        lines.append(f"| {name} | {v['wall']:.2f} | {v['cpu']:.2f} | {v['rss_mb']:.0f} | {v['epoch']:.2f} |")
+    q = f["ratio_no_plots"]
+    lines += [f"| **pipe / hand-written** | **{r['wall']:.3f}** | **{r['cpu']:.3f}** | **{r['rss_mb']:.3f}** "
+              f"| **{r['epoch']:.3f}** |",
+              f"| **pipe, no plots / hand-written** | **{q['wall']:.3f}** | **{q['cpu']:.3f}** | "
+              f"**{q['rss_mb']:.3f}** | **{q['epoch']:.3f}** |", "",
+              "`pipe` writes what the hand-written program writes (model.keras, history) plus the spec, the "
+              "manifest (with the SHA-256 of the four data files), a final checkpoint, history.png and "
+              "confusion_matrix.png (one prediction pass over the test set, no second evaluation: the test split "
+              "is the validation split, so its metrics are the last epoch's). `pipe, no plots` sets "
+              "`outputs.plots.enabled=false`.", ""]
+    return lines
+
+
+def _linear_section(found: dict) -> list[str]:
+    """The Markdown lines of (b) linear regression."""
+    lines = []
+    lines += ["## (b) The seed's linear regression (201 points, full batch, SGD 0.1)", "",
+              "In one process, alternating: `run_spec(specs/linear_regression.yaml)` with default "
+              "checkpointing and no report lines (its training loop timed), the seed's loop with the step "
+              "under `tf.function`, the seed's eager loop; first epoch (tracing) included.", "",
+              "| epochs | pipe custom loop epochs/s | seed tf.function epochs/s | seed eager epochs/s "
+              "| pipe / tf.function | pipe / eager | pipe whole run s |",
+              "| --- | --- | --- | --- | --- | --- | --- |"]
+    for epochs, s in found["linear"].items():
+        rate, over = s["epochs_per_second"], s["pipe_over"]
+        lines.append(f"| {epochs} | {rate['pipe custom loop']:.0f} | {rate['seed tf.function']:.0f} | "
+                     f"{rate.get('seed eager', float('nan')):.0f} | **{over['seed tf.function']:.2f}x** | "
+                     f"{over.get('seed eager', float('nan')):.2f}x | {s['pipe_whole_run_seconds']:.2f} |")
+    lines += ["", "The same runs in epochs per CPU second (`time.process_time`, all threads of the process), "
+              "which a busy machine disturbs less than wall time:", "",
+              "| epochs | pipe custom loop | seed tf.function | seed eager | pipe / tf.function | pipe / eager |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for epochs, s in found["linear"].items():
+        rate, over = s.get("epochs_per_cpu_second"), s.get("pipe_over_cpu")
+        if rate:
+            lines.append(f"| {epochs} | {rate['pipe custom loop']:.0f} | {rate['seed tf.function']:.0f} | "
+                         f"{rate.get('seed eager', float('nan')):.0f} | **{over['seed tf.function']:.2f}x** | "
+                         f"{over.get('seed eager', float('nan')):.2f}x |")
+    lines.append("")
+    return lines
+
+
+def _startup_section(found: dict) -> list[str]:
+    """The Markdown lines of (c, d) start-up."""
+    lines = []
+    s = found["startup"]
+    lines += ["## (c) `pipe validate`, (d) `pipe run` start-up, against `import tensorflow`", "",
+              f"Whole processes, median of {s['repeats']} alternating runs.", "",
+              "| process | wall s | CPU s |", "| --- | --- | --- |"]
+    for name, v in s["median"].items():
+        lines.append(f"| `{name}` | {v['wall']:.2f} | {v['cpu']:.2f} |")
+    beyond = s["run_beyond_import"]
+    lines += ["", f"- `pipe validate specs/*.yaml` / `import tensorflow`: **{s['validate_over_import']:.3f}** "
+              "of the wall time.",
+              f"- `pipe run specs/linear_regression.yaml --quiet` beyond `import tensorflow`: "
+              f"**{beyond['wall']:+.2f} s wall**, {beyond['cpu']:+.2f} s CPU (median of the per-run "
+              "differences; the whole job: devices, data, model, 10 epochs, SavedModel, 3 plots, manifest).", ""]
+    return lines
+
+
+def _spe_section(found: dict) -> list[str]:
+    """The Markdown lines of (f) steps per execution."""
+    lines = []
+    s = found["spe"]
+    lines += ["## (f) `train.steps_per_execution` on small steps", "",
+              f"`specs/keras_regression.yaml` (7 steps of 32 examples an epoch), {s['epochs']} epochs, whole "
+              f"processes, steady epoch (median after the first), median of {s['repeats']} alternating runs.", "",
+              "| loop | 1 step per call, ms/epoch | `auto` (the epoch per call), ms/epoch | auto / 1 |",
+              "| --- | --- | --- | --- |"]
+    for loop in ("fit", "custom"):
+        lines.append(f"| {loop} | {s['epoch_ms'][f'{loop} 1']:.2f} | {s['epoch_ms'][f'{loop} auto']:.2f} | "
+                     f"{s['auto_over_1'][loop]:.3f} |")
+    lines.append("")
+    return lines
+
+
+def _fashion_section_memory(found: dict) -> list[str]:
+    """The Markdown lines of (e) peak memory."""
+    lines = []
+    lines += ["## (e) Peak memory", "",
+              f"Fashion-MNIST whole run: pipe {found['fashion']['median']['pipe']['rss_mb']:.0f} MB, "
+              f"hand-written {found['fashion']['median']['hand-written']['rss_mb']:.0f} MB: "
+              f"**{found['fashion']['ratio']['rss_mb']:.3f}x** (peak resident memory, `ru_maxrss`).", ""]
+    return lines
+
+
 def markdown(found: dict, info: dict, command: str) -> str:
     lines = ["# Benchmarks", "",
              "pipe against the same programs written by hand. Regenerate with:", "",
@@ -244,79 +343,15 @@ def markdown(found: dict, info: dict, command: str) -> str:
              "figures.", ""]
     lines += targets(found)
     if "fashion" in found:
-        f = found["fashion"]
-        m, r = f["median"], f["ratio"]
-        lines += [f"## (a) Fashion-MNIST, the seed's model, {f['epochs']} epochs, whole processes", "",
-                  f"`pipe run specs/fashion_mnist.yaml` against benchmarks/hand_written.py (tf.data + Keras fit "
-                  f"with the test split as validation + evaluate + model.keras); median of {f['repeats']} alternating "
-                  "runs; ratio = median of the per-run pipe/hand-written ratios.", "",
-                  "| | wall s | CPU s | peak memory MB | steady epoch s |", "| --- | --- | --- | --- | --- |"]
-        for name in ("pipe", "pipe, no plots", "hand-written"):
-            v = m[name]
-            lines.append(f"| {name} | {v['wall']:.2f} | {v['cpu']:.2f} | {v['rss_mb']:.0f} | {v['epoch']:.2f} |")
-        q = f["ratio_no_plots"]
-        lines += [f"| **pipe / hand-written** | **{r['wall']:.3f}** | **{r['cpu']:.3f}** | **{r['rss_mb']:.3f}** "
-                  f"| **{r['epoch']:.3f}** |",
-                  f"| **pipe, no plots / hand-written** | **{q['wall']:.3f}** | **{q['cpu']:.3f}** | "
-                  f"**{q['rss_mb']:.3f}** | **{q['epoch']:.3f}** |", "",
-                  "`pipe` writes what the hand-written program writes (model.keras, history) plus the spec, the "
-                  "manifest (with the SHA-256 of the four data files), a final checkpoint, history.png and "
-                  "confusion_matrix.png (one prediction pass over the test set, no second evaluation: the test split "
-                  "is the validation split, so its metrics are the last epoch's). `pipe, no plots` sets "
-                  "`outputs.plots.enabled=false`.", ""]
+        lines += _fashion_section(found)
     if "linear" in found:
-        lines += ["## (b) The seed's linear regression (201 points, full batch, SGD 0.1)", "",
-                  "In one process, alternating: `run_spec(specs/linear_regression.yaml)` with default "
-                  "checkpointing and no report lines (its training loop timed), the seed's loop with the step "
-                  "under `tf.function`, the seed's eager loop; first epoch (tracing) included.", "",
-                  "| epochs | pipe custom loop epochs/s | seed tf.function epochs/s | seed eager epochs/s "
-                  "| pipe / tf.function | pipe / eager | pipe whole run s |",
-                  "| --- | --- | --- | --- | --- | --- | --- |"]
-        for epochs, s in found["linear"].items():
-            rate, over = s["epochs_per_second"], s["pipe_over"]
-            lines.append(f"| {epochs} | {rate['pipe custom loop']:.0f} | {rate['seed tf.function']:.0f} | "
-                         f"{rate.get('seed eager', float('nan')):.0f} | **{over['seed tf.function']:.2f}x** | "
-                         f"{over.get('seed eager', float('nan')):.2f}x | {s['pipe_whole_run_seconds']:.2f} |")
-        lines += ["", "The same runs in epochs per CPU second (`time.process_time`, all threads of the process), "
-                  "which a busy machine disturbs less than wall time:", "",
-                  "| epochs | pipe custom loop | seed tf.function | seed eager | pipe / tf.function | pipe / eager |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        for epochs, s in found["linear"].items():
-            rate, over = s.get("epochs_per_cpu_second"), s.get("pipe_over_cpu")
-            if rate:
-                lines.append(f"| {epochs} | {rate['pipe custom loop']:.0f} | {rate['seed tf.function']:.0f} | "
-                             f"{rate.get('seed eager', float('nan')):.0f} | **{over['seed tf.function']:.2f}x** | "
-                             f"{over.get('seed eager', float('nan')):.2f}x |")
-        lines.append("")
+        lines += _linear_section(found)
     if "startup" in found:
-        s = found["startup"]
-        lines += ["## (c) `pipe validate`, (d) `pipe run` start-up, against `import tensorflow`", "",
-                  f"Whole processes, median of {s['repeats']} alternating runs.", "",
-                  "| process | wall s | CPU s |", "| --- | --- | --- |"]
-        for name, v in s["median"].items():
-            lines.append(f"| `{name}` | {v['wall']:.2f} | {v['cpu']:.2f} |")
-        beyond = s["run_beyond_import"]
-        lines += ["", f"- `pipe validate specs/*.yaml` / `import tensorflow`: **{s['validate_over_import']:.3f}** "
-                  "of the wall time.",
-                  f"- `pipe run specs/linear_regression.yaml --quiet` beyond `import tensorflow`: "
-                  f"**{beyond['wall']:+.2f} s wall**, {beyond['cpu']:+.2f} s CPU (median of the per-run "
-                  "differences; the whole job: devices, data, model, 10 epochs, SavedModel, 3 plots, manifest).", ""]
+        lines += _startup_section(found)
     if "spe" in found:
-        s = found["spe"]
-        lines += ["## (f) `train.steps_per_execution` on small steps", "",
-                  f"`specs/keras_regression.yaml` (7 steps of 32 examples an epoch), {s['epochs']} epochs, whole "
-                  f"processes, steady epoch (median after the first), median of {s['repeats']} alternating runs.", "",
-                  "| loop | 1 step per call, ms/epoch | `auto` (the epoch per call), ms/epoch | auto / 1 |",
-                  "| --- | --- | --- | --- |"]
-        for loop in ("fit", "custom"):
-            lines.append(f"| {loop} | {s['epoch_ms'][f'{loop} 1']:.2f} | {s['epoch_ms'][f'{loop} auto']:.2f} | "
-                         f"{s['auto_over_1'][loop]:.3f} |")
-        lines.append("")
+        lines += _spe_section(found)
     if "fashion" in found:
-        lines += ["## (e) Peak memory", "",
-                  f"Fashion-MNIST whole run: pipe {found['fashion']['median']['pipe']['rss_mb']:.0f} MB, "
-                  f"hand-written {found['fashion']['median']['hand-written']['rss_mb']:.0f} MB: "
-                  f"**{found['fashion']['ratio']['rss_mb']:.3f}x** (peak resident memory, `ru_maxrss`).", ""]
+        lines += _fashion_section_memory(found)
     return "\n".join(lines)
 
 
