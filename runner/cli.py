@@ -195,6 +195,9 @@ def run(
         help="Continue from the last checkpoint of this earlier run directory (in a new one).")] = None,
     verbose: VerboseOption = False,
     debug: Annotated[bool, typer.Option("--debug", help="Print the Python traceback of a failed run.")] = False,
+    profile: Annotated[bool, typer.Option(
+        "--profile", help="Profile a few training steps into the run's tensorboard/ and say whether "
+                          "training is input-bound or compute-bound.")] = False,
 ):
     """Train and evaluate what a spec declares; write everything to a new run directory.
 
@@ -205,7 +208,7 @@ def run(
         require(*libraries_for(spec.doc))
         from runner.run import run_spec  # imports TensorFlow
 
-        result = run_spec(spec, quiet=quiet, resume_from=resume)
+        result = run_spec(spec, quiet=quiet, resume_from=resume, profile=profile)
     except SpecError as e:
         if debug:
             traceback.print_exc()
@@ -440,5 +443,25 @@ def _metric_lines(metrics: dict):
         yield split, "  ".join(f"{k}={v:.5g}" if isinstance(v, float) else f"{k}={v}" for k, v in values.items())
 
 
+def run_pipe() -> None:
+    """The `pipe` command: the app, then an exit that skips the interpreter's teardown once
+    TensorFlow is loaded (its destructors take about a second and do nothing for pipe:
+    every file of the run is written, flushed and closed when a command returns)."""
+    try:
+        app()
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    if not isinstance(code, int):  # None: success; a string: a message for stderr
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    if "tensorflow" in sys.modules:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(app())
+    run_pipe()

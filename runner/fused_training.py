@@ -28,13 +28,16 @@ class TrainingChoice:
     train: Callable | None  # the fused training function, or None for the tf.data loops
 
 
-def choose_training(spec, setup, datasets, loop: str, run_dir) -> TrainingChoice:
-    """The engine for this run and, when fused, its training function.
+def choose_training(spec, setup, datasets, loop: str, run_dir, profiling=False) -> TrainingChoice:
+    """The engine for this run and, when fused, its training function (never under
+    `profiling`: `pipe run --profile` times the tf.data loops' steps).
 
     Raises:
         SpecError: `train.engine: fused` on a spec it cannot run, located at the key.
     """
     train_config = spec.doc["train"]
+    if profiling and train_config.get("engine", "keras") != "keras":
+        return TrainingChoice(Engine("keras", f"{loop}; not fused: pipe run --profile times tf.data steps"), None)
     if train_config.get("engine", "keras") == "keras":
         return TrainingChoice(choose_engine(spec, setup=setup, loop=loop, callbacks=[], data_reason="",
                                             nbytes=None), None)
@@ -110,12 +113,13 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
         if is_keras(model):
             # Sets model.optimizer for callbacks (ReduceLROnPlateau, ...) and model.keras.
             model.compile(optimizer=fused.optimizer, loss=loss)
-    checkpoint = checkpoints.epoch_checkpoint(model, fused.optimizer, run_dir)
+    checkpoint = checkpoints.epoch_checkpoint(model, fused.optimizer, run_dir, output_config.get("checkpoints"))
     initial_epoch = checkpoints.restore(checkpoint, progress.previous) if progress.previous is not None else 0
     progress.log.start(fused.scalar_values())
     # Within one graph call of several epochs only the last one's state exists to checkpoint.
     within_call = progress.epoch_end(None)
-    call_end = progress.epoch_end(checkpoint if output_config.get("checkpoints", True) else None)
+    saving = checkpoint if checkpoints.checkpoints_enabled(output_config.get("checkpoints")) else None
+    call_end = progress.epoch_end(saving, train_config["epochs"], model)
     result = fused.fit(epochs=train_config["epochs"], initial_epoch=initial_epoch, quiet=quiet,
                        epoch_end=within_call, group_end=call_end)
     result = progress.result(result)

@@ -4,6 +4,11 @@ The handler raises `RunInterrupted` in the main thread, where Python runs signal
 between bytecodes (so between training steps). Inside `deferred()` — the epoch-end writes of
 history, checkpoint and manifest — a signal is held and raised when the section ends, so an
 interrupted run never leaves a checkpoint or table that is half written.
+
+While a completed epoch waits unsaved (checkpoints are saved at most every N seconds), a
+first signal is held until the current epoch ends, so that epoch is saved and a resume
+loses nothing; such epochs are shorter than the save interval. A second signal stops the
+run at once.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 _deferring = 0
 _pending: int | None = None
+_hold_till_epoch_end = False
 
 
 class RunInterrupted(KeyboardInterrupt):
@@ -32,7 +38,7 @@ class RunInterrupted(KeyboardInterrupt):
 
 def _handle(signum, frame):
     global _pending
-    if _deferring:
+    if _deferring or (_hold_till_epoch_end and _pending is None):
         _pending = _pending or signum
         return
     raise RunInterrupted(signum)
@@ -48,12 +54,27 @@ def signals_raise():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    global _pending
+    _pending = None
     previous = {s: signal.signal(s, _handle) for s in HANDLED}
     try:
         yield
     finally:
+        hold_till_epoch_end(False)
+        _pending = None  # a signal held past the run's end: the run is over
         for s, handler in previous.items():
             signal.signal(s, handler)
+
+
+def hold_till_epoch_end(hold: bool) -> None:
+    """Whether a first signal waits for the epoch's end (see the module's doc)."""
+    global _hold_till_epoch_end
+    _hold_till_epoch_end = hold
+
+
+def signal_held() -> bool:
+    """Whether a signal is waiting for the end of a deferred section."""
+    return _pending is not None
 
 
 @contextlib.contextmanager

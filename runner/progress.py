@@ -1,9 +1,13 @@
 """A run's progress in its directory: what each epoch end writes, and how the run ended.
 
-At each epoch end, in this order and without a signal cutting in: the tables (history,
+At an epoch end, in this order and without a signal cutting in: the tables (history,
 trajectories, metrics), the checkpoint, then the manifest's heartbeat. Tables before the
 checkpoint, so the last checkpoint never holds an epoch the history lacks; a resume cuts
-the history back to the checkpoint's epoch.
+the history back to the checkpoint's epoch. Writing costs milliseconds, more than a small
+epoch: the checkpoint is saved at most every N seconds (`outputs.checkpoints`), the tables
+and heartbeat at most every `TABLES_EVERY_SECONDS` and with every checkpoint; all of them
+after the last epoch, and the tables however the run ends. When a signal stops the run
+while an epoch waits unsaved, that epoch ends and is saved first (see interrupts).
 """
 
 from __future__ import annotations
@@ -12,16 +16,22 @@ import errno
 import math
 import signal
 import sys
+import time
 from pathlib import Path
 
 import tensorflow as tf
 
+from runner import interrupts
 from runner.interrupts import RunInterrupted, deferred
 from runner.outputs import files
 from runner.outputs.epochs import EpochLog
 from runner.train.divergence import TrainingDiverged
 from runner.train.result import TrainResult
 
+
+# The tables and heartbeat are rewritten at most this often (unless checkpoints are saved
+# every epoch: then with each); a SIGKILL loses at most this much of the history.
+TABLES_EVERY_SECONDS = 1.0
 
 # Errors that mean a file could not be written (full, read-only, not a folder, not allowed).
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
@@ -43,13 +53,20 @@ class Progress:
         self.previous = previous
         self.log = EpochLog(run_dir, *((previous.history, previous.trajectories) if previous else ()))
         self.checkpoint = None
+        self._written_at = float("-inf")
 
     @property
     def initial_epoch(self) -> int:
         return self.previous.epoch if self.previous is not None else 0
 
-    def epoch_end(self, checkpoint=None):
-        """The hook `(epoch, logs, scalars)` both loops call after each epoch."""
+    def epoch_end(self, checkpoint=None, epochs=None, model=None):
+        """The hook `(epoch, logs, scalars)` the loops call after each epoch.
+
+        Args:
+            checkpoint: the `EpochCheckpoint` to save, or None.
+            epochs: the last epoch to train (its end is always saved).
+            model: its `stop_training` (set by a callback) also makes this epoch the last.
+        """
         self.checkpoint = checkpoint
 
         def hook(epoch, logs, scalars=None):
@@ -58,15 +75,26 @@ class Progress:
                 raise TrainingDiverged(epoch, None, float(loss))
             with deferred():
                 self.log.record(logs, scalars)
-                if checkpoint is not None:
+                final = (epochs is not None and epoch + 1 >= epochs
+                         or getattr(model, "stop_training", False) or interrupts.signal_held())
+                saving = checkpoint is not None and checkpoint.due(final)
+                interval = min(TABLES_EVERY_SECONDS, checkpoint.every_seconds if checkpoint else TABLES_EVERY_SECONDS)
+                if not (saving or final or time.monotonic() - self._written_at >= interval):
+                    return
+                self.log.write()
+                if saving:
                     self._save(checkpoint, epoch)
+                elif checkpoint is not None:
+                    checkpoint.skipped(epoch)
+                interrupts.hold_till_epoch_end(checkpoint is not None and checkpoint.unsaved is not None)
                 self.manifest.heartbeat(epochs_done=self.log.epochs, last_checkpoint=self._last_checkpoint())
+                self._written_at = time.monotonic()
 
         return hook
 
     def _save(self, checkpoint, epoch: int) -> None:
         try:
-            checkpoint.on_epoch_end(epoch)
+            checkpoint.save(epoch)
         except (tf.errors.OpError, OSError) as e:
             raise files.write_failure(self.run_dir / "checkpoints" / f"ckpt-{epoch + 1}", e) from e
 
@@ -75,6 +103,9 @@ class Progress:
 
     def result(self, trained: TrainResult) -> TrainResult:
         """The whole run's tables: the resumed run's epochs, then this one's."""
+        if self.log.written < self.log.epochs:
+            with deferred():
+                self.log.write()
         return TrainResult(history=self.log.history, trajectories=self.log.trajectories, epochs_run=self.log.epochs)
 
     def end(self, error: BaseException) -> BaseException:
@@ -86,6 +117,12 @@ class Progress:
             error = RunInterrupted(signal.SIGINT)
         if isinstance(error, OSError) and error.filename and error.errno in _WRITE_ERRNOS:
             error = files.write_failure(error.filename, error)  # e.g. a Keras callback's own file
+        if self.log.written < self.log.epochs:  # the epochs done since the tables were last written
+            try:
+                with deferred():
+                    self.log.write()
+            except OSError as e:
+                print(f"pipe run: could not write the last epochs' tables: {e}", file=sys.stderr)
         fields = {"epochs_run": self.log.epochs, "last_checkpoint": self._last_checkpoint()}
         if isinstance(error, RunInterrupted):
             error.run_dir, error.epochs_done = self.run_dir, self.log.epochs

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import tensorflow as tf
 
 from runner import console
 from runner.data import build_datasets
+from runner.data.reuse import batches_repeat_each_epoch, shuffles_by_epoch, small_enough
 from runner.internals import disable_op_determinism
 from runner.fused_training import choose_training
 from runner.failure import note_error_log
@@ -33,6 +35,8 @@ from runner.train.divergence import StopOnNonFinite
 from runner.train.epoch_end import EpochBegin, EpochEnd
 from runner.train.devices import check_batch_stages, setup_devices
 from runner.train.fit import fit
+from runner.train.execution import resolve_steps_per_execution
+from runner.train.profiling import StepProfiler, input_seconds_per_batch, verdict
 from runner.train.result import final_train_metrics
 from runner.train.loss_check import check_loss_fits
 from runner.train.multi_output import loop_metrics, resolve_outputs
@@ -47,7 +51,7 @@ class RunResult:
     chief: bool = True  # False on the other workers of a cluster: their directory is gone
 
 
-def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
+def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = False) -> RunResult:
     """Run a loaded spec end to end and write its run directory.
 
     Args:
@@ -56,6 +60,8 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
         resume_from: an earlier run directory of this spec: training restarts from its
             last checkpoint (model, optimizer, epoch). The new run still gets its own
             directory; history and trajectories continue the old.
+        profile: time a few training steps, trace some into the run's tensorboard/ and
+            say whether training is input-bound or compute-bound (profile.json).
 
     Raises:
         SpecError: a mistake in the spec, found while building (located), or a run that
@@ -65,10 +71,10 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None) -> RunResult:
         WriteError: a file of the run directory could not be written (which, and why).
     """
     with signals_raise():
-        return _run_spec(spec, quiet, resume_from)
+        return _run_spec(spec, quiet, resume_from, profile)
 
 
-def _run_spec(spec, quiet, resume_from) -> RunResult:
+def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
     setup = setup_devices(spec)  # before any other TensorFlow op
     check_batch_stages(spec, setup)
     if not quiet:
@@ -109,7 +115,8 @@ def _run_spec(spec, quiet, resume_from) -> RunResult:
     manifest = Manifest(run_dir, spec, spec_sha256=files.spec_sha256(spec), devices=setup.manifest,
                         files=datasets.files)
     progress = Progress(run_dir, manifest, previous)
-    train = _train_fit if loop == "fit" else _train_custom
+    profiler = StepProfiler(run_dir / "tensorboard") if profile else None
+    train = functools.partial(_train_fit if loop == "fit" else _train_custom, profiler=profiler)
     try:
         files.write_spec(run_dir, spec)
         manifest.update(loop=loop)
@@ -118,7 +125,8 @@ def _run_spec(spec, quiet, resume_from) -> RunResult:
         if previous is not None:
             manifest.update(resumed_from=str(previous.run_dir), resumed_checkpoint=previous.checkpoint,
                             resumed_at_epoch=previous.epoch, epochs_done=previous.epoch)
-        choice = choose_training(spec, setup, datasets, loop, run_dir)  # the fused engine, or tf.data
+        # the fused engine, or tf.data (always under --profile: it times tf.data steps)
+        choice = choose_training(spec, setup, datasets, loop, run_dir, profiling=profile)
         manifest.update(engine=choice.engine.name, engine_reason=choice.engine.reason)
         if not quiet and "engine" in train_config:
             print(choice.engine.line, flush=True)
@@ -128,6 +136,8 @@ def _run_spec(spec, quiet, resume_from) -> RunResult:
                                        metrics, run_dir, quiet, progress)
         except tf.errors.InvalidArgumentError as e:
             raise _loss_error(spec, loss_object, e) or e
+        if profiler is not None:
+            _report_profile(profiler, datasets.train, run_dir)
         with deferred():
             write_results(spec, datasets, model, result, evaluation, run_dir)
             manifest.finish("completed", epochs_run=result.epochs_run)
@@ -143,6 +153,15 @@ def _run_spec(spec, quiet, resume_from) -> RunResult:
             files.remove_partial_files(run_dir)
         files.discard_run_dir(run_dir, setup.is_chief)
     return RunResult(run_dir=run_dir.path, metrics=evaluation, chief=setup.is_chief)
+
+
+def _report_profile(profiler, train, run_dir) -> None:
+    """The verdict of `--profile` (input- or compute-bound), printed and kept in profile.json."""
+    found = verdict(profiler.step_seconds, input_seconds_per_batch(train.repeat()))
+    found.update(timed_steps=len(profiler.step_seconds), profiled_steps=profiler.profiled_steps)
+    found["trace"] = str(run_dir / "tensorboard")
+    files.write_json(run_dir / "profile.json", found)
+    print(found.get("line", f"profile: {found['verdict']}"), flush=True)
 
 
 def _raise_ended(progress, e: BaseException):
@@ -189,7 +208,8 @@ def _validation_split(spec, datasets):
     return None
 
 
-def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, progress):
+def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, progress,
+               profiler=None):
     """Keras `fit`, then `evaluate` on each held-out split; returns (TrainResult, metrics by split)."""
     train_config = spec.doc["train"]
     output_config = spec.doc.get("outputs") or {}
@@ -197,10 +217,13 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
     with setup.strategy.scope():
         model.compile(optimizer=optimizer, loss=getattr(loss, "per_output", loss), metrics=metrics,
                       loss_weights=getattr(loss, "loss_weights", None), jit_compile=setup.jit_compile,
-                      steps_per_execution=train_config.get("steps_per_execution", 1))
+                      steps_per_execution=resolve_steps_per_execution(
+                          train_config.get("steps_per_execution"), _steps(datasets.train, train_config)))
     if output_config.get("tensorboard"):
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
-    checkpoint = checkpoints.epoch_checkpoint(model, model.optimizer, run_dir)
+    if profiler is not None:
+        callbacks.append(profiler)
+    checkpoint = checkpoints.epoch_checkpoint(model, model.optimizer, run_dir, output_config.get("checkpoints"))
     initial_epoch = train_config.get("initial_epoch", 0)
     if progress.previous is not None:
         with setup.strategy.scope():
@@ -208,7 +231,7 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
         initial_epoch = checkpoints.restore(checkpoint, progress.previous)
     # Last: the epoch's tables, checkpoint and heartbeat see the logs as callbacks left them.
     callbacks = [EpochBegin(datasets.epoch.assign), StopOnNonFinite(), *callbacks,
-                 EpochEnd(progress.epoch_end(checkpoint if output_config.get("checkpoints", True) else None))]
+                 EpochEnd(progress.epoch_end(_saving(checkpoint, output_config), train_config["epochs"], model))]
     result = fit(
         model, train=datasets.train, validation=validation, epochs=train_config["epochs"],
         callbacks=callbacks, class_weight=_class_weight(train_config.get("class_weight")),
@@ -219,16 +242,17 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
     result = progress.result(result)
     first_epoch = train_config.get("initial_epoch", 0)  # the history's first row, resumed or not
     result.history = _align_validation(result.history, train_config.get("validation_freq", 1), first_epoch)
+
+    def evaluate(dataset, split):
+        values = model.evaluate(dataset, verbose=0, return_dict=True)
+        return {k: float(v) for k, v in values.items()}
+
     final = final_train_metrics(result.history, callbacks, first_epoch)
-    evaluation = {"train": final}
-    for split, dataset in (("validation", datasets.validation), ("test", datasets.test)):
-        if dataset is not None:
-            values = model.evaluate(dataset, verbose=0, return_dict=True)
-            evaluation[split] = {k: float(v) for k, v in values.items()}
-    return result, evaluation
+    return result, _evaluate_held_out(spec, datasets, validation, result, final, evaluate)
 
 
-def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, progress):
+def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, progress,
+                  profiler=None):
     """The GradientTape loop, then its evaluation of each held-out split."""
     train_config = spec.doc["train"]
     output_config = spec.doc.get("outputs") or {}
@@ -240,35 +264,71 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
             metrics=loop_metrics(metrics, model, datasets.train.element_spec, loss),
             element_spec=datasets.train.element_spec, setup=setup,
             class_weight=_class_weight(train_config.get("class_weight")),
-            callbacks=callbacks,
+            callbacks=callbacks + ([profiler] if profiler is not None else []),
+            steps_per_execution=train_config.get("steps_per_execution", 1),
             verbose=_custom_verbose(verbose, train_config), report=train_config.get("report"), spec=spec,
         )
         if is_keras(model):
             # Sets model.optimizer for callbacks (ReduceLROnPlateau, ...) and model.keras.
             model.compile(optimizer=custom.optimizer, loss=getattr(loss, "per_output", loss))
-    checkpoint = checkpoints.epoch_checkpoint(model, custom.optimizer, run_dir)
+    checkpoint = checkpoints.epoch_checkpoint(model, custom.optimizer, run_dir, output_config.get("checkpoints"))
     initial_epoch = train_config.get("initial_epoch", 0)
     if progress.previous is not None:
         initial_epoch = checkpoints.restore(checkpoint, progress.previous)
     progress.log.start(custom.scalar_values())
+    train = datasets.train
+    if (batches_repeat_each_epoch(spec) and train_config.get("steps_per_epoch") is None
+            and small_enough(train, datasets.info["num_examples"].get("train"))):
+        train = train.cache()  # the same batches every epoch: read them from memory
     result = custom.fit(
-        datasets.train, validation=validation, epochs=train_config["epochs"],
+        train, validation=validation, epochs=train_config["epochs"],
         steps_per_epoch=train_config.get("steps_per_epoch"),
-        initial_epoch=initial_epoch, quiet=quiet, epoch_begin=datasets.epoch.assign,
-        epoch_end=progress.epoch_end(checkpoint if output_config.get("checkpoints", True) else None),
+        initial_epoch=initial_epoch, quiet=quiet,
+        # The epoch seeds the shuffle stages' orders; setting it costs as much as a tiny step.
+        epoch_begin=datasets.epoch.assign if shuffles_by_epoch(spec) else None,
+        epoch_end=progress.epoch_end(_saving(checkpoint, output_config), train_config["epochs"], model),
+        one_iterator=not shuffles_by_epoch(spec, "train"),
         validation_freq=train_config.get("validation_freq", 1),
     )
     result = progress.result(result)
     first_epoch = train_config.get("initial_epoch", 0)  # the history's first row, resumed or not
     result.history = _align_validation(result.history, train_config.get("validation_freq", 1), first_epoch)
-    final = final_train_metrics(result.history, callbacks, first_epoch)
     if output_config.get("tensorboard"):
         history.write_tensorboard(run_dir, result.history)
-    evaluation = {"train": final}
+
+    def evaluate(dataset, split):
+        # The test split's predictions come from this pass, for the confusion matrix.
+        if split == "test" and custom.can_collect:
+            values, result.predictions = custom.evaluate(dataset, collect=True)
+            return values
+        return custom.evaluate(dataset)
+
+    final = final_train_metrics(result.history, callbacks, first_epoch)
+    return result, _evaluate_held_out(spec, datasets, validation, result, final, evaluate)
+
+
+def _saving(checkpoint, output_config):
+    """The checkpoint the epoch ends save, or None under `outputs.checkpoints: false`."""
+    return checkpoint if checkpoints.checkpoints_enabled(output_config.get("checkpoints")) else None
+
+
+def _evaluate_held_out(spec, datasets, validation, result, final_train, evaluate) -> dict:
+    """The final metrics by split: train's, then each held-out split's.
+
+    The split validated on after the last epoch is not evaluated again: its `val_` values
+    are already those of the final weights (unless callbacks may have changed the weights
+    after the last epoch, e.g. EarlyStopping restoring the best ones).
+    """
+    evaluation = {"train": final_train}
+    last_validated = not spec.doc["train"].get("callbacks") and (result.history.get("val_loss") or [None])[-1] is not None
     for split, dataset in (("validation", datasets.validation), ("test", datasets.test)):
-        if dataset is not None:
-            evaluation[split] = custom.evaluate(dataset)
-    return result, evaluation
+        if dataset is None:
+            continue
+        if last_validated and dataset is validation:
+            evaluation[split] = {k[len("val_"):]: v[-1] for k, v in result.history.items() if k.startswith("val_")}
+        else:
+            evaluation[split] = evaluate(dataset, split)
+    return evaluation
 
 
 def _custom_verbose(verbose, train_config) -> int:
@@ -276,6 +336,12 @@ def _custom_verbose(verbose, train_config) -> int:
     if verbose != "auto":
         return int(verbose)
     return 0 if (train_config.get("report") or {}).get("epoch") else console.progress_verbosity()
+
+
+def _steps(dataset, train_config):
+    """Steps per epoch: `steps_per_epoch`, else the dataset's batches when known."""
+    count = int(dataset.cardinality())
+    return train_config.get("steps_per_epoch") or (count if count > 0 else None)
 
 
 def _class_weight(config):

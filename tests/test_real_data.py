@@ -622,16 +622,6 @@ def test_steps_per_execution_initial_epoch_and_validation_freq(workdir):
     assert model.steps_per_execution == 2
 
 
-def test_steps_per_execution_is_refused_for_the_custom_loop(workdir):
-    from runner.spec.errors import SpecErrors
-
-    path = regression_spec(workdir, "epochs: 1\nsteps_per_execution: 4", loop="custom")
-    with pytest.raises(SpecErrors) as caught:
-        load_spec(path)
-    assert str(caught.value).endswith("train.steps_per_execution: steps_per_execution is a Keras compile option: "
-                                      "it applies to loop: fit (the custom loop runs one step per call)")
-
-
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_clipnorm_in_the_optimizer_bounds_each_update(workdir, loop):
     """SGD(learning_rate=1, clipnorm=0.01): each variable moves by at most 0.01 per step."""

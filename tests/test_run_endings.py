@@ -40,6 +40,7 @@ train:
   optimizer: {{SGD: {{learning_rate: {rate}}}}}
 outputs:
   plots: {{enabled: false}}
+  checkpoints: {{every_epoch: true}}  # so the last good epoch is the one saved
 """
 DENSE = "  sequential: {input_shape: [1], layers: [{Dense: {units: 1}}]}"
 LINEAR = "  module: {linear: {w: 0.0, b: 0.0}}"

@@ -141,7 +141,9 @@ def test_sigkilled_run_reads_as_killed_and_resumes_into_the_uninterrupted_run(tm
     from runner.outputs.status import read_status
 
     spec = write_spec(tmp_path, loop)
-    process = start("run", str(spec), "--quiet", cwd=tmp_path)
+    # A SIGKILL cannot be answered: only checkpoints saved every epoch leave nothing behind.
+    every_epoch = ("--set", "outputs.checkpoints={every_epoch: true}")
+    process = start("run", str(spec), "--quiet", *every_epoch, cwd=tmp_path)
     run_dir = wait_for_epochs(tmp_path, process, 2)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -153,7 +155,7 @@ def test_sigkilled_run_reads_as_killed_and_resumes_into_the_uninterrupted_run(tm
     assert status.status == "killed"
     assert status.reason.startswith(f"process {process.pid} on {manifest['host']} is gone without recording an end")
 
-    resumed = pipe("run", str(spec), "--quiet", "--resume", str(run_dir), cwd=tmp_path)
+    resumed = pipe("run", str(spec), "--quiet", *every_epoch, "--resume", str(run_dir), cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     new_dir = tmp_path / run_dir_of(resumed)
     assert read_json(new_dir / "manifest.json")["resumed_at_epoch"] >= 1
@@ -164,6 +166,8 @@ def test_sigkilled_run_reads_as_killed_and_resumes_into_the_uninterrupted_run(tm
                                           ("fit", signal.SIGHUP), ("custom", signal.SIGINT)])
 def test_signalled_run_records_interrupted_and_its_resume_command_continues_it(tmp_path, loop, signum, uninterrupted):
     spec = write_spec(tmp_path, loop)
+    # Tables written every epoch, so the signal comes after epoch 2, well before the last.
+    spec.write_text(spec.read_text() + "  checkpoints: {every_epoch: true}\n")
     process = start("run", str(spec), "--set", "train.verbose=0", cwd=tmp_path)
     run_dir = wait_for_epochs(tmp_path, process, 2)
     process.send_signal(signum)
@@ -192,6 +196,37 @@ def test_signalled_run_records_interrupted_and_its_resume_command_continues_it(t
     new_dir = tmp_path / run_dir_of(resumed)
     assert read_json(new_dir / "manifest.json")["status"] == "completed"
     assert_same_training(new_dir, uninterrupted(loop))
+
+
+@pytest.mark.parametrize("loop, epochs", [("fit", 600), ("custom", 600)])
+def test_a_signal_while_an_epoch_waits_unsaved_ends_that_epoch_saves_it_and_resumes_exactly(tmp_path, loop, epochs):
+    """Default checkpoints (at most every 30 s): the signal waits for the epoch under way,
+    which is saved; the resumed run equals an uninterrupted one."""
+    spec = write_spec(tmp_path, loop, epochs=epochs)
+    apart = tmp_path / "uninterrupted"  # its own runs/: the run to signal is the only one in tmp_path
+    apart.mkdir()
+    whole = pipe("run", str(spec), "--quiet", cwd=apart)
+    assert whole.returncode == 0, whole.stderr
+    process = start("run", str(spec), "--quiet", cwd=tmp_path)
+    run_dir = wait_for_epochs(tmp_path, process, 1)  # the tables' first write: after the first epoch
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+
+    assert process.returncode == 143, err
+    manifest = read_json(run_dir / "manifest.json")
+    done = manifest["epochs_done"]
+    assert 2 <= done < epochs and manifest["status"] == "interrupted"
+    assert len(read_json(run_dir / "history.json")["loss"]) == done
+    assert manifest["last_checkpoint"] == str(run_dir.relative_to(tmp_path) / "checkpoints" / f"ckpt-{done}")
+    assert [p.name for p in (run_dir / "checkpoints").glob("*.index")] == [f"ckpt-{done}.index"]
+
+    resumed = pipe("run", str(spec), "--quiet", "--resume", str(run_dir), cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    expected = read_json(apart / run_dir_of(whole) / "history.json")
+    got = read_json(tmp_path / run_dir_of(resumed) / "history.json")
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-6, atol=1e-7, err_msg=key)
 
 
 def test_two_runs_started_together_get_their_own_directories_and_the_same_results(tmp_path):
@@ -253,10 +288,12 @@ def small_disk(tmp_path):
 
 
 def test_a_full_tmpfs_fails_on_a_named_file_and_the_reserve_records_failed(tmp_path, small_disk):
-    """100 KiB: room for the first epoch's files, not for the second epoch's checkpoint."""
+    """100 KiB: room for the first epoch's files, not for the second epoch's checkpoint
+    (saved every epoch here, so the disk fills during training)."""
     disk = small_disk("100k")
     spec = write_spec(tmp_path, "fit", epochs=EPOCHS)
-    result = pipe("run", str(spec), "--quiet", "--set", f"outputs.dir={disk}", cwd=tmp_path)
+    result = pipe("run", str(spec), "--quiet", "--set", f"outputs.dir={disk}",
+                  "--set", "outputs.checkpoints={every_epoch: true}", cwd=tmp_path)
 
     assert result.returncode == 3, result.stderr
     assert "Traceback" not in result.stderr
@@ -294,7 +331,7 @@ def test_a_diverging_run_exits_4_naming_the_epoch_step_and_last_good_checkpoint(
     spec.write_text(write_spec(tmp_path, "fit").read_text()
                     .replace("{Adam: {learning_rate: 0.01}}", "{SGD: {learning_rate: 60.0}}")
                     .replace("      - Dense: {units: 8, activation: tanh, kernel_initializer: {GlorotUniform: {seed: 1}}}\n", ""))
-    result = pipe("run", str(spec), "--quiet", cwd=tmp_path)
+    result = pipe("run", str(spec), "--quiet", "--set", "outputs.checkpoints={every_epoch: true}", cwd=tmp_path)
     assert result.returncode == 4, result.stderr
     assert "Traceback" not in result.stderr
     (run_dir,) = (tmp_path / "runs" / "outcome").iterdir()

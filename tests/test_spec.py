@@ -188,3 +188,25 @@ def test_schema_document_is_what_pipe_schema_prints():
     result = CliRunner().invoke(app, ["schema"])
     assert result.exit_code == 0
     assert json.loads(result.stdout) == load_schema()
+
+
+def test_steps_per_execution_is_a_count_or_auto(write_spec):
+    path = write_spec(MINIMAL)
+    assert load_spec(path, ["train.steps_per_execution=auto"]).doc["train"]["steps_per_execution"] == "auto"
+    assert errors_of(path, ["train.steps_per_execution=0"]) == [
+        "--set train.steps_per_execution=0: train.steps_per_execution: expected an integer >= 1 or 'auto', got integer 0"]
+
+
+def test_checkpoints_take_an_interval_or_a_boolean(write_spec):
+    path = write_spec(MINIMAL)
+    assert load_spec(path, ["outputs.checkpoints={every_seconds: 10}"]).doc["outputs"]["checkpoints"] == {"every_seconds": 10}
+    assert load_spec(path, ["outputs.checkpoints=false"]).doc["outputs"]["checkpoints"] is False
+    assert errors_of(path, ["outputs.checkpoints={every_minute: 1}"]) == [
+        "--set outputs.checkpoints={every_minute: 1}: outputs.checkpoints.every_minute: unknown key 'every_minute' (did you mean 'every_epoch'?)"]
+
+
+def test_save_model_names_a_format(write_spec):
+    path = write_spec(MINIMAL)
+    assert load_spec(path, ["outputs.save_model=saved_model"]).doc["outputs"]["save_model"] == "saved_model"
+    assert errors_of(path, ["outputs.save_model=onnx"]) == [
+        "--set outputs.save_model=onnx: outputs.save_model: expected true or false or one of 'keras', 'saved_model', got string 'onnx'"]

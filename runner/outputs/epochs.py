@@ -1,8 +1,10 @@
-"""The run's tables, grown and rewritten (atomically) at every epoch end.
+"""The run's tables, grown at every epoch end and rewritten (atomically) when the run says.
 
-An interrupted or killed run keeps every epoch it finished: history.json/csv,
-trajectories.json/csv and metrics.json always hold the epochs done so far. A resumed run
-starts from the tables of the run it continues, cut at the epoch its checkpoint holds.
+history.json/csv, trajectories.json/csv and metrics.json hold the epochs done so far
+whenever they are written: at least every second of training, with every checkpoint, and
+as the run ends however it ends (a SIGKILL loses the epochs since the last write). A
+resumed run starts from the tables of the run it continues, cut at the epoch its
+checkpoint holds.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class EpochLog:
         self.run_dir = Path(run_dir)
         self.history = {k: list(v) for k, v in (history or {}).items()}
         self.trajectories = {k: list(v) for k, v in (trajectories or {}).items()}
+        self.written = self.epochs  # epochs the files hold
 
     @property
     def epochs(self) -> int:
@@ -37,12 +40,16 @@ class EpochLog:
             self.trajectories.setdefault(name, [value])
 
     def record(self, logs: dict, scalars: dict | None = None) -> None:
-        """Append one epoch's logs (and scalar variables) and rewrite the tables."""
+        """Append one epoch's logs (and scalar variables)."""
         for key, value in logs.items():
             self.history.setdefault(key, []).append(float(value))
         for name, value in (scalars or {}).items():
             self.trajectories.setdefault(name, []).append(float(value))
-        # Not fsynced: rewritten every epoch, and written durably once more as the run ends.
+
+    def write(self) -> None:
+        """Rewrite the tables with every epoch recorded."""
+        # Not fsynced: rewritten during the run, and written durably once more as it ends.
+        self.written = self.epochs
         write_history(self.run_dir, self.history, durable=False)
         write_trajectories(self.run_dir, self.trajectories, durable=False)
         write_json(self.run_dir / "metrics.json", last_epoch_metrics(self.history), durable=False)

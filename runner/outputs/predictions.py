@@ -7,7 +7,6 @@ import tensorflow as tf
 
 from runner.data import synthetic_truth
 from runner.models import is_keras
-from runner.outputs import plots
 
 # Plots draw every example; beyond this many they say little and cost much.
 _MAX_PLOTTED_EXAMPLES = 100_000
@@ -30,19 +29,29 @@ def _predict(model, x):
     return model(x)
 
 
-def _collect(dataset, model, limit=_MAX_PLOTTED_EXAMPLES):
-    """Features, labels and predictions of a dataset as numpy arrays (up to `limit`)."""
+def _compiled_predict(model, element_spec):
+    """The model's inference as one graph for every batch (eager Keras calls cost
+    milliseconds each: more than the prediction itself on small models)."""
+    features = element_spec[0]
+    signature = tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape[1:]], s.dtype), features)
+    return tf.function(lambda x: _predict(model, x), input_signature=[signature], autograph=False)
+
+
+def _collect(dataset, model, limit=_MAX_PLOTTED_EXAMPLES, features=True):
+    """Features (or None), labels and predictions of a dataset as numpy arrays (up to `limit`)."""
     xs, ys, ps, seen = [], [], [], 0
+    predict = _compiled_predict(model, dataset.element_spec)
     for x, y in dataset:
-        xs.append(np.asarray(x))
+        if features:
+            xs.append(np.asarray(x))
         ys.append(np.asarray(y))
-        ps.append(np.asarray(tf.cast(_predict(model, x), tf.float32)))
-        seen += len(xs[-1])
+        ps.append(np.asarray(tf.cast(predict(x), tf.float32)))
+        seen += len(ys[-1])
         if seen >= limit:
             break
-    if not xs:
+    if not ys:
         return None
-    return np.concatenate(xs), np.concatenate(ys), np.concatenate(ps)
+    return np.concatenate(xs) if features else None, np.concatenate(ys), np.concatenate(ps)
 
 
 def plot_regression(spec, dataset, model, run_dir) -> None:
@@ -51,16 +60,23 @@ def plot_regression(spec, dataset, model, run_dir) -> None:
         return
     x, y, predictions = collected
     truth = synthetic_truth(spec.doc["data"]["train"]["source"], x)  # None unless synthetic
+    from runner.outputs import plots  # matplotlib: only when plotting
+
     plots.plot_regression(x, y, predictions, run_dir / "predictions.png", truth=truth)
 
 
-def confusion_matrices(model, dataset, limit=10**9) -> dict:
+def confusion_matrices(model, dataset, collected=None, limit=10**9) -> dict:
     """A confusion matrix per classification output: {None: matrix} for a model with one output,
     {output name: matrix} for several. Regression outputs (float labels) get none; a binary
-    output with one unit is thresholded at 0.5 after a sigmoid, else at 0 (logits)."""
+    output with one unit is thresholded at 0.5 after a sigmoid, else at 0 (logits).
+    `collected` (labels, predictions) of a single-output model's final evaluation spares a pass."""
+    if collected is not None:
+        matrix = _matrix(model, None, *collected)
+        return {} if matrix is None else {None: matrix}
     labels, predictions, seen = {}, {}, 0
+    predict = _compiled_predict(model, dataset.element_spec)
     for x, y in dataset:
-        prediction = _predict(model, x)
+        prediction = predict(x)
         for name, (truth, guess) in _pairs(model, y, prediction).items():
             labels.setdefault(name, []).append(np.asarray(truth))
             predictions.setdefault(name, []).append(np.asarray(tf.cast(guess, tf.float32)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.outputs import history, plots
+from runner.outputs import history
 from runner.outputs.files import write_json
 from runner.data.learned import FILE_NAME as PREPROCESSING_FILE
 from runner.outputs.predictions import confusion_matrices, is_1d_regression, plot_regression
@@ -18,11 +18,14 @@ def write_results(spec, datasets, model, result, evaluation, run_dir) -> None:
     if datasets.learned is not None and not datasets.learned.is_empty():
         # what train taught the pipeline (vocabularies, fills, normalize statistics)
         write_json(run_dir / PREPROCESSING_FILE, datasets.learned.to_json())
-    if output_config.get("save_model", True):
-        save_model(model, run_dir, datasets.train.element_spec)
+    save = output_config.get("save_model", True)
+    if save:
+        save_model(model, run_dir, datasets.train.element_spec, format=save if isinstance(save, str) else "auto")
     plot_config = output_config.get("plots") or {}
     if not plot_config.get("enabled", True):
         return
+    from runner.outputs import plots  # matplotlib: only when plotting
+
     if result.history:
         plots.plot_history(result.history, run_dir / "history.png")
     if result.trajectories:
@@ -32,7 +35,9 @@ def write_results(spec, datasets, model, result, evaluation, run_dir) -> None:
         plot_regression(spec, datasets.train, model, run_dir)
     elif plot_config.get("confusion_matrix", True) and isinstance(element_spec, tuple) and len(element_spec) == 2:
         dataset = datasets.test or datasets.validation or datasets.train
-        for name, matrix in confusion_matrices(model, dataset).items():
+        # The test split's final evaluation may have kept its predictions: no second pass.
+        collected = result.predictions if dataset is datasets.test else None
+        for name, matrix in confusion_matrices(model, dataset, collected).items():
             # one output: confusion_matrix.png; several: one file per classification output
             file = "confusion_matrix.png" if name is None else f"confusion_matrix_{name}.png"
             plots.plot_confusion_matrix(matrix, run_dir / file, datasets.info.get("class_names") if name is None else None)

@@ -1,4 +1,5 @@
-"""The trained model, saved once: model.keras for Keras models, saved_model/ for tf.Modules."""
+"""The trained model, saved once: model.keras for Keras models, saved_model/ for tf.Modules
+or on request (`outputs.save_model: saved_model`)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,11 @@ from pathlib import Path
 from runner.outputs.files import write_failure
 
 
-def save_model(model, run_dir: Path, element_spec=None) -> Path:
-    """Save the trained model: model.keras (Keras) or saved_model/ (tf.Module).
+def save_model(model, run_dir: Path, element_spec=None, format="auto") -> Path:
+    """Save the trained model once: model.keras (Keras) or saved_model/ (tf.Module, or asked for).
+
+    A Keras model asked for as `saved_model` is exported with `Model.export` (a serving
+    SavedModel: `tf.saved_model.load(path).serve(x)`).
 
     A tf.Module gets a `serve` tf.function over the features' signature so the reloaded
     SavedModel predicts: `loaded = tf.saved_model.load(path)`, then `loaded(x)` or
@@ -22,6 +26,13 @@ def save_model(model, run_dir: Path, element_spec=None) -> Path:
     import tensorflow as tf
 
     run_dir = Path(run_dir)
+    if isinstance(model, keras.Model) and format == "saved_model":
+        target = run_dir / "saved_model"
+        temp = run_dir / f".saved_model-{uuid.uuid4().hex}"
+        with _written(target, temp):
+            model.export(str(temp), format="tf_saved_model", verbose=False)
+            os.replace(temp, target)
+        return target
     if isinstance(model, keras.Model):
         target = run_dir / "model.keras"
         temp = run_dir / f".model-{uuid.uuid4().hex}.keras"

@@ -35,9 +35,6 @@ def section_rule_errors(spec) -> list[SpecError]:
         errors.append(spec.error(("train", "loop"), "a module model trains with loop: custom (Keras fit needs a Keras model)",
                                  at_value=True) if "loop" in train else
                       spec.error(("train",), "a module model needs 'loop: custom' (Keras fit needs a Keras model)"))
-    if "steps_per_execution" in train and loop == "custom":
-        errors.append(spec.error(("train", "steps_per_execution"), "steps_per_execution is a Keras compile option: "
-                                 "it applies to loop: fit (the custom loop runs one step per call)"))
     if "report" in train and loop != "custom":
         errors.append(spec.error(("train", "report"), "report lines are printed by the custom loop only; set 'loop: custom'"))
     precision = (spec.doc.get("device") or {}).get("mixed_precision")
@@ -53,6 +50,9 @@ def section_rule_errors(spec) -> list[SpecError]:
         if validation is not None and key in validation and "fraction" not in validation:
             errors.append(spec.error(("data", "validation", key), f"{key} applies to a validation fraction "
                                      "(a validation source is read as it is)"))
+    if "module" in spec.doc["model"] and (spec.doc.get("outputs") or {}).get("save_model") == "keras":
+        errors.append(spec.error(("outputs", "save_model"), "a module model saves as a SavedModel: use saved_model (or true)",
+                                 at_value=True))
     split = train.get("validate_on")
     if split and split not in data:
         errors.append(spec.error(("train", "validate_on"), f"there is no data.{split} split to validate on", at_value=True))

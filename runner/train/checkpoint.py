@@ -1,27 +1,56 @@
-"""Checkpoints for resume: saved at every epoch end, restored into a new run directory."""
+"""Checkpoints for resume: saved at epoch ends (at most every N seconds), restored into a new run directory."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import tensorflow as tf
 
 from runner.spec.errors import SpecError
 
 
-class EpochCheckpoint(keras.callbacks.Callback):
-    """Saves a `tf.train.CheckpointManager` at the end of every epoch (for resume)."""
+# Saving costs milliseconds: on epochs of a millisecond it would be most of the run. At
+# most one save per interval (and always the last epoch) bounds both the cost and the work
+# a crash can lose.
+DEFAULT_EVERY_SECONDS = 30.0
 
-    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable):
-        super().__init__()
+
+class EpochCheckpoint:
+    """Saves a `tf.train.CheckpointManager` at epoch ends, at most every `every_seconds`.
+
+    At each epoch end the caller asks whether a save is `due` (the interval has passed, or
+    the epoch is `final`: the last one, or one a signal stops the run after), then `save`s
+    it or notes it `skipped`. An epoch cut short is never saved: its weights are part-way,
+    and a resume restarts it.
+
+    Args:
+        manager: the checkpoint manager (model, optimizer, epoch variable).
+        epoch: the epoch variable saved with them (the next epoch to run).
+        every_seconds: the least time between two saves; 0 saves every epoch.
+    """
+
+    def __init__(self, manager: tf.train.CheckpointManager, epoch: tf.Variable,
+                 every_seconds: float = DEFAULT_EVERY_SECONDS):
         self.manager = manager
         self.epoch = epoch
+        self.every_seconds = every_seconds
+        self._last_save = time.monotonic()
+        self.unsaved = None  # the last completed epoch when the interval skipped its save
 
-    def on_epoch_end(self, epoch, logs=None):
+    def due(self, final: bool = False) -> bool:
+        return final or time.monotonic() - self._last_save >= self.every_seconds
+
+    def save(self, epoch: int) -> None:
+        """Save the state at the end of `epoch` (0-based) as checkpoint `epoch + 1`."""
         self.epoch.assign(epoch + 1)
         self.manager.save(checkpoint_number=epoch + 1)
+        self.unsaved = None
+        self._last_save = time.monotonic()
+
+    def skipped(self, epoch: int) -> None:
+        self.unsaved = epoch + 1
 
 
 @dataclass
@@ -79,8 +108,25 @@ def restore(checkpoint: EpochCheckpoint, previous: PreviousRun) -> int:
     return int(checkpoint.epoch.numpy())
 
 
-def epoch_checkpoint(model, optimizer, run_dir) -> EpochCheckpoint:
+def epoch_checkpoint(model, optimizer, run_dir, config=None) -> EpochCheckpoint:
+    """The run's checkpoint; `config` is `outputs.checkpoints` (its save interval)."""
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
     manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints"), max_to_keep=3)
-    return EpochCheckpoint(manager, epoch)
+    return EpochCheckpoint(manager, epoch, every_seconds=save_interval(config))
+
+
+def checkpoints_enabled(config) -> bool:
+    """`outputs.checkpoints`: true/false, or an object (enabled unless `enabled: false`)."""
+    if isinstance(config, dict):
+        return config.get("enabled", True)
+    return config is None or bool(config)
+
+
+def save_interval(config) -> float:
+    """Seconds between saves from `outputs.checkpoints` ({every_epoch} or {every_seconds})."""
+    if not isinstance(config, dict):
+        return DEFAULT_EVERY_SECONDS
+    if config.get("every_epoch"):
+        return 0.0
+    return float(config.get("every_seconds", DEFAULT_EVERY_SECONDS))

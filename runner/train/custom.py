@@ -7,11 +7,14 @@ Its history has the structure `fit` returns: `{"loss": [...], "<metric>": [...],
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from runner.models.identifiers import resolve_loss, resolve_metric
 from runner.models.modules import scalar_variables
-from runner.train.divergence import NonFiniteWatch
+from runner.train.divergence import TrainingDiverged
+from runner.train.engine import needs_batch_hooks
+from runner.train.execution import BAD_STEP, StepRunner, resolve_steps_per_execution
 from runner.train.loss_check import example_batch
 from runner.train.result import TrainResult
 
@@ -34,10 +37,12 @@ class CustomLoop:
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
         report: `{initial: template, epoch: template}` lines printed with str.format.
         spec: to locate report template mistakes.
+        steps_per_execution: steps per graph call, an integer or `auto` (see execution.py).
     """
 
     def __init__(self, model, *, loss, optimizer, metrics, element_spec, setup,
-                 class_weight=None, callbacks=(), verbose=1, report=None, spec=None):
+                 class_weight=None, callbacks=(), verbose=1, report=None, spec=None,
+                 steps_per_execution=1):
         self.model = model
         self.is_keras = isinstance(model, keras.Model)
         self.strategy = setup.strategy
@@ -57,6 +62,7 @@ class CustomLoop:
         self.optimizer.build(self.variables)
         self.class_weight = _class_weight_table(class_weight)
         self.callbacks = list(callbacks)
+        self._batch_hooks = any(needs_batch_hooks(c) for c in self.callbacks)
         self.verbose = verbose
         self.report = report or {}
         self.spec = spec
@@ -64,8 +70,20 @@ class CustomLoop:
         jit = bool(setup.jit_compile)
         # strategy.run inside the compiled function, as tf.distribute documents: one graph
         # call per step for all replicas, instead of an eager dispatch per replica.
-        self._train = tf.function(lambda x, y: self.strategy.run(self._train_step, args=(x, y)), jit_compile=jit)
-        self._test = tf.function(lambda x, y: self.strategy.run(self._test_step, args=(x, y)), jit_compile=jit)
+        # No AutoGraph, as Keras traces its own steps: nothing here branches on a tensor.
+        self._train = tf.function(lambda x, y: self.strategy.run(self._train_step, args=(x, y)),
+                                  jit_compile=jit, autograph=False)
+        self._test = tf.function(lambda x, y: self.strategy.run(self._test_step, args=(x, y)),
+                                 jit_compile=jit, autograph=False)
+        self.steps_per_execution = steps_per_execution
+        # The default strategy needs no distributed dataset: iterate the dataset itself.
+        self.distribute = setup.strategy_name != "default" or isinstance(self.strategy, tf.distribute.OneDeviceStrategy)
+        # Inside the runner's graph the step is traced in place (one graph, and no function
+        # call per iteration of its loop); XLA needs the step as its own compiled function.
+        step = self._train if jit else (lambda x, y: self.strategy.run(self._train_step, args=(x, y)))
+        self.runner = StepRunner(self.strategy, step, self._reset, self._state,
+                                 distribute=self.distribute, single_worker=setup.cluster is None)
+        self._distributed = {}  # held-out datasets, distributed once for every epoch's evaluation
 
     # The steps run once per replica (strategy.run); averages use the global batch.
 
@@ -118,6 +136,7 @@ class CustomLoop:
         prediction = self._forward(x, training=False)
         values = self._per_example(y, prediction)
         self._track(y, prediction, values, tf.cast(tf.shape(values)[0], values.dtype))
+        return prediction
 
     def _track(self, y, prediction, values, count, regularization=None):
         local_mean = tf.reduce_sum(values) / tf.maximum(count, 1.0)
@@ -133,6 +152,14 @@ class CustomLoop:
         for metric in self.metrics:
             metric.reset_state()
 
+    def _state(self) -> list:
+        """Loss, metrics and scalar variables as (name, tensor) pairs, read in one transfer."""
+        named = [("loss", self.loss_tracker.result())]
+        for metric in self.metrics:
+            result = metric.result()
+            named += sorted(result.items()) if isinstance(result, dict) else [(metric.name, result)]
+        return named + [(_SCALAR + name, v) for name, v in self.scalars.items()]
+
     def _logs(self, prefix="") -> dict:
         logs = {prefix + "loss": float(self.loss_tracker.result())}
         for metric in self.metrics:
@@ -143,12 +170,40 @@ class CustomLoop:
                 logs[prefix + metric.name] = float(result)
         return logs
 
-    def evaluate(self, dataset, prefix="") -> dict:
-        """Loss and metrics over a dataset, with the model in inference mode."""
+    @property
+    def can_collect(self) -> bool:
+        """Whether `evaluate` can return predictions too (one device: no per-replica parts)."""
+        return not self.distribute
+
+    def evaluate(self, dataset, prefix="", collect=False):
+        """Loss and metrics over a dataset, with the model in inference mode.
+
+        With `collect`, also the labels and predictions of that pass as numpy arrays
+        (`(metrics, (labels, predictions))`), so plots need no second pass.
+        """
         self._reset()
-        for x, y in self.strategy.experimental_distribute_dataset(dataset):
+        if collect:
+            return self._evaluate_collecting(dataset, prefix)
+        if not self.distribute:
+            distributed = dataset
+        elif id(dataset) in self._distributed:
+            distributed = self._distributed[id(dataset)][1]
+        else:
+            distributed = self.strategy.experimental_distribute_dataset(dataset)
+            self._distributed[id(dataset)] = (dataset, distributed)  # the dataset kept: its id stays its own
+        for x, y in distributed:
             self._test(x, y)
         return self._logs(prefix)
+
+    def _evaluate_collecting(self, dataset, prefix):
+        labels, predictions = [], []
+        for x, y in dataset:
+            prediction = self._test(x, y)
+            if isinstance(prediction, tf.Tensor) and isinstance(y, tf.Tensor):  # one output
+                labels.append(np.asarray(y))
+                predictions.append(np.asarray(tf.cast(prediction, tf.float32)))
+        collected = (np.concatenate(labels), np.concatenate(predictions)) if labels else None
+        return self._logs(prefix), collected
 
     def scalar_values(self) -> dict:
         """Current value of every scalar variable by short name."""
@@ -178,84 +233,98 @@ class CustomLoop:
             except (ValueError, IndexError) as e:
                 raise self.spec.error(("train", "report", which), f"bad report template: {e}") from e
 
-    def fit(self, train, *, validation=None, epochs, steps_per_epoch=None, checkpoint=None,
-            initial_epoch=0, quiet=False, epoch_begin=None, epoch_end=None, validation_freq=1) -> TrainResult:
+    def fit(self, train, *, validation=None, epochs, steps_per_epoch=None, initial_epoch=0, quiet=False,
+            epoch_begin=None, epoch_end=None, validation_freq=1, one_iterator=True) -> TrainResult:
         """Train for `epochs`, validating after each; drives Keras callbacks.
 
         `epoch_begin(epoch)` runs before each epoch (it sets the data's epoch, which seeds
         reshuffling); `epoch_end(epoch, logs, scalars)` after it (the run's tables,
         checkpoint and heartbeat). A NaN or infinite loss raises `TrainingDiverged` first.
+        `one_iterator`: whether one iterator over `train.repeat()` may serve every epoch
+        (not when the data reads the epoch when a pass starts, as epoch-seeded shuffles do).
         """
         history: dict = {}
         trajectories = {name: [value] for name, value in self.scalar_values().items()}
-        distributed = self.strategy.experimental_distribute_dataset(train)
         steps = steps_per_epoch or _cardinality(train)
+        self.runner.epochs(train, steps_per_epoch, _cardinality(train), one_iterator=one_iterator)
         self._check_report_fields(validation is not None)
         callbacks = self._callback_list(epochs, steps)
         if self.report.get("initial") and not quiet:
             print(self.report["initial"].format(**self.evaluate(train), **self.scalar_values()), flush=True)
         callbacks.on_train_begin()
-        watch = NonFiniteWatch(self.strategy)
         for epoch in range(initial_epoch, epochs):
             if epoch_begin is not None:
                 epoch_begin(epoch)
             bar = self._progress_bar(epoch, epochs, steps, quiet)
-            callbacks.on_epoch_begin(epoch)
-            watch.start_epoch(epoch)
-            step = self._train_epoch(distributed, steps_per_epoch, steps, callbacks, bar, quiet, watch)
-            watch.check()
-            logs = self._logs()
+            if self.callbacks:  # (an empty list still converts the logs: skipped on small epochs)
+                callbacks.on_epoch_begin(epoch)
+            step, state = self._train_epoch(steps, callbacks, bar)
+            bad = state.pop(BAD_STEP)
+            if bad >= 0 or not np.isfinite(state["loss"]):
+                raise TrainingDiverged(epoch, int(bad) if bad >= 0 else None, state["loss"])
+            logs = {k: v for k, v in state.items() if not k.startswith(_SCALAR)}
+            scalars = {k[len(_SCALAR):]: v for k, v in state.items() if k.startswith(_SCALAR)}
             if validation is not None and (epoch + 1) % validation_freq == 0:
                 logs.update(self.evaluate(validation, prefix="val_"))
-            callbacks.on_epoch_end(epoch, logs)
-            self._report_epoch(epoch, step, logs, bar, quiet)
+            if self.callbacks:
+                callbacks.on_epoch_end(epoch, logs)
+            self._report_epoch(epoch, step, logs, bar, quiet, scalars)
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
-            for name, value in self.scalar_values().items():
+            for name, value in scalars.items():
                 trajectories[name].append(value)
-            if checkpoint is not None:
-                checkpoint.on_epoch_end(epoch)
             if epoch_end is not None:
-                epoch_end(epoch, logs, self.scalar_values())
+                epoch_end(epoch, logs, scalars)
             if self.is_keras and getattr(self.model, "stop_training", False):
                 break
         callbacks.on_train_end(history and {k: v[-1] for k, v in history.items()})
         return TrainResult(history=history, trajectories=trajectories, epochs_run=len(history.get("loss", [])))
 
-    def _train_epoch(self, distributed, steps_per_epoch, steps, callbacks, bar, quiet, watch) -> int:
-        """One pass over the training data (or `steps_per_epoch` steps); returns the steps taken."""
-        self._reset()
-        iterator = iter(distributed)
+    def _train_epoch(self, steps, callbacks, bar):
+        """One pass over the training data (or `steps_per_epoch` steps).
+
+        Returns the steps taken and the state at the end ({loss, metrics, scalar variables,
+        the first non-finite step}). Python runs once per `steps_per_execution` steps, and
+        per-batch hooks only when a callback or the progress bar listens.
+        """
+        self.runner.begin_epoch()
+        chunk = resolve_steps_per_execution(self.steps_per_execution, steps)
+        hooks = self._batch_hooks
         step = 0
-        while steps_per_epoch is None or step < steps_per_epoch:
-            try:
-                x, y = next(iterator)
-            except StopIteration:
+        while steps is None or step < steps:
+            count = chunk if steps is None else min(chunk, steps - step)
+            if hooks:
+                callbacks.on_train_batch_begin(step)
+            taken = self.runner.run(count, first=step == 0)
+            step += taken
+            if bar is not None and self.verbose == 1 and 0 < step != steps:  # the last: at epoch end
+                bar.update(step, [("loss", self.runner.read()["loss"])])
+            if hooks and taken:
+                callbacks.on_train_batch_end(step - 1)
+            if taken < count:
                 break
-            callbacks.on_train_batch_begin(step)
-            watch.add(self._train(x, y))
-            step += 1
-            if self.verbose == 1 and not quiet and step != steps:  # the last: at epoch end
-                bar.update(step, [("loss", float(self.loss_tracker.result()))])
-            callbacks.on_train_batch_end(step - 1)
-        return step
+        if step == 0:  # no batch at all: the reset state
+            self.runner.run(0, first=True)
+        return step, self.runner.read()
 
     def _progress_bar(self, epoch, epochs, steps, quiet):
-        if self.verbose in (1, 2) and not quiet:
-            print(f"Epoch {epoch + 1}/{epochs}", flush=True)
-        return keras.utils.Progbar(steps, verbose=0 if quiet else self.verbose, stateful_metrics=["loss"])
+        """Keras's progress bar, or None when nothing is shown (no bar work at all)."""
+        if quiet or self.verbose not in (1, 2):
+            return None
+        print(f"Epoch {epoch + 1}/{epochs}", flush=True)
+        return keras.utils.Progbar(steps, verbose=self.verbose, stateful_metrics=["loss"])
 
-    def _report_epoch(self, epoch, step, logs, bar, quiet) -> None:
+    def _report_epoch(self, epoch, step, logs, bar, quiet, scalars) -> None:
         """The progress bar's last update and the spec's epoch report line."""
         if quiet:
             return
-        if self.verbose in (1, 2):
+        if bar is not None:
             if bar.target is None:  # unknown length (after filter): known now, as Keras's fit does
                 bar.target = step
             bar.update(step, list(logs.items()), finalize=True)
         if self.report.get("epoch"):
             # Epochs are numbered from 1 wherever a user reads them (as Keras prints them).
-            print(self.report["epoch"].format(epoch=epoch + 1, **logs, **self.scalar_values()), flush=True)
+            print(self.report["epoch"].format(epoch=epoch + 1, **logs, **scalars), flush=True)
 
     def _check_report_fields(self, validated: bool) -> None:
         if not self.report:
@@ -265,13 +334,16 @@ class CustomLoop:
         self.check_report([*names, *validation_names])
 
     def _callback_list(self, epochs, steps):
-        if not self.is_keras:
-            return keras.callbacks.CallbackList([])
+        if not self.is_keras:  # only the runner's own callbacks (a profiler), which need no model
+            return keras.callbacks.CallbackList(self.callbacks, add_history=False, add_progbar=False)
         self.model.stop_training = False
         return keras.callbacks.CallbackList(
             self.callbacks, add_history=False, add_progbar=False, model=self.model,
             epochs=epochs, steps=steps, verbose=0,
         )
+
+
+_SCALAR = "\0scalar:"  # prefixes scalar variables in the packed state, apart from metric names
 
 
 def _cardinality(dataset):

@@ -2,9 +2,9 @@
 
 The check costs no synchronisation of its own: in `fit` it reads the batch logs on Keras's
 callback thread (like `keras.callbacks.TerminateOnNaN`, but dispatched asynchronously);
-in the custom loop it looks at the step losses in blocks of `_BLOCK` steps, one small op
-per block. Training stops before the epoch's end is recorded, so the last checkpoint is
-the last good one.
+in the custom loop the graph notes the first non-finite step, read with the epoch's state
+(see execution.py). Training stops before the epoch's end is recorded, so the last
+checkpoint is the last good one.
 """
 
 from __future__ import annotations
@@ -12,10 +12,6 @@ from __future__ import annotations
 import math
 
 import keras
-import tensorflow as tf
-
-_BLOCK = 256  # custom loop: steps whose losses are checked together
-
 
 class TrainingDiverged(Exception):
     """The training loss became NaN or infinite.
@@ -58,36 +54,3 @@ class StopOnNonFinite(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(float(loss)):
             raise TrainingDiverged(self.epoch, batch, float(loss))
-
-
-class NonFiniteWatch:
-    """For the custom loop: collects each step's loss and checks them a block at a time."""
-
-    def __init__(self, strategy):
-        self.strategy = strategy
-        self.epoch = 0
-        self._first_step = 0
-        self._losses: list = []
-
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch, self._first_step, self._losses = epoch, 0, []
-
-    def add(self, loss) -> None:
-        """The loss a step returned (per replica); checked once `_BLOCK` steps are in."""
-        self._losses.append(loss)
-        if len(self._losses) >= _BLOCK:
-            self.check()
-
-    def check(self) -> None:
-        """Raise TrainingDiverged if a collected step loss is NaN or infinite."""
-        if not self._losses:
-            return
-        per_step = [tf.stack([tf.cast(v, tf.float32) for v in self.strategy.experimental_local_results(loss)])
-                    for loss in self._losses]
-        finite = tf.reduce_all(tf.math.is_finite(tf.stack(per_step)), axis=1).numpy()
-        if not finite.all():
-            bad = int((~finite).argmax())
-            value = next(float(v) for v in per_step[bad].numpy() if not math.isfinite(float(v)))
-            raise TrainingDiverged(self.epoch, self._first_step + bad, value)
-        self._first_step += len(self._losses)
-        self._losses = []

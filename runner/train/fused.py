@@ -179,7 +179,7 @@ class FusedLoop(CustomLoop):
             self._evaluators[id(data)] = evaluate
         return {k: float(v) for k, v in evaluate(data.x, data.y).items()}
 
-    def fit(self, *, epochs, checkpoint=None, initial_epoch=0, quiet=False, epoch_end=None,
+    def fit(self, *, epochs, initial_epoch=0, quiet=False, epoch_end=None,
             group_end=None) -> TrainResult:
         """Train for `epochs`; validate after each; drive Keras callbacks after each.
 
@@ -218,8 +218,6 @@ class FusedLoop(CustomLoop):
                 if hook is not None:
                     hook(epoch + i, logs, scalars)
             epoch += count
-            if checkpoint is not None:
-                checkpoint.on_epoch_end(epoch - 1)
             if self.is_keras and getattr(self.model, "stop_training", False):
                 break
         callbacks.on_train_end(history and {k: v[-1] for k, v in history.items()})

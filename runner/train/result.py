@@ -14,6 +14,7 @@ class TrainResult:
     history: dict
     trajectories: dict = field(default_factory=dict)  # scalar variable -> [initial, epoch 1, ...]
     epochs_run: int = 0
+    predictions: tuple | None = None  # (labels, predictions) of the test split's final evaluation
 
 
 def final_train_metrics(history: dict, callbacks, initial_epoch: int) -> dict:

@@ -1,0 +1,236 @@
+"""Per-epoch costs made small: steps per graph call, checkpoint intervals, one evaluation pass."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from runner.spec import load_spec
+from runner.spec.errors import SpecError
+
+pytestmark = pytest.mark.slow
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+from runner.models.identifiers import get_loss, get_metrics, get_optimizer  # noqa: E402
+from runner.run import run_spec  # noqa: E402
+from runner.train import checkpoint as checkpoints  # noqa: E402
+from runner.train.custom import CustomLoop  # noqa: E402
+from runner.train.devices import DeviceSetup  # noqa: E402
+from runner.train.execution import AUTO_STEPS_CAP, resolve_steps_per_execution  # noqa: E402
+
+SPEC = """\
+version: 1
+name: small
+seed: 3
+data:
+  train:
+    source:
+      synthetic:
+        x: {{uniform: {{low: -1.0, high: 1.0, num: 100}}}}
+        y: {{linear: {{w: -2.0, b: 0.5}}}}
+        noise: {{stddev: 0.1}}
+    stages:
+{stages}
+  test:
+    source:
+      synthetic:
+        x: {{linspace: {{start: -1.0, stop: 1.0, num: 40}}}}
+        y: {{linear: {{w: -2.0, b: 0.5}}}}
+    stages:
+      - batch: {{batch_size: 16}}
+model:
+  module: {{linear: {{w: 0.0, b: 0.0}}}}
+train:
+  loop: custom
+  epochs: 4
+  loss: mse
+  optimizer: {{SGD: {{learning_rate: 0.1}}}}
+  validate_on: test
+"""
+BATCHED = "      - shuffle: {buffer_size: all}\n      - batch: {batch_size: 16}"
+# `unbatch` leaves the number of batches unknown to tf.data: the loop finds the end itself.
+UNKNOWN = "      - batch: {batch_size: 5}\n      - unbatch: {}\n      - batch: {batch_size: 16}"
+
+
+def small_spec(folder: Path, stages=BATCHED, overrides=()):
+    path = folder / "small.yaml"
+    path.write_text(SPEC.format(stages=stages))
+    return load_spec(path, [f"outputs.dir={folder / 'runs'}", *overrides])
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text())
+
+
+@pytest.mark.parametrize("stages", [BATCHED, UNKNOWN], ids=["known-batches", "unknown-batches"])
+@pytest.mark.parametrize("per_call", [3, "auto"])
+def test_steps_per_execution_takes_the_same_steps(tmp_path, stages, per_call):
+    """7 batches per epoch in calls of 3 (3 + 3 + 1) or of the whole epoch: the same history."""
+    one = run_spec(small_spec(tmp_path, stages), quiet=True)
+    several = run_spec(small_spec(tmp_path, stages, [f"train.steps_per_execution={per_call}"]), quiet=True)
+    expected, got = read_json(one.run_dir / "history.json"), read_json(several.run_dir / "history.json")
+    assert got.keys() == expected.keys() == {"loss", "val_loss"}
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-6)
+    np.testing.assert_allclose(read_json(several.run_dir / "trajectories.json")["w"],
+                               read_json(one.run_dir / "trajectories.json")["w"], rtol=1e-6)
+
+
+def test_fit_takes_steps_per_execution(tmp_path):
+    spec = small_spec(tmp_path, overrides=[
+        "train.loop=fit", "train.steps_per_execution=4",
+        "model={sequential: {input_shape: [1], layers: [{Dense: {units: 1}}]}}",
+    ])
+    result = run_spec(spec, quiet=True)
+    assert len(read_json(result.run_dir / "history.json")["loss"]) == 4
+    model = keras.saving.load_model(result.run_dir / "model.keras")
+    assert model.steps_per_execution == 4
+
+
+def test_auto_is_the_epoch_up_to_a_cap():
+    assert resolve_steps_per_execution("auto", 7) == 7
+    assert resolve_steps_per_execution("auto", 10_000) == AUTO_STEPS_CAP
+    assert resolve_steps_per_execution("auto", None) == 1
+    assert resolve_steps_per_execution(None, 7) == 1
+
+
+def test_the_validated_test_split_is_not_evaluated_again(tmp_path):
+    """validate_on: test: the test metrics are the last epoch's val_ values, exactly."""
+    result = run_spec(small_spec(tmp_path), quiet=True)
+    history = read_json(result.run_dir / "history.json")
+    assert result.metrics["test"] == {"loss": history["val_loss"][-1]}
+
+
+def _manager_checkpoints(run_dir: Path) -> list[str]:
+    state = tf.train.get_checkpoint_state(str(run_dir / "checkpoints"))
+    return [Path(p).name for p in state.all_model_checkpoint_paths]
+
+
+def test_default_checkpoints_save_only_the_last_epoch_of_a_short_run(tmp_path):
+    result = run_spec(small_spec(tmp_path), quiet=True)
+    assert _manager_checkpoints(result.run_dir) == ["ckpt-4"]
+
+
+def test_every_epoch_saves_each_epoch(tmp_path):
+    result = run_spec(small_spec(tmp_path, overrides=["outputs.checkpoints={every_epoch: true}"]), quiet=True)
+    assert _manager_checkpoints(result.run_dir) == ["ckpt-2", "ckpt-3", "ckpt-4"]  # the manager keeps 3
+
+
+def test_every_seconds_zero_saves_each_epoch_with_fit(tmp_path):
+    spec = small_spec(tmp_path, overrides=[
+        "train.loop=fit", "outputs.checkpoints={every_seconds: 0}",
+        "model={sequential: {input_shape: [1], layers: [{Dense: {units: 1}}]}}",
+    ])
+    assert _manager_checkpoints(run_spec(spec, quiet=True).run_dir) == ["ckpt-2", "ckpt-3", "ckpt-4"]
+
+
+def test_checkpoints_false_still_valid(tmp_path):
+    result = run_spec(small_spec(tmp_path, overrides=["outputs.checkpoints=false"]), quiet=True)
+    assert not (result.run_dir / "checkpoints").exists()
+
+
+def test_resume_from_an_interval_checkpoint_is_exact(tmp_path):
+    unshuffled = "      - batch: {batch_size: 16}"
+    whole = run_spec(small_spec(tmp_path, unshuffled), quiet=True)
+    cut = run_spec(small_spec(tmp_path, unshuffled, ["train.epochs=2"]), quiet=True)
+    assert _manager_checkpoints(cut.run_dir) == ["ckpt-2"]  # the final save of a run shorter than 30 s
+    resumed = run_spec(small_spec(tmp_path, unshuffled), quiet=True, resume_from=cut.run_dir)
+    assert read_json(resumed.run_dir / "manifest.json")["epochs_run"] == 4
+    expected, got = read_json(whole.run_dir / "history.json"), read_json(resumed.run_dir / "history.json")
+    for key in expected:
+        np.testing.assert_allclose(got[key], expected[key], rtol=1e-6)
+
+
+def test_an_epoch_is_due_when_its_interval_passed_or_when_it_is_final(tmp_path):
+    checkpoint = checkpoints.epoch_checkpoint(tf.Module(), keras.optimizers.SGD(), tmp_path, {"every_seconds": 3600})
+    assert not checkpoint.due()
+    checkpoint.skipped(0)
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")) is None and checkpoint.unsaved == 1
+    assert checkpoint.due(final=True)
+    checkpoint.save(1)
+    assert _manager_checkpoints(tmp_path) == ["ckpt-2"] and checkpoint.unsaved is None
+    assert int(checkpoint.epoch.numpy()) == 2
+
+
+def test_a_first_signal_waits_for_the_epoch_end_while_an_epoch_is_unsaved():
+    """A held signal is raised when the epoch-end section ends (after its save); a second
+    one, or one with nothing unsaved, is raised at once."""
+    import os
+    import signal
+
+    from runner import interrupts
+
+    with interrupts.signals_raise():
+        interrupts.hold_till_epoch_end(True)
+        os.kill(os.getpid(), signal.SIGTERM)  # mid-epoch: held
+        assert interrupts.signal_held()
+        with pytest.raises(interrupts.RunInterrupted) as caught:
+            with interrupts.deferred():  # the epoch end
+                pass
+        assert caught.value.signal_name == "SIGTERM" and not interrupts.signal_held()
+
+        os.kill(os.getpid(), signal.SIGINT)  # held again
+        with pytest.raises(interrupts.RunInterrupted):
+            os.kill(os.getpid(), signal.SIGINT)  # a second signal: at once
+        interrupts.hold_till_epoch_end(False)
+        with pytest.raises(interrupts.RunInterrupted):
+            os.kill(os.getpid(), signal.SIGHUP)
+
+
+def test_a_keras_model_saved_as_a_saved_model(tmp_path):
+    spec = small_spec(tmp_path, overrides=[
+        "train.loop=fit", "outputs.save_model=saved_model",
+        "model={sequential: {input_shape: [1], layers: [{Dense: {units: 1}}]}}",
+    ])
+    result = run_spec(spec, quiet=True)
+    assert not (result.run_dir / "model.keras").exists()
+    loaded = tf.saved_model.load(str(result.run_dir / "saved_model"))  # kept: it owns the variables
+    assert loaded.serve(tf.constant([[0.5]])).shape == (1, 1)
+
+
+def test_a_module_model_cannot_be_saved_as_keras(tmp_path):
+    with pytest.raises(SpecError) as caught:
+        small_spec(tmp_path, overrides=["outputs.save_model=keras"])
+    assert str(caught.value).endswith(
+        "outputs.save_model: a module model saves as a SavedModel: use saved_model (or true)")
+
+
+def test_the_loop_reads_nothing_per_step_without_listeners(tmp_path):
+    """No callbacks and no progress bar: the step function runs once per call, not per batch."""
+    x = np.linspace(-1, 1, 64, dtype=np.float32)[:, None]
+    dataset = tf.data.Dataset.from_tensor_slices((x, 2 * x)).batch(8)
+    spec = small_spec(tmp_path)
+    setup = DeviceSetup(strategy=tf.distribute.get_strategy(), num_replicas=1, is_chief=True,
+                        jit_compile=False, mixed_precision=None, summary="", manifest={})
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    loop = CustomLoop(model, loss=get_loss("mse", spec), optimizer=get_optimizer("sgd", spec),
+                      metrics=get_metrics(["mae"], spec), element_spec=dataset.element_spec,
+                      setup=setup, verbose=0, steps_per_execution=8)
+    calls = []
+    original = loop.runner.run
+    loop.runner.run = lambda count, first: calls.append(count) or original(count, first)
+    result = loop.fit(dataset, epochs=3)
+    assert calls == [8, 8, 8]
+    assert set(result.history) == {"loss", "mae"} and len(result.history["loss"]) == 3
+    # A second fit iterates its own dataset, not the first one's iterator.
+    far = tf.data.Dataset.from_tensor_slices((x, 1000 * x)).batch(8)
+    again = loop.fit(far, epochs=1)
+    assert again.history["loss"][0] > 1000 * result.history["loss"][-1]
+
+
+def test_batches_are_cached_only_when_every_epoch_repeats_them(tmp_path):
+    from runner.data import build_datasets
+    from runner.data.reuse import MAX_CACHED_BYTES, batches_repeat_each_epoch, small_enough
+
+    unshuffled = small_spec(tmp_path, "      - batch: {batch_size: 16}")
+    assert batches_repeat_each_epoch(unshuffled)
+    assert not batches_repeat_each_epoch(small_spec(tmp_path))  # a shuffle stage
+    assert not batches_repeat_each_epoch(small_spec(tmp_path, "      - batch: {batch_size: 16}\n      - repeat: {count: 2}"))
+    train = build_datasets(unshuffled).train
+    assert small_enough(train, 100)  # 100 examples of 2 float32
+    assert not small_enough(train, MAX_CACHED_BYTES // 8 + 1)
