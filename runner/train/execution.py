@@ -58,7 +58,9 @@ class StepRunner:
         self.distribute = distribute
         self.single_worker = single_worker
         self.names: list[str] = []
-        self._known = {}  # (count, first) -> a tf.function closed over the one iterator
+        self._known = {}  # count -> a tf.function closed over the one iterator
+        # Whether a call starts its epoch: a tensor argument, so one trace serves both.
+        self._first = {True: tf.constant(True), False: tf.constant(False)}
         self._until_end = _function(self._run_until_end)
         self._pack_now = _function(self._pack)
         self._begin = _function(self._begin_epoch)
@@ -97,14 +99,14 @@ class StepRunner:
     def run(self, count: int, first: bool) -> int:
         """Up to `count` steps in one graph call; returns the steps taken."""
         if self.repeats:
-            key = (count, first)
+            key = count
             if key not in self._known:
                 # Closed over the iterator and the Python values: a call takes no
                 # arguments, the cheapest call a tf.function has (an iterator argument
                 # costs more than the step itself on small steps).
                 iterator = self._iterator
-                self._known[key] = _function(lambda: self._run_known(iterator, count, first))
-            self._packed = self._known[key]()
+                self._known[key] = _function(lambda first: self._run_known(iterator, count, first))
+            self._packed = self._known[key](self._first[first])
             return count
         if first:
             self._begin()
@@ -140,6 +142,10 @@ class StepRunner:
         self._bad.assign(-1)
         self._count.assign(0)
 
+    def _begin_epoch_graph(self):
+        self._begin_epoch()  # stateful: a function runs it, though nothing reads an output
+        return tf.constant(True)
+
     def _tracked_step(self, x, y):
         """The step, then: was its loss finite on every replica? (else note the step)."""
         loss = self.step(x, y)
@@ -149,8 +155,7 @@ class StepRunner:
         self._count.assign_add(1)
 
     def _run_known(self, iterator, count, first):
-        if first:
-            self._begin_epoch()
+        tf.cond(first, self._begin_epoch_graph, lambda: tf.constant(False))
         if count == 1:
             self._tracked_step(*next(iterator))
         elif count > 1:
