@@ -37,9 +37,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 PYTHON = sys.executable
-PIPE = str(BIN / "pipe") if (BIN / "pipe").exists() else None
+# `python -m runner.cli` is the `pipe` command (the same entry point), run from this checkout.
+PIPE = [PYTHON, "-m", "runner.cli"]
 
 
 def _measured(command: list[str], cwd: Path) -> dict:
@@ -138,7 +138,7 @@ def linear(repeats: int, epochs_list: list[int], work: Path) -> dict:
 
 def startup(repeats: int, work: Path) -> dict:
     specs = sorted(str(p) for p in (REPO / "specs").glob("*.yaml"))
-    pipe = [PIPE] if PIPE else [PYTHON, "-m", "runner.cli"]
+    pipe = PIPE
     programs = {
         "import tensorflow": lambda: _measured([PYTHON, "-c", "import tensorflow"], work),
         "pipe validate specs/*.yaml": lambda: _measured([*pipe, "validate", *specs], work),
