@@ -110,7 +110,7 @@ def fashion(repeats: int, epochs: int, work: Path) -> dict:
     results = alternate(programs, repeats, "fashion-mnist")
     for runs in results.values():
         for r in runs:  # the steady epoch: after the first, which traces the step functions
-            r["epoch"] = median(r["epochs"][1:] or r["epochs"])
+            r["epoch"] = median(r["epochs"][1:] or r["epochs"]) if r["epochs"] else float("nan")
     row = {}
     for name, runs in results.items():
         row[name] = {k: median(r[k] for r in runs) for k in ("wall", "cpu", "rss_mb", "epoch")}

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
-import gzip
 import json
 import os
 import shutil
@@ -32,7 +31,6 @@ from collections import defaultdict
 from pathlib import Path
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,6 +45,8 @@ import runner.run  # noqa: E402
 import runner.train.checkpoint  # noqa: E402
 import runner.train.custom  # noqa: E402
 from benchmarks.data_pipeline import hand_written  # noqa: E402
+from benchmarks.epoch_timer import EpochTimer  # noqa: E402
+from benchmarks.hand_written import read_idx  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
 
 # What the spec's run is timed by: (label, owner, attribute). Nested phases (checkpoints
@@ -59,28 +59,13 @@ _PHASES = (
     ("train+evaluate", runner.run, "_train_custom"),
     ("  fit", runner.run, "fit"),
     ("  fit", runner.train.custom.CustomLoop, "fit"),
-    ("    checkpoints", runner.train.checkpoint.EpochCheckpoint, "on_epoch_end"),
+    ("    checkpoints", runner.train.checkpoint.EpochCheckpoint, "save"),
     ("results", runner.run, "write_results"),
     ("  save model", runner.outputs.results, "save_model"),
     ("  confusion matrix", runner.outputs.results, "confusion_matrices"),
     ("  plots", runner.outputs.plots, "plot_history"),
     ("  plots", runner.outputs.plots, "plot_confusion_matrix"),
 )
-
-
-class EpochTimer(keras.callbacks.Callback):
-    """Seconds of each epoch, training and validation, from its begin to its end hook."""
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-        self._start = None
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
 
 
 @contextlib.contextmanager
@@ -124,15 +109,6 @@ def run_pipe(spec_path: str, overrides: list[str]) -> dict:
         runner.run.run_spec(spec, quiet=True)
     times["total"] = time.perf_counter() - start
     return {"times": dict(times), "epochs": timer.seconds}
-
-
-def read_idx(path) -> np.ndarray:
-    """An IDX file (gzip) as a numpy array: magic number, dimensions, then uint8 data."""
-    with gzip.open(path, "rb") as file:
-        raw = file.read()
-    rank = raw[3]
-    dims = np.frombuffer(raw, ">u4", count=rank, offset=4)
-    return np.frombuffer(raw, np.uint8, offset=4 + 4 * rank).reshape(dims)
 
 
 def run_hand(data_dir: Path, epochs: int, seed: int, out_dir: Path) -> dict:

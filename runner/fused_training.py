@@ -117,7 +117,7 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
     initial_epoch = checkpoints.restore(checkpoint, progress.previous) if progress.previous is not None else 0
     progress.log.start(fused.scalar_values())
     # Within one graph call of several epochs only the last one's state exists to checkpoint.
-    within_call = progress.epoch_end(None)
+    within_call = progress.epoch_end(None, within_call=True)
     saving = checkpoint if checkpoints.checkpoints_enabled(output_config.get("checkpoints")) else None
     call_end = progress.epoch_end(saving, train_config["epochs"], model)
     result = fused.fit(epochs=train_config["epochs"], initial_epoch=initial_epoch, quiet=quiet,

@@ -78,14 +78,15 @@ def signal_held() -> bool:
 
 
 @contextlib.contextmanager
-def deferred():
-    """A section a signal must not cut: a signal arriving inside is raised at its end."""
+def deferred(release: bool = True):
+    """A section a signal must not cut: a signal arriving inside is raised at its end
+    (unless not `release`: then it stays held for the next section that releases)."""
     global _deferring, _pending
     _deferring += 1
     try:
         yield
     finally:
         _deferring -= 1
-        if not _deferring and _pending is not None:
+        if release and not _deferring and _pending is not None:
             signum, _pending = _pending, None
             raise RunInterrupted(signum)

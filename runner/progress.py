@@ -59,13 +59,16 @@ class Progress:
     def initial_epoch(self) -> int:
         return self.previous.epoch if self.previous is not None else 0
 
-    def epoch_end(self, checkpoint=None, epochs=None, model=None):
+    def epoch_end(self, checkpoint=None, epochs=None, model=None, within_call=False):
         """The hook `(epoch, logs, scalars)` the loops call after each epoch.
 
         Args:
             checkpoint: the `EpochCheckpoint` to save, or None.
             epochs: the last epoch to train (its end is always saved).
             model: its `stop_training` (set by a callback) also makes this epoch the last.
+            within_call: an epoch inside a fused graph call, not its last: the variables
+                hold a later epoch's state, so a held signal waits for the call's last epoch
+                (whose hook can save).
         """
         self.checkpoint = checkpoint
 
@@ -73,7 +76,7 @@ class Progress:
             loss = logs.get("loss")
             if loss is not None and not math.isfinite(loss):
                 raise TrainingDiverged(epoch, None, float(loss))
-            with deferred():
+            with deferred(release=not within_call):
                 self.log.record(logs, scalars)
                 final = (epochs is not None and epoch + 1 >= epochs
                          or getattr(model, "stop_training", False) or interrupts.signal_held())
@@ -86,7 +89,8 @@ class Progress:
                     self._save(checkpoint, epoch)
                 elif checkpoint is not None:
                     checkpoint.skipped(epoch)
-                interrupts.hold_till_epoch_end(checkpoint is not None and checkpoint.unsaved is not None)
+                if not within_call:
+                    interrupts.hold_till_epoch_end(checkpoint is not None and checkpoint.unsaved is not None)
                 self.manifest.heartbeat(epochs_done=self.log.epochs, last_checkpoint=self._last_checkpoint())
                 self._written_at = time.monotonic()
 
@@ -119,18 +123,19 @@ class Progress:
             error = files.write_failure(error.filename, error)  # e.g. a Keras callback's own file
         if self.log.written < self.log.epochs:  # the epochs done since the tables were last written
             try:
-                with deferred():
+                with deferred(release=False):  # a second signal must not cut the run's last words
                     self.log.write()
             except OSError as e:
                 print(f"pipe run: could not write the last epochs' tables: {e}", file=sys.stderr)
-        fields = {"epochs_run": self.log.epochs, "last_checkpoint": self._last_checkpoint()}
+        fields = {"epochs_run": self.log.epochs, "epochs_done": self.log.epochs,
+                  "last_checkpoint": self._last_checkpoint()}
         if isinstance(error, RunInterrupted):
             error.run_dir, error.epochs_done = self.run_dir, self.log.epochs
             error.resume_from = self.run_dir if fields["last_checkpoint"] else (
                 self.previous.run_dir if self.previous is not None else None)
             status, reason = "interrupted", f"stopped by {error.signal_name} after {self.log.epochs} epochs"
         elif isinstance(error, TrainingDiverged):
-            error.run_dir = self.run_dir
+            error.run_dir, error.epochs_done = self.run_dir, self.log.epochs
             error.last_checkpoint = fields["last_checkpoint"] or (self.previous.checkpoint if self.previous else None)
             status, reason = "diverged", str(error)
             fields["diverged_at"] = {"epoch": error.epoch + 1, "step": None if error.step is None else error.step + 1}
@@ -138,7 +143,7 @@ class Progress:
             status, reason = "failed", f"{type(error).__name__}: {error}"
             fields["error"] = reason
         try:
-            with deferred():
+            with deferred(release=False):
                 self.manifest.finish(status, reason, **fields)
         except OSError as e:  # the original error matters more; say what could not be recorded
             print(f"pipe run: could not record the end of the run: {e}", file=sys.stderr)

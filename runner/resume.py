@@ -21,7 +21,8 @@ from runner.train import checkpoint as checkpoints
 
 # Keys a resumed run may change: they do not change what is trained.
 MAY_CHANGE = (
-    ("name",), ("train", "epochs"), ("train", "verbose"), ("train", "report"), ("outputs",),
+    ("name",), ("train", "epochs"), ("train", "verbose"), ("train", "report"), ("train", "steps_per_execution"),
+    ("outputs",),
     ("device", "placement"), ("device", "visible_devices"), ("device", "memory_growth"),
     ("device", "memory_limit_mb"),
 )
@@ -70,8 +71,8 @@ def check_same_spec(spec, run_dir: Path) -> None:
     now = yaml.safe_load(yaml.safe_dump(spec.doc, sort_keys=False))  # as the run dir would store it
     errors = [
         spec.error(path, f"{_show(new)} here, but {_show(old)} in the run being resumed ({saved}); "
-                         "a resumed run trains what its run trained (train.epochs, outputs and "
-                         "reporting may change)")
+                         "a resumed run trains what its run trained (train.epochs, steps_per_execution, "
+                         "outputs and reporting may change)")
         for path, old, new in differences(before, now)
     ]
     if errors:

@@ -75,6 +75,9 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = Fal
 
 
 def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
+    if profile and spec.doc["train"].get("engine") == "fused":
+        raise spec.error(("train", "engine"), "pipe run --profile times the steps of the tf.data loops, which "
+                         "the fused engine does not run: set train.engine to keras or auto to profile", at_value=True)
     setup = setup_devices(spec)  # before any other TensorFlow op
     check_batch_stages(spec, setup)
     if not quiet:
@@ -159,7 +162,10 @@ def _report_profile(profiler, train, run_dir) -> None:
     """The verdict of `--profile` (input- or compute-bound), printed and kept in profile.json."""
     found = verdict(profiler.step_seconds, input_seconds_per_batch(train.repeat()))
     found.update(timed_steps=len(profiler.step_seconds), profiled_steps=profiler.profiled_steps)
-    found["trace"] = str(run_dir / "tensorboard")
+    found["trace"] = str(run_dir / "tensorboard") if profiler.profiled_steps else None
+    if not profiler.profiled_steps:
+        found["line"] = found.get("line", f"profile: {found['verdict']}") + \
+            f" (no trace: training ended before {profiler.skip + profiler.count} steps had run)"
     files.write_json(run_dir / "profile.json", found)
     print(found.get("line", f"profile: {found['verdict']}"), flush=True)
 

@@ -24,7 +24,7 @@ def run_row(record: RunRecord) -> dict:
         "name": record.name,
         "start": record.start_time,
         "status": record.status,
-        "epochs": record.manifest.get("epochs_run"),
+        "epochs": record.epochs,
         "wall_time_s": record.manifest.get("wall_time_s"),
         "split": split,
         "metrics": metrics,

@@ -96,6 +96,9 @@ def test_auto_is_the_epoch_up_to_a_cap():
     assert resolve_steps_per_execution("auto", 7) == 7
     assert resolve_steps_per_execution("auto", 10_000) == AUTO_STEPS_CAP
     assert resolve_steps_per_execution("auto", None) == 1
+    # A call never straddles the epoch's end: the largest divisor up to the cap.
+    assert resolve_steps_per_execution("auto", 150) == 75
+    assert resolve_steps_per_execution("auto", 101) == 1
     assert resolve_steps_per_execution(None, 7) == 1
 
 
@@ -181,6 +184,12 @@ def test_a_first_signal_waits_for_the_epoch_end_while_an_epoch_is_unsaved():
         with pytest.raises(interrupts.RunInterrupted):
             os.kill(os.getpid(), signal.SIGHUP)
 
+        # The run's last words (its manifest's end) are not cut by a signal, nor raise it.
+        with interrupts.deferred(release=False):
+            os.kill(os.getpid(), signal.SIGTERM)
+        assert interrupts.signal_held()
+    assert not interrupts.signal_held()  # dropped with the run
+
 
 def test_a_keras_model_saved_as_a_saved_model(tmp_path):
     spec = small_spec(tmp_path, overrides=[
@@ -191,6 +200,11 @@ def test_a_keras_model_saved_as_a_saved_model(tmp_path):
     assert not (result.run_dir / "model.keras").exists()
     loaded = tf.saved_model.load(str(result.run_dir / "saved_model"))  # kept: it owns the variables
     assert loaded.serve(tf.constant([[0.5]])).shape == (1, 1)
+    # pipe evaluate reads it back: the same test metrics as the run's
+    from runner.evaluate import evaluate_run
+
+    evaluation = evaluate_run(result.run_dir)
+    assert evaluation.metrics["test"]["loss"] == pytest.approx(result.metrics["test"]["loss"], rel=1e-5)
 
 
 def test_a_module_model_cannot_be_saved_as_keras(tmp_path):
@@ -221,6 +235,23 @@ def test_the_loop_reads_nothing_per_step_without_listeners(tmp_path):
     far = tf.data.Dataset.from_tensor_slices((x, 1000 * x)).batch(8)
     again = loop.fit(far, epochs=1)
     assert again.history["loss"][0] > 1000 * result.history["loss"][-1]
+
+
+def test_data_of_unknown_length_takes_exactly_its_batches_per_epoch(tmp_path):
+    """With several steps per call over data whose end is found on the way (a filter), every
+    epoch takes its batches and no more: the optimizer counts 5 steps an epoch."""
+    x = np.linspace(-1, 1, 80, dtype=np.float32)[:, None]
+    dataset = tf.data.Dataset.from_tensor_slices((x, 2 * x)).filter(lambda a, b: a[0] < 2).batch(16)
+    assert int(dataset.cardinality()) < 0  # unknown
+    spec = small_spec(tmp_path)
+    setup = DeviceSetup(strategy=tf.distribute.get_strategy(), num_replicas=1, is_chief=True,
+                        jit_compile=False, mixed_precision=None, summary="", manifest={})
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    loop = CustomLoop(model, loss=get_loss("mse", spec), optimizer=get_optimizer("adam", spec), metrics=[],
+                      element_spec=dataset.element_spec, setup=setup, verbose=0, steps_per_execution=3)
+    result = loop.fit(dataset, epochs=3)
+    assert len(result.history["loss"]) == 3
+    assert int(loop.optimizer.iterations.numpy()) == 15
 
 
 def test_batches_are_cached_only_when_every_epoch_repeats_them(tmp_path):

@@ -106,7 +106,8 @@ def test_resuming_with_another_spec_is_refused_saying_what_differs(workdir):
     with pytest.raises(SpecError) as caught:
         run_spec(changed, quiet=True, resume_from=done.run_dir)
     saved = done.run_dir / "spec.yaml"
-    tail = ("a resumed run trains what its run trained (train.epochs, outputs and reporting may change)")
+    tail = ("a resumed run trains what its run trained (train.epochs, steps_per_execution, outputs and "
+            "reporting may change)")
     assert str(caught.value).splitlines() == [
         f"--set seed=6: seed: 6 here, but 5 in the run being resumed ({saved}); {tail}",
         f"--set train.optimizer.SGD.learning_rate=0.2: train.optimizer.SGD.learning_rate: 0.2 here, "

@@ -198,11 +198,15 @@ def test_signalled_run_records_interrupted_and_its_resume_command_continues_it(t
     assert_same_training(new_dir, uninterrupted(loop))
 
 
-@pytest.mark.parametrize("loop, epochs", [("fit", 600), ("custom", 600)])
-def test_a_signal_while_an_epoch_waits_unsaved_ends_that_epoch_saves_it_and_resumes_exactly(tmp_path, loop, epochs):
-    """Default checkpoints (at most every 30 s): the signal waits for the epoch under way,
-    which is saved; the resumed run equals an uninterrupted one."""
+@pytest.mark.parametrize("loop, epochs, engine", [("fit", 600, "keras"), ("custom", 600, "keras"),
+                                                  ("fit", 8000, "fused")])
+def test_a_signal_while_an_epoch_waits_unsaved_ends_that_epoch_saves_it_and_resumes_exactly(tmp_path, loop, epochs,
+                                                                                            engine):
+    """Default checkpoints (at most every 30 s): the signal waits for the epoch under way
+    (the fused engine: for its graph call's last epoch), which is saved; the resumed run
+    equals an uninterrupted one."""
     spec = write_spec(tmp_path, loop, epochs=epochs)
+    spec.write_text(spec.read_text().replace("\ntrain:\n", f"\ntrain:\n  engine: {engine}\n"))
     apart = tmp_path / "uninterrupted"  # its own runs/: the run to signal is the only one in tmp_path
     apart.mkdir()
     whole = pipe("run", str(spec), "--quiet", cwd=apart)
@@ -216,7 +220,7 @@ def test_a_signal_while_an_epoch_waits_unsaved_ends_that_epoch_saves_it_and_resu
     assert process.returncode == 143, err
     manifest = read_json(run_dir / "manifest.json")
     done = manifest["epochs_done"]
-    assert 2 <= done < epochs and manifest["status"] == "interrupted"
+    assert 2 <= done < epochs and manifest["status"] == "interrupted" and manifest["epochs_run"] == done
     assert len(read_json(run_dir / "history.json")["loss"]) == done
     assert manifest["last_checkpoint"] == str(run_dir.relative_to(tmp_path) / "checkpoints" / f"ckpt-{done}")
     assert [p.name for p in (run_dir / "checkpoints").glob("*.index")] == [f"ckpt-{done}.index"]

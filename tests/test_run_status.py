@@ -53,3 +53,16 @@ def test_json_outputs_are_strict_nan_and_infinity_become_null(tmp_path):
     text = (tmp_path / "h.json").read_text()
     assert "NaN" not in text and "Infinity" not in text
     assert json.loads(text) == {"loss": [1.5, None, None, None], "n": 2}
+
+
+def test_pipe_runs_lists_a_killed_run_as_killed_with_its_epochs_so_far(tmp_path):
+    from runner.runs import list_runs
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    run_dir = tmp_path / "runs" / "demo" / "20260102-030405"
+    run_dir.mkdir(parents=True)
+    write_json(run_dir / "manifest.json", manifest(pid=child.pid, pid_start=None, name="demo",
+                                                   start_time="2026-01-02T03:04:05+00:00"))
+    (row,) = list_runs(tmp_path / "runs")
+    assert (row["status"], row["epochs"]) == ("killed", 3)

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 
 from runner.outputs.files import write_json
+from runner.outputs.status import effective_status
 from runner.spec import load_spec
 
 
@@ -30,7 +31,13 @@ class RunRecord:
 
     @property
     def status(self) -> str:
-        return self.manifest.get("status") or "unknown"
+        """As the manifest says, but `killed` for a `running` run whose process is gone."""
+        return effective_status(self.manifest).status if self.manifest.get("status") else "unknown"
+
+    @property
+    def epochs(self) -> int | None:
+        """The epochs trained: at the end, or so far (the last heartbeat's) for a run that did not end."""
+        return self.manifest.get("epochs_run", self.manifest.get("epochs_done"))
 
     @property
     def start_time(self) -> str:

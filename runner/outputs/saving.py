@@ -86,5 +86,22 @@ def load_model(run_dir: Path):
     if (run_dir / "saved_model").is_dir():
         import tensorflow as tf
 
-        return tf.saved_model.load(str(run_dir / "saved_model"))
+        loaded = tf.saved_model.load(str(run_dir / "saved_model"))
+        if not callable(loaded) and hasattr(loaded, "serve"):  # a Keras model's export: its `serve`
+            return _serving_module(tf, loaded)
+        return loaded
     raise FileNotFoundError(f"{run_dir}: no saved model (model.keras or saved_model/) in this run directory")
+
+
+def _serving_module(tf, loaded):
+    """A Keras model exported as a SavedModel, callable as `model(x)` like a saved tf.Module."""
+
+    class Serving(tf.Module):
+        def __init__(self):
+            super().__init__(name="serving")
+            self.loaded = loaded  # keeps the restored variables alive
+
+        def __call__(self, x):
+            return self.loaded.serve(x)
+
+    return Serving()

@@ -35,6 +35,12 @@ def section_rule_errors(spec) -> list[SpecError]:
         errors.append(spec.error(("train", "loop"), "a module model trains with loop: custom (Keras fit needs a Keras model)",
                                  at_value=True) if "loop" in train else
                       spec.error(("train",), "a module model needs 'loop: custom' (Keras fit needs a Keras model)"))
+    per_call, steps = train.get("steps_per_execution"), train.get("steps_per_epoch")
+    if loop == "fit" and isinstance(per_call, int) and steps and steps % per_call:
+        # Keras's fit would run whole calls past the epoch's end (more steps than asked)
+        errors.append(spec.error(("train", "steps_per_execution"), f"{per_call} does not divide steps_per_epoch "
+                                 f"{steps}: with loop: fit every call runs {per_call} steps, so epochs would run "
+                                 "more steps than asked; use a divisor, or loop: custom", at_value=True))
     if "report" in train and loop != "custom":
         errors.append(spec.error(("train", "report"), "report lines are printed by the custom loop only; set 'loop: custom'"))
     precision = (spec.doc.get("device") or {}).get("mixed_precision")

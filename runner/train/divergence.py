@@ -25,6 +25,7 @@ class TrainingDiverged(Exception):
         self.epoch, self.step, self.value = epoch, step, value
         self.run_dir = None  # set by run_spec, with the last (good) checkpoint
         self.last_checkpoint = None
+        self.epochs_done = 0  # finite epochs recorded before this one
         where = f"epoch {epoch + 1}" + ("" if step is None else f", step {step + 1}")
         super().__init__(f"the training loss became {value} at {where}")
 
@@ -33,8 +34,14 @@ class TrainingDiverged(Exception):
         lines = [f"pipe run: training diverged: {self} (try a lower learning rate, or look for NaN in the data)"]
         if self.run_dir is not None:
             lines.append(f"run directory: {self.run_dir}")
-            lines.append(f"last good checkpoint: {self.last_checkpoint}" if self.last_checkpoint
-                         else "no good checkpoint: no epoch ended with a finite loss")
+            if self.last_checkpoint:
+                lines.append(f"last good checkpoint: {self.last_checkpoint}")
+            elif self.epochs_done:
+                lines.append(f"no checkpoint: the {self.epochs_done} finite epochs were not saved yet (checkpoints "
+                             "are saved at most every 30 s by default; outputs.checkpoints: {every_epoch: true} "
+                             "saves each)")
+            else:
+                lines.append("no good checkpoint: no epoch ended with a finite loss")
         return "\n".join(lines)
 
 

@@ -29,11 +29,14 @@ BAD_STEP = "\0first non-finite step"
 
 
 def resolve_steps_per_execution(value, steps_per_epoch) -> int:
-    """The number of steps per graph call: an integer, or `auto` (the epoch, capped)."""
+    """The number of steps per graph call: an integer, or `auto`: the epoch when it has at
+    most AUTO_STEPS_CAP steps, else the largest divisor of its steps up to that cap (Keras's
+    fit runs whole calls, so a call must not straddle the epoch's end)."""
     if value is None:
         return 1
     if value == "auto":
-        return max(1, min(steps_per_epoch or 1, AUTO_STEPS_CAP))
+        steps = steps_per_epoch or 1
+        return max(d for d in range(1, min(steps, AUTO_STEPS_CAP) + 1) if steps % d == 0)
     return max(1, int(value))
 
 
@@ -120,10 +123,7 @@ class StepRunner:
             self._one(*batch)
             return 1
         self._taken.assign(0)
-        try:
-            self._packed = self._until_end(self._iterator, count)
-        except tf.errors.OutOfRangeError:  # the data ended within this call
-            pass
+        self._packed = self._until_end(self._iterator, count)
         return int(self._taken.numpy())
 
     def read(self) -> dict:
@@ -163,10 +163,20 @@ class StepRunner:
         return self._pack()
 
     def _run_until_end(self, iterator, count):
-        def step():
-            self._tracked_step(*next(iterator))  # raises OutOfRange at the end of the data
-            self._taken.assign_add(1)
-        _repeat(count, step)
+        """Up to `count` steps, stopping where the data ends. The step runs only on a batch
+        that exists (a step cut by OutOfRange could still have counted an optimizer iteration)."""
+        def body(i, more):
+            batch = iterator.get_next_as_optional()
+
+            def step():
+                self._tracked_step(*batch.get_value())
+                self._taken.assign_add(1)
+                return tf.constant(True)
+
+            return i + 1, tf.cond(batch.has_value(), step, lambda: tf.constant(False))
+
+        tf.while_loop(lambda i, more: tf.logical_and(i < count, more), body,
+                      [tf.constant(0), tf.constant(True)], parallel_iterations=1)
         return self._pack()
 
 

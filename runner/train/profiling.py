@@ -41,13 +41,14 @@ class StepProfiler(keras.callbacks.Callback):
         self.profiled_steps = 0
         self._seen = 0
         self._active = False
+        self._profiled = False
         self._last = None
 
     def on_train_batch_begin(self, batch, logs=None):
-        profile_from = self.skip + self.count
-        if not self._active and profile_from <= self._seen < profile_from + self.count:
+        # Once the timing is done (a graph call of several steps may have done it at once).
+        if not self._active and not self._profiled and len(self.step_seconds) >= self.count:
             tf.profiler.experimental.start(self.logdir)
-            self._active = True
+            self._active = self._profiled = True
         self._last = (batch, time.perf_counter())
 
     def on_train_batch_end(self, batch, logs=None):
