@@ -108,7 +108,10 @@ class StepRunner:
                 # arguments, the cheapest call a tf.function has (an iterator argument
                 # costs more than the step itself on small steps).
                 iterator = self._iterator
-                self._known[key] = _function(lambda first: self._run_known(iterator, count, first))
+                traced = _function(lambda first: self._run_known(iterator, count, first))
+                # Called as its concrete function: no signature matching per call (which
+                # costs a small step's time).
+                self._known[key] = traced.get_concrete_function(tf.TensorSpec([], tf.bool))
             self._packed = self._known[key](self._first[first])
             return count
         if first:
