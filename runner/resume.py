@@ -50,7 +50,9 @@ def prepare_resume(spec, run_dir) -> Resume:
     previous = checkpoints.previous_run(run_dir)
     check_same_spec(spec, run_dir)
     epochs = spec.doc["train"]["epochs"]
-    if previous.epoch >= epochs:
+    # A run stopped after its last epoch (while evaluating or writing) resumes to finish:
+    # no epoch to train, then the evaluation and files it had not written.
+    if previous.epoch > epochs or (previous.epoch == epochs and read_status(run_dir).status == "completed"):
         raise SpecError(f"nothing to resume: the run {_status(run_dir)} with all {epochs} epochs of "
                         f"train.epochs={epochs} in its last checkpoint ({previous.checkpoint}); "
                         f"set a larger train.epochs to train on", file=run_dir)

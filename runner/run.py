@@ -165,7 +165,7 @@ def _report_profile(profiler, train, run_dir) -> None:
     found["trace"] = str(run_dir / "tensorboard") if profiler.profiled_steps else None
     if not profiler.profiled_steps:
         found["line"] = found.get("line", f"profile: {found['verdict']}") + \
-            f" (no trace: training ended before {profiler.skip + profiler.count} steps had run)"
+            f" (no trace: training ended within its first {profiler.skip + profiler.count} steps, which are timed)"
     files.write_json(run_dir / "profile.json", found)
     print(found.get("line", f"profile: {found['verdict']}"), flush=True)
 

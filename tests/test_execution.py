@@ -124,6 +124,14 @@ def test_every_epoch_saves_each_epoch(tmp_path):
     assert _manager_checkpoints(result.run_dir) == ["ckpt-2", "ckpt-3", "ckpt-4"]  # the manager keeps 3
 
 
+def test_every_epoch_saves_each_epoch_with_the_fused_engine(tmp_path):
+    """The fused engine then runs one epoch per graph call: each epoch's state exists to save."""
+    spec = small_spec(tmp_path, overrides=["train.engine=fused", "outputs.checkpoints={every_epoch: true}"])
+    result = run_spec(spec, quiet=True)
+    assert read_json(result.run_dir / "manifest.json")["engine"] == "fused"
+    assert _manager_checkpoints(result.run_dir) == ["ckpt-2", "ckpt-3", "ckpt-4"]
+
+
 def test_every_seconds_zero_saves_each_epoch_with_fit(tmp_path):
     spec = small_spec(tmp_path, overrides=[
         "train.loop=fit", "outputs.checkpoints={every_seconds: 0}",

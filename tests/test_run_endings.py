@@ -99,6 +99,20 @@ def test_resuming_a_finished_run_says_so(workdir):
     assert len(list((workdir / "runs" / "endings").iterdir())) == 1  # refused before a new directory
 
 
+def test_a_run_stopped_after_its_last_epoch_resumes_to_finish(workdir):
+    """Interrupted while evaluating or writing: the resume trains nothing and writes the rest."""
+    spec = load_spec(spec_file(workdir, epochs=2))
+    done = run_spec(spec, quiet=True)
+    manifest = read_json(done.run_dir / "manifest.json")
+    (done.run_dir / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
+    (done.run_dir / "model.keras").unlink()
+    finished = run_spec(spec, quiet=True, resume_from=done.run_dir)
+    assert read_json(finished.run_dir / "manifest.json")["status"] == "completed"
+    assert (finished.run_dir / "model.keras").is_file()
+    assert read_json(finished.run_dir / "history.json") == read_json(done.run_dir / "history.json")
+    assert finished.metrics == done.metrics
+
+
 def test_resuming_with_another_spec_is_refused_saying_what_differs(workdir):
     path = spec_file(workdir, epochs=2)
     done = run_spec(load_spec(path), quiet=True)

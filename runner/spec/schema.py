@@ -95,6 +95,8 @@ def _summary(schema) -> str:
     words = _type_words(schema.get("type", "object"))
     if "minimum" in schema:
         words += f" >= {schema['minimum']}"
+    if "maximum" in schema:
+        words += f"{' and' if 'minimum' in schema else ''} <= {schema['maximum']}"
     return words
 
 

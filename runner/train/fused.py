@@ -91,7 +91,8 @@ class FusedLoop(CustomLoop):
         if validation_data is not None:
             self._log_keys += ["val_" + k for k in self._log_keys]
         self._scalar_keys = list(self.scalars)
-        self._between_epochs = bool(self.callbacks)  # callbacks may act between epochs
+        # Callbacks may act between epochs; checkpoints saved every epoch need each epoch's state.
+        self.one_epoch_per_call = bool(self.callbacks)
         self._recorder = _EpochLogs()  # last: sees what callbacks added (learning_rate, ...)
         self.callbacks.append(self._recorder)
         # autograph=False: the loops are explicit tf.while_loops; tracing is shorter without it.
@@ -198,7 +199,7 @@ class FusedLoop(CustomLoop):
         callbacks.on_train_begin()
         epoch, per_call = initial_epoch, 1
         while epoch < epochs:
-            count = 1 if self._between_epochs else min(per_call, epochs - epoch)
+            count = 1 if self.one_epoch_per_call else min(per_call, epochs - epoch)
             callbacks.on_epoch_begin(epoch)
             started = time.monotonic()
             results = self._call_epochs(epoch, count)
