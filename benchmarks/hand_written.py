@@ -75,6 +75,24 @@ def read_idx(path):
     return np.frombuffer(raw, np.uint8, offset=4 + 4 * rank).reshape(dims)
 
 
+def seed_mnist_model():
+    """The seed's MNIST model, compiled: Flatten-Dense(128, relu)-Dense(10), Adam(1e-3)."""
+    import keras
+
+    model = keras.models.Sequential([
+        keras.Input((28, 28)),
+        keras.layers.Flatten(),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(10),
+    ])
+    model.compile(
+        optimizer=keras.optimizers.Adam(0.001),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=[keras.metrics.SparseCategoricalAccuracy()],
+    )
+    return model
+
+
 def fashion_mnist(epochs: int, out: Path, data: Path = FASHION_MNIST, seed: int = 42, callbacks=()) -> dict:
     """The seed's MNIST program on Fashion-MNIST; returns its test metrics."""
     import keras
@@ -94,17 +112,7 @@ def fashion_mnist(epochs: int, out: Path, data: Path = FASHION_MNIST, seed: int 
     ds_test = ds_test.map(normalize_img, num_parallel_calls=tf.data.AUTOTUNE)
     ds_test = ds_test.batch(128).cache().prefetch(tf.data.AUTOTUNE)
 
-    model = keras.models.Sequential([
-        keras.Input((28, 28)),
-        keras.layers.Flatten(),
-        keras.layers.Dense(128, activation="relu"),
-        keras.layers.Dense(10),
-    ])
-    model.compile(
-        optimizer=keras.optimizers.Adam(0.001),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=[keras.metrics.SparseCategoricalAccuracy()],
-    )
+    model = seed_mnist_model()
     history = model.fit(ds_train, epochs=epochs, validation_data=ds_test, callbacks=list(callbacks), verbose=0)
     metrics = model.evaluate(ds_test, verbose=0, return_dict=True)
     out.mkdir(parents=True, exist_ok=True)

@@ -237,7 +237,8 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
         initial_epoch = checkpoints.restore(checkpoint, progress.previous)
     # Last: the epoch's tables, checkpoint and heartbeat see the logs as callbacks left them.
     callbacks = [EpochBegin(datasets.epoch.assign), StopOnNonFinite(), *callbacks,
-                 EpochEnd(progress.epoch_end(_saving(checkpoint, output_config), train_config["epochs"], model))]
+                 EpochEnd(progress.epoch_end(checkpoints.saving(checkpoint, output_config.get("checkpoints")),
+                                             train_config["epochs"], model))]
     result = fit(
         model, train=datasets.train, validation=validation, epochs=train_config["epochs"],
         callbacks=callbacks, class_weight=_class_weight(train_config.get("class_weight")),
@@ -292,7 +293,8 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
         initial_epoch=initial_epoch, quiet=quiet,
         # The epoch seeds the shuffle stages' orders; setting it costs as much as a tiny step.
         epoch_begin=datasets.epoch.assign if shuffles_by_epoch(spec) else None,
-        epoch_end=progress.epoch_end(_saving(checkpoint, output_config), train_config["epochs"], model),
+        epoch_end=progress.epoch_end(checkpoints.saving(checkpoint, output_config.get("checkpoints")),
+                                     train_config["epochs"], model),
         one_iterator=not shuffles_by_epoch(spec, "train"),
         validation_freq=train_config.get("validation_freq", 1),
     )
@@ -311,11 +313,6 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
 
     final = final_train_metrics(result.history, callbacks, first_epoch)
     return result, _evaluate_held_out(spec, datasets, validation, result, final, evaluate)
-
-
-def _saving(checkpoint, output_config):
-    """The checkpoint the epoch ends save, or None under `outputs.checkpoints: false`."""
-    return checkpoint if checkpoints.checkpoints_enabled(output_config.get("checkpoints")) else None
 
 
 def _evaluate_held_out(spec, datasets, validation, result, final_train, evaluate) -> dict:

@@ -116,11 +116,11 @@ def epoch_checkpoint(model, optimizer, run_dir, config=None) -> EpochCheckpoint:
     return EpochCheckpoint(manager, epoch, every_seconds=save_interval(config))
 
 
-def checkpoints_enabled(config) -> bool:
-    """`outputs.checkpoints`: true/false, or an object (enabled unless `enabled: false`)."""
-    if isinstance(config, dict):
-        return config.get("enabled", True)
-    return config is None or bool(config)
+def saving(checkpoint: EpochCheckpoint, config) -> EpochCheckpoint | None:
+    """The checkpoint the epoch ends save, or None when `outputs.checkpoints` (true/false, or
+    an object enabled unless `enabled: false`) turns saving off."""
+    enabled = config.get("enabled", True) if isinstance(config, dict) else config is None or bool(config)
+    return checkpoint if enabled else None
 
 
 def save_interval(config) -> float:

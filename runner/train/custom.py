@@ -152,23 +152,23 @@ class CustomLoop:
         for metric in self.metrics:
             metric.reset_state()
 
-    def _state(self) -> list:
-        """Loss, metrics and scalar variables as (name, tensor) pairs, read in one transfer."""
-        named = [("loss", self.loss_tracker.result())]
-        for metric in self.metrics:
-            result = metric.result()
-            named += sorted(result.items()) if isinstance(result, dict) else [(metric.name, result)]
-        return named + [(_SCALAR + name, v) for name, v in self.scalars.items()]
-
-    def _logs(self, prefix="") -> dict:
-        logs = {prefix + "loss": float(self.loss_tracker.result())}
+    def _log_tensors(self, prefix="") -> dict:
+        """Loss and metrics by log name, as tensors (in a graph, or read by `_logs`)."""
+        logs = {prefix + "loss": self.loss_tracker.result()}
         for metric in self.metrics:
             result = metric.result()
             if isinstance(result, dict):
-                logs.update({prefix + k: float(v) for k, v in result.items()})
+                logs.update({prefix + k: v for k, v in result.items()})
             else:
-                logs[prefix + metric.name] = float(result)
+                logs[prefix + metric.name] = result
         return logs
+
+    def _logs(self, prefix="") -> dict:
+        return {k: float(v) for k, v in self._log_tensors(prefix).items()}
+
+    def _state(self) -> list:
+        """Loss, metrics and scalar variables as (name, tensor) pairs, read in one transfer."""
+        return [*self._log_tensors().items(), *((_SCALAR + name, v) for name, v in self.scalars.items())]
 
     @property
     def can_collect(self) -> bool:
@@ -247,6 +247,7 @@ class CustomLoop:
         trajectories = {name: [value] for name, value in self.scalar_values().items()}
         steps = steps_per_epoch or _cardinality(train)
         self.runner.epochs(train, steps_per_epoch, _cardinality(train), one_iterator=one_iterator)
+        chunk = resolve_steps_per_execution(self.steps_per_execution, steps)
         self._check_report_fields(validation is not None)
         callbacks = self._callback_list(epochs, steps)
         if self.report.get("initial") and not quiet:
@@ -258,7 +259,7 @@ class CustomLoop:
             bar = self._progress_bar(epoch, epochs, steps, quiet)
             if self.callbacks:  # (an empty list still converts the logs: skipped on small epochs)
                 callbacks.on_epoch_begin(epoch)
-            step, state = self._train_epoch(steps, callbacks, bar)
+            step, state = self._train_epoch(steps, chunk, callbacks, bar)
             bad = state.pop(BAD_STEP)
             if bad >= 0 or not np.isfinite(state["loss"]):
                 raise TrainingDiverged(epoch, int(bad) if bad >= 0 else None, state["loss"])
@@ -280,15 +281,14 @@ class CustomLoop:
         callbacks.on_train_end(history and {k: v[-1] for k, v in history.items()})
         return TrainResult(history=history, trajectories=trajectories, epochs_run=len(history.get("loss", [])))
 
-    def _train_epoch(self, steps, callbacks, bar):
+    def _train_epoch(self, steps, chunk, callbacks, bar):
         """One pass over the training data (or `steps_per_epoch` steps).
 
         Returns the steps taken and the state at the end ({loss, metrics, scalar variables,
         the first non-finite step}). Python runs once per `steps_per_execution` steps, and
-        per-batch hooks only when a callback or the progress bar listens.
+        per-batch hooks only when a callback or the progress bar listens; `chunk`: steps per call.
         """
         self.runner.begin_epoch()
-        chunk = resolve_steps_per_execution(self.steps_per_execution, steps)
         hooks = self._batch_hooks
         step = 0
         while steps is None or step < steps:

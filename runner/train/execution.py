@@ -81,7 +81,6 @@ class StepRunner:
         `one_iterator`: False when each pass must start from a new iterator (the data reads
         the epoch when a pass starts; a repeated iterator may start the next pass early).
         """
-        self.steps = steps_per_epoch or steps
         self._known = {}  # the functions of an earlier fit are closed over its iterator
         # One iterator for all epochs: only when every epoch is the whole dataset, and not
         # across workers (their iterators agree on the end of the data, not on a count).
@@ -104,9 +103,9 @@ class StepRunner:
         if self.repeats:
             key = count
             if key not in self._known:
-                # Closed over the iterator and the Python values: a call takes no
-                # arguments, the cheapest call a tf.function has (an iterator argument
-                # costs more than the step itself on small steps).
+                # Closed over the iterator and the Python values: the one argument is
+                # whether the call starts its epoch (an iterator argument would cost more
+                # than the step itself on small steps).
                 iterator = self._iterator
                 traced = _function(lambda first: self._run_known(iterator, count, first))
                 # Called as its concrete function: no signature matching per call (which

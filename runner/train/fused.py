@@ -159,17 +159,6 @@ class FusedLoop(CustomLoop):
         high = size * (replica + 1) // self.replicas
         return step(*_gather(x, y, ids[low:high]))
 
-    def _log_tensors(self, prefix="") -> dict:
-        """`_logs` as tensors, for use inside the graph."""
-        logs = {prefix + "loss": self.loss_tracker.result()}
-        for metric in self.metrics:
-            result = metric.result()
-            if isinstance(result, dict):
-                logs.update({prefix + k: v for k, v in result.items()})
-            else:
-                logs[prefix + metric.name] = result
-        return logs
-
     # In Python.
 
     def evaluate_in_memory(self, data: InMemoryData, prefix="") -> dict:
