@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import gzip
 import io
 import statistics
@@ -191,6 +192,7 @@ def compare_classifier(kind, spec_file, timer, data, seeds, epochs, folder):
         sets = [f"seed={seed}", f"train.epochs={epochs}"]
         runs = {}
         for side in (("hand", "pipe") if i % 2 == 0 else ("pipe", "hand")):
+            gc.collect()  # neither side pays for collecting the other's garbage
             if side == "hand":
                 runs["hand"] = hand_written(kind, data, seed, epochs)
             else:
@@ -218,6 +220,7 @@ def compare_linear(timer, repeats, epochs, folder):
     for i in range(repeats):
         rates = {}
         for side in (("seed", "pipe") if i % 2 == 0 else ("pipe", "seed")):
+            gc.collect()
             if side == "seed":
                 rates["seed"] = seed_linear(epochs)
             else:

@@ -164,7 +164,8 @@ def main() -> None:
     here = Path.cwd()
     os.chdir(workdir)  # run directories and saved models land in the temporary folder
     # The tf.data loops (fit, custom), which the hand-written program also runs: not the fused engine.
-    base = [f"train.epochs={args.epochs}", f"outputs.dir={workdir / 'runs'}", "train.engine=keras"]
+    base = [f"train.epochs={args.epochs}", f"outputs.dir={workdir / 'runs'}", "train.engine=keras",
+            "device.jit_compile=false"]
     runs = {
         "pipe fit": lambda: run_pipe(spec_path, [*base, "train.loop=fit"]),
         "hand": lambda: run_hand(Path(args.data), args.epochs, seed, workdir / f"hand-{time.time_ns()}"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import enum
 import functools
+import gc
 import json
 import os
 import shlex
@@ -208,6 +209,10 @@ def run(
         require(*libraries_for(spec.doc))
         from runner.run import run_spec  # imports TensorFlow
 
+        # What the imports made (TensorFlow's million objects) lives as long as the process:
+        # frozen, the collections that tracing's allocations trigger skip it (0.85 s of a
+        # 6.9 s Fashion-MNIST run).
+        gc.freeze()
         result = run_spec(spec, quiet=quiet, resume_from=resume, profile=profile)
     except SpecError as e:
         if debug:

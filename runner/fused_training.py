@@ -17,7 +17,7 @@ from runner.models import is_keras
 from runner.models.identifiers import get_callbacks
 from runner.outputs import history
 from runner.train import checkpoint as checkpoints
-from runner.train.result import final_train_metrics
+from runner.train.result import evaluate_held_out, final_train_metrics
 from runner.train.engine import DEFAULT_MEMORY_MB, Engine, choose_engine
 from runner.train.fused import FusedLoop, InMemoryData
 
@@ -127,17 +127,15 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
     result = progress.result(result)
     if output_config.get("tensorboard"):
         history.write_tensorboard(run_dir, result.history)
-    evaluation = {"train": final_train_metrics(result.history, callbacks, 0)}
     validated_on = _validation_split_name(spec, datasets)
-    for split in ("validation", "test"):
-        dataset = getattr(datasets, split)
-        if dataset is None:
-            continue
+
+    def evaluate(dataset, split):
         if split == validated_on:  # already in memory
-            evaluation[split] = fused.evaluate_in_memory(data["validation"])
-        else:
-            evaluation[split] = _evaluate(fused, spec, datasets, split, dataset, seed, setup)
-    return result, evaluation
+            return fused.evaluate_in_memory(data["validation"])
+        return _evaluate(fused, spec, datasets, split, dataset, seed, setup)
+
+    final = final_train_metrics(result.history, callbacks, 0)
+    return result, evaluate_held_out(spec, datasets, validation, result, final, evaluate)
 
 
 def _evaluate(fused, spec, datasets, split, dataset, seed, setup) -> dict:

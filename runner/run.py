@@ -37,7 +37,7 @@ from runner.train.devices import check_batch_stages, setup_devices
 from runner.train.fit import fit
 from runner.train.execution import resolve_steps_per_execution
 from runner.train.profiling import StepProfiler, input_seconds_per_batch, verdict
-from runner.train.result import final_train_metrics
+from runner.train.result import evaluate_held_out, final_train_metrics
 from runner.train.loss_check import check_loss_fits
 from runner.train.multi_output import loop_metrics, resolve_outputs
 
@@ -255,7 +255,7 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
         return {k: float(v) for k, v in values.items()}
 
     final = final_train_metrics(result.history, callbacks, first_epoch)
-    return result, _evaluate_held_out(spec, datasets, validation, result, final, evaluate)
+    return result, evaluate_held_out(spec, datasets, validation, result, final, evaluate)
 
 
 def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, progress,
@@ -312,26 +312,7 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
         return custom.evaluate(dataset)
 
     final = final_train_metrics(result.history, callbacks, first_epoch)
-    return result, _evaluate_held_out(spec, datasets, validation, result, final, evaluate)
-
-
-def _evaluate_held_out(spec, datasets, validation, result, final_train, evaluate) -> dict:
-    """The final metrics by split: train's, then each held-out split's.
-
-    The split validated on after the last epoch is not evaluated again: its `val_` values
-    are already those of the final weights (unless callbacks may have changed the weights
-    after the last epoch, e.g. EarlyStopping restoring the best ones).
-    """
-    evaluation = {"train": final_train}
-    last_validated = not spec.doc["train"].get("callbacks") and (result.history.get("val_loss") or [None])[-1] is not None
-    for split, dataset in (("validation", datasets.validation), ("test", datasets.test)):
-        if dataset is None:
-            continue
-        if last_validated and dataset is validation:
-            evaluation[split] = {k[len("val_"):]: v[-1] for k, v in result.history.items() if k.startswith("val_")}
-        else:
-            evaluation[split] = evaluate(dataset, split)
-    return evaluation
+    return result, evaluate_held_out(spec, datasets, validation, result, final, evaluate)
 
 
 def _custom_verbose(verbose, train_config) -> int:

@@ -73,9 +73,9 @@ outputs:
 """
 
 
-def default_setup() -> DeviceSetup:
+def default_setup(jit_compile=False) -> DeviceSetup:
     return DeviceSetup(strategy=tf.distribute.get_strategy(), num_replicas=1, is_chief=True,
-                       jit_compile=False, mixed_precision=None, summary="", manifest={})
+                       jit_compile=jit_compile, mixed_precision=None, summary="", manifest={})
 
 
 @pytest.fixture
@@ -111,14 +111,17 @@ def _optimizer():
     return keras.optimizers.Adam(learning_rate=schedule, clipnorm=1.0)
 
 
-def test_fused_epochs_take_the_steps_fit_takes_in_the_same_order():
+@pytest.mark.parametrize("jit_compile, rtol", [(False, 1e-6), (True, 1e-5)])
+def test_fused_epochs_take_the_steps_fit_takes_in_the_same_order(jit_compile, rtol):
     """Fit on the examples in the fused engine's order gives the fused losses and weights.
 
     Both run the same float32 ops on the same batches (class weights, an L2 loss, a
     learning-rate schedule and clipnorm included). On this machine they agree bit for bit;
     the tolerance, relative 1e-6 on losses and weights after 3 epochs of 5 steps, leaves
     room only for a different summation order of a kernel, while a loss reported after
-    the update or a missed class weight moves the losses by 1e-4 or more.
+    the update or a missed class weight moves the losses by 1e-4 or more. Under
+    jit_compile XLA fuses the full batches' steps, which rounds differently (measured here:
+    the same losses, weights within 1e-7): relative 1e-5, absolute 1e-6.
     """
     rng = np.random.default_rng(0)
     x = rng.normal(size=(150, 6)).astype(np.float32)
@@ -130,8 +133,10 @@ def test_fused_epochs_take_the_steps_fit_takes_in_the_same_order():
     fused_model = _classifier()
     fused = FusedLoop(fused_model, loss=loss, optimizer=_optimizer(), metrics=["sparse_categorical_accuracy"],
                       element_spec=(tf.TensorSpec([None, 6]), tf.TensorSpec([None], tf.int32)),
-                      setup=default_setup(), class_weight=class_weight, verbose=0, train_data=data)
+                      setup=default_setup(jit_compile), class_weight=class_weight, verbose=0, train_data=data)
     fused_history = fused.fit(epochs=3, quiet=True).history
+    compiled = [getattr(full_batch_step, "_jit_compile", False) for _, full_batch_step in fused._traced_steps.values()]
+    assert compiled == [jit_compile]  # the training step (no validation here), XLA-compiled under jit_compile
 
     fit_model = _classifier()
     fit_model.compile(optimizer=_optimizer(), loss=loss, metrics=["sparse_categorical_accuracy"])
@@ -144,10 +149,10 @@ def test_fused_epochs_take_the_steps_fit_takes_in_the_same_order():
         fit_accuracy += logs["sparse_categorical_accuracy"]
 
     assert sorted(fused_history) == ["loss", "sparse_categorical_accuracy"]
-    np.testing.assert_allclose(fused_history["loss"], fit_losses, rtol=1e-6)
-    np.testing.assert_allclose(fused_history["sparse_categorical_accuracy"], fit_accuracy, rtol=1e-6)
+    np.testing.assert_allclose(fused_history["loss"], fit_losses, rtol=rtol)
+    np.testing.assert_allclose(fused_history["sparse_categorical_accuracy"], fit_accuracy, rtol=rtol)
     for a, b in zip(fused_model.get_weights(), fit_model.get_weights()):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol / 10)
 
 
 def test_epoch_order_depends_on_seed_and_epoch_only():
@@ -278,16 +283,17 @@ def test_in_memory_plan_holds_the_prefix_as_its_stages_give_it(workdir):
     assert plan.nbytes == 150 * 8
 
 
-def _setup_named(name, jit=False):
+def _setup_named(name, jit=False, replicas=1):
     setup = default_setup()
-    setup.strategy_name, setup.jit_compile = name, jit
+    setup.strategy_name, setup.jit_compile, setup.num_replicas = name, jit, replicas
     return setup
 
 
 @pytest.mark.parametrize("setup, train, callbacks, nbytes, reason", [
     (_setup_named("multi_worker_mirrored"), {}, [], 10,
      "the multi_worker_mirrored strategy (fused runs on one device or mirrored)"),
-    (_setup_named("default", jit=True), {}, [], 10, "jit_compile (the fused epoch is not compiled with XLA)"),
+    (_setup_named("mirrored", jit=True, replicas=2), {}, [], 10,
+     "jit_compile with several replicas (the fused engine compiles one device's step with XLA)"),
     (_setup_named("default"), {"steps_per_epoch": 3}, [], 10, "steps_per_epoch (epochs that span dataset passes)"),
     (_setup_named("default"), {"fused_memory_mb": 1}, [], 3 * 2**20,
      "the training split takes 3 MB, over train.fused_memory_mb 1"),

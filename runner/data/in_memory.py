@@ -46,12 +46,16 @@ class InMemoryPlan:
     # to all elements at once (vectorised) instead of one element at a time.
     source: tf.data.Dataset | None = None
     maps: list | None = None
+    arrays: object = None  # the source's elements, when it holds them in memory
 
     def materialise(self):
         """The prefix's elements stacked into tensors: (features, labels) or features."""
         if self.maps is None:
             return tf.data.Dataset.get_single_element(self.prefix.batch(max(self.count, 1)))
-        elements = tf.data.Dataset.get_single_element(self.source.batch(max(self.count, 1)))
+        if self.arrays is not None:  # already stacked: no tf.data pass over every element
+            elements = tf.nest.map_structure(tf.convert_to_tensor, self.arrays)
+        else:
+            elements = tf.data.Dataset.get_single_element(self.source.batch(max(self.count, 1)))
         for function in self.maps:
             elements = tf.vectorized_map(lambda e, f=function: f(*e) if isinstance(e, tuple) else f(e), elements)
         return elements
@@ -88,7 +92,7 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
     count = count if count >= 0 else source.count  # after `filter`: at most the source's size
     plan = InMemoryPlan(prefix=prefix, count=count, nbytes=nbytes * count, **settings)
     if all(next(iter(stage)) in ("map", "cache") for stage in stages[:boundary]):
-        plan.source = source.make()
+        plan.source, plan.arrays = source.make(), source.arrays
         if learned is not None:
             learned.restart()
         plan.maps = _map_functions(spec, path, stages[:boundary], plan.source, datasets.info, learned, split)

@@ -23,6 +23,7 @@ class Source:
     the Source of the elements at those indices, for a shuffled or stratified split.
     `labels` holds the labels when they are in memory (to stratify and count classes);
     `table` the raw columns of a tabular CSV, encoded after the split (`runner.data.table`).
+    `arrays` holds the elements when they are in memory, as `make` slices them.
     """
 
     make: Callable[[], tf.data.Dataset]
@@ -34,6 +35,7 @@ class Source:
     subset: Callable | None = None
     labels: object = None
     table: object = None
+    arrays: object = None
 
 
 def array_source(features, labels, files, num_classes=None) -> Source:
@@ -41,8 +43,10 @@ def array_source(features, labels, files, num_classes=None) -> Source:
     if num_classes is None:
         num_classes = _num_classes(labels)
 
+    arrays = features if labels is None else (features, labels)
+
     def make():
-        return tf.data.Dataset.from_tensor_slices(features if labels is None else (features, labels))
+        return tf.data.Dataset.from_tensor_slices(arrays)
 
     def select(start, stop):
         return subset(np.arange(start, stop))
@@ -51,7 +55,7 @@ def array_source(features, labels, files, num_classes=None) -> Source:
         return array_source(_take_rows(features, indices), _take_rows(labels, indices), files, num_classes)
 
     return Source(make, _length(features), select, num_classes, None, list(files), subset=subset,
-                  labels=labels if isinstance(labels, np.ndarray) else None)
+                  labels=labels if isinstance(labels, np.ndarray) else None, arrays=arrays)
 
 
 def _take_rows(arrays, indices):

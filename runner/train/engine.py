@@ -57,8 +57,8 @@ def _obstacle(train, setup, callbacks, data_reason, nbytes) -> str | None:
     """Why the fused engine would not take the tf.data path's steps, or None."""
     if setup.strategy_name not in _FUSED_STRATEGIES:
         return f"the {setup.strategy_name} strategy (fused runs on one device or mirrored)"
-    if setup.jit_compile:
-        return "jit_compile (the fused epoch is not compiled with XLA)"
+    if setup.jit_compile and setup.num_replicas > 1:
+        return "jit_compile with several replicas (the fused engine compiles one device's step with XLA)"
     if train.get("steps_per_epoch"):
         return "steps_per_epoch (epochs that span dataset passes)"
     if train.get("validation_freq", 1) != 1:

@@ -87,6 +87,9 @@ class FusedLoop(CustomLoop):
         super().__init__(model, **kwargs)
         self.train_data = train_data
         self.validation_data = validation_data
+        # XLA compiles each step (one device): on a CPU it fuses a small model's many
+        # element-wise ops, but may run convolutions and random ops slower (see README).
+        self._compiled_steps = bool(kwargs["setup"].jit_compile) and self.replicas == 1
         self._log_keys = list(self._logs())
         if validation_data is not None:
             self._log_keys += ["val_" + k for k in self._log_keys]
@@ -98,6 +101,7 @@ class FusedLoop(CustomLoop):
         # autograph=False: the loops are explicit tf.while_loops; tracing is shorter without it.
         self._run_epochs = tf.function(self._epochs_graph, autograph=False)
         self._evaluators: dict = {}
+        self._traced_steps: dict = {}
 
     # In the graph.
 
@@ -130,26 +134,50 @@ class FusedLoop(CustomLoop):
     def _pass(self, kind, x, y, order, data: InMemoryData):
         """Every batch of `order`: the full ones in one loop, then the partial one, if kept
         (two parts, so that every batch in the loop has the same static shape)."""
-        step = self._train_step if kind == "train" else self._test_step
+        step, full_batch_step = self._steps(kind, x, y)
         full = data.count // data.batch_size
         if full:
             batches = tf.reshape(order[: full * data.batch_size], [full, data.batch_size])
-            self._batches_graph(step, x, y, batches)
+            self._batches_graph(full_batch_step, x, y, batches)
         if data.count % data.batch_size and not data.drop_remainder:
-            self._distributed_step(step, x, y, order[full * data.batch_size:])
+            step(x, y, order[full * data.batch_size:])
+
+    def _steps(self, kind, x, y):
+        """The step of `kind` on the examples `ids` of (x, y), for any batch, and the one
+        full batches take.
+
+        On one device the step is traced once, for batches of any size (tracing a model
+        is most of a fused run's fixed cost), and both calls run that graph; under
+        jit_compile, XLA compiles it, with the batch's gather, for full batches only (it
+        compiles once per shape; the partial batch and evaluation run too seldom to repay
+        a compilation). Replicas trace the step in place, in their replica context.
+        """
+        python_step = self._train_step if kind == "train" else self._test_step
+        if self.replicas > 1:
+            def replicated(x, y, ids):
+                return self.strategy.run(self._replica_step, args=(python_step, x, y, ids))
+            return replicated, replicated
+        signature = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), (x, y))
+        key = (kind, str(signature))
+        if key not in self._traced_steps:
+            traced = tf.function(python_step, autograph=False).get_concrete_function(*signature)
+
+            def step(x, y, ids):
+                return traced(*_gather(x, y, ids))
+
+            full_batch_step = step
+            if self._compiled_steps and kind == "train":
+                full_batch_step = tf.function(step, jit_compile=True, autograph=False)
+            self._traced_steps[key] = step, full_batch_step
+        return self._traced_steps[key]
 
     def _batches_graph(self, step, x, y, batches):
         def body(i):
-            self._distributed_step(step, x, y, batches[i])
+            step(x, y, batches[i])
             return i + 1
 
         # parallel_iterations=1: each step sees the variables the previous one updated.
         tf.while_loop(lambda i: i < tf.shape(batches)[0], body, [tf.constant(0)], parallel_iterations=1)
-
-    def _distributed_step(self, step, x, y, ids):
-        if self.replicas == 1:
-            return step(*_gather(x, y, ids))
-        return self.strategy.run(self._replica_step, args=(step, x, y, ids))
 
     def _replica_step(self, step, x, y, ids):
         """This replica's share of the global batch `ids` (shares differ by one at most)."""

@@ -26,3 +26,22 @@ def final_train_metrics(history: dict, callbacks, initial_epoch: int) -> dict:
             if 0 <= row < len(history.get("loss", [])):
                 return {k: v[row] for k, v in history.items() if not k.startswith("val_") and len(v) > row}
     return {k: v[-1] for k, v in history.items() if not k.startswith("val_") and v}
+
+
+def evaluate_held_out(spec, datasets, validation, result, final_train, evaluate) -> dict:
+    """The final metrics by split: train's, then each held-out split's.
+
+    The split validated on after the last epoch is not evaluated again: its `val_` values
+    are already those of the final weights (unless callbacks may have changed the weights
+    after the last epoch, e.g. EarlyStopping restoring the best ones).
+    """
+    evaluation = {"train": final_train}
+    last_validated = not spec.doc["train"].get("callbacks") and (result.history.get("val_loss") or [None])[-1] is not None
+    for split, dataset in (("validation", datasets.validation), ("test", datasets.test)):
+        if dataset is None:
+            continue
+        if last_validated and dataset is validation:
+            evaluation[split] = {k[len("val_"):]: v[-1] for k, v in result.history.items() if k.startswith("val_")}
+        else:
+            evaluation[split] = evaluate(dataset, split)
+    return evaluation
