@@ -112,7 +112,9 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
         )
         if is_keras(model):
             # Sets model.optimizer for callbacks (ReduceLROnPlateau, ...) and model.keras.
-            model.compile(optimizer=fused.optimizer, loss=loss)
+            model.compile(optimizer=fused.optimizer, loss=loss, jit_compile=bool(setup.jit_compile))
+            # Keras's verdict, as for fit: no XLA for layers it cannot compile (LSTM, lookups, ...).
+            fused.xla_steps = fused.xla_steps and model.jit_compile
     checkpoint = checkpoints.epoch_checkpoint(model, fused.optimizer, run_dir, output_config.get("checkpoints"))
     initial_epoch = checkpoints.restore(checkpoint, progress.previous) if progress.previous is not None else 0
     progress.log.start(fused.scalar_values())

@@ -87,9 +87,10 @@ class FusedLoop(CustomLoop):
         super().__init__(model, **kwargs)
         self.train_data = train_data
         self.validation_data = validation_data
-        # XLA compiles each step (one device): on a CPU it fuses a small model's many
-        # element-wise ops, but may run convolutions and random ops slower (see README).
-        self._compiled_steps = bool(kwargs["setup"].jit_compile) and self.replicas == 1
+        # Under jit_compile XLA compiles each training step (one device): on a CPU it fuses a
+        # small model's many element-wise ops, but may run convolutions and random ops slower
+        # (see README). Set before the first epoch; `_train_fused` defers to Keras's verdict.
+        self.xla_steps = bool(kwargs["setup"].jit_compile) and self.replicas == 1
         self._log_keys = list(self._logs())
         if validation_data is not None:
             self._log_keys += ["val_" + k for k in self._log_keys]
@@ -147,10 +148,12 @@ class FusedLoop(CustomLoop):
         full batches take.
 
         On one device the step is traced once, for batches of any size (tracing a model
-        is most of a fused run's fixed cost), and both calls run that graph; under
-        jit_compile, XLA compiles it, with the batch's gather, for full batches only (it
-        compiles once per shape; the partial batch and evaluation run too seldom to repay
-        a compilation). Replicas trace the step in place, in their replica context.
+        is most of a fused run's fixed cost), and both calls run that graph. Under
+        jit_compile XLA compiles the training step, with the batch's gather, for full
+        batches only (it compiles once per shape; the partial batch and evaluation run too
+        seldom to repay a compilation), traced for their static shape: XLA must know every
+        shape when it compiles (an LSTM's gradient loop computes them otherwise). Replicas
+        trace the step in place, in their replica context.
         """
         python_step = self._train_step if kind == "train" else self._test_step
         if self.replicas > 1:
@@ -160,14 +163,17 @@ class FusedLoop(CustomLoop):
         signature = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), (x, y))
         key = (kind, str(signature))
         if key not in self._traced_steps:
-            traced = tf.function(python_step, autograph=False).get_concrete_function(*signature)
+            traced = []  # traced on first use: under XLA, only a partial batch needs it
 
             def step(x, y, ids):
-                return traced(*_gather(x, y, ids))
+                if not traced:
+                    traced.append(tf.function(python_step, autograph=False).get_concrete_function(*signature))
+                return traced[0](*_gather(x, y, ids))
 
             full_batch_step = step
-            if self._compiled_steps and kind == "train":
-                full_batch_step = tf.function(step, jit_compile=True, autograph=False)
+            if self.xla_steps and kind == "train":
+                full_batch_step = tf.function(lambda x, y, ids: python_step(*_gather(x, y, ids)),
+                                              jit_compile=True, autograph=False)
             self._traced_steps[key] = step, full_batch_step
         return self._traced_steps[key]
 
