@@ -16,6 +16,7 @@ the batches the uninterrupted run took from epoch k on.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -163,12 +164,12 @@ class FusedLoop(CustomLoop):
         signature = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), (x, y))
         key = (kind, str(signature))
         if key not in self._traced_steps:
-            traced = []  # traced on first use: under XLA, only a partial batch needs it
+            # Traced on first use: under XLA, only a partial batch needs it.
+            traced = functools.cache(
+                lambda: tf.function(python_step, autograph=False).get_concrete_function(*signature))
 
             def step(x, y, ids):
-                if not traced:
-                    traced.append(tf.function(python_step, autograph=False).get_concrete_function(*signature))
-                return traced[0](*_gather(x, y, ids))
+                return traced()(*_gather(x, y, ids))
 
             full_batch_step = step
             if self.xla_steps and kind == "train":
