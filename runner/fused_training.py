@@ -20,6 +20,7 @@ from runner.train import checkpoint as checkpoints
 from runner.train.result import evaluate_held_out, final_train_metrics
 from runner.train.engine import DEFAULT_MEMORY_MB, Engine, choose_engine
 from runner.train.fused import FusedLoop, InMemoryData
+from runner.train.multi_output import loop_metrics
 
 
 @dataclass
@@ -104,7 +105,8 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
     data = {role: _in_memory(plan, seed, setup) for role, plan in plans.items()}
     with setup.strategy.scope():
         fused = FusedLoop(
-            model, loss=loss, optimizer=optimizer, metrics=metrics,
+            model, loss=loss, optimizer=optimizer,
+            metrics=loop_metrics(metrics, model, datasets.train.element_spec, loss),
             element_spec=datasets.train.element_spec, setup=setup,
             class_weight=_class_weight(train_config.get("class_weight")), callbacks=callbacks,
             verbose=_verbose(quiet, loop, train_config), report=train_config.get("report"), spec=spec,
@@ -112,9 +114,8 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
         )
         if is_keras(model):
             # Sets model.optimizer for callbacks (ReduceLROnPlateau, ...) and model.keras.
-            model.compile(optimizer=fused.optimizer, loss=loss, jit_compile=bool(setup.jit_compile))
-            # Keras's verdict, as for fit: no XLA for layers it cannot compile (LSTM, lookups, ...).
-            fused.xla_steps = fused.xla_steps and model.jit_compile
+            model.compile(optimizer=fused.optimizer, loss=getattr(loss, "per_output", loss),
+                          jit_compile=bool(setup.jit_compile))
     checkpoint = checkpoints.epoch_checkpoint(model, fused.optimizer, run_dir, output_config.get("checkpoints"))
     initial_epoch = checkpoints.restore(checkpoint, progress.previous) if progress.previous is not None else 0
     progress.log.start(fused.scalar_values())

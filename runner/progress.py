@@ -78,8 +78,10 @@ class Progress:
                 raise TrainingDiverged(epoch, None, float(loss))
             with deferred(release=not within_call):
                 self.log.record(logs, scalars)
-                final = (epochs is not None and epoch + 1 >= epochs
-                         or getattr(model, "stop_training", False) or interrupts.signal_held())
+                # A held signal ends the run after the call's last epoch, not within the call:
+                # there every epoch would write the tables again (thousands of short epochs).
+                final = (epochs is not None and epoch + 1 >= epochs or getattr(model, "stop_training", False)
+                         or (interrupts.signal_held() and not within_call))
                 saving = checkpoint is not None and checkpoint.due(final)
                 interval = min(TABLES_EVERY_SECONDS, checkpoint.every_seconds if checkpoint else TABLES_EVERY_SECONDS)
                 if not (saving or final or time.monotonic() - self._written_at >= interval):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
         loss, metrics = resolve_outputs(train_config, spec, model, datasets.train.element_spec)
         optimizer = get_optimizer(train_config["optimizer"], spec)
         loss_object = check_loss_fits(loss, model, datasets.train.element_spec, spec)
+    _keras_xla_verdict(setup, model, quiet)
     if not is_keras(model) and train_config.get("callbacks"):
         raise spec.error(("train", "callbacks"), "callbacks drive Keras models; a module model takes none")
 
@@ -138,7 +140,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
             result, evaluation = train(spec, setup, datasets, validation, model, loss_object, optimizer,
                                        metrics, run_dir, quiet, progress)
         except tf.errors.InvalidArgumentError as e:
-            raise _loss_error(spec, loss_object, e) or e
+            raise _loss_error(spec, loss_object, e) or _xla_error(spec, setup, e) or e
         if profiler is not None:
             _report_profile(profiler, datasets.train, run_dir)
         with deferred():
@@ -156,6 +158,21 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
             files.remove_partial_files(run_dir)
         files.discard_run_dir(run_dir, setup.is_chief)
     return RunResult(run_dir=run_dir.path, metrics=evaluation, chief=setup.is_chief)
+
+
+def _keras_xla_verdict(setup, model, quiet) -> None:
+    """jit_compile as Keras decides it for this model, for every loop and the manifest:
+    Keras turns XLA off (and warns) for layers it cannot compile, or under op determinism."""
+    if not (setup.jit_compile and is_keras(model)):
+        return
+    with warnings.catch_warnings(record=True):  # said once, below
+        model.jit_compile = True  # the setter is Keras's check
+    if not model.jit_compile:
+        setup.jit_compile = False
+        setup.manifest["xla"] = False
+        if not quiet:
+            print("xla: off (Keras cannot compile this model's layers with XLA, or op determinism is on)",
+                  flush=True)
 
 
 def _report_profile(profiler, train, run_dir) -> None:
@@ -203,6 +220,18 @@ def _loss_error(spec, loss, error):
     reason = re.split(r"\s*\[\[|\s*\[Op:|\s+Label values:", lines[-1] if lines else text)[0].strip()
     name = getattr(loss, "name", None) or "loss"
     return spec.error(("train", "loss"), f"loss {name!r} does not fit the labels: {reason}")
+
+
+def _xla_error(spec, setup, error):
+    """A located error when XLA could not compile a step (an op without an XLA kernel, a
+    shape XLA cannot know when it compiles): the spec asked for jit_compile."""
+    text = error.message or ""
+    if not setup.jit_compile or not re.search(r"XLA_\w+_JIT|XLA compilation|tf2xla", text):
+        return None
+    op = re.search(r"No registered '(\w+)' OpKernel for (XLA_\w+_JIT)", text)
+    reason = f"the op {op[1]} has no {op[2]} kernel" if op else "a shape it must know when it compiles is computed"
+    return spec.error(("device", "jit_compile"),
+                      f"XLA cannot compile this model's training step ({reason}): set jit_compile: false")
 
 
 def _validation_split(spec, datasets):

@@ -199,6 +199,39 @@ def test_a_first_signal_waits_for_the_epoch_end_while_an_epoch_is_unsaved():
     assert not interrupts.signal_held()  # dropped with the run
 
 
+def test_a_signal_held_within_a_fused_call_waits_for_its_last_epoch_without_writing_each_epoch(tmp_path):
+    """Inside one fused graph call of thousands of short epochs, a held signal makes no
+    epoch the last but the call's last one: the tables are written then, not every epoch
+    (which made a SIGTERM take 20 s and more to stop such a run)."""
+    import os
+    import signal
+
+    from runner import interrupts
+    from runner.progress import Progress
+
+    class Manifest:
+        def heartbeat(self, **fields):
+            pass
+
+    progress = Progress(tmp_path, Manifest())
+    writes = []
+    write = progress.log.write
+    progress.log.write = lambda: (writes.append(progress.log.epochs), write())[1]
+    checkpoint = checkpoints.epoch_checkpoint(tf.Module(), keras.optimizers.SGD(), tmp_path, {"every_seconds": 3600})
+    within_call = progress.epoch_end(None, within_call=True)
+    call_end = progress.epoch_end(checkpoint, 10_000)
+    with interrupts.signals_raise():
+        call_end(0, {"loss": 1.0})  # the first epoch writes; the next wait for the interval
+        interrupts.hold_till_epoch_end(True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        for epoch in range(1, 2000):
+            within_call(epoch, {"loss": 1.0})
+        assert writes == [1] and interrupts.signal_held()
+        with pytest.raises(interrupts.RunInterrupted):
+            call_end(2000, {"loss": 1.0})  # the call's last epoch: written, saved, then stopped
+    assert writes == [1, 2001] and _manager_checkpoints(tmp_path) == ["ckpt-2001"]
+
+
 def test_a_keras_model_saved_as_a_saved_model(tmp_path):
     spec = small_spec(tmp_path, overrides=[
         "train.loop=fit", "outputs.save_model=saved_model",

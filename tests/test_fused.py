@@ -205,6 +205,31 @@ def test_jit_compile_runs_the_fused_engine_with_xla_compiled_steps(workdir):
                                read_json(plain.run_dir / "history.json")["loss"], rtol=1e-5)
 
 
+@pytest.mark.parametrize("engine", ["fused", "keras"])
+def test_xla_is_off_and_said_so_when_keras_cannot_compile_the_model(workdir, capsys, engine):
+    """A layer Keras cannot compile with XLA (Hashing) turns jit_compile off, as Keras does
+    for fit: the run says so, trains, and its manifest records XLA off."""
+    spec = write(workdir, RECURRENT.replace("LSTM: {units: 4}", "Hashing: {num_bins: 4}")
+                 .replace("[1, 1]", "[1]").replace("engine: fused", f"engine: {engine}"))
+    result = run_spec(load_spec(spec, overrides=["device.jit_compile=true", "train.verbose=0"]))
+    manifest = read_json(result.run_dir / "manifest.json")
+    assert (manifest["status"], manifest["engine"], manifest["devices"]["xla"]) == ("completed", engine, False)
+    assert "xla: off (Keras cannot compile this model's layers with XLA, or op determinism is on)" in \
+        capsys.readouterr().out.splitlines()
+
+
+@pytest.mark.parametrize("engine", ["fused", "keras"])
+def test_a_model_xla_cannot_compile_is_a_located_error_at_jit_compile(workdir, engine):
+    spec = write(workdir, RECURRENT.replace("LSTM: {units: 4}", "Resizing: {height: 2, width: 2, interpolation: area}")
+                 .replace("[1, 1]", "[1, 1, 1]").replace("- Dense: {units: 1}", "- Flatten: {}\n      - Dense: {units: 1}")
+                 .replace("engine: fused", f"engine: {engine}").replace("jit_compile: false", "jit_compile: true"))
+    with pytest.raises(SpecError) as error:
+        run_spec(load_spec(spec), quiet=True)
+    assert str(error.value) == (
+        f"{spec}:29:3: device.jit_compile: XLA cannot compile this model's training step "
+        "(the op ResizeArea has no XLA_CPU_JIT kernel): set jit_compile: false")
+
+
 def test_epoch_order_depends_on_seed_and_epoch_only():
     data = InMemoryData(tf.zeros([100, 2]), tf.zeros([100]), batch_size=10, shuffle=True, seed=5)
     first, again = epoch_order(data, 3).numpy(), epoch_order(data, 3).numpy()
@@ -346,7 +371,7 @@ def _setup_named(name, jit=False, replicas=1):
      "jit_compile with several replicas (the fused engine compiles one device's step with XLA)"),
     (_setup_named("default"), {"steps_per_epoch": 3}, [], 10, "steps_per_epoch (epochs that span dataset passes)"),
     (_setup_named("default"), {"fused_memory_mb": 1}, [], 3 * 2**20,
-     "the training split takes 3 MB, over train.fused_memory_mb 1"),
+     "the training and validation splits take 3 MB, over train.fused_memory_mb 1"),
     (_setup_named("default"), {}, ["TerminateOnNaN"], 10, "callbacks acting on every batch: TerminateOnNaN"),
     (_setup_named("default"), {"validation_freq": 2}, [], 10,
      "validation_freq (the fused epoch validates after every epoch)"),

@@ -188,11 +188,13 @@ def multi_npz(fashion, tmp_path_factory):
     return folder
 
 
-@pytest.mark.parametrize("loop", ["fit", "custom"])
-def test_a_two_input_three_output_model_trains(multi_npz, workdir, loop):
+@pytest.mark.parametrize("loop, engine", [("fit", "keras"), ("custom", "keras"), ("fit", "fused")])
+def test_a_two_input_three_output_model_trains(multi_npz, workdir, loop, engine):
     (workdir / "multi.npz").write_bytes((multi_npz / "multi.npz").read_bytes())
-    path = write(workdir, TWO_IN_TWO_OUT.replace("loop: fit", f"loop: {loop}"))
+    path = write(workdir, TWO_IN_TWO_OUT.replace("loop: fit", f"loop: {loop}\n      engine: {engine}"))
     result = run(path)
+    assert json.loads((result.run_dir / "manifest.json").read_text())["engine"] == engine
+    keras.saving.load_model(result.run_dir / "model.keras")  # what pipe evaluate and predict read
     validation = result.metrics["validation"]
     assert validation["item_accuracy"] > 0.4        # ten classes: chance is 0.1
     assert validation["top_accuracy"] > 0.7         # binary

@@ -23,7 +23,7 @@ def training_rule_errors(spec) -> list[SpecError]:
     errors = []
     for rule in (reference_errors, stage_order_errors, schedule_errors, optimizer_errors,
                  logits_errors, monitor_errors, class_weight_errors, loss_key_errors, checkpoint_errors,
-                 module_errors):
+                 module_errors, fused_engine_errors):
         errors += rule(spec)
     return errors
 
@@ -217,6 +217,27 @@ def module_errors(spec) -> list[SpecError]:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def fused_obstacle(train: dict) -> str | None:
+    """Why the fused engine cannot take these training settings' steps, known from the
+    spec alone (the rest needs the data, the devices or Keras: `runner.train.engine`)."""
+    if train.get("steps_per_epoch"):
+        return "steps_per_epoch (epochs that span dataset passes)"
+    if train.get("validation_freq", 1) != 1:
+        return "validation_freq (the fused epoch validates after every epoch)"
+    if train.get("initial_epoch", 0):
+        return "initial_epoch (the fused engine counts epochs from 0)"
+    return None
+
+
+def fused_engine_errors(spec) -> list[SpecError]:
+    """`train.engine: fused` with settings it cannot run, before `pipe run` finds them."""
+    train = spec.get("train", default={})
+    if not isinstance(train, dict) or train.get("engine") != "fused":
+        return []
+    reason = fused_obstacle(train)
+    return [spec.error(("train", "engine"), f"the fused engine cannot run this spec: {reason}")] if reason else []
 
 
 def _strings(node, path):

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import keras
 
+from runner.spec.training_rules import fused_obstacle
+
 DEFAULT_MEMORY_MB = 1024
 _FUSED_STRATEGIES = ("default", "one_device", "mirrored")
 _BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
@@ -47,7 +49,9 @@ def choose_engine(spec, *, setup, loop: str, callbacks, data_reason: str, nbytes
     reason = _obstacle(train, setup, callbacks, data_reason, nbytes)
     if reason is None:
         size = f"{nbytes / 2**20:.0f} MB" if nbytes >= 2**20 else f"{nbytes / 2**10:.0f} KB"
-        return Engine("fused", f"data in memory, {size}; whole epochs per graph call")
+        calls = ("one graph call per epoch (callbacks act between epochs)" if callbacks
+                 else "whole epochs per graph call")
+        return Engine("fused", f"data in memory, {size}; {calls}")
     if requested == "fused":
         raise spec.error(("train", "engine"), f"the fused engine cannot run this spec: {reason}")
     return Engine("keras", f"{loop}; not fused: {reason}")
@@ -59,17 +63,14 @@ def _obstacle(train, setup, callbacks, data_reason, nbytes) -> str | None:
         return f"the {setup.strategy_name} strategy (fused runs on one device or mirrored)"
     if setup.jit_compile and setup.num_replicas > 1:
         return "jit_compile with several replicas (the fused engine compiles one device's step with XLA)"
-    if train.get("steps_per_epoch"):
-        return "steps_per_epoch (epochs that span dataset passes)"
-    if train.get("validation_freq", 1) != 1:
-        return "validation_freq (the fused epoch validates after every epoch)"
-    if train.get("initial_epoch", 0):
-        return "initial_epoch (the fused engine counts epochs from 0)"
+    spec_reason = fused_obstacle(train)
+    if spec_reason:
+        return spec_reason
     if data_reason:
         return data_reason
     budget = train.get("fused_memory_mb", DEFAULT_MEMORY_MB)
     if nbytes > budget * 2**20:
-        return f"the training split takes {nbytes / 2**20:.0f} MB, over train.fused_memory_mb {budget}"
+        return f"the training and validation splits take {nbytes / 2**20:.0f} MB, over train.fused_memory_mb {budget}"
     per_batch = [type(c).__name__ for c in callbacks if needs_batch_hooks(c)]
     if per_batch:
         return f"callbacks acting on every batch: {', '.join(per_batch)}"

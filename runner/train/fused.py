@@ -90,7 +90,7 @@ class FusedLoop(CustomLoop):
         self.validation_data = validation_data
         # Under jit_compile XLA compiles each training step (one device): on a CPU it fuses a
         # small model's many element-wise ops, but may run convolutions and random ops slower
-        # (see README). Set before the first epoch; `_train_fused` defers to Keras's verdict.
+        # (see README).
         self.xla_steps = bool(kwargs["setup"].jit_compile) and self.replicas == 1
         self._log_keys = list(self._logs())
         if validation_data is not None:
