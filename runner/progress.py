@@ -45,13 +45,15 @@ class Progress:
         run_dir: the new run's directory.
         manifest: its `Manifest`, already written (`running`).
         previous: the `Resume` this run continues, or None.
+        validated: the split the `val_` values come from, as metrics.json names it mid-run.
     """
 
-    def __init__(self, run_dir: Path, manifest, previous=None):
+    def __init__(self, run_dir: Path, manifest, previous=None, validated="validation"):
         self.run_dir = Path(run_dir)
         self.manifest = manifest
         self.previous = previous
-        self.log = EpochLog(run_dir, *((previous.history, previous.trajectories) if previous else ()))
+        self.log = EpochLog(run_dir, *((previous.history, previous.trajectories) if previous else (None, None)),
+                            validated=validated)
         self.checkpoint = None
         self._written_at = float("-inf")
 

@@ -119,7 +119,8 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
     # The manifest first: whatever fails after this (a full disk included), it records it.
     manifest = Manifest(run_dir, spec, spec_sha256=files.spec_sha256(spec), devices=setup.manifest,
                         files=datasets.files)
-    progress = Progress(run_dir, manifest, previous)
+    progress = Progress(run_dir, manifest, previous,
+                        validated="test" if train_config.get("validate_on") == "test" else "validation")
     profiler = StepProfiler(run_dir / "tensorboard") if profile else None
     train = functools.partial(_train_fit if loop == "fit" else _train_custom, profiler=profiler)
     try:

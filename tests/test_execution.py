@@ -232,6 +232,16 @@ def test_a_signal_held_within_a_fused_call_waits_for_its_last_epoch_without_writ
     assert writes == [1, 2001] and _manager_checkpoints(tmp_path) == ["ckpt-2001"]
 
 
+def test_mid_run_metrics_name_the_split_validated_on(tmp_path):
+    """metrics.json during a run (and of a run a signal stopped) names test as test."""
+    from runner.outputs.epochs import EpochLog
+
+    log = EpochLog(tmp_path, validated="test")
+    log.record({"loss": 1.0, "val_loss": 2.0}, None)
+    log.write()
+    assert read_json(tmp_path / "metrics.json") == {"train": {"loss": 1.0}, "test": {"loss": 2.0}}
+
+
 def test_a_keras_model_saved_as_a_saved_model(tmp_path):
     spec = small_spec(tmp_path, overrides=[
         "train.loop=fit", "outputs.save_model=saved_model",

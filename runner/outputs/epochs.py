@@ -22,10 +22,13 @@ class EpochLog:
     Args:
         run_dir: where the tables are written.
         history, trajectories: the epochs before this run's first (resume), else empty.
+        validated: the split the `val_` values come from (`validation` or `test`).
     """
 
-    def __init__(self, run_dir: Path, history: dict | None = None, trajectories: dict | None = None):
+    def __init__(self, run_dir: Path, history: dict | None = None, trajectories: dict | None = None,
+                 validated: str = "validation"):
         self.run_dir = Path(run_dir)
+        self.validated = validated
         self.history = {k: list(v) for k, v in (history or {}).items()}
         self.trajectories = {k: list(v) for k, v in (trajectories or {}).items()}
         self.written = self.epochs  # epochs the files hold
@@ -52,15 +55,15 @@ class EpochLog:
         self.written = self.epochs
         write_history(self.run_dir, self.history, durable=False)
         write_trajectories(self.run_dir, self.trajectories, durable=False)
-        write_json(self.run_dir / "metrics.json", last_epoch_metrics(self.history), durable=False)
+        write_json(self.run_dir / "metrics.json", last_epoch_metrics(self.history, self.validated), durable=False)
 
 
-def last_epoch_metrics(history: dict) -> dict:
-    """`{"train": {...}, "validation": {...}}` from the last epoch of a history."""
+def last_epoch_metrics(history: dict, validated: str = "validation") -> dict:
+    """`{"train": {...}, validated: {...}}` from the last epoch of a history."""
     metrics = {"train": {k: v[-1] for k, v in history.items() if not k.startswith("val_") and v}}
     validation = {k[4:]: v[-1] for k, v in history.items() if k.startswith("val_") and v}
     if validation:
-        metrics["validation"] = validation
+        metrics[validated] = validation
     return metrics
 
 
