@@ -54,7 +54,7 @@ def choose_training(spec, setup, datasets, loop: str, run_dir, profiling=False) 
 def _plans(spec, datasets) -> tuple[dict, str]:
     """In-memory plans of train and the validation split, or ({}, why one cannot be had)."""
     plans = {}
-    for role, split in (("train", "train"), ("validation", _validation_split_name(spec, datasets))):
+    for role, split in (("train", "train"), ("validation", datasets.validated_split(spec))):
         if split is None:
             continue
         plan, reason = plan_in_memory(spec, datasets, split)
@@ -65,16 +65,6 @@ def _plans(spec, datasets) -> tuple[dict, str]:
             return {}, f"data.{split}: elements without labels"
         plans[role] = plan
     return plans, ""
-
-
-def _validation_split_name(spec, datasets) -> str | None:
-    """The split `run._validation_split` validates on, by name."""
-    which = spec.doc["train"].get("validate_on")
-    if which == "test":
-        return "test"
-    if which in ("validation", None) and datasets.validation is not None:
-        return "validation"
-    return None
 
 
 def _in_memory(plan: InMemoryPlan, seed, setup) -> InMemoryData:
@@ -130,7 +120,7 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
     result = progress.result(result)
     if output_config.get("tensorboard"):
         history.write_tensorboard(run_dir, result.history)
-    validated_on = _validation_split_name(spec, datasets)
+    validated_on = datasets.validated_split(spec)
 
     def evaluate(dataset, split):
         if split == validated_on:  # already in memory

@@ -93,7 +93,8 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
         console.hide_known_noise()  # each epoch reads its finite dataset to the end, by design
 
     datasets = build_datasets(spec)
-    validation = _validation_split(spec, datasets)
+    validated = datasets.validated_split(spec)
+    validation = getattr(datasets, validated) if validated else None
     check_class_weight(spec, datasets.info)
     loop = train_config.get("loop", "fit")
     model_config = substitute_metadata(spec.doc["model"], datasets.info, spec, ("model",))
@@ -119,8 +120,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
     # The manifest first: whatever fails after this (a full disk included), it records it.
     manifest = Manifest(run_dir, spec, spec_sha256=files.spec_sha256(spec), devices=setup.manifest,
                         files=datasets.files)
-    progress = Progress(run_dir, manifest, previous,
-                        validated="test" if train_config.get("validate_on") == "test" else "validation")
+    progress = Progress(run_dir, manifest, previous, validated=validated or "validation")
     profiler = StepProfiler(run_dir / "tensorboard") if profile else None
     train = functools.partial(_train_fit if loop == "fit" else _train_custom, profiler=profiler)
     try:
@@ -233,15 +233,6 @@ def _xla_error(spec, setup, error):
     reason = f"the op {op[1]} has no {op[2]} kernel" if op else "a shape it must know when it compiles is computed"
     return spec.error(("device", "jit_compile"),
                       f"XLA cannot compile this model's training step ({reason}): set jit_compile: false")
-
-
-def _validation_split(spec, datasets):
-    which = spec.doc["train"].get("validate_on")
-    if which == "test":
-        return datasets.test
-    if which == "validation" or which is None:
-        return datasets.validation
-    return None
 
 
 def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, progress,

@@ -32,6 +32,16 @@ class Datasets:
     sources: dict = field(default_factory=dict)  # split -> Source, for the in-memory engine
     epoch: tf.Variable | None = None  # the loops set it at each epoch's start: it seeds reshuffling
 
+    def validated_split(self, spec) -> str | None:
+        """The split the epochs validate on, by name: `train.validate_on`, by default the
+        validation split when there is one."""
+        which = spec.doc["train"].get("validate_on")
+        if which == "test":
+            return "test"
+        if which in ("validation", None) and self.validation is not None:
+            return "validation"
+        return None
+
 
 def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datasets:
     """Every declared split: its source (files opened and checked now), then its stages.
