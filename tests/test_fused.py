@@ -97,11 +97,12 @@ def read_json(path: Path):
 # ------------------------------------------------------------------ same steps as fit
 
 
-def _classifier(seed=0):
+def _classifier(seed=0, dropout=False):
     keras.utils.set_random_seed(seed)
     return keras.Sequential([
         keras.Input((6,)),
         keras.layers.Dense(16, activation="relu", kernel_regularizer=keras.regularizers.L2(1e-3)),
+        *([keras.layers.Dropout(0.5, seed=7)] if dropout else []),
         keras.layers.Dense(3),
     ])
 
@@ -116,7 +117,9 @@ def test_fused_epochs_take_the_steps_fit_takes_in_the_same_order(jit_compile, rt
     """Fit on the examples in the fused engine's order gives the fused losses and weights.
 
     Both run the same float32 ops on the same batches (class weights, an L2 loss, a
-    learning-rate schedule and clipnorm included). On this machine they agree bit for bit;
+    learning-rate schedule and clipnorm included; without XLA also Dropout, whose masks
+    both draw from the layer's seed in the same order: XLA draws other random numbers).
+    On this machine they agree bit for bit;
     the tolerance, relative 1e-6 on losses and weights after 3 epochs of 5 steps, leaves
     room only for a different summation order of a kernel, while a loss reported after
     the update or a missed class weight moves the losses by 1e-4 or more. Under
@@ -130,15 +133,15 @@ def test_fused_epochs_take_the_steps_fit_takes_in_the_same_order(jit_compile, rt
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     data = InMemoryData(tf.constant(x), tf.constant(y), batch_size=32, shuffle=True, seed=11)
 
-    fused_model = _classifier()
+    fused_model = _classifier(dropout=not jit_compile)
     fused = FusedLoop(fused_model, loss=loss, optimizer=_optimizer(), metrics=["sparse_categorical_accuracy"],
                       element_spec=(tf.TensorSpec([None, 6]), tf.TensorSpec([None], tf.int32)),
                       setup=default_setup(jit_compile), class_weight=class_weight, verbose=0, train_data=data)
     fused_history = fused.fit(epochs=3, quiet=True).history
-    compiled = [getattr(full_batch_step, "_jit_compile", False) for _, full_batch_step in fused._traced_steps.values()]
+    compiled = [getattr(full_batches, "_jit_compile", False) for _, full_batches in fused._traced_steps.values()]
     assert compiled == [jit_compile]  # the training step (no validation here), XLA-compiled under jit_compile
 
-    fit_model = _classifier()
+    fit_model = _classifier(dropout=not jit_compile)
     fit_model.compile(optimizer=_optimizer(), loss=loss, metrics=["sparse_categorical_accuracy"])
     fit_losses, fit_accuracy = [], []
     for epoch in range(3):
@@ -153,6 +156,35 @@ def test_fused_epochs_take_the_steps_fit_takes_in_the_same_order(jit_compile, rt
     np.testing.assert_allclose(fused_history["sparse_categorical_accuracy"], fit_accuracy, rtol=rtol)
     for a, b in zip(fused_model.get_weights(), fit_model.get_weights()):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=rtol / 10)
+
+
+def test_compiling_the_xla_loop_ahead_changes_no_variable():
+    """Under jit_compile the fused engine first calls its compiled loop for no batches, in a
+    thread, so that XLA compiles it while the epoch's graph is traced. That call leaves every
+    variable as it was (weights, optimizer slots and iterations, metrics holding an earlier
+    evaluation's sums), and training afterwards takes the steps it takes without it."""
+    rng = np.random.default_rng(1)
+    data = InMemoryData(tf.constant(rng.normal(size=(150, 6)).astype(np.float32)),
+                        tf.constant(rng.integers(0, 3, size=150).astype(np.int32)), batch_size=32, shuffle=True, seed=3)
+    histories = []
+    for ahead in (True, False):
+        fused = FusedLoop(_classifier(), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          optimizer=_optimizer(), metrics=["sparse_categorical_accuracy"],
+                          element_spec=(tf.TensorSpec([None, 6]), tf.TensorSpec([None], tf.int32)),
+                          setup=default_setup(True), verbose=0, train_data=data)
+        if ahead:
+            fused.evaluate_in_memory(data)  # metrics hold sums, as after a report's initial evaluation
+            variables = [*fused.model.variables, *fused.optimizer.variables, *fused.loss_tracker.variables,
+                         *(v for metric in fused.metrics for v in metric.variables)]
+            before = [v.numpy().copy() for v in variables]
+            assert any(value.any() for value in before[-4:])
+            fused._compile_ahead()
+            for variable, value in zip(variables, before):
+                np.testing.assert_array_equal(variable.numpy(), value, err_msg=variable.path)
+        else:
+            fused._compile_ahead = lambda: None
+        histories.append(fused.fit(epochs=2, quiet=True).history)
+    np.testing.assert_allclose(histories[0]["loss"], histories[1]["loss"], rtol=1e-6)
 
 
 # A recurrent model, a partial last batch (256 = 8 x 30 + 16): XLA compiles an LSTM's

@@ -16,6 +16,7 @@ the batches the uninterrupted run took from epoch k on.
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import time
 from dataclasses import dataclass
@@ -63,6 +64,20 @@ def epoch_order(data: InMemoryData, epoch):
     epoch = tf.cast(epoch, tf.int64) if data.reshuffle_each_iteration else tf.constant(0, tf.int64)
     seed = tf.stack([tf.constant(data.seed, tf.int64), epoch])
     return tf.random.experimental.stateless_shuffle(indices, seed=seed)
+
+
+def _batches_loop(step, x, y, batches, count):
+    """`step(x, y, ids)` for the first `count` rows of `batches`, in order.
+
+    `count` is a tensor, not the static row count: a compiled loop can then be called
+    for no batches at all, which compiles it and changes nothing (`FusedLoop._compile_ahead`).
+    """
+    def body(i):
+        step(x, y, batches[i])
+        return i + 1
+
+    # parallel_iterations=1: each step sees the variables the previous one updated.
+    tf.while_loop(lambda i: i < count, body, [tf.constant(0)], parallel_iterations=1)
 
 
 def _gather(x, y, ids):
@@ -136,31 +151,33 @@ class FusedLoop(CustomLoop):
     def _pass(self, kind, x, y, order, data: InMemoryData):
         """Every batch of `order`: the full ones in one loop, then the partial one, if kept
         (two parts, so that every batch in the loop has the same static shape)."""
-        step, full_batch_step = self._steps(kind, x, y)
+        step, full_batches = self._steps(kind, x, y)
         full = data.count // data.batch_size
         if full:
             batches = tf.reshape(order[: full * data.batch_size], [full, data.batch_size])
-            self._batches_graph(full_batch_step, x, y, batches)
+            full_batches(x, y, batches, tf.constant(full))
         if data.count % data.batch_size and not data.drop_remainder:
             step(x, y, order[full * data.batch_size:])
 
     def _steps(self, kind, x, y):
-        """The step of `kind` on the examples `ids` of (x, y), for any batch, and the one
-        full batches take.
+        """The step of `kind` on the examples `ids` of (x, y), for any batch, and the loop
+        that runs it over full batches (`batches`: one row of example ids per batch).
 
         On one device the step is traced once, for batches of any size (tracing a model
-        is most of a fused run's fixed cost), and both calls run that graph. Under
-        jit_compile XLA compiles the training step, with the batch's gather, for full
-        batches only (it compiles once per shape; the partial batch and evaluation run too
-        seldom to repay a compilation), traced for their static shape: XLA must know every
-        shape when it compiles (an LSTM's gradient loop computes them otherwise). Replicas
-        trace the step in place, in their replica context.
+        is most of a fused run's fixed cost), and both run that graph. Under jit_compile
+        XLA compiles the training loop over the full batches, each batch's gather and step
+        (one compiled call per epoch: a call per step would cost the host more than a
+        small model's step), traced for their static shape: XLA must know every shape when
+        it compiles (an LSTM's gradient loop computes them otherwise). The partial batch
+        and evaluation run uncompiled: XLA compiles once per shape, and they run too
+        seldom to repay a compilation. Replicas trace the step in place, in their replica
+        context.
         """
         python_step = self._train_step if kind == "train" else self._test_step
         if self.replicas > 1:
             def replicated(x, y, ids):
                 return self.strategy.run(self._replica_step, args=(python_step, x, y, ids))
-            return replicated, replicated
+            return replicated, functools.partial(_batches_loop, replicated)
         signature = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), (x, y))
         key = (kind, str(signature))
         if key not in self._traced_steps:
@@ -171,20 +188,35 @@ class FusedLoop(CustomLoop):
             def step(x, y, ids):
                 return traced()(*_gather(x, y, ids))
 
-            full_batch_step = step
+            full_batches = functools.partial(_batches_loop, step)
             if self.xla_steps and kind == "train":
-                full_batch_step = tf.function(lambda x, y, ids: python_step(*_gather(x, y, ids)),
-                                              jit_compile=True, autograph=False)
-            self._traced_steps[key] = step, full_batch_step
+                gathered_step = lambda x, y, ids: python_step(*_gather(x, y, ids))  # noqa: E731
+                full_batches = tf.function(functools.partial(_batches_loop, gathered_step),
+                                           jit_compile=True, autograph=False)
+            self._traced_steps[key] = step, full_batches
         return self._traced_steps[key]
 
-    def _batches_graph(self, step, x, y, batches):
-        def body(i):
-            step(x, y, batches[i])
-            return i + 1
+    def _compile_ahead(self):
+        """Trace the first call's graph while XLA compiles the training loop beside it.
 
-        # parallel_iterations=1: each step sees the variables the previous one updated.
-        tf.while_loop(lambda i: i < tf.shape(batches)[0], body, [tf.constant(0)], parallel_iterations=1)
+        XLA compiles a function when it is first called. Here the loop is called for no
+        batches in a thread, where it compiles (in C++, without Python's lock) while this
+        thread traces the rest of the epoch; the epoch's call then finds it compiled. A
+        call for no batches reads the variables and writes them back unchanged; it is
+        waited for here, before any graph that changes them runs.
+        """
+        data = self.train_data
+        full = data.count // data.batch_size
+        if not (full and self.xla_steps):
+            return
+        _, full_batches = self._steps("train", data.x, data.y)
+        args = (data.x, data.y, tf.zeros([full, data.batch_size], tf.int32), tf.constant(0))
+        # Called from a graph, as the epoch calls it: XLA's cache tells the two calls apart.
+        loop = tf.function(lambda *args: full_batches(*args), autograph=False).get_concrete_function(*args)
+        with concurrent.futures.ThreadPoolExecutor(1) as thread:
+            compiling = thread.submit(_on_device, tf.nest.flatten(data.x)[0].device, loop, *args)
+            self._run_epochs.get_concrete_function(*self._epochs_args(0, 1))
+            compiling.result()  # raises what compiling raised
 
     def _replica_step(self, step, x, y, ids):
         """This replica's share of the global batch `ids` (shares differ by one at most)."""
@@ -220,6 +252,7 @@ class FusedLoop(CustomLoop):
         if self.report.get("initial") and not quiet:
             initial = self.evaluate_in_memory(self.train_data)
             print(self.report["initial"].format(**initial, **self.scalar_values()), flush=True)
+        self._compile_ahead()
         callbacks.on_train_begin()
         epoch, per_call = initial_epoch, 1
         while epoch < epochs:
@@ -248,13 +281,14 @@ class FusedLoop(CustomLoop):
         callbacks.on_train_end(history and {k: v[-1] for k, v in history.items()})
         return TrainResult(history=history, trajectories=trajectories, epochs_run=len(history.get("loss", [])))
 
-    def _call_epochs(self, first: int, count: int) -> dict:
+    def _epochs_args(self, first: int, count: int) -> tuple:
         validation = self.validation_data
-        results = self._run_epochs(
-            self.train_data.x, self.train_data.y,
-            None if validation is None else validation.x, None if validation is None else validation.y,
-            tf.constant(first, tf.int64), tf.constant(count, tf.int32),
-        )
+        return (self.train_data.x, self.train_data.y,
+                None if validation is None else validation.x, None if validation is None else validation.y,
+                tf.constant(first, tf.int64), tf.constant(count, tf.int32))
+
+    def _call_epochs(self, first: int, count: int) -> dict:
+        results = self._run_epochs(*self._epochs_args(first, count))
         return {k: [float(v) for v in values.numpy()] for k, values in results.items()}
 
     def _report_fused_epoch(self, epoch, epochs, logs, scalars, seconds, quiet) -> None:
@@ -280,6 +314,12 @@ class _EpochLogs(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.logs[epoch] = dict(logs or {})
+
+
+def _on_device(device, function, *args):
+    """`function(*args)` placed on `device` (another thread starts on the default device)."""
+    with tf.device(device):
+        return function(*args)
 
 
 def _next_per_call(count: int, seconds: float) -> int:
