@@ -260,8 +260,8 @@ def _fashion_section(found: dict) -> list[str]:
               "manifest (with the SHA-256 of the four data files), a final checkpoint, history.png and "
               "confusion_matrix.png (one prediction pass over the test set, no second evaluation: the test split "
               "is the validation split, so its metrics are the last epoch's). `pipe, fused` is the spec as "
-              "shipped (`train.engine: auto`: the splits in memory, whole epochs per graph call, each step "
-              "compiled with XLA; see README, The fused engine).", ""]
+              "shipped (`train.engine: auto`: the splits in memory, whole epochs per graph call, each epoch's "
+              "loop over its full batches compiled with XLA; see README, The fused engine).", ""]
     return lines
 
 

@@ -32,12 +32,20 @@ def error_log_of(error: BaseException) -> str | None:
 
 def describe_failure(error: BaseException) -> str:
     """`pipe run: the run failed: <Type>: <message> (...)`, on one paragraph."""
+    log = error_log_of(error)
+    where = f"the full traceback is in {log}" if log else "no error.log was written"
+    return f"pipe run: the run failed: {summarise_error(error)} ({where}; --debug prints it)"
+
+
+def summarise_error(error: BaseException) -> str:
+    """`<Type>: <message>`, on one paragraph of at most about 600 characters."""
     text = getattr(error, "message", None) or str(error)
-    # TensorFlow appends the graph node and op ([[{{node ...}}]], [Op:...]): not for users.
+    # TensorFlow puts the Python lines that defined the failing node before the cause
+    # (they are in error.log) ...
+    text = re.sub(r"Detected at node \S+ defined at \(most recent call last\):\n(?:[ \t]*(?:File .*)?\n)*", "", text)
+    # ... and the graph node and op after it ([[{{node ...}}]], [Op:...]): not for users.
     text = re.split(r"\s*\[\[|\s*\[Op:|\n\s*Stack trace", text)[0]
     text = re.sub(r"\s+", " ", text).strip() or type(error).__name__
     if len(text) > _MAX_CHARS:
         text = text[:_MAX_CHARS].rstrip() + " ..."
-    log = error_log_of(error)
-    where = f"the full traceback is in {log}" if log else "no error.log was written"
-    return f"pipe run: the run failed: {type(error).__name__}: {text} ({where}; --debug prints it)"
+    return f"{type(error).__name__}: {text}"

@@ -112,7 +112,7 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
     # Within one graph call of several epochs only the last one's state exists to checkpoint.
     within_call = progress.epoch_end(None, within_call=True)
     saving = checkpoints.saving(checkpoint, output_config.get("checkpoints"))
-    if saving is not None and saving.every_seconds == 0:  # {every_epoch: true}: each epoch's state saved
+    if checkpoints.saves_every_epoch(output_config.get("checkpoints")):  # each epoch's state saved
         fused.one_epoch_per_call = True
     call_end = progress.epoch_end(saving, train_config["epochs"], model)
     result = fused.fit(epochs=train_config["epochs"], initial_epoch=initial_epoch, quiet=quiet,

@@ -46,7 +46,8 @@ def _handle(signum, frame):
 
 @contextlib.contextmanager
 def signals_raise():
-    """While inside, SIGINT/SIGTERM/SIGHUP raise `RunInterrupted`; the old handlers come back after.
+    """While inside, SIGINT/SIGTERM/SIGHUP raise `RunInterrupted` (unless ignored); the old
+    handlers come back after.
 
     Only the main thread can set handlers; elsewhere (a test runner's worker thread) this
     does nothing.
@@ -56,7 +57,9 @@ def signals_raise():
         return
     global _pending
     _pending = None
-    previous = {s: signal.signal(s, _handle) for s in HANDLED}
+    # A signal the process was started ignoring (`nohup` ignores SIGHUP, a shell's
+    # background job SIGINT) stays ignored: the user asked for that.
+    previous = {s: signal.signal(s, _handle) for s in HANDLED if signal.getsignal(s) != signal.SIG_IGN}
     try:
         yield
     finally:

@@ -101,6 +101,7 @@ def _build(spec, plan) -> None:
         plan.train["loss"] = ({name: keras.losses.serialize(each) for name, each in per_output.items()}
                               if per_output else keras.losses.serialize(loss_object))
         _check_loss_on_batches(spec, model, loss_object, batches, plan)
+        _check_label_classes(spec, model, loss_object, batches, plan)
         if metrics is not None:
             plan.train["metrics"] = _metrics(spec, model, metrics, batches["train"], plan)
 
@@ -187,6 +188,28 @@ def _check_forward(spec, model, split, batch, plan) -> bool:
                                       f"{_spec_text(tf.nest.map_structure(_tensor_spec, x))}{expects}: "
                                       f"{_short_message(e)}"))
         return False
+
+
+def _check_label_classes(spec, model, loss_object, batches, plan) -> None:
+    """Class labels of a sparse loss outside the model's classes, among each split's sampled
+    examples (a shuffled split's stray label may lie past its first batch; under XLA such a
+    label makes the loss NaN instead of an error)."""
+    if "sparse" not in getattr(loss_object, "name", ""):
+        return
+    for split, batch in batches.items():
+        counts = (plan.data[split].get("class_counts") or {}).get("counts")
+        if not counts or batch is None or not isinstance(batch, tuple) or len(batch) != 2:
+            continue
+        prediction = model(batch[0])
+        if not tf.is_tensor(prediction) or prediction.shape[-1] in (None, 1):
+            continue
+        classes = int(prediction.shape[-1])
+        outside = [label for label in counts if not 0 <= label < classes]
+        if outside:
+            sampled = plan.data[split]["class_counts"]["sampled_examples"]
+            plan.errors.append(spec.error(("train", "loss"), (
+                f"data.{split}: labels {', '.join(map(str, outside))} in the first {sampled} examples lie "
+                f"outside the model's {classes} classes (0 to {classes - 1})")))
 
 
 def _check_loss_on_batches(spec, model, loss_object, batches, plan) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 import tensorflow as tf
 
 from runner import interrupts
+from runner.failure import summarise_error
 from runner.interrupts import RunInterrupted, deferred
 from runner.outputs import files
 from runner.outputs.epochs import EpochLog
@@ -111,6 +112,10 @@ class Progress:
 
     def result(self, trained: TrainResult) -> TrainResult:
         """The whole run's tables: the resumed run's epochs, then this one's."""
+        if self.checkpoint is not None and self.previous is not None and self._last_checkpoint() is None:
+            # A resumed run with no epoch left to train: the state it restored is its last
+            # checkpoint, so that it can be resumed in turn.
+            self._save(self.checkpoint, self.log.epochs - 1)
         if self.log.written < self.log.epochs:
             with deferred():
                 self.log.write()
@@ -144,7 +149,7 @@ class Progress:
             status, reason = "diverged", str(error)
             fields["diverged_at"] = {"epoch": error.epoch + 1, "step": None if error.step is None else error.step + 1}
         else:
-            status, reason = "failed", f"{type(error).__name__}: {error}"
+            status, reason = "failed", summarise_error(error)
             fields["error"] = reason
         try:
             with deferred(release=False):

@@ -103,7 +103,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
         loss, metrics = resolve_outputs(train_config, spec, model, datasets.train.element_spec)
         optimizer = get_optimizer(train_config["optimizer"], spec)
         loss_object = check_loss_fits(loss, model, datasets.train.element_spec, spec)
-    _keras_xla_verdict(setup, model, quiet)
+    _keras_xla_verdict(setup, model, quiet, deterministic=train_config.get("deterministic", False))
     if not is_keras(model) and train_config.get("callbacks"):
         raise spec.error(("train", "callbacks"), "callbacks drive Keras models; a module model takes none")
 
@@ -161,7 +161,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
     return RunResult(run_dir=run_dir.path, metrics=evaluation, chief=setup.is_chief)
 
 
-def _keras_xla_verdict(setup, model, quiet) -> None:
+def _keras_xla_verdict(setup, model, quiet, deterministic=False) -> None:
     """jit_compile as Keras decides it for this model, for every loop and the manifest:
     Keras turns XLA off (and warns) for layers it cannot compile, or under op determinism."""
     if not (setup.jit_compile and is_keras(model)):
@@ -172,8 +172,9 @@ def _keras_xla_verdict(setup, model, quiet) -> None:
         setup.jit_compile = False
         setup.manifest["xla"] = False
         if not quiet:
-            print("xla: off (Keras cannot compile this model's layers with XLA, or op determinism is on)",
-                  flush=True)
+            why = ("train.deterministic: Keras does not compile with XLA under op determinism" if deterministic
+                   else "Keras cannot compile this model's layers with XLA")
+            print(f"xla: off ({why})", flush=True)
 
 
 def _report_profile(profiler, train, run_dir) -> None:

@@ -168,6 +168,27 @@ def test_an_epoch_is_due_when_its_interval_passed_or_when_it_is_final(tmp_path):
     assert int(checkpoint.epoch.numpy()) == 2
 
 
+def test_a_signal_the_process_ignores_stays_ignored():
+    """Under `nohup` (SIGHUP ignored) a hangup does not stop the run; the others still do."""
+    import os
+    import signal
+    import time
+
+    from runner import interrupts
+
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    try:
+        with interrupts.signals_raise():
+            assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+            os.kill(os.getpid(), signal.SIGHUP)  # ignored: nothing is raised
+            with pytest.raises(interrupts.RunInterrupted):
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(1)
+        assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
 def test_a_first_signal_waits_for_the_epoch_end_while_an_epoch_is_unsaved():
     """A held signal is raised when the epoch-end section ends (after its save); a second
     one, or one with nothing unsaved, is raised at once."""

@@ -324,10 +324,19 @@ outputs:
 
 
 def test_tensorboard_logs_in_both_loops(workdir):
-    for loop in ("fit", "custom"):
-        spec = small_spec(workdir, loop=loop, extra="outputs: {tensorboard: true}")
+    """The custom loop and the fused engine lay out their epochs as fit's TensorBoard
+    callback does: train/ and validation/, each value named epoch_<metric>."""
+    for loop, engine in (("fit", "keras"), ("custom", "keras"), ("fit", "fused")):
+        spec = small_spec(workdir, loop=loop, extra=f"  engine: {engine}\n  validate_on: test\n"
+                          "outputs: {tensorboard: true}")
         result = run_spec(spec, quiet=True)
-        assert list((result.run_dir / "tensorboard").rglob("events.out.tfevents.*"))
+        tags = {}
+        for events in (result.run_dir / "tensorboard").rglob("events.out.tfevents.*"):
+            for record in tf.data.TFRecordDataset(str(events)):
+                event = tf.compat.v1.Event.FromString(record.numpy())
+                tags.setdefault(events.parent.name, set()).update(v.tag for v in event.summary.value)
+        assert {"epoch_loss", "epoch_mae"} <= tags["train"] and {"epoch_loss", "epoch_mae"} <= tags["validation"], \
+            (loop, engine, tags)
 
 
 def test_run_directories_are_never_reused(workdir):

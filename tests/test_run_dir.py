@@ -214,5 +214,12 @@ def test_a_failure_is_told_in_one_paragraph(tmp_path):
         "pipe run: the run failed: ValueError: Incompatible shapes: [4] vs. [3] "
         f"(the full traceback is in {tmp_path / 'run' / 'error.log'}; --debug prints it)")
     assert "raise error" in (tmp_path / "run" / "error.log").read_text()
+    graph_error = ValueError(  # as TensorFlow words an error in a graph: the cause after the lines defining it
+        "Graph execution error:\n\nDetected at node model/embedding/GatherV2 defined at (most recent call last):\n"
+        + '  File "runner/cli.py", line 70, in with_log\n\n' * 40
+        + "indices[0,5] = 41 is not in [0, 40)\n\t [[{{node model/embedding/GatherV2}}]] [Op:__inference_3387]")
+    assert describe_failure(graph_error) == (
+        "pipe run: the run failed: ValueError: Graph execution error: indices[0,5] = 41 is not in [0, 40) "
+        "(no error.log was written; --debug prints it)")
     long = describe_failure(RuntimeError("x" * 5000))
     assert "\n" not in long and len(long) < 700 and long.endswith("... (no error.log was written; --debug prints it)")

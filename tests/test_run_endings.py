@@ -111,6 +111,10 @@ def test_a_run_stopped_after_its_last_epoch_resumes_to_finish(workdir):
     assert (finished.run_dir / "model.keras").is_file()
     assert read_json(finished.run_dir / "history.json") == read_json(done.run_dir / "history.json")
     assert finished.metrics == done.metrics
+    # ... and keeps the state it restored as its own checkpoint, to be resumed in turn
+    assert (finished.run_dir / "checkpoints" / "ckpt-2.index").is_file()
+    longer = run_spec(load_spec(spec_file(workdir, epochs=3)), quiet=True, resume_from=finished.run_dir)
+    assert len(read_json(longer.run_dir / "history.json")["loss"]) == 3
 
 
 def test_resuming_with_another_spec_is_refused_saying_what_differs(workdir):

@@ -344,5 +344,6 @@ def test_a_diverging_run_exits_4_naming_the_epoch_step_and_last_good_checkpoint(
     relative = run_dir.relative_to(tmp_path)
     lines = result.stderr.strip().splitlines()
     assert lines[-3].startswith("pipe run: training diverged: the training loss became ")
-    assert lines[-3].endswith(f" at epoch {epoch}, step {step} (try a lower learning rate, or look for NaN in the data)")
+    assert lines[-3].endswith(f" at epoch {epoch}, step {step} (try a lower learning rate, or look for NaN in the "
+                              "data or, under XLA, labels outside the model's classes)")
     assert lines[-2:] == [f"run directory: {relative}", f"last good checkpoint: {relative}/checkpoints/ckpt-{epoch - 1}"]

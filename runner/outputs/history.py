@@ -40,12 +40,18 @@ def _cell(values, i):
 
 
 def write_tensorboard(run_dir, history: dict) -> None:
-    """Each history column as TensorBoard scalars under run_dir/tensorboard (custom loop)."""
+    """Each history column as TensorBoard scalars, laid out as Keras's TensorBoard callback
+    lays out fit's epochs (custom loop, fused engine): `tensorboard/train/` and
+    `tensorboard/validation/` (the `val_` columns), each value named `epoch_<column>`."""
     import tensorflow as tf
 
-    writer = tf.summary.create_file_writer(str(Path(run_dir) / "tensorboard"))
-    with writer.as_default():
-        for name, values in history.items():
-            for epoch, value in enumerate(values):
-                tf.summary.scalar(name, value, step=epoch)
-    writer.flush()
+    for folder, columns in (("train", {k: v for k, v in history.items() if not k.startswith("val_")}),
+                            ("validation", {k[4:]: v for k, v in history.items() if k.startswith("val_")})):
+        if not columns:
+            continue
+        writer = tf.summary.create_file_writer(str(Path(run_dir) / "tensorboard" / folder))
+        with writer.as_default():
+            for name, values in columns.items():
+                for epoch, value in enumerate(values):
+                    tf.summary.scalar(f"epoch_{name}", value, step=epoch)
+        writer.close()

@@ -111,16 +111,28 @@ def restore(checkpoint: EpochCheckpoint, previous: PreviousRun) -> int:
 def epoch_checkpoint(model, optimizer, run_dir, config=None) -> EpochCheckpoint:
     """The run's checkpoint; `config` is `outputs.checkpoints` (its save interval)."""
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch)
+    # Keras leaves its layers' random generators (Dropout's masks) out of a model's
+    # checkpoint; a resumed run must go on drawing what the uninterrupted one drew.
+    random = [v for v in getattr(model, "non_trainable_variables", []) if v.name == "seed_generator_state"]
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, epoch=epoch,
+                                     **({"random_generators": random} if random else {}))
     manager = tf.train.CheckpointManager(checkpoint, str(run_dir / "checkpoints"), max_to_keep=3)
     return EpochCheckpoint(manager, epoch, every_seconds=save_interval(config))
 
 
 def saving(checkpoint: EpochCheckpoint, config) -> EpochCheckpoint | None:
-    """The checkpoint the epoch ends save, or None when `outputs.checkpoints` (true/false, or
-    an object enabled unless `enabled: false`) turns saving off."""
-    enabled = config.get("enabled", True) if isinstance(config, dict) else config is None or bool(config)
-    return checkpoint if enabled else None
+    """The checkpoint the epoch ends save, or None when `outputs.checkpoints` turns saving off."""
+    return checkpoint if _enabled(config) else None
+
+
+def saves_every_epoch(config) -> bool:
+    """Whether `outputs.checkpoints` saves every epoch's state ({every_epoch: true})."""
+    return _enabled(config) and save_interval(config) == 0
+
+
+def _enabled(config) -> bool:
+    """`outputs.checkpoints`: true/false, or an object enabled unless `enabled: false`."""
+    return config.get("enabled", True) if isinstance(config, dict) else config is None or bool(config)
 
 
 def save_interval(config) -> float:

@@ -337,10 +337,28 @@ class CustomLoop:
         if not self.is_keras:  # only the runner's own callbacks (a profiler), which need no model
             return keras.callbacks.CallbackList(self.callbacks, add_history=False, add_progbar=False)
         self.model.stop_training = False
+        _say_which_way_metrics_improve(self.callbacks, self.metrics)
         return keras.callbacks.CallbackList(
             self.callbacks, add_history=False, add_progbar=False, model=self.model,
             epochs=epochs, steps=steps, verbose=0,
         )
+
+
+def _say_which_way_metrics_improve(callbacks, metrics) -> None:
+    """Set `mode` on callbacks that watch one of `metrics` in mode 'auto'.
+
+    Keras's EarlyStopping, ModelCheckpoint and ReduceLROnPlateau look for a watched
+    metric's direction among the metrics given to `compile`; these loops keep their metrics
+    themselves, so without this a watched `val_accuracy` is an error where fit trains.
+    """
+    directions = {m.name: getattr(getattr(m, "metric", m), "_direction", None) for m in metrics}
+    for callback in callbacks:
+        monitor = getattr(callback, "monitor", None)
+        if getattr(callback, "mode", None) != "auto" or not isinstance(monitor, str):
+            continue
+        direction = directions.get(monitor.removeprefix("val_"))
+        if direction in ("up", "down"):
+            callback.mode = "max" if direction == "up" else "min"
 
 
 _SCALAR = "\0scalar:"  # prefixes scalar variables in the packed state, apart from metric names

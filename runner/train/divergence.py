@@ -31,7 +31,8 @@ class TrainingDiverged(Exception):
 
     def diverged_message(self) -> str:
         """The lines `pipe run` prints: what happened, where the run is, what is kept."""
-        lines = [f"pipe run: training diverged: {self} (try a lower learning rate, or look for NaN in the data)"]
+        lines = [f"pipe run: training diverged: {self} (try a lower learning rate, or look for NaN in the data "
+                 "or, under XLA, labels outside the model's classes)"]
         if self.run_dir is not None:
             lines.append(f"run directory: {self.run_dir}")
             if self.last_checkpoint:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import keras
 
 from runner.spec.training_rules import fused_obstacle
+from runner.train.checkpoint import saves_every_epoch
 
 DEFAULT_MEMORY_MB = 1024
 _FUSED_STRATEGIES = ("default", "one_device", "mirrored")
@@ -50,6 +51,8 @@ def choose_engine(spec, *, setup, loop: str, callbacks, data_reason: str, nbytes
     if reason is None:
         size = f"{nbytes / 2**20:.0f} MB" if nbytes >= 2**20 else f"{nbytes / 2**10:.0f} KB"
         calls = ("one graph call per epoch (callbacks act between epochs)" if callbacks
+                 else "one graph call per epoch (each epoch checkpointed)"
+                 if saves_every_epoch((spec.doc.get("outputs") or {}).get("checkpoints"))
                  else "whole epochs per graph call")
         return Engine("fused", f"data in memory, {size}; {calls}")
     if requested == "fused":

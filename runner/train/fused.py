@@ -107,6 +107,7 @@ class FusedLoop(CustomLoop):
         # small model's many element-wise ops, but may run convolutions and random ops slower
         # (see README).
         self.xla_steps = bool(kwargs["setup"].jit_compile) and self.replicas == 1
+        self.xla_loop = self.xla_steps  # the epoch's loop compiled, else each step (`_compile_ahead`)
         self._log_keys = list(self._logs())
         if validation_data is not None:
             self._log_keys += ["val_" + k for k in self._log_keys]
@@ -191,8 +192,12 @@ class FusedLoop(CustomLoop):
             full_batches = functools.partial(_batches_loop, step)
             if self.xla_steps and kind == "train":
                 gathered_step = lambda x, y, ids: python_step(*_gather(x, y, ids))  # noqa: E731
-                full_batches = tf.function(functools.partial(_batches_loop, gathered_step),
-                                           jit_compile=True, autograph=False)
+                if self.xla_loop:
+                    full_batches = tf.function(functools.partial(_batches_loop, gathered_step),
+                                               jit_compile=True, autograph=False)
+                else:
+                    full_batches = functools.partial(
+                        _batches_loop, tf.function(gathered_step, jit_compile=True, autograph=False))
             self._traced_steps[key] = step, full_batches
         return self._traced_steps[key]
 
@@ -204,6 +209,10 @@ class FusedLoop(CustomLoop):
         thread traces the rest of the epoch; the epoch's call then finds it compiled. A
         call for no batches reads the variables and writes them back unchanged; it is
         waited for here, before any graph that changes them runs.
+
+        Some models XLA compiles step by step, as fit does, but not inside a loop (a size
+        it must know, such as CategoryEncoding's count, is computed there): then each step
+        is compiled instead, when the first epoch runs.
         """
         data = self.train_data
         full = data.count // data.batch_size
@@ -216,7 +225,12 @@ class FusedLoop(CustomLoop):
         with concurrent.futures.ThreadPoolExecutor(1) as thread:
             compiling = thread.submit(_on_device, tf.nest.flatten(data.x)[0].device, loop, *args)
             self._run_epochs.get_concrete_function(*self._epochs_args(0, 1))
-            compiling.result()  # raises what compiling raised
+            try:
+                compiling.result()
+            except tf.errors.OpError:  # not as a loop: each step (an error there is the run's)
+                self.xla_loop = False
+                self._traced_steps.clear()
+                self._run_epochs = tf.function(self._epochs_graph, autograph=False)
 
     def _replica_step(self, step, x, y, ids):
         """This replica's share of the global batch `ids` (shares differ by one at most)."""

@@ -141,7 +141,9 @@ class OutputMetric(keras.metrics.Metric):
 
 
 class OutputLoss(keras.metrics.Mean):
-    """The mean loss of one output, unweighted, named `<output>_loss` as Keras fit names it."""
+    """The loss of one output, unweighted, named `<output>_loss`, averaged as Keras fit
+    averages it: the mean of each batch's mean (fit's batches have no static size, and a
+    batch of unknown size counts once, a smaller last one too)."""
 
     def __init__(self, output: str, loss, names: list):
         super().__init__(name=f"{output}_loss")
@@ -150,7 +152,9 @@ class OutputLoss(keras.metrics.Mean):
     def update_state(self, y_true, y_pred, sample_weight=None):
         y_true, y_pred = _by_name(y_true, self.names), _by_name(y_pred, self.names)
         values = self.loss.call(y_true[self.output], y_pred[self.output])
-        super().update_state(values, sample_weight=sample_weight)
+        count = tf.cast(tf.size(values), values.dtype)
+        # An empty share of a batch (more replicas than examples) counts for nothing.
+        super().update_state(tf.math.divide_no_nan(tf.reduce_sum(values), count), sample_weight=tf.minimum(count, 1.0))
 
 
 def loop_metrics(metrics, model, element_spec, loss=None) -> list:
