@@ -415,9 +415,10 @@ def _reporting_errors(command: str, work):
     except KeyboardInterrupt:
         typer.echo(f"pipe {command}: interrupted", err=True)
         raise typer.Exit(code=130) from None
-    except Exception as e:  # one line, as pipe run says it; --verbose adds TensorFlow's log
-        reason = " ".join(str(e).split()) or type(e).__name__
-        typer.echo(f"pipe {command}: failed: {type(e).__name__}: {reason}", err=True)
+    except Exception as e:  # one paragraph, as pipe run says it; --verbose adds TensorFlow's log
+        from runner.failure import summarise_error
+
+        typer.echo(f"pipe {command}: failed: {summarise_error(e)}", err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
 
 

@@ -43,8 +43,9 @@ def summarise_error(error: BaseException) -> str:
     # TensorFlow puts the Python lines that defined the failing node before the cause
     # (they are in error.log) ...
     text = re.sub(r"Detected at node \S+ defined at \(most recent call last\):\n(?:[ \t]*(?:File .*)?\n)*", "", text)
-    # ... and the graph node and op after it ([[{{node ...}}]], [Op:...]): not for users.
-    text = re.split(r"\s*\[\[|\s*\[Op:|\n\s*Stack trace", text)[0]
+    # ... and the graph node and op after it ([[{{node ...}}]], [Op:...]): not for users;
+    # nor the data's own values (a loss's "Label values: ...").
+    text = re.split(r"\s*\[\[|\s*\[Op:|\n\s*Stack trace|\s*Label values:", text)[0]
     text = re.sub(r"\s+", " ", text).strip() or type(error).__name__
     if len(text) > _MAX_CHARS:
         text = text[:_MAX_CHARS].rstrip() + " ..."

@@ -114,8 +114,10 @@ class Progress:
         """The whole run's tables: the resumed run's epochs, then this one's."""
         if self.checkpoint is not None and self.previous is not None and self._last_checkpoint() is None:
             # A resumed run with no epoch left to train: the state it restored is its last
-            # checkpoint, so that it can be resumed in turn.
-            self._save(self.checkpoint, self.log.epochs - 1)
+            # checkpoint, with the tables that go with it, so that it can be resumed in turn.
+            with deferred():
+                self._save(self.checkpoint, self.log.epochs - 1)
+                self.log.write()
         if self.log.written < self.log.epochs:
             with deferred():
                 self.log.write()

@@ -31,7 +31,7 @@ from runner.spec.errors import SpecError
 from runner.spec.metadata import substitute_metadata
 from runner.train import checkpoint as checkpoints
 from runner.train.class_weight import check_class_weight
-from runner.train.custom import CustomLoop
+from runner.train.custom import CustomLoop, say_which_way_metrics_improve
 from runner.train.divergence import StopOnNonFinite
 from runner.train.epoch_end import EpochBegin, EpochEnd
 from runner.train.devices import check_batch_stages, setup_devices
@@ -247,6 +247,9 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
                       loss_weights=getattr(loss, "loss_weights", None), jit_compile=setup.jit_compile,
                       steps_per_execution=resolve_steps_per_execution(
                           train_config.get("steps_per_execution"), _steps(datasets.train, train_config)))
+    if isinstance(metrics, dict):  # fit names them <output>_<metric>, but cannot find them by that name
+        with setup.strategy.scope():
+            say_which_way_metrics_improve(callbacks, loop_metrics(metrics, model, datasets.train.element_spec, loss))
     if output_config.get("tensorboard"):
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     if profiler is not None:

@@ -327,6 +327,18 @@ def test_fused_writes_what_fit_writes(workdir):
     assert read_json(keras_run.run_dir / "manifest.json")["engine"] == "keras"
 
 
+def test_a_metric_that_builds_on_its_first_batch_trains_fused(workdir):
+    """R2Score has no result before its first update: its column is there all the same."""
+    result = run_spec(load_spec(write(workdir, CLASSIFIER.replace("metrics: [mae]", "metrics: [mae, R2Score]"))),
+                      quiet=True)
+    history = read_json(result.run_dir / "history.json")
+    assert read_json(result.run_dir / "manifest.json")["engine"] == "fused"
+    keras_run = run_spec(load_spec(write(workdir, CLASSIFIER.replace("metrics: [mae]", "metrics: [mae, R2Score]")),
+                                   overrides=["train.engine=keras"]), quiet=True)
+    assert list(history) == list(read_json(keras_run.run_dir / "history.json"))
+    assert history["R2Score"][-1] > history["R2Score"][0]
+
+
 def test_per_epoch_callbacks_still_work(workdir):
     text = CLASSIFIER.replace("  validate_on: test\n", """\
   validate_on: test
@@ -612,6 +624,12 @@ outputs:
   dir: runs
   plots: {{enabled: false}}
 """
+    text = text.replace("  verbose: 0\n", """\
+  verbose: 0
+  callbacks:  # watched by the name each engine logs, without a mode
+    - EarlyStopping: {monitor: cls_accuracy, patience: 5}
+    - ModelCheckpoint: {filepath: best.keras, monitor: reg_mae, save_best_only: true}
+""")
     ours = run_spec(load_spec(write(workdir, text)), quiet=True)
     by_fit = run_spec(load_spec(write(workdir, text.replace(f"loop: {loop}", "loop: fit").replace(
         f"engine: {engine}", "engine: keras"), name="fit.yaml")), quiet=True)

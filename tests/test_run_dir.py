@@ -202,7 +202,7 @@ def _write(folder: Path, text: str) -> Path:
 
 
 def test_a_failure_is_told_in_one_paragraph(tmp_path):
-    from runner.failure import describe_failure, note_error_log
+    from runner.failure import describe_failure, note_error_log, summarise_error
 
     error = ValueError("Incompatible shapes: [4] vs. [3]\n\t [[{{node mul}}]] [Op:Mul] name: ")
     (tmp_path / "run").mkdir()
@@ -221,5 +221,9 @@ def test_a_failure_is_told_in_one_paragraph(tmp_path):
     assert describe_failure(graph_error) == (
         "pipe run: the run failed: ValueError: Graph execution error: indices[0,5] = 41 is not in [0, 40) "
         "(no error.log was written; --debug prints it)")
+    label_error = ValueError("Received a label value of 7 which is outside the valid range of [0, 3).  "
+                             "Label values: 0 1 2 1 2 7 2 2")  # the data's values are not quoted
+    assert summarise_error(label_error) == (
+        "ValueError: Received a label value of 7 which is outside the valid range of [0, 3).")
     long = describe_failure(RuntimeError("x" * 5000))
     assert "\n" not in long and len(long) < 700 and long.endswith("... (no error.log was written; --debug prints it)")

@@ -113,7 +113,36 @@ def test_a_run_stopped_after_its_last_epoch_resumes_to_finish(workdir):
     assert finished.metrics == done.metrics
     # ... and keeps the state it restored as its own checkpoint, to be resumed in turn
     assert (finished.run_dir / "checkpoints" / "ckpt-2.index").is_file()
+    assert read_json(finished.run_dir / "history.json") == read_json(done.run_dir / "history.json")
     longer = run_spec(load_spec(spec_file(workdir, epochs=3)), quiet=True, resume_from=finished.run_dir)
+    assert len(read_json(longer.run_dir / "history.json")["loss"]) == 3
+
+
+def test_a_resumed_run_stopped_before_it_completes_can_be_resumed_in_turn(workdir, monkeypatch):
+    """A resume with nothing to train, itself stopped while evaluating, keeps the checkpoint
+    and the tables a further resume needs."""
+    import signal
+
+    import runner.run
+    from runner.interrupts import RunInterrupted
+
+    spec = load_spec(spec_file(workdir, epochs=2))
+    done = run_spec(spec, quiet=True)
+    manifest = read_json(done.run_dir / "manifest.json")
+    (done.run_dir / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
+
+    def stopped(*args, **kwargs):
+        raise RunInterrupted(signal.SIGTERM)
+
+    evaluate_held_out = runner.run.evaluate_held_out
+    monkeypatch.setattr(runner.run, "evaluate_held_out", stopped)
+    with pytest.raises(RunInterrupted) as caught:
+        run_spec(spec, quiet=True, resume_from=done.run_dir)
+    monkeypatch.setattr(runner.run, "evaluate_held_out", evaluate_held_out)
+    second = caught.value.run_dir
+    assert read_json(second / "manifest.json")["status"] == "interrupted"
+    assert read_json(second / "history.json") == read_json(done.run_dir / "history.json")
+    longer = run_spec(load_spec(spec_file(workdir, epochs=3)), quiet=True, resume_from=second)
     assert len(read_json(longer.run_dir / "history.json")["loss"]) == 3
 
 

@@ -337,21 +337,22 @@ class CustomLoop:
         if not self.is_keras:  # only the runner's own callbacks (a profiler), which need no model
             return keras.callbacks.CallbackList(self.callbacks, add_history=False, add_progbar=False)
         self.model.stop_training = False
-        _say_which_way_metrics_improve(self.callbacks, self.metrics)
+        say_which_way_metrics_improve(self.callbacks, self.metrics)
         return keras.callbacks.CallbackList(
             self.callbacks, add_history=False, add_progbar=False, model=self.model,
             epochs=epochs, steps=steps, verbose=0,
         )
 
 
-def _say_which_way_metrics_improve(callbacks, metrics) -> None:
+def say_which_way_metrics_improve(callbacks, metrics) -> None:
     """Set `mode` on callbacks that watch one of `metrics` in mode 'auto'.
 
     Keras's EarlyStopping, ModelCheckpoint and ReduceLROnPlateau look for a watched
     metric's direction among the metrics given to `compile`; these loops keep their metrics
     themselves, so without this a watched `val_accuracy` is an error where fit trains.
+    fit itself cannot find a metric of one output by the name it logs (`val_cls_accuracy`).
     """
-    directions = {m.name: getattr(getattr(m, "metric", m), "_direction", None) for m in metrics}
+    directions = {getattr(m, "name", None): getattr(getattr(m, "metric", m), "_direction", None) for m in metrics}
     for callback in callbacks:
         monitor = getattr(callback, "monitor", None)
         if getattr(callback, "mode", None) != "auto" or not isinstance(monitor, str):

@@ -108,7 +108,7 @@ class FusedLoop(CustomLoop):
         # (see README).
         self.xla_steps = bool(kwargs["setup"].jit_compile) and self.replicas == 1
         self.xla_loop = self.xla_steps  # the epoch's loop compiled, else each step (`_compile_ahead`)
-        self._log_keys = list(self._logs())
+        self._log_keys = self._log_names()
         if validation_data is not None:
             self._log_keys += ["val_" + k for k in self._log_keys]
         self._scalar_keys = list(self.scalars)
@@ -120,6 +120,18 @@ class FusedLoop(CustomLoop):
         self._run_epochs = tf.function(self._epochs_graph, autograph=False)
         self._evaluators: dict = {}
         self._traced_steps: dict = {}
+
+    def _log_names(self) -> list:
+        """The keys of `_logs()`, before any batch: a metric that builds on its first update
+        (R2Score) has no result until then, and logs under its name."""
+        names = ["loss"]
+        for metric in self.metrics:
+            try:
+                result = metric.result()
+            except AttributeError:  # not built yet
+                result = None
+            names.extend(result if isinstance(result, dict) else [metric.name])
+        return names
 
     # In the graph.
 
