@@ -101,7 +101,6 @@ def _build(spec, plan) -> None:
         plan.train["loss"] = ({name: keras.losses.serialize(each) for name, each in per_output.items()}
                               if per_output else keras.losses.serialize(loss_object))
         _check_loss_on_batches(spec, model, loss_object, batches, plan)
-        _check_label_classes(spec, model, loss_object, batches, plan)
         if metrics is not None:
             plan.train["metrics"] = _metrics(spec, model, metrics, batches["train"], plan)
 
@@ -190,28 +189,6 @@ def _check_forward(spec, model, split, batch, plan) -> bool:
         return False
 
 
-def _check_label_classes(spec, model, loss_object, batches, plan) -> None:
-    """Class labels of a sparse loss outside the model's classes, among each split's sampled
-    examples (a shuffled split's stray label may lie past its first batch; under XLA such a
-    label makes the loss NaN instead of an error)."""
-    if "sparse" not in getattr(loss_object, "name", ""):
-        return
-    for split, batch in batches.items():
-        counts = (plan.data[split].get("class_counts") or {}).get("counts")
-        if not counts or batch is None or not isinstance(batch, tuple) or len(batch) != 2:
-            continue
-        prediction = model(batch[0])
-        if not tf.is_tensor(prediction) or prediction.shape[-1] in (None, 1):
-            continue
-        classes = int(prediction.shape[-1])
-        outside = [label for label in counts if not 0 <= label < classes]
-        if outside:
-            sampled = plan.data[split]["class_counts"]["sampled_examples"]
-            plan.errors.append(spec.error(("train", "loss"), (
-                f"data.{split}: labels {', '.join(map(str, outside))} in the first {sampled} examples lie "
-                f"outside the model's {classes} classes (0 to {classes - 1})")))
-
-
 def _check_loss_on_batches(spec, model, loss_object, batches, plan) -> None:
     """The loss on one real batch of each split: labels out of range, wrong shapes, NaN."""
     values = {}
@@ -219,13 +196,15 @@ def _check_loss_on_batches(spec, model, loss_object, batches, plan) -> None:
         if batch is None or not isinstance(batch, tuple) or len(batch) != 2:
             continue
         x, y = batch
+        prediction = model(x)
         try:
-            value = float(loss_object(y, model(x)))
+            value = float(loss_object(y, prediction))
         except Exception as e:
             plan.errors.append(spec.error(("train", "loss"), f"loss {loss_object.name!r} does not fit the labels "
                                           f"of data.{split} ({_spec_text(_tensor_spec(y))}): {_short_message(e)}"))
             continue
-        mismatch = _shape_mismatch(loss_object, y, model(x))
+        _check_label_classes(spec, split, loss_object, prediction, plan)
+        mismatch = _shape_mismatch(loss_object, y, prediction)
         if mismatch:
             plan.errors.append(spec.error(("train", "loss"), f"loss {loss_object.name!r} on data.{split}: {mismatch}"))
         if not np.isfinite(value):
@@ -289,6 +268,22 @@ def _check_class_weight(spec, info, plan) -> None:
         if int(key) >= (classes or 0):
             plan.errors.append(spec.error(("train", "class_weight", key), f"class {key} does not exist: the data "
                                           f"has {classes} classes (0..{classes - 1})"))
+
+
+def _check_label_classes(spec, split, loss_object, prediction, plan) -> None:
+    """Class labels of a sparse loss outside the model's classes, among the split's sampled
+    examples (a shuffled split's stray label may lie past its first batch; under XLA such a
+    label makes the loss NaN instead of an error)."""
+    class_counts = plan.data[split].get("class_counts")
+    if ("sparse" not in getattr(loss_object, "name", "") or not class_counts or not tf.is_tensor(prediction)
+            or prediction.shape[-1] in (None, 1)):
+        return
+    classes = int(prediction.shape[-1])
+    outside = [label for label in class_counts["counts"] if not 0 <= label < classes]
+    if outside:
+        plan.errors.append(spec.error(("train", "loss"), (
+            f"data.{split}: labels {', '.join(map(str, outside))} in the first {class_counts['sampled_examples']} "
+            f"examples lie outside the model's {classes} classes (0 to {classes - 1})")))
 
 
 def _shape_mismatch(loss_object, y, prediction) -> str | None:
