@@ -56,6 +56,7 @@ class Progress:
         self.log = EpochLog(run_dir, *((previous.history, previous.trajectories) if previous else (None, None)),
                             validated=validated)
         self.checkpoint = None
+        self._saved_epoch = None  # the epoch (0-based) the last save of this run holds
         self._written_at = float("-inf")
 
     @property
@@ -85,25 +86,34 @@ class Progress:
                 # there every epoch would write the tables again (thousands of short epochs).
                 final = (epochs is not None and epoch + 1 >= epochs or getattr(model, "stop_training", False)
                          or (interrupts.signal_held() and not within_call))
-                saving = checkpoint is not None and checkpoint.due(final)
-                interval = min(TABLES_EVERY_SECONDS, checkpoint.every_seconds if checkpoint else TABLES_EVERY_SECONDS)
-                if not (saving or final or time.monotonic() - self._written_at >= interval):
-                    return
-                self.log.write()
-                if saving:
-                    self._save(checkpoint, epoch)
-                elif checkpoint is not None:
-                    checkpoint.skipped(epoch)
-                if not within_call:
-                    interrupts.hold_till_epoch_end(checkpoint is not None and checkpoint.unsaved is not None)
-                self.manifest.heartbeat(epochs_done=self.log.epochs, last_checkpoint=self._last_checkpoint())
-                self._written_at = time.monotonic()
+                self._write(checkpoint, epoch, final, within_call)
+                if not final and not within_call and interrupts.signal_held():
+                    # The signal came during those writes: the run ends at this epoch, saved first.
+                    self._write(checkpoint, epoch, True, within_call)
 
         return hook
+
+    def _write(self, checkpoint, epoch: int, final: bool, within_call: bool) -> None:
+        """The epoch end's tables, checkpoint and heartbeat, when due."""
+        unsaved = checkpoint is not None and self._saved_epoch != epoch
+        saving = unsaved and checkpoint.due(final)
+        interval = min(TABLES_EVERY_SECONDS, checkpoint.every_seconds if checkpoint else TABLES_EVERY_SECONDS)
+        if not (saving or final or time.monotonic() - self._written_at >= interval):
+            return
+        self.log.write()
+        if saving:
+            self._save(checkpoint, epoch)
+        elif unsaved:
+            checkpoint.skipped(epoch)
+        if not within_call:
+            interrupts.hold_till_epoch_end(checkpoint is not None and checkpoint.unsaved is not None)
+        self.manifest.heartbeat(epochs_done=self.log.epochs, last_checkpoint=self._last_checkpoint())
+        self._written_at = time.monotonic()
 
     def _save(self, checkpoint, epoch: int) -> None:
         try:
             checkpoint.save(epoch)
+            self._saved_epoch = epoch
         except (tf.errors.OpError, OSError) as e:
             raise files.write_failure(self.run_dir / "checkpoints" / f"ckpt-{epoch + 1}", e) from e
 

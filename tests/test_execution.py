@@ -253,6 +253,32 @@ def test_a_signal_held_within_a_fused_call_waits_for_its_last_epoch_without_writ
     assert writes == [1, 2001] and _manager_checkpoints(tmp_path) == ["ckpt-2001"]
 
 
+def test_a_signal_during_an_epoch_ends_writes_saves_that_epoch_before_the_run_stops(tmp_path):
+    """A signal that lands while an epoch's end is being written (after it was judged not
+    the last) still ends the run with that epoch checkpointed, as the tables hold it."""
+    import os
+    import signal
+
+    from runner import interrupts
+    from runner.progress import Progress
+
+    class Manifest:  # the signal comes with the first heartbeat, after the tables were written
+        beats = 0
+
+        def heartbeat(self, **fields):
+            self.beats += 1
+            if self.beats == 1:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    progress = Progress(tmp_path, Manifest())
+    checkpoint = checkpoints.epoch_checkpoint(tf.Module(), keras.optimizers.SGD(), tmp_path, {"every_seconds": 3600})
+    hook = progress.epoch_end(checkpoint, 100)
+    with interrupts.signals_raise():
+        with pytest.raises(interrupts.RunInterrupted):
+            hook(0, {"loss": 1.0})
+    assert _manager_checkpoints(tmp_path) == ["ckpt-1"]
+
+
 def test_mid_run_metrics_name_the_split_validated_on(tmp_path):
     """metrics.json during a run (and of a run a signal stopped) names test as test."""
     from runner.outputs.epochs import EpochLog
