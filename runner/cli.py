@@ -116,23 +116,35 @@ def validate(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="Spec files to check.")],
     set_: SetOption = None,
     format: Annotated[Format, typer.Option("--format", metavar="FORMAT", help="Error output: text, json or github.")] = Format.text,
+    layered: Annotated[bool, typer.Option("--layered", help="The FILEs are layers of one spec (later over earlier), "
+                                          "as pipe run FILE FILE... merges them; without it each FILE is a spec.")] = False,
+    resolved: Annotated[bool, typer.Option("--resolved", help="Print each spec merged and resolved, every line "
+                                           "with the file:line that set it.")] = False,
 ):
     """Check specs against the schema and the cross-field rules, without TensorFlow.
 
     Example: pipe validate specs/*.yaml --format github
     """
-    errors = []
-    for file in files:
+    errors, texts = [], []
+    for layers in ([files] if layered else [[file] for file in files]):
         try:
-            load_spec(file, set_ or ())
+            spec = load_spec(layers, set_ or ())
         except SpecError as e:
             errors += getattr(e, "errors", [e])
+            continue
+        if resolved:
+            from runner.spec.resolved import resolved_text
+
+            texts.append(f"# {' + '.join(map(str, layers))}\n" + resolved_text(spec))
+    if texts and not errors:
+        typer.echo("---\n".join(texts), nl=False)
     if errors or format is Format.json:
         typer.echo(render(errors, format.value))
     if errors:
         raise typer.Exit(code=EXIT_INVALID)
     if format is Format.text:
-        typer.echo(f"{len(files)} spec{'s' if len(files) != 1 else ''} valid", err=True)
+        count = 1 if layered else len(files)
+        typer.echo(f"{count} spec{'s' if count != 1 else ''} valid", err=True)
 
 
 @app.command(cls=PlainCommand)
@@ -155,7 +167,8 @@ def schema(
 @app.command(cls=PlainCommand)
 @keeps_tensorflow_log
 def plan(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="The spec to plan.")],
+    file: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE...", help=(
+        "The spec to plan; several files are layers of one spec, later over earlier."))],
     set_: SetOption = None,
     format: Annotated[Format, typer.Option("--format", metavar="FORMAT",
                                            help="Output: text, json or github (errors only).")] = Format.text,
@@ -178,7 +191,7 @@ def plan(
     if format is Format.json:
         typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
     elif format is Format.text:
-        typer.echo(render_text(result, file))
+        typer.echo(render_text(result, " + ".join(map(str, file))))
     if result.errors and format is not Format.json:
         typer.echo(render(result.errors, format.value), err=format is Format.text)
     if result.errors:
@@ -188,7 +201,8 @@ def plan(
 @app.command(cls=PlainCommand)
 @keeps_tensorflow_log
 def run(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="The spec to run.")],
+    file: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE...", help=(
+        "The spec to run; several files are layers of one spec, later over earlier."))],
     set_: SetOption = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print only the run directory and final metrics.")] = False,
     resume: Annotated[Optional[Path], typer.Option(
@@ -433,7 +447,7 @@ def _interrupted(error, file, set_, quiet) -> str:
     resume_from = getattr(error, "resume_from", None)
     if resume_from is None:
         return "\n".join(lines + ["nothing to resume: no checkpoint was saved"])
-    command = ["pipe", "run", str(file)]
+    command = ["pipe", "run", *map(str, file)]
     for text in set_ or ():
         command += ["--set", text]
     command += ["--quiet"] if quiet else []

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner.spec import yamlfile
+from runner.spec.compose import compose
 from runner.spec.errors import SpecError, SpecErrors
 from runner.spec.overrides import apply_override
+from runner.spec.references import resolve_references
 from runner.spec.schema import schema_errors
 
 
@@ -21,6 +22,8 @@ class Spec:
     value_marks: dict = field(default_factory=dict)
     overrides: dict = field(default_factory=dict)  # path -> the `--set` text that wrote it
     root: Path | None = None  # the folder input paths are relative to, when not the file's own
+    files: list = field(default_factory=list)  # the spec files given, layered in order (the last is `file`)
+    sources: list = field(default_factory=list)  # every file that went into it: layers and their bases
 
     def error(self, path, message: str, hint: str | None = None, *, at_value: bool = False) -> SpecError:
         """A SpecError located at `path` (its key, or its value with `at_value`)."""
@@ -32,9 +35,23 @@ class Spec:
             marks = (self.value_marks, self.key_marks) if at_value else (self.key_marks, self.value_marks)
             for table in marks:
                 if prefix in table:
-                    line, column = table[prefix]
-                    return SpecError(message, file=self.file, line=line, column=column, path=path, hint=hint)
+                    line, column, *file = table[prefix]  # (line, column, file) in a composed spec
+                    file = file[0] if file else self.file
+                    via = self.file if str(file) != str(self.file) else None
+                    return SpecError(message, file=file, line=line, column=column, path=path, hint=hint, via=via)
         return SpecError(message, file=self.file, path=path, hint=hint)
+
+    def origin(self, path):
+        """(file, line) that set the value at `path`, or None (a `--set` or no mark)."""
+        path = tuple(path)
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.overrides:
+                return None
+            for table in (self.key_marks, self.value_marks):
+                if path[:end] in table:
+                    line, _, *file = table[path[:end]]
+                    return (file[0] if file else self.file), line
+        return None
 
     def resolve_path(self, value: str) -> Path:
         """A path written in the spec: `~` expanded, relative to the spec file's folder.
@@ -59,22 +76,28 @@ class Spec:
 
 
 def load_spec(path, overrides=()) -> Spec:
-    """Read, override and validate the spec at `path`.
+    """Read, merge, override, resolve and validate the spec at `path`.
+
+    `path` may be a list of files: layers merged in order, later over earlier (each with
+    its `extends` bases), then the `overrides`, then `${}` references.
 
     Raises:
-        SpecErrors: every mistake found, each located in the file (or in its `--set`).
+        SpecErrors: every mistake found, each located in the file that set the value (or in
+            its `--set`).
     """
-    path = Path(path)
-    try:
-        doc = yamlfile.parse(yamlfile.read_text(path), file=path)
-    except SpecError as e:
-        raise SpecErrors([e]) from None
-    if not isinstance(doc.data, dict):
-        kind = "a list" if isinstance(doc.data, list) else "a single value"
-        raise SpecErrors([SpecError(f"the top level must be a mapping of sections, not {kind}", file=path, line=1, column=1)])
-    spec = Spec(path, doc.data, doc.key_marks, doc.value_marks)
+    files = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
+    composed = compose(files)
+    spec = Spec(files[-1], composed.doc, composed.key_marks, composed.value_marks, files=files,
+                sources=[Path(p) for p in composed.sources])
     for text in overrides:
         apply_override(spec, text)
+    if "extends" in spec.doc:
+        raise SpecErrors([spec.error(("extends",), "extends cannot be set with --set; give the files "
+                                                   "to layer on the command line")])
+    try:
+        resolve_references(spec)
+    except SpecError as e:
+        raise SpecErrors([e]) from None
     from runner.spec.rules import checked_rule_errors, section_rule_errors
 
     errors = schema_errors(spec)
@@ -88,7 +111,9 @@ def load_spec(path, overrides=()) -> Spec:
         except (TypeError, KeyError, AttributeError, ValueError):
             pass  # a shape the schema already reports and a rule did not foresee
     if errors:
-        raise SpecErrors(sorted(_unique(errors), key=lambda e: (e.line or 0, e.column or 0, str(e))))
+        order = {str(f): i for i, f in enumerate(spec.sources)}
+        raise SpecErrors(sorted(_unique(errors), key=lambda e: (order.get(str(e.file), -1), e.line or 0,
+                                                                 e.column or 0, str(e))))
     return spec
 
 

@@ -23,8 +23,9 @@ class SpecError(Exception):
     Printed as `file:line:col: json.path: message` so editors and CI can jump to it.
     """
 
-    def __init__(self, message, *, file=None, line=None, column=None, path=(), hint=None):
+    def __init__(self, message, *, file=None, line=None, column=None, path=(), hint=None, via=None):
         self.message = message
+        self.via = via  # the spec file given to pipe, when the error is in a file it extends
         self.file = file
         self.line = line
         self.column = column
@@ -36,6 +37,11 @@ class SpecError(Exception):
     def full_message(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    @property
+    def via_note(self) -> str:
+        """` [from child.yaml]` when the error is in a file the spec given to pipe extends."""
+        return f" [from {self.via}]" if getattr(self, "via", None) is not None else ""
+
     def __str__(self) -> str:
         where = ""
         if self.file is not None:
@@ -44,7 +50,7 @@ class SpecError(Exception):
                 where += f":{self.line}:{self.column or 1}"
             where += ": "
         dotted = format_path(self.path)
-        return f"{where}{dotted + ': ' if dotted else ''}{self.full_message}"
+        return f"{where}{dotted + ': ' if dotted else ''}{self.full_message}{self.via_note}"
 
     def as_dict(self) -> dict:
         return {
@@ -53,7 +59,7 @@ class SpecError(Exception):
             "column": self.column,
             "path": format_path(self.path),
             "message": self.full_message,
-        }
+        } | ({} if self.via is None else {"spec": str(self.via)})
 
 
 class SpecErrors(SpecError):

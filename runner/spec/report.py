@@ -27,7 +27,7 @@ def _github(errors) -> str:
         props += [f"line={e.line}"] if e.line else []
         props += [f"col={e.column}"] if e.column else []
         where = format_path(e.path)
-        lines.append(f"::error {','.join(props)}::{_escape((where + ': ' if where else '') + e.full_message)}")
+        lines.append(f"::error {','.join(props)}::{_escape((where + ': ' if where else '') + e.full_message + e.via_note)}")
     return "\n".join(lines)
 
 

@@ -87,6 +87,7 @@ class Document:
     data: object
     key_marks: dict = field(default_factory=dict)  # path -> (line, col) of the key naming it
     value_marks: dict = field(default_factory=dict)  # path -> (line, col) of the value
+    count: int = 0  # values built, aliases and merges expanded (toward MAX_NODES)
 
 
 def read_text(path) -> str:
@@ -146,6 +147,7 @@ def parse(text: str, file=None) -> Document:
     doc = Document(None)
     builder = _Builder(loader, doc, file)
     doc.data = builder.build(node, (), 0)
+    doc.count = builder.count
     return doc
 
 

@@ -1,0 +1,244 @@
+"""Specs made of several files: `extends:` chains and layered files, merged with their marks.
+
+A spec may start with `extends: base.yaml` (or a list of paths), relative to the file that
+names it. Bases are merged in order, then the file itself; files given together on the
+command line are merged the same way, later over earlier. Mappings merge key by key, lists
+and single values replace, and `null` removes a key. Every value keeps the file, line and
+column that set it, so an error points at the base when the child did not override it.
+
+The limits of one file hold across all of them: the values of every file that goes into a
+spec count toward one node limit, a chain is at most `MAX_EXTENDS_DEPTH` files deep, and an
+`extends` path that is missing, a folder, a FIFO or a device, or that closes a cycle is an
+error at the `extends` line that leads there. Parsed files are cached (by path, size and
+modification time), so 200 specs extending one base read it once.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner.spec import yamlfile
+from runner.spec.errors import SpecError, SpecErrors
+
+MAX_EXTENDS_DEPTH = 16
+_CACHE: dict = {}  # (resolved path, size, mtime_ns) -> yamlfile.Document
+_CACHE_LIMIT = 512
+
+
+@dataclass
+class Composed:
+    """A merged document with marks `(line, column, file)` and the files that went into it."""
+
+    doc: object
+    key_marks: dict = field(default_factory=dict)
+    value_marks: dict = field(default_factory=dict)
+    sources: list = field(default_factory=list)  # display paths, in the order first read
+
+
+def compose(files) -> Composed:
+    """Merge the spec files `files` (later over earlier), each with its `extends` chain.
+
+    Raises:
+        SpecErrors: a file that cannot be read or parsed, or a bad `extends`, located.
+    """
+    files = [Path(f) for f in files]
+    state = _State(files[-1])
+    try:
+        result = None
+        for file in files:
+            layer = state.load(file, chain=(), depth=0, via=None)
+            result = layer if result is None else _merge(result, layer)
+    except SpecError as e:
+        if e.file is not None and str(e.file) != str(files[-1]) and getattr(e, "via", None) is None:
+            e.via = files[-1]
+        raise SpecErrors([e]) from None
+    result.sources = state.sources
+    return result
+
+
+class _State:
+    """One composition: the files read so far and the values counted across them."""
+
+    def __init__(self, top: Path):
+        self.top, self.count, self.sources = top, 0, []
+
+    def load(self, file: Path, chain: tuple, depth: int, via) -> Composed:
+        """`file` merged over its bases; `via` locates the `extends` entry that named it."""
+        document = _parse(file)
+        self.count += document.count
+        if self.count > yamlfile.MAX_NODES:
+            raise _at(via, f"the spec and its bases expand to more than {yamlfile.MAX_NODES} values "
+                           f"(extends used as a bomb?)") if via else SpecError(
+                f"document expands to more than {yamlfile.MAX_NODES} values", file=file, line=1, column=1)
+        if str(file) not in self.sources:
+            self.sources.append(str(file))
+        own = _marked(document, file)
+        if not isinstance(own.doc, dict):
+            kind = "a list" if isinstance(own.doc, list) else "a single value"
+            raise SpecError(f"the top level must be a mapping of sections, not {kind}", file=file, line=1, column=1)
+        bases = self._extends(own, file)
+        if not bases:
+            return own
+        chain = (*chain, _identity(file))
+        if depth + 1 > MAX_EXTENDS_DEPTH:
+            _, where = bases[0]
+            raise _at(where, f"extends is more than {MAX_EXTENDS_DEPTH} files deep")
+        result = None
+        for base, where in bases:
+            problem = _file_problem(base)
+            if problem:
+                raise _at(where, problem)
+            if _identity(base) in chain:
+                names = [*_names(chain, file), str(base)]
+                raise _at(where, f"extends makes a cycle: {' -> '.join(names)}")
+            layer = self.load(base, chain, depth + 1, where)
+            result = layer if result is None else _merge(result, layer)
+        return _merge(result, own)
+
+    def _extends(self, own: Composed, file: Path) -> list:
+        """The bases `own` names, each with where it is named; `extends` removed from `own`."""
+        if "extends" not in own.doc:
+            return []
+        value = own.doc.pop("extends")
+        key = own.key_marks.pop(("extends",))
+        entries = value if isinstance(value, list) else [value]
+        paths = [("extends", i) for i in range(len(entries))] if isinstance(value, list) else [("extends",)]
+        where_all = (file, own.value_marks.get(("extends",), key), ("extends",))
+        if isinstance(value, list) and not value:
+            raise _at(where_all, "extends lists no file; give a path or remove it")
+        bases = []
+        for entry, path in zip(entries, paths):
+            mark = own.value_marks.get(path, key)
+            where = (file, mark, path)
+            if not isinstance(entry, str) or not entry.strip():
+                raise _at(where, f"expected a path to a spec file, got {_describe(entry)}")
+            if "://" in entry:
+                raise _at(where, f"'{entry}' is a URL; extends names local files only")
+            base = Path(entry).expanduser()
+            base = base if base.is_absolute() else Path(os.path.normpath(file.parent / base))
+            bases.append((base, where))
+        for path in [p for p in own.key_marks if p[:1] == ("extends",)] + [p for p in own.value_marks if p[:1] == ("extends",)]:
+            own.key_marks.pop(path, None)
+            own.value_marks.pop(path, None)
+        return bases
+
+
+def _parse(file: Path) -> yamlfile.Document:
+    """The parsed document of `file`, from the cache when the file has not changed."""
+    try:
+        info = file.stat()
+        key = (str(file.resolve()), info.st_size, info.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _CACHE:
+        return _CACHE[key]
+    document = yamlfile.parse(yamlfile.read_text(file), file=file)
+    if key is not None:
+        if len(_CACHE) >= _CACHE_LIMIT:
+            _CACHE.clear()
+        _CACHE[key] = document
+    return document
+
+
+def _marked(document, file: Path) -> Composed:
+    """A private copy of a parsed file's values, its marks carrying the file."""
+    return Composed(copy.deepcopy(document.data),
+                    {p: (line, column, file) for p, (line, column) in document.key_marks.items()},
+                    {p: (line, column, file) for p, (line, column) in document.value_marks.items()})
+
+
+def _file_problem(path: Path) -> str | None:
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return f"no such file: {path}"
+    except OSError as e:
+        return f"cannot read {path}: {e.strerror}"
+    if stat.S_ISDIR(mode):
+        return f"{path} is a directory, not a spec file"
+    if not stat.S_ISREG(mode):
+        return f"{path} is not a regular file (a pipe or a device); a spec is a small YAML file"
+    return None
+
+
+def _identity(path: Path) -> str:
+    return str(path.resolve())
+
+
+def _names(chain: tuple, file: Path) -> list:
+    """Display names of the files in a chain: the identities, shortened where they can be."""
+    cwd = Path.cwd()
+    shown = []
+    for identity in chain:
+        try:
+            shown.append(os.path.relpath(identity, cwd) if identity.startswith(str(cwd)) else identity)
+        except ValueError:
+            shown.append(identity)
+    return shown
+
+
+def _at(where, message: str) -> SpecError:
+    file, (line, column, *_), path = where
+    return SpecError(message, file=file, line=line, column=column, path=path)
+
+
+def _describe(value) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return "null" if value is None else f"{type(value).__name__} {value!r}"
+
+
+def _merge(base: Composed, layer: Composed) -> Composed:
+    """`layer` over `base`: a new Composed; neither is changed."""
+    out = Composed(None)
+    out.doc = _merge_node(base, layer, base.doc, layer.doc, (), out)
+    return out
+
+
+def _merge_node(base, layer, old, new, path, out):
+    if not (isinstance(old, dict) and isinstance(new, dict)):
+        _take(layer, new, path, out)
+        return new
+    for table, below, above in ((out.key_marks, base.key_marks, layer.key_marks),
+                                (out.value_marks, base.value_marks, layer.value_marks)):
+        mark = above.get(path) or below.get(path)
+        if mark:
+            table[path] = mark
+    merged = {}
+    for key, value in [*old.items(), *((k, v) for k, v in new.items() if k not in old)]:
+        child = path + (key,)
+        if key not in new:
+            merged[key] = value
+            _take(base, value, child, out)
+        elif new[key] is None:
+            continue  # null removes a key
+        elif isinstance(old.get(key), dict) and isinstance(new[key], dict):
+            merged[key] = _merge_node(base, layer, old[key], new[key], child, out)
+        else:
+            merged[key] = new[key]
+            _take(layer, new[key], child, out)
+    return merged
+
+
+def _take(source, value, path, out):
+    """Copy the marks of `value` (at `path` in `source`) into `out`."""
+    for table, target in ((source.key_marks, out.key_marks), (source.value_marks, out.value_marks)):
+        if path in table:
+            target[path] = table[path]
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _take(source, item, path + (key,), out)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _take(source, item, path + (i,), out)
+
+
+def clear_cache() -> None:
+    """Forget every parsed file (tests that rewrite a file within one timestamp tick)."""
+    _CACHE.clear()

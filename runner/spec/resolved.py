@@ -1,0 +1,61 @@
+"""`pipe validate --resolved`: the merged spec as YAML, each line saying which file set it."""
+
+from __future__ import annotations
+
+import yaml
+
+
+def resolved_text(spec) -> str:
+    """The spec's merged, resolved document as block YAML with `# file:line` comments.
+
+    The text reads back (with any YAML loader) as `spec.doc`; a value from `--set` says so,
+    a value a `${}` reference copied names the line of the reference.
+    """
+    lines = []
+    _mapping(spec, spec.doc, (), 0, lines, first_prefix=None)
+    return "\n".join(lines) + "\n"
+
+
+def _scalar(value) -> str:
+    text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**6).strip()
+    return text.removesuffix("...").strip()
+
+
+def _where(spec, path) -> str:
+    for end in range(len(path), -1, -1):
+        if path[:end] in spec.overrides:
+            return f"  # --set {spec.overrides[path[:end]]}"
+    origin = spec.origin(path)
+    return f"  # {origin[0]}:{origin[1]}" if origin else ""
+
+
+def _is_leaf(value) -> bool:
+    return not isinstance(value, (dict, list)) or not value
+
+
+def _mapping(spec, node, path, indent, lines, first_prefix):
+    pad = " " * indent
+    for i, (key, value) in enumerate(node.items()):
+        prefix = first_prefix if i == 0 and first_prefix is not None else pad
+        child = path + (key,)
+        if _is_leaf(value):
+            lines.append(f"{prefix}{_scalar(key)}: {_scalar(value)}{_where(spec, child)}")
+        else:
+            lines.append(f"{prefix}{_scalar(key)}:{_where(spec, child)}")
+            _node(spec, value, child, indent + 2, lines)
+
+
+def _node(spec, value, path, indent, lines):
+    if isinstance(value, dict):
+        _mapping(spec, value, path, indent, lines, first_prefix=None)
+        return
+    pad = " " * indent
+    for i, item in enumerate(value):
+        child = path + (i,)
+        if _is_leaf(item):
+            lines.append(f"{pad}- {_scalar(item)}{_where(spec, child)}")
+        elif isinstance(item, dict):
+            _mapping(spec, item, child, indent + 2, lines, first_prefix=f"{pad}- ")
+        else:
+            lines.append(f"{pad}-{_where(spec, child)}")
+            _node(spec, item, child, indent + 2, lines)
