@@ -163,7 +163,22 @@ def write_spec(run_dir: Path, spec) -> str:
     """Write the resolved spec (after overrides) as spec.yaml; returns its sha256."""
     text = _spec_text(spec)
     write_text(run_dir / "spec.yaml", text)
+    for name, source in source_copies(spec).items():
+        (Path(run_dir) / "sources").mkdir(exist_ok=True)
+        write_text(Path(run_dir) / name, spec.source_texts[str(source)])
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def source_copies(spec) -> dict:
+    """`sources/<n>-<name>` -> source file, for a spec made of several files (extends, layers).
+
+    The run directory keeps a copy of each, as read (comments included), numbered in the
+    order they were read: the spec given to pipe first, then what it extends.
+    """
+    sources = getattr(spec, "sources", None) or []
+    if len(sources) < 2:
+        return {}
+    return {f"sources/{i}-{Path(source).name}": source for i, source in enumerate(sources, 1)}
 
 
 def spec_sha256(spec) -> str:

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 
 import runner
-from runner.outputs.files import json_text, write_bytes
+from runner.outputs.files import json_text, source_copies, write_bytes
 
 
 def fingerprint(path) -> str:
@@ -68,6 +68,7 @@ class Manifest:
             "name": spec.doc["name"],
             "spec_file": str(spec.file),
             "spec_sha256": spec_sha256,
+            **_spec_sources(spec),
             "seed": spec.doc.get("seed"),
             "versions": versions(),
             "command": sys.argv,
@@ -140,3 +141,12 @@ def process_start(pid: int) -> str | None:
 
 def _now() -> str:
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def _spec_sources(spec) -> dict:
+    """For a spec made of several files: the files given and where each source's copy is."""
+    copies = source_copies(spec)
+    if not copies:
+        return {}
+    return {"spec_files": [str(f) for f in spec.files],
+            "spec_sources": {name: str(Path(source).resolve()) for name, source in copies.items()}}

@@ -37,6 +37,7 @@ class Composed:
     key_marks: dict = field(default_factory=dict)
     value_marks: dict = field(default_factory=dict)
     sources: list = field(default_factory=list)  # display paths, in the order first read
+    texts: dict = field(default_factory=dict)  # display path -> the text read from it
 
 
 def compose(files) -> Composed:
@@ -56,7 +57,7 @@ def compose(files) -> Composed:
         if e.file is not None and str(e.file) != str(files[-1]) and getattr(e, "via", None) is None:
             e.via = files[-1]
         raise SpecErrors([e]) from None
-    result.sources = state.sources
+    result.sources, result.texts = state.sources, state.texts
     return result
 
 
@@ -64,11 +65,11 @@ class _State:
     """One composition: the files read so far and the values counted across them."""
 
     def __init__(self, top: Path):
-        self.top, self.count, self.sources = top, 0, []
+        self.top, self.count, self.sources, self.texts = top, 0, [], {}
 
     def load(self, file: Path, chain: tuple, depth: int, via) -> Composed:
         """`file` merged over its bases; `via` locates the `extends` entry that named it."""
-        document = _parse(file)
+        document, text = _parse(file)
         self.count += document.count
         if self.count > yamlfile.MAX_NODES:
             raise _at(via, f"the spec and its bases expand to more than {yamlfile.MAX_NODES} values "
@@ -76,6 +77,7 @@ class _State:
                 f"document expands to more than {yamlfile.MAX_NODES} values", file=file, line=1, column=1)
         if str(file) not in self.sources:
             self.sources.append(str(file))
+            self.texts[str(file)] = text
         own = _marked(document, file)
         if not isinstance(own.doc, dict):
             kind = "a list" if isinstance(own.doc, list) else "a single value"
@@ -83,7 +85,7 @@ class _State:
         bases = self._extends(own, file)
         if not bases:
             return own
-        chain = (*chain, _identity(file))
+        chain = (*chain, (_identity(file), str(file)))
         if depth + 1 > MAX_EXTENDS_DEPTH:
             _, where = bases[0]
             raise _at(where, f"extends is more than {MAX_EXTENDS_DEPTH} files deep")
@@ -92,8 +94,8 @@ class _State:
             problem = _file_problem(base)
             if problem:
                 raise _at(where, problem)
-            if _identity(base) in chain:
-                names = [*_names(chain, file), str(base)]
+            if _identity(base) in [identity for identity, _ in chain]:
+                names = [shown for _, shown in chain] + [str(base)]
                 raise _at(where, f"extends makes a cycle: {' -> '.join(names)}")
             layer = self.load(base, chain, depth + 1, where)
             result = layer if result is None else _merge(result, layer)
@@ -127,8 +129,8 @@ class _State:
         return bases
 
 
-def _parse(file: Path) -> yamlfile.Document:
-    """The parsed document of `file`, from the cache when the file has not changed."""
+def _parse(file: Path):
+    """(parsed document, text) of `file`, from the cache when the file has not changed."""
     try:
         info = file.stat()
         key = (str(file.resolve()), info.st_size, info.st_mtime_ns)
@@ -136,12 +138,13 @@ def _parse(file: Path) -> yamlfile.Document:
         key = None
     if key is not None and key in _CACHE:
         return _CACHE[key]
-    document = yamlfile.parse(yamlfile.read_text(file), file=file)
+    text = yamlfile.read_text(file)
+    document = yamlfile.parse(text, file=file)
     if key is not None:
         if len(_CACHE) >= _CACHE_LIMIT:
             _CACHE.clear()
-        _CACHE[key] = document
-    return document
+        _CACHE[key] = document, text
+    return document, text
 
 
 def _marked(document, file: Path) -> Composed:
@@ -167,18 +170,6 @@ def _file_problem(path: Path) -> str | None:
 
 def _identity(path: Path) -> str:
     return str(path.resolve())
-
-
-def _names(chain: tuple, file: Path) -> list:
-    """Display names of the files in a chain: the identities, shortened where they can be."""
-    cwd = Path.cwd()
-    shown = []
-    for identity in chain:
-        try:
-            shown.append(os.path.relpath(identity, cwd) if identity.startswith(str(cwd)) else identity)
-        except ValueError:
-            shown.append(identity)
-    return shown
 
 
 def _at(where, message: str) -> SpecError:

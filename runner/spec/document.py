@@ -24,6 +24,7 @@ class Spec:
     root: Path | None = None  # the folder input paths are relative to, when not the file's own
     files: list = field(default_factory=list)  # the spec files given, layered in order (the last is `file`)
     sources: list = field(default_factory=list)  # every file that went into it: layers and their bases
+    source_texts: dict = field(default_factory=dict)  # str(source) -> its text as read
 
     def error(self, path, message: str, hint: str | None = None, *, at_value: bool = False) -> SpecError:
         """A SpecError located at `path` (its key, or its value with `at_value`)."""
@@ -88,7 +89,7 @@ def load_spec(path, overrides=()) -> Spec:
     files = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
     composed = compose(files)
     spec = Spec(files[-1], composed.doc, composed.key_marks, composed.value_marks, files=files,
-                sources=[Path(p) for p in composed.sources])
+                sources=[Path(p) for p in composed.sources], source_texts=composed.texts)
     for text in overrides:
         apply_override(spec, text)
     if "extends" in spec.doc:

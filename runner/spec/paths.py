@@ -15,7 +15,7 @@ from pathlib import PurePosixPath
 # delete these (BackupAndRestore removes its backup_dir when training ends).
 RUN_DIR_OWN = ("spec.yaml", "manifest.json", "history.json", "history.csv", "metrics.json", "model.keras",
                "saved_model", "history.png", "predictions.png", "trajectories.json", "trajectories.csv",
-               "trajectories.png", "confusion_matrix.png", "checkpoints", "error.log")
+               "trajectories.png", "confusion_matrix.png", "checkpoints", "error.log", "sources")
 
 # An argument whose name says it is a path: filepath, filename, log_dir, backup_dir, ...
 # An argument names a file or folder when one of its words says so (`filepath`, `log_dir`,

@@ -118,7 +118,7 @@ class _Resolver:
                 if parts[0] == "data" and not isinstance(node, list):
                     return None  # maybe a misspelt dataset reference: its own rule says so
                 raise self.spec.error(path, self._missing(inner, node, where, part), at_value=True,
-                                      hint=did_you_mean(part, list(node)) if isinstance(node, dict) else None)
+                                      hint=_near(node, where, part))
             where += (part,)
         self.everything(node, where)
         return (copy.deepcopy(node),)
@@ -126,10 +126,21 @@ class _Resolver:
     @staticmethod
     def _missing(inner, node, where, part) -> str:
         if isinstance(node, list):
-            return f"${{{inner}}}: {format_path(where)} has {len(node)} items; no index {part}"
+            items = f"{len(node)} item{'' if len(node) == 1 else 's'}"
+            return f"${{{inner}}}: {format_path(where)} has {items}; no index {part}"
         if isinstance(node, dict):
             return f"${{{inner}}}: the spec has no {format_path(where + (part,))}"
         return f"${{{inner}}}: {format_path(where)} is a single value; it has no '{part}'"
+
+
+def _near(node, where, part):
+    """`did you mean 'train.epochs'?` over the keys beside the missing one."""
+    if not isinstance(node, dict):
+        return None
+    hint = did_you_mean(part, [str(k) for k in node])
+    if hint is None:
+        return None
+    return hint.replace("'", "'" + format_path(where) + "." if where else "'", 1)
 
 
 def _text(value) -> str:

@@ -1,0 +1,348 @@
+"""Specs that compose: `extends`, layered files, `${}` references, and where errors point.
+
+The corpus is tests/compose/: small spec files, most of them partial (a base), named after
+the case they show. Paths in messages are relative to tests/, where every test here runs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from runner.cli import app
+from runner.spec import SpecError, load_spec, yamlfile
+from runner.spec import compose as compose_module
+from runner.spec.references import parse_path
+from runner.spec.resolved import resolved_text
+from tests.conftest import REPO
+
+TESTS = REPO / "tests"
+cli = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def in_tests(monkeypatch):
+    monkeypatch.chdir(TESTS)
+
+
+def errors_of(files, overrides=()):
+    with pytest.raises(SpecError) as info:
+        load_spec(files, overrides)
+    return [str(e) for e in info.value.errors]
+
+
+def origin(spec, *path):
+    file, line = spec.origin(path)
+    return f"{file}:{line}"
+
+
+# --- merging ---------------------------------------------------------------------------------
+
+def test_a_list_of_bases_makes_a_whole_spec():
+    spec = load_spec("compose/regression.yaml")
+    assert list(spec.doc) == ["version", "data", "model", "train", "name", "seed"]
+    assert spec.doc["train"]["optimizer"] == {"SGD": {"learning_rate": 0.05, "momentum": 0.5}}
+    assert "extends" not in spec.doc
+    assert [str(p) for p in spec.sources] == ["compose/regression.yaml", "compose/data.yaml", "compose/model.yaml",
+                                              "compose/train.yaml"]
+
+
+def test_mappings_merge_key_by_key_through_a_chain():
+    spec = load_spec("compose/chain.yaml")  # chain -> lr -> regression -> data, model, train
+    assert spec.doc["name"] == "chain"
+    assert spec.doc["train"]["optimizer"] == {"SGD": {"learning_rate": 0.1, "momentum": 0.5}}
+    assert spec.doc["train"]["epochs"] == 5
+    assert (origin(spec, "train", "optimizer", "SGD", "learning_rate"), origin(spec, "train", "optimizer", "SGD", "momentum"),
+            origin(spec, "train", "loss"), origin(spec, "train", "epochs")) == (
+        "compose/lr.yaml:4", "compose/train.yaml:5", "compose/train.yaml:4", "compose/chain.yaml:4")
+
+
+def test_null_removes_a_key():
+    spec = load_spec("compose/chain.yaml")
+    assert "metrics" not in spec.doc["train"]
+    assert "metrics" in load_spec("compose/lr.yaml").doc["train"]
+
+
+def test_lists_replace_rather_than_merge():
+    spec = load_spec("compose/stages.yaml")
+    assert spec.doc["data"]["train"]["stages"] == [{"batch": {"batch_size": 8}}]
+    assert spec.doc["data"]["train"]["source"]["synthetic"]["y"] == {"linear": {"w": 3.0, "b": 2.0}}
+    assert origin(spec, "data", "train", "stages", 0, "batch", "batch_size") == "compose/stages.yaml:6"
+
+
+def test_later_bases_win_over_earlier_ones_and_the_file_over_all():
+    spec = load_spec("compose/bases_in_order.yaml")  # [regression, later_base -> [train, epochs3]]
+    assert spec.doc["train"]["epochs"] == 3
+    assert origin(spec, "train", "epochs") == "compose/epochs3.yaml:2"
+    assert spec.doc["name"] == "bases_in_order"
+
+
+def test_extends_paths_are_relative_to_the_file_that_names_them():
+    spec = load_spec("compose/sub/deep.yaml")
+    assert spec.doc["name"] == "deep"
+    assert origin(spec, "data", "train", "stages") == "compose/data.yaml:9"
+
+
+def test_a_base_reached_twice_is_not_a_cycle():
+    spec = load_spec("compose/diamond.yaml")  # left and right both extend data.yaml
+    assert spec.doc["train"]["optimizer"] == "sgd" and spec.doc["model"]["sequential"]["input_shape"] == [1]
+    assert [str(p) for p in spec.sources] == ["compose/diamond.yaml", "compose/sub/left.yaml", "compose/data.yaml",
+                                              "compose/sub/right.yaml"]
+
+
+def test_yaml_1_2_rules_hold_in_every_file():
+    spec = load_spec("compose/extends_yaml12.yaml")
+    assert (spec.doc["train"]["epochs"], spec.doc["train"]["optimizer"]["SGD"]["learning_rate"],
+            spec.doc["description"]) == (10, 0.01, "on")
+
+
+def test_a_spec_without_extends_loads_as_before(write_spec):
+    path = write_spec("version: 1\nname: x\ndata: {train: {source: {synthetic: {x: {linspace: {start: 0.0, stop: 1.0, "
+                      "num: 4}}, y: {linear: {w: 1.0, b: 0.0}}}}}}\nmodel: {sequential: {input_shape: [1], layers: "
+                      "[{Dense: {units: 1}}]}}\ntrain: {epochs: 1, loss: mse, optimizer: sgd}\n")
+    spec = load_spec(path)
+    assert spec.sources == [path] and spec.error(("train", "epochs"), "x").file == path
+
+
+# --- layered files and --set -----------------------------------------------------------------
+
+def test_layered_files_merge_later_over_earlier():
+    spec = load_spec(["compose/regression.yaml", "compose/layer_epochs.yaml"])
+    assert (spec.doc["name"], spec.doc["train"]["epochs"]) == ("layered", 7)
+    assert spec.file.name == "layer_epochs.yaml"
+    assert origin(spec, "train", "epochs") == "compose/layer_epochs.yaml:2"
+    assert origin(spec, "train", "loss") == "compose/train.yaml:4"
+
+
+def test_set_goes_over_the_last_layer():
+    spec = load_spec(["compose/regression.yaml", "compose/layer_epochs.yaml"], ["train.epochs=9"])
+    assert spec.doc["train"]["epochs"] == 9
+    assert str(spec.error(("train", "epochs"), "no")) == "--set train.epochs=9: train.epochs: no"
+
+
+def test_references_see_later_layers_and_set():
+    spec = load_spec(["compose/regression.yaml", "compose/layer_references.yaml"], ["train.epochs=6"])
+    assert spec.doc["model"]["sequential"]["layers"] == [{"Dense": {"units": 6}}, {"Dense": {"units": 1}}]
+
+
+def test_an_error_in_a_layer_names_that_layer():
+    assert errors_of(["compose/regression.yaml", "compose/layer_bad.yaml"]) == [
+        "compose/layer_bad.yaml:2:11: train.epochs: -1 is less than the minimum of 1"]
+
+
+def test_extends_cannot_be_set():
+    assert errors_of("compose/regression.yaml", ["extends=data.yaml"]) == [
+        "--set extends=data.yaml: extends: extends cannot be set with --set; give the files to layer on the command line"]
+
+
+# --- references -----------------------------------------------------------------------------
+
+def test_references_keep_their_type_or_interpolate():
+    spec = load_spec("compose/references.yaml")
+    assert spec.doc["name"] == "references-4"
+    assert spec.doc["description"] == "lr 0.1 momentum 0.5, fit fit"
+    assert spec.doc["model"]["sequential"]["layers"] == [
+        {"Dense": {"units": 4}}, {"Dense": {"units": 4}}, {"Dense": {"units": 1}}, {"Dense": {"units": 1}}]
+
+
+def test_a_referenced_mapping_is_a_copy():
+    spec = load_spec("compose/references.yaml")
+    layers = spec.doc["model"]["sequential"]["layers"]
+    assert layers[2] == layers[3] and layers[2] is not layers[3]
+    assert "&" not in yaml.safe_dump(spec.doc)  # no anchors in the run directory's spec.yaml
+
+
+def test_dataset_metadata_references_are_left_for_the_run():
+    spec = load_spec("compose/reference_metadata.yaml")
+    assert spec.doc["model"]["sequential"]["layers"][0] == {"Dense": {"units": "${data.num_classes}"}}
+
+
+def test_a_misspelt_dataset_reference_keeps_its_own_message(write_spec):
+    assert errors_of("compose/regression.yaml", ["model.sequential.layers.0.Dense.units=${data.num_clases}"]) == [
+        "--set model.sequential.layers.0.Dense.units=${data.num_clases}: model.sequential.layers[0].Dense.units: "
+        "unknown reference '${data.num_clases}' (known: ${data.num_classes}, ${data.train.num_examples}, "
+        "${data.validation.num_examples}, ${data.test.num_examples}) (did you mean '${data.num_classes}'?)"]
+
+
+@pytest.mark.parametrize("text, path", [
+    ("train.epochs", ("train", "epochs")),
+    ("model.sequential.layers[0].Dense.units", ("model", "sequential", "layers", 0, "Dense", "units")),
+    ("a[1][-2]", ("a", 1, -2)),
+    ("train..epochs", None), ("[0]", None), ("a b", None), ("", None),
+])
+def test_reference_paths(text, path):
+    assert parse_path(text) == path
+
+
+@pytest.mark.parametrize("name, message", [
+    ("reference_missing", "compose/reference_missing.yaml:4:11: train.epochs: ${train.epoch}: the spec has no "
+                          "train.epoch (did you mean 'train.epochs'?)"),
+    ("reference_cycle", "compose/reference_cycle.yaml:4:11: train.epochs: a cycle of references: "
+                        "train.epochs -> train.steps -> train.epochs"),
+    ("reference_index", "compose/reference_index.yaml:4:11: train.epochs: ${model.sequential.layers[3].Dense.units}: "
+                        "model.sequential.layers has 1 item; no index 3"),
+    ("reference_malformed", "compose/reference_malformed.yaml:2:7: name: ${train..epochs} is not a path to a value "
+                            "(write ${section.key} or ${section.list[0].key})"),
+    ("reference_mapping_in_text", "compose/reference_mapping_in_text.yaml:2:7: name: ${train.optimizer} is a "
+                                  "mapping; only a whole value can be a reference to a mapping, not part of "
+                                  "'r-${train.optimizer}'"),
+])
+def test_reference_errors_are_located_at_the_reference(name, message):
+    assert errors_of(f"compose/{name}.yaml") == [message]
+
+
+# --- extends errors, at the extends line that leads there ------------------------------------
+
+@pytest.mark.parametrize("name, message", [
+    ("missing_base", "compose/missing_base.yaml:2:10: extends: no such file: compose/no_such_base.yaml"),
+    ("missing_in_list", "compose/missing_in_list.yaml:3:5: extends[1]: no such file: compose/nowhere/base.yaml"),
+    ("cycle_a", "compose/cycle_b.yaml:2:22: extends[1]: extends makes a cycle: compose/cycle_a.yaml -> "
+                "compose/cycle_b.yaml -> compose/cycle_a.yaml [from compose/cycle_a.yaml]"),
+    ("self", "compose/self.yaml:1:10: extends: extends makes a cycle: compose/self.yaml -> compose/self.yaml"),
+    ("to_directory", "compose/to_directory.yaml:1:10: extends: compose/sub is a directory, not a spec file"),
+    ("to_device", "compose/to_device.yaml:1:10: extends: /dev/null is not a regular file (a pipe or a device); "
+                  "a spec is a small YAML file"),
+    ("url", "compose/url.yaml:1:10: extends: 'https://example.com/base.yaml' is a URL; extends names local files only"),
+    ("not_a_path", "compose/not_a_path.yaml:1:28: extends[1]: expected a path to a spec file, got int 3"),
+    ("empty_list", "compose/empty_list.yaml:1:10: extends: extends lists no file; give a path or remove it"),
+])
+def test_extends_errors(name, message):
+    assert errors_of(f"compose/{name}.yaml") == [message]
+
+
+def test_a_fifo_is_refused_without_blocking(tmp_path):
+    os.mkfifo(tmp_path / "base.yaml")
+    (tmp_path / "child.yaml").write_text("name: x\nextends: base.yaml\n")
+    assert errors_of(tmp_path / "child.yaml") == [
+        f"{tmp_path}/child.yaml:2:10: extends: {tmp_path}/base.yaml is not a regular file (a pipe or a device); "
+        "a spec is a small YAML file"]
+
+
+def test_a_chain_deeper_than_16_is_refused(tmp_path):
+    for i in range(18):
+        (tmp_path / f"{i}.yaml").write_text(f"extends: {i + 1}.yaml\n" if i < 17 else "name: last\n")
+    assert errors_of(tmp_path / "0.yaml") == [
+        f"{tmp_path}/16.yaml:1:10: extends: extends is more than 16 files deep [from {tmp_path}/0.yaml]"]
+    (tmp_path / "1.yaml").write_text("name: x\n")  # 0 -> 1: a short chain reads
+    assert errors_of(tmp_path / "0.yaml")[0] == f"{tmp_path}/0.yaml:1:1: missing required section 'data'"
+
+
+def test_the_node_limit_counts_across_files(tmp_path):
+    bomb = "a: &a [" + ", ".join(["1"] * 100) + "]\nb: [" + ", ".join(["*a"] * 400) + "]\n"  # ~40,500 values
+    for name in ("one", "two", "three"):
+        (tmp_path / f"{name}.yaml").write_text(bomb)
+    assert yamlfile.parse(bomb).count < yamlfile.MAX_NODES  # each file alone is allowed
+    (tmp_path / "child.yaml").write_text("extends: [one.yaml, two.yaml, three.yaml]\n")
+    assert errors_of(tmp_path / "child.yaml") == [
+        f"{tmp_path}/child.yaml:1:31: extends[2]: the spec and its bases expand to more than 100000 values "
+        "(extends used as a bomb?)"]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("extends_bad_syntax", "compose/bad_syntax_base.yaml:3:1: YAML syntax error: expected ',' or ']', but got "
+                           "'<stream end>' [from compose/extends_bad_syntax.yaml]"),
+    ("extends_duplicate", "compose/duplicate_base.yaml:3:3: duplicate key 'epochs' (first defined on line 2) "
+                          "[from compose/extends_duplicate.yaml]"),
+    ("extends_list_base", "compose/list_base.yaml:1:1: the top level must be a mapping of sections, not a list "
+                          "[from compose/extends_list_base.yaml]"),
+])
+def test_a_base_that_cannot_be_read_is_located_in_the_base(name, message):
+    assert errors_of(f"compose/{name}.yaml") == [message]
+
+
+def test_control_characters_are_refused_in_a_base(tmp_path):
+    (tmp_path / "base.yaml").write_text("name: a\u202eb\n")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\n")
+    assert errors_of(tmp_path / "child.yaml") == [
+        f"{tmp_path}/base.yaml:1:8: control character U+202E in file; a spec is plain text [from {tmp_path}/child.yaml]"]
+
+
+# --- provenance: every error names the file and line that set the value ----------------------
+
+@pytest.mark.parametrize("name, message", [
+    ("schema_error_in_base", "compose/bad_epochs_base.yaml:3:11: train.epochs: 0 is less than the minimum of 1 "
+                             "[from compose/schema_error_in_base.yaml]"),
+    ("rule_error_in_base", "compose/rule_base.yaml:6:9: data.train.stages[1].cache: cache after shuffle stores the "
+                           "first epoch's order and replays it every epoch: put cache before shuffle "
+                           "[from compose/rule_error_in_base.yaml]"),
+    ("keras_error_in_base", "compose/keras_base.yaml:5:9: model.sequential.layers[0]: unknown layer 'Dens' "
+                            "(did you mean 'Dense'?) [from compose/keras_error_in_base.yaml]"),
+])
+def test_errors_in_a_base_point_at_the_base(name, message):
+    assert errors_of(f"compose/{name}.yaml") == [message]
+
+
+def test_an_overridden_mistake_is_gone():
+    assert load_spec("compose/overrides_bad_base.yaml").doc["train"]["epochs"] == 3
+
+
+def test_json_and_github_reports_name_the_spec_given():
+    result = cli.invoke(app, ["validate", "--format", "json", "compose/schema_error_in_base.yaml"])
+    assert result.exit_code == 1
+    assert yaml.safe_load(result.stdout) == [{
+        "file": "compose/bad_epochs_base.yaml", "line": 3, "column": 11, "path": "train.epochs",
+        "message": "0 is less than the minimum of 1", "spec": "compose/schema_error_in_base.yaml"}]
+    result = cli.invoke(app, ["validate", "--format", "github", "compose/schema_error_in_base.yaml"])
+    assert result.stdout == ("::error file=compose/bad_epochs_base.yaml,line=3,col=11::train.epochs: 0 is less than "
+                             "the minimum of 1 [from compose/schema_error_in_base.yaml]\n")
+
+
+# --- the command line ------------------------------------------------------------------------
+
+def test_validate_checks_each_file_alone_unless_layered():
+    result = cli.invoke(app, ["validate", "compose/regression.yaml", "compose/lr.yaml"])
+    assert (result.exit_code, result.stderr) == (0, "2 specs valid\n")
+    result = cli.invoke(app, ["validate", "compose/regression.yaml", "compose/layer_epochs.yaml"])
+    assert result.exit_code == 1 and "compose/layer_epochs.yaml:1:1: missing required section 'data'" in result.stdout
+    result = cli.invoke(app, ["validate", "--layered", "compose/regression.yaml", "compose/layer_epochs.yaml"])
+    assert (result.exit_code, result.stderr) == (0, "1 spec valid\n")
+
+
+def test_validate_resolved_prints_the_merged_spec_with_where_each_line_came_from():
+    result = cli.invoke(app, ["validate", "--resolved", "compose/lr.yaml", "--set", "train.epochs=3"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "# compose/lr.yaml"
+    assert "  epochs: 3  # --set train.epochs=3" in lines
+    assert "      learning_rate: 0.1  # compose/lr.yaml:4" in lines
+    assert "      momentum: 0.5  # compose/train.yaml:5" in lines
+    assert "      - shuffle:  # compose/data.yaml:10" in lines
+    assert "name: lr  # compose/lr.yaml:2" in lines
+    assert yaml.safe_load(result.stdout) == load_spec("compose/lr.yaml", ["train.epochs=3"]).doc
+
+
+def test_resolved_text_reads_back_for_every_composed_example():
+    for name in ("regression", "chain", "references", "diamond", "reference_metadata", "stages"):
+        spec = load_spec(f"compose/{name}.yaml")
+        assert yaml.safe_load(resolved_text(spec)) == spec.doc, name
+
+
+def test_bases_are_parsed_once_per_call(monkeypatch, tmp_path):
+    parts = ", ".join(str(TESTS / "compose" / f"{name}.yaml") for name in ("data", "model", "train"))
+    (tmp_path / "base.yaml").write_text(f"extends: [{parts}]\nname: base\n")
+    children = []
+    for i in range(50):
+        children.append(tmp_path / f"child{i}.yaml")
+        children[-1].write_text(f"extends: base.yaml\nname: child{i}\n")
+    compose_module.clear_cache()
+    parsed = []
+    real = yamlfile.parse
+    monkeypatch.setattr(yamlfile, "parse", lambda text, file=None: parsed.append(file) or real(text, file))
+    result = cli.invoke(app, ["validate", *map(str, children)])
+    assert (result.exit_code, result.stderr) == (0, "50 specs valid\n")
+    assert len(parsed) == 50 + 4  # each child, then the base and its three parts once
+
+
+def test_validate_of_composed_specs_never_imports_tensorflow():
+    code = ("import sys; from runner.cli import app\n"
+            "try: app(['validate', '--resolved', *sys.argv[1:]])\n"
+            "except SystemExit as e: code = e.code\n"
+            "print(code, sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
+    result = subprocess.run([sys.executable, "-c", code, "compose/chain.yaml", "compose/references.yaml"],
+                            capture_output=True, text=True, cwd=TESTS, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.stdout.splitlines()[-1] == "0 []", result.stderr
