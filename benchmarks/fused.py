@@ -193,7 +193,7 @@ def pipe_run(timer, spec_file, sets, folder):
 
 def spec_without_validation(source: Path, folder: Path) -> Path:
     """The spec with its per-epoch validation pass removed (the hand-written program has none)."""
-    doc = yaml.safe_load(source.read_text())
+    doc = load_spec(source).doc  # merged with the bases it extends
     doc["train"].pop("validate_on", None)
     doc["outputs"] = {"dir": str(folder / "runs"), "plots": {"confusion_matrix": False}}
     path = folder / source.name

@@ -151,17 +151,22 @@ def validate(
 def schema(
     keras: Annotated[bool, typer.Option("--keras", help="Fold in the Keras catalog: layer, loss, optimizer, "
                                         "metric and callback names with their arguments, for editors.")] = False,
+    partial: Annotated[bool, typer.Option("--partial", help="The schema of a part of a spec (a file with extends, "
+                                          "or a base): every key optional.")] = False,
 ):
     """Print the spec's JSON Schema (draft 2020-12).
 
     Example: pipe schema --keras > pipeline.schema.json
     """
+    from runner.spec.schema import partial_schema
+
     if keras:
         from runner.spec.keras_schema import keras_schema
 
-        typer.echo(json.dumps(keras_schema(), indent=2))
-        return
-    typer.echo(json.dumps(load_schema(), indent=2))
+        schema = keras_schema()
+    else:
+        schema = load_schema()
+    typer.echo(json.dumps(partial_schema(schema) if partial else schema, indent=2))
 
 
 @app.command(cls=PlainCommand)

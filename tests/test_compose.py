@@ -6,6 +6,7 @@ the case they show. Paths in messages are relative to tests/, where every test h
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -346,3 +347,36 @@ def test_validate_of_composed_specs_never_imports_tensorflow():
     result = subprocess.run([sys.executable, "-c", code, "compose/chain.yaml", "compose/references.yaml"],
                             capture_output=True, text=True, cwd=TESTS, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.stdout.splitlines()[-1] == "0 []", result.stderr
+
+
+# --- the schema an editor uses for a part of a spec ------------------------------------------
+
+def test_the_partial_schema_file_is_the_generated_one():
+    from runner.spec.schema import load_schema, partial_schema
+
+    assert json.loads((REPO / "schemas" / "pipeline.partial.schema.json").read_text()) == partial_schema(load_schema())
+    result = cli.invoke(app, ["schema", "--partial"])
+    assert json.loads(result.stdout) == partial_schema(load_schema())
+
+
+def test_an_editor_checks_what_a_part_writes_but_not_what_it_leaves_out():
+    import jsonschema
+
+    from runner.spec.schema import load_schema, partial_schema
+
+    full, partial = (jsonschema.Draft202012Validator(s) for s in (load_schema(), partial_schema(load_schema())))
+    child = yamlfile.parse((REPO / "specs" / "fashion_mnist_cnn.yaml").read_text()).data
+    assert [e.message for e in full.iter_errors(child)] == ["'source' is a required property"] * 2  # train, test
+    assert list(partial.iter_errors(child)) == []
+    wrong = {"extends": "base.yaml", "train": {"epochs": 0, "optimiser": "adam"}}
+    assert sorted(e.message for e in partial.iter_errors(wrong)) == [
+        "0 is less than the minimum of 1", "Additional properties are not allowed ('optimiser' was unexpected)"]
+    assert [e.message for e in full.iter_errors({"name": "x", "extends": "base.yaml"})] == []  # top level: optional
+
+
+def test_example_specs_share_the_fashion_mnist_base():
+    for name in ("fashion_mnist_cnn", "fashion_mnist_convnet"):
+        spec = load_spec(REPO / "specs" / f"{name}.yaml")
+        assert REPO / "specs" / "base" / "fashion_mnist_data.yaml" in spec.sources
+        assert spec.doc["data"]["test"]["source"]["idx"]["labels"] == (
+            "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")

@@ -21,6 +21,27 @@ def load_schema() -> dict:
     return json.loads((Path(__file__).resolve().parents[2] / "schemas" / SCHEMA_NAME).read_text(encoding="utf-8"))
 
 
+def partial_schema(schema: dict) -> dict:
+    """The schema of a part of a spec (a file with `extends`, or a base): every key optional.
+
+    Its bases or the files layered over it may give what it leaves out, so an editor checks
+    the names, types and values it writes, never what is missing; `pipe validate` checks
+    the merged spec. `required` stays where it tells the forms of an anyOf/oneOf apart.
+    """
+    def strip(node, choice=False):
+        if isinstance(node, list):
+            return [strip(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        return {key: [strip(item, True) for item in value] if key in ("anyOf", "oneOf") else strip(value)
+                for key, value in node.items() if not (key == "required" and isinstance(value, list) and not choice)}
+
+    partial = {key: value for key, value in strip(schema).items() if key not in ("if", "else")}
+    partial["$id"] = schema["$id"].replace(":pipeline:", ":pipeline-partial:")
+    partial["title"] = schema["title"] + ", a part (extends)"
+    return partial
+
+
 def deref(schema):
     ref = schema.get("$ref") if isinstance(schema, dict) else None
     if ref:
