@@ -133,7 +133,8 @@ def test_references_see_later_layers_and_set():
 
 def test_an_error_in_a_layer_names_that_layer():
     assert errors_of(["compose/regression.yaml", "compose/layer_bad.yaml"]) == [
-        "compose/layer_bad.yaml:2:11: train.epochs: -1 is less than the minimum of 1"]
+        "compose/layer_bad.yaml:2:11: train.epochs: -1 is less than the minimum of 1 "
+        "[from compose/regression.yaml + compose/layer_bad.yaml]"]
 
 
 def test_extends_cannot_be_set():

@@ -54,8 +54,8 @@ def compose(files) -> Composed:
             layer = state.load(file, chain=(), depth=0, via=None)
             result = layer if result is None else _merge(result, layer)
     except SpecError as e:
-        if e.file is not None and str(e.file) != str(files[-1]) and getattr(e, "via", None) is None:
-            e.via = files[-1]
+        if e.file is not None and (str(e.file) != str(files[-1]) or len(files) > 1) and e.via is None:
+            e.via = " + ".join(map(str, files)) if len(files) > 1 else files[-1]
         raise SpecErrors([e]) from None
     result.sources, result.texts = state.sources, state.texts
     return result

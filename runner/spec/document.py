@@ -38,9 +38,14 @@ class Spec:
                 if prefix in table:
                     line, column, *file = table[prefix]  # (line, column, file) in a composed spec
                     file = file[0] if file else self.file
-                    via = self.file if str(file) != str(self.file) else None
+                    via = self.given if str(file) != str(self.file) or len(self.files) > 1 else None
                     return SpecError(message, file=file, line=line, column=column, path=path, hint=hint, via=via)
         return SpecError(message, file=self.file, path=path, hint=hint)
+
+    @property
+    def given(self) -> str | Path:
+        """The spec as given to pipe: its file, or its layered files joined by ` + `."""
+        return " + ".join(map(str, self.files)) if len(self.files) > 1 else self.file
 
     def origin(self, path):
         """(file, line) that set the value at `path`, or None (a `--set` or no mark)."""
