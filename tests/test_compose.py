@@ -381,3 +381,27 @@ def test_example_specs_share_the_fashion_mnist_base():
         assert REPO / "specs" / "base" / "fashion_mnist_data.yaml" in spec.sources
         assert spec.doc["data"]["test"]["source"]["idx"]["labels"] == (
             "/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz")
+
+
+def test_run_and_plan_layer_their_files_and_stop_at_a_spec_error_without_tensorflow():
+    code = ("import sys; from runner.cli import app\n"
+            "try: app([sys.argv[1], 'compose/regression.yaml', 'compose/layer_bad.yaml'])\n"
+            "except SystemExit as e: print('exit', e.code, 'tensorflow' in sys.modules)")
+    for command in ("run", "plan"):
+        result = subprocess.run([sys.executable, "-c", code, command], capture_output=True, text=True, cwd=TESTS,
+                                env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert result.stdout == "exit 1 False\n", result.stderr
+        assert result.stderr.splitlines()[-1] == ("compose/layer_bad.yaml:2:11: train.epochs: -1 is less than the "
+                                                  "minimum of 1 [from compose/regression.yaml + compose/layer_bad.yaml]")
+
+
+def test_an_interrupted_layered_run_says_how_to_resume_with_every_file():
+    from pathlib import Path
+
+    from runner.cli import _interrupted
+
+    error = KeyboardInterrupt()
+    error.signal_name, error.run_dir, error.epochs_done, error.resume_from = "SIGTERM", "runs/x/1", 2, "runs/x/1"
+    text = _interrupted(error, [Path("base.yaml"), Path("experiment.yaml")], ["train.epochs=3"], False)
+    assert text.splitlines()[-1] == ("resume with: pipe run base.yaml experiment.yaml --set train.epochs=3 "
+                                     "--resume runs/x/1")
