@@ -405,3 +405,22 @@ def test_an_interrupted_layered_run_says_how_to_resume_with_every_file():
     text = _interrupted(error, [Path("base.yaml"), Path("experiment.yaml")], ["train.epochs=3"], False)
     assert text.splitlines()[-1] == ("resume with: pipe run base.yaml experiment.yaml --set train.epochs=3 "
                                      "--resume runs/x/1")
+
+
+def test_libyaml_and_the_python_reader_read_the_same_values_and_marks(monkeypatch):
+    if yamlfile._FastComposer is None:
+        pytest.skip("PyYAML without libyaml: only the Python reader")
+    files = [*sorted((REPO / "specs").rglob("*.yaml")), *sorted((TESTS / "compose").rglob("*.yaml")),
+             *sorted((TESTS / "hostile").rglob("*.yaml"))]
+    texts = [f.read_text(errors="replace") for f in files] + ["a: {éé€😀: 1, b: 2}\n\"ü\": [x, \"y😀\", z]\n"]
+
+    def read(text):
+        try:
+            document = yamlfile.parse(text)
+            return document.data, document.key_marks, document.value_marks, document.count
+        except SpecError as e:
+            return str(e)
+
+    fast = [read(text) for text in texts]
+    monkeypatch.setattr(yamlfile, "_FastComposer", None)
+    assert [read(text) for text in texts] == fast

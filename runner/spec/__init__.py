@@ -1,6 +1,9 @@
 """The spec: everything `pipe validate` needs, and nothing that imports TensorFlow.
 
-Owns reading YAML with line marks (`yamlfile`), `--set` overrides (`overrides`), the JSON
+Owns reading YAML with line marks (`yamlfile`), specs made of several files (`compose`:
+`extends` and layered files, each value marked with the file that set it), `${}`
+references between values (`references`), the merged spec printed with where each line
+came from (`resolved`), `--set` overrides (`overrides`), the JSON
 Schema and its error wording (`schema`), cross-field rules (`rules`), the loaded document
 (`document`), the one error type and its reporters (`errors`, `report`), dataset metadata
 references (`metadata`) and the cluster description (`cluster`).
