@@ -164,6 +164,13 @@ def test_dataset_metadata_references_are_left_for_the_run():
     assert spec.doc["model"]["sequential"]["layers"][0] == {"Dense": {"units": "${data.num_classes}"}}
 
 
+def test_environment_variables_are_not_read(monkeypatch):
+    monkeypatch.setenv("HOME", "/home/someone")
+    assert errors_of("compose/regression.yaml", ["name=${HOME}"]) == [
+        "--set name=${HOME}: name: ${HOME}: the spec has no HOME (a reference names a value of the spec; "
+        "environment variables are not read)"]
+
+
 def test_a_misspelt_dataset_reference_keeps_its_own_message(write_spec):
     assert errors_of("compose/regression.yaml", ["model.sequential.layers.0.Dense.units=${data.num_clases}"]) == [
         "--set model.sequential.layers.0.Dense.units=${data.num_clases}: model.sequential.layers[0].Dense.units: "
@@ -424,3 +431,13 @@ def test_libyaml_and_the_python_reader_read_the_same_values_and_marks(monkeypatc
     fast = [read(text) for text in texts]
     monkeypatch.setattr(yamlfile, "_FastComposer", None)
     assert [read(text) for text in texts] == fast
+
+
+def test_resolved_prints_each_spec_as_its_own_document():
+    result = cli.invoke(app, ["validate", "--resolved", "compose/regression.yaml", "compose/lr.yaml"])
+    documents = list(yaml.safe_load_all(result.stdout))
+    assert [d["name"] for d in documents] == ["regression", "lr"]
+    assert result.stdout.startswith("# compose/regression.yaml\n") and "---\n# compose/lr.yaml\n" in result.stdout
+    result = cli.invoke(app, ["validate", "--layered", "--resolved", "compose/lr.yaml", "compose/layer_epochs.yaml"])
+    assert result.stdout.startswith("# compose/lr.yaml + compose/layer_epochs.yaml\n")
+    assert "  epochs: 7  # compose/layer_epochs.yaml:2" in result.stdout.splitlines()

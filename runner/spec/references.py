@@ -135,6 +135,8 @@ class _Resolver:
 
 def _near(node, where, part):
     """`did you mean 'train.epochs'?` over the keys beside the missing one."""
+    if not where and isinstance(part, str) and part.isupper():
+        return "a reference names a value of the spec; environment variables are not read"
     if not isinstance(node, dict):
         return None
     hint = did_you_mean(part, [str(k) for k in node])
