@@ -329,6 +329,10 @@ def test_resolved_text_reads_back_for_every_composed_example():
     for name in ("regression", "chain", "references", "diamond", "reference_metadata", "stages"):
         spec = load_spec(f"compose/{name}.yaml")
         assert yaml.safe_load(resolved_text(spec)) == spec.doc, name
+    spec = load_spec("compose/regression.yaml", ['description="two\\nlines # not a comment\\ttab"'])
+    assert spec.doc["description"] == "two\nlines # not a comment\ttab"
+    assert yaml.safe_load(resolved_text(spec)) == spec.doc
+    assert len(resolved_text(spec).splitlines()) == len(resolved_text(load_spec("compose/regression.yaml")).splitlines()) + 1
 
 
 def test_bases_are_parsed_once_per_call(monkeypatch, tmp_path):

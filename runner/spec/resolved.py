@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import yaml
 
 
@@ -17,6 +19,8 @@ def resolved_text(spec) -> str:
 
 
 def _scalar(value) -> str:
+    if isinstance(value, str) and any(c in value for c in "\n\r\t"):
+        return json.dumps(value, ensure_ascii=False)  # one line: a JSON string is a YAML one
     text = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**6).strip()
     return text.removesuffix("...").strip()
 
@@ -24,9 +28,14 @@ def _scalar(value) -> str:
 def _where(spec, path) -> str:
     for end in range(len(path), -1, -1):
         if path[:end] in spec.overrides:
-            return f"  # --set {spec.overrides[path[:end]]}"
+            return _comment(f"--set {spec.overrides[path[:end]]}")
     origin = spec.origin(path)
-    return f"  # {origin[0]}:{origin[1]}" if origin else ""
+    return _comment(f"{origin[0]}:{origin[1]}") if origin else ""
+
+
+def _comment(text: str) -> str:
+    """`  # text` on one line, whatever the text holds."""
+    return "  # " + text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _is_leaf(value) -> bool:
