@@ -116,8 +116,9 @@ def validate(
     files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="Spec files to check.")],
     set_: SetOption = None,
     format: Annotated[Format, typer.Option("--format", metavar="FORMAT", help="Error output: text, json or github.")] = Format.text,
-    layered: Annotated[bool, typer.Option("--layered", help="The FILEs are layers of one spec (later over earlier), "
-                                          "as pipe run FILE FILE... merges them; without it each FILE is a spec.")] = False,
+    layered: Annotated[bool, typer.Option("--layered", help=(
+        "The FILEs are layers of one spec (later over earlier), as pipe run FILE FILE... merges them; "
+        "without it each FILE is a spec."))] = False,
     resolved: Annotated[bool, typer.Option("--resolved", help="Print each spec merged and resolved, every line "
                                            "with the file:line that set it.")] = False,
 ):

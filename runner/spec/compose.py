@@ -47,7 +47,7 @@ def compose(files) -> Composed:
         SpecErrors: a file that cannot be read or parsed, or a bad `extends`, located.
     """
     files = [Path(f) for f in files]
-    state = _State(files[-1])
+    state = _State()
     try:
         result = None
         for file in files:
@@ -64,8 +64,8 @@ def compose(files) -> Composed:
 class _State:
     """One composition: the files read so far and the values counted across them."""
 
-    def __init__(self, top: Path):
-        self.top, self.count, self.sources, self.texts = top, 0, [], {}
+    def __init__(self):
+        self.count, self.sources, self.texts = 0, [], {}
 
     def load(self, file: Path, chain: tuple, depth: int, via) -> Composed:
         """`file` merged over its bases; `via` locates the `extends` entry that named it."""
@@ -123,9 +123,9 @@ class _State:
             base = Path(entry).expanduser()
             base = base if base.is_absolute() else Path(os.path.normpath(file.parent / base))
             bases.append((base, where))
-        for path in [p for p in own.key_marks if p[:1] == ("extends",)] + [p for p in own.value_marks if p[:1] == ("extends",)]:
-            own.key_marks.pop(path, None)
-            own.value_marks.pop(path, None)
+        for table in (own.key_marks, own.value_marks):
+            for path in [p for p in table if p[:1] == ("extends",)]:
+                del table[path]
         return bases
 
 
