@@ -110,6 +110,14 @@ def test_a_spec_without_extends_loads_as_before(write_spec):
     assert spec.sources == [path] and spec.error(("train", "epochs"), "x").file == path
 
 
+def test_the_merge_rules_for_plain_values():
+    base = {"train": {"epochs": 2, "optimizer": {"SGD": {"learning_rate": 0.1}}, "metrics": ["mae"]}, "seed": 1}
+    layer = {"train": {"optimizer": {"SGD": {"momentum": 0.9}}, "metrics": None}, "seed": [1, 2]}
+    assert compose_module.merge_values(base, layer) == {
+        "train": {"epochs": 2, "optimizer": {"SGD": {"learning_rate": 0.1, "momentum": 0.9}}}, "seed": [1, 2]}
+    assert base["train"]["metrics"] == ["mae"] and layer["train"]["metrics"] is None  # neither changed
+
+
 # --- layered files and --set -----------------------------------------------------------------
 
 def test_layered_files_merge_later_over_earlier():

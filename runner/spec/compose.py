@@ -185,6 +185,13 @@ def _describe(value) -> str:
     return "null" if value is None else f"{type(value).__name__} {value!r}"
 
 
+def merge_values(base, layer):
+    """`layer` over `base` by the rules of `extends`, for plain values (a sweep's trial over
+    its base): mappings key by key, lists and single values replace, `None` removes a key.
+    Neither argument is changed."""
+    return copy.deepcopy(_merge(Composed(base), Composed(layer)).doc)
+
+
 def _merge(base: Composed, layer: Composed) -> Composed:
     """`layer` over `base`: a new Composed; neither is changed."""
     out = Composed(None)
