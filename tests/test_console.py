@@ -29,7 +29,7 @@ def test_help_has_an_example_and_no_type_artefacts(command):
 
 
 def test_run_usage_line():
-    assert runner.invoke(app, ["run", "--help"], prog_name="pipe").stdout.splitlines()[0] == "Usage: pipe run [OPTIONS] FILE"
+    assert runner.invoke(app, ["run", "--help"], prog_name="pipe").stdout.splitlines()[0] == "Usage: pipe run [OPTIONS] FILE..."
     assert runner.invoke(app, ["predict", "--help"], prog_name="pipe").stdout.splitlines()[0] == \
         "Usage: pipe predict [OPTIONS] RUN_DIR INPUT"
 
