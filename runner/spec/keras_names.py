@@ -160,6 +160,14 @@ def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[Spec
     """A nested identifier checked as its kind, or a simple type checked against the default's."""
     if value is None or _is_reference(value):
         return []
+    takes = argument.get("layer")  # an argument Keras builds a layer from (the catalog says)
+    if takes is not None:
+        if isinstance(value, list) and takes in ("list", "one_or_list"):
+            return [e for i, item in enumerate(value) for e in check_identifier(spec, "layers", item, (*where, i))]
+        if isinstance(value, list) or (takes == "list" and not isinstance(value, list)):
+            expected = "a list of layers" if takes == "list" else "one layer"
+            return [spec.error(where, f"{entry.name}.{argument['name']}: expected {expected}", at_value=True)]
+        return check_identifier(spec, "layers", value, where)
     nested = nested_kind(entry.kind, argument["name"])
     if nested == "schedules":
         return [] if isinstance(value, (int, float)) else check_identifier(spec, "schedules", value, where)
