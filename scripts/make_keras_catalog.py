@@ -299,6 +299,16 @@ def _state_arguments(cls, arguments: list[str]) -> list[str] | None:
     return [a for a in arguments if a in assigned]
 
 
+def _call_arguments(function) -> dict:
+    """The keyword arguments a layer's `call` takes beyond its inputs: {args: [...], open: bool}."""
+    try:
+        parameters = [p for p in inspect.signature(function).parameters.values() if p.name != "self"]
+    except (TypeError, ValueError):
+        return {"args": [], "open": True}
+    args = [p.name for p in parameters[1:] if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+    return {"args": args, "open": any(p.kind is p.VAR_KEYWORD for p in parameters)}
+
+
 def _accepts_list(cls, argument: str) -> bool:
     """Whether some `__init__` of the class checks `isinstance(argument, (list, tuple))`."""
     for c in cls.__mro__:
@@ -376,9 +386,14 @@ def build_catalog() -> dict:
                     takes = _layer_arguments(obj).get(argument["name"])
                     if takes:
                         argument["layer"] = takes
+                entry["call"] = _call_arguments(obj.call)
                 state = _state_arguments(obj, [a["name"] for a in entry["args"]])
                 if state is not None:
                     entry["adapt"] = state
+            if kind == "applications":  # a backbone is a functional Model, called as one
+                from keras.src.models.functional import Functional
+
+                entry["call"] = _call_arguments(Functional.call)
             entries[name] = entry
         kinds[kind] = {"namespace": namespace, "names": entries, "aliases": _aliases(module, public)}
     return {

@@ -1,4 +1,4 @@
-"""Layers inside layers: Bidirectional, TimeDistributed, RNN cells, built and checked at every depth."""
+"""Layers inside layers (Bidirectional, TimeDistributed, RNN cells) and call arguments of functional nodes."""
 
 from __future__ import annotations
 
@@ -127,3 +127,56 @@ def test_bidirectional_lstm_trains_as_the_same_model_written_in_python(tmp_path,
         np.testing.assert_allclose(mine, theirs, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(pipe_loss["loss"][0], history.history["loss"][0], rtol=1e-5)
 
+
+
+FUNCTIONAL = """\
+model:
+  functional:
+    inputs:
+      seq: {shape: [5, 3]}
+    layers:
+"""
+
+
+def write_functional(tmp_path, nodes: list[str]):
+    path = write(tmp_path, [])
+    text = path.read_text().split("model:\n")[0] + FUNCTIONAL
+    text += "".join(f"      - {node}\n" for node in nodes) + "    outputs: out\n" + TRAIN
+    path.write_text(text)
+    return path
+
+
+def test_validate_checks_call_arguments_against_the_layers_call(tmp_path):
+    path = write_functional(tmp_path, [
+        "{name: rnn, layer: {LSTM: {units: 4}}, inputs: seq, call: {trainig: false}}",
+        "{name: out, layer: {Dense: {units: 1}}, inputs: rnn, call: {value: late}}",
+        "{name: late, layer: {Dense: {units: 1}}, inputs: rnn}",
+    ])
+    assert errors_of(path) == [
+        "model.functional.layers[0].call.trainig: unknown call argument 'trainig' of LSTM "
+        "(its call takes initial_state, mask, training) (did you mean 'training'?)",
+        "model.functional.layers[1].call.value: unknown call argument 'value' of Dense (its call takes training)",
+        "model.functional.layers[1].call.value: 'late' is defined after 'out': list the layers in the order "
+        "they run (move 'late' above layer 1)",
+    ]
+
+
+@pytest.mark.slow
+def test_call_arguments_reach_the_layer_training_false_and_tensors_by_name(tmp_path):
+    pytest.importorskip("keras")
+    from runner.models import build_model
+
+    path = write_functional(tmp_path, [
+        "{name: frozen, layer: {BatchNormalization: {}}, inputs: seq, call: {training: false}}",
+        "{name: drop, layer: {Dropout: {rate: 0.9}}, inputs: frozen, call: {training: false}}",
+        "{name: att, layer: {MultiHeadAttention: {num_heads: 2, key_dim: 4}}, inputs: drop, call: {value: seq}}",
+        "{name: out, layer: {Dense: {units: 1}}, inputs: att}",
+    ])
+    spec = load_spec(path)
+    model = build_model(spec.doc["model"], spec)
+    x = np.random.default_rng(1).normal(3.0, 2.0, size=(8, 5, 3)).astype(np.float32)
+    # In training mode too, Dropout drops nothing and BatchNormalization uses (and keeps) its moving statistics.
+    np.testing.assert_allclose(model(x, training=True), model(x, training=False), rtol=1e-6)
+    np.testing.assert_array_equal(model.get_layer("frozen").moving_mean.numpy(), np.zeros(3))
+    attention = model.get_layer("att")
+    assert attention._inbound_nodes[0].arguments.kwargs["value"] is model.inputs[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from runner.internals import keep_call_context_arguments
 from runner.models.identifiers import get_layer, keras_message
 from runner.models.modules import build_module
 
@@ -80,8 +81,11 @@ def build_functional(config: dict, spec, path: tuple) -> keras.Model:
                     (*where, "inputs", j), f"unknown input {source!r} (known so far: {known})"
                 )
         arguments = [tensors[s] for s in sources]
+        keywords = _call_arguments(item.get("call") or {}, tensors)
+        if "training" in keywords and keywords["training"] is not None:
+            keep_call_context_arguments(layer, ["training"])  # fit's own training=True must not override it
         try:
-            tensors[name] = layer(arguments[0] if len(arguments) == 1 else arguments)
+            tensors[name] = layer(arguments[0] if len(arguments) == 1 else arguments, **keywords)
         except Exception as e:
             raise spec.error(where, keras_message(e)) from e
     outputs = config["outputs"]
@@ -98,6 +102,18 @@ def build_functional(config: dict, spec, path: tuple) -> keras.Model:
         )
     except Exception as e:
         raise spec.error(path, keras_message(e)) from e
+
+
+def _call_arguments(call: dict, tensors: dict) -> dict:
+    """A node's `call:` arguments: names of earlier nodes become their tensors, the rest stay."""
+    keywords = {}
+    for argument, value in call.items():
+        if isinstance(value, str) and value in tensors:
+            value = tensors[value]
+        elif isinstance(value, list) and value and all(isinstance(v, str) and v in tensors for v in value):
+            value = [tensors[v] for v in value]
+        keywords[argument] = value
+    return keywords
 
 
 def is_keras(model) -> bool:

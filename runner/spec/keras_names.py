@@ -57,7 +57,30 @@ def keras_name_errors(spec) -> list[SpecError]:
     """Unknown names, unknown or missing arguments and wrong simple types, everywhere."""
     errors: list[SpecError] = []
     for kind, value, path in _identifier_sites(spec):
-        errors += check_identifier(spec, kind, value, path)
+        errors += call_errors(spec, value, path) if kind == "calls" else check_identifier(spec, kind, value, path)
+    return errors
+
+
+def call_errors(spec, item: dict, path: tuple) -> list[SpecError]:
+    """A functional node's call arguments, checked against its layer's `call` signature.
+
+    `training` is accepted by every layer (Keras passes it on to the layers inside).
+    """
+    parsed = parse_identifier(item["layer"], (*path, "layer"))
+    if isinstance(parsed, str):
+        return []
+    entry = catalog.lookup("layers", parsed.name) or catalog.lookup("applications", parsed.name)
+    call = entry.data.get("call") if entry is not None else None
+    if call is None or call.get("open"):
+        return []
+    accepted = list(dict.fromkeys([*call["args"], "training"]))
+    errors = []
+    for argument in item["call"]:
+        if argument not in accepted:
+            takes = ", ".join(accepted)
+            errors.append(spec.error((*path, "call", argument),
+                                     f"unknown call argument {argument!r} of {entry.name} (its call takes {takes})",
+                                     did_you_mean(str(argument), accepted)))
     return errors
 
 
@@ -73,6 +96,8 @@ def _identifier_sites(spec):
         for i, item in enumerate(items if isinstance(items, list) else []):
             if isinstance(item, dict) and "layer" in item:
                 yield "layers", item["layer"], ("model", "functional", "layers", i, "layer")
+                if isinstance(item.get("call"), dict):
+                    yield "calls", item, ("model", "functional", "layers", i)
     train = spec.get("train", default={})
     if not isinstance(train, dict):
         return
