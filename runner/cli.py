@@ -25,6 +25,7 @@ from runner.environment import BrokenInstall, libraries_for, require
 from runner.cli_help import PlainCommand
 from runner.console import TensorFlowLog
 from runner.spec.report import render
+from runner.spec.adaptation import adaptation_notes
 from runner.spec import SpecError, load_schema, load_spec
 
 EXIT_INVALID = 1  # a spec is invalid (found by validate, or while building a run)
@@ -121,10 +122,10 @@ def validate(
 
     Example: pipe validate specs/*.yaml --format github
     """
-    errors = []
+    errors, notes = [], []
     for file in files:
         try:
-            load_spec(file, set_ or ())
+            notes += adaptation_notes(load_spec(file, set_ or ()))
         except SpecError as e:
             errors += getattr(e, "errors", [e])
     if errors or format is Format.json:
@@ -132,6 +133,8 @@ def validate(
     if errors:
         raise typer.Exit(code=EXIT_INVALID)
     if format is Format.text:
+        for note in notes:  # which layers a run adapts on the train split
+            typer.echo(note, err=True)
         typer.echo(f"{len(files)} spec{'s' if len(files) != 1 else ''} valid", err=True)
 
 

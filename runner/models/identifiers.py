@@ -99,6 +99,8 @@ def get_layer(identifier, spec, path: tuple):
         ] + application_names()
         raise spec.error(path, f"unknown layer {name!r}", did_you_mean(name, candidates))
     arguments = dict(config.get("config") or {})
+    if callable(getattr(getattr(keras.layers, name), "adapt", None)):
+        arguments.pop("adapt", None)  # pipe's option: runner.models.adapt adapts it
     arguments.update(_nested_layers(name, identifier, spec, path))
     try:
         return getattr(keras.layers, name)(**arguments)

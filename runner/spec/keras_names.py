@@ -154,6 +154,8 @@ def check_identifier(spec, kind: str, value, path: tuple) -> list[SpecError]:
         hint = did_you_mean(parsed.name, candidates)
         # Located where `pipe run` locates it (runner.models.identifiers): the identifier.
         return [spec.error(path, f"unknown {word} {parsed.name!r}", hint, at_value=isinstance(value, str))]
+    if kind == "layers" and "adapt" in entry.data and "adapt" in parsed.config:  # pipe's option (adaptation.py)
+        parsed = dataclasses.replace(parsed, config={k: v for k, v in parsed.config.items() if k != "adapt"})
     if entry.data.get("abstract"):
         return [spec.error(parsed.path, f"{entry.name} is a base class of Keras {word}s, not one to use",
                            at_value=isinstance(value, str))]
