@@ -85,10 +85,7 @@ def adaptation_errors(spec) -> list[SpecError]:
             continue
         option, where = config[OPTION], (*_config_path(identifier, path), OPTION)
         state = state_arguments(name)
-        if state is None:
-            if catalog.lookup("layers", name) is not None:
-                errors.append(spec.error(where, f"{name} learns no state from data (it has no adapt()): "
-                                                "adapt applies to layers such as Normalization or TextVectorization"))
+        if state is None:  # an unknown argument of that layer (runner.spec.keras_names says so)
             continue
         given = [a for a in state if config.get(a) is not None]
         if given and option is not False:
