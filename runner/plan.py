@@ -84,7 +84,7 @@ def _build(spec, plan) -> None:
     with setup.strategy.scope():
         model = _collect(plan, lambda: build_model(model_config, spec, seed=spec.doc.get("seed") or 0))
         adapted = None if model is None else _collect(plan, lambda: adapt_model(
-            model, model_config, spec, datasets.train, datasets.info["num_examples"].get("train")))
+            model, model_config, spec, datasets.train))
         optimizer = _collect(plan, lambda: get_optimizer(train["optimizer"], spec))
         resolved = None if model is None else _collect(
             plan, lambda: resolve_outputs(train, spec, model, datasets.train.element_spec))

@@ -102,8 +102,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
     model_config = substitute_metadata(spec.doc["model"], datasets.info, spec, ("model",))
     with setup.strategy.scope():
         model = build_model(model_config, spec, seed=seed or 0)
-        adapted = adapt_model(model, model_config, spec, datasets.train, datasets.info["num_examples"].get("train"),
-                              resume_from=resume_from)
+        adapted = adapt_model(model, model_config, spec, datasets.train, resume_from=resume_from)
         loss, metrics = resolve_outputs(train_config, spec, model, datasets.train.element_spec)
         optimizer = get_optimizer(train_config["optimizer"], spec)
         loss_object = check_loss_fits(loss, model, datasets.train.element_spec, spec)

@@ -27,11 +27,9 @@ ADAPTED_DIR = "adapted"
 ADAPT_BATCH = 1024  # examples per adapt() batch when a sample size re-batches the split
 
 
-def adapt_model(model, model_config: dict, spec, train: tf.data.Dataset, num_examples=None,
-                resume_from=None) -> list[dict]:
+def adapt_model(model, model_config: dict, spec, train: tf.data.Dataset, resume_from=None) -> list[dict]:
     """Adapt the model's adaptable layers (or restore them from `resume_from`); what was done.
 
-    `num_examples` is the train split's size when the source knows it (else it is counted).
     Returns one record per layer: {layer, class, path, examples} (examples: how many train
     examples it was adapted on; `restored_from` instead when resumed).
 
@@ -51,7 +49,7 @@ def adapt_model(model, model_config: dict, spec, train: tf.data.Dataset, num_exa
             restore_layer(layer, Path(resume_from) / ADAPTED_DIR / layer.name, spec, site)
             record["restored_from"] = str(Path(resume_from) / ADAPTED_DIR / layer.name)
         else:
-            record["examples"] = _adapt(layer, feed, site, spec, train, num_examples)
+            record["examples"] = _adapt(layer, feed, site, spec, train)
         records.append(record)
     return records
 
@@ -98,7 +96,7 @@ def describe(records: list[dict]) -> list[str]:
     return lines
 
 
-def _adapt(layer, feed, site: Site, spec, train: tf.data.Dataset, num_examples) -> int:
+def _adapt(layer, feed, site: Site, spec, train: tf.data.Dataset) -> int:
     features = train.map(lambda *element: element[0]) if isinstance(train.element_spec, tuple) else train
     endless = features.cardinality() == tf.data.INFINITE_CARDINALITY
     if site.examples is not None:
@@ -106,16 +104,21 @@ def _adapt(layer, feed, site: Site, spec, train: tf.data.Dataset, num_examples) 
     elif endless:
         raise spec.error(site.path, f"{site.class_name} is adapted on the train split, which repeats without end: "
                                     "give a sample size (adapt: {examples: N})")
-    data = features if feed is None else features.map(feed)
+    counted = [0]  # examples that reached adapt(), counted as they stream by (one pass)
+
+    def count(batch):
+        size = tf.shape(tf.nest.flatten(batch)[0])[0]
+        tf.py_function(lambda n: counted.__setitem__(0, counted[0] + int(n)), [size], [])
+        return batch
+
+    data = features.map(count)
+    data = data if feed is None else data.map(feed)
     try:
         layer.adapt(data)
     except Exception as e:
         raise spec.error(site.path, f"{site.class_name} could not be adapted on the train split: "
                                     f"{keras_message(e)}") from e
-    if num_examples is not None and not endless:
-        return num_examples if site.examples is None else min(site.examples, num_examples)
-    # not known from the source: counted (one more pass over the split, or over the sample)
-    return int(features.reduce(np.int64(0), lambda n, x: n + tf.cast(tf.shape(tf.nest.flatten(x)[0])[0], tf.int64)))
+    return counted[0]
 
 
 def _layer_and_feed(model, kind: str, config: dict, site: Site, spec, train):
