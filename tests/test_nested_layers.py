@@ -180,3 +180,17 @@ def test_call_arguments_reach_the_layer_training_false_and_tensors_by_name(tmp_p
     np.testing.assert_array_equal(model.get_layer("frozen").moving_mean.numpy(), np.zeros(3))
     attention = model.get_layer("att")
     assert attention._inbound_nodes[0].arguments.kwargs["value"] is model.inputs[0]
+
+
+def test_the_editor_schema_checks_a_layer_inside_a_layer(tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    from runner.spec import yamlfile
+    from runner.spec.keras_schema import keras_schema
+
+    validator = jsonschema.Draft202012Validator(keras_schema())
+    good = write(tmp_path, ["Bidirectional: {layer: {LSTM: {units: 4}}}", "Normalization: {adapt: {examples: 8}}",
+                            "Dense: {units: 1}"])
+    assert list(validator.iter_errors(yamlfile.parse(good.read_text()).data)) == []
+    bad = write(tmp_path, ["Bidirectional: {layer: {LSTM: {unitz: 4}}}", "Dense: {units: 1}"])
+    assert [e.json_path for e in validator.iter_errors(yamlfile.parse(bad.read_text()).data)] == [
+        "$.model.sequential.layers[0]"]
