@@ -19,7 +19,7 @@ import tensorflow as tf
 
 from runner.data import build_datasets
 from runner.models import build_model, is_keras
-from runner.models.adapt import adapt_model
+from runner.models.adapt import Adapter
 from runner.models.adapt import describe as describe_adapted
 from runner.models.identifiers import (
     get_callbacks, get_optimizer, keras_message, resolve_metric,
@@ -82,9 +82,10 @@ def _build(spec, plan) -> None:
     model_config = substitute_metadata(spec.doc["model"], datasets.info, spec, ("model",))
     train = spec.doc["train"]
     with setup.strategy.scope():
-        model = _collect(plan, lambda: build_model(model_config, spec, seed=spec.doc.get("seed") or 0))
-        adapted = None if model is None else _collect(plan, lambda: adapt_model(
-            model, model_config, spec, datasets.train))
+        adapter = Adapter(model_config, spec, datasets.train)
+        model = _collect(plan, lambda: build_model(model_config, spec, seed=spec.doc.get("seed") or 0,
+                                                   adapter=adapter))
+        adapted = adapter.records
         optimizer = _collect(plan, lambda: get_optimizer(train["optimizer"], spec))
         resolved = None if model is None else _collect(
             plan, lambda: resolve_outputs(train, spec, model, datasets.train.element_spec))

@@ -255,3 +255,32 @@ def test_text_vectorization_adapts_on_strings_and_trains(tmp_path, monkeypatch, 
     assert sorted(vocabulary[2:]) == sorted({w for t in texts for w in t.split()})
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert metrics["train"]["BinaryAccuracy"] == 1.0
+
+
+@slow
+def test_a_layer_whose_output_width_is_what_it_learns_is_adapted_before_it_is_wired(tmp_path, monkeypatch, keras):
+    path = write(tmp_path, """
+        functional:
+          inputs:
+            x: {shape: [3]}
+          layers:
+            - {name: bins, layer: {Discretization: {num_bins: 5}}, inputs: x}
+            - {name: lookup, layer: {IntegerLookup: {output_mode: multi_hot}}, inputs: bins}
+            - {name: out, layer: {Dense: {units: 1}}, inputs: lookup}
+          outputs: out
+    """)
+    x = tables(tmp_path)
+    first = run(path, monkeypatch)
+    model = keras.models.load_model(first.run_dir / "model.keras")
+    boundaries = model.get_layer("bins").bin_boundaries
+    assert len(boundaries) == 4 and boundaries == sorted(boundaries)
+    assert sorted(model.get_layer("lookup").get_vocabulary()[1:]) == [0, 1, 2, 3, 4]  # after the OOV index
+    assert model.get_layer("out").kernel.shape == (6, 1)
+    assert np.digitize(x, boundaries).max() == 4
+
+    from runner.run import run_spec
+
+    resumed = run_spec(load_spec(path, ["train.epochs=2"]), quiet=True, resume_from=first.run_dir)
+    again = keras.models.load_model(resumed.run_dir / "model.keras")
+    assert again.get_layer("bins").bin_boundaries == boundaries
+    assert again.get_layer("lookup").get_vocabulary() == model.get_layer("lookup").get_vocabulary()

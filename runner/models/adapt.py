@@ -27,31 +27,70 @@ ADAPTED_DIR = "adapted"
 ADAPT_BATCH = 1024  # examples per adapt() batch when a sample size re-batches the split
 
 
-def adapt_model(model, model_config: dict, spec, train: tf.data.Dataset, resume_from=None) -> list[dict]:
-    """Adapt the model's adaptable layers (or restore them from `resume_from`); what was done.
+class Adapter:
+    """Adapts each adaptable layer while the model is built, before the layer is wired in.
 
-    Returns one record per layer: {layer, class, path, examples} (examples: how many train
-    examples it was adapted on; `restored_from` instead when resumed).
-
-    Raises:
-        SpecError: a layer after trained layers, an endless split without a sample size, or
-            data the layer cannot adapt on (located at the layer).
+    `runner.models.build` calls it with each layer before adding it to a Sequential model or
+    calling it in a functional graph: a layer's output shape may depend on what it learns
+    (a StringLookup's one-hot width is its vocabulary's size), so it is adapted (or, when
+    resuming, restored from `resume_from`) first. `records` says what was done: one
+    {layer, class, path, examples} per layer (`restored_from` instead of examples when resumed).
     """
-    sites = adapted_sites(model_config)
-    if not sites or not isinstance(model, keras.Model):
-        return []
-    kind = next(iter(model_config))
-    records = []
-    for site in sites:
-        layer, feed = _layer_and_feed(model, kind, model_config[kind], site, spec, train)
+
+    def __init__(self, model_config: dict, spec, train: tf.data.Dataset, resume_from=None):
+        self.spec, self.train, self.resume_from = spec, train, resume_from
+        self.sites = {site.index: site for site in adapted_sites(model_config)}
+        self.records: list[dict] = []
+
+    def sequential(self, index: int, layer, before: list) -> None:
+        """Adapt layer `index` of a Sequential model on the features through the layers `before` it."""
+        site = self.sites.get(index)
+        if site is None:
+            return
+        feed = None
+        if before:
+            def feed(x):
+                for previous in before:
+                    x = previous(x)
+                return x
+
+            first = next(iter(self.train.take(1)))  # builds the layers before it, eagerly
+            feed(first[0] if isinstance(first, tuple) else first)
+            _refuse_trained(before, layer, site, self.spec)
+        self._adapt_or_restore(layer, site, feed, lambda: _first_features(self.train, feed))
+
+    def functional(self, index: int, layer, inputs: dict, source) -> None:
+        """Adapt node `index` of a functional graph on the values of its input tensor `source`."""
+        site = self.sites.get(index)
+        if site is None:
+            return
+        feed = None
+        names = [name for name, tensor in inputs.items() if tensor is source]
+        if names and len(inputs) > 1:
+            feed = lambda features, name=names[0]: features[name]  # noqa: E731
+        elif not names:
+            upstream = keras.Model(inputs if len(inputs) > 1 else next(iter(inputs.values())), source)
+            _refuse_trained(upstream.layers, layer, site, self.spec)
+            feed = upstream
+        self._adapt_or_restore(layer, site, feed, lambda: tuple(source.shape))
+
+    def _adapt_or_restore(self, layer, site: Site, feed, shape) -> None:
         record = {"layer": layer.name, "class": site.class_name, "path": _dotted(site.path)}
-        if resume_from is not None:
-            restore_layer(layer, Path(resume_from) / ADAPTED_DIR / layer.name, spec, site)
-            record["restored_from"] = str(Path(resume_from) / ADAPTED_DIR / layer.name)
+        if self.resume_from is not None:
+            folder = Path(self.resume_from) / ADAPTED_DIR / layer.name
+            if not layer.built:
+                layer.build(shape())
+            restore_layer(layer, folder, self.spec, site)
+            record["restored_from"] = str(folder)
         else:
-            record["examples"] = _adapt(layer, feed, site, spec, train)
-        records.append(record)
-    return records
+            record["examples"] = _adapt(layer, feed, site, self.spec, self.train)
+        self.records.append(record)
+
+
+def _first_features(train, feed) -> tuple:
+    first = next(iter(train.take(1)))
+    features = first[0] if isinstance(first, tuple) else first
+    return tuple((features if feed is None else feed(features)).shape)
 
 
 def save_adapted(model, records: list[dict], run_dir) -> None:
@@ -78,7 +117,7 @@ def restore_layer(layer, folder: Path, spec, site: Site) -> None:
     with np.load(folder / "variables.npz", allow_pickle=False) as saved:
         store = {k: saved[k] for k in saved.files}
     for name, value in json.loads((folder / "state.json").read_text()).items():
-        if value is not None and not store:  # state Keras keeps in the config (Discretization's bins)
+        if value is not None:  # state Keras keeps in the config (Discretization's bins)
             setattr(layer, name, value)
     if hasattr(layer, "load_assets"):
         layer.load_assets(str(folder))
@@ -121,53 +160,12 @@ def _adapt(layer, feed, site: Site, spec, train: tf.data.Dataset) -> int:
     return counted[0]
 
 
-def _layer_and_feed(model, kind: str, config: dict, site: Site, spec, train):
-    """The Keras layer of a site, and what turns the split's features into its input (None: as is)."""
-    if kind == "sequential":
-        layer = model.layers[site.index]
-        before = model.layers[:site.index]
-        if not before:
-            return layer, None
-
-        def feed(x):
-            for previous in before:
-                x = previous(x)
-            return x
-
-        first = next(iter(train.take(1)))  # builds the layers before it, eagerly
-        feed(first[0] if isinstance(first, tuple) else first)
-        _refuse_trained(before, layer, site, spec)
-        return layer, feed
-    item = config["layers"][site.index]
-    layer = model.get_layer(_node_layer_name(item))
-    source = layer.input
-    inputs = model.input
-    if isinstance(inputs, dict):
-        for name, tensor in inputs.items():
-            if tensor is source:
-                return layer, lambda features, name=name: features[name]
-    elif source is inputs:
-        return layer, None
-    upstream = keras.Model(inputs, source)
-    _refuse_trained(upstream.layers, layer, site, spec)
-    return layer, upstream
-
-
 def _refuse_trained(before, layer, site: Site, spec) -> None:
     trained = [b.name for b in before if b.trainable_weights]
     if trained:
         raise spec.error(site.path, f"{layer.name} ({site.class_name}) is adapted on the values that reach it, and "
                                     f"{', '.join(trained)} before it has weights that training changes: put adapted "
                                     "layers before trained ones, or give its state")
-
-
-def _node_layer_name(item: dict) -> str:
-    identifier = item["layer"]
-    if isinstance(identifier, dict):
-        config = identifier.get("config") if "class_name" in identifier else next(iter(identifier.values()))
-        if isinstance(config, dict) and isinstance(config.get("name"), str):
-            return config["name"]
-    return item["name"]
 
 
 def _dotted(path: tuple) -> str:
