@@ -284,3 +284,20 @@ def test_a_layer_whose_output_width_is_what_it_learns_is_adapted_before_it_is_wi
     again = keras.models.load_model(resumed.run_dir / "model.keras")
     assert again.get_layer("bins").bin_boundaries == boundaries
     assert again.get_layer("lookup").get_vocabulary() == model.get_layer("lookup").get_vocabulary()
+
+
+def test_an_adaptable_layer_inside_another_layer_needs_its_state(tmp_path):
+    path = write(tmp_path, """
+        sequential:
+          input_shape: [3]
+          layers:
+            - Reshape: {target_shape: [3, 1]}
+            - TimeDistributed: {layer: Normalization}
+            - TimeDistributed: {layer: {Normalization: {mean: 0.0, variance: 1.0}}}
+            - Flatten: {}
+            - Dense: {units: 1}
+    """)
+    assert errors_of(path) == [
+        "model.sequential.layers[1].TimeDistributed.layer: Normalization inside TimeDistributed is not adapted "
+        "(only the model's own layers are): give its state (mean, variance)",
+    ]

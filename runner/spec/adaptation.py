@@ -78,7 +78,7 @@ def adapted_sites(model: dict) -> list[Site]:
 
 def adaptation_errors(spec) -> list[SpecError]:
     """`adapt:` written where it means nothing, or with a value that is not an option."""
-    errors = []
+    errors = nested_errors(spec)
     for path, _, identifier, _ in layer_sites(spec.get("model", default={})):
         name, config = parts(identifier)
         if OPTION not in config:
@@ -100,6 +100,40 @@ def adaptation_errors(spec) -> list[SpecError]:
             errors.append(spec.error((*where, "examples"), f"expected a number of examples >= 1, got {examples!r}",
                                      at_value=True))
     return errors
+
+
+def nested_errors(spec) -> list[SpecError]:
+    """An adaptable layer inside another layer (TimeDistributed's, a cell) without its state.
+
+    Only the layers of the model's own list are adapted: one nested deeper would silently
+    stay as it was built (an identity Normalization, a TextVectorization without vocabulary).
+    """
+    errors = []
+    for path, _, identifier, _ in layer_sites(spec.get("model", default={})):
+        for inner, where, outer in _nested(identifier, path):
+            name, config = parts(inner)
+            state = state_arguments(name)
+            if state and not any(config.get(a) is not None for a in state) and config.get(OPTION) is not False:
+                errors.append(spec.error(where, f"{name} inside {outer} is not adapted (only the model's own layers "
+                                                f"are): give its state ({', '.join(state)})"))
+    return errors
+
+
+def _nested(identifier, path: tuple):
+    """(identifier, path, enclosing class) of every layer given as a layer argument, at any depth."""
+    name, config = parts(identifier)
+    entry = catalog.lookup("layers", name)
+    if entry is None:
+        return
+    where = _config_path(identifier, path)
+    for argument, value in config.items():
+        if not entry.arguments.get(argument, {}).get("layer"):
+            continue
+        items = list(enumerate(value)) if isinstance(value, list) else [(None, value)]
+        for i, item in items:
+            at = (*where, argument) if i is None else (*where, argument, i)
+            yield item, at, entry.name
+            yield from _nested(item, at)
 
 
 def adaptation_notes(spec) -> list[str]:
