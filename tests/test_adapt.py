@@ -301,3 +301,20 @@ def test_an_adaptable_layer_inside_another_layer_needs_its_state(tmp_path):
         "model.sequential.layers[1].TimeDistributed.layer: Normalization inside TimeDistributed is not adapted "
         "(only the model's own layers are): give its state (mean, variance)",
     ]
+
+
+@slow
+def test_every_engine_trains_the_adapted_model_alike(tmp_path, monkeypatch, keras):
+    path = write(tmp_path, SEQUENTIAL % "")
+    x = tables(tmp_path)
+    losses = {}
+    for setting in ("train.loop=fit", "train.loop=custom", "train.engine=fused"):
+        result = run(path, monkeypatch, setting, "train.epochs=2")
+        manifest = json.loads((result.run_dir / "manifest.json").read_text())
+        assert manifest["adapted"][0]["examples"] == 150
+        layer = keras.models.load_model(result.run_dir / "model.keras").layers[0]
+        np.testing.assert_allclose(np.asarray(layer.mean)[0], x.mean(0), rtol=1e-5)
+        losses[setting] = json.loads((result.run_dir / "history.json").read_text())["loss"]
+    assert json.loads((result.run_dir / "manifest.json").read_text())["engine"] == "fused"
+    np.testing.assert_allclose(losses["train.loop=custom"], losses["train.loop=fit"], rtol=1e-5)
+    np.testing.assert_allclose(losses["train.engine=fused"], losses["train.loop=fit"], rtol=1e-5)
