@@ -25,6 +25,7 @@ from runner.environment import BrokenInstall, libraries_for, require
 from runner.cli_help import PlainCommand
 from runner.console import TensorFlowLog
 from runner.spec.report import render
+from runner.spec.adaptation import adaptation_notes
 from runner.spec import SpecError, load_schema, load_spec
 
 EXIT_INVALID = 1  # a spec is invalid (found by validate, or while building a run)
@@ -126,10 +127,11 @@ def validate(
 
     Example: pipe validate specs/*.yaml --format github
     """
-    errors, texts = [], []
+    errors, texts, notes = [], [], []
     for layers in ([files] if layered else [[file] for file in files]):
         try:
             spec = load_spec(layers, set_ or ())
+            notes += adaptation_notes(spec)
         except SpecError as e:
             errors += getattr(e, "errors", [e])
             continue
@@ -144,6 +146,8 @@ def validate(
     if errors:
         raise typer.Exit(code=EXIT_INVALID)
     if format is Format.text:
+        for note in notes:  # which layers a run adapts on the train split
+            typer.echo(note, err=True)
         count = 1 if layered else len(files)
         typer.echo(f"{count} spec{'s' if count != 1 else ''} valid", err=True)
 

@@ -16,6 +16,7 @@ PRIVATE_APIS = (
     ("metric resolution as Model.compile does it", "keras.src.trainers.compile_utils", "get_metric"),
     ("Keras's alias tables (mse, adam, ...)", "keras.src.losses", "ALL_OBJECTS_DICT"),
     ("switching op determinism off again", "tensorflow.python.framework.config", "disable_op_determinism"),
+    ("a functional node's own training argument kept under fit", "keras.src.models.functional", "operation_fn"),
 )
 
 
@@ -51,3 +52,17 @@ def disable_op_determinism() -> None:
 
     if config.is_op_determinism_enabled():
         config.disable_op_determinism()
+
+
+def keep_call_context_arguments(layer, names) -> None:
+    """Let a functional node keep the call-context arguments it was called with (`training`).
+
+    Keras 3's functional model hands its own `training` to every node it runs
+    (`keras.src.models.functional.operation_fn`, for the names in the layer's private
+    `_call_context_args`), so `base(x, training=False)` would run in training mode under
+    `fit`. Taking the names out of that set for this layer keeps the node's value.
+    """
+    context = getattr(layer, "_call_context_args", None)
+    if context is None:
+        raise RuntimeError("keras.layers.Layer has no _call_context_args: keep_call_context_arguments needs updating")
+    layer._call_context_args = set(context) - set(names)

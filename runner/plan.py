@@ -19,6 +19,8 @@ import tensorflow as tf
 
 from runner.data import build_datasets
 from runner.models import build_model, is_keras
+from runner.models.adapt import Adapter
+from runner.models.adapt import describe as describe_adapted
 from runner.models.identifiers import (
     get_callbacks, get_optimizer, keras_message, resolve_metric,
 )
@@ -80,7 +82,10 @@ def _build(spec, plan) -> None:
     model_config = substitute_metadata(spec.doc["model"], datasets.info, spec, ("model",))
     train = spec.doc["train"]
     with setup.strategy.scope():
-        model = _collect(plan, lambda: build_model(model_config, spec, seed=spec.doc.get("seed") or 0))
+        adapter = Adapter(model_config, spec, datasets.train)
+        model = _collect(plan, lambda: build_model(model_config, spec, seed=spec.doc.get("seed") or 0,
+                                                   adapter=adapter))
+        adapted = adapter.records
         optimizer = _collect(plan, lambda: get_optimizer(train["optimizer"], spec))
         resolved = None if model is None else _collect(
             plan, lambda: resolve_outputs(train, spec, model, datasets.train.element_spec))
@@ -92,6 +97,8 @@ def _build(spec, plan) -> None:
         return
     fits = all([_check_forward(spec, model, split, batches[split], plan) for split in batches])  # every split
     plan.model = describe_model(model)
+    if adapted:
+        plan.model["adapted"] = adapted
     if not fits or loss is None:
         return
     with setup.strategy.scope():
@@ -363,6 +370,7 @@ def render_text(plan: Plan, file) -> str:
             lines.append(f"  {layer['name']:<24} {layer['class']:<20} {str(layer['output_shape']):<18} {layer['params']:>10,}")
         params = model["params"]
         lines.append(f"  params: {params['total']:,} ({params['trainable']:,} trainable)")
+        lines += describe_adapted(model.get("adapted") or [])
     elif model:
         lines.append(f"model: {model['class']} (tf.Module), {model['params']:,} parameters")
         lines += [f"  {v['name']:<24} {v['shape']} {v['dtype']}" for v in model["variables"]]

@@ -18,6 +18,8 @@ from runner.internals import disable_op_determinism
 from runner.fused_training import choose_training
 from runner.failure import note_error_log
 from runner.models import build_model, is_keras
+from runner.models.adapt import Adapter, save_adapted
+from runner.models.adapt import describe as describe_adapted
 from runner.models.catalog_check import warn_on_catalog_drift
 from runner.models.identifiers import get_callbacks, get_optimizer
 from runner.outputs import files, history
@@ -99,7 +101,9 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
     loop = train_config.get("loop", "fit")
     model_config = substitute_metadata(spec.doc["model"], datasets.info, spec, ("model",))
     with setup.strategy.scope():
-        model = build_model(model_config, spec, seed=seed or 0)
+        adapter = Adapter(model_config, spec, datasets.train, resume_from=resume_from)
+        model = build_model(model_config, spec, seed=seed or 0, adapter=adapter)
+        adapted = adapter.records
         loss, metrics = resolve_outputs(train_config, spec, model, datasets.train.element_spec)
         optimizer = get_optimizer(train_config["optimizer"], spec)
         loss_object = check_loss_fits(loss, model, datasets.train.element_spec, spec)
@@ -125,6 +129,11 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
     train = functools.partial(_train_fit if loop == "fit" else _train_custom, profiler=profiler)
     try:
         files.write_spec(run_dir, spec)
+        if adapted:  # preprocessing layers adapted on the train split (runner.models.adapt)
+            manifest.update(adapted=adapted)
+            save_adapted(model, adapted, run_dir)
+            if not quiet:
+                print("\n".join(describe_adapted(adapted)), flush=True)
         manifest.update(loop=loop)
         # For evaluate/predict: what the spec's relative paths meant, and the data's metadata.
         manifest.update(spec_dir=str(spec.file.resolve().parent), data_info=datasets.info)

@@ -25,6 +25,9 @@ import sys
 import textwrap
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from keras_catalog_layers import call_arguments, layer_facts  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 CATALOG = Path(__file__).resolve().parents[1] / "runner" / "spec" / "keras_catalog.json"
@@ -264,6 +267,12 @@ def build_catalog() -> dict:
             if isinstance(obj, type) and inspect.isabstract(obj):
                 entry["abstract"] = True
             entry.update(_arguments(obj))
+            if kind == "layers" and isinstance(obj, type):
+                layer_facts(obj, entry)
+            if kind == "applications":  # a backbone is a functional Model, called as one
+                from keras.src.models.functional import Functional
+
+                entry["call"] = call_arguments(Functional.call)
             entries[name] = entry
         kinds[kind] = {"namespace": namespace, "names": entries, "aliases": _aliases(module, public)}
     return {

@@ -20,7 +20,12 @@ def test_validate_all_example_specs():
     result = runner.invoke(app, ["validate", *specs])
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
-    assert result.stderr == f"{len(specs)} specs valid\n"
+    *notes, last = result.stderr.splitlines()
+    assert last == f"{len(specs)} specs valid"
+    assert [n.split(": ", 2)[1:] for n in notes] == [  # the layers a run adapts on the train split
+        ["model.sequential.layers[0]", "note: Normalization will be adapted on the whole train split before "
+         "training (give its state, or adapt: false, to keep it as written)"],
+    ]
 
 
 def test_invalid_spec_exits_1_with_one_line_per_error(write_spec):

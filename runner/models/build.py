@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import keras
 
+from runner.internals import keep_call_context_arguments
 from runner.models.identifiers import get_layer, keras_message
 from runner.models.modules import build_module
 
 
-def build_model(model_config: dict, spec, seed: int = 0):
+def build_model(model_config: dict, spec, seed: int = 0, adapter=None):
     """A Keras model or tf.Module from the (metadata-substituted) `model:` mapping.
 
     Args:
         model_config: `spec.doc["model"]` with `${data...}` already substituted.
         spec: the Spec, to locate errors.
         seed: seeds tf.Module initializers.
+        adapter: a `runner.models.adapt.Adapter`: adapts preprocessing layers on the train
+            split as they are wired in (None: none is adapted).
 
     Raises:
         SpecError: unknown layer, bad argument, or a graph Keras cannot build.
@@ -22,15 +25,15 @@ def build_model(model_config: dict, spec, seed: int = 0):
     ((kind, config),) = model_config.items()
     path = ("model", kind)
     if kind == "sequential":
-        return build_sequential(config, spec, path)
+        return build_sequential(config, spec, path, adapter)
     if kind == "functional":
-        return build_functional(config, spec, path)
+        return build_functional(config, spec, path, adapter)
     if kind == "module":
         return build_module(config, spec, path, seed=seed)
     raise spec.error(("model",), f"unknown model kind {kind!r}")
 
 
-def build_sequential(config: dict, spec, path: tuple) -> keras.Model:
+def build_sequential(config: dict, spec, path: tuple, adapter=None) -> keras.Model:
     """`keras.Sequential` of the listed layers, built on `input_shape` when given."""
     model = keras.Sequential(name=config.get("name", "sequential"))
     input_shape = config.get("input_shape")
@@ -39,6 +42,8 @@ def build_sequential(config: dict, spec, path: tuple) -> keras.Model:
     for i, identifier in enumerate(config.get("layers", [])):
         where = (*path, "layers", i)
         layer = get_layer(identifier, spec, where)
+        if adapter is not None:
+            adapter.sequential(i, layer, list(model.layers))
         try:
             model.add(layer)
         except Exception as e:
@@ -46,7 +51,7 @@ def build_sequential(config: dict, spec, path: tuple) -> keras.Model:
     return model
 
 
-def build_functional(config: dict, spec, path: tuple) -> keras.Model:
+def build_functional(config: dict, spec, path: tuple, adapter=None) -> keras.Model:
     """A Keras functional model: named inputs, layers wired by name, named outputs.
 
     Several inputs make a model fed by a dict of features keyed by input name (what a
@@ -80,8 +85,13 @@ def build_functional(config: dict, spec, path: tuple) -> keras.Model:
                     (*where, "inputs", j), f"unknown input {source!r} (known so far: {known})"
                 )
         arguments = [tensors[s] for s in sources]
+        if adapter is not None and len(arguments) == 1:
+            adapter.functional(i, layer, dict(zip(config["inputs"], inputs)), arguments[0])
+        keywords = _call_arguments(item.get("call") or {}, tensors)
+        if "training" in keywords and keywords["training"] is not None:
+            keep_call_context_arguments(layer, ["training"])  # fit's own training=True must not override it
         try:
-            tensors[name] = layer(arguments[0] if len(arguments) == 1 else arguments)
+            tensors[name] = layer(arguments[0] if len(arguments) == 1 else arguments, **keywords)
         except Exception as e:
             raise spec.error(where, keras_message(e)) from e
     outputs = config["outputs"]
@@ -98,6 +108,18 @@ def build_functional(config: dict, spec, path: tuple) -> keras.Model:
         )
     except Exception as e:
         raise spec.error(path, keras_message(e)) from e
+
+
+def _call_arguments(call: dict, tensors: dict) -> dict:
+    """A node's `call:` arguments: names of earlier nodes become their tensors, the rest stay."""
+    keywords = {}
+    for argument, value in call.items():
+        if isinstance(value, str) and value in tensors:
+            value = tensors[value]
+        elif isinstance(value, list) and value and all(isinstance(v, str) and v in tensors for v in value):
+            value = [tensors[v] for v in value]
+        keywords[argument] = value
+    return keywords
 
 
 def is_keras(model) -> bool:

@@ -13,6 +13,7 @@ import re
 import keras
 
 from runner.internals import compile_loss, compile_metric, keras_alias_table
+from runner.spec import catalog
 from runner.spec.errors import did_you_mean
 from runner.spec.paths import PATH_ARGUMENT
 from runner.spec.safety import REFUSED
@@ -97,14 +98,45 @@ def get_layer(identifier, spec, path: tuple):
             n for n in public_names(keras.layers) if _is_class(keras.layers, n, keras.layers.Layer)
         ] + application_names()
         raise spec.error(path, f"unknown layer {name!r}", did_you_mean(name, candidates))
+    arguments = dict(config.get("config") or {})
+    if callable(getattr(getattr(keras.layers, name), "adapt", None)):
+        arguments.pop("adapt", None)  # pipe's option: runner.models.adapt adapts it
+    arguments.update(_nested_layers(name, identifier, spec, path))
     try:
-        return getattr(keras.layers, name)(**(config.get("config") or {}))
+        return getattr(keras.layers, name)(**arguments)
     except Exception as e:
         try:  # Keras's own namespace, whatever the spec says; safe_mode stays on (its default)
             own = {k: v for k, v in config.items() if k not in ("module", "registered_name")}
             return keras.layers.deserialize({**own, "module": "keras.layers"})
         except Exception:
             raise spec.error(config_path(identifier, path), keras_message(e)) from e
+
+
+def _nested_layers(name: str, identifier, spec, path: tuple) -> dict:
+    """The arguments of layer `name` that Keras takes as layers, built from their layer specs.
+
+    Which arguments take a layer (Bidirectional's `layer` and `backward_layer`, RNN's `cell`,
+    StackedRNNCells' `cells`, ...) is read from the catalog, generated from Keras's own
+    `from_config`; each is built by `get_layer`, at any depth, located at its spec path.
+    """
+    entry = catalog.lookup("layers", name)
+    if entry is None or isinstance(identifier, str):
+        return {}
+    if "class_name" in identifier:
+        written = identifier.get("config") or {}
+    else:
+        written = next(iter(identifier.values())) or {}
+    where = config_path(identifier, path)
+    built = {}
+    for argument, value in written.items():
+        takes = entry.arguments.get(argument, {}).get("layer")
+        if takes is None or value is None or isinstance(value, keras.layers.Layer):
+            continue
+        if isinstance(value, list) and takes in ("list", "one_or_list"):
+            built[argument] = [get_layer(v, spec, (*where, argument, i)) for i, v in enumerate(value)]
+        elif isinstance(value, (str, dict)):
+            built[argument] = get_layer(value, spec, (*where, argument))
+    return built
 
 
 def _application(name, arguments, spec, path):

@@ -20,7 +20,10 @@ def graph_errors(spec) -> list[SpecError]:
     errors = []
     defined = {name: (*path, "inputs", name) for name in inputs}
     names = [item.get("name") for item in items]
-    feeds = {item.get("name"): _names(item.get("inputs", [])) for item in items}  # layer -> what it reads
+    every = set(inputs) | {n for n in names if isinstance(n, str)}
+    # layer -> what it reads: its inputs, and the nodes its call arguments name
+    feeds = {item.get("name"): _names(item.get("inputs", [])) + [n for _, n, _ in call_references(item, every)]
+             for item in items}
     for i, item in enumerate(items):
         name = item.get("name")
         where = (*path, "layers", i)
@@ -37,6 +40,9 @@ def graph_errors(spec) -> list[SpecError]:
                 known = list(defined)
                 errors.append(spec.error(at, f"unknown input {source!r} (known so far: {', '.join(map(repr, known))})",
                                          did_you_mean(source, known + names), at_value=True))
+        for source, at in ((n, (*where, "call", *rest)) for _, n, rest in call_references(item, every)):
+            if source not in defined:
+                errors.append(spec.error(at, _late_message(source, name, feeds, names, i), at_value=True))
         defined.setdefault(name, where)
     outputs = _names(functional.get("outputs"))
     for j, output in enumerate(outputs):
@@ -46,6 +52,22 @@ def graph_errors(spec) -> list[SpecError]:
     if not errors:  # a wrong name above would make everything after it look unused
         errors += _unused(spec, path, inputs, items, feeds, outputs)
     return errors
+
+
+def call_references(item: dict, nodes) -> list[tuple[str, str, tuple]]:
+    """(argument, node, path below `call`) of each call argument naming a node of the graph.
+
+    A call argument written as the name of an input or layer (`mask: pad`, or a list of
+    names: `initial_state: [h, c]`) takes that node's tensor; other values are constants.
+    """
+    call = item.get("call")
+    found = []
+    for argument, value in (call.items() if isinstance(call, dict) else ()):
+        if isinstance(value, str) and value in nodes:
+            found.append((argument, value, (argument,)))
+        elif isinstance(value, list) and value and all(isinstance(v, str) and v in nodes for v in value):
+            found += [(argument, v, (argument, j)) for j, v in enumerate(value)]
+    return found
 
 
 def _names(value) -> list[str]:

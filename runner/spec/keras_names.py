@@ -57,7 +57,30 @@ def keras_name_errors(spec) -> list[SpecError]:
     """Unknown names, unknown or missing arguments and wrong simple types, everywhere."""
     errors: list[SpecError] = []
     for kind, value, path in _identifier_sites(spec):
-        errors += check_identifier(spec, kind, value, path)
+        errors += call_errors(spec, value, path) if kind == "calls" else check_identifier(spec, kind, value, path)
+    return errors
+
+
+def call_errors(spec, item: dict, path: tuple) -> list[SpecError]:
+    """A functional node's call arguments, checked against its layer's `call` signature.
+
+    `training` is accepted by every layer (Keras passes it on to the layers inside).
+    """
+    parsed = parse_identifier(item["layer"], (*path, "layer"))
+    if isinstance(parsed, str):
+        return []
+    entry = catalog.lookup("layers", parsed.name) or catalog.lookup("applications", parsed.name)
+    call = entry.data.get("call") if entry is not None else None
+    if call is None or call.get("open"):
+        return []
+    accepted = list(dict.fromkeys([*call["args"], "training"]))
+    errors = []
+    for argument in item["call"]:
+        if argument not in accepted:
+            takes = ", ".join(accepted)
+            errors.append(spec.error((*path, "call", argument),
+                                     f"unknown call argument {argument!r} of {entry.name} (its call takes {takes})",
+                                     did_you_mean(str(argument), accepted)))
     return errors
 
 
@@ -73,6 +96,8 @@ def _identifier_sites(spec):
         for i, item in enumerate(items if isinstance(items, list) else []):
             if isinstance(item, dict) and "layer" in item:
                 yield "layers", item["layer"], ("model", "functional", "layers", i, "layer")
+                if isinstance(item.get("call"), dict):
+                    yield "calls", item, ("model", "functional", "layers", i)
     train = spec.get("train", default={})
     if not isinstance(train, dict):
         return
@@ -129,6 +154,8 @@ def check_identifier(spec, kind: str, value, path: tuple) -> list[SpecError]:
         hint = did_you_mean(parsed.name, candidates)
         # Located where `pipe run` locates it (runner.models.identifiers): the identifier.
         return [spec.error(path, f"unknown {word} {parsed.name!r}", hint, at_value=isinstance(value, str))]
+    if kind == "layers" and "adapt" in entry.data and "adapt" in parsed.config:  # pipe's option (adaptation.py)
+        parsed = dataclasses.replace(parsed, config={k: v for k, v in parsed.config.items() if k != "adapt"})
     if entry.data.get("abstract"):
         return [spec.error(parsed.path, f"{entry.name} is a base class of Keras {word}s, not one to use",
                            at_value=isinstance(value, str))]
@@ -160,6 +187,14 @@ def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[Spec
     """A nested identifier checked as its kind, or a simple type checked against the default's."""
     if value is None or _is_reference(value):
         return []
+    takes = argument.get("layer")  # an argument Keras builds a layer from (the catalog says)
+    if takes is not None:
+        if isinstance(value, list) and takes in ("list", "one_or_list"):
+            return [e for i, item in enumerate(value) for e in check_identifier(spec, "layers", item, (*where, i))]
+        if isinstance(value, list) or (takes == "list" and not isinstance(value, list)):
+            expected = "a list of layers" if takes == "list" else "one layer"
+            return [spec.error(where, f"{entry.name}.{argument['name']}: expected {expected}", at_value=True)]
+        return check_identifier(spec, "layers", value, where)
     nested = nested_kind(entry.kind, argument["name"])
     if nested == "schedules":
         return [] if isinstance(value, (int, float)) else check_identifier(spec, "schedules", value, where)

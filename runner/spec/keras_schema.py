@@ -92,8 +92,15 @@ def _arguments_schema(kind: str, name: str, entry: dict) -> dict:
         else:
             text = f"{argument['name']} (default {argument.get('default')!r})"
         properties[argument["name"]] = {"description": text}
-        if argument.get("type") in _JSON_TYPES and nested_kind(kind, argument["name"]) is None:
+        if argument.get("layer") in ("one", "one_or_list"):  # a layer spec (Bidirectional's layer, ...)
+            properties[argument["name"]]["anyOf"] = [{"$ref": "#/$defs/keras_layers"}, {"type": "array"}]
+        elif argument.get("layer") == "list":
+            properties[argument["name"]].update(type="array", items={"$ref": "#/$defs/keras_layers"})
+        elif argument.get("type") in _JSON_TYPES and nested_kind(kind, argument["name"]) is None:
             properties[argument["name"]]["type"] = _JSON_TYPES[argument["type"]]
+    if "adapt" in entry:  # pipe's option: runner.spec.adaptation
+        properties["adapt"] = {"description": "pipe: adapt on the train split (default, unless its state is given), "
+                                              "false, or {examples: N}"}
     schema = {"type": ["object", "null"], "properties": properties, "description": f"keras {name}"}
     if not entry.get("open"):
         schema["additionalProperties"] = False
