@@ -128,8 +128,8 @@ def describe_split(dataset, num_examples) -> tuple[dict, tuple]:
         values = labels.numpy()
         if values.ndim > 1 and values.shape[-1] > 1:
             values = values.argmax(-1)  # one-hot labels
-        if values.dtype.kind == "f" and not np.all(values == np.round(values)):
-            break  # regression targets: no classes
+        elif values.dtype.kind == "f" and not np.all((values == 0) | (values == 1)):
+            break  # float targets are regression targets, whole numbers or not: no classes
         for value, count in zip(*np.unique(values.astype(np.int64), return_counts=True)):
             counts[int(value)] = counts.get(int(value), 0) + int(count)
         seen += len(values.reshape(-1)) if values.ndim <= 1 else values.shape[0]

@@ -72,7 +72,7 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
         return None, f"no {split} split"
     declared = spec.doc["data"].get(split) or {}
     stages, path = declared.get("stages") or [], ("data", split, "stages")
-    if split == "validation" and "fraction" in declared and declared.get("stages") is None:
+    if split in ("validation", "test") and "fraction" in declared and declared.get("stages") is None:
         # A fraction of train takes train's deterministic preprocessing, as build_datasets does.
         _, stages = inherited_stages(spec.doc["data"]["train"].get("stages") or [])
         path = ("data", "train", "stages")

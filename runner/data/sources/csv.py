@@ -45,8 +45,8 @@ def load(spec, path, options, seed) -> Source:
     label_column = _label_column(spec, path, options.get("label", -1), names, columns)
     labels = None
     if label_column is not None:
-        labels = table[:, label_column]
-        labels = labels.astype(np.int64) if np.all(labels == np.round(labels)) else labels.astype(np.float32)
+        cells = [line.split(delimiter)[label_column].strip().strip('"') for line in lines if line.strip()]
+        labels = _typed_labels(spec, path, table[:, label_column], cells, options.get("label_dtype"))
         table = np.delete(table, label_column, axis=1)
     features = _reshape_rows(spec, path + ("shape",), table, options.get("shape"))
     features = _convert(spec, path + ("dtype",), features, options.get("dtype", "float32"), file)
@@ -155,7 +155,8 @@ def _load_table(spec, path, options, file, lines, names) -> Source:
     label_names = [names[i] for i in label_columns]
     labels, text = {}, []
     for name, i in zip(label_names, label_columns):
-        labels[name], is_text = _label_values(spec, path, file, name, cells[i], missing, first_line)
+        labels[name], is_text = _label_values(spec, path, file, name, cells[i], missing, first_line,
+                                              options.get("label_dtype"))
         text += [name] if is_text else []
     table = Table(path, columns, groups, values, label_names,
                   None if not label_names else labels if isinstance(label, list) else labels[label_names[0]],
@@ -232,7 +233,7 @@ def _column_values(spec, path, file, column, cells, missing, first_line):
     return out
 
 
-def _label_values(spec, path, file, name, cells, missing, first_line):
+def _label_values(spec, path, file, name, cells, missing, first_line, dtype=None):
     """(labels, holds text): integers or floats as numbers; text labels become class indices later."""
     gaps = [j for j, c in enumerate(cells) if c in missing]
     if gaps:
@@ -242,9 +243,20 @@ def _label_values(spec, path, file, name, cells, missing, first_line):
         numbers = np.array([float(c) for c in cells])
     except ValueError:
         return np.array(cells, dtype=str), True
-    if np.all(numbers == np.round(numbers)):
-        return numbers.astype(np.int64), False
-    return numbers.astype(np.float32), False
+    return _typed_labels(spec, path, numbers, cells, dtype), False
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _typed_labels(spec, path, numbers, cells, dtype_name):
+    """Class labels (int64) only when every cell is written as an integer (`3`, never `3.0` or
+    `3e0`), otherwise float32 targets; `label_dtype` decides instead when it is given."""
+    if dtype_name is not None:
+        return _convert(spec, path + ("label_dtype",), numbers, dtype_name, "the label column")
+    if all(_INTEGER.fullmatch(c) for c in cells):
+        return numbers.astype(np.int64)
+    return numbers.astype(np.float32)
 
 
 def _is_int(text: str) -> bool:
