@@ -88,3 +88,99 @@ def test_plan_counts_no_classes_of_float_targets():
                                                  np.array([0, 1, 1, 1], np.float32))).batch(4)
     info, _ = describe_split(binary, 4)
     assert info["class_counts"]["counts"] == {0: 1, 1: 3}
+
+
+# --- time windows -----------------------------------------------------------------------------
+
+SERIES = np.arange(40, dtype=np.float32).reshape(20, 2) * np.array([1, 10], np.float32)
+
+
+@pytest.mark.parametrize("length,stride,rate,horizon", [(3, 1, 1, 1), (4, 2, 1, 3), (3, 3, 2, 1), (5, 1, 3, 2)])
+def test_windows_equal_timeseries_dataset_from_array(write_spec, tmp_path, length, stride, rate, horizon):
+    np.save(tmp_path / "x.npy", SERIES)
+    data = build(write_spec, f"""
+        train:
+          source: {{npy: {{features: x.npy}}}}
+          stages:
+            - window: {{length: {length}, stride: {stride}, sampling_rate: {rate}, horizon: {horizon}}}
+            - batch: {{batch_size: 4}}
+    """)
+    x, y = batches(data.train)
+    delay = (length - 1) * rate + horizon
+    expected = keras.utils.timeseries_dataset_from_array(
+        SERIES[:-horizon], SERIES[delay:], sequence_length=length, sequence_stride=stride,
+        sampling_rate=rate, batch_size=4)
+    ex, ey = batches(expected)
+    assert x.shape == ex.shape and y.shape == ey.shape
+    np.testing.assert_array_equal(x, ex)
+    np.testing.assert_array_equal(y, ey)
+    assert int(data.train.cardinality()) == int(expected.cardinality())
+
+
+def test_windows_of_a_label_column_and_horizon_zero(write_spec, tmp_path):
+    rows = "\n".join(f"{t},{t * 10},{t % 3}" for t in range(12))
+    (tmp_path / "s.csv").write_text("t,u,y\n" + rows + "\n")
+    data = build(write_spec, """
+        train:
+          source: {csv: {path: s.csv, header: true, label: y, label_dtype: float32}}
+          stages: [{window: {length: 4, horizon: 0}}]
+    """)
+    elements = list(data.train.as_numpy_iterator())
+    assert len(elements) == 9
+    np.testing.assert_array_equal(elements[2][0], [[2, 20], [3, 30], [4, 40], [5, 50]])
+    assert elements[2][1] == 5 % 3  # the label of the window's last step
+    expected = keras.utils.timeseries_dataset_from_array(
+        np.array([[t, t * 10] for t in range(12)], np.float32), np.array([t % 3 for t in range(3, 12)], np.float32),
+        sequence_length=4, batch_size=100)
+    ex, ey = batches(expected)
+    np.testing.assert_array_equal(np.stack([e[0] for e in elements]), ex)
+    np.testing.assert_array_equal([e[1] for e in elements], ey)
+
+
+def test_chronological_fractions_keep_windows_inside_their_split(write_spec, tmp_path):
+    series = np.arange(100, dtype=np.float32)[:, None]
+    np.save(tmp_path / "x.npy", series)
+    data = build(write_spec, """
+        train:
+          source: {npy: {features: x.npy}}
+          stages: [{window: {length: 5}}, {batch: {batch_size: 8}}]
+        validation: {fraction: 0.2, shuffle: false}
+        test: {fraction: 0.1, shuffle: false}
+    """)
+    assert data.info["num_examples"] == {"train": 70, "validation": 20, "test": 10}
+    for dataset, first, last in ((data.train, 0, 69), (data.validation, 70, 89), (data.test, 90, 99)):
+        x, y = batches(dataset)
+        assert x.min() == first and y.max() == last  # inputs and targets within the split's steps
+        assert len(x) == (last - first + 1) - 5
+        np.testing.assert_array_equal(x[:, 1:, 0], x[:, :-1, 0] + 1)  # contiguous, in order
+
+
+def test_window_mistakes(write_spec, tmp_path):
+    from runner.spec.errors import SpecErrors
+
+    np.save(tmp_path / "x.npy", SERIES)
+    with pytest.raises(SpecErrors) as caught:
+        load(write_spec, """
+            train:
+              source: {npy: {features: x.npy}}
+              stages: [{batch: {batch_size: 2}}, {window: {length: 3, targets: next, horizon: 0}}]
+            validation: {fraction: 0.2}
+            test: {fraction: 0.1, shuffle: false, stratify: true}
+        """)
+    shown = [line.split(": ", 1)[1] for line in str(caught.value).splitlines()]
+    assert shown == [
+        "data.train.stages[1].window: window takes the time steps in order, one per element, but batch comes "
+        "before it: put window before batch",
+        "data.train.stages[1].window.horizon: targets: next needs a horizon of at least 1 step (0 is the window's "
+        "own last step)",
+        "data.validation.fraction: train's stages make windows of a series: hold out the series' last steps in "
+        "order, so that no window crosses into validation (set data.validation.shuffle: false)",
+        "data.test.stratify: train's stages make windows of a series: a test fraction is the series' last steps, "
+        "in order, not a stratified sample",
+    ]
+    assert error_of(write_spec, """
+        train:
+          source: {npy: {features: x.npy}}
+          stages: [{window: {length: 3, targets: label}}]
+    """) == ("data.train.stages[0].window.targets: targets: label takes each step's label, but the elements have no "
+             "label (use targets: next, or give the source a label column)")
