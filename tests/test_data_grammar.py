@@ -184,3 +184,71 @@ def test_window_mistakes(write_spec, tmp_path):
           stages: [{window: {length: 3, targets: label}}]
     """) == ("data.train.stages[0].window.targets: targets: label takes each step's label, but the elements have no "
              "label (use targets: next, or give the source a label column)")
+
+
+# --- text -------------------------------------------------------------------------------------
+
+@pytest.fixture
+def text_corpus(tmp_path):
+    """A folder per class of .txt files, as scripts/make_fortunes_corpus.py writes them."""
+    texts = {"computers": ["Real programmers use vi.", "It works on my machine."],
+             "food": ["Eat dessert first.", "Garlic: the ketchup of intellectuals.", "Soup of the day: tea."]}
+    for name, items in texts.items():
+        (tmp_path / "corpus" / name).mkdir(parents=True)
+        for i, text in enumerate(items):
+            (tmp_path / "corpus" / name / f"{i:04d}.txt").write_text(text)
+    (tmp_path / "corpus" / "food" / "notes.md").write_text("not a text of the corpus")
+    return tmp_path / "corpus"
+
+
+def test_text_folder_yields_strings_and_folder_labels(write_spec, text_corpus):
+    data = build(write_spec, "train: {source: {text_folder: {directory: corpus}}}")
+    assert data.train.element_spec == (tf.TensorSpec([], tf.string), tf.TensorSpec([], tf.int64))
+    elements = list(data.train.as_numpy_iterator())
+    assert [(t.decode(), int(y)) for t, y in elements] == [
+        ("Real programmers use vi.", 0), ("It works on my machine.", 0), ("Eat dessert first.", 1),
+        ("Garlic: the ketchup of intellectuals.", 1), ("Soup of the day: tea.", 1)]
+    assert data.info["num_classes"] == 2 and data.info["class_names"] == ["computers", "food"]
+    expected = keras.utils.text_dataset_from_directory(text_corpus, batch_size=None, shuffle=False)
+    assert sorted((t, int(y)) for t, y in expected.as_numpy_iterator()) == sorted(
+        (t, int(y)) for t, y in elements)
+
+
+def test_text_folder_options_and_mistakes(write_spec, text_corpus):
+    data = build(write_spec, """
+        train: {source: {text_folder: {directory: corpus, class_names: [food], max_length: 4}}}
+        validation: {fraction: 0.34, stratify: true}
+    """)
+    train = [t.decode() for t, _ in data.train.as_numpy_iterator()]
+    validation = [(t.decode(), int(y)) for t, y in data.validation.as_numpy_iterator()]
+    assert len(train) == 2 and len(validation) == 1 and validation[0][1] == 0
+    assert sorted(train + [validation[0][0]]) == ["Eat ", "Garl", "Soup"]
+    assert error_of(write_spec, "train: {source: {text_folder: {directory: corpus, class_names: [art]}}}") == (
+        f"data.train.source.text_folder.class_names: no sub-folder 'art' in {text_corpus}")
+
+
+def test_csv_text_columns_are_strings(write_spec, tmp_path):
+    (tmp_path / "r.csv").write_text('review,stars,liked\n"Great, really great",5,1\nMeh,2,0\n,4,1\n')
+    data = build(write_spec, """
+        train: {source: {csv: {path: r.csv, header: true, label: liked, features: [review], text: [review],
+                               fill: {review: "(none)"}}}}
+    """)
+    assert data.train.element_spec[0] == tf.TensorSpec([], tf.string)
+    assert [(t.decode(), int(y)) for t, y in data.train.as_numpy_iterator()] == [
+        ("Great, really great", 1), ("Meh", 0), ("(none)", 1)]
+    data = build(write_spec, """
+        train: {source: {csv: {path: r.csv, header: true, label: liked, features: {review: [review], stars: [stars]},
+                               text: [review], fill: {review: ""}}}}
+    """)
+    features, _ = next(data.train.as_numpy_iterator())
+    assert features["review"] == b"Great, really great" and features["stars"].tolist() == [5.0]
+    assert error_of(write_spec, "train: {source: {csv: {path: r.csv, header: true, label: liked, text: [review], "
+                                "fill: most_frequent}}}") == (
+        "data.train.source.csv.text: the text column 'review' is kept as strings, so it cannot join other columns "
+        "in one feature (review, stars): make it the only feature (features: [review]) or give it a feature of its "
+        "own (features: {review: [review], ...})")
+    (tmp_path / "r2.csv").write_text("review,liked\nGood,1\nBad,0\n")
+    assert error_of(write_spec, "train: {source: {csv: {path: r2.csv, header: true, label: liked}}}") == (
+        f"data.train.source.csv.path: row 1 (line 2), column 'review' of {tmp_path / 'r2.csv'} holds text, not a "
+        "number (declare it categorical (categorical: {review: one_hot}), keep it as strings (text: [review]) or "
+        "leave it out of features)")
