@@ -252,3 +252,24 @@ def test_csv_text_columns_are_strings(write_spec, tmp_path):
         f"data.train.source.csv.path: row 1 (line 2), column 'review' of {tmp_path / 'r2.csv'} holds text, not a "
         "number (declare it categorical (categorical: {review: one_hot}), keep it as strings (text: [review]) or "
         "leave it out of features)")
+
+
+def test_forecasting_example_windows_are_the_hand_written_programs(tmp_path):
+    from tests.conftest import REPO
+
+    spec = load_spec(REPO / "specs" / "forecasting.yaml")
+    keras.utils.set_random_seed(7)
+    data = build_datasets(spec)
+    assert data.info["num_examples"] == {"train": 1599, "validation": 457, "test": 228}
+    values = np.loadtxt(REPO / "specs" / "data" / "co2_weekly.csv", delimiter=",", skiprows=1, usecols=1,
+                        dtype=np.float32)[:, None]
+    train, test = values[:1599], values[-228:]
+    test = (test - train.mean()) / train.std()
+    x, y = batches(data.test)
+    expected = keras.utils.timeseries_dataset_from_array(test[:-1], test[52:], sequence_length=52, batch_size=32)
+    ex, ey = batches(expected)
+    assert x.shape == ex.shape == (176, 52, 1)
+    np.testing.assert_allclose(x, ex, atol=1e-5)
+    np.testing.assert_allclose(y, ey, atol=1e-5)
+    naive = float(np.mean(np.abs(x[:, -1, 0] - y[:, 0])))
+    assert naive == pytest.approx(0.0372, abs=1e-4)  # the figure the example spec beats
