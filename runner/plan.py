@@ -259,6 +259,7 @@ def _check_steps(spec, plan) -> None:
 def _check_class_weight(spec, info, plan) -> None:
     """class_weight keys must be classes of the data."""
     weights = spec.doc["train"].get("class_weight") or {}
+    weights = weights if isinstance(weights, dict) else {}  # balanced: computed from train's classes
     classes = info.get("num_classes")
     if classes is None and weights:
         plan.errors.append(spec.error(("train", "class_weight"), "class_weight needs integer class labels; "

@@ -273,3 +273,74 @@ def test_forecasting_example_windows_are_the_hand_written_programs(tmp_path):
     np.testing.assert_allclose(y, ey, atol=1e-5)
     naive = float(np.mean(np.abs(x[:, -1, 0] - y[:, 0])))
     assert naive == pytest.approx(0.0372, abs=1e-4)  # the figure the example spec beats
+
+
+# --- values from the data: balanced class weights, a prior output bias --------------------------
+
+IMBALANCED = "\n".join(f"{i},{i % 7},{0 if i < 12 else 1 if i < 18 else 2}" for i in range(20))  # 12/6/2
+PRIOR_MODEL = """
+model: {sequential: {layers: [{Dense: {units: UNITS, bias_initializer: prior}}]}}
+train: {epochs: 1, loss: LOSS, optimizer: adam, class_weight: balanced}
+"""
+
+
+def test_balanced_weights_and_prior_bias_come_from_the_train_split(write_spec, tmp_path):
+    from runner.models.build import build_model
+    from runner.spec.metadata import substitute_metadata
+
+    (tmp_path / "c.csv").write_text(IMBALANCED + "\n")
+    tail = PRIOR_MODEL.replace("UNITS", "3").replace("LOSS", "{SparseCategoricalCrossentropy: {from_logits: true}}")
+    data = build(write_spec, """
+        train: {source: {csv: {path: c.csv}}}
+        validation: {fraction: 0.25, stratify: true}   # holds out 3, 2 and 1 of the classes' 12, 6 and 2
+    """, tail=tail)
+    assert data.info["class_counts"] == [9, 4, 1]
+    assert data.info["class_weight"] == pytest.approx({0: 14 / 27, 1: 14 / 12, 2: 14 / 3})  # n / (k * n_c)
+    assert data.info["output_bias"] == {"softmax": pytest.approx(np.log([9 / 14, 4 / 14, 1 / 14]).tolist())}
+    spec = load(write_spec, "train: {source: {csv: {path: c.csv}}}", tail=tail)
+    model = build_model(substitute_metadata(spec.doc["model"], data.info, spec, ("model",)), spec, seed=0)
+    model.build((None, 2))
+    bias = model.layers[-1].bias.numpy()
+    np.testing.assert_allclose(bias, np.log([9 / 14, 4 / 14, 1 / 14]), rtol=1e-6)
+    np.testing.assert_allclose(keras.ops.softmax(bias).numpy(), [9 / 14, 4 / 14, 1 / 14], rtol=1e-6)
+
+
+def test_prior_of_one_sigmoid_unit_is_the_log_odds(write_spec, tmp_path):
+    from runner.spec.metadata import substitute_metadata
+
+    (tmp_path / "b.csv").write_text("\n".join(f"{i},{int(i >= 15)}" for i in range(20)) + "\n")
+    tail = PRIOR_MODEL.replace("UNITS", "1").replace("LOSS", "binary_crossentropy")
+    data = build(write_spec, "train: {source: {csv: {path: b.csv}}}", tail=tail)
+    assert data.info["output_bias"]["sigmoid"] == pytest.approx(np.log(5 / 15))
+    assert data.info["class_weight"] == pytest.approx({0: 20 / 30, 1: 20 / 10})
+    spec = load(write_spec, "train: {source: {csv: {path: b.csv}}}", tail=tail)
+    layer = substitute_metadata(spec.doc["model"], data.info, spec, ("model",))["sequential"]["layers"][0]
+    assert layer["Dense"]["bias_initializer"] == {"class_name": "Constant",
+                                                  "config": {"value": [pytest.approx(np.log(5 / 15))]}}
+    wrong = load(write_spec, "train: {source: {csv: {path: b.csv}}}", tail=tail.replace("units: 1", "units: 3"))
+    with pytest.raises(SpecError) as caught:
+        substitute_metadata(wrong.doc["model"], data.info, wrong, ("model",))
+    assert str(caught.value).split(": ", 1)[1] == (
+        "model.sequential.layers[0].Dense.bias_initializer: prior sets one bias per class: the layer has 3 units "
+        "and the train labels 2 classes (or 1 unit for binary labels)")
+
+
+def test_values_from_the_data_mistakes(write_spec, tmp_path):
+    from runner.spec.errors import SpecErrors
+
+    (tmp_path / "gap.csv").write_text("1,0\n2,2\n3,0\n")  # no class 1
+    tail = PRIOR_MODEL.replace("UNITS", "3").replace("LOSS", "{SparseCategoricalCrossentropy: {from_logits: true}}")
+    spec = load(write_spec, "train: {source: {csv: {path: gap.csv}}}", tail=tail)
+    with pytest.raises(SpecError) as caught:
+        build_datasets(spec)
+    assert str(caught.value).split(": ", 1)[1] == (
+        "train.class_weight: class 1 has no example in the train split: its balanced weight would be infinite")
+    with pytest.raises(SpecErrors) as caught:
+        load(write_spec, "train: {source: {csv: {path: gap.csv}}}", tail="""
+model: {sequential: {layers: [{Dense: {units: 4, bias_initializer: prior}}, {Dense: {units: 3}}]}}
+train: {epochs: 1, loss: mse, optimizer: adam}
+""")
+    assert [line.split(": ", 1)[1] for line in str(caught.value).splitlines()] == [
+        "model.sequential.layers[0].Dense.bias_initializer: prior sets an output layer's bias from the train "
+        "split's class frequencies: it goes on the bias_initializer of the model's output Dense layer (the last "
+        "of a sequential model, or a functional output)"]

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from runner.data.learned import Learned
 from runner.data.cache import source_key
+from runner.data.class_values import class_values
 from runner.data.emptiness import check_not_empty
 from runner.data.source import Source
 from runner.data.sources import load_source
@@ -76,6 +77,7 @@ def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datas
     sources = encode_tables(spec, sources, learned)
 
     info = _info(sources)
+    info.update(class_values(spec, sources.get("train"), info["num_classes"]))  # when the spec asks
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
     built = {}
     order = ["train"] + [s for s in sources if s != "train"]  # train first: it learns the statistics

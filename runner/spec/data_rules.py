@@ -68,3 +68,39 @@ def window_errors(spec) -> list[SpecError]:
                                      f"out the series' last steps in order, so that no window crosses into "
                                      f"{held} (set data.{held}.shuffle: false)"))
     return errors
+
+
+def prior_paths(tree, path=("model",)):
+    """Every path where a model section writes `bias_initializer: prior`, in order."""
+    if isinstance(tree, dict):
+        if tree.get("bias_initializer") == "prior":
+            yield path + ("bias_initializer",)
+        for key, value in tree.items():
+            yield from prior_paths(value, path + (key,))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            yield from prior_paths(value, path + (i,))
+
+
+def prior_errors(spec) -> list[SpecError]:
+    """`bias_initializer: prior` belongs to an output Dense layer: the last layer of a
+    sequential model, or a functional layer named in `outputs`."""
+    model = spec.get("model", default={})
+    functional = model.get("functional") if isinstance(model, dict) else None
+    outputs = functional.get("outputs") if isinstance(functional, dict) else None
+    outputs = [outputs] if isinstance(outputs, str) else outputs if isinstance(outputs, list) else []
+    errors = []
+    for path in prior_paths(model):
+        layer = path[:-2] if path[-2] != "config" else path[:-3]
+        name = path[-2] if path[-2] != "config" else spec.get(*layer, "class_name")
+        items = spec.get(*layer[:-1]) if layer[-1] == "layer" else None
+        is_output = (layer[:3] == ("model", "sequential", "layers") and len(layer) == 4
+                     and layer[3] == len(spec.get("model", "sequential", "layers")) - 1) or (
+            layer[:3] == ("model", "functional", "layers") and len(layer) == 5 and isinstance(items, dict)
+            and items.get("name") in outputs)
+        if name != "Dense" or not is_output:
+            errors.append(spec.error(path, "prior sets an output layer's bias from the train split's class "
+                                           "frequencies: it goes on the bias_initializer of the model's output "
+                                           "Dense layer (the last of a sequential model, or a functional output)",
+                                     at_value=True))
+    return errors

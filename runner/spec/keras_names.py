@@ -160,6 +160,8 @@ def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[Spec
     """A nested identifier checked as its kind, or a simple type checked against the default's."""
     if value is None or _is_reference(value):
         return []
+    if argument["name"] == "bias_initializer" and value == "prior":
+        return []  # the train split's class frequencies (runner.spec.metadata); prior_errors says where
     nested = nested_kind(entry.kind, argument["name"])
     if nested == "schedules":
         return [] if isinstance(value, (int, float)) else check_identifier(spec, "schedules", value, where)
