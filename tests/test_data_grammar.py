@@ -344,3 +344,56 @@ train: {epochs: 1, loss: mse, optimizer: adam}
         "model.sequential.layers[0].Dense.bias_initializer: prior sets an output layer's bias from the train "
         "split's class frequencies: it goes on the bias_initializer of the model's output Dense layer (the last "
         "of a sequential model, or a functional output)"]
+
+
+# --- small ops and image folders without image_size ---------------------------------------------
+
+def test_clip_grayscale_to_rgb_and_polynomial(write_spec, tmp_path):
+    np.save(tmp_path / "x.npy", np.array([[-3, 1, 9], [4, 12, -1]], np.int64))
+    np.save(tmp_path / "g.npy", np.arange(8, dtype=np.uint8).reshape(2, 2, 2))
+    np.save(tmp_path / "p.npy", np.array([[2.0, -1.0]], np.float32))
+    data = build(write_spec, """
+        train: {source: {npy: {features: x.npy}}, stages: [{map: {ops: [{clip: {min: 0, max: 5}}]}}]}
+        validation: {source: {npy: {features: x.npy}}, stages: [{map: {ops: [{clip: {max: 2.5}}]}}]}
+        test: {source: {npy: {features: g.npy}}, stages: [{map: {ops: [grayscale_to_rgb: {}]}}]}
+    """)
+    assert data.train.element_spec.dtype == tf.int64
+    assert [e.tolist() for e in data.train.as_numpy_iterator()] == [[0, 1, 5], [4, 5, 0]]
+    assert data.validation.element_spec.dtype == tf.float32
+    assert [e.tolist() for e in data.validation.as_numpy_iterator()] == [[-3, 1, 2.5], [2.5, 2.5, -1]]
+    image = next(data.test.as_numpy_iterator())
+    assert image.shape == (2, 2, 3) and image.dtype == np.uint8
+    np.testing.assert_array_equal(image, np.repeat(np.arange(4, dtype=np.uint8).reshape(2, 2, 1), 3, axis=-1))
+    data = build(write_spec, "train: {source: {npy: {features: p.npy}}, stages: [{map: {ops: [{polynomial: {degree: 3}}]}}]}")
+    assert next(data.train.as_numpy_iterator()).tolist() == [2, -1, 4, 1, 8, -1]
+    assert error_of(write_spec, "train: {source: {npy: {features: x.npy}}, stages: [{map: {ops: [{clip: {min: 3, max: 1}}]}}]}") == (
+        "data.train.stages[0].map.ops[0].clip.min: min 3 is above max 1")
+
+
+def write_png(path, height, width, value):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(tf.io.encode_png(np.full((height, width, 3), value, np.uint8)).numpy())
+
+
+def test_image_folder_without_image_size(write_spec, tmp_path):
+    from runner.data.sources.image_folder import image_size
+
+    for i, kind in enumerate(["cat", "dog"]):
+        write_png(tmp_path / "same" / kind / "a.png", 6, 4, 10 * i)
+        write_png(tmp_path / "mixed" / kind / "a.png", 6 + 2 * i, 4, 10 * i)
+    data = build(write_spec, "train: {source: {image_folder: {directory: same}}, stages: [{batch: {batch_size: 2}}]}")
+    assert data.train.element_spec[0] == tf.TensorSpec([None, 6, 4, 3], tf.uint8)  # one size: a static shape
+    assert next(data.train.as_numpy_iterator())[0].shape == (2, 6, 4, 3)
+    assert error_of(write_spec, "train: {source: {image_folder: {directory: mixed}}, stages: [{batch: {batch_size: 2}}]}") == (
+        f"data.train.source.image_folder: the images under {tmp_path / 'mixed'} have 2 sizes (6x4, 8x4), and a "
+        "batch holds images of one size: set image_size: [height, width] to resize them all (or resize them with a "
+        "map op before batch)")
+    data = build(write_spec, """
+        train:
+          source: {image_folder: {directory: mixed}}
+          stages: [{map: {ops: [{resize: {size: [5, 5]}}]}}, {batch: {batch_size: 2}}]
+    """)
+    assert next(data.train.as_numpy_iterator())[0].shape == (2, 5, 5, 3)
+    jpeg = tmp_path / "x.jpg"
+    jpeg.write_bytes(tf.io.encode_jpeg(np.zeros((7, 9, 3), np.uint8)).numpy())
+    assert image_size(jpeg) == (7, 9)
