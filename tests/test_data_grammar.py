@@ -397,3 +397,22 @@ def test_image_folder_without_image_size(write_spec, tmp_path):
     jpeg = tmp_path / "x.jpg"
     jpeg.write_bytes(tf.io.encode_jpeg(np.zeros((7, 9, 3), np.uint8)).numpy())
     assert image_size(jpeg) == (7, 9)
+
+
+def test_windows_run_in_memory_for_the_fused_engine(write_spec, tmp_path):
+    from runner.data.in_memory import plan_in_memory
+
+    np.save(tmp_path / "x.npy", np.arange(30, dtype=np.float32)[:, None])
+    spec = load(write_spec, """
+        train:
+          source: {npy: {features: x.npy}}
+          stages: [{window: {length: 4}}, {shuffle: {buffer_size: all}}, {batch: {batch_size: 8}}]
+        validation: {fraction: 0.2, shuffle: false}
+    """)
+    keras.utils.set_random_seed(7)
+    datasets = build_datasets(spec)
+    plan, reason = plan_in_memory(spec, datasets, "train")
+    assert reason == "" and plan.count == 24 - 4  # 24 steps of train: 20 windows
+    x, y = batches(plan.prefix.batch(100))
+    np.testing.assert_array_equal(x[:, :, 0], np.arange(20)[:, None] + np.arange(4))
+    np.testing.assert_array_equal(y[:, 0], np.arange(4, 24))

@@ -21,7 +21,7 @@ from runner.data.stages import _size, apply_stages, inherited_stages
 from runner.spec.metadata import substitute_metadata
 
 # Stages that give the same elements, in the same order, on every pass.
-_DETERMINISTIC = ("map", "cache", "filter", "take", "skip", "shard")
+_DETERMINISTIC = ("map", "cache", "filter", "take", "skip", "shard", "window")
 # Stages after the batch that change nothing about the elements or their order.
 _TRANSPARENT = ("prefetch", "cache")
 
