@@ -416,3 +416,25 @@ def test_windows_run_in_memory_for_the_fused_engine(write_spec, tmp_path):
     x, y = batches(plan.prefix.batch(100))
     np.testing.assert_array_equal(x[:, :, 0], np.arange(20)[:, None] + np.arange(4))
     np.testing.assert_array_equal(y[:, 0], np.arange(4, 24))
+
+
+def test_a_run_records_balanced_weights_and_the_prior_in_its_manifest(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    result = subprocess.run([sys.executable, "-m", "runner.cli", "run", str(REPO / "specs" / "imbalanced.yaml"),
+                             "--quiet", "--set", "train.epochs=1", "--set", f"outputs.dir={tmp_path}"],
+                            capture_output=True, text=True, cwd=tmp_path, timeout=900,
+                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    run_dir = next(tmp_path.glob("imbalanced/*"))
+    info = json.loads((run_dir / "manifest.json").read_text())["data_info"]
+    counts = info["class_counts"]
+    assert info["class_names"] == ["Adelie", "Chinstrap", "Gentoo"] and sum(counts) == 275
+    assert counts == [122, 54, 99]  # 80% of 152, 68 and 124, stratified
+    assert {int(k): v for k, v in info["class_weight"].items()} == pytest.approx(
+        {c: 275 / (3 * n) for c, n in enumerate(counts)})
+    assert info["output_bias"]["softmax"] == pytest.approx(np.log(np.array(counts) / 275).tolist())
