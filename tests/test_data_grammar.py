@@ -438,3 +438,26 @@ def test_a_run_records_balanced_weights_and_the_prior_in_its_manifest(tmp_path):
     assert {int(k): v for k, v in info["class_weight"].items()} == pytest.approx(
         {c: 275 / (3 * n) for c, n in enumerate(counts)})
     assert info["output_bias"]["softmax"] == pytest.approx(np.log(np.array(counts) / 275).tolist())
+
+
+def test_windows_of_named_columns_and_a_split_too_short(write_spec, tmp_path):
+    rows = "\n".join(f"{t},{t * 10},{t + 0.5}" for t in range(10))
+    (tmp_path / "w.csv").write_text("temp,wind,y\n" + rows + "\n")
+    data = build(write_spec, """
+        train:
+          source: {csv: {path: w.csv, header: true, label: y, features: {temp: [temp], wind: [wind]}}}
+          stages: [{window: {length: 3, stride: 2}}]
+    """)
+    assert data.train.element_spec[0] == {"temp": tf.TensorSpec([3, 1], tf.float32),
+                                          "wind": tf.TensorSpec([3, 1], tf.float32)}
+    elements = list(data.train.as_numpy_iterator())
+    assert len(elements) == 4  # starts 0, 2, 4, 6 (the target of a start at 8 would be step 11)
+    assert elements[1][0]["wind"][:, 0].tolist() == [20, 30, 40] and elements[1][1] == pytest.approx(5.5)
+    np.save(tmp_path / "x.npy", SERIES)
+    assert error_of(write_spec, """
+        train:
+          source: {npy: {features: x.npy}}
+          stages: [{window: {length: 8, sampling_rate: 2}}]
+        validation: {fraction: 0.2, shuffle: false}
+    """) == ("data.train.stages[0].window: a window spans 16 time steps (length 8, sampling_rate 2, horizon 1), "
+             "but a split here has only 4: shorten the window or hold out a larger fraction")

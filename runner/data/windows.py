@@ -50,13 +50,11 @@ def window_stage(spec, where, dataset, args, count, info):
 
     windows = dataset.window(span, shift=stride, drop_remainder=True).flat_map(batch_window).map(cut)
     steps = int(dataset.cardinality())
+    if 0 <= steps < span:
+        raise spec.error(where, f"a window spans {span} time steps (length {length}, sampling_rate {rate}"
+                                f"{'' if targets == 'none' else f', horizon {horizon}'}), but a split here has "
+                                f"only {steps}: shorten the window or hold out a larger fraction")
     if steps >= 0:  # known: say how many windows (sizes such as batch_size: all, epoch lengths)
-        windows = windows.apply(tf.data.experimental.assert_cardinality(max(0, (steps - span) // stride + 1)))
+        windows = windows.apply(tf.data.experimental.assert_cardinality((steps - span) // stride + 1))
     return windows
 
-
-def window_count(steps: int, args: dict) -> int:
-    """How many windows a series of `steps` time steps gives (for sizes before building)."""
-    last = (args["length"] - 1) * args.get("sampling_rate", 1)
-    span = last + 1 + (args.get("horizon", 1) if args.get("targets") != "none" else 0)
-    return max(0, (steps - span) // args.get("stride", 1) + 1)
