@@ -77,6 +77,9 @@ def _build(spec, plan) -> None:
             plan.data[split], batches[split] = describe_split(dataset, datasets.info["num_examples"].get(split))
     _check_steps(spec, plan)
     _check_class_weight(spec, datasets.info, plan)
+    from_data = {k: datasets.info[k] for k in ("class_counts", "class_weight", "output_bias") if k in datasets.info}
+    if from_data:
+        plan.train["from_data"] = from_data  # class_weight: balanced, bias_initializer: prior
     model_config = substitute_metadata(spec.doc["model"], datasets.info, spec, ("model",))
     train = spec.doc["train"]
     with setup.strategy.scope():
@@ -367,6 +370,17 @@ def render_text(plan: Plan, file) -> str:
     elif model:
         lines.append(f"model: {model['class']} (tf.Module), {model['params']:,} parameters")
         lines += [f"  {v['name']:<24} {v['shape']} {v['dtype']}" for v in model["variables"]]
+    from_data = plan.train.get("from_data")
+    if from_data:
+        shown = [f"class counts {from_data['class_counts']}"]
+        if "class_weight" in from_data:
+            shown.append("balanced class_weight {" + ", ".join(f"{k}: {v:.4g}" for k, v in
+                                                               from_data["class_weight"].items()) + "}")
+        if "output_bias" in from_data:
+            bias = from_data["output_bias"]
+            shown.append("prior bias " + ", ".join(f"{k} {[round(v, 4) for v in (b if isinstance(b, list) else [b])]}"
+                                                   for k, b in bias.items()))
+        lines.append("from the train split: " + "; ".join(shown))
     for key in ("loss", "optimizer"):
         if key in plan.train:
             config = plan.train[key]

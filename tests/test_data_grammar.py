@@ -461,3 +461,12 @@ def test_windows_of_named_columns_and_a_split_too_short(write_spec, tmp_path):
         validation: {fraction: 0.2, shuffle: false}
     """) == ("data.train.stages[0].window: a window spans 16 time steps (length 8, sampling_rate 2, horizon 1), "
              "but a split here has only 4: shorten the window or hold out a larger fraction")
+
+
+def test_plan_shows_the_values_computed_from_the_train_split():
+    from runner.plan import Plan, render_text
+
+    plan = Plan(train={"from_data": {"class_counts": [9, 4, 1], "class_weight": {0: 14 / 27, 1: 14 / 12, 2: 14 / 3},
+                                     "output_bias": {"softmax": np.log([9 / 14, 4 / 14, 1 / 14]).tolist()}}})
+    assert ("from the train split: class counts [9, 4, 1]; balanced class_weight {0: 0.5185, 1: 1.167, 2: 4.667}; "
+            "prior bias softmax [-0.4418, -1.2528, -2.6391]") in render_text(plan, "s.yaml").splitlines()
