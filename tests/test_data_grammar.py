@@ -470,3 +470,31 @@ def test_plan_shows_the_values_computed_from_the_train_split():
                                      "output_bias": {"softmax": np.log([9 / 14, 4 / 14, 1 / 14]).tolist()}}})
     assert ("from the train split: class counts [9, 4, 1]; balanced class_weight {0: 0.5185, 1: 1.167, 2: 4.667}; "
             "prior bias softmax [-0.4418, -1.2528, -2.6391]") in render_text(plan, "s.yaml").splitlines()
+
+
+def test_predict_cuts_an_input_series_into_windows_with_trains_statistics(write_spec, tmp_path):
+    import json
+
+    from runner.data.learned import FILE_NAME, load_learned
+    from runner.predict import preprocessing_steps, read_features
+
+    rows = "\n".join(f"2000-01-{t + 1:02d},{t * 2.0}" for t in range(20))
+    (tmp_path / "s.csv").write_text("day,value\n" + rows + "\n")
+    spec = load(write_spec, """
+        train:
+          source: {csv: {path: s.csv, header: true, features: [value], label: null}}
+          stages: [{map: {ops: [normalize: {}]}}, {window: {length: 3}}, {batch: {batch_size: 4}}]
+        test: {fraction: 0.2, shuffle: false}
+    """)
+    data = build_datasets(spec)
+    (tmp_path / FILE_NAME).write_text(json.dumps(data.learned.to_json()))
+    mean, std = np.mean(np.arange(16) * 2.0), np.std(np.arange(16) * 2.0)  # train: the first 16 days
+    (tmp_path / "new.csv").write_text("day,value\n2001-01-01,100\n2001-01-02,102\n2001-01-03,104\n2001-01-04,90\n")
+    features = read_features(spec, tmp_path / "new.csv", learned=load_learned(tmp_path))
+    dataset = tf.data.Dataset.from_tensor_slices(features)
+    for step in preprocessing_steps(spec, tmp_path, "train", data.info):
+        dataset = step(dataset)
+    windows = np.stack(list(dataset.as_numpy_iterator()))
+    assert windows.shape == (2, 3, 1)  # every window of the input, the last one's included (no target)
+    np.testing.assert_allclose(windows[:, :, 0], (np.array([[100, 102, 104], [102, 104, 90]]) - mean) / std,
+                               rtol=1e-5)
