@@ -498,3 +498,27 @@ def test_predict_cuts_an_input_series_into_windows_with_trains_statistics(write_
     assert windows.shape == (2, 3, 1)  # every window of the input, the last one's included (no target)
     np.testing.assert_allclose(windows[:, :, 0], (np.array([[100, 102, 104], [102, 104, 90]]) - mean) / std,
                                rtol=1e-5)
+
+
+def test_a_test_fraction_is_carved_before_validation_and_both_are_of_the_whole(write_spec, tmp_path):
+    from runner.spec.errors import SpecErrors
+
+    np.save(tmp_path / "x.npy", np.arange(50, dtype=np.float32)[:, None])
+    np.save(tmp_path / "y.npy", (np.arange(50) % 5 == 0).astype(np.int64))  # 10 of class 1
+    data = build(write_spec, """
+        train: {source: {npy: {features: x.npy, label: y.npy}}}
+        validation: {fraction: 0.2}
+        test: {fraction: 0.2, stratify: true}
+    """)
+    assert data.info["num_examples"] == {"train": 30, "validation": 10, "test": 10}
+    parts = {name: [(int(x[0]), int(y)) for x, y in getattr(data, name).as_numpy_iterator()]
+             for name in ("train", "validation", "test")}
+    ids = [i for part in parts.values() for i, _ in part]
+    assert sorted(ids) == list(range(50))  # disjoint, and nothing lost
+    assert sum(y for _, y in parts["test"]) == 2  # stratified: a fifth of class 1's 10
+    with pytest.raises(SpecErrors) as caught:
+        load(write_spec, """
+            train: {source: {npy: {features: x.npy, label: y.npy}}}
+            test: {source: {npy: {features: x.npy}}, fraction: 0.2}
+        """)
+    assert str(caught.value).split(": ", 1)[1] == "data.test: give either 'source' or 'fraction', not both or neither"
