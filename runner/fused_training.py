@@ -98,7 +98,7 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
             model, loss=loss, optimizer=optimizer,
             metrics=loop_metrics(metrics, model, datasets.train.element_spec, loss),
             element_spec=datasets.train.element_spec, setup=setup,
-            class_weight=_class_weight(train_config.get("class_weight")), callbacks=callbacks,
+            class_weight=_class_weight(datasets.info.get("class_weight") or train_config.get("class_weight")), callbacks=callbacks,
             verbose=_verbose(quiet, loop, train_config), report=train_config.get("report"), spec=spec,
             train_data=data["train"], validation_data=data.get("validation"),
         )

@@ -79,6 +79,9 @@ def _build(spec, plan) -> None:
             plan.data[split], batches[split] = describe_split(dataset, datasets.info["num_examples"].get(split))
     _check_steps(spec, plan)
     _check_class_weight(spec, datasets.info, plan)
+    from_data = {k: datasets.info[k] for k in ("class_counts", "class_weight", "output_bias") if k in datasets.info}
+    if from_data:
+        plan.train["from_data"] = from_data  # class_weight: balanced, bias_initializer: prior
     model_config = substitute_metadata(spec.doc["model"], datasets.info, spec, ("model",))
     train = spec.doc["train"]
     with setup.strategy.scope():
@@ -135,8 +138,8 @@ def describe_split(dataset, num_examples) -> tuple[dict, tuple]:
         values = labels.numpy()
         if values.ndim > 1 and values.shape[-1] > 1:
             values = values.argmax(-1)  # one-hot labels
-        if values.dtype.kind == "f" and not np.all(values == np.round(values)):
-            break  # regression targets: no classes
+        elif values.dtype.kind == "f" and not np.all((values == 0) | (values == 1)):
+            break  # float targets are regression targets, whole numbers or not: no classes
         for value, count in zip(*np.unique(values.astype(np.int64), return_counts=True)):
             counts[int(value)] = counts.get(int(value), 0) + int(count)
         seen += len(values.reshape(-1)) if values.ndim <= 1 else values.shape[0]
@@ -266,6 +269,7 @@ def _check_steps(spec, plan) -> None:
 def _check_class_weight(spec, info, plan) -> None:
     """class_weight keys must be classes of the data."""
     weights = spec.doc["train"].get("class_weight") or {}
+    weights = weights if isinstance(weights, dict) else {}  # balanced: computed from train's classes
     classes = info.get("num_classes")
     if classes is None and weights:
         plan.errors.append(spec.error(("train", "class_weight"), "class_weight needs integer class labels; "
@@ -374,6 +378,17 @@ def render_text(plan: Plan, file) -> str:
     elif model:
         lines.append(f"model: {model['class']} (tf.Module), {model['params']:,} parameters")
         lines += [f"  {v['name']:<24} {v['shape']} {v['dtype']}" for v in model["variables"]]
+    from_data = plan.train.get("from_data")
+    if from_data:
+        shown = [f"class counts {from_data['class_counts']}"]
+        if "class_weight" in from_data:
+            shown.append("balanced class_weight {" + ", ".join(f"{k}: {v:.4g}" for k, v in
+                                                               from_data["class_weight"].items()) + "}")
+        if "output_bias" in from_data:
+            bias = from_data["output_bias"]
+            shown.append("prior bias " + ", ".join(f"{k} {[round(v, 4) for v in (b if isinstance(b, list) else [b])]}"
+                                                   for k, b in bias.items()))
+        lines.append("from the train split: " + "; ".join(shown))
     for key in ("loss", "optimizer"):
         if key in plan.train:
             config = plan.train[key]

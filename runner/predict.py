@@ -8,6 +8,7 @@ Lines by its extension, with the class and probabilities for classifiers.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import sys
@@ -21,6 +22,8 @@ import tensorflow as tf
 from runner.data.learned import learn_normalize_ops, load_learned
 from runner.data.ops import build_map_function
 from runner.data.sources import load_source
+from runner.data.table import encode_tables
+from runner.data.windows import window_stage
 from runner.models import is_keras
 from runner.models.identifiers import get_loss
 from runner.outputs.files import write_bytes, write_text
@@ -57,9 +60,9 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
             (), f"unknown output format '{output_path.suffix}' (use {', '.join(OUTPUT_FORMATS)})")
     record = read_run(run_dir)
     spec = load_run_spec(run_dir)
-    features = read_features(spec, input_path, key)
+    features = read_features(spec, input_path, key, load_learned(run_dir))
     dataset = tf.data.Dataset.from_tensor_slices(features)
-    split = "test" if spec.get("data", "test") else "train"
+    split = "test" if spec.get("data", "test", "source") else "train"  # a test fraction has train's stages
     for step in preprocessing_steps(spec, run_dir, split, record.manifest.get("data_info") or {}):
         dataset = step(dataset)
     batch = batch_size or _declared_batch_size(spec, split) or _DEFAULT_BATCH
@@ -71,8 +74,9 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
     return Predictions(output_path, len(outputs), classes)
 
 
-def read_features(spec, input_path: Path, key=None) -> np.ndarray:
-    """The input file's rows as features, read by the source of its kind (labels ignored)."""
+def read_features(spec, input_path: Path, key=None, learned=None) -> np.ndarray:
+    """The input file's rows as features, read by the source of its kind (labels ignored);
+    a tabular CSV encoded with the vocabularies and fill values the run learned (`learned`)."""
     if input_path.is_dir() or input_path.suffix.lower() in _IMAGES:
         return _read_images(spec, input_path)
     config = _source_config(spec, input_path, key)
@@ -80,6 +84,8 @@ def read_features(spec, input_path: Path, key=None) -> np.ndarray:
         source = load_source(_input_spec(input_path), ("input",), config)
     except SpecError as e:  # located at the file given, not at a spec key it never had
         raise SpecError(e.message, file=input_path, hint=e.hint) from None
+    if source.table is not None and learned is not None:
+        source = encode_tables(_input_spec(input_path), {"train": source}, learned)["train"]
     element = next(iter(source.make().batch(source.count or 1)), None)
     if element is None:
         raise _input_spec(input_path).error((), "the input holds no rows")
@@ -162,6 +168,10 @@ def preprocessing_steps(spec, run_dir, split: str, info: dict) -> list:
     steps = []
     for i, stage in enumerate(spec.get("data", split, "stages", default=[])):
         ((name, args),) = stage.items()
+        if name == "window":  # the input is a series: one prediction per window, the last one's included
+            steps.append(functools.partial(window_stage, spec, ("data", split, "stages", i, "window"),
+                                           args={**args, "targets": "none"}, count=0, info=info))
+            continue
         if name != "map":
             continue  # batching, shuffling, caching: how the run fed data, not what it is
         where = ("data", split, "stages", i, "map")

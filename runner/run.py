@@ -275,7 +275,7 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
                                              train_config["epochs"], model))]
     result = fit(
         model, train=datasets.train, validation=validation, epochs=train_config["epochs"],
-        callbacks=callbacks, class_weight=_class_weight(train_config.get("class_weight")),
+        callbacks=callbacks, class_weight=_class_weight(datasets.info.get("class_weight") or train_config.get("class_weight")),
         steps_per_epoch=train_config.get("steps_per_epoch"),
         verbose=0 if quiet else console.progress_verbosity(train_config.get("verbose", "auto")),
         initial_epoch=initial_epoch, validation_freq=train_config.get("validation_freq", 1),
@@ -304,7 +304,7 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
             model, loss=loss, optimizer=optimizer,
             metrics=loop_metrics(metrics, model, datasets.train.element_spec, loss),
             element_spec=datasets.train.element_spec, setup=setup,
-            class_weight=_class_weight(train_config.get("class_weight")),
+            class_weight=_class_weight(datasets.info.get("class_weight") or train_config.get("class_weight")),
             callbacks=callbacks + ([profiler] if profiler is not None else []),
             steps_per_execution=train_config.get("steps_per_execution", 1),
             verbose=_custom_verbose(verbose, train_config), report=train_config.get("report"), spec=spec,

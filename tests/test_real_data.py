@@ -269,7 +269,8 @@ def test_a_text_column_that_is_not_categorical_is_named(workdir):
     path = penguins_spec(workdir, "{path: penguins.csv, header: true, label: species, fill: mean}")
     assert spec_error(path, build_datasets) == (
         f"data.train.source.csv.path: row 1 (line 2), column 'island' of {workdir / 'penguins.csv'} holds "
-        "text, not a number (declare it categorical (categorical: {island: one_hot}) or leave it out of features)")
+        "text, not a number (declare it categorical (categorical: {island: one_hot}), keep it as strings "
+        "(text: [island]) or leave it out of features)")
 
 
 def test_text_and_missing_columns_become_features_learned_from_train(workdir):

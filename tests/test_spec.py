@@ -106,7 +106,7 @@ def test_nested_list_items_are_located(write_spec):
 def test_two_kinds_in_one_tagged_union(write_spec):
     path = write_spec(MINIMAL.replace("    source:\n      synthetic:", "    source:\n      idx: {images: a.gz}\n      synthetic:"))
     assert errors_of(path) == [
-        f"{path}:5:5: data.train.source: expected exactly one of: tfds, idx, csv, npz, npy, tfrecord, synthetic, image_folder; got 'idx', 'synthetic'"]
+        f"{path}:5:5: data.train.source: expected exactly one of: tfds, idx, csv, npz, npy, tfrecord, synthetic, image_folder, text_folder; got 'idx', 'synthetic'"]
 
 
 def test_all_errors_of_a_file_sorted_by_line(write_spec):

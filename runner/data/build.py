@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from runner.data.learned import Learned
 from runner.data.cache import source_key
+from runner.data.class_values import class_values
 from runner.data.emptiness import check_not_empty
 from runner.data.source import Source
 from runner.data.sources import load_source
@@ -61,27 +62,29 @@ def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datas
     section = spec.doc["data"]
     seed = spec.doc.get("seed")
     sources: dict[str, Source] = {}
-    validation = section.get("validation")
-    fraction = bool(validation and "fraction" in validation)
+    fractions = [s for s in ("test", "validation") if "fraction" in (section.get(s) or {})]
     for split in SPLITS:
         declared = section.get(split)
-        wanted = split in splits or (split == "train" and fraction and "validation" in splits)
+        wanted = split in splits or (split == "train" and any(s in splits for s in fractions))
         if declared and "source" in declared and wanted:
             sources[split] = load_source(spec, ("data", split, "source"), declared["source"], seed)
-    if fraction and "validation" in splits:
-        sources["train"], sources["validation"] = split_fraction(spec, sources["train"], validation, seed)
+    whole = sources["train"].count if "train" in sources else None
+    for held in fractions if whole is not None else ():  # test first: train, validation, test in time order
+        sources["train"], sources[held] = split_fraction(spec, sources["train"], section[held], seed,
+                                                         ("data", held), whole)
     learned = learned if learned is not None else Learned()
     learned.restart()
     sources = encode_tables(spec, sources, learned)
 
     info = _info(sources)
+    info.update(class_values(spec, sources.get("train"), info["num_classes"]))  # when the spec asks
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_epoch")
     built = {}
     order = ["train"] + [s for s in sources if s != "train"]  # train first: it learns the statistics
     for split in (s for s in order if s in sources and s in splits):
         source = sources[split]
         path, stages, positions = ("data", split, "stages"), section[split].get("stages"), None
-        if split == "validation" and fraction and stages is None:
+        if split in fractions and stages is None:
             # A fraction of train gets train's deterministic preprocessing unless it declares its own.
             path = ("data", "train", "stages")
             positions, stages = inherited_stages(section["train"].get("stages") or [])

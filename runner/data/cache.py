@@ -66,7 +66,8 @@ def source_key(spec, split: str, source) -> dict:
         except OSError:
             files.append([str(file), None, None])
     fraction = (data.get("validation") or {}).get("fraction")
-    return {"split": split, "source": declared, "fraction": fraction, "files": files, "seed": spec.doc.get("seed")}
+    held = {"test_fraction": data["test"]["fraction"]} if "fraction" in (data.get("test") or {}) else {}
+    return {"split": split, "source": declared, "fraction": fraction, **held, "files": files, "seed": spec.doc.get("seed")}
 
 
 def _remove_stale_lockfiles(path: Path) -> None:

@@ -42,6 +42,16 @@ def center_crop(spec, where, args):
     return crop
 
 
+def grayscale_to_rgb(spec, where, args):
+    """A one-channel image (or a 2-D one) as three equal channels (tf.image.grayscale_to_rgb)."""
+
+    def rgb(x):
+        image = x[..., tf.newaxis] if x.shape.rank == 2 else x
+        return tf.image.grayscale_to_rgb(image)
+
+    return rgb
+
+
 def augment(spec, where, args):
     """Keras augmentation layers (RandomFlip, RandomRotation, ...) applied with training=True.
 

@@ -21,7 +21,7 @@ from runner.data.stages import _size, apply_stages, inherited_stages
 from runner.spec.metadata import substitute_metadata
 
 # Stages that give the same elements, in the same order, on every pass.
-_DETERMINISTIC = ("map", "cache", "filter", "take", "skip", "shard")
+_DETERMINISTIC = ("map", "cache", "filter", "take", "skip", "shard", "window")
 # Stages after the batch that change nothing about the elements or their order.
 _TRANSPARENT = ("prefetch", "cache")
 
@@ -72,7 +72,7 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
         return None, f"no {split} split"
     declared = spec.doc["data"].get(split) or {}
     stages, path = declared.get("stages") or [], ("data", split, "stages")
-    if split == "validation" and "fraction" in declared and declared.get("stages") is None:
+    if split in ("validation", "test") and "fraction" in declared and declared.get("stages") is None:
         # A fraction of train takes train's deterministic preprocessing, as build_datasets does.
         _, stages = inherited_stages(spec.doc["data"]["train"].get("stages") or [])
         path = ("data", "train", "stages")

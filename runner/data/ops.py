@@ -168,6 +168,11 @@ def _make_op(spec, where, name, args):
     if name == "einsum":
         equation, operand = args["equation"], args["operand"]
         return lambda x: tf.einsum(equation, x, tf.constant(operand, dtype=x.dtype))
+    if name == "clip":
+        return _clip(spec, where, args)
+    if name == "polynomial":
+        degree = args["degree"]
+        return lambda x: tf.concat([_floating(x) ** k for k in range(1, degree + 1)], axis=-1)
     if name in _IMAGE_OPS:
         from runner.data import images  # image decoding, cropping and Keras augmentation
 
@@ -176,7 +181,7 @@ def _make_op(spec, where, name, args):
 
 
 _IMAGE_OPS = {"decode_image": "decode_image", "decode_raw": "decode_raw", "center_crop": "center_crop",
-              "augment": "augment"}
+              "augment": "augment", "grayscale_to_rgb": "grayscale_to_rgb"}
 
 
 def _scale(spec, where, args):
@@ -189,6 +194,24 @@ def _scale(spec, where, args):
         # x / divisor, not x * (1 / divisor): bit-identical to a hand-written `x / 255.`
         return lambda x: _floating(x) / tf.constant(divisor, _floating(x).dtype)
     return lambda x: _floating(x) * tf.constant(factor, _floating(x).dtype)
+
+
+def _clip(spec, where, args):
+    """Values below min become min, above max become max (integers stay integers with integer bounds)."""
+    low, high = args.get("min"), args.get("max")
+    if low is None and high is None:
+        raise spec.error(where, "give min, max or both")
+    if low is not None and high is not None and low > high:
+        raise spec.error(where + ("min",), f"min {low} is above max {high}", at_value=True)
+    whole = all(isinstance(b, int) for b in (low, high) if b is not None)
+
+    def clip(x):
+        x = x if x.dtype.is_integer and whole else _floating(x)
+        if low is not None:
+            x = tf.maximum(x, tf.constant(low, x.dtype))
+        return x if high is None else tf.minimum(x, tf.constant(high, x.dtype))
+
+    return clip
 
 
 def _floating(x):

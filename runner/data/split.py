@@ -11,20 +11,22 @@ import tensorflow as tf
 from runner.data.source import Source
 
 
-def split_fraction(spec, train: Source, options: dict, seed) -> tuple[Source, Source]:
+def split_fraction(spec, train: Source, options: dict, seed, path=("data", "validation"),
+                   whole: int | None = None) -> tuple[Source, Source]:
     """(train without the held-out elements, the held-out elements).
 
     By default the elements are shuffled once with the spec's seed before splitting, so a
     source sorted by label (class folders, sorted CSVs) puts every class on both sides.
     `shuffle: false` keeps the order and holds out the last elements (time series);
-    `stratify: true` holds out the same fraction of every class.
+    `stratify: true` holds out the same fraction of every class. `path` is the split held out
+    (data.validation, or data.test, carved first); `whole` the size of train's source before
+    any part was held out, which fractions are of.
 
     Raises:
         SpecError: a fraction that leaves one side empty, or a split the source cannot make.
     """
-    path = ("data", "validation")
     fraction = options["fraction"]
-    held_out = round(train.count * fraction)
+    held_out = round((whole or train.count) * fraction)  # a fraction of train's whole source
     if not 0 < held_out < train.count:
         raise spec.error(path + ("fraction",),
                          f"a fraction {fraction} of train's {train.count} elements leaves "
@@ -44,12 +46,13 @@ def split_fraction(spec, train: Source, options: dict, seed) -> tuple[Source, So
             raise spec.error(path + ("stratify",), "stratify needs one integer class label per element", at_value=True)
         order = np.random.default_rng(0 if seed is None else seed).permutation(train.count) if shuffle \
             else np.arange(train.count)
+        fraction = held_out / train.count
         validation = _stratified(order, labels, fraction) if stratify else order[-held_out:] if not shuffle \
             else order[:held_out]
         chosen = np.zeros(train.count, dtype=bool)
         chosen[validation] = True
         parts = train.subset(order[~chosen[order]]), train.subset(validation)
-    _warn_single_class(parts)
+    _warn_single_class(parts, path[-1])
     return parts
 
 
@@ -80,14 +83,14 @@ def source_labels(source: Source):
     return np.concatenate([np.asarray(b) for b in values.as_numpy_iterator()] or [np.zeros(0, np.int64)])
 
 
-def _warn_single_class(parts) -> None:
+def _warn_single_class(parts, held="validation") -> None:
     """Say so when the labels of a part are all one class: accuracy there means nothing."""
-    for name, part in zip(("train", "validation"), parts):
+    for name, part in zip(("train", held), parts):
         labels = source_labels(part)
         if labels is None or len(labels) < 2:
             continue
         classes = np.unique(labels)
         if len(classes) == 1:
-            print(f"warning: the {name} part of the validation fraction holds only class {classes[0]} "
+            print(f"warning: the {name} part of the {held} fraction holds only class {classes[0]} "
                   f"({len(labels)} elements); is the source sorted by label? (shuffle: true spreads the classes)",
                   file=sys.stderr, flush=True)

@@ -13,10 +13,11 @@ from runner.spec.metadata import substitute_metadata
 from runner.data.learned import learn_normalize_ops
 from runner.data.ops import build_map_function
 from runner.data.reshuffle import shuffle_by_epoch, stage_seed
+from runner.data.windows import window_stage
 
-# Stages a validation fraction inherits from train: deterministic preprocessing only, never
+# Stages a validation (or test) fraction inherits from train: deterministic preprocessing only, never
 # shuffle, repeat, take/skip/shard (sizes) or augmentation (dropped from map ops).
-_INHERITED = ("map", "cache", "batch", "prefetch", "filter", "unbatch")
+_INHERITED = ("map", "cache", "batch", "prefetch", "filter", "unbatch", "window")
 AUGMENTATION_OPS = ("augment",)
 
 
@@ -153,7 +154,7 @@ def _unbatch(spec, where, dataset, args, count, info):
 
 _STAGES = {"map": _map, "cache": _cache, "shuffle": _shuffle, "batch": _batch, "prefetch": _prefetch,
            "repeat": _repeat, "take": _take, "skip": _skip, "filter": _filter, "shard": _shard,
-           "unbatch": _unbatch}
+           "unbatch": _unbatch, "window": window_stage}
 
 
 def _autotune(value):

@@ -22,7 +22,7 @@ from runner.data.source import Source
 @dataclass
 class Column:
     name: str
-    kind: str                       # "numeric" or "categorical"
+    kind: str                       # "numeric", "categorical" or "text" (kept as strings)
     mode: str = "one_hot"           # categorical: "int" or "one_hot"
     integer: bool = False           # categorical values that are all integers (IntegerLookup)
     fill: object = None             # the declared policy: mean, median, most_frequent, or a value
@@ -157,6 +157,9 @@ def _encoded(spec, source: Source, learned: Learned) -> Source:
     def encode(row):
         features = {}
         for group, names in groups.items():
+            if by_name[names[0]].kind == "text":
+                features[group] = row[names[0]]  # a string: alone in its feature (checked when read)
+                continue
             parts = [_encode_column(by_name[n], layers.get(n), row[n]) for n in names]
             whole = all(by_name[n].kind == "categorical" and by_name[n].mode == "int" for n in names)
             features[group] = tf.concat([p if whole else tf.cast(p, tf.float32) for p in parts], axis=0)

@@ -28,3 +28,79 @@ def endless_errors(spec) -> list[SpecError]:
         errors.append(spec.error(("data", split, "stages", endless_at, "repeat"),
                                  f"repeat without a count makes the {split} split endless and the run would hang: {fix}"))
     return errors
+
+
+_ORDER_BREAKING = ("shuffle", "batch", "unbatch", "repeat")  # a window after these mixes steps
+
+
+def window_errors(spec) -> list[SpecError]:
+    """A `window` takes one time step per element in time order: not after shuffle or batch,
+    and a fraction held out of a windowed train is the series' end (shuffle: false)."""
+    errors, windowed = [], False
+    for split in ("train", "validation", "test"):
+        stages = spec.get("data", split, "stages", default=[])
+        before = None
+        for i, stage in enumerate(stages if isinstance(stages, list) else []):
+            if not isinstance(stage, dict) or len(stage) != 1:
+                continue
+            ((name, args),) = stage.items()
+            if name in _ORDER_BREAKING and before is None:
+                before = name
+            if name != "window" or not isinstance(args, dict):
+                continue
+            windowed |= split == "train"
+            where = ("data", split, "stages", i, "window")
+            if before is not None:
+                errors.append(spec.error(where, f"window takes the time steps in order, one per element, but "
+                                                f"{before} comes before it: put window before {before}"))
+            if args.get("targets") == "next" and args.get("horizon") == 0:
+                errors.append(spec.error(where + ("horizon",), "targets: next needs a horizon of at least 1 "
+                                                               "step (0 is the window's own last step)", at_value=True))
+    for held in ("validation", "test") if windowed else ():
+        declared = spec.get("data", held, default=None)
+        if not isinstance(declared, dict) or "fraction" not in declared or declared.get("stages") is not None:
+            continue
+        if declared.get("stratify") is True:
+            errors.append(spec.error(("data", held, "stratify"), f"train's stages make windows of a series: a {held} "
+                                     "fraction is the series' last steps, in order, not a stratified sample"))
+        elif declared.get("shuffle", True) is not False:
+            errors.append(spec.error(("data", held, "fraction"), f"train's stages make windows of a series: hold "
+                                     f"out the series' last steps in order, so that no window crosses into "
+                                     f"{held} (set data.{held}.shuffle: false)"))
+    return errors
+
+
+def prior_paths(tree, path=("model",)):
+    """Every path where a model section writes `bias_initializer: prior`, in order."""
+    if isinstance(tree, dict):
+        if tree.get("bias_initializer") == "prior":
+            yield path + ("bias_initializer",)
+        for key, value in tree.items():
+            yield from prior_paths(value, path + (key,))
+    elif isinstance(tree, list):
+        for i, value in enumerate(tree):
+            yield from prior_paths(value, path + (i,))
+
+
+def prior_errors(spec) -> list[SpecError]:
+    """`bias_initializer: prior` belongs to an output Dense layer: the last layer of a
+    sequential model, or a functional layer named in `outputs`."""
+    model = spec.get("model", default={})
+    functional = model.get("functional") if isinstance(model, dict) else None
+    outputs = functional.get("outputs") if isinstance(functional, dict) else None
+    outputs = [outputs] if isinstance(outputs, str) else outputs if isinstance(outputs, list) else []
+    errors = []
+    for path in prior_paths(model):
+        layer = path[:-2] if path[-2] != "config" else path[:-3]
+        name = path[-2] if path[-2] != "config" else spec.get(*layer, "class_name")
+        items = spec.get(*layer[:-1]) if layer[-1] == "layer" else None
+        is_output = (layer[:3] == ("model", "sequential", "layers") and len(layer) == 4
+                     and layer[3] == len(spec.get("model", "sequential", "layers")) - 1) or (
+            layer[:3] == ("model", "functional", "layers") and len(layer) == 5 and isinstance(items, dict)
+            and items.get("name") in outputs)
+        if name != "Dense" or not is_output:
+            errors.append(spec.error(path, "prior sets an output layer's bias from the train split's class "
+                                           "frequencies: it goes on the bias_initializer of the model's output "
+                                           "Dense layer (the last of a sequential model, or a functional output)",
+                                     at_value=True))
+    return errors

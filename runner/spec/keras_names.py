@@ -187,6 +187,8 @@ def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[Spec
     """A nested identifier checked as its kind, or a simple type checked against the default's."""
     if value is None or _is_reference(value):
         return []
+    if argument["name"] == "bias_initializer" and value == "prior":
+        return []  # the train split's class frequencies (runner.spec.metadata); prior_errors says where
     takes = argument.get("layer")  # an argument Keras builds a layer from (the catalog says)
     if takes is not None:
         if isinstance(value, list) and takes in ("list", "one_or_list"):

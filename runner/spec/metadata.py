@@ -27,7 +27,10 @@ def substitute_metadata(tree, info: dict, spec=None, path: tuple = ()):
             data does not provide (e.g. num_classes of float labels).
     """
     if isinstance(tree, dict):
-        return {k: substitute_metadata(v, info, spec, path + (k,)) for k, v in tree.items()}
+        done = {k: substitute_metadata(v, info, spec, path + (k,)) for k, v in tree.items()}
+        if done.get("bias_initializer") == "prior":
+            done["bias_initializer"] = _prior(done, info, spec, path + ("bias_initializer",))
+        return done
     if isinstance(tree, list):
         return [substitute_metadata(v, info, spec, path + (i,)) for i, v in enumerate(tree)]
     if isinstance(tree, str):
@@ -58,3 +61,20 @@ def _fail(spec, path, message):
     if spec is not None:
         raise spec.error(path, message, at_value=True)
     raise ValueError(message)
+
+
+def _prior(config: dict, info: dict, spec, path):
+    """`bias_initializer: prior` as a Keras Constant of the train split's class frequencies:
+    log(p / (1 - p)) for one unit (binary labels), log(p_c) for one unit per class."""
+    bias = info.get("output_bias")
+    if bias is None:
+        _fail(spec, path, "prior needs the train split's class labels, and they were not read")
+    units, classes = config.get("units"), len(bias["softmax"])
+    if units == 1 and "sigmoid" in bias:
+        value = [bias["sigmoid"]]
+    elif units == classes:
+        value = list(bias["softmax"])
+    else:
+        _fail(spec, path, f"prior sets one bias per class: the layer has {units} units and the train labels "
+                          f"{classes} classes" + (" (or 1 unit for binary labels)" if classes == 2 else ""))
+    return {"class_name": "Constant", "config": {"value": value}}

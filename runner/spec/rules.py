@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.spec.data_rules import endless_errors
+from runner.spec.data_rules import endless_errors, prior_errors, window_errors
 from runner.spec.errors import SpecError
 from runner.spec.model_rules import model_errors
 from runner.spec.safety import safety_errors
@@ -26,7 +26,7 @@ def checked_rule_errors(spec) -> list[SpecError]:
     from runner.spec.adaptation import adaptation_errors
 
     return (keras_name_errors(spec) + graph_errors(spec) + training_rule_errors(spec) + endless_errors(spec)
-            + adaptation_errors(spec))
+            + adaptation_errors(spec) + window_errors(spec) + prior_errors(spec))
 
 
 def section_rule_errors(spec) -> list[SpecError]:
@@ -52,13 +52,14 @@ def section_rule_errors(spec) -> list[SpecError]:
                                  f"{precision} applies to Keras models (their layers follow the Keras dtype "
                                  "policy); a tf.Module model keeps float32 variables and computes in float32: "
                                  "remove device.mixed_precision or use a Keras model", at_value=True))
-    validation = data.get("validation")
-    if validation is not None and ("source" in validation) == ("fraction" in validation):
-        errors.append(spec.error(("data", "validation"), "give either 'source' or 'fraction', not both or neither"))
-    for key in ("shuffle", "stratify"):
-        if validation is not None and key in validation and "fraction" not in validation:
-            errors.append(spec.error(("data", "validation", key), f"{key} applies to a validation fraction "
-                                     "(a validation source is read as it is)"))
+    for held in ("validation", "test"):
+        declared = data.get(held)
+        if declared is not None and ("source" in declared) == ("fraction" in declared):
+            errors.append(spec.error(("data", held), "give either 'source' or 'fraction', not both or neither"))
+        for key in ("shuffle", "stratify"):
+            if declared is not None and key in declared and "fraction" not in declared:
+                errors.append(spec.error(("data", held, key), f"{key} applies to a {held} fraction "
+                                         f"(a {held} source is read as it is)"))
     if "module" in spec.doc["model"] and (spec.doc.get("outputs") or {}).get("save_model") == "keras":
         errors.append(spec.error(("outputs", "save_model"), "a module model saves as a SavedModel: use saved_model (or true)",
                                  at_value=True))

@@ -157,14 +157,14 @@ def _ignores_monitor(callback) -> bool:
 def class_weight_errors(spec) -> list[SpecError]:
     """class_weight: one output only, and classes within the one-hot depth of the labels."""
     weights = spec.get("train", "class_weight")
-    if not isinstance(weights, dict) or not weights:
+    if not (isinstance(weights, dict) or weights == "balanced") or not weights:
         return []
     if len(output_names(spec)) > 1:
         return [spec.error(("train", "class_weight"), "class_weight weighs the classes of one output; "
                            "this model has several outputs (Keras refuses it)")]
     depth = _label_one_hot_depth(spec)
     errors = []
-    if depth is not None:
+    if depth is not None and isinstance(weights, dict):
         for key in weights:
             if str(key).isdigit() and int(key) >= depth:
                 errors.append(spec.error(("train", "class_weight", key), f"class {key} does not exist: "

@@ -13,8 +13,8 @@ def check_class_weight(spec, info: dict) -> None:
         SpecError: located at train.class_weight.
     """
     weights = spec.doc["train"].get("class_weight")
-    if not weights:
-        return
+    if not weights or weights == "balanced":
+        return  # balanced: one weight per class of train (runner.data.class_values)
     num_classes = info.get("num_classes")
     path = ("train", "class_weight")
     if num_classes is None:

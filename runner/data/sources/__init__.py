@@ -14,7 +14,7 @@ _LOADERS = {
     "tfds": ("tfds", "load"), "idx": ("idx", "load"), "csv": ("csv", "load"),
     "npz": ("numpy", "load_npz"), "npy": ("numpy", "load_npy"),
     "tfrecord": ("tfrecord", "load"), "synthetic": ("synthetic", "load"),
-    "image_folder": ("image_folder", "load"),
+    "image_folder": ("image_folder", "load"), "text_folder": ("text_folder", "load"),
 }
 
 

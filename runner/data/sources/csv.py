@@ -16,7 +16,7 @@ import tensorflow as tf
 from runner.data.source import Source, array_source, existing_file, read_bytes
 from runner.data.table import Column, Table, table_source
 
-_TABULAR = ("features", "categorical", "fill")
+_TABULAR = ("features", "categorical", "fill", "text")
 MISSING = ("", "NA", "N/A", "NaN", "nan", "null", "?")
 
 
@@ -45,8 +45,8 @@ def load(spec, path, options, seed) -> Source:
     label_column = _label_column(spec, path, options.get("label", -1), names, columns)
     labels = None
     if label_column is not None:
-        labels = table[:, label_column]
-        labels = labels.astype(np.int64) if np.all(labels == np.round(labels)) else labels.astype(np.float32)
+        cells = [line.split(delimiter)[label_column].strip().strip('"') for line in lines if line.strip()]
+        labels = _typed_labels(spec, path, table[:, label_column], cells, options.get("label_dtype"))
         table = np.delete(table, label_column, axis=1)
     features = _reshape_rows(spec, path + ("shape",), table, options.get("shape"))
     features = _convert(spec, path + ("dtype",), features, options.get("dtype", "float32"), file)
@@ -135,13 +135,18 @@ def _load_table(spec, path, options, file, lines, names) -> Source:
     categorical = options.get("categorical") or {}
     if isinstance(categorical, list):
         categorical = {c: "one_hot" for c in categorical}
+    text = list(options.get("text") or [])
+    for name in text:
+        if name in categorical:
+            raise spec.error(path + ("text",), f"{name!r} is declared both text and categorical: a text column "
+                                               "is kept as strings, a categorical one is encoded")
     fill = options.get("fill")
     missing = set(options.get("missing_values", MISSING))
     cells = [[row[i].strip() for row in rows] for i in range(width)]
     columns, values = [], {}
     for i in feature_columns:
         name = names[i]
-        kind = "categorical" if name in categorical else "numeric"
+        kind = "categorical" if name in categorical else "text" if name in text else "numeric"
         policy = fill.get(name) if isinstance(fill, dict) else fill
         column = Column(name, kind, categorical.get(name, "one_hot"), fill=policy)
         _check_policy(spec, path, column, isinstance(fill, dict))
@@ -152,10 +157,16 @@ def _load_table(spec, path, options, file, lines, names) -> Source:
         if name not in values:
             raise spec.error(path + ("categorical", name), f"{name!r} is not one of the feature columns "
                                                            f"({', '.join(values)})")
+    for j, name in enumerate(text):
+        if name not in values:
+            raise spec.error(path + ("text", j), f"{name!r} is not one of the feature columns "
+                                                 f"({', '.join(values)})", at_value=True)
+    _check_text_alone(spec, path, columns, groups)
     label_names = [names[i] for i in label_columns]
     labels, text = {}, []
     for name, i in zip(label_names, label_columns):
-        labels[name], is_text = _label_values(spec, path, file, name, cells[i], missing, first_line)
+        labels[name], is_text = _label_values(spec, path, file, name, cells[i], missing, first_line,
+                                              options.get("label_dtype"))
         text += [name] if is_text else []
     table = Table(path, columns, groups, values, label_names,
                   None if not label_names else labels if isinstance(label, list) else labels[label_names[0]],
@@ -179,8 +190,8 @@ def _feature_columns(spec, path, options, names, width, label_columns):
 def _check_policy(spec, path, column, per_column) -> None:
     """mean/median need numbers; a constant must fit its column."""
     policy, where = column.fill, path + (("fill", column.name) if per_column else ("fill",))
-    if policy in ("mean", "median") and column.kind == "categorical":
-        raise spec.error(where, f"{policy} cannot fill the categorical column {column.name!r} "
+    if policy in ("mean", "median") and column.kind in ("categorical", "text"):
+        raise spec.error(where, f"{policy} cannot fill the {column.kind} column {column.name!r} "
                                 "(use most_frequent or a constant)", at_value=True)
     if column.kind == "numeric" and isinstance(policy, str) and policy not in ("mean", "median", "most_frequent"):
         try:
@@ -213,6 +224,8 @@ def _column_values(spec, path, file, column, cells, missing, first_line):
                          f"declare a fill policy, e.g. fill: {{{column.name}: "
                          f"{'mean' if column.kind == 'numeric' else 'most_frequent'}}}")
     present = [c for c in cells if c not in missing]
+    if column.kind == "text":
+        return np.array(["" if c in missing else c for c in cells], dtype=str)
     if column.kind == "categorical":
         if present and all(_is_int(c) for c in present):  # codes such as 1, 2, 3: IntegerLookup
             return np.array([np.nan if c in missing else int(c) for c in cells], dtype=np.float64)
@@ -227,12 +240,12 @@ def _column_values(spec, path, file, column, cells, missing, first_line):
         except ValueError:
             raise spec.error(path + ("path",), f"row {j + 1} (line {j + first_line}), column {column.name!r} of "
                                                f"{file} holds text, not a number",  # the cell itself is not echoed: it may be private
-                             f"declare it categorical (categorical: {{{column.name}: one_hot}}) "
-                             "or leave it out of features") from None
+                             f"declare it categorical (categorical: {{{column.name}: one_hot}}), "
+                             f"keep it as strings (text: [{column.name}]) or leave it out of features") from None
     return out
 
 
-def _label_values(spec, path, file, name, cells, missing, first_line):
+def _label_values(spec, path, file, name, cells, missing, first_line, dtype=None):
     """(labels, holds text): integers or floats as numbers; text labels become class indices later."""
     gaps = [j for j, c in enumerate(cells) if c in missing]
     if gaps:
@@ -242,9 +255,20 @@ def _label_values(spec, path, file, name, cells, missing, first_line):
         numbers = np.array([float(c) for c in cells])
     except ValueError:
         return np.array(cells, dtype=str), True
-    if np.all(numbers == np.round(numbers)):
-        return numbers.astype(np.int64), False
-    return numbers.astype(np.float32), False
+    return _typed_labels(spec, path, numbers, cells, dtype), False
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _typed_labels(spec, path, numbers, cells, dtype_name):
+    """Class labels (int64) only when every cell is written as an integer (`3`, never `3.0` or
+    `3e0`), otherwise float32 targets; `label_dtype` decides instead when it is given."""
+    if dtype_name is not None:
+        return _convert(spec, path + ("label_dtype",), numbers, dtype_name, "the label column")
+    if all(_INTEGER.fullmatch(c) for c in cells):
+        return numbers.astype(np.int64)
+    return numbers.astype(np.float32)
 
 
 def _is_int(text: str) -> bool:
@@ -253,3 +277,18 @@ def _is_int(text: str) -> bool:
         return True
     except ValueError:
         return False
+
+
+def _check_text_alone(spec, path, columns, groups) -> None:
+    """A text column is a feature of its own (a string per element): it joins no vector of numbers."""
+    text = [c.name for c in columns if c.kind == "text"]
+    if not text:
+        return
+    together = groups.values() if groups else [[c.name for c in columns]]
+    for names in together:
+        if len(names) > 1 and any(n in text for n in names):
+            name = next(n for n in names if n in text)
+            raise spec.error(path + ("text",), f"the text column {name!r} is kept as strings, so it cannot join "
+                                               f"other columns in one feature ({', '.join(names)}): make it the "
+                                               f"only feature (features: [{name}]) or give it a feature of its "
+                                               f"own (features: {{{name}: [{name}], ...}})")
