@@ -386,7 +386,7 @@ def test_an_editor_checks_what_a_part_writes_but_not_what_it_leaves_out():
 
     full, partial = (jsonschema.Draft202012Validator(s) for s in (load_schema(), partial_schema(load_schema())))
     child = yamlfile.parse((REPO / "specs" / "fashion_mnist_cnn.yaml").read_text()).data
-    assert [e.message for e in full.iter_errors(child)] == ["'source' is a required property"] * 2  # train, test
+    assert "'source' is a required property" in [e.message for e in full.iter_errors(child)]  # data.train
     assert list(partial.iter_errors(child)) == []
     wrong = {"extends": "base.yaml", "train": {"epochs": 0, "optimiser": "adam"}}
     assert sorted(e.message for e in partial.iter_errors(wrong)) == [
