@@ -29,6 +29,7 @@ from runner.models.identifiers import get_loss
 from runner.outputs.files import write_bytes, write_text
 from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.saving import load_model
+from runner.predict_text import read_texts
 from runner.spec import Spec, SpecError
 from runner.spec.metadata import substitute_metadata
 
@@ -77,6 +78,9 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
 def read_features(spec, input_path: Path, key=None, learned=None) -> np.ndarray:
     """The input file's rows as features, read by the source of its kind (labels ignored);
     a tabular CSV encoded with the vocabularies and fill values the run learned (`learned`)."""
+    texts = read_texts(spec, input_path)  # a run reading text: .txt files, a CSV text column
+    if texts is not None:
+        return texts
     if input_path.is_dir() or input_path.suffix.lower() in _IMAGES:
         return _read_images(spec, input_path)
     config = _source_config(spec, input_path, key)

@@ -1,0 +1,150 @@
+"""`pipe predict` on a run whose model reads raw text: a folder of .txt files, one .txt file,
+a CSV text column (runner.predict_text), for a text_folder run and for a CSV `text:` run."""
+
+from __future__ import annotations
+
+import csv
+import textwrap
+
+import numpy as np
+import pytest
+
+from runner.spec import SpecError, load_spec
+
+pytestmark = pytest.mark.slow
+
+WORDS = {"computers": "kernel compiler bug disk network program byte unix",
+         "food": "soup garlic bread cheese tea dessert butter salad"}
+
+MODEL_AND_TRAIN = """
+model:
+  functional:
+    inputs:
+      text: {shape: [], dtype: string}
+    layers:
+      - {name: words, inputs: text, layer: {TextVectorization: {max_tokens: 40, output_sequence_length: 6}}}
+      - {name: embedded, inputs: words, layer: {Embedding: {input_dim: 40, output_dim: 8}}}
+      - {name: pooled, inputs: embedded, layer: GlobalAveragePooling1D}
+      - {name: logits, inputs: pooled, layer: {Dense: {units: 2}}}
+    outputs: logits
+train:
+  epochs: 15
+  loss: {SparseCategoricalCrossentropy: {from_logits: true}}
+  optimizer: {Adam: {learning_rate: 0.05}}
+  metrics: [SparseCategoricalAccuracy]
+outputs: {dir: runs}
+"""
+
+
+def sentences(rng, name, count):
+    words = WORDS[name].split()
+    return [" ".join(rng.choice(words, 4)) for _ in range(count)]
+
+
+def train_run(folder, data):
+    from runner.run import run_spec
+
+    (folder / "spec.yaml").write_text("version: 1\nname: text\nseed: 3\ndata:\n"
+                                      + textwrap.indent(textwrap.dedent(data).strip(), "  ") + MODEL_AND_TRAIN)
+    return run_spec(load_spec(folder / "spec.yaml"), quiet=True, resume_from=None).run_dir
+
+
+@pytest.fixture(scope="module")
+def folder_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("text_folder_run")
+    rng = np.random.default_rng(0)
+    for name in WORDS:
+        (folder / "corpus" / name).mkdir(parents=True)
+        for i, text in enumerate(sentences(rng, name, 24)):
+            (folder / "corpus" / name / f"{i:02d}.txt").write_text(text + "\n")
+    return folder, train_run(folder, """
+        train:
+          source: {text_folder: {directory: corpus}}
+          stages: [{batch: {batch_size: 8}}]
+    """)
+
+
+@pytest.fixture(scope="module")
+def csv_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("csv_text_run")
+    rng = np.random.default_rng(1)
+    with open(folder / "reviews.csv", "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["review", "topic"])
+        for label, name in enumerate(WORDS):
+            writer.writerows([text, label] for text in sentences(rng, name, 24))
+    return folder, train_run(folder, """
+        train:
+          source: {csv: {path: reviews.csv, header: true, label: topic, features: [review], text: [review]}}
+          stages: [{shuffle: {buffer_size: all}}, {batch: {batch_size: 8}}]
+    """)
+
+
+def predicted(run_dir, input_path, tmp_path):
+    from runner.predict import predict_file
+
+    out = tmp_path / "p.csv"
+    result = predict_file(run_dir, input_path, out)
+    rows = list(csv.reader(out.read_text().splitlines()))
+    assert rows[0] == ["class", "probability_0", "probability_1"] and len(rows) - 1 == result.count
+    return np.array([int(r[0]) for r in rows[1:]]), np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+
+
+def expected(run_dir, texts):
+    import keras
+
+    logits = keras.saving.load_model(run_dir / "model.keras").predict(np.array(texts, dtype=object), verbose=0)
+    return np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+
+
+TEXTS = ["kernel bug in the compiler", "garlic soup and bread", "unix disk program", "tea with dessert"]
+
+
+def write_texts(folder, texts):
+    (folder / "nested").mkdir(parents=True)
+    for i, text in enumerate(texts):  # one in a sub-folder: every .txt under the folder, sorted by path
+        (folder / ("nested" if i == 3 else "") / f"{i}.txt").write_text(text)
+    (folder / "notes.md").write_text("not a text to classify")
+    return folder
+
+
+def test_predict_a_folder_of_texts_one_text_and_a_csv_column_on_a_text_folder_run(folder_run, tmp_path):
+    _, run_dir = folder_run
+    folder = write_texts(tmp_path / "texts", TEXTS)
+    classes, probabilities = predicted(run_dir, folder, tmp_path)
+    order = [0, 1, 2, 3]  # 0.txt 1.txt 2.txt nested/3.txt, sorted by path
+    np.testing.assert_allclose(probabilities, expected(run_dir, [TEXTS[i] for i in order]), rtol=1e-4, atol=1e-6)
+    assert classes.tolist() == [0, 1, 0, 1]  # computers, food (the folders' alphabetical order)
+    classes, probabilities = predicted(run_dir, folder / "1.txt", tmp_path)
+    assert classes.tolist() == [1] and probabilities.shape == (1, 2)
+    (tmp_path / "in.csv").write_text('id,text\n7,"kernel bug, network down"\n8,cheese salad\n')
+    classes, probabilities = predicted(run_dir, tmp_path / "in.csv", tmp_path)
+    assert classes.tolist() == [0, 1]
+    np.testing.assert_allclose(probabilities, expected(run_dir, ["kernel bug, network down", "cheese salad"]),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_text_inputs_predict_cannot_read_are_located_at_the_file(folder_run, tmp_path):
+    from runner.predict import predict_file
+
+    _, run_dir = folder_run
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "two.csv").write_text("id,review\n1,garlic\n")
+    for given, message in ((tmp_path / "empty", f"no text files (.txt) under {tmp_path / 'empty'}"),
+                           (tmp_path / "two.csv", "which column holds the texts? name it 'text' in the header "
+                                                  "row (columns: id, review)")):
+        with pytest.raises(SpecError) as error:
+            predict_file(run_dir, given, tmp_path / "p.csv")
+        assert error.value.message == message and str(error.value).startswith(str(given))
+
+
+def test_predict_a_csv_text_column_and_a_folder_of_texts_on_a_csv_run(csv_run, tmp_path):
+    folder, run_dir = csv_run
+    (tmp_path / "new.csv").write_text('review,topic\n"bread, butter and tea",1\nnetwork byte unix,0\n')
+    classes, probabilities = predicted(run_dir, tmp_path / "new.csv", tmp_path)
+    np.testing.assert_allclose(probabilities, expected(run_dir, ["bread, butter and tea", "network byte unix"]),
+                               rtol=1e-4, atol=1e-6)
+    assert classes.tolist() == [1, 0]
+    classes, probabilities = predicted(run_dir, write_texts(tmp_path / "texts", TEXTS), tmp_path)
+    assert classes.tolist() == [0, 1, 0, 1]
+    np.testing.assert_allclose(probabilities, expected(run_dir, TEXTS), rtol=1e-4, atol=1e-6)
