@@ -1,15 +1,18 @@
-"""`pipe predict` on a run whose model reads raw text: a folder of .txt files, one .txt file,
-a CSV text column (runner.predict_text), for a text_folder run and for a CSV `text:` run."""
+"""The text examples: the hand-written program validates on the spec's split; `pipe predict`
+on a run whose model reads raw text (a folder of .txt files, one .txt file, a CSV text
+column: runner.predict_text), for a text_folder run and for a CSV `text:` run."""
 
 from __future__ import annotations
 
 import csv
+import importlib.util
 import textwrap
 
 import numpy as np
 import pytest
 
 from runner.spec import SpecError, load_spec
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -148,3 +151,30 @@ def test_predict_a_csv_text_column_and_a_folder_of_texts_on_a_csv_run(csv_run, t
     classes, probabilities = predicted(run_dir, write_texts(tmp_path / "texts", TEXTS), tmp_path)
     assert classes.tolist() == [0, 1, 0, 1]
     np.testing.assert_allclose(probabilities, expected(run_dir, TEXTS), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [42, 7])
+def test_the_hand_written_text_program_validates_on_the_specs_split(tmp_path, seed):
+    import keras
+
+    from runner.data.build import build_datasets
+
+    rng = np.random.default_rng(seed)
+    for name, count in (("computers", 23), ("food", 17), ("zoo", 10)):
+        (tmp_path / name).mkdir()
+        for i, text in enumerate(sentences(rng, "food" if name == "zoo" else name, count)):
+            (tmp_path / name / f"{i:04d}.txt").write_text(f"{name} {i} {text}")
+    spec = load_spec(REPO / "specs" / "text_classification.yaml",
+                     [f"data.train.source.text_folder.directory={tmp_path}", f"seed={seed}"])
+    keras.utils.set_random_seed(seed)
+    data = build_datasets(spec)
+    texts = {split: sorted(t.decode() for t, _ in getattr(data, split).unbatch().as_numpy_iterator())
+             for split in ("train", "validation")}
+    loaded = importlib.util.spec_from_file_location("text_hand_written", REPO / "benchmarks" / "text_hand_written.py")
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    train, validation, classes = module.pipe_split(str(tmp_path), seed)
+    assert classes == ["computers", "food", "zoo"] and len(validation[0]) == 10 and len(train[0]) == 40
+    for split, (files, labels) in (("train", train), ("validation", validation)):
+        assert texts[split] == sorted(open(f).read() for f in files)
+        assert [classes[label] for label in labels] == [f.split("/")[-2] for f in files]
