@@ -25,6 +25,8 @@ def test_validate_all_example_specs():
     assert [n.split(": ", 2)[1:] for n in notes] == [  # the layers a run adapts on the train split
         ["model.sequential.layers[0]", "note: Normalization will be adapted on the whole train split before "
          "training (give its state, or adapt: false, to keep it as written)"],
+        *[["model.functional.layers[0].layer", "note: TextVectorization will be adapted on the whole train split "
+           "before training (give its state, or adapt: false, to keep it as written)"]] * 2,  # the text examples
     ]
 
 
