@@ -21,6 +21,7 @@ import tensorflow as tf
 from runner.data.learned import learn_normalize_ops, load_learned
 from runner.data.ops import build_map_function
 from runner.data.sources import load_source
+from runner.data.stages import AUGMENTATION_OPS
 from runner.models import is_keras
 from runner.models.identifiers import get_loss
 from runner.outputs.files import write_bytes, write_text
@@ -154,8 +155,9 @@ def preprocessing_steps(spec, run_dir, split: str, info: dict) -> list:
     """Dataset -> dataset steps applied to raw features before the model, in order.
 
     The split's declared `map` stages, their ops on the features (ops on the label are
-    skipped: a raw input has none), with the `normalize` statistics the run learned from
-    train (its preprocessing.json), never statistics of the input itself.
+    skipped: a raw input has none; so is `augment`, which only trains), with the
+    `normalize` statistics the run learned from train (its preprocessing.json), never
+    statistics of the input itself.
     """
     learned = load_learned(run_dir)
     learned.restart()
@@ -165,7 +167,8 @@ def preprocessing_steps(spec, run_dir, split: str, info: dict) -> list:
         if name != "map":
             continue  # batching, shuffling, caching: how the run fed data, not what it is
         where = ("data", split, "stages", i, "map")
-        ops = [op for op in args["ops"] if (next(iter(op.values())) or {}).get("on", "features") != "label"]
+        ops = [op for op in args["ops"] if (next(iter(op.values())) or {}).get("on", "features") != "label"
+               and next(iter(op)) not in AUGMENTATION_OPS]  # random: training only
         ops = substitute_metadata(ops, info, spec, where + ("ops",))
         steps.append(_map_step(spec, where, ops, learned, split))
     return steps

@@ -15,8 +15,10 @@ from runner.outputs.files import write_failure
 def save_model(model, run_dir: Path, element_spec=None, format="auto") -> Path:
     """Save the trained model once: model.keras (Keras) or saved_model/ (tf.Module, or asked for).
 
-    A Keras model asked for as `saved_model` is exported with `Model.export` (a serving
-    SavedModel: `tf.saved_model.load(path).serve(x)`).
+    A Keras model asked for as `saved_model` is exported as `Model.export` exports it (a
+    serving SavedModel: `tf.saved_model.load(path).serve(x)`), except that `serve` runs the
+    model in inference mode: `Model.export` calls the model without `training`, which
+    keeps Keras's random augmentation layers (RandomFlip, RandomRotation, ...) active.
 
     A tf.Module gets a `serve` tf.function over the features' signature so the reloaded
     SavedModel predicts: `loaded = tf.saved_model.load(path)`, then `loaded(x)` or
@@ -30,7 +32,7 @@ def save_model(model, run_dir: Path, element_spec=None, format="auto") -> Path:
         target = run_dir / "saved_model"
         temp = run_dir / f".saved_model-{uuid.uuid4().hex}"
         with _written(target, temp):
-            model.export(str(temp), format="tf_saved_model", verbose=False)
+            _export_for_inference(model, temp)
             os.replace(temp, target)
         return target
     if isinstance(model, keras.Model):
@@ -53,6 +55,18 @@ def save_model(model, run_dir: Path, element_spec=None, format="auto") -> Path:
         tf.saved_model.save(model, str(temp), signatures={"serving_default": model.serve})
         os.replace(temp, target)
     return target
+
+
+def _export_for_inference(model, path: Path) -> None:
+    """`model.export(path)` with `serve` calling the model with `training=False`."""
+    import keras
+    from keras.src.export.export_utils import get_input_signature  # what Model.export uses
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda *inputs: model(*inputs, training=False),
+                         input_signature=get_input_signature(model))
+    archive.write_out(str(path), verbose=False)
 
 
 @contextlib.contextmanager
