@@ -16,6 +16,8 @@ PRIVATE_APIS = (
     ("metric resolution as Model.compile does it", "keras.src.trainers.compile_utils", "get_metric"),
     ("Keras's alias tables (mse, adam, ...)", "keras.src.losses", "ALL_OBJECTS_DICT"),
     ("switching op determinism off again", "tensorflow.python.framework.config", "disable_op_determinism"),
+    ("a model's serving signature as Model.export makes it", "keras.src.export.export_utils",
+     "get_input_signature"),
 )
 
 
@@ -51,3 +53,10 @@ def disable_op_determinism() -> None:
 
     if config.is_op_determinism_enabled():
         config.disable_op_determinism()
+
+
+def export_input_signature(model) -> list:
+    """The input signature `Model.export` gives a Keras model's `serve` endpoint."""
+    from keras.src.export.export_utils import get_input_signature
+
+    return get_input_signature(model)

@@ -60,12 +60,13 @@ def save_model(model, run_dir: Path, element_spec=None, format="auto") -> Path:
 def _export_for_inference(model, path: Path) -> None:
     """`model.export(path)` with `serve` calling the model with `training=False`."""
     import keras
-    from keras.src.export.export_utils import get_input_signature  # what Model.export uses
+
+    from runner.internals import export_input_signature
 
     archive = keras.export.ExportArchive()
     archive.track(model)
     archive.add_endpoint("serve", lambda *inputs: model(*inputs, training=False),
-                         input_signature=get_input_signature(model))
+                         input_signature=export_input_signature(model))
     archive.write_out(str(path), verbose=False)
 
 
