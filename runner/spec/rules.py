@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.spec.data_rules import endless_errors
+from runner.spec.data_rules import augment_errors, endless_errors
 from runner.spec.errors import SpecError
 from runner.spec.model_rules import model_errors
 from runner.spec.safety import safety_errors
@@ -23,7 +23,8 @@ def checked_rule_errors(spec) -> list[SpecError]:
     from runner.spec.keras_names import keras_name_errors
     from runner.spec.training_rules import training_rule_errors
 
-    return keras_name_errors(spec) + graph_errors(spec) + training_rule_errors(spec) + endless_errors(spec)
+    return (keras_name_errors(spec) + graph_errors(spec) + training_rule_errors(spec) + endless_errors(spec)
+            + augment_errors(spec))
 
 
 def section_rule_errors(spec) -> list[SpecError]:
