@@ -160,6 +160,7 @@ def plan(
     format: Annotated[Format, typer.Option("--format", metavar="FORMAT",
                                            help="Output: text, json or github (errors only).")] = Format.text,
     verbose: VerboseOption = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Print the Python traceback of a failure.")] = False,
 ):
     """Build data, model, loss, optimizer and callbacks and run one batch, without training.
 
@@ -171,6 +172,8 @@ def plan(
 
         result = plan_spec(spec)
     except SpecError as e:
+        if debug:
+            traceback.print_exc()
         errors = getattr(e, "errors", [e])
         typer.echo(render(errors, format.value) if format is not Format.json
                    else json.dumps({"errors": [x.as_dict() for x in errors]}, indent=2), err=format is Format.text)
