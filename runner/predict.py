@@ -25,6 +25,7 @@ from runner.data.sources import load_source
 from runner.data.stages import AUGMENTATION_OPS
 from runner.data.table import encode_tables
 from runner.models import is_keras
+from runner.models.build import declared_output_names
 from runner.models.identifiers import get_loss
 from runner.outputs.prediction_files import classes, write_predictions
 from runner.outputs.records import load_run_spec, read_run
@@ -82,7 +83,8 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
         dataset = step(dataset)
     batch = batch_size or _declared_batch_size(spec, split) or _DEFAULT_BATCH
     model = load_model(run_dir)
-    outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), inputs.count, batch)
+    outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), inputs.count, batch,
+                         declared_output_names(spec.doc["model"]))
     kinds = {name: output_kind(spec, name) for name in outputs}
     try:
         write_predictions(output_path, outputs, kinds, class_names=info.get("class_names"), files=inputs.files)
@@ -288,12 +290,13 @@ def _declared_batch_size(spec, split: str) -> int | None:
     return None
 
 
-def _run_model(model, batches, count: int, batch: int) -> dict:
+def _run_model(model, batches, count: int, batch: int, output_names=()) -> dict:
     """The model's outputs for every batch as float32 arrays: {None: array} for one output,
-    {output name: array} for several; a progress bar on a terminal."""
+    {output name: array} for several (a SavedModel's by `output_names`, the spec's); a
+    progress bar on a terminal."""
     steps = -(-count // batch)
     bar = keras.utils.Progbar(steps, unit_name="batch") if sys.stdout.isatty() and steps >= _PROGRESS_FROM else None
-    names = list(getattr(model, "output_names", None) or []) if is_keras(model) else []
+    names = list(getattr(model, "output_names", None) or []) if is_keras(model) else output_names
     outputs: dict = {}
     for step, x in enumerate(batches, start=1):
         y = model(x, training=False) if is_keras(model) else model(x)

@@ -336,3 +336,23 @@ def test_debug_prints_the_traceback_of_a_failed_prediction(tmp_path):
     assert "Traceback (most recent call last)" not in plain.stderr
     assert "Traceback (most recent call last)" in debug.stderr
     assert debug.stderr.splitlines()[-1] == plain.stderr.splitlines()[-1]
+
+
+def test_a_savedmodel_with_several_outputs_predicts_and_evaluates_by_output_name(multi_run, tmp_path):
+    """The SavedModel serves its outputs as a list: they are named as the spec names them."""
+    folder, keras_run = multi_run
+    saved_run = _run(folder / "spec.yaml", "outputs.save_model=saved_model")
+    assert (saved_run / "saved_model").is_dir() and not (saved_run / "model.keras").exists()
+    predict_file(saved_run, folder / "new.npz", tmp_path / "saved.csv")
+    predict_file(keras_run, folder / "new.npz", tmp_path / "keras.csv")
+    saved, keras_lines = ((tmp_path / name).read_text().splitlines() for name in ("saved.csv", "keras.csv"))
+    assert saved[0] == keras_lines[0]  # item_class, ..., top_probability_1, ink_prediction
+    np.testing.assert_allclose([[float(c) for c in line.split(",")] for line in saved[1:]],
+                               [[float(c) for c in line.split(",")] for line in keras_lines[1:]], rtol=1e-5)
+
+    metrics = json.loads((saved_run / "metrics.json").read_text())["test"]
+    evaluation = evaluate_run(saved_run)
+    assert sorted(evaluation.metrics["test"]) == sorted(metrics)
+    for key, value in metrics.items():
+        assert evaluation.metrics["test"][key] == pytest.approx(value, rel=1e-5), key
+    assert sorted(evaluation.confusion) == ["test-item", "test-top"]

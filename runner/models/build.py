@@ -100,6 +100,13 @@ def build_functional(config: dict, spec, path: tuple) -> keras.Model:
         raise spec.error(path, keras_message(e)) from e
 
 
+def declared_output_names(model_config: dict) -> list:
+    """The output names a `functional` model declares, in order (Keras names its outputs
+    after these layers); none for other models."""
+    outputs = (model_config.get("functional") or {}).get("outputs") if isinstance(model_config, dict) else None
+    return [outputs] if isinstance(outputs, str) else list(outputs or [])
+
+
 def is_keras(model) -> bool:
     """Whether the model is a Keras model (else a tf.Module)."""
     return isinstance(model, keras.Model)
