@@ -127,6 +127,10 @@ def _source_config(spec, input_path: Path, key, notes: list) -> dict:
     if name.endswith(".npy"):
         return {"npy": {"features": str(input_path)}}
     if name.endswith(".npz"):
+        wanted = declared.get("npz", {}).get("features")
+        if key and isinstance(wanted, list):
+            raise _input_spec(input_path).error((), f"the model reads {len(wanted)} named inputs ({', '.join(wanted)}): "
+                                                    "leave out --key, the archive's arrays of those names are read")
         return {"npz": {"path": str(input_path), "features": key or _npz_features(declared, input_path)}}
     if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
         options = {k: v for k, v in declared.get("csv", {}).items() if k not in ("path", "label")}

@@ -199,6 +199,10 @@ def test_an_archive_without_an_input_the_model_reads_is_located(multi_run, tmp_p
         predict_file(run_dir, tmp_path / "half.npz", tmp_path / "p.csv")
     assert str(error.value) == (f"{tmp_path / 'half.npz'}: the model reads the arrays image, extra; "
                                 "the archive has no extra (arrays: image)")
+    with pytest.raises(SpecError) as error:
+        predict_file(run_dir, folder / "new.npz", tmp_path / "p.csv", key="image")
+    assert str(error.value) == (f"{folder / 'new.npz'}: the model reads 2 named inputs (image, extra): leave out "
+                                "--key, the archive's arrays of those names are read")
 
 
 def test_a_binary_output_among_several_gets_its_confusion_matrix(multi_run):
