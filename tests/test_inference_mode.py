@@ -125,3 +125,21 @@ def test_an_exported_keras_model_serves_without_augmentation(runs):
     signature = loaded.signatures["serving_default"]
     (output,) = signature(**{next(iter(signature.structured_input_signature[1])): x}).values()
     np.testing.assert_allclose(output.numpy(), loaded.serve(x).numpy(), rtol=1e-6)
+
+
+def test_a_savedmodel_exported_with_augmentation_active_is_warned_about(runs, tmp_path, capsys):
+    """Keras's own `Model.export` serves augmentation layers in training mode (as pipe's
+    exports did before): loading such a run says so; pipe's own export loads silently."""
+    import keras
+
+    _, run_dirs = runs
+    load_model(run_dirs["saved_model"])
+    assert capsys.readouterr().err == ""
+    old = tmp_path / "old-run"
+    old.mkdir()
+    keras.saving.load_model(run_dirs["keras"] / "model.keras").export(str(old / "saved_model"), verbose=False)
+    load_model(old)
+    assert capsys.readouterr().err == (
+        f"warning: {old / 'saved_model'} draws random numbers when it serves (a Keras model exported with its "
+        "augmentation layers active, as pipe exported them before serving in inference mode): its predictions "
+        "vary from call to call; train it again to export it for inference\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 
@@ -103,9 +104,24 @@ def load_model(run_dir: Path):
 
         loaded = tf.saved_model.load(str(run_dir / "saved_model"))
         if not callable(loaded) and hasattr(loaded, "serve"):  # a Keras model's export: its `serve`
+            if _draws_random_numbers(loaded.serve):
+                print(f"warning: {run_dir / 'saved_model'} draws random numbers when it serves (a Keras model "
+                      "exported with its augmentation layers active, as pipe exported them before serving in "
+                      "inference mode): its predictions vary from call to call; train it again to export it "
+                      "for inference", file=sys.stderr, flush=True)
             return _serving_module(tf, loaded)
         return loaded
     raise FileNotFoundError(f"{run_dir}: no saved model (model.keras or saved_model/) in this run directory")
+
+
+def _draws_random_numbers(function) -> bool:
+    """Whether a restored tf.function's graphs hold random ops (none serve in inference mode)."""
+    for concrete in getattr(function, "concrete_functions", []):
+        graph = concrete.graph.as_graph_def()
+        nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+        if any("Random" in node.op for node in nodes):
+            return True
+    return False
 
 
 def _serving_module(tf, loaded):
