@@ -183,6 +183,7 @@ def plan(
     format: Annotated[Format, typer.Option("--format", metavar="FORMAT",
                                            help="Output: text, json or github (errors only).")] = Format.text,
     verbose: VerboseOption = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Print the Python traceback of a failure.")] = False,
 ):
     """Build data, model, loss, optimizer and callbacks and run one batch, without training.
 
@@ -194,6 +195,8 @@ def plan(
 
         result = plan_spec(spec)
     except SpecError as e:
+        if debug:
+            traceback.print_exc()
         errors = getattr(e, "errors", [e])
         typer.echo(render(errors, format.value) if format is not Format.json
                    else json.dumps({"errors": [x.as_dict() for x in errors]}, indent=2), err=format is Format.text)
@@ -270,6 +273,8 @@ def run(
         typer.echo(f"{split}: {metrics}")
 
 
+DebugOption = Annotated[bool, typer.Option("--debug", help="Print the Python traceback of a failure.")]
+
 RunDirArgument = Annotated[Path, typer.Argument(exists=True, file_okay=False, metavar="RUN_DIR",
                                                 help="A run directory written by pipe run.")]
 
@@ -283,6 +288,7 @@ def evaluate(
         "--split", metavar="SPLIT", help="Evaluate this split (validation, test or train). Repeatable; "
                                          "default: validation and test.")] = None,
     verbose: VerboseOption = False,
+    debug: DebugOption = False,
 ):
     """Evaluate a run's saved model on its own splits, or on other data given with --set.
 
@@ -296,7 +302,7 @@ def evaluate(
 
         return evaluate_run(run_dir, set_ or (), split)
 
-    evaluation = _reporting_errors("evaluate", evaluate_it)
+    evaluation = _reporting_errors("evaluate", evaluate_it, debug)
     for name, metrics in _metric_lines(evaluation.metrics):
         typer.echo(f"{name}: {metrics}")
     typer.echo(f"evaluation: {evaluation.path}")
@@ -314,6 +320,7 @@ def predict(
         "Rows per batch (default: the test split's batch size, else 256).")) ] = None,
     key: Annotated[Optional[str], typer.Option("--key", metavar="NAME", help="The array of an .npz input.")] = None,
     verbose: VerboseOption = False,
+    debug: DebugOption = False,
 ):
     """Predict with a run's saved model on a raw file, after the spec's test-split preprocessing.
 
@@ -324,7 +331,9 @@ def predict(
 
         return predict_file(run_dir, input, output, batch_size=batch_size, key=key)
 
-    predictions = _reporting_errors("predict", predict_it)
+    predictions = _reporting_errors("predict", predict_it, debug)
+    for note in predictions.notes:
+        typer.echo(f"pipe predict: {note}", err=True)
     typer.echo(f"predictions: {predictions.path} ({predictions.count} rows)")
 
 
@@ -426,8 +435,9 @@ def doctor(
     raise typer.Exit(code=code)
 
 
-def _reporting_errors(command: str, work):
-    """`work()`, its errors reported as pipe run reports them (located spec errors: exit 1)."""
+def _reporting_errors(command: str, work, debug: bool = False):
+    """`work()`, its errors reported as pipe run reports them (located spec errors: exit 1);
+    with `debug`, a failure's Python traceback first."""
     try:
         return work()
     except SpecError as e:
@@ -442,6 +452,8 @@ def _reporting_errors(command: str, work):
     except Exception as e:  # one paragraph, as pipe run says it; --verbose adds TensorFlow's log
         from runner.failure import summarise_error
 
+        if debug:
+            traceback.print_exc()
         typer.echo(f"pipe {command}: failed: {summarise_error(e)}", err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
 

@@ -17,6 +17,8 @@ PRIVATE_APIS = (
     ("Keras's alias tables (mse, adam, ...)", "keras.src.losses", "ALL_OBJECTS_DICT"),
     ("switching op determinism off again", "tensorflow.python.framework.config", "disable_op_determinism"),
     ("a functional node's own training argument kept under fit", "keras.src.models.functional", "operation_fn"),
+    ("a model's serving signature as Model.export makes it", "keras.src.export.export_utils",
+     "get_input_signature"),
 )
 
 
@@ -66,3 +68,10 @@ def keep_call_context_arguments(layer, names) -> None:
     if context is None:
         raise RuntimeError("keras.layers.Layer has no _call_context_args: keep_call_context_arguments needs updating")
     layer._call_context_args = set(context) - set(names)
+
+
+def export_input_signature(model) -> list:
+    """The input signature `Model.export` gives a Keras model's `serve` endpoint."""
+    from keras.src.export.export_utils import get_input_signature
+
+    return get_input_signature(model)

@@ -41,7 +41,7 @@ from runner.train.fit import fit
 from runner.train.execution import resolve_steps_per_execution
 from runner.train.profiling import StepProfiler, input_seconds_per_batch, verdict
 from runner.train.result import evaluate_held_out, final_train_metrics
-from runner.train.loss_check import check_loss_fits
+from runner.train.loss_check import check_loss_fits, check_metrics_fit
 from runner.train.multi_output import loop_metrics, resolve_outputs
 
 
@@ -107,6 +107,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
         loss, metrics = resolve_outputs(train_config, spec, model, datasets.train.element_spec)
         optimizer = get_optimizer(train_config["optimizer"], spec)
         loss_object = check_loss_fits(loss, model, datasets.train.element_spec, spec)
+        check_metrics_fit(metrics, model, datasets.train.element_spec, spec)
     _keras_xla_verdict(setup, model, quiet, deterministic=train_config.get("deterministic", False))
     if not is_keras(model) and train_config.get("callbacks"):
         raise spec.error(("train", "callbacks"), "callbacks drive Keras models; a module model takes none")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.spec.data_rules import endless_errors, prior_errors, window_errors
+from runner.spec.data_rules import augment_errors, endless_errors, prior_errors, window_errors
 from runner.spec.errors import SpecError
 from runner.spec.model_rules import model_errors
 from runner.spec.safety import safety_errors
@@ -23,10 +23,7 @@ def checked_rule_errors(spec) -> list[SpecError]:
     from runner.spec.keras_names import keras_name_errors
     from runner.spec.training_rules import training_rule_errors
 
-    from runner.spec.adaptation import adaptation_errors
-
-    return (keras_name_errors(spec) + graph_errors(spec) + training_rule_errors(spec) + endless_errors(spec)
-            + adaptation_errors(spec) + window_errors(spec) + prior_errors(spec))
+from runner.spec.data_rules import augment_errors, endless_errors, prior_errors, window_errors
 
 
 def section_rule_errors(spec) -> list[SpecError]:
