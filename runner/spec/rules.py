@@ -23,7 +23,10 @@ def checked_rule_errors(spec) -> list[SpecError]:
     from runner.spec.keras_names import keras_name_errors
     from runner.spec.training_rules import training_rule_errors
 
-from runner.spec.data_rules import augment_errors, endless_errors, prior_errors, window_errors
+    from runner.spec.adaptation import adaptation_errors
+
+    return (keras_name_errors(spec) + graph_errors(spec) + training_rule_errors(spec) + endless_errors(spec)
+            + adaptation_errors(spec) + window_errors(spec) + prior_errors(spec) + augment_errors(spec))
 
 
 def section_rule_errors(spec) -> list[SpecError]:
