@@ -213,6 +213,42 @@ def test_reference_errors_are_located_at_the_reference(name, message):
     assert errors_of(f"compose/{name}.yaml") == [message]
 
 
+@pytest.mark.parametrize("name, message", [
+    ("reference_bomb", "compose/reference_bomb.yaml:6:69: x4[7]: references expand the spec to more than 100000 "
+                       "values (a reference bomb?)"),
+    ("reference_text_bomb", "compose/reference_text_bomb.yaml:11:5: s9: references write more than 1 MB of text "
+                            "(a reference bomb?)"),
+])
+def test_a_reference_bomb_stops_at_the_limit(name, message):
+    assert errors_of(f"compose/{name}.yaml") == [message]
+
+
+def _reference_chain(tmp_path, length, listed):
+    """n<length> -> ... -> n0, written last to first so that resolving n<length> walks all of it."""
+    item = '["${n%d}"]' if listed else '"${n%d}"'
+    lines = [f"n{i}: {item % (i - 1)}" for i in range(length, 0, -1)]
+    (tmp_path / "chain.yaml").write_text(f"extends: {TESTS}/compose/regression.yaml\n" + "\n".join(lines) + "\nn0: 1\n")
+    return tmp_path / "chain.yaml"
+
+
+def test_a_long_chain_of_references_is_an_error_not_a_traceback(tmp_path):
+    assert errors_of(_reference_chain(tmp_path, 1000, listed=False)) == [
+        f"{tmp_path}/chain.yaml:66:7: n936: a chain of more than 64 references (each names the next)"]
+    assert errors_of(_reference_chain(tmp_path, 1000, listed=True)) == [
+        f"{tmp_path}/chain.yaml:66:8: n936[0]: a chain of more than 64 references (each names the next)"]
+
+
+def test_copies_a_reference_makes_count_toward_the_nesting_limit(tmp_path):
+    file = _reference_chain(tmp_path, 70, listed=True)
+    file.write_text(file.read_text().replace("n0: 1", "n0: [1]"))  # resolved first to last: no long chain
+    lines = file.read_text().splitlines()
+    file.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
+    assert errors_of(file) == [f"{tmp_path}/chain.yaml:65:7: n63[0]: the copy makes nesting deeper than 64 levels"]
+    short = [line for line in lines if not line.startswith(tuple(f"n{i}:" for i in range(60, 71)))]
+    file.write_text("\n".join(short) + "\n")
+    assert all(e.endswith("unknown key '" + e.split("'")[1] + "'") for e in errors_of(file))
+
+
 # --- extends errors, at the extends line that leads there ------------------------------------
 
 @pytest.mark.parametrize("name, message", [
