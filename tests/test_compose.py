@@ -257,9 +257,14 @@ def test_copies_a_reference_makes_count_toward_the_nesting_limit(tmp_path):
     ("cycle_a", "compose/cycle_b.yaml:2:22: extends[1]: extends makes a cycle: compose/cycle_a.yaml -> "
                 "compose/cycle_b.yaml -> compose/cycle_a.yaml [from compose/cycle_a.yaml]"),
     ("self", "compose/self.yaml:1:10: extends: extends makes a cycle: compose/self.yaml -> compose/self.yaml"),
-    ("to_directory", "compose/to_directory.yaml:1:10: extends: compose/sub is a directory, not a spec file"),
-    ("to_device", "compose/to_device.yaml:1:10: extends: /dev/null is not a regular file (a pipe or a device); "
-                  "a spec is a small YAML file"),
+    ("to_directory", "compose/to_directory.yaml:1:10: extends: 'sub' is not a .yaml or .yml file; extends names "
+                     "spec files only"),
+    ("to_device", "compose/to_device.yaml:1:10: extends: '/dev/null' is not a .yaml or .yml file; extends names "
+                  "spec files only"),
+    ("not_a_spec_file", "compose/not_a_spec_file.yaml:1:10: extends: '/etc/passwd' is not a .yaml or .yml file; "
+                        "extends names spec files only"),
+    ("tilde", "compose/tilde.yaml:1:10: extends: '~/base.yaml': extends does not expand '~'; give a path relative "
+              "to this file or an absolute one"),
     ("url", "compose/url.yaml:1:10: extends: 'https://example.com/base.yaml' is a URL; extends names local files only"),
     ("not_a_path", "compose/not_a_path.yaml:1:28: extends[1]: expected a path to a spec file, got int 3"),
     ("empty_list", "compose/empty_list.yaml:1:10: extends: extends lists no file; give a path or remove it"),
@@ -273,6 +278,21 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
     (tmp_path / "child.yaml").write_text("name: x\nextends: base.yaml\n")
     assert errors_of(tmp_path / "child.yaml") == [
         f"{tmp_path}/child.yaml:2:10: extends: {tmp_path}/base.yaml is not a regular file (a pipe or a device); "
+        "a spec is a small YAML file"]
+
+
+def test_a_folder_behind_a_yaml_name_is_refused(tmp_path):
+    (tmp_path / "base.yaml").mkdir()
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\n")
+    assert errors_of(tmp_path / "child.yaml") == [
+        f"{tmp_path}/child.yaml:1:10: extends: {tmp_path}/base.yaml is a directory, not a spec file"]
+
+
+def test_a_device_behind_a_yaml_name_is_refused(tmp_path):
+    (tmp_path / "base.yaml").symlink_to("/dev/zero")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\n")
+    assert errors_of(tmp_path / "child.yaml") == [
+        f"{tmp_path}/child.yaml:1:10: extends: {tmp_path}/base.yaml is not a regular file (a pipe or a device); "
         "a spec is a small YAML file"]
 
 

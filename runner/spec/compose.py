@@ -6,6 +6,9 @@ command line are merged the same way, later over earlier. Mappings merge key by 
 and single values replace, and `null` removes a key. Every value keeps the file, line and
 column that set it, so an error points at the base when the child did not override it.
 
+A base is a spec file: its name ends in `.yaml` or `.yml` (so `extends: /etc/shadow` cannot
+print another file's lines as "unknown keys" in a CI log), and `~` is not expanded.
+
 The limits of one file hold across all of them: the values of every file that goes into a
 spec count toward one node limit, a chain is at most `MAX_EXTENDS_DEPTH` files deep, and an
 `extends` path that is missing, a folder, a FIFO or a device, or that closes a cycle is an
@@ -120,7 +123,12 @@ class _State:
                 raise _at(where, f"expected a path to a spec file, got {_describe(entry)}")
             if "://" in entry:
                 raise _at(where, f"'{entry}' is a URL; extends names local files only")
-            base = Path(entry).expanduser()
+            if entry.startswith("~"):
+                raise _at(where, f"'{entry}': extends does not expand '~'; give a path relative to this file "
+                                 f"or an absolute one")
+            if Path(entry).suffix.lower() not in (".yaml", ".yml"):
+                raise _at(where, f"'{entry}' is not a .yaml or .yml file; extends names spec files only")
+            base = Path(entry)
             base = base if base.is_absolute() else Path(os.path.normpath(file.parent / base))
             bases.append((base, where))
         for table in (own.key_marks, own.value_marks):
