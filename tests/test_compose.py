@@ -69,6 +69,23 @@ def test_null_removes_a_key():
     assert "metrics" in load_spec("compose/lr.yaml").doc["train"]
 
 
+@pytest.mark.parametrize("name, message", [
+    ("null_misspelt", "compose/null_misspelt.yaml:3:11: train.metrcs: null removes nothing: no key 'metrcs' in the "
+                      "bases (did you mean 'metrics'?)"),
+    ("null_required", "compose/null_required.yaml:4:3: train: missing required key 'loss' (a null removed it)"),
+    ("null_required_chain", "compose/null_required.yaml:4:3: train: missing required key 'loss' (a null removed it) "
+                            "[from compose/null_required_chain.yaml]"),
+])
+def test_a_null_is_checked_and_errors_about_what_it_removed_point_at_it(name, message):
+    assert errors_of(f"compose/{name}.yaml") == [message]
+
+
+def test_a_null_in_a_layer_that_removes_nothing_is_an_error():
+    assert errors_of(["compose/regression.yaml", "compose/null_misspelt.yaml"]) == [
+        "compose/null_misspelt.yaml:3:11: train.metrcs: null removes nothing: no key 'metrcs' in the bases "
+        "(did you mean 'metrics'?) [from compose/regression.yaml + compose/null_misspelt.yaml]"]
+
+
 def test_lists_replace_rather_than_merge():
     spec = load_spec("compose/stages.yaml")
     assert spec.doc["data"]["train"]["stages"] == [{"batch": {"batch_size": 8}}]

@@ -3,7 +3,7 @@
 A spec may start with `extends: base.yaml` (or a list of paths), relative to the file that
 names it. Bases are merged in order, then the file itself; files given together on the
 command line are merged the same way, later over earlier. Mappings merge key by key, lists
-and single values replace, and `null` removes a key. Every value keeps the file, line and
+and single values replace, and `null` removes a key (one the bases do not have is an error). Every value keeps the file, line and
 column that set it, so an error points at the base when the child did not override it.
 
 A base is a spec file: its name ends in `.yaml` or `.yml` (so `extends: /etc/shadow` cannot
@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.spec import yamlfile
-from runner.spec.errors import SpecError, SpecErrors
+from runner.spec.errors import SpecError, SpecErrors, did_you_mean
 
 MAX_EXTENDS_DEPTH = 16
 _CACHE: dict = {}  # (resolved path, size, mtime_ns) -> yamlfile.Document
@@ -41,6 +41,7 @@ class Composed:
     value_marks: dict = field(default_factory=dict)
     sources: list = field(default_factory=list)  # display paths, in the order first read
     texts: dict = field(default_factory=dict)  # display path -> the text read from it
+    removed: dict = field(default_factory=dict)  # path a `null` removed -> the null's mark
 
 
 def compose(files) -> Composed:
@@ -61,6 +62,8 @@ def compose(files) -> Composed:
             e.via = " + ".join(map(str, files)) if len(files) > 1 else files[-1]
         raise SpecErrors([e]) from None
     result.sources, result.texts = state.sources, state.texts
+    for path, mark in result.removed.items():
+        result.key_marks.setdefault(path, mark)
     return result
 
 
@@ -197,17 +200,25 @@ def merge_values(base, layer):
     """`layer` over `base` by the rules of `extends`, for plain values (a sweep's trial over
     its base): mappings key by key, lists and single values replace, `None` removes a key.
     Neither argument is changed."""
-    return copy.deepcopy(_merge(Composed(base), Composed(layer)).doc)
+    return copy.deepcopy(_merge(Composed(base), Composed(layer), strict=False).doc)
 
 
-def _merge(base: Composed, layer: Composed) -> Composed:
-    """`layer` over `base`: a new Composed; neither is changed."""
-    out = Composed(None)
-    out.doc = _merge_node(base, layer, base.doc, layer.doc, (), out)
+def _merge(base: Composed, layer: Composed, strict=True) -> Composed:
+    """`layer` over `base`: a new Composed; neither is changed. `strict`: a `null` for a key
+    `base` does not have is an error (a misspelt `metrcs: null` would remove nothing)."""
+    out = Composed(None, removed={**base.removed, **layer.removed})
+    out.doc = _merge_node(base, layer, base.doc, layer.doc, (), out, strict)
+    out.removed = {p: mark for p, mark in out.removed.items() if p not in out.key_marks}
     return out
 
 
-def _merge_node(base, layer, old, new, path, out):
+def _removes_nothing(layer, key, old, path) -> SpecError:
+    line, column, file = layer.value_marks.get(path) or layer.key_marks[path]
+    return SpecError(f"null removes nothing: no key '{key}' in the bases", file=file, line=line, column=column,
+                     path=path, hint=did_you_mean(key, list(old)))
+
+
+def _merge_node(base, layer, old, new, path, out, strict=True):
     if not (isinstance(old, dict) and isinstance(new, dict)):
         _take(layer, new, path, out)
         return new
@@ -223,9 +234,14 @@ def _merge_node(base, layer, old, new, path, out):
             merged[key] = value
             _take(base, value, child, out)
         elif new[key] is None:
+            if key not in old and strict:
+                raise _removes_nothing(layer, key, old, child)
+            mark = layer.key_marks.get(child)
+            if mark:
+                out.removed[child] = mark  # an error about the removed key points at the null
             continue  # null removes a key
         elif isinstance(old.get(key), dict) and isinstance(new[key], dict):
-            merged[key] = _merge_node(base, layer, old[key], new[key], child, out)
+            merged[key] = _merge_node(base, layer, old[key], new[key], child, out, strict)
         else:
             merged[key] = new[key]
             _take(layer, new[key], child, out)
