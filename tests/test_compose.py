@@ -86,6 +86,16 @@ def test_a_null_in_a_layer_that_removes_nothing_is_an_error():
         "(did you mean 'metrics'?) [from compose/regression.yaml + compose/null_misspelt.yaml]"]
 
 
+def test_a_keras_short_form_naming_another_class_replaces_the_base_one():
+    spec = load_spec("compose/another_optimizer.yaml")  # Adam over lr.yaml's SGD over train.yaml's
+    assert spec.doc["train"]["optimizer"] == {"Adam": {"learning_rate": 0.001}}
+    assert origin(spec, "train", "optimizer", "Adam", "learning_rate") == "compose/another_optimizer.yaml:5"
+    assert load_spec("compose/chain.yaml").doc["train"]["optimizer"] == {"SGD": {"learning_rate": 0.1, "momentum": 0.5}}
+    assert compose_module.merge_values({"o": {"Adam": {"a": 1}}, "m": {"a": {"x": 1}}},
+                                       {"o": {"SGD": {"b": 2}}, "m": {"b": {"y": 2}}}) == {
+        "o": {"SGD": {"b": 2}}, "m": {"a": {"x": 1}, "b": {"y": 2}}}  # lower-case keys still merge
+
+
 def test_lists_replace_rather_than_merge():
     spec = load_spec("compose/stages.yaml")
     assert spec.doc["data"]["train"]["stages"] == [{"batch": {"batch_size": 8}}]

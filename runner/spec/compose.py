@@ -3,7 +3,8 @@
 A spec may start with `extends: base.yaml` (or a list of paths), relative to the file that
 names it. Bases are merged in order, then the file itself; files given together on the
 command line are merged the same way, later over earlier. Mappings merge key by key, lists
-and single values replace, and `null` removes a key (one the bases do not have is an error). Every value keeps the file, line and
+and single values replace, and `null` removes a key (one the bases do not have is an error). A Keras short form
+naming another class (`{SGD: {...}}` over `{Adam: {...}}`) replaces rather than merges. Every value keeps the file, line and
 column that set it, so an error points at the base when the child did not override it.
 
 A base is a spec file: its name ends in `.yaml` or `.yml` (so `extends: /etc/shadow` cannot
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +30,7 @@ from runner.spec import yamlfile
 from runner.spec.errors import SpecError, SpecErrors, did_you_mean
 
 MAX_EXTENDS_DEPTH = 16
+_CLASS_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*")
 _CACHE: dict = {}  # (resolved path, size, mtime_ns) -> yamlfile.Document
 _CACHE_LIMIT = 512
 
@@ -240,12 +243,20 @@ def _merge_node(base, layer, old, new, path, out, strict=True):
             if mark:
                 out.removed[child] = mark  # an error about the removed key points at the null
             continue  # null removes a key
-        elif isinstance(old.get(key), dict) and isinstance(new[key], dict):
+        elif isinstance(old.get(key), dict) and isinstance(new[key], dict) and not _another_class(old[key], new[key]):
             merged[key] = _merge_node(base, layer, old[key], new[key], child, out, strict)
         else:
             merged[key] = new[key]
             _take(layer, new[key], child, out)
     return merged
+
+
+def _another_class(old: dict, new: dict) -> bool:
+    """Both are Keras short forms (`{Adam: {...}}`, one capitalised name) naming different
+    classes: the layer's replaces the base's whole, arguments and all, rather than merging
+    into a mapping of two names."""
+    return (len(old) == 1 and len(new) == 1 and list(old) != list(new)
+            and all(isinstance(k, str) and _CLASS_NAME.fullmatch(k) for k in (*old, *new)))
 
 
 def _take(source, value, path, out):
