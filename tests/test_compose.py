@@ -392,6 +392,21 @@ def test_json_and_github_reports_name_the_spec_given():
                              "the minimum of 1 [from compose/schema_error_in_base.yaml]\n")
 
 
+def test_reports_escape_what_a_file_name_holds(tmp_path):
+    folder = tmp_path / "50%,a:b"
+    folder.mkdir()
+    (folder / "x\ny.yaml").write_text("name: x\nversion: 1\n")
+    file = str(folder / "x\ny.yaml")
+    result = cli.invoke(app, ["validate", "--format", "github", file])
+    escaped = str(tmp_path).replace(":", "%3A").replace(",", "%2C")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == (
+        f"::error file={escaped}/50%25%2Ca%3Ab/x%0Ay.yaml,line=1,col=1::missing required section 'data'")
+    result = cli.invoke(app, ["validate", file])
+    assert result.stdout.splitlines()[0] == f"{tmp_path}/50%,a:b/x\\ny.yaml:1:1: missing required section 'data'"
+    assert len(result.stdout.splitlines()) == 3  # data, model, train: one line each
+
+
 # --- the command line ------------------------------------------------------------------------
 
 def test_validate_checks_each_file_alone_unless_layered():
