@@ -187,6 +187,12 @@ def test_references_keep_their_type_or_interpolate():
         {"Dense": {"units": 4}}, {"Dense": {"units": 4}}, {"Dense": {"units": 1}}, {"Dense": {"units": 1}}]
 
 
+def test_a_reference_may_index_a_list_with_a_dot_as_set_does():
+    spec = load_spec("compose/reference_dot_index.yaml")  # ${model.sequential.layers.0.Dense.units}
+    assert spec.doc["train"]["epochs"] == 1
+    assert origin(spec, "train", "epochs") == "compose/reference_dot_index.yaml:4"
+
+
 def test_a_referenced_mapping_is_a_copy():
     spec = load_spec("compose/references.yaml")
     layers = spec.doc["model"]["sequential"]["layers"]

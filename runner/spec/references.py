@@ -147,6 +147,9 @@ class _Resolver:
                                         f"${{section.list[0].key}})", at_value=True)
         node, where = self.spec.doc, ()
         for part in parts:
+            if isinstance(part, str) and re.fullmatch(r"-?\d+", part) and (
+                    isinstance(node, list) or (isinstance(node, dict) and part not in node)):
+                part = int(part)  # `layers.0` as `--set` writes it, for `layers[0]`
             if isinstance(node, dict) and part in node:
                 node = self.value(node, part, where + (part,))
             elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
