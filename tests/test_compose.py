@@ -437,6 +437,18 @@ def test_validate_resolved_prints_the_merged_spec_with_where_each_line_came_from
     assert yaml.safe_load(result.stdout) == load_spec("compose/lr.yaml", ["train.epochs=3"]).doc
 
 
+def test_validate_resolved_in_json_is_one_json_document():
+    result = cli.invoke(app, ["validate", "--resolved", "--format", "json", "compose/lr.yaml",
+                              "compose/null_misspelt.yaml"])
+    assert result.exit_code == 1
+    out = json.loads(result.stdout)
+    assert [r["files"] for r in out["resolved"]] == [["compose/lr.yaml"]]
+    assert out["resolved"][0]["spec"] == load_spec("compose/lr.yaml").doc
+    assert [e["path"] for e in out["errors"]] == ["train.metrcs"]
+    result = cli.invoke(app, ["validate", "--resolved", "--format", "json", "compose/lr.yaml"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["errors"] == []
+
+
 def test_resolved_text_reads_back_for_every_composed_example():
     for name in ("regression", "chain", "references", "diamond", "reference_metadata", "stages"):
         spec = load_spec(f"compose/{name}.yaml")
