@@ -161,6 +161,14 @@ def test_set_goes_over_the_last_layer():
     assert str(spec.error(("train", "epochs"), "no")) == "--set train.epochs=9: train.epochs: no"
 
 
+def test_set_null_removes_a_key_as_a_layered_null_does():
+    assert "metrics" not in load_spec("compose/regression.yaml", ["train.metrics=null"]).doc["train"]
+    assert errors_of("compose/regression.yaml", ["train.loss=null"]) == [
+        "--set train.loss=null: train: missing required key 'loss' (a null removed it)"]
+    assert errors_of("compose/chain.yaml", ["train.metrics=null"]) == [  # chain.yaml removed it already
+        "--set train.metrics=null: null removes nothing: no key 'metrics' in train"]
+
+
 def test_references_see_later_layers_and_set():
     spec = load_spec(["compose/regression.yaml", "compose/layer_references.yaml"], ["train.epochs=6"])
     assert spec.doc["model"]["sequential"]["layers"] == [{"Dense": {"units": 6}}, {"Dense": {"units": 1}}]
