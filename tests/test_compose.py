@@ -246,6 +246,12 @@ def test_reference_paths(text, path):
                         "model.sequential.layers has 1 item; no index 3"),
     ("reference_malformed", "compose/reference_malformed.yaml:2:7: name: ${train..epochs} is not a path to a value "
                             "(write ${section.key} or ${section.list[0].key})"),
+    ("reference_unclosed", "compose/reference_unclosed.yaml:2:7: name: '${train.epochs' is not closed: a reference "
+                           "is written ${path}, with its closing brace"),
+    ("reference_env", "compose/reference_env.yaml:2:7: name: ${env:HOME}: the spec has no env:HOME (a reference "
+                      "names a value of the spec; environment variables are not read)"),
+    ("reference_unquoted_flow", "compose/reference_unquoted_flow.yaml:3:18: YAML syntax error: expected ',' or '}', "
+                                "but got '{' (quote a ${...} reference inside [ ] or { }: \"${train.epochs}\")"),
     ("reference_mapping_in_text", "compose/reference_mapping_in_text.yaml:2:7: name: ${train.optimizer} is a "
                                   "mapping; only a whole value can be a reference to a mapping, not part of "
                                   "'r-${train.optimizer}'"),
@@ -355,6 +361,23 @@ def test_the_node_limit_counts_across_files(tmp_path):
     assert errors_of(tmp_path / "child.yaml") == [
         f"{tmp_path}/child.yaml:1:31: extends[2]: the spec and its bases expand to more than 100000 values "
         "(extends used as a bomb?)"]
+
+
+def test_a_base_reached_twice_counts_once_toward_the_value_limit(tmp_path):
+    (tmp_path / "big.yaml").write_text("a: [" + ", ".join(["1"] * 60_000) + "]\n")
+    (tmp_path / "mid.yaml").write_text("extends: big.yaml\nb: 1\n")
+    (tmp_path / "child.yaml").write_text("extends: [big.yaml, mid.yaml]\n")
+    assert compose_module.compose([tmp_path / "child.yaml"]).doc["b"] == 1  # 120,000 if counted twice
+
+
+def test_bases_named_over_and_over_stop_at_1000_reads(tmp_path):
+    (tmp_path / "f0.yaml").write_text("a: 1\n")
+    for i in range(1, 12):
+        (tmp_path / f"f{i}.yaml").write_text(f"extends: [f{i - 1}.yaml, f{i - 1}.yaml]\n")
+    with pytest.raises(SpecError) as info:
+        compose_module.compose([tmp_path / "f11.yaml"])
+    assert str(info.value).endswith(": extends reads files more than 1000 times (the same bases named over and over?)"
+                                    f" [from {tmp_path}/f11.yaml]")
 
 
 @pytest.mark.parametrize("name, message", [

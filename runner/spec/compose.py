@@ -30,6 +30,7 @@ from runner.spec import yamlfile
 from runner.spec.errors import SpecError, SpecErrors, did_you_mean
 
 MAX_EXTENDS_DEPTH = 16
+MAX_LOADS = 1000  # files read for one spec, a base reached twice counted twice
 _CLASS_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*")
 _CACHE: dict = {}  # (resolved path, size, mtime_ns) -> yamlfile.Document
 _CACHE_LIMIT = 512
@@ -75,11 +76,17 @@ class _State:
 
     def __init__(self):
         self.count, self.sources, self.texts = 0, [], {}
+        self.counted, self.loads = set(), 0
 
     def load(self, file: Path, chain: tuple, depth: int, via) -> Composed:
         """`file` merged over its bases; `via` locates the `extends` entry that named it."""
         document, text = _parse(file)
-        self.count += document.count
+        self.loads += 1
+        if self.loads > MAX_LOADS:
+            raise _at(via, f"extends reads files more than {MAX_LOADS} times (the same bases named over and over?)")
+        if _identity(file) not in self.counted:  # a base reached twice adds its values once
+            self.counted.add(_identity(file))
+            self.count += document.count
         if self.count > yamlfile.MAX_NODES:
             raise _at(via, f"the spec and its bases expand to more than {yamlfile.MAX_NODES} values "
                            f"(extends used as a bomb?)") if via else SpecError(

@@ -99,6 +99,11 @@ class _Resolver:
         return value
 
     def substitute(self, text, path):
+        start = _REFERENCE.sub("", text).find("${")
+        if start >= 0:
+            unclosed = _REFERENCE.sub("", text)[start:start + 40]
+            raise self.spec.error(path, f"'{unclosed}' is not closed: a reference is written ${{path}}, with its "
+                                        f"closing brace", at_value=True)
         whole = _REFERENCE.fullmatch(text)
         if whole:
             if _is_metadata(whole.group(1)):
@@ -175,7 +180,7 @@ class _Resolver:
 
 def _near(node, where, part):
     """`did you mean 'train.epochs'?` over the keys beside the missing one."""
-    if not where and isinstance(part, str) and part.isupper():
+    if not where and isinstance(part, str) and (part.isupper() or ":" in part):  # ${HOME}, ${env:HOME}
         return "a reference names a value of the spec; environment variables are not read"
     if not isinstance(node, dict):
         return None
