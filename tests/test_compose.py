@@ -414,6 +414,14 @@ def test_errors_in_a_base_point_at_the_base(name, message):
     assert errors_of(f"compose/{name}.yaml") == [message]
 
 
+def test_the_callback_path_rule_runs_even_with_schema_errors():
+    assert errors_of("compose/callback_path_with_schema_error.yaml") == [
+        "compose/callback_path_with_schema_error.yaml:4:11: train.epochs: 0 is less than the minimum of 1",
+        "compose/callback_path_with_schema_error.yaml:6:29: train.callbacks[0].CSVLogger.filename: '/tmp/log.csv' is "
+        "an absolute path: a spec writes only inside its run directory; give a path relative to it, such as "
+        "'logs/train.csv'"]
+
+
 def test_an_overridden_mistake_is_gone():
     assert load_spec("compose/overrides_bad_base.yaml").doc["train"]["epochs"] == 3
 
