@@ -127,7 +127,7 @@ def validate(
 
     Example: pipe validate specs/*.yaml --format github
     """
-    errors, texts, notes = [], [], []
+    errors, texts, notes, resolved_docs = [], [], [], []
     for layers in ([files] if layered else [[file] for file in files]):
         try:
             spec = load_spec(layers, set_ or ())
@@ -139,10 +139,14 @@ def validate(
             from runner.spec.resolved import resolved_text
 
             texts.append(f"# {' + '.join(map(str, layers))}\n" + resolved_text(spec))
-    if texts and not errors:
-        typer.echo("---\n".join(texts), nl=False)
-    if errors or format is Format.json:
-        typer.echo(render(errors, format.value))
+            resolved_docs.append({"files": [str(f) for f in layers], "spec": spec.doc})
+    if resolved and format is Format.json:  # one JSON document: the specs and the errors
+        typer.echo(json.dumps({"resolved": resolved_docs, "errors": [e.as_dict() for e in errors]}, indent=2))
+    else:
+        if texts and not errors:
+            typer.echo("---\n".join(texts), nl=False)
+        if errors or format is Format.json:
+            typer.echo(render(errors, format.value))
     if errors:
         raise typer.Exit(code=EXIT_INVALID)
     if format is Format.text:
