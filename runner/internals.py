@@ -16,6 +16,8 @@ PRIVATE_APIS = (
     ("metric resolution as Model.compile does it", "keras.src.trainers.compile_utils", "get_metric"),
     ("Keras's alias tables (mse, adam, ...)", "keras.src.losses", "ALL_OBJECTS_DICT"),
     ("switching op determinism off again", "tensorflow.python.framework.config", "disable_op_determinism"),
+    ("freezing an exported function's variables for LiteRT", "tensorflow.python.framework.convert_to_constants",
+     "convert_variables_to_constants_v2"),
 )
 
 
@@ -51,3 +53,10 @@ def disable_op_determinism() -> None:
 
     if config.is_op_determinism_enabled():
         config.disable_op_determinism()
+
+
+def frozen_function(concrete):
+    """A concrete function with its variables as constants (what LiteRT's converter needs)."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    return convert_variables_to_constants_v2(concrete)
