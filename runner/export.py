@@ -97,6 +97,14 @@ def export_run(run_dir, fmt: str, output=None, quantize: str | None = None,
     return exported
 
 
+def check_export_extras(spec) -> None:
+    """A located error for a format in `outputs.export` whose extra is not installed."""
+    for i, fmt in enumerate((spec.doc.get("outputs") or {}).get("export") or []):
+        line = missing_extra(fmt)
+        if line:
+            raise spec.error(("outputs", "export", i), line, at_value=True)
+
+
 def export_finished_run(spec, run_dir: Path, manifest: dict, model) -> list[dict]:
     """`outputs.export`: each listed format into <run>/export/, as manifest records."""
     records = []

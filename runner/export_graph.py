@@ -192,19 +192,22 @@ def _encode_column(column: dict, value):
         missing = tf.reduce_any(tf.equal(value[:, tf.newaxis], tf.constant(list(MISSING))), axis=-1)
     else:
         missing = tf.math.is_nan(value)
-    if "fill" in column:
-        fill = tf.constant(column["fill"], value.dtype) if value.dtype != tf.string else \
-            tf.constant(str(column["fill"]))
-        value = tf.where(missing, tf.fill(tf.shape(value), fill), value)
-    if column.get("kind") != "categorical":
+    categorical = column.get("kind") == "categorical"
+    if "fill" in column and not (categorical and value.dtype == tf.string):
+        value = tf.where(missing, tf.fill(tf.shape(value), tf.constant(column["fill"], value.dtype)), value)
+    if not categorical:
         return tf.cast(value, tf.float32)[:, tf.newaxis]
+    vocabulary = column["vocabulary"]
     if column.get("integer"):
         value = tf.cast(value, tf.int64)
-        vocabulary = tf.constant([int(v) for v in column["vocabulary"]], tf.int64)
+        known = tf.constant([int(v) for v in vocabulary], tf.int64)
     else:
-        vocabulary = tf.constant([str(v) for v in column["vocabulary"]])
-    hits = tf.cast(tf.equal(value[:, tf.newaxis], vocabulary[tf.newaxis, :]), tf.float32)
-    unknown = 1.0 - tf.reduce_max(hits, axis=-1, keepdims=True) if len(column["vocabulary"]) else \
+        known = tf.constant([str(v) for v in vocabulary])
+    hits = tf.cast(tf.equal(value[:, tf.newaxis], known[tf.newaxis, :]), tf.float32)
+    if "fill" in column and value.dtype == tf.string:  # text gaps: the fill's row, chosen among floats
+        filled = tf.constant([[1.0 if str(v) == str(column["fill"]) else 0.0 for v in vocabulary]])
+        hits = tf.where(missing[:, tf.newaxis], tf.tile(filled, [tf.shape(hits)[0], 1]), hits)
+    unknown = 1.0 - tf.reduce_max(hits, axis=-1, keepdims=True) if len(vocabulary) else \
         tf.ones_like(hits[:, :1])
     one_hot = tf.concat([unknown, hits], axis=-1)
     if column.get("mode", "one_hot") == "int":
