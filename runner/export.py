@@ -239,19 +239,10 @@ def _key_structure(outputs: dict) -> dict:
 
 def _write_onnx(serving, path: Path) -> None:
     import onnx
-    import tf2onnx
 
-    signature = serving.function.input_signature
-    proto, _ = tf2onnx.convert.from_function(serving.function, input_signature=signature, opset=_ONNX_OPSET)
-    import tensorflow as tf
+    from runner.internals import onnx_from_module
 
-    names = tf.nest.flatten(_key_structure(serving.function.get_concrete_function().structured_outputs))
-    renamed = {o.name: n for o, n in zip(proto.graph.output, names)}
-    for node in proto.graph.node:
-        node.output[:] = [renamed.get(o, o) for o in node.output]
-        node.input[:] = [renamed.get(i, i) for i in node.input]
-    for output in proto.graph.output:
-        output.name = renamed.get(output.name, output.name)
+    proto = onnx_from_module(serving.holder, serving.function.get_concrete_function(), _ONNX_OPSET)
     onnx.save(proto, str(path))
 
 

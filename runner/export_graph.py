@@ -70,12 +70,15 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
     inputs = _raw_inputs(spec, source, learned)
     _check_ops(spec, split, fmt)
     steps = _map_stages(spec, split, info, inputs, learned, getattr(source, "table", None))
+    # ONNX has no string equality (tf2onnx casts strings to numbers): text is looked up in
+    # hash tables there, which it turns into CategoryMapper; the other formats compare.
+    tables = _string_tables(inputs) if fmt == "onnx" else {}
     kind = output_kind(spec)
     class_names = info.get("class_names")
     keras_model = is_keras(model)
 
     def serve(*values):
-        features = _encode(inputs, values, getattr(source, "table", None))
+        features = _encode(inputs, values, getattr(source, "table", None), tables)
         for apply in steps:
             features = apply(features)
         outputs = model(features, training=False) if keras_model else model(features)
@@ -85,6 +88,9 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
     function = tf.function(serve, input_signature=signature, autograph=False)
     holder = tf.Module(name="serving")
     holder.model = model
+    for i, (known, missing) in enumerate(tables.values()):  # attributes: where tf2onnx finds tables
+        setattr(holder, f"vocabulary_{i}", known)
+        setattr(holder, f"missing_{i}", missing)
     return Serving(inputs, function, holder, split)
 
 
@@ -133,7 +139,7 @@ def _map_stages(spec, split, info, inputs, learned, table) -> list:
     """Batch -> batch functions: each map stage of `split` built as `pipe predict` builds it
     (`runner.predict.preprocessing_steps`): label ops skipped, the run's normalize statistics."""
     signature = [tf.TensorSpec([None, *i.shape], i.dtype) for i in inputs]
-    encoded = tf.function(lambda *v: _encode(inputs, v, table), autograph=False)
+    encoded = tf.function(lambda *v: _encode(inputs, v, table, {}), autograph=False)
     element = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape[1:], t.dtype),
                                     encoded.get_concrete_function(*signature).structured_outputs)
     learned.restart()
@@ -163,7 +169,7 @@ def _batched(function, batch_safe: bool):
     return apply
 
 
-def _encode(inputs, values, table):
+def _encode(inputs, values, table, tables: dict):
     """Raw values -> the features the run's stages start from (tabular columns encoded as train taught)."""
     if table is None:
         if len(inputs) == 1:
@@ -171,7 +177,7 @@ def _encode(inputs, values, table):
         return {i.name: v for i, v in zip(inputs, values)}
     encoded = {}
     for raw, value, column in zip(inputs, values, table.columns):
-        encoded[column.name] = _encode_column(raw.column, value)
+        encoded[column.name] = _encode_column(raw.column, value, tables.get(raw.name))
     groups = table.groups or {None: [c.name for c in table.columns]}
     by_name = {c.name: c for c in table.columns}
     features = {}
@@ -182,12 +188,31 @@ def _encode(inputs, values, table):
     return features[None] if None in features else features
 
 
-def _encode_column(column: dict, value):
+def _string_tables(inputs) -> dict:
+    """{input name: (vocabulary table, missing-token table)} for text columns: index 0 unknown."""
+    tables = {}
+    for i in inputs:
+        if i.dtype != tf.string or i.column is None:
+            continue
+        vocabulary = [str(v) for v in i.column.get("vocabulary", [])]
+        known = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(vocabulary or [""], tf.string), tf.constant(list(range(1, len(vocabulary) + 1)) or [0],
+                                                                   tf.int64)), default_value=0)
+        missing = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(MISSING)), tf.ones([len(MISSING)], tf.int64)), default_value=0)
+        tables[i.name] = (known, missing)
+    return tables
+
+
+def _encode_column(column: dict, value, tables=None):
     """One column of a batch: its gaps filled with train's value, categories looked up in train's vocabulary.
 
     The lookup is an equality against the vocabulary (index 0 out of vocabulary, as Keras's
-    StringLookup/IntegerLookup number them), which LiteRT and ONNX run as plain ops.
+    StringLookup/IntegerLookup number them), which LiteRT runs as builtin ops; ONNX looks text
+    up in hash tables instead (`tables`).
     """
+    if tables is not None:
+        return _encode_text_by_tables(column, value, *tables)
     if value.dtype == tf.string:
         missing = tf.reduce_any(tf.equal(value[:, tf.newaxis], tf.constant(list(MISSING))), axis=-1)
     else:
@@ -213,6 +238,17 @@ def _encode_column(column: dict, value):
     if column.get("mode", "one_hot") == "int":
         return tf.argmax(one_hot, axis=-1)[:, tf.newaxis]
     return one_hot
+
+
+def _encode_text_by_tables(column: dict, value, known, missing):
+    vocabulary = [str(v) for v in column.get("vocabulary", [])]
+    index = known.lookup(value)
+    if "fill" in column:
+        fill = vocabulary.index(str(column["fill"])) + 1 if str(column["fill"]) in vocabulary else 0
+        index = tf.where(missing.lookup(value) > 0, tf.fill(tf.shape(index), tf.constant(fill, tf.int64)), index)
+    if column.get("mode", "one_hot") == "int":
+        return index[:, tf.newaxis]
+    return tf.one_hot(index, len(vocabulary) + 1, dtype=tf.float32)
 
 
 def _output_names(model, outputs) -> list | None:

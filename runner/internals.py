@@ -16,6 +16,8 @@ PRIVATE_APIS = (
     ("metric resolution as Model.compile does it", "keras.src.trainers.compile_utils", "get_metric"),
     ("Keras's alias tables (mse, adam, ...)", "keras.src.losses", "ALL_OBJECTS_DICT"),
     ("switching op determinism off again", "tensorflow.python.framework.config", "disable_op_determinism"),
+    ("ONNX from a function whose module holds lookup tables", "tf2onnx.tf_loader", "from_trackable"),
+    ("ONNX from a frozen graph with its tables", "tf2onnx.convert", "_convert_common"),
     ("freezing an exported function's variables for LiteRT", "tensorflow.python.framework.convert_to_constants",
      "convert_variables_to_constants_v2"),
 )
@@ -60,3 +62,22 @@ def frozen_function(concrete):
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     return convert_variables_to_constants_v2(concrete)
+
+
+def onnx_from_module(module, concrete, opset: int):
+    """The ONNX model of `concrete`, whose lookup tables `module` holds (as tf2onnx's
+    from_keras converts a Keras model; its from_function cannot find such tables)."""
+    import tensorflow as tf
+    from tf2onnx import tf_loader
+    from tf2onnx.convert import _convert_common, tensor_names_from_structed
+
+    captured = {t.name for t in concrete.graph.internal_captures}
+    inputs = [t.name for t in concrete.inputs if t.name not in captured]
+    outputs = [t.name for t in concrete.outputs if t.dtype != tf.resource]
+    renames = tensor_names_from_structed(concrete, inputs, outputs)
+    with tf.device("/cpu:0"):
+        frozen, tables = tf_loader.from_trackable(module, concrete, inputs, outputs, False)
+        proto, _ = _convert_common(frozen, name="serving_default", continue_on_error=False, opset=opset,
+                                   input_names=inputs, output_names=outputs, tensors_to_rename=renames,
+                                   initialized_tables=tables)
+    return proto
