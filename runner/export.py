@@ -122,6 +122,7 @@ def write_export(spec, run_dir, manifest, model, fmt, target: Path, quantize, re
     from runner.export_graph import build_serving
 
     serving = build_serving(spec, run_dir, manifest, model, fmt)
+    check = _expected(spec, serving)  # before converting: tf2onnx leaves the function uncallable
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.parent / f".{target.name}-{uuid.uuid4().hex}"
     try:
@@ -137,6 +138,7 @@ def write_export(spec, run_dir, manifest, model, fmt, target: Path, quantize, re
                 temp.write_bytes(_tflite_bytes(serving, quantize, data))
             else:
                 _write_onnx(serving, temp)
+            _verify(fmt, temp, quantize, *check)
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(temp, target)
@@ -244,6 +246,71 @@ def _write_onnx(serving, path: Path) -> None:
 
     proto = onnx_from_module(serving.holder, serving.function.get_concrete_function(), _ONNX_OPSET)
     onnx.save(proto, str(path))
+
+
+_CHECKED = 8  # raw train examples each written file is run on before it replaces the target
+
+
+def _expected(spec, serving) -> tuple:
+    """(a few raw train examples by input name, the serving function's outputs for them)."""
+    import numpy as np
+    import tensorflow as tf
+
+    from runner.export_graph import representative_inputs
+
+    examples = representative_inputs(spec, _CHECKED)
+    feed = {i.name: np.asarray(v).astype(object if i.dtype == tf.string else i.dtype.as_numpy_dtype)
+            for i, v in zip(serving.inputs, examples)}
+    outputs = serving.function(*[tf.constant(feed[i.name]) for i in serving.inputs])
+    return feed, {k: v.numpy() for k, v in outputs.items()}
+
+
+def _verify(fmt: str, path: Path, quantize, feed: dict, expected: dict) -> None:
+    """Run the written file in its own runtime on a few raw train examples: it must load, give
+    the signature's outputs, and (unquantized) the serving function's values.
+
+    Raises:
+        RuntimeError: the file does not reproduce the function (a converter changed the model).
+    """
+    import numpy as np
+
+    got = _run_file(fmt, path, feed)
+    if sorted(got) != sorted(expected):
+        raise RuntimeError(f"the exported {fmt} model's outputs are {sorted(got)}, not {sorted(expected)}")
+    for name, value in expected.items():
+        value, found = np.asarray(value), np.asarray(got[name])
+        if value.dtype.kind in "OSU":
+            value, found = value.astype(str), found.astype(str)
+        close = np.array_equal(value, found) if value.dtype.kind not in "f" else \
+            np.allclose(found, value, rtol=1e-4, atol=1e-5)
+        if found.shape != value.shape or (not quantize and not close):
+            raise RuntimeError(f"the exported {fmt} model does not reproduce the run's model: its output "
+                               f"{name!r} differs on raw train examples")
+
+
+def _run_file(fmt: str, path: Path, feed: dict) -> dict:
+    """The named outputs of the written file, run by the runtime a server would use."""
+    import numpy as np
+
+    if fmt == "saved_model":
+        import tensorflow as tf
+
+        serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+        return {k: v.numpy() for k, v in serve(**{k: tf.constant(v) for k, v in feed.items()}).items()}
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_path=str(path))
+        indices = {n: d["index"] for n, d in interpreter.get_signature_runner().get_input_details().items()}
+        for name, index in indices.items():
+            interpreter.resize_tensor_input(index, list(feed[name].shape))
+        interpreter.allocate_tensors()
+        return {k: np.array(v) for k, v in interpreter.get_signature_runner()(**feed).items()}
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    return dict(zip(names, session.run(names, {i.name: feed[i.name] for i in session.get_inputs()})))
 
 
 def _record(run_dir: Path, exported: Exported) -> None:

@@ -328,3 +328,16 @@ def test_a_missing_extra_is_one_line(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else real(name, *a))
     assert missing_extra("onnx") == "exporting onnx needs tf2onnx: pip install 'pipe[onnx]'"
     assert missing_extra("saved_model") is None
+
+
+def test_a_written_file_that_does_not_reproduce_the_model_is_not_kept(regression_run, tmp_path, monkeypatch):
+    """Each written file is run in its runtime before it is kept: a converter's change is caught."""
+    import runner.export as export
+
+    real = export._run_file
+    monkeypatch.setattr(export, "_run_file", lambda *a: {k: v + 1.0 for k, v in real(*a).items()})
+    target = tmp_path / "model.onnx"
+    with pytest.raises(RuntimeError, match="the exported onnx model does not reproduce the run's model: "
+                                           "its output 'prediction' differs on raw train examples"):
+        export_run(regression_run, "onnx", output=target)
+    assert not target.exists() and list(tmp_path.iterdir()) == []
