@@ -314,6 +314,9 @@ def export(
         "Where to write (default: <run>/export/saved_model, model.tflite or model.onnx)."))] = None,
     quantize: Annotated[Optional[str], typer.Option("--quantize", metavar="float16|int8", help=(
         "tflite only: float16 weights, or int8 calibrated on 200 raw train examples."))] = None,
+    jit_compile: Annotated[bool, typer.Option("--jit-compile", help=(
+        "saved_model only: the serving function compiled by XLA (faster on CPU; TF Serving needs "
+        "--xla_cpu_compilation_enabled)."))] = False,
     verbose: VerboseOption = False,
 ):
     """Export a completed run's model with its preprocessing: raw inputs in, named outputs out.
@@ -324,7 +327,7 @@ def export(
         from runner.export import ExportRefused, export_run  # imports TensorFlow
 
         try:
-            return export_run(run_dir, format, output, quantize)
+            return export_run(run_dir, format, output, quantize, jit_compile=jit_compile)
         except ExportRefused as e:  # the run or the path, not a failure: said in one line
             return e
 

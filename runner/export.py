@@ -68,7 +68,7 @@ def default_path(run_dir: Path, fmt: str, quantize: str | None = None) -> Path:
 
 
 def export_run(run_dir, fmt: str, output=None, quantize: str | None = None,
-               representative: int = REPRESENTATIVE) -> Exported:
+               representative: int = REPRESENTATIVE, jit_compile: bool = False) -> Exported:
     """Export the completed run in `run_dir` as `fmt` to `output` (default: <run>/export/...).
 
     Raises:
@@ -79,6 +79,8 @@ def export_run(run_dir, fmt: str, output=None, quantize: str | None = None,
     """
     run_dir = Path(run_dir)
     _check_request(fmt, quantize)
+    if jit_compile and fmt != "saved_model":
+        raise ExportRefused(f"--jit-compile applies to saved_model, not {fmt}")
     record = read_run(run_dir)
     if record.status != "completed":
         from runner.outputs.status import effective_status
@@ -91,7 +93,8 @@ def export_run(run_dir, fmt: str, output=None, quantize: str | None = None,
 
     spec = load_run_spec(run_dir)
     model = _load_model(run_dir)
-    exported = write_export(spec, run_dir, record.manifest, model, fmt, target, quantize, representative)
+    exported = write_export(spec, run_dir, record.manifest, model, fmt, target, quantize, representative,
+                            jit_compile)
     if exported.path.resolve().is_relative_to(run_dir.resolve()):
         _record(run_dir, exported)
     return exported
@@ -117,11 +120,14 @@ def export_finished_run(spec, run_dir: Path, manifest: dict, model) -> list[dict
     return records
 
 
-def write_export(spec, run_dir, manifest, model, fmt, target: Path, quantize, representative) -> Exported:
+def write_export(spec, run_dir, manifest, model, fmt, target: Path, quantize, representative,
+                 jit_compile: bool = False) -> Exported:
     """Build the serving function and write it as `fmt` at `target` (replaced atomically)."""
     from runner.export_graph import build_serving
 
-    serving = build_serving(spec, run_dir, manifest, model, fmt)
+    serving = build_serving(spec, run_dir, manifest, model, fmt, jit_compile)
+    if jit_compile and any(i.dtype.name == "string" for i in serving.inputs):
+        raise ExportRefused("--jit-compile: XLA cannot compile the text inputs' lookups; export without it")
     check = _expected(spec, serving)  # before converting: tf2onnx leaves the function uncallable
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.parent / f".{target.name}-{uuid.uuid4().hex}"

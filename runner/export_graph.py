@@ -57,7 +57,7 @@ class Serving:
     outputs: list = field(default_factory=list)
 
 
-def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model") -> Serving:
+def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model", jit_compile=False) -> Serving:
     """The serving function of the run in `run_dir` (its spec and learned statistics).
 
     Raises:
@@ -85,7 +85,8 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
         return _named_outputs(outputs, kind, class_names, _output_names(model, outputs))
 
     signature = [tf.TensorSpec([None, *i.shape], i.dtype, name=i.name) for i in inputs]
-    function = tf.function(serve, input_signature=signature, autograph=False)
+    text = any(i.dtype == tf.string for i in inputs)
+    function = tf.function(serve, input_signature=signature, autograph=False, jit_compile=jit_compile and not text)
     holder = tf.Module(name="serving")
     holder.model = model
     for i, (known, missing) in enumerate(tables.values()):  # attributes: where tf2onnx finds tables

@@ -156,6 +156,14 @@ def test_image_export_predicts_as_pipe_predict(fashion_run, fmt, tmp_path):
     assert outputs["__deterministic__"]  # predicted twice, the same
 
 
+@needs_fashion
+def test_jit_compiled_saved_model_predicts_as_pipe_predict(fashion_run, tmp_path):
+    images = _fashion_images()
+    path = _exported(fashion_run, "saved_model", output=tmp_path / "xla", jit_compile=True)
+    outputs = _serve("saved_model", path, {"images": images}, tmp_path)
+    np.testing.assert_allclose(outputs["probabilities"], _predicted(fashion_run, images, tmp_path), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("fmt", ["saved_model", "tflite", "onnx"])
 def test_tabular_export_takes_text_and_gaps(tabular_run, folder, fmt, tmp_path):
     _needs(fmt)
@@ -213,16 +221,27 @@ def test_dropout_is_off_in_the_exported_model_and_outputs_export_lists_it(folder
     np.testing.assert_allclose(outputs["prediction"], _predicted(run, x, tmp_path), rtol=1e-5, atol=1e-6)
 
 
-def test_tf_serving_request_built_from_the_signature(regression_run, tmp_path):
-    """TF Serving's REST predict request (columnar `inputs`), from the signature's input names."""
-    path = _exported(regression_run, "saved_model")
+def test_tf_serving_request_built_from_the_signature(tabular_run, folder, tmp_path):
+    """TF Serving's REST predict request (row format: one object per example), its keys and
+    value kinds taken from the signature; fed back to the signature, it predicts as pipe."""
+    path = _exported(tabular_run, "saved_model")
     signature = tf.saved_model.load(str(path)).signatures["serving_default"]
-    names = sorted(signature.structured_input_signature[1])
-    assert names == ["features"]
-    request = {"signature_name": "serving_default", "inputs": {"features": [[0.5], [1.0]]}}
-    body = json.loads(json.dumps(request))
-    served = signature(**{k: tf.constant(v, tf.float32) for k, v in body["inputs"].items()})
-    assert sorted(served) == ["prediction"] and served["prediction"].shape == (2, 1)
+    inputs = signature.structured_input_signature[1]
+    columns = _penguin_columns(folder)
+    rows = [0, 200]  # an Adelie from Torgersen, a Gentoo from Biscoe; no gaps (JSON has no NaN)
+    instances = [{name: (str(columns[name][r]) if spec.dtype == tf.string else float(f"{columns[name][r]:.6g}"))
+                  for name, spec in sorted(inputs.items())} for r in rows]
+    request = json.dumps({"signature_name": "serving_default", "instances": instances})
+    assert request.startswith('{"signature_name": "serving_default", "instances": [{"bill_depth_mm": 18.7, '
+                              '"bill_length_mm": 39.1, "body_mass_g": 3750.0, "flipper_length_mm": 181.0, '
+                              '"island": "Torgersen", "sex": "male"}')
+    body = json.loads(request)
+    served = signature(**{name: tf.constant([row[name] for row in body["instances"]], spec.dtype)
+                          for name, spec in inputs.items()})
+    expected = _tabular_reference(tabular_run, folder)[rows]
+    np.testing.assert_allclose(served["probabilities"].numpy(), expected, rtol=1e-5, atol=1e-6)
+    assert [c.decode() for c in served["class_name"].numpy()] == \
+        [["Adelie", "Chinstrap", "Gentoo"][i] for i in expected.argmax(-1)]
 
 
 def _cli(*args):
@@ -291,6 +310,8 @@ def test_bad_requests_are_one_line(regression_run):
     assert (result.exit_code, result.stderr) == (1, "pipe export: unknown format 'coreml' (use saved_model, tflite, onnx)\n")
     result = _cli(regression_run, "--format", "onnx", "--quantize", "int8")
     assert (result.exit_code, result.stderr) == (1, "pipe export: --quantize applies to tflite, not onnx\n")
+    result = _cli(regression_run, "--format", "tflite", "--jit-compile")
+    assert (result.exit_code, result.stderr) == (1, "pipe export: --jit-compile applies to saved_model, not tflite\n")
 
 
 def test_a_map_op_that_cannot_be_exported_is_located(regression_run, tmp_path):
