@@ -44,6 +44,7 @@ class RawInput:
     dtype: tf.DType
     shape: list                     # without the batch axis
     column: dict | None = None      # tabular: {"kind", "fill", "vocabulary", "mode", "integer"}
+    key: str | None = None          # the feature's name when the source yields named features
 
 
 @dataclass
@@ -73,7 +74,6 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
     # ONNX has no string equality (tf2onnx casts strings to numbers): text is looked up in
     # hash tables there, which it turns into CategoryMapper; the other formats compare.
     tables = _string_tables(inputs) if fmt == "onnx" else {}
-    kind = output_kind(spec)
     class_names = info.get("class_names")
     keras_model = is_keras(model)
 
@@ -82,7 +82,8 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
         for apply in steps:
             features = apply(features)
         outputs = model(features, training=False) if keras_model else model(features)
-        return _named_outputs(outputs, kind, class_names, _output_names(model, outputs))
+        names = _output_names(model, outputs)
+        return _named_outputs(outputs, _kinds(spec, names), class_names, names)
 
     signature = [tf.TensorSpec([None, *i.shape], i.dtype, name=i.name) for i in inputs]
     text = any(i.dtype == tf.string for i in inputs)
@@ -109,7 +110,7 @@ def _raw_inputs(spec, source, learned) -> list:
     element = source.make().element_spec
     features = element[0] if isinstance(element, tuple) else element
     if isinstance(features, dict):
-        return [RawInput(_input_name(k), v.dtype, v.shape.as_list()) for k, v in features.items()]
+        return [RawInput(_input_name(k), v.dtype, v.shape.as_list(), key=k) for k, v in features.items()]
     kind = next(iter(spec.get("data", "test", "source") or spec.get("data", "train", "source")))
     name = "images" if kind in ("idx", "image_folder") else "features"
     return [RawInput(name, features.dtype, features.shape.as_list())]
@@ -173,9 +174,9 @@ def _batched(function, batch_safe: bool):
 def _encode(inputs, values, table, tables: dict):
     """Raw values -> the features the run's stages start from (tabular columns encoded as train taught)."""
     if table is None:
-        if len(inputs) == 1:
+        if inputs[0].key is None:
             return values[0]
-        return {i.name: v for i, v in zip(inputs, values)}
+        return {i.key: v for i, v in zip(inputs, values)}
     encoded = {}
     for raw, value, column in zip(inputs, values, table.columns):
         encoded[column.name] = _encode_column(raw.column, value, tables.get(raw.name))
@@ -261,14 +262,30 @@ def _output_names(model, outputs) -> list | None:
     return None
 
 
-def _named_outputs(outputs, kind: dict, class_names, names) -> dict:
+def _kinds(spec, names) -> dict:
+    """How to read each output: by its own loss when `train.loss` is per output, else the loss's."""
+    loss = spec.doc["train"]["loss"]
+    if names and isinstance(loss, dict) and set(loss) <= set(names):
+        return {n: _kind_of(spec, loss[n]) if n in loss else {"kind": "regression"} for n in names}
+    kind = output_kind(spec)
+    return {n: kind for n in names or [None]}
+
+
+def _kind_of(spec, config) -> dict:
+    """`runner.predict.output_kind` for one output's loss identifier."""
+    from types import SimpleNamespace
+
+    return output_kind(SimpleNamespace(doc={"train": {"loss": config}}, error=spec.error, get=spec.get))
+
+
+def _named_outputs(outputs, kinds: dict, class_names, names) -> dict:
     """{probabilities, class[, class_name]} for a classifier, {prediction} otherwise; prefixed per output."""
     if names is None:
-        return _one_output(outputs, kind, class_names, "")
+        return _one_output(outputs, kinds[None], class_names, "")
     values = outputs.values() if isinstance(outputs, dict) else outputs
     named = {}
     for name, value in zip(names, values):
-        named.update(_one_output(value, kind, class_names, f"{name}_"))
+        named.update(_one_output(value, kinds[name], None, f"{name}_"))
     return named
 
 

@@ -362,3 +362,51 @@ def test_a_written_file_that_does_not_reproduce_the_model_is_not_kept(regression
                                            "its output 'prediction' differs on raw train examples"):
         export_run(regression_run, "onnx", output=target)
     assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+MULTI = """\
+version: 1
+name: multi
+seed: 9
+data:
+  train:
+    source: {npz: {path: two.npz, features: [a, b], label: [cls, reg]}}
+    stages:
+      - map: {ops: [{scale: {factor: 0.5, on: a}}]}
+      - batch: {batch_size: 40}
+model:
+  functional:
+    inputs: {a: {shape: [8]}, b: {shape: [4]}}
+    layers:
+      - {name: cat, layer: Concatenate, inputs: [a, b]}
+      - {name: h, layer: {Dense: {units: 16, activation: relu}}, inputs: cat}
+      - {name: cls, layer: {Dense: {units: 3}}, inputs: h}
+      - {name: reg, layer: {Dense: {units: 1}}, inputs: h}
+    outputs: [cls, reg]
+train:
+  epochs: 1
+  loss: {cls: {SparseCategoricalCrossentropy: {from_logits: true}}, reg: mse}
+  optimizer: {SGD: {learning_rate: 0.1}}
+outputs:
+  plots: {enabled: false}
+"""
+
+
+@pytest.mark.parametrize("fmt", ["saved_model", "tflite", "onnx"])
+def test_named_inputs_and_one_set_of_outputs_per_model_output(folder, fmt, tmp_path):
+    _needs(fmt)
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=(120, 8)).astype(np.float32), rng.normal(size=(120, 4)).astype(np.float32)
+    np.savez(folder / "specs" / "two.npz", a=a, b=b, cls=rng.integers(0, 3, size=120).astype(np.int32),
+             reg=rng.normal(size=(120, 1)).astype(np.float32))
+    (folder / "specs" / "multi.yaml").write_text(MULTI)
+    runs = sorted((folder / "runs" / "multi").glob("*")) if (folder / "runs" / "multi").is_dir() else []
+    run = runs[-1] if runs else _train(folder, "multi")
+    outputs = _serve(fmt, _exported(run, fmt, output=tmp_path / FILES[fmt]), {"a": a, "b": b}, tmp_path)
+    import keras
+
+    logits, regression = keras.saving.load_model(run / "model.keras")({"a": a * 0.5, "b": b}, training=False)
+    assert sorted(outputs) == ["__deterministic__", "cls_class", "cls_probabilities", "reg_prediction"]
+    np.testing.assert_allclose(outputs["cls_probabilities"], tf.nn.softmax(logits).numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(outputs["cls_class"], np.argmax(logits, -1))
+    np.testing.assert_allclose(outputs["reg_prediction"], regression, rtol=1e-5, atol=1e-6)
