@@ -182,7 +182,8 @@ def markdown(result: dict) -> str:
               "| | ms per batch of 256 | / Keras predict_on_batch |", "| --- | --- | --- |",
               f"| Keras `predict_on_batch`, preprocessed | {result['times_ms']['keras']:.3f} | 1 |"]
     for name, ratio in result["ratios"].items():
-        lines.append(f"| {name}, raw | {result['times_ms'][name]:.3f} | **{ratio:.3f}** |")
+        met = "met" if ratio <= 1.1 else "not met"
+        lines.append(f"| {name}, raw | {result['times_ms'][name]:.3f} | **{ratio:.3f}** ({met}) |")
     return "\n".join(lines + [""])
 
 
