@@ -271,7 +271,7 @@ def test_a_killed_run_is_refused(regression_run, tmp_path):
     manifest = json.loads((run / "manifest.json").read_text())
     manifest.update(status="running", pid=2 ** 22 + 17, host=manifest.get("host"))
     (run / "manifest.json").write_text(json.dumps(manifest))
-    result = _cli(run, "--format", "onnx")
+    result = _cli(run, "--format", "saved_model")
     assert result.exit_code == 1 and "the run is killed" in result.stderr
 
 
@@ -289,20 +289,20 @@ def test_a_model_file_that_runs_code_is_refused(regression_run, tmp_path):
 
 
 def test_output_paths_inside_another_run_or_unwritable_are_refused(regression_run, tabular_run, tmp_path):
-    inside = tabular_run / "stolen.onnx"
-    result = _cli(regression_run, "--format", "onnx", "--output", inside)
+    inside = tabular_run / "stolen"
+    result = _cli(regression_run, "--format", "saved_model", "--output", inside)
     assert result.exit_code == 1
     assert f"pipe export: {inside}: inside another run directory ({tabular_run})" in result.stderr
     assert not inside.exists()
     (tmp_path / "a_file").write_text("")
-    below_file = tmp_path / "a_file" / "model.onnx"
-    result = _cli(regression_run, "--format", "onnx", "--output", below_file)
+    below_file = tmp_path / "a_file" / "saved_model"
+    result = _cli(regression_run, "--format", "saved_model", "--output", below_file)
     assert result.exit_code == 1
     assert f"pipe export: {below_file}: cannot write there: {tmp_path / 'a_file'} is not a directory" in result.stderr
-    (tmp_path / "taken.onnx").write_text("mine")
-    result = _cli(regression_run, "--format", "onnx", "--output", tmp_path / "taken.onnx")
+    (tmp_path / "taken").write_text("mine")
+    result = _cli(regression_run, "--format", "saved_model", "--output", tmp_path / "taken")
     assert result.exit_code == 1 and "already exists" in result.stderr
-    assert (tmp_path / "taken.onnx").read_text() == "mine"
+    assert (tmp_path / "taken").read_text() == "mine"
 
 
 def test_bad_requests_are_one_line(regression_run):
@@ -349,6 +349,14 @@ def test_a_missing_extra_is_one_line(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else real(name, *a))
     assert missing_extra("onnx") == "exporting onnx needs tf2onnx: pip install 'pipe[onnx]'"
     assert missing_extra("saved_model") is None
+    spec = load_spec(SPECS / "keras_regression.yaml", ["outputs.export=[saved_model, onnx]"])
+    from runner.export import check_export_extras
+    from runner.spec import SpecError
+
+    with pytest.raises(SpecError) as error:
+        check_export_extras(spec)  # pipe run says it before training
+    assert str(error.value) == "--set outputs.export=[saved_model, onnx]: outputs.export[1]: " \
+                               "exporting onnx needs tf2onnx: pip install 'pipe[onnx]'"
 
 
 def test_a_written_file_that_does_not_reproduce_the_model_is_not_kept(regression_run, tmp_path, monkeypatch):
@@ -357,10 +365,10 @@ def test_a_written_file_that_does_not_reproduce_the_model_is_not_kept(regression
 
     real = export._run_file
     monkeypatch.setattr(export, "_run_file", lambda *a: {k: v + 1.0 for k, v in real(*a).items()})
-    target = tmp_path / "model.onnx"
-    with pytest.raises(RuntimeError, match="the exported onnx model does not reproduce the run's model: "
+    target = tmp_path / "saved_model"
+    with pytest.raises(RuntimeError, match="the exported saved_model model does not reproduce the run's model: "
                                            "its output 'prediction' differs on raw train examples"):
-        export_run(regression_run, "onnx", output=target)
+        export_run(regression_run, "saved_model", output=target)
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 
