@@ -78,9 +78,9 @@ def export_run(run_dir, fmt: str, output=None, quantize: str | None = None,
         SpecError: a map op of the run's spec that cannot run inside an exported model.
     """
     run_dir = Path(run_dir)
-    _check_request(fmt, quantize)
-    if jit_compile and fmt != "saved_model":
+    if jit_compile and fmt in FORMATS and fmt != "saved_model":
         raise ExportRefused(f"--jit-compile applies to saved_model, not {fmt}")
+    _check_request(fmt, quantize)
     record = read_run(run_dir)
     if record.status != "completed":
         from runner.outputs.status import effective_status

@@ -346,7 +346,8 @@ def test_a_missing_extra_is_one_line(monkeypatch):
     import importlib.util
 
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tf2onnx" else real(name, *a))
+    installed = {"tf2onnx": None, "onnxruntime": object()}  # onnxruntime there, tf2onnx not
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: installed.get(name, real(name, *a)))
     assert missing_extra("onnx") == "exporting onnx needs tf2onnx: pip install 'pipe[onnx]'"
     assert missing_extra("saved_model") is None
     spec = load_spec(SPECS / "keras_regression.yaml", ["outputs.export=[saved_model, onnx]"])
