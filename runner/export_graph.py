@@ -129,8 +129,8 @@ def _check_ops(spec, split, fmt) -> None:
             continue
         for j, op in enumerate(stage["map"].get("ops") or []):
             ((name, args),) = op.items()
-            if (args or {}).get("on", "features") == "label":
-                continue
+            if (args or {}).get("on", "features") == "label" or (name == "augment" and split == "train"):
+                continue  # train's augmentation is left out, as a validation fraction leaves it out
             why = _NOT_EXPORTABLE.get(name) or (_STRING_OPS.get(name) if fmt != "saved_model" else None)
             if why:
                 raise spec.error(("data", split, "stages", i, "map", "ops", j),
@@ -151,7 +151,8 @@ def _map_stages(spec, split, info, inputs, learned, table) -> list:
         if name != "map":
             continue
         where = ("data", split, "stages", i, "map")
-        ops = [op for op in args["ops"] if (next(iter(op.values())) or {}).get("on", "features") != "label"]
+        ops = [op for op in args["ops"] if (next(iter(op.values())) or {}).get("on", "features") != "label"
+               and not (split == "train" and "augment" in op)]
         ops = substitute_metadata(ops, info, spec, where + ("ops",))
         probe = tf.data.Dataset.from_tensors(tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), element))
         resolved = learn_normalize_ops(spec, where, probe, ops, learned, split)

@@ -315,17 +315,25 @@ def test_bad_requests_are_one_line(regression_run):
 
 
 def test_a_map_op_that_cannot_be_exported_is_located(regression_run, tmp_path):
-    """The run's spec.yaml is the truth: an augment op in the prediction split is named, located."""
+    """The run's spec.yaml is the truth: an augment op in the test split is named, located;
+    in train (the prediction split of a spec without test) it is left out, as validation leaves it."""
     run = _copy_run(regression_run, tmp_path)
     text = (run / "spec.yaml").read_text()
     stages = "    stages:\n"
-    assert stages in text
-    (run / "spec.yaml").write_text(text.replace(stages, stages + "    - map:\n        ops:\n        - cast: {dtype: float32}\n"
-                                                "        - augment: {layers: [RandomFlip]}\n", 1))
+    assert stages in text and "  test:" not in text
+    ops = "    - map:\n        ops:\n        - cast: {dtype: float32}\n        - augment: {layers: [RandomFlip]}\n"
+    test_split = "  test:\n    source:\n      npy: {features: x.npy}\n    stages:\n" + ops
+    np.save(tmp_path / "x.npy", np.zeros((4, 1), np.float32))
+    (run / "spec.yaml").write_text(text.replace("data:\n", "data:\n" + test_split.replace("x.npy", str(tmp_path / "x.npy")), 1))
     result = _cli(run, "--format", "saved_model")
-    assert result.exit_code == 1
-    assert "data.train.stages[0].map.ops[1]: augment cannot run inside an exported model: it is random" \
+    assert result.exit_code == 1, result.stderr
+    assert "data.test.stages[0].map.ops[1]: augment cannot run inside an exported model: it is random" \
         in result.stderr
+    (run / "spec.yaml").write_text(text.replace(stages, stages + ops, 1))
+    x = np.linspace(-1.0, 1.0, 8, dtype=np.float32)[:, None]
+    outputs = _serve("saved_model", _exported(run, "saved_model"), {"features": x}, tmp_path)
+    model = __import__("keras").saving.load_model(run / "model.keras")
+    np.testing.assert_allclose(outputs["prediction"], model(x, training=False).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_the_runs_own_spec_is_the_truth(regression_run, folder, tmp_path):
