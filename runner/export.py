@@ -4,11 +4,13 @@ Three formats, one serving function (`runner.export_graph`): raw inputs in, name
 
 - `saved_model`: `tf.saved_model.save` of a module holding the model and the serving
   function, as the `serving_default` signature (and `__call__`) — what TF Serving loads.
-- `tflite`: TensorFlow's LiteRT converter on that SavedModel's signature (builtin ops only,
-  so the plain LiteRT runtime runs it); `--quantize float16` halves the weights, `int8`
-  quantizes weights and activations, calibrated on raw train examples.
-- `onnx`: tf2onnx on the same function (opset 17), its outputs renamed to the signature's.
+- `tflite`: TensorFlow's LiteRT converter on that function, the model's variables frozen to
+  constants (builtin ops only, so the plain LiteRT runtime runs it); `--quantize float16`
+  halves the weights, `int8` quantizes weights and activations, calibrated on raw train
+  examples.
+- `onnx`: tf2onnx on the same function (opset 17), outputs named as the signature's.
 
+Each written file is run once in its own runtime before it replaces the target.
 Everything is read from the run directory (spec.yaml, preprocessing.json, the model file
 loaded in Keras's safe mode); a run that did not complete is refused.
 """

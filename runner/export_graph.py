@@ -13,7 +13,7 @@ from the spec file the run started from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import tensorflow as tf
@@ -55,7 +55,6 @@ class Serving:
     function: object                # a tf.function over the named inputs
     holder: tf.Module               # tracks the model's variables for saving
     split: str                      # the split whose preprocessing runs inside
-    outputs: list = field(default_factory=list)
 
 
 def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model", jit_compile=False) -> Serving:
@@ -68,7 +67,7 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
     info = manifest.get("data_info") or {}
     source = load_source(spec, ("data", split, "source"), spec.get("data", split, "source"), spec.get("seed"))
     learned = load_learned(run_dir)
-    inputs = _raw_inputs(spec, source, learned)
+    inputs = _raw_inputs(spec, split, source, learned)
     _check_ops(spec, split, fmt)
     steps = _map_stages(spec, split, info, inputs, learned, getattr(source, "table", None))
     # ONNX has no string equality (tf2onnx casts strings to numbers): text is looked up in
@@ -96,14 +95,16 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
     return Serving(inputs, function, holder, split)
 
 
-def _raw_inputs(spec, source, learned) -> list:
+def _raw_inputs(spec, split, source, learned) -> list:
     """The source's raw element as named inputs: one per tabular column, else one tensor."""
     table = getattr(source, "table", None)
     if table is not None:
+        declared = spec.get("data", split, "source", "csv", "missing_values")
         inputs = []
         for column in table.columns:
             known = dict(learned.columns.get(column.name) or {})
             known["integer"] = column.integer
+            known["missing"] = [str(v) for v in (declared if declared is not None else MISSING)]
             text = column.kind == "categorical" and not column.integer
             inputs.append(RawInput(_input_name(column.name), tf.string if text else tf.float32, [], known))
         return inputs
@@ -111,7 +112,7 @@ def _raw_inputs(spec, source, learned) -> list:
     features = element[0] if isinstance(element, tuple) else element
     if isinstance(features, dict):
         return [RawInput(_input_name(k), v.dtype, v.shape.as_list(), key=k) for k, v in features.items()]
-    kind = next(iter(spec.get("data", "test", "source") or spec.get("data", "train", "source")))
+    kind = next(iter(spec.get("data", split, "source")))
     name = "images" if kind in ("idx", "image_folder") else "features"
     return [RawInput(name, features.dtype, features.shape.as_list())]
 
@@ -201,8 +202,9 @@ def _string_tables(inputs) -> dict:
         known = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
             tf.constant(vocabulary or [""], tf.string), tf.constant(list(range(1, len(vocabulary) + 1)) or [0],
                                                                    tf.int64)), default_value=0)
+        tokens = i.column.get("missing") or [""]
         missing = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-            tf.constant(list(MISSING)), tf.ones([len(MISSING)], tf.int64)), default_value=0)
+            tf.constant(tokens), tf.ones([len(tokens)], tf.int64)), default_value=0)
         tables[i.name] = (known, missing)
     return tables
 
@@ -217,7 +219,8 @@ def _encode_column(column: dict, value, tables=None):
     if tables is not None:
         return _encode_text_by_tables(column, value, *tables)
     if value.dtype == tf.string:
-        missing = tf.reduce_any(tf.equal(value[:, tf.newaxis], tf.constant(list(MISSING))), axis=-1)
+        tokens = column.get("missing") or [""]
+        missing = tf.reduce_any(tf.equal(value[:, tf.newaxis], tf.constant(tokens)), axis=-1)
     else:
         missing = tf.math.is_nan(value)
     categorical = column.get("kind") == "categorical"
