@@ -94,6 +94,7 @@ def export_run(run_dir, fmt: str, output=None, quantize: str | None = None,
     from runner.outputs.records import load_run_spec
 
     spec = load_run_spec(run_dir)
+    _check_model_file(run_dir, record.manifest)
     model = _load_model(run_dir)
     exported = write_export(spec, run_dir, record.manifest, model, fmt, target, quantize, representative,
                             jit_compile)
@@ -189,6 +190,22 @@ def _output_path(run_dir: Path, fmt, output, quantize) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ExportRefused(f"{output}: cannot write there: {existing} is not writable")
     return target
+
+
+def model_fingerprint(run_dir: Path) -> dict:
+    """{"model_sha256": ...} of the model file a run saved (model.keras or saved_model/), else {}."""
+    for name in ("model.keras", "saved_model"):
+        if (Path(run_dir) / name).exists():
+            return {"model_sha256": fingerprint(Path(run_dir) / name)}
+    return {}
+
+
+def _check_model_file(run_dir: Path, manifest: dict) -> None:
+    """The model file must be the one the run saved, when its manifest recorded it."""
+    recorded = manifest.get("model_sha256")
+    if recorded and model_fingerprint(run_dir).get("model_sha256") not in (None, recorded):
+        raise ExportRefused(f"{run_dir}: the saved model is not the file the run wrote (its SHA-256 differs "
+                            "from the manifest's model_sha256)")
 
 
 def _load_model(run_dir: Path):

@@ -275,8 +275,25 @@ def test_a_killed_run_is_refused(regression_run, tmp_path):
     assert result.exit_code == 1 and "the run is killed" in result.stderr
 
 
-def test_a_model_file_that_runs_code_is_refused(regression_run, tmp_path):
+def test_a_replaced_model_file_is_refused(regression_run, tmp_path):
     run = _copy_run(regression_run, tmp_path)
+    import keras
+
+    assert json.loads((run / "manifest.json").read_text())["model_sha256"] == fingerprint(run / "model.keras")
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.save(run / "model.keras")
+    result = _cli(run, "--format", "saved_model")
+    assert result.exit_code == 1
+    assert result.stderr == (f"pipe export: {run}: the saved model is not the file the run wrote (its SHA-256 "
+                             "differs from the manifest's model_sha256)\n")
+
+
+def test_a_model_file_that_runs_code_is_refused(regression_run, tmp_path):
+    """Safe mode stays on (here for a run whose manifest has no model_sha256 to check against)."""
+    run = _copy_run(regression_run, tmp_path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    del manifest["model_sha256"]
+    (run / "manifest.json").write_text(json.dumps(manifest))
     import keras
 
     inputs = keras.Input((1,))
