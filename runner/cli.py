@@ -341,6 +341,40 @@ def predict(
     typer.echo(f"predictions: {predictions.path} ({predictions.count} rows)")
 
 
+@app.command(cls=PlainCommand)
+@keeps_tensorflow_log
+def export(
+    run_dir: RunDirArgument,
+    format: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help=(
+        "saved_model, tflite or onnx."))],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="PATH", help=(
+        "Where to write (default: <run>/export/saved_model, model.tflite or model.onnx)."))] = None,
+    quantize: Annotated[Optional[str], typer.Option("--quantize", metavar="float16|int8", help=(
+        "tflite only: float16 weights, or int8 calibrated on 200 raw train examples."))] = None,
+    jit_compile: Annotated[bool, typer.Option("--jit-compile", help=(
+        "saved_model only: the serving function compiled by XLA (faster on CPU; TF Serving needs "
+        "--xla_cpu_compilation_enabled)."))] = False,
+    verbose: VerboseOption = False,
+):
+    """Export a completed run's model with its preprocessing: raw inputs in, named outputs out.
+
+    Example: pipe export runs/fashion_mnist/20261128-091500 --format tflite --quantize int8
+    """
+    def export_it():
+        from runner.export import ExportRefused, export_run  # imports TensorFlow
+
+        try:
+            return export_run(run_dir, format, output, quantize, jit_compile=jit_compile)
+        except ExportRefused as e:  # the run or the path, not a failure: said in one line
+            return e
+
+    exported = _reporting_errors("export", export_it)
+    if not hasattr(exported, "sha256"):
+        typer.echo(f"pipe export: {exported}", err=True)
+        raise typer.Exit(code=EXIT_INVALID)
+    typer.echo(f"exported: {exported.path} ({exported.format}, sha256 {exported.sha256})")
+
+
 class ListFormat(str, enum.Enum):
     text = "text"
     json = "json"
