@@ -389,7 +389,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.render:
         stored = json.loads(args.write.with_suffix(".json").read_text())
-        args.write.write_text(markdown(stored["found"], stored["info"], stored.get("command") or command_line(args)) + "\n")
+        args.write.write_text(markdown(stored["found"], stored["info"], stored.get("command") or command_line(args))
+                              + "\n" + _other_sections(args.write))
         return
 
     info = machine()
@@ -420,7 +421,14 @@ def main() -> None:
     print(text)
     print(json.dumps(found, default=str), file=sys.stderr)
     if args.write:
-        args.write.write_text(text + "\n")
+        args.write.write_text(text + "\n" + _other_sections(args.write))
+
+
+def _other_sections(path: Path) -> str:
+    """Sections other scripts write into the file (export_latency.py's (g)), kept as they are."""
+    old = path.read_text() if path.is_file() else ""
+    start = old.find("\n## (g) ")
+    return "\n" + old[start + 1:].rstrip("\n") + "\n" if start >= 0 else ""
 
 
 if __name__ == "__main__":

@@ -127,7 +127,7 @@ def validate(
 
     Example: pipe validate specs/*.yaml --format github
     """
-    errors, texts, notes = [], [], []
+    errors, texts, notes, resolved_docs = [], [], [], []
     for layers in ([files] if layered else [[file] for file in files]):
         try:
             spec = load_spec(layers, set_ or ())
@@ -139,10 +139,14 @@ def validate(
             from runner.spec.resolved import resolved_text
 
             texts.append(f"# {' + '.join(map(str, layers))}\n" + resolved_text(spec))
-    if texts and not errors:
-        typer.echo("---\n".join(texts), nl=False)
-    if errors or format is Format.json:
-        typer.echo(render(errors, format.value))
+            resolved_docs.append({"files": [str(f) for f in layers], "spec": spec.doc})
+    if resolved and format is Format.json:  # one JSON document: the specs and the errors
+        typer.echo(json.dumps({"resolved": resolved_docs, "errors": [e.as_dict() for e in errors]}, indent=2))
+    else:
+        if texts and not errors:
+            typer.echo("---\n".join(texts), nl=False)
+        if errors or format is Format.json:
+            typer.echo(render(errors, format.value))
     if errors:
         raise typer.Exit(code=EXIT_INVALID)
     if format is Format.text:
@@ -183,6 +187,7 @@ def plan(
     format: Annotated[Format, typer.Option("--format", metavar="FORMAT",
                                            help="Output: text, json or github (errors only).")] = Format.text,
     verbose: VerboseOption = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Print the Python traceback of a failure.")] = False,
 ):
     """Build data, model, loss, optimizer and callbacks and run one batch, without training.
 
@@ -194,6 +199,8 @@ def plan(
 
         result = plan_spec(spec)
     except SpecError as e:
+        if debug:
+            traceback.print_exc()
         errors = getattr(e, "errors", [e])
         typer.echo(render(errors, format.value) if format is not Format.json
                    else json.dumps({"errors": [x.as_dict() for x in errors]}, indent=2), err=format is Format.text)
@@ -270,6 +277,8 @@ def run(
         typer.echo(f"{split}: {metrics}")
 
 
+DebugOption = Annotated[bool, typer.Option("--debug", help="Print the Python traceback of a failure.")]
+
 RunDirArgument = Annotated[Path, typer.Argument(exists=True, file_okay=False, metavar="RUN_DIR",
                                                 help="A run directory written by pipe run.")]
 
@@ -283,6 +292,7 @@ def evaluate(
         "--split", metavar="SPLIT", help="Evaluate this split (validation, test or train). Repeatable; "
                                          "default: validation and test.")] = None,
     verbose: VerboseOption = False,
+    debug: DebugOption = False,
 ):
     """Evaluate a run's saved model on its own splits, or on other data given with --set.
 
@@ -296,7 +306,7 @@ def evaluate(
 
         return evaluate_run(run_dir, set_ or (), split)
 
-    evaluation = _reporting_errors("evaluate", evaluate_it)
+    evaluation = _reporting_errors("evaluate", evaluate_it, debug)
     for name, metrics in _metric_lines(evaluation.metrics):
         typer.echo(f"{name}: {metrics}")
     typer.echo(f"evaluation: {evaluation.path}")
@@ -314,6 +324,7 @@ def predict(
         "Rows per batch (default: the test split's batch size, else 256).")) ] = None,
     key: Annotated[Optional[str], typer.Option("--key", metavar="NAME", help="The array of an .npz input.")] = None,
     verbose: VerboseOption = False,
+    debug: DebugOption = False,
 ):
     """Predict with a run's saved model on a raw file, after the spec's test-split preprocessing.
 
@@ -324,8 +335,44 @@ def predict(
 
         return predict_file(run_dir, input, output, batch_size=batch_size, key=key)
 
-    predictions = _reporting_errors("predict", predict_it)
+    predictions = _reporting_errors("predict", predict_it, debug)
+    for note in predictions.notes:
+        typer.echo(f"pipe predict: {note}", err=True)
     typer.echo(f"predictions: {predictions.path} ({predictions.count} rows)")
+
+
+@app.command(cls=PlainCommand)
+@keeps_tensorflow_log
+def export(
+    run_dir: RunDirArgument,
+    format: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help=(
+        "saved_model, tflite or onnx."))],
+    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="PATH", help=(
+        "Where to write (default: <run>/export/saved_model, model.tflite or model.onnx)."))] = None,
+    quantize: Annotated[Optional[str], typer.Option("--quantize", metavar="float16|int8", help=(
+        "tflite only: float16 weights, or int8 calibrated on 200 raw train examples."))] = None,
+    jit_compile: Annotated[bool, typer.Option("--jit-compile", help=(
+        "saved_model only: the serving function compiled by XLA (faster on CPU; TF Serving needs "
+        "--xla_cpu_compilation_enabled)."))] = False,
+    verbose: VerboseOption = False,
+):
+    """Export a completed run's model with its preprocessing: raw inputs in, named outputs out.
+
+    Example: pipe export runs/fashion_mnist/20261128-091500 --format tflite --quantize int8
+    """
+    def export_it():
+        from runner.export import ExportRefused, export_run  # imports TensorFlow
+
+        try:
+            return export_run(run_dir, format, output, quantize, jit_compile=jit_compile)
+        except ExportRefused as e:  # the run or the path, not a failure: said in one line
+            return e
+
+    exported = _reporting_errors("export", export_it)
+    if not hasattr(exported, "sha256"):
+        typer.echo(f"pipe export: {exported}", err=True)
+        raise typer.Exit(code=EXIT_INVALID)
+    typer.echo(f"exported: {exported.path} ({exported.format}, sha256 {exported.sha256})")
 
 
 class ListFormat(str, enum.Enum):
@@ -426,8 +473,9 @@ def doctor(
     raise typer.Exit(code=code)
 
 
-def _reporting_errors(command: str, work):
-    """`work()`, its errors reported as pipe run reports them (located spec errors: exit 1)."""
+def _reporting_errors(command: str, work, debug: bool = False):
+    """`work()`, its errors reported as pipe run reports them (located spec errors: exit 1);
+    with `debug`, a failure's Python traceback first."""
     try:
         return work()
     except SpecError as e:
@@ -442,6 +490,8 @@ def _reporting_errors(command: str, work):
     except Exception as e:  # one paragraph, as pipe run says it; --verbose adds TensorFlow's log
         from runner.failure import summarise_error
 
+        if debug:
+            traceback.print_exc()
         typer.echo(f"pipe {command}: failed: {summarise_error(e)}", err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
 

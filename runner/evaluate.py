@@ -21,6 +21,7 @@ from runner import console
 from runner.data import build_datasets
 from runner.data.learned import load_learned
 from runner.models import is_keras
+from runner.models.build import declared_output_names
 from runner.models.identifiers import get_optimizer
 from runner.outputs import plots
 from runner.outputs.manifest import fingerprint
@@ -66,6 +67,8 @@ def evaluate_run(run_dir, overrides=(), splits=None) -> Evaluation:
     datasets = build_datasets(spec, learned=load_learned(run_dir))  # train's statistics, as the run had them
     chosen = _chosen_splits(spec, datasets, splits)
     model = load_model(run_dir)
+    if not is_keras(model):  # a SavedModel: its outputs by the names the spec gave them
+        model = _Restored(model, declared_output_names(spec.doc["model"]))
     evaluate = _evaluator(spec, setup, datasets, model, record.manifest.get("loop"))
     metrics, confusion = {}, {}
     for split in chosen:
@@ -114,7 +117,7 @@ def _evaluator(spec, setup, datasets, model, loop):
             return lambda dataset: {k: float(v) for k, v in
                                     model.evaluate(dataset, verbose=0, return_dict=True).items()}
         custom = CustomLoop(
-            model if is_keras(model) else _Restored(model), loss=loss,
+            model, loss=loss,
             optimizer=get_optimizer(train_config["optimizer"], spec),
             metrics=loop_metrics(metrics, model, element_spec, loss),
             element_spec=element_spec, setup=setup, verbose=0,
@@ -128,9 +131,10 @@ class _Restored(tf.Module):
     Evaluation needs only the forward pass: the variables stay inside the loaded object.
     """
 
-    def __init__(self, loaded):
+    def __init__(self, loaded, output_names=()):
         super().__init__(name="restored")
         self._loaded = loaded
+        self.output_names = tuple(output_names)  # a Keras model's several outputs come as a list
 
     def __call__(self, x):
         return self._loaded(x)

@@ -17,6 +17,12 @@ PRIVATE_APIS = (
     ("Keras's alias tables (mse, adam, ...)", "keras.src.losses", "ALL_OBJECTS_DICT"),
     ("switching op determinism off again", "tensorflow.python.framework.config", "disable_op_determinism"),
     ("a functional node's own training argument kept under fit", "keras.src.models.functional", "operation_fn"),
+    ("a model's serving signature as Model.export makes it", "keras.src.export.export_utils",
+     "get_input_signature"),
+    ("ONNX from a function whose module holds lookup tables", "tf2onnx.tf_loader", "from_trackable"),
+    ("ONNX from a frozen graph with its tables", "tf2onnx.convert", "_convert_common"),
+    ("freezing an exported function's variables for LiteRT", "tensorflow.python.framework.convert_to_constants",
+     "convert_variables_to_constants_v2"),
 )
 
 
@@ -66,3 +72,36 @@ def keep_call_context_arguments(layer, names) -> None:
     if context is None:
         raise RuntimeError("keras.layers.Layer has no _call_context_args: keep_call_context_arguments needs updating")
     layer._call_context_args = set(context) - set(names)
+
+
+def export_input_signature(model) -> list:
+    """The input signature `Model.export` gives a Keras model's `serve` endpoint."""
+    from keras.src.export.export_utils import get_input_signature
+
+    return get_input_signature(model)
+
+
+def frozen_function(concrete):
+    """A concrete function with its variables as constants (what LiteRT's converter needs)."""
+    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+
+    return convert_variables_to_constants_v2(concrete)
+
+
+def onnx_from_module(module, concrete, opset: int):
+    """The ONNX model of `concrete`, whose lookup tables `module` holds (as tf2onnx's
+    from_keras converts a Keras model; its from_function cannot find such tables)."""
+    import tensorflow as tf
+    from tf2onnx import tf_loader
+    from tf2onnx.convert import _convert_common, tensor_names_from_structed
+
+    captured = {t.name for t in concrete.graph.internal_captures}
+    inputs = [t.name for t in concrete.inputs if t.name not in captured]
+    outputs = [t.name for t in concrete.outputs if t.dtype != tf.resource]
+    renames = tensor_names_from_structed(concrete, inputs, outputs)
+    with tf.device("/cpu:0"):
+        frozen, tables = tf_loader.from_trackable(module, concrete, inputs, outputs, False)
+        proto, _ = _convert_common(frozen, name="serving_default", continue_on_error=False, opset=opset,
+                                   input_names=inputs, output_names=outputs, tensors_to_rename=renames,
+                                   initialized_tables=tables)
+    return proto

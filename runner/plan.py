@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from runner.data import build_datasets
+from runner.data.counting import examples_after_stages
 from runner.models import build_model, is_keras
 from runner.models.adapt import Adapter
 from runner.models.adapt import describe as describe_adapted
@@ -76,7 +77,7 @@ def _build(spec, plan) -> None:
     for split in SPLITS:
         dataset = getattr(datasets, split)
         if dataset is not None:
-            plan.data[split], batches[split] = describe_split(dataset, datasets.info["num_examples"].get(split))
+            plan.data[split], batches[split] = describe_split(dataset, examples_after_stages(spec, datasets, split))
     _check_steps(spec, plan)
     _check_class_weight(spec, datasets.info, plan)
     from_data = {k: datasets.info[k] for k in ("class_counts", "class_weight", "output_bias") if k in datasets.info}

@@ -9,10 +9,11 @@ Lines by its extension, with the class and probabilities for classifiers.
 from __future__ import annotations
 
 import functools
-import io
-import json
+import gzip
 import sys
-from dataclasses import dataclass
+import zipfile
+import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import keras
@@ -22,11 +23,13 @@ import tensorflow as tf
 from runner.data.learned import learn_normalize_ops, load_learned
 from runner.data.ops import build_map_function
 from runner.data.sources import load_source
+from runner.data.stages import AUGMENTATION_OPS
 from runner.data.table import encode_tables
 from runner.data.windows import window_stage
 from runner.models import is_keras
+from runner.models.build import declared_output_names
 from runner.models.identifiers import get_loss
-from runner.outputs.files import write_bytes, write_text
+from runner.outputs.prediction_files import classes, write_predictions
 from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.saving import load_model
 from runner.predict_text import read_texts
@@ -45,7 +48,21 @@ class Predictions:
 
     path: Path
     count: int
-    classes: np.ndarray | None  # predicted class per row, for classifiers
+    classes: np.ndarray | None  # predicted class per row, for a classifier with one output
+    notes: list = field(default_factory=list)  # what the user should know, said once
+
+
+@dataclass
+class Inputs:
+    """The input file's rows as the model's features, before the spec's preprocessing."""
+
+    features: object  # an array, or {input name: array} for a model with named inputs
+    files: list | None = None  # each row's file, for images read from a folder
+    notes: list = field(default_factory=list)
+
+    @property
+    def count(self) -> int:
+        return len(tf.nest.flatten(self.features)[0])
 
 
 def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) -> Predictions:
@@ -61,60 +78,135 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
             (), f"unknown output format '{output_path.suffix}' (use {', '.join(OUTPUT_FORMATS)})")
     record = read_run(run_dir)
     spec = load_run_spec(run_dir)
-    features = read_features(spec, input_path, key, load_learned(run_dir))
-    dataset = tf.data.Dataset.from_tensor_slices(features)
+    info = record.manifest.get("data_info") or {}
+    inputs = read_inputs(spec, run_dir, input_path, key)
+    dataset = tf.data.Dataset.from_tensor_slices(inputs.features)
     split = "test" if spec.get("data", "test", "source") else "train"  # a test fraction has train's stages
-    for step in preprocessing_steps(spec, run_dir, split, record.manifest.get("data_info") or {}):
+    for step in preprocessing_steps(spec, run_dir, split, info):
         dataset = step(dataset)
     batch = batch_size or _declared_batch_size(spec, split) or _DEFAULT_BATCH
     model = load_model(run_dir)
-    outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), len(features), batch)
-    kind = output_kind(spec)
-    _write(output_path, outputs, kind)
-    classes = _classes(outputs, kind)
-    return Predictions(output_path, len(outputs), classes)
+    outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), inputs.count, batch,
+                         declared_output_names(spec.doc["model"]))
+    kinds = {name: output_kind(spec, name) for name in outputs}
+    try:
+        write_predictions(output_path, outputs, kinds, class_names=info.get("class_names"), files=inputs.files)
+    except ValueError as e:
+        raise _input_spec(output_path).error((), str(e)) from None
+    single = next(iter(outputs)) if len(outputs) == 1 else None
+    predicted = classes(outputs[single], kinds[single]) if len(outputs) == 1 else None
+    return Predictions(output_path, inputs.count, predicted, inputs.notes)
 
 
-def read_features(spec, input_path: Path, key=None, learned=None) -> np.ndarray:
-    """The input file's rows as features, read by the source of its kind (labels ignored);
-    a tabular CSV encoded with the vocabularies and fill values the run learned (`learned`)."""
-    texts = read_texts(spec, input_path)  # a run reading text: .txt files, a CSV text column
+def read_inputs(spec, run_dir, input_path: Path, key=None) -> Inputs:
+    """The input file's rows as features, read by the source of its kind (labels ignored).
+
+    An NPZ archive gives the arrays the run's source named (one per named input); a CSV is
+    read with the options of the run's CSV source (a tabular one encoded with what train
+    taught the run), its label column dropped when the file still holds it; images are
+    decoded with the run's `image_folder` options; a run reading text takes .txt files or a
+    CSV text column (runner.predict_text).
+    """
+    texts, files = read_texts(spec, input_path)
     if texts is not None:
-        return texts
+        return Inputs(texts, files=files)
     if input_path.is_dir() or input_path.suffix.lower() in _IMAGES:
         return _read_images(spec, input_path)
-    config = _source_config(spec, input_path, key)
+    notes = []
+    config = _source_config(spec, input_path, key, notes)
     try:
         source = load_source(_input_spec(input_path), ("input",), config)
+        if source.table is not None:  # tabular: encoded with the vocabularies and fills the run learned
+            source = encode_tables(_input_spec(input_path), {"input": source}, load_learned(run_dir))["input"]
     except SpecError as e:  # located at the file given, not at a spec key it never had
         raise SpecError(e.message, file=input_path, hint=e.hint) from None
-    if source.table is not None and learned is not None:
-        source = encode_tables(_input_spec(input_path), {"train": source}, learned)["train"]
     element = next(iter(source.make().batch(source.count or 1)), None)
     if element is None:
         raise _input_spec(input_path).error((), "the input holds no rows")
     features = element[0] if isinstance(element, tuple) else element
-    return features.numpy()
+    return Inputs(tf.nest.map_structure(lambda t: t.numpy(), features), notes=notes)
 
 
-def _source_config(spec, input_path: Path, key) -> dict:
+def _source_config(spec, input_path: Path, key, notes: list) -> dict:
     """The source declaration that reads `input_path`: by its kind, options from the spec's source."""
     name = input_path.name.lower()
     declared = _declared_source(spec)
     if name.endswith(".npy"):
         return {"npy": {"features": str(input_path)}}
     if name.endswith(".npz"):
-        features = key or declared.get("npz", {}).get("features") or _only_array(input_path)
-        if features is None:
-            raise _input_spec(input_path).error((), "the archive holds several arrays: name one with --key")
-        return {"npz": {"path": str(input_path), "features": features}}
+        wanted = declared.get("npz", {}).get("features")
+        if key and isinstance(wanted, list):
+            raise _input_spec(input_path).error((), f"the model reads {len(wanted)} named inputs ({', '.join(wanted)}): "
+                                                    "leave out --key, the archive's arrays of those names are read")
+        return {"npz": {"path": str(input_path), "features": key or _npz_features(declared, input_path)}}
     if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
         options = {k: v for k, v in declared.get("csv", {}).items() if k not in ("path", "label")}
-        return {"csv": {**options, "path": str(input_path), "label": None}}
+        label = _label_in_input(spec, declared.get("csv") or {}, input_path)
+        if label is not None:
+            shown = ", ".join(map(repr, label)) if isinstance(label, list) else repr(label)
+            notes.append(f"{input_path}: the label column {shown} is ignored")
+        # A table that names its features never reads the label column; a plain one drops it.
+        return {"csv": {**options, "path": str(input_path),
+                        "label": None if "features" in options else label}}
     if "idx" in name or name.endswith(("-ubyte", "-ubyte.gz")):
         return {"idx": {"images": str(input_path)}}
     raise _input_spec(input_path).error(
         (), "unknown input kind: give a .npy, .npz, .csv(.gz), IDX (*-ubyte[.gz]) file, an image or a folder of images")
+
+
+def _npz_features(declared: dict, input_path: Path):
+    """The arrays the run's NPZ source read as features (a list: one per named input), when
+    the archive holds them; else its only array."""
+    wanted = declared.get("npz", {}).get("features")
+    keys = _archive_keys(input_path)
+    if isinstance(wanted, list) and set(wanted) <= set(keys):
+        return wanted
+    if isinstance(wanted, str) and wanted in keys:
+        return wanted
+    if isinstance(wanted, list):
+        missing = [k for k in wanted if k not in keys]
+        raise _input_spec(input_path).error((), f"the model reads the arrays {', '.join(wanted)}; the archive has "
+                                                f"no {', '.join(missing)} (arrays: {', '.join(keys)})")
+    if len(keys) != 1:
+        raise _input_spec(input_path).error((), "the archive holds several arrays: name one with --key")
+    return keys[0]
+
+
+def _label_in_input(spec, options: dict, input_path: Path):
+    """The run's label column(s) when the input CSV still holds them, else None.
+
+    By name in the input's header; by index when the input has as many columns as the
+    run's own file (features and label).
+    """
+    label = options.get("label", -1)
+    if label is None:
+        return None
+    header = _first_line(input_path)
+    if header is None:
+        return None
+    cells = [c.strip().strip('"') for c in header.split(options.get("delimiter", ","))]
+    labels = label if isinstance(label, list) else [label]
+    if all(isinstance(v, str) for v in labels):
+        return label if options.get("header") and set(labels) <= set(cells) else None
+    try:
+        trained = _first_line(spec.resolve_path(options["path"]))
+    except (KeyError, OSError, TypeError):
+        return None
+    if trained is None or len(trained.split(options.get("delimiter", ","))) != len(cells):
+        return None
+    return label
+
+
+def _first_line(path: Path) -> str | None:
+    """The first line of a text file, plain or gzip (None when it cannot be read)."""
+    try:
+        with open(path, "rb") as file:
+            gzipped = file.read(2) == b"\x1f\x8b"
+        opener = gzip.open if gzipped else open
+        with opener(path, "rt", encoding="utf-8", errors="replace") as file:
+            return file.readline(1 << 20).rstrip("\r\n")
+    except (OSError, EOFError, zlib.error):
+        return None
 
 
 def _declared_source(spec) -> dict:
@@ -126,32 +218,41 @@ def _declared_source(spec) -> dict:
     return {}
 
 
-def _only_array(path: Path) -> str | None:
+def _archive_keys(path: Path) -> list:
     try:
         with np.load(path, allow_pickle=False) as archive:
-            keys = list(archive.keys())
-    except (OSError, ValueError) as e:
+            return list(archive.keys())
+    except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise _input_spec(path).error((), f"cannot read NPZ archive: {e}") from e
-    return keys[0] if len(keys) == 1 else None
 
 
-def _read_images(spec, path: Path) -> np.ndarray:
-    """An image file or every image under a folder (sorted by path), decoded as uint8 arrays."""
+def _read_images(spec, path: Path) -> Inputs:
+    """An image file or every image under a folder (sorted by path), with their names.
+
+    Decoded as the run's `image_folder` source decodes them (its `color_mode` channels,
+    resized to its `image_size` as float32); for other sources as they are stored (uint8).
+    """
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGES)
     if not files:
         raise _input_spec(path).error((), f"no images ({', '.join(_IMAGES)}) in {path}")
+    folder = _declared_source(spec).get("image_folder")
+    channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[(folder or {}).get("color_mode", "rgb")] if folder else 0
+    size = (folder or {}).get("image_size")
     images = []
     for file in files:
         try:
-            image = tf.io.decode_image(file.read_bytes(), expand_animations=False).numpy()
+            image = tf.io.decode_image(file.read_bytes(), channels=channels, expand_animations=False)
         except tf.errors.OpError as e:
             raise _input_spec(file).error((), f"cannot decode image: {e.message}") from e
-        images.append(image)
+        images.append((tf.image.resize(image, size) if size is not None else image).numpy())
     shapes = {i.shape for i in images}
     if len(shapes) > 1:
         raise _input_spec(path).error((), f"images of different sizes {sorted(shapes)}: resize them first")
     stacked = np.stack(images)
-    return stacked[..., 0] if stacked.shape[-1] == 1 and _rank_without_channels(spec) else stacked
+    if folder is None and stacked.shape[-1] == 1 and _rank_without_channels(spec):
+        stacked = stacked[..., 0]
+    names = [file.name] if path.is_file() else [file.relative_to(path).as_posix() for file in files]
+    return Inputs(stacked, files=names)
 
 
 def _rank_without_channels(spec) -> bool:
@@ -164,8 +265,9 @@ def preprocessing_steps(spec, run_dir, split: str, info: dict) -> list:
     """Dataset -> dataset steps applied to raw features before the model, in order.
 
     The split's declared `map` stages, their ops on the features (ops on the label are
-    skipped: a raw input has none), with the `normalize` statistics the run learned from
-    train (its preprocessing.json), never statistics of the input itself.
+    skipped: a raw input has none; so is `augment`, which only trains), with the
+    `normalize` statistics the run learned from train (its preprocessing.json), never
+    statistics of the input itself.
     """
     learned = load_learned(run_dir)
     learned.restart()
@@ -179,7 +281,8 @@ def preprocessing_steps(spec, run_dir, split: str, info: dict) -> list:
         if name != "map":
             continue  # batching, shuffling, caching: how the run fed data, not what it is
         where = ("data", split, "stages", i, "map")
-        ops = [op for op in args["ops"] if (next(iter(op.values())) or {}).get("on", "features") != "label"]
+        ops = [op for op in args["ops"] if (next(iter(op.values())) or {}).get("on", "features") != "label"
+               and next(iter(op)) not in AUGMENTATION_OPS]  # random: training only
         ops = substitute_metadata(ops, info, spec, where + ("ops",))
         steps.append(_map_step(spec, where, ops, learned, split))
     return steps
@@ -202,25 +305,44 @@ def _declared_batch_size(spec, split: str) -> int | None:
     return None
 
 
-def _run_model(model, batches, count: int, batch: int) -> np.ndarray:
-    """The model's outputs for every batch, as one float32 array; a progress bar on a terminal."""
+def _run_model(model, batches, count: int, batch: int, output_names=()) -> dict:
+    """The model's outputs for every batch as float32 arrays: {None: array} for one output,
+    {output name: array} for several (a SavedModel's by `output_names`, the spec's); a
+    progress bar on a terminal."""
     steps = -(-count // batch)
     bar = keras.utils.Progbar(steps, unit_name="batch") if sys.stdout.isatty() and steps >= _PROGRESS_FROM else None
-    outputs = []
+    names = list(getattr(model, "output_names", None) or []) if is_keras(model) else output_names
+    outputs: dict = {}
     for step, x in enumerate(batches, start=1):
         y = model(x, training=False) if is_keras(model) else model(x)
-        outputs.append(np.asarray(tf.cast(y, tf.float32)))
+        for name, value in _by_output(y, names).items():
+            outputs.setdefault(name, []).append(np.asarray(tf.cast(value, tf.float32)))
         if bar is not None:
             bar.update(step)
-    return np.concatenate(outputs)
+    return {name: np.concatenate(parts) for name, parts in outputs.items()}
 
 
-def output_kind(spec) -> dict:
-    """How to read the model's outputs: `{"kind": "multiclass"|"binary"|"regression", "from_logits": bool}`.
+def _by_output(y, names) -> dict:
+    if isinstance(y, dict):
+        return dict(y) if len(y) > 1 else {None: next(iter(y.values()))}
+    if isinstance(y, (list, tuple)):
+        if len(y) == 1:
+            return {None: y[0]}
+        return {(names[i] if i < len(names) else f"output_{i}"): v for i, v in enumerate(y)}
+    return {None: y}
 
-    Decided by the loss the run trained with, as Keras's own losses name it.
+
+def output_kind(spec, output=None) -> dict:
+    """How to read an output: `{"kind": "multiclass"|"binary"|"regression", "from_logits": bool}`.
+
+    Decided by the loss the run trained the output with, as Keras's own losses name it.
     """
-    loss = get_loss(spec.doc["train"]["loss"], spec)
+    config = spec.doc["train"]["loss"]
+    if output is not None and isinstance(config, dict) and output in config and "class_name" not in config:
+        config = config[output]  # per-output losses
+    elif isinstance(config, dict) and "class_name" not in config and len(config) > 1:
+        return {"kind": "regression", "from_logits": False}  # an output without a loss of its own
+    loss = get_loss(config, spec)
     name = (getattr(loss, "name", None) or type(loss).__name__).lower()
     from_logits = getattr(loss, "from_logits", None)
     if from_logits is None:
@@ -230,47 +352,6 @@ def output_kind(spec) -> dict:
     if "binary" in name:
         return {"kind": "binary", "from_logits": from_logits}
     return {"kind": "regression", "from_logits": False}
-
-
-def _probabilities(outputs: np.ndarray, kind: dict) -> np.ndarray:
-    if kind["kind"] == "multiclass":
-        return tf.nn.softmax(outputs, axis=-1).numpy() if kind["from_logits"] else outputs
-    return tf.sigmoid(outputs).numpy() if kind["from_logits"] else outputs
-
-
-def _classes(outputs: np.ndarray, kind: dict):
-    if kind["kind"] == "multiclass":
-        return outputs.reshape(len(outputs), -1).argmax(-1)
-    if kind["kind"] == "binary":
-        return (_probabilities(outputs, kind).reshape(len(outputs), -1)[:, 0] >= 0.5).astype(np.int64)
-    return None
-
-
-def _write(path: Path, outputs: np.ndarray, kind: dict) -> None:
-    """CSV, NPY or JSON Lines: class and probabilities for classifiers, the outputs otherwise."""
-    classes = _classes(outputs, kind)
-    values = _probabilities(outputs, kind) if classes is not None else outputs
-    rows = values.reshape(len(values), -1)
-    suffix = path.suffix.lower()
-    if suffix == ".npy":
-        buffer = io.BytesIO()
-        np.save(buffer, values)
-        write_bytes(path, buffer.getvalue())
-    elif suffix == ".csv":
-        names = [f"probability_{i}" for i in range(rows.shape[1])] if classes is not None else \
-            (["prediction"] if rows.shape[1] == 1 else [f"prediction_{i}" for i in range(rows.shape[1])])
-        lines = [",".join((["class"] if classes is not None else []) + names)]
-        for i, row in enumerate(rows):
-            cells = [repr(float(v)) for v in row]
-            lines.append(",".join(([str(int(classes[i]))] if classes is not None else []) + cells))
-        write_text(path, "\n".join(lines) + "\n")
-    else:
-        lines = []
-        for i, row in enumerate(rows):
-            item = ({"class": int(classes[i]), "probabilities": [float(v) for v in row]}
-                    if classes is not None else {"prediction": [float(v) for v in row]})
-            lines.append(json.dumps(item))
-        write_text(path, "\n".join(lines) + "\n")
 
 
 def _input_spec(path: Path) -> Spec:

@@ -19,29 +19,30 @@ import numpy as np
 from runner.spec import Spec
 
 
-def read_texts(spec, input_path: Path) -> np.ndarray | None:
-    """The input's texts as an array of bytes, or None when the run does not read text or
-    the input is not text.
+def read_texts(spec, input_path: Path) -> tuple[np.ndarray | None, list | None]:
+    """(the input's texts as an array of bytes, each text's file name or None for a CSV), or
+    (None, None) when the run does not read text or the input is not text.
 
     Raises:
         SpecError: no .txt file in the folder; a CSV without a text column; no texts.
     """
     kind = _text_source(spec)
     if kind is None:
-        return None
+        return None, None
+    files = None
     name = input_path.name.lower()
     if input_path.is_dir():
         files = sorted(p for p in input_path.rglob("*.txt") if p.is_file())
         if not files:
             raise _error(input_path, f"no text files (.txt) under {input_path}")
-        texts = [f.read_bytes() for f in files]
+        texts, files = [f.read_bytes() for f in files], [f.relative_to(input_path).as_posix() for f in files]
     elif name.endswith(".txt") and input_path.is_file():
-        texts = [input_path.read_bytes()]
+        texts, files = [input_path.read_bytes()], [input_path.name]
     elif kind == "text_folder" and name.endswith(".csv") and input_path.is_file():
         texts = _csv_texts(input_path)
     else:
-        return None
-    return np.array(texts, dtype=object)
+        return None, None
+    return np.array(texts, dtype=object), files
 
 
 def _text_source(spec) -> str | None:

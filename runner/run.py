@@ -14,6 +14,7 @@ import tensorflow as tf
 from runner import console
 from runner.data import build_datasets
 from runner.data.reuse import batches_repeat_each_epoch, shuffles_by_epoch, small_enough
+from runner.export import check_export_extras, export_finished_run, model_fingerprint
 from runner.internals import disable_op_determinism
 from runner.fused_training import choose_training
 from runner.failure import note_error_log
@@ -41,7 +42,7 @@ from runner.train.fit import fit
 from runner.train.execution import resolve_steps_per_execution
 from runner.train.profiling import StepProfiler, input_seconds_per_batch, verdict
 from runner.train.result import evaluate_held_out, final_train_metrics
-from runner.train.loss_check import check_loss_fits
+from runner.train.loss_check import check_loss_fits, check_metrics_fit
 from runner.train.multi_output import loop_metrics, resolve_outputs
 
 
@@ -86,6 +87,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
     if not quiet:
         print(setup.summary, flush=True)
     warn_on_catalog_drift()
+    check_export_extras(spec)  # outputs.export: a missing extra is said before training, not after
     train_config = spec.doc["train"]
     seed = spec.doc.get("seed")
     if seed is not None:
@@ -107,6 +109,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
         loss, metrics = resolve_outputs(train_config, spec, model, datasets.train.element_spec)
         optimizer = get_optimizer(train_config["optimizer"], spec)
         loss_object = check_loss_fits(loss, model, datasets.train.element_spec, spec)
+        check_metrics_fit(metrics, model, datasets.train.element_spec, spec)
     _keras_xla_verdict(setup, model, quiet, deterministic=train_config.get("deterministic", False))
     if not is_keras(model) and train_config.get("callbacks"):
         raise spec.error(("train", "callbacks"), "callbacks drive Keras models; a module model takes none")
@@ -155,6 +158,10 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
             _report_profile(profiler, datasets.train, run_dir)
         with deferred():
             write_results(spec, datasets, model, result, evaluation, run_dir)
+            if setup.is_chief:  # what pipe export checks the model file against
+                manifest.update(**model_fingerprint(run_dir.path))
+            if (spec.doc.get("outputs") or {}).get("export") and setup.is_chief:
+                manifest.update(exports=export_finished_run(spec, run_dir.path, manifest.data, model))
             manifest.finish("completed", epochs_run=result.epochs_run)
     except BaseException as e:
         if manifest.data["status"] == "completed" and isinstance(e, KeyboardInterrupt):

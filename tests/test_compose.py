@@ -69,6 +69,33 @@ def test_null_removes_a_key():
     assert "metrics" in load_spec("compose/lr.yaml").doc["train"]
 
 
+@pytest.mark.parametrize("name, message", [
+    ("null_misspelt", "compose/null_misspelt.yaml:3:11: train.metrcs: null removes nothing: no key 'metrcs' in the "
+                      "bases (did you mean 'metrics'?)"),
+    ("null_required", "compose/null_required.yaml:4:3: train: missing required key 'loss' (a null removed it)"),
+    ("null_required_chain", "compose/null_required.yaml:4:3: train: missing required key 'loss' (a null removed it) "
+                            "[from compose/null_required_chain.yaml]"),
+])
+def test_a_null_is_checked_and_errors_about_what_it_removed_point_at_it(name, message):
+    assert errors_of(f"compose/{name}.yaml") == [message]
+
+
+def test_a_null_in_a_layer_that_removes_nothing_is_an_error():
+    assert errors_of(["compose/regression.yaml", "compose/null_misspelt.yaml"]) == [
+        "compose/null_misspelt.yaml:3:11: train.metrcs: null removes nothing: no key 'metrcs' in the bases "
+        "(did you mean 'metrics'?) [from compose/regression.yaml + compose/null_misspelt.yaml]"]
+
+
+def test_a_keras_short_form_naming_another_class_replaces_the_base_one():
+    spec = load_spec("compose/another_optimizer.yaml")  # Adam over lr.yaml's SGD over train.yaml's
+    assert spec.doc["train"]["optimizer"] == {"Adam": {"learning_rate": 0.001}}
+    assert origin(spec, "train", "optimizer", "Adam", "learning_rate") == "compose/another_optimizer.yaml:5"
+    assert load_spec("compose/chain.yaml").doc["train"]["optimizer"] == {"SGD": {"learning_rate": 0.1, "momentum": 0.5}}
+    assert compose_module.merge_values({"o": {"Adam": {"a": 1}}, "m": {"a": {"x": 1}}},
+                                       {"o": {"SGD": {"b": 2}}, "m": {"b": {"y": 2}}}) == {
+        "o": {"SGD": {"b": 2}}, "m": {"a": {"x": 1}, "b": {"y": 2}}}  # lower-case keys still merge
+
+
 def test_lists_replace_rather_than_merge():
     spec = load_spec("compose/stages.yaml")
     assert spec.doc["data"]["train"]["stages"] == [{"batch": {"batch_size": 8}}]
@@ -134,6 +161,14 @@ def test_set_goes_over_the_last_layer():
     assert str(spec.error(("train", "epochs"), "no")) == "--set train.epochs=9: train.epochs: no"
 
 
+def test_set_null_removes_a_key_as_a_layered_null_does():
+    assert "metrics" not in load_spec("compose/regression.yaml", ["train.metrics=null"]).doc["train"]
+    assert errors_of("compose/regression.yaml", ["train.loss=null"]) == [
+        "--set train.loss=null: train: missing required key 'loss' (a null removed it)"]
+    assert errors_of("compose/chain.yaml", ["train.metrics=null"]) == [  # chain.yaml removed it already
+        "--set train.metrics=null: null removes nothing: no key 'metrics' in train"]
+
+
 def test_references_see_later_layers_and_set():
     spec = load_spec(["compose/regression.yaml", "compose/layer_references.yaml"], ["train.epochs=6"])
     assert spec.doc["model"]["sequential"]["layers"] == [{"Dense": {"units": 6}}, {"Dense": {"units": 1}}]
@@ -158,6 +193,12 @@ def test_references_keep_their_type_or_interpolate():
     assert spec.doc["description"] == "lr 0.1 momentum 0.5, fit fit"
     assert spec.doc["model"]["sequential"]["layers"] == [
         {"Dense": {"units": 4}}, {"Dense": {"units": 4}}, {"Dense": {"units": 1}}, {"Dense": {"units": 1}}]
+
+
+def test_a_reference_may_index_a_list_with_a_dot_as_set_does():
+    spec = load_spec("compose/reference_dot_index.yaml")  # ${model.sequential.layers.0.Dense.units}
+    assert spec.doc["train"]["epochs"] == 1
+    assert origin(spec, "train", "epochs") == "compose/reference_dot_index.yaml:4"
 
 
 def test_a_referenced_mapping_is_a_copy():
@@ -205,12 +246,54 @@ def test_reference_paths(text, path):
                         "model.sequential.layers has 1 item; no index 3"),
     ("reference_malformed", "compose/reference_malformed.yaml:2:7: name: ${train..epochs} is not a path to a value "
                             "(write ${section.key} or ${section.list[0].key})"),
+    ("reference_unclosed", "compose/reference_unclosed.yaml:2:7: name: '${train.epochs' is not closed: a reference "
+                           "is written ${path}, with its closing brace"),
+    ("reference_env", "compose/reference_env.yaml:2:7: name: ${env:HOME}: the spec has no env:HOME (a reference "
+                      "names a value of the spec; environment variables are not read)"),
+    ("reference_unquoted_flow", "compose/reference_unquoted_flow.yaml:3:18: YAML syntax error: expected ',' or '}', "
+                                "but got '{' (quote a ${...} reference inside [ ] or { }: \"${train.epochs}\")"),
     ("reference_mapping_in_text", "compose/reference_mapping_in_text.yaml:2:7: name: ${train.optimizer} is a "
                                   "mapping; only a whole value can be a reference to a mapping, not part of "
                                   "'r-${train.optimizer}'"),
 ])
 def test_reference_errors_are_located_at_the_reference(name, message):
     assert errors_of(f"compose/{name}.yaml") == [message]
+
+
+@pytest.mark.parametrize("name, message", [
+    ("reference_bomb", "compose/reference_bomb.yaml:6:69: x4[7]: references expand the spec to more than 100000 "
+                       "values (a reference bomb?)"),
+    ("reference_text_bomb", "compose/reference_text_bomb.yaml:11:5: s9: references write more than 1 MB of text "
+                            "(a reference bomb?)"),
+])
+def test_a_reference_bomb_stops_at_the_limit(name, message):
+    assert errors_of(f"compose/{name}.yaml") == [message]
+
+
+def _reference_chain(tmp_path, length, listed):
+    """n<length> -> ... -> n0, written last to first so that resolving n<length> walks all of it."""
+    item = '["${n%d}"]' if listed else '"${n%d}"'
+    lines = [f"n{i}: {item % (i - 1)}" for i in range(length, 0, -1)]
+    (tmp_path / "chain.yaml").write_text(f"extends: {TESTS}/compose/regression.yaml\n" + "\n".join(lines) + "\nn0: 1\n")
+    return tmp_path / "chain.yaml"
+
+
+def test_a_long_chain_of_references_is_an_error_not_a_traceback(tmp_path):
+    assert errors_of(_reference_chain(tmp_path, 1000, listed=False)) == [
+        f"{tmp_path}/chain.yaml:66:7: n936: a chain of more than 64 references (each names the next)"]
+    assert errors_of(_reference_chain(tmp_path, 1000, listed=True)) == [
+        f"{tmp_path}/chain.yaml:66:8: n936[0]: a chain of more than 64 references (each names the next)"]
+
+
+def test_copies_a_reference_makes_count_toward_the_nesting_limit(tmp_path):
+    file = _reference_chain(tmp_path, 70, listed=True)
+    file.write_text(file.read_text().replace("n0: 1", "n0: [1]"))  # resolved first to last: no long chain
+    lines = file.read_text().splitlines()
+    file.write_text("\n".join([lines[0], *reversed(lines[1:])]) + "\n")
+    assert errors_of(file) == [f"{tmp_path}/chain.yaml:65:7: n63[0]: the copy makes nesting deeper than 64 levels"]
+    short = [line for line in lines if not line.startswith(tuple(f"n{i}:" for i in range(60, 71)))]
+    file.write_text("\n".join(short) + "\n")
+    assert all(e.endswith("unknown key '" + e.split("'")[1] + "'") for e in errors_of(file))
 
 
 # --- extends errors, at the extends line that leads there ------------------------------------
@@ -221,9 +304,14 @@ def test_reference_errors_are_located_at_the_reference(name, message):
     ("cycle_a", "compose/cycle_b.yaml:2:22: extends[1]: extends makes a cycle: compose/cycle_a.yaml -> "
                 "compose/cycle_b.yaml -> compose/cycle_a.yaml [from compose/cycle_a.yaml]"),
     ("self", "compose/self.yaml:1:10: extends: extends makes a cycle: compose/self.yaml -> compose/self.yaml"),
-    ("to_directory", "compose/to_directory.yaml:1:10: extends: compose/sub is a directory, not a spec file"),
-    ("to_device", "compose/to_device.yaml:1:10: extends: /dev/null is not a regular file (a pipe or a device); "
-                  "a spec is a small YAML file"),
+    ("to_directory", "compose/to_directory.yaml:1:10: extends: 'sub' is not a .yaml or .yml file; extends names "
+                     "spec files only"),
+    ("to_device", "compose/to_device.yaml:1:10: extends: '/dev/null' is not a .yaml or .yml file; extends names "
+                  "spec files only"),
+    ("not_a_spec_file", "compose/not_a_spec_file.yaml:1:10: extends: '/etc/passwd' is not a .yaml or .yml file; "
+                        "extends names spec files only"),
+    ("tilde", "compose/tilde.yaml:1:10: extends: '~/base.yaml': extends does not expand '~'; give a path relative "
+              "to this file or an absolute one"),
     ("url", "compose/url.yaml:1:10: extends: 'https://example.com/base.yaml' is a URL; extends names local files only"),
     ("not_a_path", "compose/not_a_path.yaml:1:28: extends[1]: expected a path to a spec file, got int 3"),
     ("empty_list", "compose/empty_list.yaml:1:10: extends: extends lists no file; give a path or remove it"),
@@ -237,6 +325,21 @@ def test_a_fifo_is_refused_without_blocking(tmp_path):
     (tmp_path / "child.yaml").write_text("name: x\nextends: base.yaml\n")
     assert errors_of(tmp_path / "child.yaml") == [
         f"{tmp_path}/child.yaml:2:10: extends: {tmp_path}/base.yaml is not a regular file (a pipe or a device); "
+        "a spec is a small YAML file"]
+
+
+def test_a_folder_behind_a_yaml_name_is_refused(tmp_path):
+    (tmp_path / "base.yaml").mkdir()
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\n")
+    assert errors_of(tmp_path / "child.yaml") == [
+        f"{tmp_path}/child.yaml:1:10: extends: {tmp_path}/base.yaml is a directory, not a spec file"]
+
+
+def test_a_device_behind_a_yaml_name_is_refused(tmp_path):
+    (tmp_path / "base.yaml").symlink_to("/dev/zero")
+    (tmp_path / "child.yaml").write_text("extends: base.yaml\n")
+    assert errors_of(tmp_path / "child.yaml") == [
+        f"{tmp_path}/child.yaml:1:10: extends: {tmp_path}/base.yaml is not a regular file (a pipe or a device); "
         "a spec is a small YAML file"]
 
 
@@ -258,6 +361,23 @@ def test_the_node_limit_counts_across_files(tmp_path):
     assert errors_of(tmp_path / "child.yaml") == [
         f"{tmp_path}/child.yaml:1:31: extends[2]: the spec and its bases expand to more than 100000 values "
         "(extends used as a bomb?)"]
+
+
+def test_a_base_reached_twice_counts_once_toward_the_value_limit(tmp_path):
+    (tmp_path / "big.yaml").write_text("a: [" + ", ".join(["1"] * 60_000) + "]\n")
+    (tmp_path / "mid.yaml").write_text("extends: big.yaml\nb: 1\n")
+    (tmp_path / "child.yaml").write_text("extends: [big.yaml, mid.yaml]\n")
+    assert compose_module.compose([tmp_path / "child.yaml"]).doc["b"] == 1  # 120,000 if counted twice
+
+
+def test_bases_named_over_and_over_stop_at_1000_reads(tmp_path):
+    (tmp_path / "f0.yaml").write_text("a: 1\n")
+    for i in range(1, 12):
+        (tmp_path / f"f{i}.yaml").write_text(f"extends: [f{i - 1}.yaml, f{i - 1}.yaml]\n")
+    with pytest.raises(SpecError) as info:
+        compose_module.compose([tmp_path / "f11.yaml"])
+    assert str(info.value).endswith(": extends reads files more than 1000 times (the same bases named over and over?)"
+                                    f" [from {tmp_path}/f11.yaml]")
 
 
 @pytest.mark.parametrize("name, message", [
@@ -294,6 +414,14 @@ def test_errors_in_a_base_point_at_the_base(name, message):
     assert errors_of(f"compose/{name}.yaml") == [message]
 
 
+def test_the_callback_path_rule_runs_even_with_schema_errors():
+    assert errors_of("compose/callback_path_with_schema_error.yaml") == [
+        "compose/callback_path_with_schema_error.yaml:4:11: train.epochs: 0 is less than the minimum of 1",
+        "compose/callback_path_with_schema_error.yaml:6:29: train.callbacks[0].CSVLogger.filename: '/tmp/log.csv' is "
+        "an absolute path: a spec writes only inside its run directory; give a path relative to it, such as "
+        "'logs/train.csv'"]
+
+
 def test_an_overridden_mistake_is_gone():
     assert load_spec("compose/overrides_bad_base.yaml").doc["train"]["epochs"] == 3
 
@@ -307,6 +435,21 @@ def test_json_and_github_reports_name_the_spec_given():
     result = cli.invoke(app, ["validate", "--format", "github", "compose/schema_error_in_base.yaml"])
     assert result.stdout == ("::error file=compose/bad_epochs_base.yaml,line=3,col=11::train.epochs: 0 is less than "
                              "the minimum of 1 [from compose/schema_error_in_base.yaml]\n")
+
+
+def test_reports_escape_what_a_file_name_holds(tmp_path):
+    folder = tmp_path / "50%,a:b"
+    folder.mkdir()
+    (folder / "x\ny.yaml").write_text("name: x\nversion: 1\n")
+    file = str(folder / "x\ny.yaml")
+    result = cli.invoke(app, ["validate", "--format", "github", file])
+    escaped = str(tmp_path).replace(":", "%3A").replace(",", "%2C")
+    assert result.exit_code == 1
+    assert result.stdout.splitlines()[0] == (
+        f"::error file={escaped}/50%25%2Ca%3Ab/x%0Ay.yaml,line=1,col=1::missing required section 'data'")
+    result = cli.invoke(app, ["validate", file])
+    assert result.stdout.splitlines()[0] == f"{tmp_path}/50%,a:b/x\\ny.yaml:1:1: missing required section 'data'"
+    assert len(result.stdout.splitlines()) == 3  # data, model, train: one line each
 
 
 # --- the command line ------------------------------------------------------------------------
@@ -331,6 +474,18 @@ def test_validate_resolved_prints_the_merged_spec_with_where_each_line_came_from
     assert "      - shuffle:  # compose/data.yaml:10" in lines
     assert "name: lr  # compose/lr.yaml:2" in lines
     assert yaml.safe_load(result.stdout) == load_spec("compose/lr.yaml", ["train.epochs=3"]).doc
+
+
+def test_validate_resolved_in_json_is_one_json_document():
+    result = cli.invoke(app, ["validate", "--resolved", "--format", "json", "compose/lr.yaml",
+                              "compose/null_misspelt.yaml"])
+    assert result.exit_code == 1
+    out = json.loads(result.stdout)
+    assert [r["files"] for r in out["resolved"]] == [["compose/lr.yaml"]]
+    assert out["resolved"][0]["spec"] == load_spec("compose/lr.yaml").doc
+    assert [e["path"] for e in out["errors"]] == ["train.metrcs"]
+    result = cli.invoke(app, ["validate", "--resolved", "--format", "json", "compose/lr.yaml"])
+    assert result.exit_code == 0 and json.loads(result.stdout)["errors"] == []
 
 
 def test_resolved_text_reads_back_for_every_composed_example():

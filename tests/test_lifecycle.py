@@ -324,7 +324,10 @@ def test_predict_on_a_folder_of_png_images(fashion_run, tmp_path):
         (folder / f"{i:03d}.png").write_bytes(tf.io.encode_png(images[i][..., None]).numpy())
     result = pipe("predict", run_dir, folder, "--output", tmp_path / "p.csv", cwd=cwd)
     assert result.returncode == 0, result.stderr
-    classes = [int(line.split(",")[0]) for line in (tmp_path / "p.csv").read_text().splitlines()[1:]]
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    assert lines[0].startswith("file,class,probability_0,")
+    assert [line.split(",")[0] for line in lines[1:]] == [f"{i:03d}.png" for i in range(30)]
+    classes = [int(line.split(",")[1]) for line in lines[1:]]
     model = keras.saving.load_model(run_dir / "model.keras")
     expected = model.predict(images[:30].astype(np.float32) / 255.0, verbose=0).argmax(-1)
     assert classes == expected.tolist()

@@ -4,6 +4,7 @@ column: runner.predict_text), for a text_folder run and for a CSV `text:` run.""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import textwrap
@@ -49,7 +50,8 @@ def train_run(folder, data):
 
     (folder / "spec.yaml").write_text("version: 1\nname: text\nseed: 3\ndata:\n"
                                       + textwrap.indent(textwrap.dedent(data).strip(), "  ") + MODEL_AND_TRAIN)
-    return run_spec(load_spec(folder / "spec.yaml"), quiet=True, resume_from=None).run_dir
+    with contextlib.chdir(folder):  # the run directory goes under the spec's folder
+        return folder / run_spec(load_spec(folder / "spec.yaml"), quiet=True, resume_from=None).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -83,14 +85,24 @@ def csv_run(tmp_path_factory):
     """)
 
 
-def predicted(run_dir, input_path, tmp_path):
+def predicted(run_dir, input_path, tmp_path, header):
+    """(classes, probabilities, the other columns' cells) of `pipe predict`'s CSV, whose header
+    must be `header`."""
     from runner.predict import predict_file
 
     out = tmp_path / "p.csv"
     result = predict_file(run_dir, input_path, out)
     rows = list(csv.reader(out.read_text().splitlines()))
-    assert rows[0] == ["class", "probability_0", "probability_1"] and len(rows) - 1 == result.count
-    return np.array([int(r[0]) for r in rows[1:]]), np.array([[float(v) for v in r[1:]] for r in rows[1:]])
+    assert rows[0] == header and len(rows) - 1 == result.count
+    probability = [i for i, name in enumerate(header) if name.startswith("probability_")]
+    others = [i for i, name in enumerate(header) if not name.startswith("probability_") and name != "class"]
+    return (np.array([int(r[header.index("class")]) for r in rows[1:]]),
+            np.array([[float(r[i]) for i in probability] for r in rows[1:]]),
+            [[r[i] for i in others] for r in rows[1:]])
+
+
+FOLDER_HEADER = ["file", "class", "class_name", "probability_0", "probability_1"]
+CSV_HEADER = ["class", "class_name", "probability_0", "probability_1"]  # a text_folder run knows class names
 
 
 def expected(run_dir, texts):
@@ -114,15 +126,15 @@ def write_texts(folder, texts):
 def test_predict_a_folder_of_texts_one_text_and_a_csv_column_on_a_text_folder_run(folder_run, tmp_path):
     _, run_dir = folder_run
     folder = write_texts(tmp_path / "texts", TEXTS)
-    classes, probabilities = predicted(run_dir, folder, tmp_path)
-    order = [0, 1, 2, 3]  # 0.txt 1.txt 2.txt nested/3.txt, sorted by path
-    np.testing.assert_allclose(probabilities, expected(run_dir, [TEXTS[i] for i in order]), rtol=1e-4, atol=1e-6)
+    classes, probabilities, others = predicted(run_dir, folder, tmp_path, FOLDER_HEADER)
+    np.testing.assert_allclose(probabilities, expected(run_dir, TEXTS), rtol=1e-4, atol=1e-6)
     assert classes.tolist() == [0, 1, 0, 1]  # computers, food (the folders' alphabetical order)
-    classes, probabilities = predicted(run_dir, folder / "1.txt", tmp_path)
-    assert classes.tolist() == [1] and probabilities.shape == (1, 2)
+    assert others == [["0.txt", "computers"], ["1.txt", "food"], ["2.txt", "computers"], ["nested/3.txt", "food"]]
+    classes, probabilities, others = predicted(run_dir, folder / "1.txt", tmp_path, FOLDER_HEADER)
+    assert classes.tolist() == [1] and probabilities.shape == (1, 2) and others == [["1.txt", "food"]]
     (tmp_path / "in.csv").write_text('id,text\n7,"kernel bug, network down"\n8,cheese salad\n')
-    classes, probabilities = predicted(run_dir, tmp_path / "in.csv", tmp_path)
-    assert classes.tolist() == [0, 1]
+    classes, probabilities, others = predicted(run_dir, tmp_path / "in.csv", tmp_path, CSV_HEADER)
+    assert classes.tolist() == [0, 1] and others == [["computers"], ["food"]]
     np.testing.assert_allclose(probabilities, expected(run_dir, ["kernel bug, network down", "cheese salad"]),
                                rtol=1e-4, atol=1e-6)
 
@@ -144,11 +156,12 @@ def test_text_inputs_predict_cannot_read_are_located_at_the_file(folder_run, tmp
 def test_predict_a_csv_text_column_and_a_folder_of_texts_on_a_csv_run(csv_run, tmp_path):
     folder, run_dir = csv_run
     (tmp_path / "new.csv").write_text('review,topic\n"bread, butter and tea",1\nnetwork byte unix,0\n')
-    classes, probabilities = predicted(run_dir, tmp_path / "new.csv", tmp_path)
+    classes, probabilities, _ = predicted(run_dir, tmp_path / "new.csv", tmp_path, ["class", *CSV_HEADER[2:]])
     np.testing.assert_allclose(probabilities, expected(run_dir, ["bread, butter and tea", "network byte unix"]),
                                rtol=1e-4, atol=1e-6)
     assert classes.tolist() == [1, 0]
-    classes, probabilities = predicted(run_dir, write_texts(tmp_path / "texts", TEXTS), tmp_path)
+    classes, probabilities, _ = predicted(run_dir, write_texts(tmp_path / "texts", TEXTS), tmp_path,
+                                          ["file", "class", *CSV_HEADER[2:]])
     assert classes.tolist() == [0, 1, 0, 1]
     np.testing.assert_allclose(probabilities, expected(run_dir, TEXTS), rtol=1e-4, atol=1e-6)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from runner.data.counting import element_count
 from runner.data.ops import build_map_function
 from runner.data.learned import learn_normalize_ops
 from runner.data.stages import _size, apply_stages, inherited_stages
@@ -35,7 +36,7 @@ class InMemoryPlan:
     """
 
     prefix: tf.data.Dataset
-    count: int  # elements of the prefix (an upper bound after `filter`)
+    count: int  # elements of the prefix (counted after `filter`)
     batch_size: int
     drop_remainder: bool
     shuffle: bool
@@ -88,8 +89,9 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
     nbytes, reason = _element_bytes(prefix.element_spec)
     if nbytes is None:
         return None, reason
-    count = int(prefix.cardinality())
-    count = count if count >= 0 else source.count  # after `filter`: at most the source's size
+    count = element_count(prefix)  # after `filter`: counted, not the source's size
+    if count is None:
+        return None, f"{'.'.join(map(str, path))}: an endless repeat before the batch"
     plan = InMemoryPlan(prefix=prefix, count=count, nbytes=nbytes * count, **settings)
     if all(next(iter(stage)) in ("map", "cache") for stage in stages[:boundary]):
         plan.source, plan.arrays = source.make(), source.arrays
@@ -145,11 +147,15 @@ def _batching(spec, path, stages, boundary, prefix, count):
         elif name == "batch" and batch_size is None:
             batch_size = _size(spec, path + (i, name, "batch_size"), args["batch_size"], prefix, count)
             settings["drop_remainder"] = bool(args.get("drop_remainder", False))
-        elif batch_size is not None and name in _TRANSPARENT:
+        elif (batch_size is not None and name in _TRANSPARENT) or name == "prefetch":
             continue
-        else:
+        elif name == "map" and _augments(name, args):
+            return None, f"{where}: a 'map' stage with augment ops (new random values every epoch)"
+        elif batch_size is not None or settings["shuffle"]:
             after = "batch" if batch_size is not None else "shuffle"
             return None, f"{where}: a '{name}' stage after {after} cannot run in memory"
+        else:
+            return None, f"{where}: a '{name}' stage (not the same elements on every pass) cannot run in memory"
     if batch_size is None:
         return None, f"data.{path[1]}: no batch stage"
     return {**settings, "batch_size": batch_size}, ""

@@ -33,6 +33,11 @@ def shuffle_by_epoch(dataset: tf.data.Dataset, size: int, seed: int, epoch: tf.V
     def one_pass(_):
         # Runs when an iterator first asks for an element: after the loop set the epoch.
         pass_seed = tf.constant(seed, tf.int64) + epoch.read_value() * _EPOCH_STRIDE
+        graph = tf.compat.v1.get_default_graph()
+        if graph.seed is not None and graph.seed % (2**31 - 1) == 0:
+            # A global seed of 0 (`seed: 0`) makes TensorFlow test `(0, seed tensor) == (0, 0)`
+            # as a Python bool, which fails in this graph; the pass's seed decides the order.
+            graph.seed = None
         return dataset.shuffle(size, seed=pass_seed, reshuffle_each_iteration=False)
 
     shuffled = tf.data.Dataset.from_tensors(0).flat_map(one_pass)

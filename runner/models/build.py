@@ -122,6 +122,13 @@ def _call_arguments(call: dict, tensors: dict) -> dict:
     return keywords
 
 
+def declared_output_names(model_config: dict) -> list:
+    """The output names a `functional` model declares, in order (Keras names its outputs
+    after these layers); none for other models."""
+    outputs = (model_config.get("functional") or {}).get("outputs") if isinstance(model_config, dict) else None
+    return [outputs] if isinstance(outputs, str) else list(outputs or [])
+
+
 def is_keras(model) -> bool:
     """Whether the model is a Keras model (else a tf.Module)."""
     return isinstance(model, keras.Model)

@@ -68,7 +68,7 @@ def plot_regression(spec, dataset, model, run_dir) -> None:
 def confusion_matrices(model, dataset, collected=None, limit=10**9) -> dict:
     """A confusion matrix per classification output: {None: matrix} for a model with one output,
     {output name: matrix} for several. Regression outputs (float labels) get none; a binary
-    output with one unit is thresholded at 0.5 after a sigmoid, else at 0 (logits).
+    output with one unit (labels 0 and 1, integer or float) is thresholded at 0.5 after a sigmoid, else at 0 (logits).
     `collected` (labels, predictions) of a single-output model's final evaluation spares a pass."""
     if collected is not None:
         matrix = _matrix(model, None, *collected)
@@ -102,12 +102,13 @@ def _pairs(model, y, prediction) -> dict:
 
 
 def _matrix(model, name, y, predictions):
-    if y.dtype.kind == "f" and not (y.ndim == 2 and y.shape[-1] > 1):
-        return None  # float labels: a regression output
+    binary = predictions.size == len(y) == y.size and set(np.unique(y).tolist()) <= {0, 1}
+    if y.dtype.kind == "f" and not (y.ndim == 2 and y.shape[-1] > 1) and not binary:
+        return None  # float labels other than 0 and 1 for one unit: a regression output
     if predictions.ndim == 2 and predictions.shape[-1] >= 2:
         labels = y.argmax(-1) if y.ndim == 2 and y.shape[-1] > 1 else y.reshape(-1)
         predicted, classes = predictions.argmax(-1), predictions.shape[-1]
-    elif predictions.size == len(y) and set(np.unique(y)) <= {0, 1}:
+    elif binary:
         labels, classes = y.reshape(-1), 2
         predicted = (predictions.reshape(-1) > _binary_threshold(model, name, predictions)).astype(np.int64)
     else:

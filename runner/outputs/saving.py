@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import sys
 import uuid
 from pathlib import Path
 
@@ -15,8 +16,10 @@ from runner.outputs.files import write_failure
 def save_model(model, run_dir: Path, element_spec=None, format="auto") -> Path:
     """Save the trained model once: model.keras (Keras) or saved_model/ (tf.Module, or asked for).
 
-    A Keras model asked for as `saved_model` is exported with `Model.export` (a serving
-    SavedModel: `tf.saved_model.load(path).serve(x)`).
+    A Keras model asked for as `saved_model` is exported as `Model.export` exports it (a
+    serving SavedModel: `tf.saved_model.load(path).serve(x)`), except that `serve` runs the
+    model in inference mode: `Model.export` calls the model without `training`, which
+    keeps Keras's random augmentation layers (RandomFlip, RandomRotation, ...) active.
 
     A tf.Module gets a `serve` tf.function over the features' signature so the reloaded
     SavedModel predicts: `loaded = tf.saved_model.load(path)`, then `loaded(x)` or
@@ -30,7 +33,7 @@ def save_model(model, run_dir: Path, element_spec=None, format="auto") -> Path:
         target = run_dir / "saved_model"
         temp = run_dir / f".saved_model-{uuid.uuid4().hex}"
         with _written(target, temp):
-            model.export(str(temp), format="tf_saved_model", verbose=False)
+            _export_for_inference(model, temp)
             os.replace(temp, target)
         return target
     if isinstance(model, keras.Model):
@@ -53,6 +56,19 @@ def save_model(model, run_dir: Path, element_spec=None, format="auto") -> Path:
         tf.saved_model.save(model, str(temp), signatures={"serving_default": model.serve})
         os.replace(temp, target)
     return target
+
+
+def _export_for_inference(model, path: Path) -> None:
+    """`model.export(path)` with `serve` calling the model with `training=False`."""
+    import keras
+
+    from runner.internals import export_input_signature
+
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("serve", lambda *inputs: model(*inputs, training=False),
+                         input_signature=export_input_signature(model))
+    archive.write_out(str(path), verbose=False)
 
 
 @contextlib.contextmanager
@@ -88,9 +104,24 @@ def load_model(run_dir: Path):
 
         loaded = tf.saved_model.load(str(run_dir / "saved_model"))
         if not callable(loaded) and hasattr(loaded, "serve"):  # a Keras model's export: its `serve`
+            if _draws_random_numbers(loaded.serve):
+                print(f"warning: {run_dir / 'saved_model'} draws random numbers when it serves (a Keras model "
+                      "exported with its augmentation layers active, as pipe exported them before serving in "
+                      "inference mode): its predictions vary from call to call; train it again to export it "
+                      "for inference", file=sys.stderr, flush=True)
             return _serving_module(tf, loaded)
         return loaded
     raise FileNotFoundError(f"{run_dir}: no saved model (model.keras or saved_model/) in this run directory")
+
+
+def _draws_random_numbers(function) -> bool:
+    """Whether a restored tf.function's graphs hold random ops (none serve in inference mode)."""
+    for concrete in getattr(function, "concrete_functions", []):
+        graph = concrete.graph.as_graph_def()
+        nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
+        if any("Random" in node.op for node in nodes):
+            return True
+    return False
 
 
 def _serving_module(tf, loaded):

@@ -3,8 +3,12 @@
 A spec may start with `extends: base.yaml` (or a list of paths), relative to the file that
 names it. Bases are merged in order, then the file itself; files given together on the
 command line are merged the same way, later over earlier. Mappings merge key by key, lists
-and single values replace, and `null` removes a key. Every value keeps the file, line and
+and single values replace, and `null` removes a key (one the bases do not have is an error). A Keras short form
+naming another class (`{SGD: {...}}` over `{Adam: {...}}`) replaces rather than merges. Every value keeps the file, line and
 column that set it, so an error points at the base when the child did not override it.
+
+A base is a spec file: its name ends in `.yaml` or `.yml` (so `extends: /etc/shadow` cannot
+print another file's lines as "unknown keys" in a CI log), and `~` is not expanded.
 
 The limits of one file hold across all of them: the values of every file that goes into a
 spec count toward one node limit, a chain is at most `MAX_EXTENDS_DEPTH` files deep, and an
@@ -17,14 +21,17 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner.spec import yamlfile
-from runner.spec.errors import SpecError, SpecErrors
+from runner.spec.errors import SpecError, SpecErrors, did_you_mean
 
 MAX_EXTENDS_DEPTH = 16
+MAX_LOADS = 1000  # files read for one spec, a base reached twice counted twice
+_CLASS_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*")
 _CACHE: dict = {}  # (resolved path, size, mtime_ns) -> yamlfile.Document
 _CACHE_LIMIT = 512
 
@@ -38,6 +45,7 @@ class Composed:
     value_marks: dict = field(default_factory=dict)
     sources: list = field(default_factory=list)  # display paths, in the order first read
     texts: dict = field(default_factory=dict)  # display path -> the text read from it
+    removed: dict = field(default_factory=dict)  # path a `null` removed -> the null's mark
 
 
 def compose(files) -> Composed:
@@ -58,6 +66,8 @@ def compose(files) -> Composed:
             e.via = " + ".join(map(str, files)) if len(files) > 1 else files[-1]
         raise SpecErrors([e]) from None
     result.sources, result.texts = state.sources, state.texts
+    for path, mark in result.removed.items():
+        result.key_marks.setdefault(path, mark)
     return result
 
 
@@ -66,11 +76,17 @@ class _State:
 
     def __init__(self):
         self.count, self.sources, self.texts = 0, [], {}
+        self.counted, self.loads = set(), 0
 
     def load(self, file: Path, chain: tuple, depth: int, via) -> Composed:
         """`file` merged over its bases; `via` locates the `extends` entry that named it."""
         document, text = _parse(file)
-        self.count += document.count
+        self.loads += 1
+        if self.loads > MAX_LOADS:
+            raise _at(via, f"extends reads files more than {MAX_LOADS} times (the same bases named over and over?)")
+        if _identity(file) not in self.counted:  # a base reached twice adds its values once
+            self.counted.add(_identity(file))
+            self.count += document.count
         if self.count > yamlfile.MAX_NODES:
             raise _at(via, f"the spec and its bases expand to more than {yamlfile.MAX_NODES} values "
                            f"(extends used as a bomb?)") if via else SpecError(
@@ -120,7 +136,12 @@ class _State:
                 raise _at(where, f"expected a path to a spec file, got {_describe(entry)}")
             if "://" in entry:
                 raise _at(where, f"'{entry}' is a URL; extends names local files only")
-            base = Path(entry).expanduser()
+            if entry.startswith("~"):
+                raise _at(where, f"'{entry}': extends does not expand '~'; give a path relative to this file "
+                                 f"or an absolute one")
+            if Path(entry).suffix.lower() not in (".yaml", ".yml"):
+                raise _at(where, f"'{entry}' is not a .yaml or .yml file; extends names spec files only")
+            base = Path(entry)
             base = base if base.is_absolute() else Path(os.path.normpath(file.parent / base))
             bases.append((base, where))
         for table in (own.key_marks, own.value_marks):
@@ -189,17 +210,25 @@ def merge_values(base, layer):
     """`layer` over `base` by the rules of `extends`, for plain values (a sweep's trial over
     its base): mappings key by key, lists and single values replace, `None` removes a key.
     Neither argument is changed."""
-    return copy.deepcopy(_merge(Composed(base), Composed(layer)).doc)
+    return copy.deepcopy(_merge(Composed(base), Composed(layer), strict=False).doc)
 
 
-def _merge(base: Composed, layer: Composed) -> Composed:
-    """`layer` over `base`: a new Composed; neither is changed."""
-    out = Composed(None)
-    out.doc = _merge_node(base, layer, base.doc, layer.doc, (), out)
+def _merge(base: Composed, layer: Composed, strict=True) -> Composed:
+    """`layer` over `base`: a new Composed; neither is changed. `strict`: a `null` for a key
+    `base` does not have is an error (a misspelt `metrcs: null` would remove nothing)."""
+    out = Composed(None, removed={**base.removed, **layer.removed})
+    out.doc = _merge_node(base, layer, base.doc, layer.doc, (), out, strict)
+    out.removed = {p: mark for p, mark in out.removed.items() if p not in out.key_marks}
     return out
 
 
-def _merge_node(base, layer, old, new, path, out):
+def _removes_nothing(layer, key, old, path) -> SpecError:
+    line, column, file = layer.value_marks.get(path) or layer.key_marks[path]
+    return SpecError(f"null removes nothing: no key '{key}' in the bases", file=file, line=line, column=column,
+                     path=path, hint=did_you_mean(key, list(old)))
+
+
+def _merge_node(base, layer, old, new, path, out, strict=True):
     if not (isinstance(old, dict) and isinstance(new, dict)):
         _take(layer, new, path, out)
         return new
@@ -215,13 +244,26 @@ def _merge_node(base, layer, old, new, path, out):
             merged[key] = value
             _take(base, value, child, out)
         elif new[key] is None:
+            if key not in old and strict:
+                raise _removes_nothing(layer, key, old, child)
+            mark = layer.key_marks.get(child)
+            if mark:
+                out.removed[child] = mark  # an error about the removed key points at the null
             continue  # null removes a key
-        elif isinstance(old.get(key), dict) and isinstance(new[key], dict):
-            merged[key] = _merge_node(base, layer, old[key], new[key], child, out)
+        elif isinstance(old.get(key), dict) and isinstance(new[key], dict) and not _another_class(old[key], new[key]):
+            merged[key] = _merge_node(base, layer, old[key], new[key], child, out, strict)
         else:
             merged[key] = new[key]
             _take(layer, new[key], child, out)
     return merged
+
+
+def _another_class(old: dict, new: dict) -> bool:
+    """Both are Keras short forms (`{Adam: {...}}`, one capitalised name) naming different
+    classes: the layer's replaces the base's whole, arguments and all, rather than merging
+    into a mapping of two names."""
+    return (len(old) == 1 and len(new) == 1 and list(old) != list(new)
+            and all(isinstance(k, str) and _CLASS_NAME.fullmatch(k) for k in (*old, *new)))
 
 
 def _take(source, value, path, out):

@@ -1,4 +1,5 @@
-"""Rules of the data section that the schema cannot say: no split that never ends."""
+"""Rules of the data section that the schema cannot say: no split that never ends, and
+augmentation on train only."""
 
 from __future__ import annotations
 
@@ -103,4 +104,22 @@ def prior_errors(spec) -> list[SpecError]:
                                            "frequencies: it goes on the bias_initializer of the model's output "
                                            "Dense layer (the last of a sequential model, or a functional output)",
                                      at_value=True))
+    return errors
+
+
+def augment_errors(spec) -> list[SpecError]:
+    """`augment` draws new random values on every pass: train only. A validation or test
+    split that augments would be measured on other data than it holds, differently each time."""
+    errors = []
+    for split in ("validation", "test"):
+        stages = spec.get("data", split, "stages", default=[])
+        for i, stage in enumerate(stages if isinstance(stages, list) else []):
+            if not isinstance(stage, dict) or len(stage) != 1 or "map" not in stage:
+                continue
+            ops = (stage["map"] or {}).get("ops") if isinstance(stage["map"], dict) else None
+            for j, op in enumerate(ops if isinstance(ops, list) else []):
+                if isinstance(op, dict) and "augment" in op:
+                    errors.append(spec.error(("data", split, "stages", i, "map", "ops", j, "augment"),
+                                             f"augment applies to train only: the {split} split is evaluated on "
+                                             "its data as it is (remove the op)"))
     return errors

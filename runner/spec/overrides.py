@@ -8,7 +8,8 @@ from runner.spec.schema import deref, load_schema
 
 
 def apply_override(spec, text: str) -> None:
-    """Apply one `key.path=value` override; the value is parsed as YAML."""
+    """Apply one `key.path=value` override; the value is parsed as YAML, and `null` (or
+    nothing) removes the key, as `null` does in a layered file."""
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise SpecErrors([SpecError("expected KEY.PATH=VALUE", file=f"--set {text}")])
@@ -30,7 +31,13 @@ def apply_override(spec, text: str) -> None:
                 raise SpecErrors([SpecError(f"{format_path(where) or 'the spec'} is a mapping, not a list", file=f"--set {text}")])
         else:
             raise SpecErrors([SpecError(f"{format_path(where)} is a single value; it has no '{part}'", file=f"--set {text}")])
-        if last:
+        if last and value is None and isinstance(node, dict):
+            if part not in node:  # as a null in a layered file: removing nothing is a mistake
+                raise SpecErrors([SpecError(f"null removes nothing: no key '{part}' in "
+                                            f"{format_path(where) or 'the spec'}", file=f"--set {text}",
+                                            hint=did_you_mean(part, [str(k) for k in node]))])
+            del node[part]  # null removes a key, as in a layered file
+        elif last:
             node[part] = value
         else:
             if isinstance(node, dict) and not isinstance(node.get(part), (dict, list)):

@@ -6,6 +6,11 @@ string the value is written into the text (`name: "cnn-${train.epochs}"`). A ref
 path the spec does not have, or a cycle of references, is an error at the value that holds
 it. Nothing else is looked up: no environment variables, no resolvers that run code.
 
+The limits of one file hold after resolution too: copies a reference makes count toward
+the same 100,000 values and 64 levels of nesting, a chain of references is at most 64 long,
+and interpolation writes at most 1 MB of text; each is an error at the reference that
+crosses it, found while resolving, so a reference bomb stops early.
+
 The dataset metadata references (`${data.num_classes}`, `${data.<split>.num_examples}`,
 runner/spec/metadata.py) are another family, known only once the data is read: they are
 left as written here, for the rules and the run to handle.
@@ -18,10 +23,12 @@ import re
 
 from runner.spec.errors import did_you_mean, format_path
 from runner.spec.metadata import KNOWN_REFERENCES
+from runner.spec.yamlfile import MAX_BYTES, MAX_DEPTH, MAX_NODES
 
 _REFERENCE = re.compile(r"\$\{([^{}]*)\}")
 _VALID = re.compile(r"[^.\[\]\s]+(?:\.[^.\[\]\s]+|\[-?\d+\])*")
 _PART = re.compile(r"\[(-?\d+)\]|([^.\[\]]+)")
+_NESTING = 300  # containers entered at once while resolving, across a chain of references
 
 
 def resolve_references(spec) -> None:
@@ -31,7 +38,9 @@ def resolve_references(spec) -> None:
         SpecError: a reference to a missing path, inside a string to a mapping or list, a
             cycle of references; located at the value holding the reference.
     """
-    _Resolver(spec).everything(spec.doc, ())
+    resolver = _Resolver(spec)
+    resolver.count = _size(spec.doc, MAX_NODES + 1)
+    resolver.everything(spec.doc, ())
 
 
 def parse_path(text: str):
@@ -51,14 +60,21 @@ class _Resolver:
         self.spec = spec
         self.active = []  # paths whose references are being resolved, in order
         self.done = set()
+        self.count = 0  # values in the document, copies made by references included
+        self.text = 0  # characters interpolation has written
+        self.nesting = 0  # containers being walked at once (bounds the Python stack)
 
     def everything(self, node, path):
-        if isinstance(node, dict):
-            for key in list(node):
+        if not isinstance(node, (dict, list)):
+            return
+        self.nesting += 1
+        try:
+            if self.nesting > _NESTING:
+                raise self.spec.error(path, f"references nest deeper than {MAX_DEPTH} levels", at_value=True)
+            for key in list(node) if isinstance(node, dict) else range(len(node)):
                 self.everything(self.value(node, key, path + (key,)), path + (key,))
-        elif isinstance(node, list):
-            for i in range(len(node)):
-                self.everything(self.value(node, i, path + (i,)), path + (i,))
+        finally:
+            self.nesting -= 1
 
     def value(self, container, key, path):
         """`container[key]` with its own references resolved (stored back)."""
@@ -70,6 +86,9 @@ class _Resolver:
             first = self.active[self.active.index(path)]
             raise self.spec.error(first, "a cycle of references: " + " -> ".join(map(format_path, cycle)),
                                   at_value=True)
+        if len(self.active) >= MAX_DEPTH:
+            raise self.spec.error(path, f"a chain of more than {MAX_DEPTH} references (each names the next)",
+                                  at_value=True)
         self.active.append(path)
         try:
             value = self.substitute(value, path)
@@ -80,12 +99,20 @@ class _Resolver:
         return value
 
     def substitute(self, text, path):
+        start = _REFERENCE.sub("", text).find("${")
+        if start >= 0:
+            unclosed = _REFERENCE.sub("", text)[start:start + 40]
+            raise self.spec.error(path, f"'{unclosed}' is not closed: a reference is written ${{path}}, with its "
+                                        f"closing brace", at_value=True)
         whole = _REFERENCE.fullmatch(text)
         if whole:
             if _is_metadata(whole.group(1)):
                 return text
             found = self.lookup(whole.group(1), text, path)
-            return found[0] if found else text
+            if not found:
+                return text
+            self._fits(found[0], path)
+            return copy.deepcopy(found[0])
         pieces, end = [], 0
         for match in _REFERENCE.finditer(text):
             pieces.append(text[end:match.start()])
@@ -100,7 +127,22 @@ class _Resolver:
                 raise self.spec.error(path, f"{match.group()} is {kind}; only a whole value can be a reference "
                                             f"to {kind}, not part of {text!r}", at_value=True)
             pieces.append(_text(value))
+            self.text += len(pieces[-1])
+            if self.text > MAX_BYTES:
+                raise self.spec.error(path, f"references write more than {MAX_BYTES // 1_000_000} MB of text "
+                                            f"(a reference bomb?)", at_value=True)
         return "".join(pieces + [text[end:]])
+
+    def _fits(self, value, path):
+        """Count a copy of `value` at `path` toward the value and nesting limits."""
+        if not isinstance(value, (dict, list)):
+            return
+        self.count += _size(value, MAX_NODES + 2 - self.count) - 1  # the reference itself was one
+        if self.count > MAX_NODES:
+            raise self.spec.error(path, f"references expand the spec to more than {MAX_NODES} values "
+                                        f"(a reference bomb?)", at_value=True)
+        if len(path) + _depth(value, MAX_DEPTH + 1) > MAX_DEPTH:
+            raise self.spec.error(path, f"the copy makes nesting deeper than {MAX_DEPTH} levels", at_value=True)
 
     def lookup(self, inner, text, path):
         """(value,) at the path `inner` names, resolved; None to leave a `${data...}` for later."""
@@ -110,6 +152,9 @@ class _Resolver:
                                         f"${{section.list[0].key}})", at_value=True)
         node, where = self.spec.doc, ()
         for part in parts:
+            if isinstance(part, str) and re.fullmatch(r"-?\d+", part) and (
+                    isinstance(node, list) or (isinstance(node, dict) and part not in node)):
+                part = int(part)  # `layers.0` as `--set` writes it, for `layers[0]`
             if isinstance(node, dict) and part in node:
                 node = self.value(node, part, where + (part,))
             elif isinstance(node, list) and isinstance(part, int) and -len(node) <= part < len(node):
@@ -121,7 +166,7 @@ class _Resolver:
                                       hint=_near(node, where, part))
             where += (part,)
         self.everything(node, where)
-        return (copy.deepcopy(node),)
+        return (node,)
 
     @staticmethod
     def _missing(inner, node, where, part) -> str:
@@ -135,7 +180,7 @@ class _Resolver:
 
 def _near(node, where, part):
     """`did you mean 'train.epochs'?` over the keys beside the missing one."""
-    if not where and isinstance(part, str) and part.isupper():
+    if not where and isinstance(part, str) and (part.isupper() or ":" in part):  # ${HOME}, ${env:HOME}
         return "a reference names a value of the spec; environment variables are not read"
     if not isinstance(node, dict):
         return None
@@ -143,6 +188,30 @@ def _near(node, where, part):
     if hint is None:
         return None
     return hint.replace("'", "'" + format_path(where) + "." if where else "'", 1)
+
+
+def _size(node, limit: int) -> int:
+    """How many values `node` holds (itself included), counting no further than `limit`."""
+    count, stack = 0, [node]
+    while stack and count < limit:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
+def _depth(node, limit: int) -> int:
+    """Levels of nesting below `node` (0 for a single value), looking no deeper than `limit`."""
+    deepest, stack = 0, [(node, 0)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if level < limit and isinstance(item, (dict, list)):
+            stack.extend((child, level + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return deepest
 
 
 def _text(value) -> str:

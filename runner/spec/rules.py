@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from runner.spec.data_rules import endless_errors, prior_errors, window_errors
+from runner.spec.data_rules import augment_errors, endless_errors, prior_errors, window_errors
 from runner.spec.errors import SpecError
 from runner.spec.model_rules import model_errors
 from runner.spec.safety import safety_errors
@@ -13,11 +13,13 @@ def rule_errors(spec) -> list[SpecError]:
     return section_rule_errors(spec) + checked_rule_errors(spec)
 
 
-def checked_rule_errors(spec) -> list[SpecError]:
-    """Keras names and arguments, the functional graph and the cross-section rules.
+def checked_rule_errors(spec, tolerant: bool = False) -> list[SpecError]:
+    """Safety, Keras names and arguments, the functional graph and the cross-section rules.
 
     Written to tolerate a spec with schema errors (each looks at what it needs and skips
     what is malformed), so that `pipe validate` reports these mistakes together with those.
+    `tolerant`: a rule that trips over a shape the schema already reports is skipped on its
+    own, so the others' errors (an absolute callback path, say) are still reported.
     """
     from runner.spec.graph import graph_errors
     from runner.spec.keras_names import keras_name_errors
@@ -25,8 +27,15 @@ def checked_rule_errors(spec) -> list[SpecError]:
 
     from runner.spec.adaptation import adaptation_errors
 
-    return (keras_name_errors(spec) + graph_errors(spec) + training_rule_errors(spec) + endless_errors(spec)
-            + adaptation_errors(spec) + window_errors(spec) + prior_errors(spec))
+    errors = []
+    for rule in (safety_errors, keras_name_errors, graph_errors, training_rule_errors, endless_errors,
+                 adaptation_errors, window_errors, prior_errors, augment_errors):
+        try:
+            errors += rule(spec)
+        except (TypeError, KeyError, AttributeError, ValueError):
+            if not tolerant:
+                raise
+    return errors
 
 
 def section_rule_errors(spec) -> list[SpecError]:
@@ -66,5 +75,5 @@ def section_rule_errors(spec) -> list[SpecError]:
     split = train.get("validate_on")
     if split and split not in data:
         errors.append(spec.error(("train", "validate_on"), f"there is no data.{split} split to validate on", at_value=True))
-    errors += safety_errors(spec) + model_errors(spec)
+    errors += model_errors(spec)
     return errors

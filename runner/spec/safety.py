@@ -29,7 +29,9 @@ def safety_errors(spec) -> list[SpecError]:
     errors = []
     for section in ("model", "train"):
         errors += _walk(spec, spec.doc.get(section), (section,))
-    for i, identifier in enumerate(spec.doc["train"].get("callbacks") or []):
+    train = spec.doc.get("train")
+    callbacks = train.get("callbacks") if isinstance(train, dict) else None
+    for i, identifier in enumerate(callbacks if isinstance(callbacks, list) else []):
         errors += _callback_path_errors(spec, identifier, ("train", "callbacks", i))
     return errors
 

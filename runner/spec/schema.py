@@ -59,6 +59,15 @@ def schema_errors(spec) -> list[SpecError]:
     return errors
 
 
+def _missing(spec, path, key, message) -> SpecError:
+    """At the `null` that removed `key` from a base (its mark stays), else at its mapping."""
+    if path + (key,) not in spec.key_marks:
+        return spec.error(path, message)
+    error = spec.error(path + (key,), message, "a null removed it")
+    error.path = path
+    return error
+
+
 def _explain(spec, error) -> list[SpecError]:
     """Turn one jsonschema error into our located, plain-words errors."""
     path = tuple(error.absolute_path)
@@ -74,7 +83,7 @@ def _explain(spec, error) -> list[SpecError]:
         # a key written with a typo is reported once, as unknown, not also as missing
         names = [k for k in missing if k not in value and f"did you mean '{k}'?" not in misspelled]
         what = "section" if not path else "key"
-        return [spec.error(path, f"missing required {what} '{k}'") for k in names]
+        return [_missing(spec, path, k, f"missing required {what} '{k}'") for k in names]
     if kind in ("maxProperties", "minProperties") and schema.get("maxProperties") == 1 and "properties" in schema:
         options = ", ".join(schema["properties"])
         got = ", ".join(f"'{k}'" for k in value) or "none"

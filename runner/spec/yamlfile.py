@@ -177,7 +177,7 @@ def parse(text: str, file=None) -> Document:
         mark = e.problem_mark or e.context_mark
         problem = e.problem or e.context or "invalid YAML"
         raise SpecError(f"YAML syntax error: {problem}", file=file, line=mark.line + 1 if mark else None,
-                        column=mark.column + 1 if mark else None) from None
+                        column=mark.column + 1 if mark else None, hint=_reference_hint(text, mark)) from None
     except yaml.YAMLError as e:
         raise SpecError(f"YAML error: {e}", file=file) from None
     except RecursionError:
@@ -185,6 +185,13 @@ def parse(text: str, file=None) -> Document:
     finally:
         loader.dispose()
     return _built(loader, node, file)
+
+
+def _reference_hint(text: str, mark) -> str | None:
+    """A `${path}` where the error is, unquoted inside `[ ]` or `{ }`: YAML reads its `{`."""
+    if mark is None or text[mark.index:mark.index + 1] != "{" or text[mark.index - 1:mark.index] != "$":
+        return None
+    return 'quote a ${...} reference inside [ ] or { }: "${train.epochs}"'
 
 
 def _built(loader, node, file) -> Document:

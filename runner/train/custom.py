@@ -32,7 +32,8 @@ class CustomLoop:
         loss, optimizer, metrics: resolved by `runner.identifiers` (metrics as for compile).
         element_spec: the training dataset's, to build the model and pick metrics.
         setup: the `DeviceSetup` (strategy, replicas, jit_compile, mixed_precision).
-        class_weight: `{label: weight}` applied to each example's loss.
+        class_weight: `{label: weight}` applied to each training example's loss (held-out
+            losses stay unweighted, as under `fit`).
         callbacks: Keras callbacks, driven for Keras models like `fit` does.
         verbose: 0 silent, 1 progress bar, 2 one line per epoch.
         report: `{initial: template, epoch: template}` lines printed with str.format.
@@ -87,7 +88,9 @@ class CustomLoop:
 
     # The steps run once per replica (strategy.run); averages use the global batch.
 
-    def _per_example(self, y, prediction):
+    def _per_example(self, y, prediction, weighted=False):
+        """Each example's loss; class-weighted only when `weighted` (training: Keras's fit
+        weighs the training loss by class, never a held-out split's)."""
         dtype = self.loss.dtype
         y = tf.nest.map_structure(lambda t: tf.cast(t, dtype), y)
         prediction = tf.nest.map_structure(lambda t: tf.cast(t, dtype), prediction)
@@ -96,7 +99,7 @@ class CustomLoop:
         rank = values.shape.rank
         if rank is not None and rank > 1:  # e.g. per-pixel losses: one value per example
             values = tf.reduce_mean(values, axis=list(range(1, rank)))
-        if self.class_weight is not None:
+        if weighted and self.class_weight is not None:
             values = values * _sample_weights(self.class_weight, y)
         return values
 
@@ -119,7 +122,7 @@ class CustomLoop:
     def _train_step(self, x, y):
         with tf.GradientTape() as tape:
             prediction = self._forward(x, training=True)
-            values = self._per_example(y, prediction)
+            values = self._per_example(y, prediction, weighted=True)
             count = tf.cast(tf.shape(values)[0], values.dtype)
             # The mean over the GLOBAL batch (tf.nn.compute_average_loss with the true
             # global size, which also holds for a smaller last batch).

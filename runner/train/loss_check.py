@@ -1,10 +1,13 @@
-"""A loss checked against the data before training: one computation on a zero batch."""
+"""A loss and metrics checked against the data before training: one computation on a zero batch."""
 
 from __future__ import annotations
 
+import re
+
+import keras
 import tensorflow as tf
 
-from runner.models.identifiers import keras_message, resolve_loss
+from runner.models.identifiers import keras_message, resolve_loss, resolve_metric
 
 
 def example_batch(element_spec, size: int = 2):
@@ -42,6 +45,30 @@ def check_loss_fits(loss, model, element_spec, spec, path=("train", "loss")):
             f"{keras_message(e)}",
         ) from e
     return loss_object
+
+
+def check_metrics_fit(metrics, model, element_spec, spec, path=("train", "metrics")) -> None:
+    """Update each metric once on a zero batch, so a metric that does not fit the labels
+    (a sparse accuracy on one-hot labels, ...) is a located error before training, as
+    `pipe plan` locates it, instead of a failure at the first step.
+
+    Metrics of several outputs (a dict by output name) are left to the loops.
+    """
+    if not isinstance(metrics, list) or not metrics:
+        return
+    x, y = example_batch(element_spec)
+    prediction = model(x)
+    if not (tf.is_tensor(y) and tf.is_tensor(prediction)):
+        return
+    for i, metric in enumerate(metrics):
+        try:
+            probe = type(metric).from_config(metric.get_config()) if isinstance(metric, keras.metrics.Metric) \
+                else metric  # a copy: the run's own metric keeps its state
+            resolve_metric(probe, y, prediction).update_state(y, prediction)
+        except Exception as e:
+            message = re.sub(r"\{\{function_node [^}]*\}\}\s*|\s*\[Op:\w+\].*$", "", keras_message(e))
+            raise spec.error((*path, i), f"metric does not fit labels {_describe(y)} and predictions "
+                                         f"{_describe(prediction)}: {message}") from e
 
 
 def _model_input_path(spec) -> tuple:

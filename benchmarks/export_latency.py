@@ -1,0 +1,212 @@
+"""Size, latency and accuracy of each export format of the Fashion-MNIST model.
+
+Trains specs/fashion_mnist.yaml (or uses --run), exports it as a SavedModel, a LiteRT model
+(float, float16, int8) and an ONNX model, then times each on raw test images (uint8, the
+preprocessing inside the graph) at batch 1 and batch 256, in alternating repetitions, and
+measures its accuracy on the full test set. Also times the exported SavedModel on a batch
+of 256 raw images against the Keras model's `predict_on_batch` on the same batch already
+preprocessed (the cost of preprocessing inside the graph).
+
+    python benchmarks/export_latency.py [--run RUN_DIR] [--repeats 7] [--write BENCHMARKS.md]
+
+Needs the extras: pip install 'pipe[tflite,onnx]'.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import os
+import platform
+import re
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+SECTION = "## (g) Exported models: size, latency, accuracy"
+
+
+def _test_set():
+    images = np.frombuffer(gzip.decompress((FASHION / "t10k-images-idx3-ubyte.gz").read_bytes()), np.uint8,
+                           offset=16).reshape(-1, 28, 28)
+    labels = np.frombuffer(gzip.decompress((FASHION / "t10k-labels-idx1-ubyte.gz").read_bytes()), np.uint8,
+                           offset=8).astype(np.int64)
+    return images, labels
+
+
+def _train(folder: Path) -> Path:
+    from runner.run import run_spec
+    from runner.spec import load_spec
+
+    spec = load_spec(REPO / "specs" / "fashion_mnist.yaml", [f"outputs.dir={folder}", "outputs.plots.enabled=false"])
+    return run_spec(spec, quiet=True).run_dir
+
+
+def _size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
+
+
+class SavedModel:
+    def __init__(self, path):
+        import tensorflow as tf
+
+        self.tf = tf
+        self.serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+
+    def __call__(self, images):
+        return self.serve(images=self.tf.constant(images))["class"].numpy()
+
+
+class LiteRT:
+    def __init__(self, path):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path, self.size, self.interpreter = str(path), None, None
+        self.Interpreter = Interpreter
+
+    def __call__(self, images):
+        if self.size != len(images):  # one interpreter per batch size, allocated once
+            self.interpreter = self.Interpreter(model_path=self.path)
+            index = self.interpreter.get_signature_runner().get_input_details()["images"]["index"]
+            self.interpreter.resize_tensor_input(index, list(images.shape))
+            self.interpreter.allocate_tensors()
+            self.runner, self.size = self.interpreter.get_signature_runner(), len(images)
+        return self.runner(images=images)["class"]
+
+
+class OnnxRuntime:
+    def __init__(self, path):
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+    def __call__(self, images):
+        return self.session.run(["class"], {"images": images})[0]
+
+
+def _time(function, x, calls: int) -> float:
+    """Median seconds per call over `calls` calls (after one warm-up call)."""
+    function(x)
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        function(x)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _accuracy(function, images, labels, batch=256) -> float:
+    predicted = np.concatenate([np.asarray(function(images[i:i + batch])).reshape(-1)
+                                for i in range(0, len(images), batch)])
+    return float((predicted == labels).mean())
+
+
+def measure(run: Path, repeats: int) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from runner.export import export_run
+
+    images, labels = _test_set()
+    out = Path(tempfile.mkdtemp(prefix="pipe-export-bench-"))
+    files = {
+        "SavedModel": (export_run(run, "saved_model", output=out / "saved_model").path, SavedModel),
+        "SavedModel --jit-compile": (export_run(run, "saved_model", output=out / "saved_model_xla",
+                                                jit_compile=True).path, SavedModel),
+        "LiteRT float32": (export_run(run, "tflite", output=out / "model.tflite").path, LiteRT),
+        "LiteRT float16": (export_run(run, "tflite", output=out / "f16.tflite", quantize="float16").path, LiteRT),
+        "LiteRT int8": (export_run(run, "tflite", output=out / "int8.tflite", quantize="int8").path, LiteRT),
+        "ONNX": (export_run(run, "onnx", output=out / "model.onnx").path, OnnxRuntime),
+    }
+    runners = {name: kind(path) for name, (path, kind) in files.items()}
+    one, batch = images[:1], images[:256]
+    per_one = {name: [] for name in runners}
+    per_batch = {name: [] for name in runners}
+    for _ in range(repeats):  # alternating: machine load hits every format alike
+        for name, function in runners.items():
+            per_one[name].append(_time(function, one, 50))
+            per_batch[name].append(_time(function, batch, 5))
+    rows = {}
+    for name, function in runners.items():
+        rows[name] = {"bytes": _size(files[name][0]), "batch1_ms": statistics.median(per_one[name]) * 1e3,
+                      "batch256_us_per_example": statistics.median(per_batch[name]) / 256 * 1e6,
+                      "accuracy": _accuracy(function, images, labels)}
+
+    # The preprocessing's cost inside the graph: raw uint8 in, against the Keras model on the
+    # same batch already cast and scaled (as the spec's map ops do it), alternating.
+    model = keras.saving.load_model(run / "model.keras")
+    preprocessed = tf.constant(batch.astype(np.float32) / np.float32(255.0))
+    raw = tf.constant(batch)
+    model.predict_on_batch(preprocessed)
+    ratios = {name: [] for name in ("SavedModel", "SavedModel --jit-compile")}
+    times = {name: [] for name in [*ratios, "keras"]}
+    for _ in range(repeats):
+        keras_time = _time(model.predict_on_batch, preprocessed, 20)
+        times["keras"].append(keras_time)
+        for name in ratios:
+            serve = runners[name].serve
+            exported = _time(lambda x: serve(images=x), raw, 20)
+            times[name].append(exported)
+            ratios[name].append(exported / keras_time)
+    return {"rows": rows, "times_ms": {k: statistics.median(v) * 1e3 for k, v in times.items()},
+            "ratios": {k: statistics.median(v) for k, v in ratios.items()}, "repeats": repeats,
+            "load": os.getloadavg()[0]}
+
+
+def markdown(result: dict) -> str:
+    import tensorflow as tf
+
+    lines = [SECTION, "",
+             "`python benchmarks/export_latency.py --repeats {repeats}`: specs/fashion_mnist.yaml trained as shipped "
+             "(3 epochs), exported by `pipe export` in each format; each format run by its own runtime "
+             "(tf.saved_model.load's `serving_default`, LiteRT's interpreter, onnxruntime on the CPU) on raw "
+             "uint8 test images, the preprocessing inside the graph. Latency: median over {repeats} alternating "
+             "repetitions of the median call (50 calls at batch 1, 5 at batch 256). Accuracy: the 10,000 "
+             "test images. TensorFlow {tf}; Python {py}; {cores} cores.".format(
+                 repeats=result["repeats"], tf=tf.__version__, py=platform.python_version(),
+                 cores=os.cpu_count()), "",
+             "| format | size KB | batch 1 ms | batch 256 us/example | test accuracy |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, row in result["rows"].items():
+        lines.append(f"| {name} | {row['bytes'] / 1024:.0f} | {row['batch1_ms']:.3f} | "
+                     f"{row['batch256_us_per_example']:.2f} | {row['accuracy']:.4f} |")
+    lines += ["", "Preprocessing inside the graph against none: each exported SavedModel's `serving_default` on 256 "
+                  "raw images, against the Keras model's `predict_on_batch` (Keras 3 compiles it with XLA) on the "
+                  "same 256 images already cast and scaled; median of per-repetition ratios (target <= 1.1). "
+                  f"Load average at the end: {result['load']:.1f} on {os.cpu_count()} cores.", "",
+              "| | ms per batch of 256 | / Keras predict_on_batch |", "| --- | --- | --- |",
+              f"| Keras `predict_on_batch`, preprocessed | {result['times_ms']['keras']:.3f} | 1 |"]
+    for name, ratio in result["ratios"].items():
+        met = "met" if ratio <= 1.1 else "not met"
+        lines.append(f"| {name}, raw | {result['times_ms'][name]:.3f} | **{ratio:.3f}** ({met}) |")
+    return "\n".join(lines + [""])
+
+
+def write(path: Path, section: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    pattern = re.compile(re.escape(SECTION) + r".*?(?=\n## |\Z)", re.S)
+    text = pattern.sub(lambda _: section.rstrip("\n") + "\n", text) if pattern.search(text) else \
+        text.rstrip("\n") + "\n\n" + section
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, help="A completed Fashion-MNIST run (default: train one now).")
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--write", type=Path, help="Replace this section of the file (e.g. BENCHMARKS.md).")
+    args = parser.parse_args()
+    run = args.run or _train(Path(tempfile.mkdtemp(prefix="pipe-export-bench-runs-")))
+    section = markdown(measure(run, args.repeats))
+    print(section)
+    if args.write:
+        write(args.write, section)
+
+
+if __name__ == "__main__":
+    main()
