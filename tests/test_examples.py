@@ -27,7 +27,8 @@ def fortunes_corpus(tmp_path_factory):
     by scripts/make_fortunes_corpus.py from the Debian package `fortunes`."""
     if not (FORTUNES / "computers").is_file():
         pytest.skip(f"the text examples read a corpus made from {FORTUNES}: apt-get install fortunes")
-    script = importlib.util.spec_from_file_location("make_fortunes_corpus", REPO / "scripts" / "make_fortunes_corpus.py")
+    script = importlib.util.spec_from_file_location("make_fortunes_corpus",
+                                                    REPO / "scripts" / "make_fortunes_corpus.py")
     module = importlib.util.module_from_spec(script)
     script.loader.exec_module(module)
     out = tmp_path_factory.mktemp("fortunes")
