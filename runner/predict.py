@@ -25,6 +25,7 @@ from runner.models import is_keras
 from runner.models.identifiers import get_loss
 from runner.outputs.files import write_bytes, write_text
 from runner.outputs.records import load_run_spec, read_run
+from runner.outputs.run_dir import run_file_problem
 from runner.outputs.saving import load_model
 from runner.spec import Spec, SpecError
 from runner.spec.metadata import substitute_metadata
@@ -55,6 +56,9 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
     if output_path.suffix.lower() not in OUTPUT_FORMATS:
         raise _input_spec(output_path).error(
             (), f"unknown output format '{output_path.suffix}' (use {', '.join(OUTPUT_FORMATS)})")
+    refused = run_file_problem(output_path)
+    if refused:
+        raise _input_spec(output_path).error((), refused)
     record = read_run(run_dir)
     spec = load_run_spec(run_dir)
     features = read_features(spec, input_path, key)
@@ -63,6 +67,7 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
     for step in preprocessing_steps(spec, run_dir, split, record.manifest.get("data_info") or {}):
         dataset = step(dataset)
     batch = batch_size or _declared_batch_size(spec, split) or _DEFAULT_BATCH
+    batch = max(1, min(batch, len(features)))  # tf.data reserves a batch's rows before it has them
     model = load_model(run_dir)
     outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), len(features), batch)
     kind = output_kind(spec)

@@ -155,7 +155,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
                 note_error_log(e, run_dir)
             _raise_ended(progress, e)
     finally:
-        if setup.is_chief:
+        if setup.is_chief and not run_dir.replaced():
             files.remove_partial_files(run_dir)
         files.discard_run_dir(run_dir, setup.is_chief)
     return RunResult(run_dir=run_dir.path, metrics=evaluation, chief=setup.is_chief)

@@ -218,10 +218,23 @@ def get_callbacks(identifiers, spec, run_dir, path: tuple = ("train", "callbacks
                 except (ValueError, TypeError) as e:
                     raise spec.error((*config_path(identifier, item), key), str(e), at_value=True) from None
         try:
-            callbacks.append(getattr(keras.callbacks, name)(**arguments))
+            callbacks.append(_confine_formatted_paths(getattr(keras.callbacks, name)(**arguments), run_dir))
         except Exception as e:
             raise spec.error(config_path(identifier, item), keras_message(e)) from e
     return callbacks
+
+
+def _confine_formatted_paths(callback, run_dir):
+    """`callback` with the paths Keras formats at every save (ModelCheckpoint's `{epoch}`,
+    `{val_loss:.4f}` ...) checked by the run directory's owner at each write, after
+    formatting: a formatted path that leaves the run directory fails the run, unwritten."""
+    format_path = getattr(callback, "_get_file_path", None)
+    if callable(format_path) and hasattr(run_dir, "formatted_path"):
+        def confined(*args, **kwargs):
+            return str(run_dir.formatted_path(format_path(*args, **kwargs)))
+
+        callback._get_file_path = confined
+    return callback
 
 
 def _get(module, kind: str, identifier, spec, path: tuple, original=None):
