@@ -21,6 +21,7 @@ import tensorflow as tf
 from runner.data.learned import learn_normalize_ops, load_learned
 from runner.data.ops import build_map_function
 from runner.data.sources import load_source
+from runner.data.sources.image_folder import image_problem
 from runner.models import is_keras
 from runner.models.identifiers import get_loss
 from runner.outputs.files import write_bytes, write_text
@@ -137,6 +138,9 @@ def _read_images(spec, path: Path) -> np.ndarray:
         raise _input_spec(path).error((), f"no images ({', '.join(_IMAGES)}) in {path}")
     images = []
     for file in files:
+        problem = image_problem(file)  # before TensorFlow allocates what its header declares
+        if problem:
+            raise _input_spec(file).error((), problem)
         try:
             image = tf.io.decode_image(file.read_bytes(), expand_animations=False).numpy()
         except tf.errors.OpError as e:

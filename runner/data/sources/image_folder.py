@@ -6,6 +6,8 @@ are found by extension, decoded with tf.io.decode_image and, with `image_size`, 
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import tensorflow as tf
 
@@ -31,10 +33,62 @@ def load(spec, path, options, seed) -> Source:
         labels += [label] * len(found)
     if not files:
         raise spec.error(path + ("directory",), f"no images ({', '.join(_EXTENSIONS)}) under {directory}")
+    for file in files:  # before TensorFlow decodes (and allocates) them, mid-run
+        problem = image_problem(file)
+        if problem:
+            raise spec.error(path + ("directory",), f"{file}: {problem}")
     channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[options.get("color_mode", "rgb")]
     size = options.get("image_size")
     return _source(np.array([str(f) for f in files]), np.array(labels, np.int64), channels, size,
                    class_names, files)
+
+
+MAX_PIXELS = 1 << 28  # 16384 x 16384: more is a decompression bomb, not a training image
+
+
+def image_problem(file) -> str | None:
+    """Why `file` is not an image TensorFlow can decode within bounds, from its first bytes;
+    None when its format is known and its declared size is sane (the pixels are not read)."""
+    try:
+        with open(file, "rb") as handle:
+            head = handle.read(1 << 16)
+    except OSError as e:
+        return f"cannot read it: {e.strerror or type(e).__name__}"
+    size = _declared_size(head)
+    if size is None:
+        return "not a PNG, JPEG, GIF or BMP image (by its first bytes)"
+    width, height = size
+    if width * height > MAX_PIXELS:
+        return f"declares {width} x {height} pixels, more than {MAX_PIXELS} (a decompression bomb?)"
+    return None
+
+
+def _declared_size(head: bytes):
+    """(width, height) from an image header; (0, 0) when the format is known but the size is not
+    in these bytes; None when it is not an image format TensorFlow decodes."""
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return struct.unpack(">II", head[16:24]) if len(head) >= 24 else (0, 0)
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return struct.unpack("<HH", head[6:10]) if len(head) >= 10 else (0, 0)
+    if head.startswith(b"BM"):
+        if len(head) < 26:
+            return (0, 0)
+        width, height = struct.unpack("<ii", head[18:26])
+        return abs(width), abs(height)
+    if head.startswith(b"\xff\xd8"):
+        return _jpeg_size(head)
+    return None
+
+
+def _jpeg_size(head: bytes):
+    position = 2
+    while position + 9 <= len(head) and head[position] == 0xFF:
+        marker = head[position + 1]
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):  # a start of frame
+            height, width = struct.unpack(">HH", head[position + 5:position + 9])
+            return width, height
+        position += 2 + struct.unpack(">H", head[position + 2:position + 4])[0]
+    return (0, 0)
 
 
 def _source(paths, labels, channels, size, class_names, files) -> Source:
