@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from runner.spec.errors import format_path
+from runner.spec.errors import format_path, printable
 
 
 def _text(errors) -> str:
@@ -16,14 +16,16 @@ def _json(errors) -> str:
 
 
 def _escape(text: str) -> str:
-    # GitHub's workflow-command escaping for properties and messages.
+    # Control characters shown as escapes (no ESC reaches the log), then GitHub's
+    # workflow-command escaping for properties and messages.
+    text = printable(text)
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 
 def _github(errors) -> str:
     lines = []
     for e in errors:
-        props = [f"file={_escape(str(e.file))}"] if e.file is not None else []
+        props = [f"file={_escape(str(e.file)).replace(',', '%2C').replace(':', '%3A')}"] if e.file is not None else []
         props += [f"line={e.line}"] if e.line else []
         props += [f"col={e.column}"] if e.column else []
         where = format_path(e.path)
