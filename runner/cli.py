@@ -72,6 +72,10 @@ def keeps_tensorflow_log(command):
         except typer.Exit as e:
             log.stop(show=verbose or e.exit_code == EXIT_BROKEN_INSTALL)
             raise
+        except KeyboardInterrupt:  # Ctrl-C while TensorFlow starts or plan runs: not a crash
+            log.stop(show=verbose)
+            typer.echo(f"pipe {command.__name__}: interrupted", err=True)
+            raise typer.Exit(code=130) from None
         except BaseException:
             log.stop(show=True)
             raise

@@ -8,6 +8,7 @@ Lines by its extension, with the class and probabilities for classifiers.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import sys
@@ -23,7 +24,7 @@ from runner.data.ops import build_map_function
 from runner.data.sources import load_source
 from runner.data.sources.image_folder import image_problem
 from runner.models import is_keras
-from runner.models.identifiers import get_loss
+from runner.models.identifiers import get_loss, keras_message
 from runner.outputs.files import write_bytes, write_text
 from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.run_dir import run_file_problem
@@ -65,16 +66,36 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
     features = read_features(spec, input_path, key)
     dataset = tf.data.Dataset.from_tensor_slices(features)
     split = "test" if spec.get("data", "test") else "train"
-    for step in preprocessing_steps(spec, run_dir, split, record.manifest.get("data_info") or {}):
-        dataset = step(dataset)
+    with _input_misfit(input_path, features):
+        for step in preprocessing_steps(spec, run_dir, split, record.manifest.get("data_info") or {}):
+            dataset = step(dataset)
     batch = batch_size or _declared_batch_size(spec, split) or _DEFAULT_BATCH
     batch = max(1, min(batch, len(features)))  # tf.data reserves a batch's rows before it has them
     model = load_model(run_dir)
-    outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), len(features), batch)
+    with _input_misfit(input_path, features, model):
+        outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), len(features), batch)
     kind = output_kind(spec)
     _write(output_path, outputs, kind)
     classes = _classes(outputs, kind)
     return Predictions(output_path, len(outputs), classes)
+
+
+@contextlib.contextmanager
+def _input_misfit(input_path: Path, features, model=None):
+    """Rows the preprocessing or the model cannot take (wrong shape, text for numbers) as
+    one located line naming the input file, not Keras's or TensorFlow's raw text."""
+    try:
+        yield
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
+        rows = getattr(features, "shape", (0,))[1:]
+        kind = "text" if getattr(features, "dtype", np.dtype(float)).kind in "USO" else str(features.dtype)
+        expected = getattr(model, "input_shape", None) if model is not None and is_keras(model) else None
+        wants = f"; the model takes rows of shape {tuple(expected)[1:]}" if isinstance(expected, tuple) else ""
+        reason = keras_message(e)
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+        raise _input_spec(input_path).error(
+            (), f"the input's rows ({kind}, shape {tuple(rows)}) do not fit the run's "
+                f"{'model' if model is not None else 'preprocessing'}{wants}: {reason}") from None
 
 
 def read_features(spec, input_path: Path, key=None) -> np.ndarray:

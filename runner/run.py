@@ -115,6 +115,8 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
             print("loop: custom (Keras fit does not run under multi_worker_mirrored)", flush=True)
 
     previous = prepare_resume(spec, resume_from) if resume_from is not None else None
+    if previous is not None:
+        checkpoints.check_model_fits(model, previous)  # refused before a run directory exists
     run_dir = RunDir.create(spec, setup.is_chief)
     console.move_log_to(run_dir)  # TensorFlow's C++ log, when the command keeps one
     # The manifest first: whatever fails after this (a full disk included), it records it.

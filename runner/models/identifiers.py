@@ -66,13 +66,14 @@ def public_names(module) -> list[str]:
 
 def keras_message(error: BaseException) -> str:
     """The useful part of a Keras/TensorFlow error, on one line."""
-    text = str(error)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # Keras's bold/colour escapes: not for a log
     # Keras wraps the real cause of a failed from_config in a long generic message.
     while "Exception encountered: " in text:
         text = text.split("Exception encountered: ", 1)[1]
     # A layer's call failing: Keras frames the cause with the call's name and arguments.
     text = re.sub(r"^\s*Exception encountered when calling [\w.]+\(\)\.\s*", "", text)
-    text = re.split(r"\s*Arguments received by ", text)[0]
+    text = re.split(r"\s*Arguments received by |\s*\[Op:\w+\]", text)[0]
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)  # TensorFlow's node, not the cause
     text = re.sub(r"\s+", " ", text).strip()
     return text or type(error).__name__
 
