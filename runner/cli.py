@@ -180,10 +180,15 @@ def plan(
         typer.echo(render(errors, format.value) if format is not Format.json
                    else json.dumps({"errors": [x.as_dict() for x in errors]}, indent=2), err=format is Format.text)
         raise typer.Exit(code=EXIT_INVALID) from None
+    except Exception as e:  # not the spec's mistake: one paragraph, as pipe run says it
+        from runner.failure import summarise_error
+
+        typer.echo(printable(f"pipe plan: failed: {summarise_error(e)}"), err=True)
+        raise typer.Exit(code=EXIT_RUN_FAILED) from None
     if format is Format.json:
         typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
-    elif format is Format.text:
-        typer.echo(render_text(result, file))
+    elif format is Format.text:  # class names, columns and paths come from files: escaped line by line
+        typer.echo("\n".join(printable(line) for line in render_text(result, file).splitlines()))
     if result.errors and format is not Format.json:
         typer.echo(render(result.errors, format.value), err=format is Format.text)
     if result.errors:

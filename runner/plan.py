@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from runner.data import build_datasets
+from runner.data.sources.image_folder import located_decode_error
 from runner.models import build_model, is_keras
 from runner.models.identifiers import (
     get_callbacks, get_optimizer, keras_message, resolve_metric,
@@ -57,6 +58,8 @@ def plan_spec(spec) -> Plan:
     plan = Plan()
     try:
         _build(spec, plan)
+    except tf.errors.OpError as e:  # an image that cannot be decoded: named, located
+        raise located_decode_error(spec, e) or e
     finally:
         plan.errors.sort(key=lambda e: (e.line or 0, e.column or 0))
     return plan

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from runner import console
 from runner.data import build_datasets
+from runner.data.sources.image_folder import located_decode_error
 from runner.data.reuse import batches_repeat_each_epoch, shuffles_by_epoch, small_enough
 from runner.internals import disable_op_determinism
 from runner.fused_training import choose_training
@@ -149,7 +150,10 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
         with deferred():
             write_results(spec, datasets, model, result, evaluation, run_dir)
             manifest.finish("completed", epochs_run=result.epochs_run)
-    except BaseException as e:
+    except BaseException as failure:
+        e = failure
+        if isinstance(e, tf.errors.OpError):  # an image that cannot be decoded: named, located (exit 1)
+            e = located_decode_error(spec, e) or e
         if manifest.data["status"] == "completed" and isinstance(e, KeyboardInterrupt):
             pass  # the signal came while the finished run wrote its last files: it is complete
         else:

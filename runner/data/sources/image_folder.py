@@ -6,6 +6,7 @@ are found by extension, decoded with tf.io.decode_image and, with `image_size`, 
 
 from __future__ import annotations
 
+import re
 import struct
 
 import numpy as np
@@ -17,6 +18,47 @@ _EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
 
 def load(spec, path, options, seed) -> Source:
+    files, labels, class_names = _image_files(spec, path, options)
+    for file in files:  # before TensorFlow decodes (and allocates) them, mid-run
+        problem = image_problem(file)
+        if problem:
+            raise spec.error(path + ("directory",), f"{file}: {problem}")
+    channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[options.get("color_mode", "rgb")]
+    size = options.get("image_size")
+    return _source(np.array([str(f) for f in files]), np.array(labels, np.int64), channels, size,
+                   class_names, files)
+
+
+def located_decode_error(spec, error):
+    """A located SpecError naming the image file behind a decoding error TensorFlow raised
+    mid-run (its message names no file), or None when no image_folder file is at fault.
+
+    Only on that failure: every image of the spec's image folders is decoded once, in order.
+    """
+    text = getattr(error, "message", None) or str(error)
+    if not re.search(r"Invalid (PNG|JPEG|GIF|BMP) data|Unknown image file format|decode|image", text, re.IGNORECASE):
+        return None
+    for split, config in (spec.doc.get("data") or {}).items():
+        options = ((config or {}).get("source") or {}).get("image_folder") if isinstance(config, dict) else None
+        if not isinstance(options, dict):
+            continue
+        path = ("data", split, "source", "image_folder")
+        try:
+            files = _image_files(spec, path, options)[0]
+        except Exception:  # noqa: BLE001 - the folder changed since it was read: nothing to name
+            continue
+        for file in files:
+            try:
+                tf.io.decode_image(tf.io.read_file(str(file)), expand_animations=False)
+            except tf.errors.OpError as e:
+                reason = re.sub(r"\{\{[^}]*\}\}\s*", "", e.message or "").split(" [Op:")[0].strip()
+                return spec.error(path + ("directory",), f"{file}: cannot be decoded as an image ({reason}); "
+                                                         "remove or replace it")
+    return None
+
+
+def _image_files(spec, path, options):
+    """The image files of an image folder (sorted, class by class), their labels and the class names."""
     directory = spec.resolve_path(options["directory"])
     if not directory.is_dir():
         raise spec.error(path + ("directory",), f"directory not found: {directory}")
@@ -33,14 +75,7 @@ def load(spec, path, options, seed) -> Source:
         labels += [label] * len(found)
     if not files:
         raise spec.error(path + ("directory",), f"no images ({', '.join(_EXTENSIONS)}) under {directory}")
-    for file in files:  # before TensorFlow decodes (and allocates) them, mid-run
-        problem = image_problem(file)
-        if problem:
-            raise spec.error(path + ("directory",), f"{file}: {problem}")
-    channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[options.get("color_mode", "rgb")]
-    size = options.get("image_size")
-    return _source(np.array([str(f) for f in files]), np.array(labels, np.int64), channels, size,
-                   class_names, files)
+    return files, labels, class_names
 
 
 MAX_PIXELS = 1 << 28  # 16384 x 16384: more is a decompression bomb, not a training image
