@@ -45,6 +45,7 @@ def assert_refused(result, path: Path) -> str:
     output = result.stdout + result.stderr
     assert result.returncode in (1, 3), output
     assert "Traceback" not in output
+    assert "\x1b" not in output and "\x07" not in output  # names and cells from files are escaped
     last = [line for line in output.splitlines() if line.strip()][-1]
     assert LOCATED.match(last) or last.startswith(RUN_FAILED), last
     assert expected(path) in output, output

@@ -176,3 +176,14 @@ def test_resume_from_a_checkpoint_of_another_model_creates_nothing(trained, tmp_
     assert result.returncode == 1, result.stderr
     assert "the checkpoint cannot be read" in result.stderr and "Traceback" not in result.stderr
     assert sorted((folder / "RUNS" / "late").iterdir()) == before
+
+
+@pytest.mark.slow
+def test_an_outputs_dir_with_a_newline_cannot_forge_the_run_directory_line(tmp_path):
+    spec = SPEC.replace("UNITS", "1").replace("epochs: 2", "epochs: 1").replace(
+        "outputs: {dir: RUNS,", "outputs: {dir: \"RUNS\\nrun directory: /etc\",")
+    (tmp_path / "spec.yaml").write_text(spec)
+    result = pipe(["run", "--quiet", "spec.yaml"], tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if line.startswith("run directory:")]
+    assert len(lines) == 1 and lines[0].startswith("run directory: RUNS\\nrun directory: /etc/late/"), result.stdout
