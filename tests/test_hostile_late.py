@@ -187,3 +187,35 @@ def test_an_outputs_dir_with_a_newline_cannot_forge_the_run_directory_line(tmp_p
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if line.startswith("run directory:")]
     assert len(lines) == 1 and lines[0].startswith("run directory: RUNS\\nrun directory: /etc/late/"), result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("compression", ["", "GZIP", "ZLIB"])
+def test_record_lengths_of_files_tensorflow_wrote_pass(tmp_path, compression):
+    import tensorflow as tf
+
+    from runner.data.sources.tfrecord import record_length_problem
+
+    path = tmp_path / "data.tfrecord"
+    with tf.io.TFRecordWriter(str(path), options=compression or None) as writer:
+        for i in range(300):
+            writer.write(bytes([i % 256]) * (i * 97 % 5000))
+    assert record_length_problem(path, compression) is None
+    data = path.read_bytes()
+    if not compression:
+        path.write_bytes(data[:-10])
+        assert "but only" in record_length_problem(path, compression)
+
+
+@pytest.mark.slow
+def test_gunzip_reads_every_member_and_stops_past_its_limit():
+    import gzip
+
+    from runner.data.source import gunzip
+
+    data = gzip.compress(b"a" * 1000) + gzip.compress(b"b" * 500)
+    assert gunzip(data, 1500) == b"a" * 1000 + b"b" * 500
+    with pytest.raises(OverflowError):
+        gunzip(data, 1499)
+    with pytest.raises(EOFError):
+        gunzip(gzip.compress(b"c" * 1000)[:-12], 10_000)
