@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from runner.data import build_datasets
 from runner.data.counting import examples_after_stages
+from runner.data.sources.image_folder import located_decode_error
 from runner.models import build_model, is_keras
 from runner.models.adapt import Adapter
 from runner.models.adapt import describe as describe_adapted
@@ -60,6 +61,8 @@ def plan_spec(spec) -> Plan:
     plan = Plan()
     try:
         _build(spec, plan)
+    except tf.errors.OpError as e:  # an image that cannot be decoded: named, located
+        raise located_decode_error(spec, e) or e
     finally:
         plan.errors.sort(key=lambda e: (e.line or 0, e.column or 0))
     return plan

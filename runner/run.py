@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from runner import console
 from runner.data import build_datasets
+from runner.data.sources.image_folder import located_decode_error
 from runner.data.reuse import batches_repeat_each_epoch, shuffles_by_epoch, small_enough
 from runner.export import check_export_extras, export_finished_run, model_fingerprint
 from runner.internals import disable_op_determinism
@@ -122,6 +123,8 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
             print("loop: custom (Keras fit does not run under multi_worker_mirrored)", flush=True)
 
     previous = prepare_resume(spec, resume_from) if resume_from is not None else None
+    if previous is not None:
+        checkpoints.check_model_fits(model, previous)  # refused before a run directory exists
     run_dir = RunDir.create(spec, setup.is_chief)
     console.move_log_to(run_dir)  # TensorFlow's C++ log, when the command keeps one
     # The manifest first: whatever fails after this (a full disk included), it records it.
@@ -163,7 +166,10 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
             if (spec.doc.get("outputs") or {}).get("export") and setup.is_chief:
                 manifest.update(exports=export_finished_run(spec, run_dir.path, manifest.data, model))
             manifest.finish("completed", epochs_run=result.epochs_run)
-    except BaseException as e:
+    except BaseException as failure:
+        e = failure
+        if isinstance(e, tf.errors.OpError):  # an image that cannot be decoded: named, located (exit 1)
+            e = located_decode_error(spec, e) or e
         if manifest.data["status"] == "completed" and isinstance(e, KeyboardInterrupt):
             pass  # the signal came while the finished run wrote its last files: it is complete
         else:
@@ -171,7 +177,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
                 note_error_log(e, run_dir)
             _raise_ended(progress, e)
     finally:
-        if setup.is_chief:
+        if setup.is_chief and not run_dir.replaced():
             files.remove_partial_files(run_dir)
         files.discard_run_dir(run_dir, setup.is_chief)
     return RunResult(run_dir=run_dir.path, metrics=evaluation, chief=setup.is_chief)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from runner.spec.data_rules import augment_errors, endless_errors, prior_errors, window_errors
 from runner.spec.errors import SpecError
 from runner.spec.model_rules import model_errors
+from runner.spec.paths import template_problem
 from runner.spec.safety import safety_errors
 
 
@@ -55,6 +56,10 @@ def section_rule_errors(spec) -> list[SpecError]:
                                  "more steps than asked; use a divisor, or loop: custom", at_value=True))
     if "report" in train and loop != "custom":
         errors.append(spec.error(("train", "report"), "report lines are printed by the custom loop only; set 'loop: custom'"))
+    for key, template in (train.get("report") or {}).items():
+        problem = template_problem(template) if isinstance(template, str) else None
+        if problem:
+            errors.append(spec.error(("train", "report", key), f"{template!r} {problem}", at_value=True))
     precision = (spec.doc.get("device") or {}).get("mixed_precision")
     if "module" in spec.doc["model"] and precision:
         errors.append(spec.error(("device", "mixed_precision"),

@@ -105,6 +105,11 @@ def _explain(spec, error) -> list[SpecError]:
                                  "outputs.dir): name the pipeline with letters, digits, '_', '.' or '-'", at_value=True)]
     if kind == "pattern" and path and path[-1] == "name":
         return [spec.error(path, f"{_show(value)} may only use letters, digits, '_', '.' and '-'", at_value=True)]
+    if kind == "maxItems":
+        return [spec.error(path, f"a list of {len(value)} items is too long: at most {error.validator_value}")]
+    if kind == "maxLength":
+        return [spec.error(path, f"a string of {len(value)} characters is too long: at most "
+                                 f"{error.validator_value}", at_value=True)]
     return [spec.error(path, error.message, at_value=True)]
 
 
