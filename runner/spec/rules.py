@@ -59,6 +59,10 @@ def section_rule_errors(spec) -> list[SpecError]:
     if "module" in spec.doc["model"] and (spec.doc.get("outputs") or {}).get("save_model") == "keras":
         errors.append(spec.error(("outputs", "save_model"), "a module model saves as a SavedModel: use saved_model (or true)",
                                  at_value=True))
+    outputs = spec.doc.get("outputs") or {}
+    if (outputs.get("mlflow") or {}).get("register_as") and outputs.get("save_model") is False:
+        errors.append(spec.error(("outputs", "mlflow", "register_as"), "registers the saved model, but "
+                                 "outputs.save_model is false: save the model or drop register_as", at_value=True))
     split = train.get("validate_on")
     if split and split not in data:
         errors.append(spec.error(("train", "validate_on"), f"there is no data.{split} split to validate on", at_value=True))
