@@ -330,6 +330,7 @@ def runs(
 
 
 @app.command(cls=PlainCommand)
+@keeps_tensorflow_log  # the model is loaded for MLflow's Keras flavour
 def log(
     run_dirs: Annotated[list[Path], typer.Argument(exists=True, file_okay=False, metavar="RUN_DIR",
                                                    help="Run directories written by pipe run.")],

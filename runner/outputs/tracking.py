@@ -12,7 +12,9 @@ mlflow is imported only here, and only when a run is tracked.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -21,6 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
+from importlib import metadata
 from pathlib import Path
 
 import yaml
@@ -303,9 +306,13 @@ def _log_model(mlflow, client, run, run_dir: Path, register_as: str | None) -> s
     previous = mlflow.get_tracking_uri()
     mlflow.set_tracking_uri(client._tracking_client.tracking_uri)
     mlflow.set_registry_uri(client._tracking_client.tracking_uri)
+    # Declared, not inferred: MLflow infers them by loading the model again in a subprocess.
+    requirements = [f"{name}=={metadata.version(name)}" for name in ("tensorflow", "keras")]
     try:
-        with mlflow.start_run(run_id=run_id):
-            info = mlflow.keras.log_model(model, name="model", registered_model_name=register_as)
+        with mlflow.start_run(run_id=run_id), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):  # registration notes are MLflow's, not pipe's
+            info = mlflow.keras.log_model(model, name="model", registered_model_name=register_as,
+                                          pip_requirements=requirements)
     finally:
         mlflow.set_tracking_uri(previous)
     client.set_tag(run_id, MODEL_TAG, digest)
