@@ -156,9 +156,9 @@ class Server:
         self.log.close()
 
 
-def pipe(*args, cwd, wait=True):
+def pipe(*args, cwd, wait=True, **environ):
     command = [sys.executable, "-m", "runner.cli", *map(str, args)]
-    env = {"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd)}
+    env = {"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), **environ}
     if not wait:
         return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd, env=env)
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
@@ -297,7 +297,7 @@ def test_server_stopped_mid_run_then_pipe_log_completes_the_upload(tmp_path, onl
     down.stop()  # while the run imports TensorFlow and trains
     stdout, stderr = process.communicate(timeout=600)
     assert process.returncode == 0, stderr
-    run_dir = tmp_path / stdout.splitlines()[0].split(": ", 1)[1]
+    run_dir = _run_dir(subprocess.CompletedProcess(process.args, 0, stdout, stderr), tmp_path)
     assert json.loads((run_dir / "manifest.json").read_text())["status"] == "completed"
     warnings = [line for line in stderr.splitlines() if "MLflow" in line]
     assert warnings == [f"pipe run: warning: not tracked in MLflow: {down.uri} cannot be reached: "
@@ -315,6 +315,8 @@ def test_server_stopped_mid_run_then_pipe_log_completes_the_upload(tmp_path, onl
     finally:
         up.stop()
     # the same content as the run tracked live, but for the run's own values (times, metrics)
+    uri = "outputs.mlflow.tracking_uri"  # each run's spec names its own server
+    assert (late["params"].pop(uri), live["params"].pop(uri)) == (down.uri, server.uri)
     assert late["params"] == live["params"]
     assert late["artefacts"] == live["artefacts"]
     assert late["tags"].keys() == live["tags"].keys()
@@ -353,7 +355,7 @@ def test_a_resumed_run_continues_the_same_mlflow_run(tmp_path):
 
 @pytest.mark.slow
 @needs_mlflow
-def test_unreachable_server_costs_nothing_and_pipe_log_uploads_to_a_file_store(tmp_path):
+def test_unreachable_server_costs_nothing_and_pipe_log_uploads_to_a_file_store(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
     nobody = f"http://127.0.0.1:{_free_port()}"
@@ -365,9 +367,13 @@ def test_unreachable_server_costs_nothing_and_pipe_log_uploads_to_a_file_store(t
         f"pipe run: warning: not tracked in MLflow: {nobody} cannot be reached: [Errno 111] Connection refused; "
         f"upload it later with: pipe log {run_dir.relative_to(tmp_path)} --mlflow {nobody}"]
 
-    store = (tmp_path / "mlruns").as_uri()
-    logged = pipe("log", run_dir, "--mlflow", store, "--experiment", "later", cwd=tmp_path)
+    store = (tmp_path / "mlruns").as_uri()  # MLflow refuses its file store unless asked
+    refused = pipe("log", run_dir, "--mlflow", store, cwd=tmp_path)
+    assert refused.returncode == 3 and "set `MLFLOW_ALLOW_FILE_STORE=true`" in refused.stderr
+    logged = pipe("log", run_dir, "--mlflow", store, "--experiment", "later", cwd=tmp_path,
+                  MLFLOW_ALLOW_FILE_STORE="true")
     assert logged.returncode == 0, logged.stderr
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     run_id = json.loads((run_dir / "mlflow.json").read_text())["run_id"]
     client = MlflowClient(store)
     run = client.get_run(run_id)

@@ -37,9 +37,10 @@ MODEL_TAG = "pipe.model_sha256"  # the model.keras logged as the run's model
 MAX_PARAM_LENGTH = 500  # longer values are in the spec.yaml artefact only
 INSTALL_HINT = "pip install 'pipe[mlflow]'"
 
-# A server that is down answers nothing: fail fast instead of MLflow's minutes of retries.
-_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
-                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+# A server that is down answers nothing: fail fast instead of MLflow's minutes of retries;
+# the model's artefact holds the model, not the project files of the working directory.
+_ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_LOG_UV_FILES": "false"}
 _SKIPPED = {".manifest.reserve", MLFLOW_FILE}
 _STATUSES = {"completed": "FINISHED", "failed": "FAILED", "diverged": "FAILED", "interrupted": "KILLED",
              "killed": "KILLED"}
@@ -84,7 +85,7 @@ def upload_run(run_dir, tracking_uri: str, *, experiment: str | None = None, run
     run_dir = Path(run_dir)
     truth = _read_truth(run_dir)
     _check_reachable(tracking_uri)
-    for name, value in _HTTP_DEFAULTS.items():
+    for name, value in _ENV_DEFAULTS.items():
         os.environ.setdefault(name, value)
     try:
         import mlflow
@@ -93,38 +94,45 @@ def upload_run(run_dir, tracking_uri: str, *, experiment: str | None = None, run
         raise TrackingError(f"mlflow is not installed ({INSTALL_HINT})") from None
     logging.getLogger("mlflow").setLevel(logging.ERROR)  # its notes are not the run's output
     try:
-        client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
-        experiment = experiment or truth.manifest.get("name") or "pipe"
-        found = client.get_experiment_by_name(experiment)
-        experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
-        run = _find_run(client, run_dir, tracking_uri, experiment_id, truth.key)
-        if run is None:
-            tags = {KEY_TAG: truth.key, **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
-            run = client.create_run(experiment_id, run_name=run_name or _default_run_name(run_dir, truth),
-                                    tags=tags, start_time=_millis(truth.manifest.get("start_time")))
-        run_id = run.info.run_id
-        _remember(run_dir, tracking_uri, experiment_id, run_id)
-        upload = Upload(run_id, experiment, tracking_uri)
-        digest = _digest(run_dir, truth.files, register_as)
-        if run.data.tags.get(UPLOADED_TAG) == digest:
-            upload.skipped = True
-            return upload
-        _log_params(client, run, truth.spec)
-        _log_metrics(client, run_id, truth.history, truth.metrics)
-        _set_tags(client, run, _tags(truth, run_dir))
-        for path in truth.files:
-            parent = path.relative_to(run_dir).parent
-            client.log_artifact(run_id, str(path), None if parent == Path(".") else parent.as_posix())
-        upload.model_version = _log_model(mlflow, client, run, run_dir, register_as)
-        status = _STATUSES.get(truth.manifest.get("status"))
-        if status is not None:
-            client.set_terminated(run_id, status, end_time=_millis(truth.manifest.get("end_time")))
-        client.set_tag(run_id, UPLOADED_TAG, digest)
-        return upload
+        with contextlib.redirect_stdout(io.StringIO()):  # nor are its prints (the run's URL, ...)
+            return _upload(mlflow, MlflowClient, run_dir, truth, tracking_uri, experiment, run_name, register_as,
+                           parent_run_id)
     except TrackingError:
         raise
     except Exception as e:  # MlflowException, requests' errors, a refused write: one line
         raise TrackingError(_first_line(e)) from e
+
+
+def _upload(mlflow, MlflowClient, run_dir, truth, tracking_uri, experiment, run_name, register_as,
+            parent_run_id) -> Upload:
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    experiment = experiment or truth.manifest.get("name") or "pipe"
+    found = client.get_experiment_by_name(experiment)
+    experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+    run = _find_run(client, run_dir, tracking_uri, experiment_id, truth.key)
+    if run is None:
+        tags = {KEY_TAG: truth.key, **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+        run = client.create_run(experiment_id, run_name=run_name or _default_run_name(run_dir, truth),
+                                tags=tags, start_time=_millis(truth.manifest.get("start_time")))
+    run_id = run.info.run_id
+    _remember(run_dir, tracking_uri, experiment_id, run_id)
+    upload = Upload(run_id, experiment, tracking_uri)
+    digest = _digest(run_dir, truth.files, register_as)
+    if run.data.tags.get(UPLOADED_TAG) == digest:
+        upload.skipped = True
+        return upload
+    _log_params(client, run, truth.spec)
+    _log_metrics(client, run_id, truth.history, truth.metrics)
+    _set_tags(client, run, _tags(truth, run_dir))
+    for path in truth.files:
+        parent = path.relative_to(run_dir).parent
+        client.log_artifact(run_id, str(path), None if parent == Path(".") else parent.as_posix())
+    upload.model_version = _log_model(mlflow, client, tracking_uri, run, run_dir, register_as)
+    status = _STATUSES.get(truth.manifest.get("status"))
+    if status is not None:
+        client.set_terminated(run_id, status, end_time=_millis(truth.manifest.get("end_time")))
+    client.set_tag(run_id, UPLOADED_TAG, digest)
+    return upload
 
 
 @dataclass
@@ -291,7 +299,7 @@ def _set_tags(client, run, tags: dict) -> None:
         client.log_batch(run.info.run_id, tags=new[i:i + 100])
 
 
-def _log_model(mlflow, client, run, run_dir: Path, register_as: str | None) -> str | None:
+def _log_model(mlflow, client, tracking_uri: str, run, run_dir: Path, register_as: str | None) -> str | None:
     """model.keras through MLflow's Keras flavour (once per model file), and its registered version."""
     path = run_dir / "model.keras"
     if not path.is_file():
@@ -304,13 +312,14 @@ def _log_model(mlflow, client, run, run_dir: Path, register_as: str | None) -> s
 
     model = keras.saving.load_model(path, compile=False)
     previous = mlflow.get_tracking_uri()
-    mlflow.set_tracking_uri(client._tracking_client.tracking_uri)
-    mlflow.set_registry_uri(client._tracking_client.tracking_uri)
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
     # Declared, not inferred: MLflow infers them by loading the model again in a subprocess.
     requirements = [f"{name}=={metadata.version(name)}" for name in ("tensorflow", "keras")]
     try:
-        with mlflow.start_run(run_id=run_id), contextlib.redirect_stdout(io.StringIO()), \
-                contextlib.redirect_stderr(io.StringIO()):  # registration notes are MLflow's, not pipe's
+        # MLflow's notes (registration, the run's URL) are not pipe's output
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()), \
+                mlflow.start_run(run_id=run_id):
             info = mlflow.keras.log_model(model, name="model", registered_model_name=register_as,
                                           pip_requirements=requirements)
     finally:
@@ -364,4 +373,4 @@ def _millis(stamp) -> int | None:
 
 def _first_line(error) -> str:
     text = str(error).strip()
-    return text.splitlines()[0][:300] if text else type(error).__name__
+    return text.splitlines()[0][:1000] if text else type(error).__name__
