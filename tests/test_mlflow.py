@@ -77,8 +77,14 @@ def test_validate_checks_outputs_mlflow(tmp_path):
     with pytest.raises(SpecError) as info:
         load_spec(path)
     assert [str(e) for e in info.value.errors] == [
-        f"{path}:25:64: outputs.mlflow.register_as: registers the saved model, but outputs.save_model is false: "
-        "save the model or drop register_as"]
+        f"{path}:25:64: outputs.mlflow.register_as: registers the model.keras MLflow's Keras flavour logs, but "
+        "outputs.save_model is false: save the model, or drop register_as"]
+    path.write_text(SPEC + "  save_model: saved_model\n  mlflow: {register_as: m}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert [str(e) for e in info.value.errors] == [
+        f"{path}:25:25: outputs.mlflow.register_as: registers the model.keras MLflow's Keras flavour logs, but "
+        "outputs.save_model is saved_model: save it as keras (or true), or drop register_as"]
     path.write_text(SPEC + "  mlflow: {tracking_url: 'http://127.0.0.1:5000'}\n")
     with pytest.raises(SpecError) as info:
         load_spec(path)
