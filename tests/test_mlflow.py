@@ -7,6 +7,7 @@ skip when it is not installed (pip install 'pipe[mlflow]').
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -54,7 +55,7 @@ outputs:
   plots: {enabled: false}
 """
 
-needs_mlflow = pytest.mark.skipif(not tracking.mlflow_available(),
+needs_mlflow = pytest.mark.skipif(importlib.util.find_spec("mlflow") is None,
                                   reason="mlflow is not installed (pip install 'pipe[mlflow]')")
 
 
@@ -109,6 +110,26 @@ def test_a_run_without_mlflow_installed_is_one_warning(tmp_path, monkeypatch, ca
     assert capsys.readouterr().err == (
         "pipe run: warning: not tracked in MLflow: mlflow is not installed (pip install 'pipe[mlflow]'); "
         f"upload it later with: pipe log {tmp_path / 'run'} --mlflow sqlite:///x.db\n")
+
+
+def test_pipe_runs_lists_tracked_runs_without_importing_mlflow(tmp_path):
+    run_dir = tmp_path / "runs" / "tracked" / "20261206-010203"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps({
+        "name": "tracked", "status": "completed", "start_time": "2026-12-06T01:02:03+00:00", "epochs_done": 3,
+        "wall_time_s": 4.0}))
+    (run_dir / "metrics.json").write_text(json.dumps({"train": {"loss": 0.5}}))
+    (run_dir / "spec.yaml").write_text(SPEC + "  mlflow: {tracking_uri: 'http://127.0.0.1:9'}\n")
+    (run_dir / "mlflow.json").write_text(json.dumps({"tracking_uri": "http://127.0.0.1:9", "experiment_id": "1",
+                                                     "run_id": "0" * 32}))
+    code = ("import sys, json\nfrom typer.testing import CliRunner\nfrom runner.cli import app\n"
+            f"result = CliRunner().invoke(app, ['runs', {str(tmp_path / 'runs')!r}, '--format', 'json'])\n"
+            "print(json.dumps([result.exit_code, json.loads(result.stdout), sorted(m for m in sys.modules "
+            "if m.split('.')[0] == 'mlflow')]))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    code, rows, imported = json.loads(result.stdout)
+    assert (code, imported) == (0, [])
+    assert [(r["run"], r["status"], r["metrics"]) for r in rows] == [(str(run_dir), "completed", {"loss": 0.5})]
 
 
 # ---------------------------------------------------------------------------- a real server

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import io
 import json
 import logging
@@ -62,11 +63,8 @@ class Upload:
 
 
 def mlflow_available() -> bool:
-    try:
-        import mlflow  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    """Whether mlflow is installed (without importing it: that takes seconds)."""
+    return importlib.util.find_spec("mlflow") is not None
 
 
 def upload_run(run_dir, tracking_uri: str, *, experiment: str | None = None, run_name: str | None = None,
