@@ -94,6 +94,16 @@ def test_validate_checks_outputs_mlflow(tmp_path):
     assert load_spec(path).doc["outputs"]["mlflow"]["experiment"] == "e"
 
 
+def test_a_resumed_run_has_the_key_of_the_run_it_resumes(tmp_path):
+    first, second, other = (tmp_path / "runs" / "tracked" / stamp for stamp in ("1", "2", "3"))
+    for run_dir, fields in ((first, {"pid": 1}), (second, {"pid": 2, "resumed_from": "somewhere/else/1"}),
+                            (other, {"pid": 3})):
+        run_dir.mkdir(parents=True)
+        (run_dir / "manifest.json").write_text(json.dumps({"name": "tracked", "host": "h", "start_time": "t", **fields}))
+    assert tracking.run_key(second) == tracking.run_key(first) != tracking.run_key(other)
+    assert len(tracking.run_key(first)) == 32
+
+
 def test_pipe_log_without_mlflow_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setattr(tracking, "mlflow_available", lambda: False)
     result = CliRunner().invoke(app, ["log", str(tmp_path), "--mlflow", "sqlite:///x.db"])

@@ -171,11 +171,11 @@ def run_key(run_dir) -> str:
     run_dir, seen = Path(run_dir), set()
     while True:
         manifest = json.loads((run_dir / "manifest.json").read_text())
-        previous = manifest.get("resumed_from")
+        previous = _previous(run_dir, manifest)
         seen.add(run_dir.resolve())
-        if not previous or Path(previous).resolve() in seen or not (Path(previous) / "manifest.json").is_file():
+        if previous is None or previous.resolve() in seen:
             break
-        run_dir = Path(previous)
+        run_dir = previous
     identity = "|".join(str(manifest.get(k)) for k in ("name", "host", "pid", "start_time"))
     return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:32]
 
@@ -204,10 +204,21 @@ def _chain(run_dir: Path):
         seen.add(run_dir.resolve())
         yield run_dir
         try:
-            previous = json.loads((run_dir / "manifest.json").read_text()).get("resumed_from")
+            run_dir = _previous(run_dir, json.loads((run_dir / "manifest.json").read_text()))
         except (OSError, ValueError):
             return
-        run_dir = Path(previous) if previous else None
+
+
+def _previous(run_dir: Path, manifest: dict) -> Path | None:
+    """The run directory a resumed run continues: as recorded (relative to where pipe ran,
+    then beside this one), or None."""
+    recorded = manifest.get("resumed_from")
+    if not recorded:
+        return None
+    for candidate in (Path(recorded), run_dir.parent / Path(recorded).name):
+        if (candidate / "manifest.json").is_file():
+            return candidate
+    return None
 
 
 def _remember(run_dir: Path, tracking_uri: str, experiment_id: str, run_id: str) -> None:
