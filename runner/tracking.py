@@ -72,11 +72,11 @@ def log_run(run_dir, tracking_uri: str | None, experiment: str | None = None) ->
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text())
     except (OSError, ValueError):
-        raise TrackingError(f"{run_dir} is not a run directory (no readable manifest.json)") from None
+        raise TrackingError("not a run directory (no readable manifest.json)") from None
     from runner.outputs.status import effective_status
 
     if effective_status(manifest).status == "running":
-        raise TrackingError(f"{run_dir} is still running; upload it once it has ended")
+        raise TrackingError("the run is still running; upload it once it has ended")
     try:
         doc = yaml.safe_load((run_dir / "spec.yaml").read_text()) or {}
     except (OSError, yaml.YAMLError):

@@ -111,6 +111,25 @@ def test_pipe_log_without_mlflow_names_the_extra(tmp_path, monkeypatch):
     assert result.stderr == "pipe log: mlflow is not installed (pip install 'pipe[mlflow]')\n"
 
 
+def test_pipe_log_refuses_what_it_cannot_upload(tmp_path, monkeypatch):
+    monkeypatch.setattr(tracking, "mlflow_available", lambda: True)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    empty, running, done = tmp_path / "empty", tmp_path / "running", tmp_path / "done"
+    for run_dir, status in ((empty, None), (running, "running"), (done, "completed")):
+        run_dir.mkdir()
+        if status:
+            (run_dir / "manifest.json").write_text(json.dumps(
+                {"name": "tracked", "status": status, "pid": os.getpid(), "host": socket.gethostname()}))
+    result = CliRunner().invoke(app, ["log", str(empty), str(running), "--mlflow", "sqlite:///x.db"])
+    assert result.exit_code == 3
+    assert result.stderr == (f"pipe log: {empty}: not a run directory (no readable manifest.json)\n"
+                             f"pipe log: {running}: the run is still running; upload it once it has ended\n")
+    result = CliRunner().invoke(app, ["log", str(done)])
+    assert result.exit_code == 3
+    assert result.stderr == (f"pipe log: {done}: give --mlflow URI (the run's spec names no "
+                             "outputs.mlflow.tracking_uri, and MLFLOW_TRACKING_URI is not set)\n")
+
+
 def test_a_run_without_mlflow_installed_is_one_warning(tmp_path, monkeypatch, capsys):
     from runner.tracking import track_finished_run
 

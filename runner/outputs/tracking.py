@@ -147,7 +147,7 @@ def _read_truth(run_dir: Path) -> _Truth:
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text())
     except (OSError, ValueError) as e:
-        raise TrackingError(f"{run_dir} is not a run directory: manifest.json: {_first_line(e)}") from None
+        raise TrackingError(f"not a run directory: manifest.json: {_first_line(e)}") from None
     spec = _load(run_dir / "spec.yaml", yaml.safe_load) or {}
     history = _load(run_dir / "history.json", json.loads) or {}
     metrics = _load(run_dir / "metrics.json", json.loads) or {}
