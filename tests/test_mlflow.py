@@ -437,3 +437,38 @@ def test_unreachable_server_costs_nothing_and_pipe_log_uploads_to_a_file_store(t
     assert run.data.params["outputs.mlflow.tracking_uri"] == nobody
     assert [m.step for m in client.get_metric_history(run_id, "loss")] == [1, 2, 3]
     assert "model.keras" in {a.path for a in client.list_artifacts(run_id)}
+
+
+@needs_mlflow
+def test_an_interrupted_trial_goes_under_its_parent_run_as_killed(tmp_path, monkeypatch):
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)  # a SQLite store keeps its artefacts in ./mlruns
+
+    run_dir = tmp_path / "runs" / "tracked" / "20261206-010203"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps({
+        "name": "tracked", "status": "interrupted", "reason": "stopped by SIGINT after 2 epochs", "host": "h",
+        "pid": 1, "start_time": "2026-12-06T01:02:03+00:00", "end_time": "2026-12-06T01:02:09+00:00",
+        "epochs_done": 2, "data_files": {"/data/train.csv": "ab" * 32}, "engine": "keras"}))
+    (run_dir / "history.json").write_text(json.dumps({"loss": [2.0, 1.0], "val_loss": [None, 1.5]}))
+    (run_dir / "metrics.json").write_text(json.dumps({"train": {"loss": 1.0}}))
+    doc = yaml.safe_load(SPEC)
+    doc["description"] = "x" * 600  # too long for a param: in the spec.yaml artefact only
+    (run_dir / "spec.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    parent = tracking.create_parent_run(uri, "sweeps", "sweep-1")
+    upload = tracking.upload_run(run_dir, uri, experiment="sweeps", parent_run_id=parent)
+    client = MlflowClient(uri)
+    run = client.get_run(upload.run_id)
+    assert run.data.tags["mlflow.parentRunId"] == parent
+    assert run.info.status == "KILLED" and run.data.tags["pipe.status"] == "interrupted"
+    assert run.data.tags["pipe.reason"] == "stopped by SIGINT after 2 epochs"
+    assert run.data.tags["pipe.data_sha256.train.csv"] == "ab" * 32
+    assert "description" not in run.data.params and run.data.params["train.epochs"] == "3"
+    assert [(m.step, m.value) for m in client.get_metric_history(upload.run_id, "val_loss")] == [(2, 1.5)]
+    assert [(m.step, m.value) for m in client.get_metric_history(upload.run_id, "loss")] == [(1, 2.0), (2, 1.0)]
+    assert {a.path for a in client.list_artifacts(upload.run_id)} == {"manifest.json", "history.json",
+                                                                      "metrics.json", "spec.yaml"}
+    again = tracking.upload_run(run_dir, uri, experiment="sweeps", parent_run_id=parent)
+    assert (again.run_id, again.skipped) == (upload.run_id, True)

@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from runner.outputs.files import json_text, write_text
+from runner.outputs.lineage import chain, run_key
 
 MLFLOW_FILE = "mlflow.json"  # in the run directory: where it was tracked (tracking_uri, experiment_id, run_id)
 KEY_TAG = "pipe.run_key"  # the run directory's key (of the first run of a resumed chain)
@@ -82,31 +83,39 @@ def upload_run(run_dir, tracking_uri: str, *, experiment: str | None = None, run
     """
     run_dir = Path(run_dir)
     truth = _read_truth(run_dir)
-    _check_reachable(tracking_uri)
-    for name, value in _ENV_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    mlflow = _mlflow(tracking_uri)
     try:
-        import mlflow
-        from mlflow.tracking import MlflowClient
-    except ImportError:
-        raise TrackingError(f"mlflow is not installed ({INSTALL_HINT})") from None
-    logging.getLogger("mlflow").setLevel(logging.ERROR)  # its notes are not the run's output
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):  # nor are its prints (the run's URL, ...)
-            return _upload(mlflow, MlflowClient, run_dir, truth, tracking_uri, experiment, run_name, register_as,
-                           parent_run_id)
+        with contextlib.redirect_stdout(io.StringIO()):  # MLflow's prints (the run's URL, ...) are not pipe's
+            return _upload(mlflow, run_dir, truth, tracking_uri, experiment, run_name, register_as, parent_run_id)
     except TrackingError:
         raise
     except Exception as e:  # MlflowException, requests' errors, a refused write: one line
         raise TrackingError(_first_line(e)) from e
 
 
-def _upload(mlflow, MlflowClient, run_dir, truth, tracking_uri, experiment, run_name, register_as,
-            parent_run_id) -> Upload:
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+def _mlflow(tracking_uri: str):
+    """mlflow, once the server answers, with its requests bounded and its notes quiet."""
+    _check_reachable(tracking_uri)
+    for name, value in _ENV_DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    try:
+        import mlflow
+        import mlflow.tracking
+    except ImportError:
+        raise TrackingError(f"mlflow is not installed ({INSTALL_HINT})") from None
+    logging.getLogger("mlflow").setLevel(logging.ERROR)
+    return mlflow
+
+
+def _experiment_id(client, name: str) -> str:
+    found = client.get_experiment_by_name(name)
+    return found.experiment_id if found is not None else client.create_experiment(name)
+
+
+def _upload(mlflow, run_dir, truth, tracking_uri, experiment, run_name, register_as, parent_run_id) -> Upload:
+    client = mlflow.tracking.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     experiment = experiment or truth.manifest.get("name") or "pipe"
-    found = client.get_experiment_by_name(experiment)
-    experiment_id = found.experiment_id if found is not None else client.create_experiment(experiment)
+    experiment_id = _experiment_id(client, experiment)
     run = _find_run(client, run_dir, tracking_uri, experiment_id, truth.key)
     if run is None:
         tags = {KEY_TAG: truth.key, **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
@@ -131,6 +140,22 @@ def _upload(mlflow, MlflowClient, run_dir, truth, tracking_uri, experiment, run_
         client.set_terminated(run_id, status, end_time=_millis(truth.manifest.get("end_time")))
     client.set_tag(run_id, UPLOADED_TAG, digest)
     return upload
+
+
+def create_parent_run(tracking_uri: str, experiment: str, run_name: str, tags: dict | None = None) -> str:
+    """A parent MLflow run (a sweep's), for `upload_run(..., parent_run_id=...)` of each trial;
+    returns its id.
+
+    Raises:
+        TrackingError: mlflow missing, the server unreachable or refusing.
+    """
+    mlflow = _mlflow(tracking_uri)
+    try:
+        client = mlflow.tracking.MlflowClient(tracking_uri=tracking_uri)
+        return client.create_run(_experiment_id(client, experiment), run_name=run_name,
+                                 tags=dict(tags or {})).info.run_id
+    except Exception as e:
+        raise TrackingError(_first_line(e)) from e
 
 
 @dataclass
@@ -165,24 +190,9 @@ def _load(path: Path, parse):
         raise TrackingError(f"cannot read {path}: {_first_line(e)}") from None
 
 
-def run_key(run_dir) -> str:
-    """The key of a run directory in MLflow: that of the first run it resumes, if any, so
-    that every resumption of a run continues one MLflow run."""
-    run_dir, seen = Path(run_dir), set()
-    while True:
-        manifest = json.loads((run_dir / "manifest.json").read_text())
-        previous = _previous(run_dir, manifest)
-        seen.add(run_dir.resolve())
-        if previous is None or previous.resolve() in seen:
-            break
-        run_dir = previous
-    identity = "|".join(str(manifest.get(k)) for k in ("name", "host", "pid", "start_time"))
-    return hashlib.sha256(identity.encode("utf-8")).hexdigest()[:32]
-
-
 def _find_run(client, run_dir: Path, tracking_uri: str, experiment_id: str, key: str):
     """The MLflow run this run directory (or the run it resumes) went to, or None."""
-    for place in _chain(run_dir):
+    for place in chain(run_dir):
         try:
             known = json.loads((place / MLFLOW_FILE).read_text())
         except (OSError, ValueError):
@@ -196,29 +206,6 @@ def _find_run(client, run_dir: Path, tracking_uri: str, experiment_id: str, key:
                 return run
     found = client.search_runs([experiment_id], filter_string=f"tags.`{KEY_TAG}` = '{key}'", max_results=1)
     return found[0] if found else None
-
-
-def _chain(run_dir: Path):
-    seen = set()
-    while run_dir is not None and run_dir.resolve() not in seen:
-        seen.add(run_dir.resolve())
-        yield run_dir
-        try:
-            run_dir = _previous(run_dir, json.loads((run_dir / "manifest.json").read_text()))
-        except (OSError, ValueError):
-            return
-
-
-def _previous(run_dir: Path, manifest: dict) -> Path | None:
-    """The run directory a resumed run continues: as recorded (relative to where pipe ran,
-    then beside this one), or None."""
-    recorded = manifest.get("resumed_from")
-    if not recorded:
-        return None
-    for candidate in (Path(recorded), run_dir.parent / Path(recorded).name):
-        if (candidate / "manifest.json").is_file():
-            return candidate
-    return None
 
 
 def _remember(run_dir: Path, tracking_uri: str, experiment_id: str, run_id: str) -> None:
