@@ -54,7 +54,9 @@ def track_finished_run(doc: dict, run_dir, quiet: bool = False, parent_run_id: s
 def describe(upload: Upload) -> str:
     """`mlflow: run 1a2b... in experiment 'mnist' at http://...` (+ the registered version)."""
     line = f"mlflow: run {upload.run_id} in experiment '{upload.experiment}' at {upload.tracking_uri}"
-    if upload.skipped:
+    if upload.superseded_by:
+        line += f" (unchanged: it holds {upload.superseded_by}, which resumes this run)"
+    elif upload.skipped:
         line += " (already uploaded: unchanged)"
     if upload.model_version:
         line += f", model version {upload.model_version}"

@@ -472,3 +472,19 @@ def test_an_interrupted_trial_goes_under_its_parent_run_as_killed(tmp_path, monk
                                                                       "metrics.json", "spec.yaml"}
     again = tracking.upload_run(run_dir, uri, experiment="sweeps", parent_run_id=parent)
     assert (again.run_id, again.skipped) == (upload.run_id, True)
+
+    resumed = run_dir.with_name("20261206-020000")  # resumes it, then is uploaded: the same MLflow run
+    resumed.mkdir()
+    for name in ("metrics.json", "spec.yaml"):
+        (resumed / name).write_text((run_dir / name).read_text())
+    (resumed / "manifest.json").write_text(json.dumps({
+        "name": "tracked", "status": "completed", "host": "h", "pid": 2, "resumed_from": str(run_dir),
+        "start_time": "2026-12-06T02:00:00+00:00", "end_time": "2026-12-06T02:00:05+00:00", "epochs_done": 3}))
+    (resumed / "history.json").write_text(json.dumps({"loss": [2.0, 1.0, 0.5], "val_loss": [None, 1.5, 1.2]}))
+    later = tracking.upload_run(resumed, uri, experiment="sweeps")
+    assert (later.run_id, later.skipped) == (upload.run_id, False)
+    assert client.get_run(upload.run_id).info.status == "FINISHED"
+    assert [m.step for m in client.get_metric_history(upload.run_id, "loss")] == [1, 2, 3]
+    older = tracking.upload_run(run_dir, uri, experiment="sweeps")  # the older run cannot undo that
+    assert (older.run_id, older.skipped, older.superseded_by) == (upload.run_id, True, str(resumed.resolve()))
+    assert client.get_run(upload.run_id).data.tags["pipe.status"] == "completed"

@@ -60,6 +60,7 @@ class Upload:
     experiment: str
     tracking_uri: str
     skipped: bool = False  # already uploaded with these files: nothing was written
+    superseded_by: str | None = None  # a run resuming this one went there already: nothing was written
     model_version: str | None = None
 
 
@@ -124,6 +125,10 @@ def _upload(mlflow, run_dir, truth, tracking_uri, experiment, run_name, register
     run_id = run.info.run_id
     _remember(run_dir, tracking_uri, experiment_id, run_id)
     upload = Upload(run_id, experiment, tracking_uri)
+    latest = run.data.tags.get("pipe.run_dir")
+    if latest and Path(latest) != run_dir.resolve() and run_dir.resolve() in {p.resolve() for p in chain(Path(latest))}:
+        upload.skipped, upload.superseded_by = True, latest  # its resumption holds its epochs and more
+        return upload
     digest = _digest(run_dir, truth.files, register_as)
     if run.data.tags.get(UPLOADED_TAG) == digest:
         upload.skipped = True
