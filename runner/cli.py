@@ -414,6 +414,37 @@ def runs(
 
 
 @app.command(cls=PlainCommand)
+@keeps_tensorflow_log  # the model is loaded for MLflow's Keras flavour
+def log(
+    run_dirs: Annotated[list[Path], typer.Argument(exists=True, file_okay=False, metavar="RUN_DIR",
+                                                   help="Run directories written by pipe run.")],
+    mlflow: Annotated[Optional[str], typer.Option("--mlflow", metavar="URI", help=(
+        "The MLflow tracking URI (default: the spec's outputs.mlflow.tracking_uri, else MLFLOW_TRACKING_URI)."))] = None,
+    experiment: Annotated[Optional[str], typer.Option("--experiment", metavar="NAME", help=(
+        "The MLflow experiment (default: the spec's outputs.mlflow.experiment, else its name)."))] = None,
+):
+    """Upload finished runs to MLflow; uploading a run again changes nothing.
+
+    Example: pipe log runs/mnist/20261128-091500 --mlflow http://127.0.0.1:5000
+    """
+    from runner.outputs.tracking import INSTALL_HINT, TrackingError, mlflow_available
+    from runner.tracking import describe, log_run
+
+    if not mlflow_available():
+        typer.echo(f"pipe log: mlflow is not installed ({INSTALL_HINT})", err=True)
+        raise typer.Exit(code=EXIT_BROKEN_INSTALL)
+    failed = 0
+    for run_dir in run_dirs:
+        try:
+            typer.echo(f"{run_dir}: {describe(log_run(run_dir, mlflow, experiment))}")
+        except TrackingError as e:
+            typer.echo(f"pipe log: {run_dir}: {e}", err=True)
+            failed += 1
+    if failed:
+        raise typer.Exit(code=EXIT_RUN_FAILED)
+
+
+@app.command(cls=PlainCommand)
 def compare(
     run_dirs: Annotated[list[Path], typer.Argument(exists=True, file_okay=False, metavar="RUN_DIR",
                                                    help="Two or more run directories; the first is the baseline.")],

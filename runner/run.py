@@ -32,6 +32,7 @@ from runner.interrupts import deferred, signals_raise
 from runner.progress import Progress
 from runner.resume import prepare_resume
 from runner.spec.errors import SpecError
+from runner.tracking import mlflow_config, track_finished_run
 from runner.spec.metadata import substitute_metadata
 from runner.train import checkpoint as checkpoints
 from runner.train.class_weight import check_class_weight
@@ -180,6 +181,8 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
         if setup.is_chief and not run_dir.replaced():
             files.remove_partial_files(run_dir)
         files.discard_run_dir(run_dir, setup.is_chief)
+        if setup.is_chief and mlflow_config(spec.doc) is not None:
+            track_finished_run(spec.doc, run_dir.path, quiet)  # after every file; never raises
     return RunResult(run_dir=run_dir.path, metrics=evaluation, chief=setup.is_chief)
 
 

@@ -77,6 +77,16 @@ def section_rule_errors(spec) -> list[SpecError]:
     if "module" in spec.doc["model"] and (spec.doc.get("outputs") or {}).get("save_model") == "keras":
         errors.append(spec.error(("outputs", "save_model"), "a module model saves as a SavedModel: use saved_model (or true)",
                                  at_value=True))
+    outputs = spec.doc.get("outputs") or {}
+    if (outputs.get("mlflow") or {}).get("register_as"):
+        save = outputs.get("save_model", True)
+        why = ("outputs.save_model is false: save the model" if save is False else
+               "a module model saves no model.keras (its saved_model/ is uploaded as files): use a Keras model"
+               if "module" in spec.doc["model"] else
+               "outputs.save_model is saved_model: save it as keras (or true)" if save == "saved_model" else None)
+        if why:
+            errors.append(spec.error(("outputs", "mlflow", "register_as"), "registers the model.keras MLflow's Keras "
+                                     f"flavour logs, but {why}, or drop register_as", at_value=True))
     split = train.get("validate_on")
     if split and split not in data:
         errors.append(spec.error(("train", "validate_on"), f"there is no data.{split} split to validate on", at_value=True))
