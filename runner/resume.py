@@ -17,6 +17,7 @@ import yaml
 from runner.outputs.epochs import previous_tables
 from runner.outputs.status import read_status
 from runner.spec.errors import SpecError, SpecErrors
+from runner.spec.phases import total_epochs
 from runner.train import checkpoint as checkpoints
 
 # Keys a resumed run may change: they do not change what is trained.
@@ -49,7 +50,7 @@ def prepare_resume(spec, run_dir) -> Resume:
     run_dir = Path(run_dir)
     previous = checkpoints.previous_run(run_dir)
     check_same_spec(spec, run_dir)
-    epochs = spec.doc["train"]["epochs"]
+    epochs = total_epochs(spec.doc["train"])
     # A run stopped after its last epoch (while evaluating or writing) resumes to finish:
     # no epoch to train, then the evaluation and files it had not written.
     if previous.epoch > epochs or (previous.epoch == epochs and read_status(run_dir).status == "completed"):
@@ -76,9 +77,16 @@ def check_same_spec(spec, run_dir: Path) -> None:
                          "a resumed run trains what its run trained (train.epochs, steps_per_execution, "
                          "outputs and reporting may change)")
         for path, old, new in differences(before, now)
+        if not _last_phase_epochs(path, now)
     ]
     if errors:
         raise SpecErrors(errors)
+
+
+def _last_phase_epochs(path, doc) -> bool:
+    """The last phase's epochs may change, as train.epochs may without phases."""
+    phases = (doc.get("train") or {}).get("phases") or []
+    return path == ("train", "phases", len(phases) - 1, "epochs")
 
 
 def differences(old, new, path=()):
