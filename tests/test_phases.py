@@ -200,3 +200,32 @@ def test_a_phase_naming_an_unknown_layer_is_a_located_error(workdir):
     assert str(caught.value) == ("--set train.phases.0.trainable={bdy: false}: train.phases[0].trainable.bdy: "
                                  "no layer named 'bdy' in the model "
                                       "(its layers: body, head)")
+
+
+def test_a_phase_trains_the_last_n_layers_of_a_backbone_and_the_next_starts_from_the_built_flags(workdir):
+    from runner.train.phases import describe_phases
+
+    path = workdir / "backbone.yaml"
+    path.write_text(PHASED.format(loop="fit", last=1, shuffle="", init_from="", units=8, head="head").replace(
+        "    input_shape: [1]\n    layers:\n      - Dense: {units: 8, activation: tanh, name: body}\n",
+        "    input_shape: [32, 32, 3]\n    layers:\n      - MobileNetV3Small: {weights: null, include_top: false, "
+        "input_shape: [32, 32, 3], pooling: avg, minimalistic: true, name: backbone, trainable_layers: 2}\n"
+    ).replace("{body: false}", "{backbone: false}").replace("learning_rate: 0.01}", "learning_rate: 0.01, "
+                                                           "trainable: {backbone: 6}}").replace(
+        "    - {epochs: 1,", "    - {epochs: 1, name: top 6,").replace("  phases:\n", "  phases:\n    - {epochs: 1}\n"))
+    spec = load_spec(path)
+    model = build_model(spec.doc["model"], spec)
+    backbone = model.get_layer("backbone")
+
+    def count(variables):
+        return sum(int(np.prod(v.shape)) for v in variables)
+
+    head = count(model.get_layer("head").trainable_weights)
+    as_built = count(model.trainable_weights)
+    # every weight of the last 6 layers but batch normalisation's moving statistics
+    last_6 = sum(count(w for w in layer.weights if "moving_" not in w.path) for layer in backbone.layers[-6:])
+    described = describe_phases(model, spec)
+    assert [(d["name"], d["epochs"], d["trainable_parameters"]) for d in described] == [
+        ("phase 1", [1, 1], as_built), ("phase 2", [2, 3], head), ("top 6", [4, 4], last_6 + head)]
+    assert count(model.trainable_weights) == as_built  # the flags as built, afterwards
+    assert as_built == head + sum(count(layer.trainable_weights) for layer in backbone.layers[-2:])
