@@ -55,8 +55,9 @@ def prepare_resume(spec, run_dir) -> Resume:
     # no epoch to train, then the evaluation and files it had not written.
     if previous.epoch > epochs or (previous.epoch == epochs and read_status(run_dir).status == "completed"):
         raise SpecError(f"nothing to resume: the run {_status(run_dir)} with all {epochs} epochs of "
-                        f"train.epochs={epochs} in its last checkpoint ({previous.checkpoint}); "
-                        f"set a larger train.epochs to train on", file=run_dir)
+                        f"{'its phases' if spec.doc['train'].get('phases') else f'train.epochs={epochs}'} in its last "
+                        f"checkpoint ({previous.checkpoint}); "
+                        f"set a larger {_epochs_key(spec.doc['train'])} to train on", file=run_dir)
     try:
         history, trajectories = previous_tables(run_dir, previous.epoch)
     except ValueError as e:
@@ -81,6 +82,11 @@ def check_same_spec(spec, run_dir: Path) -> None:
     ]
     if errors:
         raise SpecErrors(errors)
+
+
+def _epochs_key(train) -> str:
+    phases = train.get("phases") or []
+    return f"train.phases[{len(phases) - 1}].epochs" if phases else "train.epochs"
 
 
 def _last_phase_epochs(path, doc) -> bool:

@@ -106,7 +106,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
         optimizer = get_optimizer(train_config["optimizer"], spec)
         loss_object = check_loss_fits(loss, model, datasets.train.element_spec, spec)
     _keras_xla_verdict(setup, model, quiet, deterministic=train_config.get("deterministic", False))
-    describe_phases(model, spec)  # a phase's layers and optimizer, checked before the run starts
+    phases = describe_phases(model, spec)  # each phase's layers and optimizer, checked before the run starts
     if not is_keras(model) and train_config.get("callbacks"):
         raise spec.error(("train", "callbacks"), "callbacks drive Keras models; a module model takes none")
 
@@ -129,6 +129,8 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
     try:
         files.write_spec(run_dir, spec)
         manifest.update(loop=loop)
+        if phases:
+            manifest.update(phases=[{k: v for k, v in p.items() if k != "line"} for p in phases])
         # For evaluate/predict: what the spec's relative paths meant, and the data's metadata.
         manifest.update(spec_dir=str(spec.file.resolve().parent), data_info=datasets.info)
         if previous is not None:

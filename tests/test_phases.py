@@ -129,6 +129,15 @@ def test_resume_inside_and_at_the_start_of_phase_two_equals_the_uninterrupted_ru
     (boundary_dir / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\n')
     boundary = run_spec(phased_spec(workdir, loop=loop), quiet=True, resume_from=boundary_dir)
 
+    with pytest.raises(SpecError) as caught:
+        run_spec(phased_spec(workdir, loop=loop), quiet=True, resume_from=whole.run_dir)
+    assert str(caught.value).endswith(f"nothing to resume: the run is completed, with all 4 epochs of its phases in "
+                                      f"its last checkpoint ({whole.run_dir / 'checkpoints' / 'ckpt-4'}); "
+                                      "set a larger train.phases[1].epochs to train on")
+    phases = read_json(whole.run_dir / "manifest.json")["phases"]
+    assert [(p["name"], p["epochs"], p["trainable_parameters"], p["optimizer"]["config"]["learning_rate"])
+            for p in phases] == [("phase 1", [1, 2], 9, pytest.approx(0.05)), ("phase 2", [3, 4], 25, pytest.approx(0.01))]
+
     expected = read_json(whole.run_dir / "history.json")
     for resumed, at in ((inside, 3), (boundary, 2)):
         assert read_json(resumed.run_dir / "manifest.json")["resumed_at_epoch"] == at
