@@ -40,8 +40,8 @@ from runner.train.execution import resolve_steps_per_execution
 from runner.train.profiling import StepProfiler, input_seconds_per_batch, verdict
 from runner.train.result import evaluate_held_out, final_train_metrics
 from runner.train.loss_check import check_loss_fits
-from runner.spec.phases import phase_at, phases_of, total_epochs
-from runner.train.phases import TrainableFlags, describe_phases, phase_line, phase_optimizer
+from runner.spec.phases import total_epochs
+from runner.train.phases import describe_phases, phases_to_train
 from runner.train.multi_output import loop_metrics, resolve_outputs
 
 
@@ -254,7 +254,8 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
         callbacks.append(profiler)
     first_epoch = train_config.get("initial_epoch", 0)  # the history's first row, resumed or not
     epochs = total_epochs(train_config)
-    for phase, phase_optimizer_, restore, trains in _phases(spec, model, optimizer, progress, setup, quiet):
+    phases = phases_to_train(spec, model, optimizer, progress.previous, setup, quiet)
+    for phase, phase_optimizer_, restore, trains in phases:
         with setup.strategy.scope():
             model.compile(optimizer=phase_optimizer_, loss=getattr(loss, "per_output", loss), metrics=metrics,
                           loss_weights=getattr(loss, "loss_weights", None), jit_compile=setup.jit_compile,
@@ -296,35 +297,6 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
     return result, evaluate_held_out(spec, datasets, validation, result, final, evaluate)
 
 
-def _phases(spec, model, optimizer, progress, setup, quiet):
-    """Each phase left to train: (phase, its fresh optimizer, whether to restore the resumed
-    run's checkpoint before it, whether to train it).
-
-    Before each phase its layers are set trainable or frozen. A resumed run restores its
-    checkpoint into the phase it was saved in, with that phase's optimizer: a checkpoint
-    saved at a phase's last epoch is restored into that phase, which trains no more, and
-    the next phase starts with a fresh optimizer as in the uninterrupted run. Without
-    `train.phases`, one phase with the run's optimizer.
-    """
-    train_config = spec.doc["train"]
-    phases = phases_of(train_config)
-    declared = bool(train_config.get("phases"))
-    start = progress.previous.epoch if progress.previous is not None else 0
-    first = phase_at(phases, start)
-    if declared and start == first.start and first.index > 0:
-        first = phases[first.index - 1]  # saved at the end of that phase, with its optimizer
-    flags = TrainableFlags(model) if declared else None
-    for phase in phases[first.index:]:
-        trains = phase.end > start or phase is phases[-1]
-        if declared:
-            flags.apply(phase, spec)
-            with setup.strategy.scope():
-                optimizer = phase_optimizer(phase, spec)
-            if not quiet and trains:
-                print(phase_line(phase, optimizer, model), flush=True)
-        yield phase, optimizer, progress.previous is not None and phase is first, trains
-
-
 def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, progress,
                   profiler=None):
     """The GradientTape loop (a new one per phase), then its evaluation of each held-out split."""
@@ -339,7 +311,8 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
     first_epoch = train_config.get("initial_epoch", 0)  # the history's first row, resumed or not
     epochs = total_epochs(train_config)
     started = False
-    for phase, phase_optimizer_, restore, trains in _phases(spec, model, optimizer, progress, setup, quiet):
+    phases = phases_to_train(spec, model, optimizer, progress.previous, setup, quiet)
+    for phase, phase_optimizer_, restore, trains in phases:
         with setup.strategy.scope():
             custom = CustomLoop(
                 model, loss=loss, optimizer=phase_optimizer_,

@@ -28,7 +28,8 @@ def test_every_example_spec_runs(path, tmp_path):
     phases = spec.doc["train"].get("phases") or []  # one epoch per phase
     one_epoch = [f"train.phases.{i}.epochs=1" for i in range(len(phases))] or ["train.epochs=1"]
     result = subprocess.run([sys.executable, "-m", "runner.cli", "run", str(path), "--quiet",
-                             *(a for o in one_epoch for a in ("--set", o))], capture_output=True, text=True, cwd=tmp_path,
+                             *(a for o in one_epoch for a in ("--set", o))],
+                            capture_output=True, text=True, cwd=tmp_path,
                             env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
                             timeout=900)
     assert result.returncode == 0, result.stderr

@@ -136,7 +136,8 @@ def test_resume_inside_and_at_the_start_of_phase_two_equals_the_uninterrupted_ru
                                       "set a larger train.phases[1].epochs to train on")
     phases = read_json(whole.run_dir / "manifest.json")["phases"]
     assert [(p["name"], p["epochs"], p["trainable_parameters"], p["optimizer"]["config"]["learning_rate"])
-            for p in phases] == [("phase 1", [1, 2], 9, pytest.approx(0.05)), ("phase 2", [3, 4], 25, pytest.approx(0.01))]
+            for p in phases] == [("phase 1", [1, 2], 9, pytest.approx(0.05)),
+                                 ("phase 2", [3, 4], 25, pytest.approx(0.01))]
 
     expected = read_json(whole.run_dir / "history.json")
     for resumed, at in ((inside, 3), (boundary, 2)):

@@ -9,10 +9,12 @@ before it, and a resumed run sets them as the uninterrupted one did.
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from runner.models.identifiers import get_optimizer, to_keras_config
-from runner.spec.phases import Phase, phases_of
+from runner.spec.phases import Phase, phase_at, phases_of
 
 
 class TrainableFlags:
@@ -80,7 +82,7 @@ def phase_line(phase: Phase, optimizer, model) -> str:
         rate_text = f"learning_rate={float(rate):g}"
     except (TypeError, ValueError):
         rate_text = "learning_rate schedule"
-    count = sum(int(v.numpy().size) for v in getattr(model, "trainable_variables", []))
+    count = _parameters(model)
     return (f"{phase.name}: epochs {phase.start + 1}-{phase.end}, {type(optimizer).__name__}({rate_text}), "
             f"{count:,} trainable parameters")
 
@@ -103,8 +105,43 @@ def describe_phases(model, spec) -> list[dict]:
             optimizer = phase_optimizer(phase, spec)
             described.append({"name": phase.name, "epochs": [phase.start + 1, phase.end],
                               "optimizer": keras.optimizers.serialize(optimizer),
-                              "trainable_parameters": sum(int(v.numpy().size) for v in model.trainable_variables),
+                              "trainable_parameters": _parameters(model),
                               "line": phase_line(phase, optimizer, model)})
     finally:
         flags.apply(Phase(0, 0, 0, None), spec)  # back to the flags as built
     return described
+
+
+def phases_to_train(spec, model, optimizer, previous, setup, quiet):
+    """Each phase left to train: (phase, its fresh optimizer, whether to restore the resumed
+    run's checkpoint before it, whether to train it).
+
+    `previous` is the `Resume` the run continues, or None. Before each phase its layers
+    are set trainable or frozen. A resumed run restores its checkpoint into the phase it
+    was saved in, with that phase's optimizer: a checkpoint saved at a phase's last epoch
+    is restored into that phase, which trains no more, and the next phase starts with a
+    fresh optimizer as in the uninterrupted run. Without `train.phases`, one phase with
+    the run's optimizer (`optimizer`).
+    """
+    train_config = spec.doc["train"]
+    phases = phases_of(train_config)
+    declared = bool(train_config.get("phases"))
+    start = previous.epoch if previous is not None else 0
+    first = phase_at(phases, start)
+    if declared and start == first.start and first.index > 0:
+        first = phases[first.index - 1]  # saved at the end of that phase, with its optimizer
+    flags = TrainableFlags(model) if declared else None
+    for phase in phases[first.index:]:
+        trains = phase.end > start or phase is phases[-1]
+        if declared:
+            flags.apply(phase, spec)
+            with setup.strategy.scope():
+                optimizer = phase_optimizer(phase, spec)
+            if not quiet and trains:
+                print(phase_line(phase, optimizer, model), flush=True)
+        yield phase, optimizer, previous is not None and phase is first, trains
+
+
+def _parameters(model) -> int:
+    """The number of trainable parameters (`model.trainable_variables`' sizes)."""
+    return sum(math.prod(int(d) for d in v.shape) for v in getattr(model, "trainable_variables", []))
