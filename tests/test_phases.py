@@ -86,9 +86,13 @@ def workdir(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_a_two_phase_run_equals_phase_two_run_by_hand_from_phase_ones_checkpoint(workdir, loop):
-    spec = phased_spec(workdir, loop=loop, shuffle=False)
+    spec = phased_spec(workdir, loop=loop, shuffle=False, overrides=["train.engine=auto"])
     run = run_spec(spec, quiet=True)
     history = read_json(run.run_dir / "history.json")
+    manifest = read_json(run.run_dir / "manifest.json")
+    assert (manifest["engine"], manifest["engine_reason"]) == (
+        "keras", f"{loop}; not fused: train.phases (the fused engine trains one optimizer and the same layers "
+                 "throughout)")
     assert len(history["loss"]) == 4  # one history, epochs numbered on across the phases
 
     # Phase 2 by hand: the model and phase 1's optimizer restored from phase 1's last
