@@ -13,7 +13,7 @@ import math
 
 import keras
 
-from runner.models.identifiers import get_optimizer, to_keras_config
+from runner.models.identifiers import get_optimizer, get_schedule, to_keras_config
 from runner.spec.phases import Phase, phase_at, phases_of
 
 
@@ -68,20 +68,24 @@ def phase_optimizer(phase: Phase, spec):
         own = spec.get(*phase.path, "optimizer") is not None
         path = (*phase.path, "optimizer") if own else ("train", "optimizer")
         return get_optimizer(phase.optimizer, spec, path)
+    path = ("train", "phases", phase.index, "learning_rate")
+    rate = phase.learning_rate
+    if isinstance(rate, (dict, str)):
+        rate = get_schedule(rate, spec, path)
     config = to_keras_config(phase.optimizer)
     if isinstance(config, str):
         config = {"class_name": config, "config": {}}
-    config = {**config, "config": {**(config.get("config") or {}), "learning_rate": phase.learning_rate}}
-    return get_optimizer(config, spec, ("train", "phases", phase.index, "learning_rate"))
+    config = {**config, "config": {**(config.get("config") or {}), "learning_rate": rate}}
+    return get_optimizer(config, spec, path)
 
 
 def phase_line(phase: Phase, optimizer, model) -> str:
     """`phase 2/2 (fine-tune): epochs 3-4, Adam(learning_rate=1e-05), 12,345 trainable parameters`."""
-    rate = getattr(optimizer, "learning_rate", None)
-    try:
-        rate_text = f"learning_rate={float(rate):g}"
-    except (TypeError, ValueError):
-        rate_text = "learning_rate schedule"
+    rate = getattr(optimizer, "_learning_rate", None)
+    if isinstance(rate, keras.optimizers.schedules.LearningRateSchedule):
+        rate_text = f"learning_rate={type(rate).__name__}"
+    else:
+        rate_text = f"learning_rate={float(optimizer.learning_rate):g}"
     count = _parameters(model)
     return (f"{phase.name}: epochs {phase.start + 1}-{phase.end}, {type(optimizer).__name__}({rate_text}), "
             f"{count:,} trainable parameters")
