@@ -243,3 +243,19 @@ def test_a_phase_trains_the_last_n_layers_of_a_backbone_and_the_next_starts_from
         ("phase 1", [1, 1], as_built), ("phase 2", [2, 3], head), ("top 6", [4, 4], last_6 + head)]
     assert count(model.trainable_weights) == as_built  # the flags as built, afterwards
     assert as_built == head + sum(count(layer.trainable_weights) for layer in backbone.layers[-2:])
+
+
+def test_a_phases_learning_rate_may_be_a_schedule_and_its_optimizer_its_own(workdir):
+    from runner.train.phases import describe_phases
+
+    spec = phased_spec(workdir, overrides=[
+        "train.phases.0.optimizer={SGD: {learning_rate: 0.1, momentum: 0.9}}",
+        "train.phases.1.learning_rate={ExponentialDecay: {initial_learning_rate: 0.01, decay_steps: 10, "
+        "decay_rate: 0.5}}"])
+    model = build_model(spec.doc["model"], spec)
+    first, second = describe_phases(model, spec)
+    assert first["line"] == "phase 1: epochs 1-2, SGD(learning_rate=0.1), 9 trainable parameters"
+    assert first["optimizer"]["config"]["momentum"] == pytest.approx(0.9)
+    assert second["line"] == "phase 2: epochs 3-4, Adam(learning_rate=ExponentialDecay), 25 trainable parameters"
+    schedule = second["optimizer"]["config"]["learning_rate"]
+    assert schedule["class_name"] == "ExponentialDecay" and schedule["config"]["decay_rate"] == 0.5
