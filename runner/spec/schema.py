@@ -97,6 +97,10 @@ def _explain(spec, error) -> list[SpecError]:
         return [spec.error(path, f"expected {_show(error.validator_value)}, got {_show(value)}", at_value=True)]
     if kind == "type":
         return [spec.error(path, f"expected {_type_words(error.validator_value)}, got {_describe(value)}", at_value=True)]
+    if kind == "oneOf" and all(set(s) == {"required"} and len(s["required"]) == 1 for s in error.validator_value):
+        options = [s["required"][0] for s in error.validator_value]  # one of these keys, and others beside
+        got = ", ".join(f"'{k}'" for k in value if k in options) or "none"
+        return [spec.error(path, f"expected exactly one of: {', '.join(options)}; got {got}")]
     if kind in ("anyOf", "oneOf"):
         alternatives = " or ".join(_summary(deref(s)) for s in error.validator_value)
         return [spec.error(path, f"expected {alternatives}, got {_describe(value)}", at_value=True)]
