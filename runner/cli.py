@@ -24,6 +24,7 @@ from runner import __version__
 from runner.environment import BrokenInstall, libraries_for, require
 from runner.cli_help import PlainCommand
 from runner.console import TensorFlowLog
+from runner.spec.errors import printable
 from runner.spec.report import render
 from runner.spec.adaptation import adaptation_notes
 from runner.spec import SpecError, load_schema, load_spec
@@ -72,6 +73,10 @@ def keeps_tensorflow_log(command):
         except typer.Exit as e:
             log.stop(show=verbose or e.exit_code == EXIT_BROKEN_INSTALL)
             raise
+        except KeyboardInterrupt:  # Ctrl-C while TensorFlow starts or plan runs: not a crash
+            log.stop(show=verbose)
+            typer.echo(f"pipe {command.__name__}: interrupted", err=True)
+            raise typer.Exit(code=130) from None
         except BaseException:
             log.stop(show=True)
             raise
@@ -205,10 +210,15 @@ def plan(
         typer.echo(render(errors, format.value) if format is not Format.json
                    else json.dumps({"errors": [x.as_dict() for x in errors]}, indent=2), err=format is Format.text)
         raise typer.Exit(code=EXIT_INVALID) from None
+    except Exception as e:  # not the spec's mistake: one paragraph, as pipe run says it
+        from runner.failure import summarise_error
+
+        typer.echo(printable(f"pipe plan: failed: {summarise_error(e)}"), err=True)
+        raise typer.Exit(code=EXIT_RUN_FAILED) from None
     if format is Format.json:
         typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
-    elif format is Format.text:
-        typer.echo(render_text(result, " + ".join(map(str, file))))
+    elif format is Format.text:  # class names, columns and paths come from files: escaped line by line
+        typer.echo("\n".join(printable(line) for line in render_text(result, " + ".join(map(str, file))).splitlines()))
     if result.errors and format is not Format.json:
         typer.echo(render(result.errors, format.value), err=format is Format.text)
     if result.errors:
@@ -260,21 +270,21 @@ def run(
         from runner.failure import describe_failure
 
         if isinstance(e, OSError) and hasattr(e, "reason"):  # a WriteError: which file, and why
-            typer.echo(f"pipe run: {e}", err=True)
+            typer.echo(printable(f"pipe run: {e}"), err=True)
             raise typer.Exit(code=EXIT_RUN_FAILED) from None
         if hasattr(e, "diverged_message"):
             typer.echo(e.diverged_message(), err=True)
             raise typer.Exit(code=EXIT_DIVERGED) from None
         if debug:
             traceback.print_exc()
-        typer.echo(describe_failure(e), err=True)
+        typer.echo(printable(describe_failure(e)), err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
     if result.chief:
-        typer.echo(f"run directory: {result.run_dir}")
+        typer.echo(f"run directory: {printable(result.run_dir)}")  # one line, whatever outputs.dir holds
     else:
         typer.echo("run directory: none (not the chief worker; the chief writes the run directory)")
     for split, metrics in _metric_lines(result.metrics):
-        typer.echo(f"{split}: {metrics}")
+        typer.echo(printable(f"{split}: {metrics}"))
 
 
 DebugOption = Annotated[bool, typer.Option("--debug", help="Print the Python traceback of a failure.")]
@@ -308,8 +318,8 @@ def evaluate(
 
     evaluation = _reporting_errors("evaluate", evaluate_it, debug)
     for name, metrics in _metric_lines(evaluation.metrics):
-        typer.echo(f"{name}: {metrics}")
-    typer.echo(f"evaluation: {evaluation.path}")
+        typer.echo(printable(f"{name}: {metrics}"))
+    typer.echo(f"evaluation: {printable(evaluation.path)}")
 
 
 @app.command(cls=PlainCommand)
@@ -337,8 +347,8 @@ def predict(
 
     predictions = _reporting_errors("predict", predict_it, debug)
     for note in predictions.notes:
-        typer.echo(f"pipe predict: {note}", err=True)
-    typer.echo(f"predictions: {predictions.path} ({predictions.count} rows)")
+        typer.echo(printable(f"pipe predict: {note}"), err=True)
+    typer.echo(f"predictions: {printable(predictions.path)} ({predictions.count} rows)")
 
 
 @app.command(cls=PlainCommand)
@@ -391,13 +401,47 @@ def runs(
     """
     from runner.runs import format_table, list_runs
 
-    rows = list_runs(directory) if directory.exists() else []
+    skipped = []
+    rows = list_runs(directory, skipped) if directory.exists() else []
+    for path, reason in skipped:  # one unreadable run directory never hides the others
+        typer.echo(printable(f"pipe runs: skipped {path}: {reason}"), err=True)
     if format is ListFormat.json:
         typer.echo(json.dumps(rows, indent=2))
     elif rows:
         typer.echo(format_table(rows))
     else:
-        typer.echo(f"no runs under {directory}", err=True)
+        typer.echo(printable(f"no runs under {directory}"), err=True)
+
+
+@app.command(cls=PlainCommand)
+@keeps_tensorflow_log  # the model is loaded for MLflow's Keras flavour
+def log(
+    run_dirs: Annotated[list[Path], typer.Argument(exists=True, file_okay=False, metavar="RUN_DIR",
+                                                   help="Run directories written by pipe run.")],
+    mlflow: Annotated[Optional[str], typer.Option("--mlflow", metavar="URI", help=(
+        "The MLflow tracking URI (default: the spec's outputs.mlflow.tracking_uri, else MLFLOW_TRACKING_URI)."))] = None,
+    experiment: Annotated[Optional[str], typer.Option("--experiment", metavar="NAME", help=(
+        "The MLflow experiment (default: the spec's outputs.mlflow.experiment, else its name)."))] = None,
+):
+    """Upload finished runs to MLflow; uploading a run again changes nothing.
+
+    Example: pipe log runs/mnist/20261128-091500 --mlflow http://127.0.0.1:5000
+    """
+    from runner.outputs.tracking import INSTALL_HINT, TrackingError, mlflow_available
+    from runner.tracking import describe, log_run
+
+    if not mlflow_available():
+        typer.echo(f"pipe log: mlflow is not installed ({INSTALL_HINT})", err=True)
+        raise typer.Exit(code=EXIT_BROKEN_INSTALL)
+    failed = 0
+    for run_dir in run_dirs:
+        try:
+            typer.echo(f"{run_dir}: {describe(log_run(run_dir, mlflow, experiment))}")
+        except TrackingError as e:
+            typer.echo(f"pipe log: {run_dir}: {e}", err=True)
+            failed += 1
+    if failed:
+        raise typer.Exit(code=EXIT_RUN_FAILED)
 
 
 @app.command(cls=PlainCommand)
@@ -416,8 +460,8 @@ def compare(
         raise typer.Exit(code=2)
     try:
         typer.echo(compare_runs(run_dirs))
-    except (FileNotFoundError, ValueError) as e:
-        typer.echo(f"pipe compare: {e}", err=True)
+    except (OSError, ValueError) as e:
+        typer.echo(printable(f"pipe compare: {e}"), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
 
 
@@ -441,16 +485,21 @@ def init(
     try:
         written = write_template(template, path)
     except KeyError:
-        typer.echo(f"pipe init: unknown template '{template}' (templates: {', '.join(template_names())})", err=True)
+        typer.echo(printable(f"pipe init: unknown template '{template}' (templates: {', '.join(template_names())})"),
+                   err=True)
         raise typer.Exit(code=2) from None
     except FileExistsError as e:
-        typer.echo(f"pipe init: {e.filename} exists; not overwritten", err=True)
+        typer.echo(printable(f"pipe init: {e.filename} exists; not overwritten"), err=True)
+        raise typer.Exit(code=EXIT_INVALID) from None
+    except OSError as e:  # no such folder, no permission, a read-only disk, a file in the way
+        where = e.filename if e.filename is not None else path
+        typer.echo(printable(f"pipe init: cannot write {where}: {e.strerror or type(e).__name__}"), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
     for file in [written.spec, *written.companions]:
-        typer.echo(f"wrote {file}")
+        typer.echo(printable(f"wrote {file}"))
     for file in written.kept:
-        typer.echo(f"kept {file} (exists)")
-    typer.echo(f"next: pipe validate {written.spec} && pipe run {written.spec}")
+        typer.echo(printable(f"kept {file} (exists)"))
+    typer.echo(printable(f"next: pipe validate {shlex.quote(str(written.spec))} && pipe run {shlex.quote(str(written.spec))}"))
 
 
 @app.command(cls=PlainCommand)
@@ -482,7 +531,7 @@ def _reporting_errors(command: str, work, debug: bool = False):
         typer.echo(str(e), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
     except FileNotFoundError as e:
-        typer.echo(f"pipe {command}: {e}", err=True)
+        typer.echo(printable(f"pipe {command}: {e}"), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
     except KeyboardInterrupt:
         typer.echo(f"pipe {command}: interrupted", err=True)
@@ -492,7 +541,7 @@ def _reporting_errors(command: str, work, debug: bool = False):
 
         if debug:
             traceback.print_exc()
-        typer.echo(f"pipe {command}: failed: {summarise_error(e)}", err=True)
+        typer.echo(printable(f"pipe {command}: failed: {summarise_error(e)}"), err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
 
 
@@ -503,7 +552,7 @@ def _interrupted(error, file, set_, quiet) -> str:
     if run_dir is None:
         return f"pipe run: interrupted by {name} before training started; nothing to resume"
     lines = [f"pipe run: interrupted by {name} after {done} epoch{'' if done == 1 else 's'}",
-             f"run directory: {run_dir}"]
+             f"run directory: {printable(run_dir)}"]
     resume_from = getattr(error, "resume_from", None)
     if resume_from is None:
         return "\n".join(lines + ["nothing to resume: no checkpoint was saved"])
@@ -511,7 +560,7 @@ def _interrupted(error, file, set_, quiet) -> str:
     for text in set_ or ():
         command += ["--set", text]
     command += ["--quiet"] if quiet else []
-    return "\n".join(lines + ["resume with: " + shlex.join(command + ["--resume", str(resume_from)])])
+    return "\n".join(lines + ["resume with: " + printable(shlex.join(command + ["--resume", str(resume_from)]))])
 
 
 def _metric_lines(metrics: dict):

@@ -6,6 +6,7 @@ template's sample data) is kept. No TensorFlow.
 
 from __future__ import annotations
 
+import errno
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -44,7 +45,10 @@ def write_template(name: str, path=None) -> Written:
     target = Path(path) if path is not None else Path(f"{name}.yaml")
     if target.is_dir() or target.suffix.lower() not in (".yaml", ".yml"):  # a folder, maybe new
         target = target / f"{name}.yaml"
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:  # a file where a folder of the path should be: not the spec existing
+        raise NotADirectoryError(errno.ENOTDIR, "a file is in the way, not a folder", e.filename) from None
     _write_new(target, _template(name).read_bytes())
     written = Written(target)
     for companion in _COMPANIONS.get(name, ()):

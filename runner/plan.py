@@ -19,9 +19,11 @@ import tensorflow as tf
 
 from runner.data import build_datasets
 from runner.data.counting import examples_after_stages
+from runner.data.sources.image_folder import located_decode_error
 from runner.models import build_model, is_keras
 from runner.models.adapt import Adapter
 from runner.models.adapt import describe as describe_adapted
+from runner.train.phases import describe_phases
 from runner.models.identifiers import (
     get_callbacks, get_optimizer, keras_message, resolve_metric,
 )
@@ -60,6 +62,8 @@ def plan_spec(spec) -> Plan:
     plan = Plan()
     try:
         _build(spec, plan)
+    except tf.errors.OpError as e:  # an image that cannot be decoded: named, located
+        raise located_decode_error(spec, e) or e
     finally:
         plan.errors.sort(key=lambda e: (e.line or 0, e.column or 0))
     return plan
@@ -96,6 +100,9 @@ def _build(spec, plan) -> None:
         loss, metrics = resolved or (None, None)
     if optimizer is not None:
         plan.train["optimizer"] = keras.optimizers.serialize(optimizer)
+    if model is not None and train.get("phases"):
+        with setup.strategy.scope():
+            plan.train["phases"] = _collect(plan, lambda: describe_phases(model, spec))
     plan.train["callbacks"] = _callbacks(spec, plan)
     if model is None:
         return
@@ -190,7 +197,7 @@ def _check_forward(spec, model, split, batch, plan) -> bool:
         model(x)
         return True
     except Exception as e:
-        kind = next(iter(spec.doc["model"]))
+        kind = next(k for k in spec.doc["model"] if k != "init_from")
         expects = ""
         if is_keras(model) and model.inputs:
             expects = f"; the model takes {', '.join(_shape_text(t.shape) + ' ' + t.dtype for t in model.inputs)}"
@@ -394,6 +401,8 @@ def render_text(plan: Plan, file) -> str:
         if key in plan.train:
             config = plan.train[key]
             lines.append(f"{key}: {config.get('class_name')} {config.get('config')}")
+    for phase in plan.train.get("phases") or []:
+        lines.append(phase["line"])
     for metric in plan.train.get("metrics", []):
         lines.append(f"metric: {metric['class']} {metric['config']}")
     for callback in plan.train.get("callbacks", []):

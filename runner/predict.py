@@ -8,6 +8,7 @@ Lines by its extension, with the class and probabilities for classifiers.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import sys
@@ -24,13 +25,15 @@ from runner.data.learned import learn_normalize_ops, load_learned
 from runner.data.ops import build_map_function
 from runner.data.sources import load_source
 from runner.data.stages import AUGMENTATION_OPS
+from runner.data.sources.image_folder import image_problem
 from runner.data.table import encode_tables
 from runner.data.windows import window_stage
 from runner.models import is_keras
 from runner.models.build import declared_output_names
-from runner.models.identifiers import get_loss
+from runner.models.identifiers import get_loss, keras_message
 from runner.outputs.prediction_files import classes, write_predictions
 from runner.outputs.records import load_run_spec, read_run
+from runner.outputs.run_dir import run_file_problem
 from runner.outputs.saving import load_model
 from runner.predict_text import read_texts
 from runner.spec import Spec, SpecError
@@ -76,18 +79,24 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
     if output_path.suffix.lower() not in OUTPUT_FORMATS:
         raise _input_spec(output_path).error(
             (), f"unknown output format '{output_path.suffix}' (use {', '.join(OUTPUT_FORMATS)})")
+    refused = run_file_problem(output_path)
+    if refused:
+        raise _input_spec(output_path).error((), refused)
     record = read_run(run_dir)
     spec = load_run_spec(run_dir)
     info = record.manifest.get("data_info") or {}
     inputs = read_inputs(spec, run_dir, input_path, key)
     dataset = tf.data.Dataset.from_tensor_slices(inputs.features)
     split = "test" if spec.get("data", "test", "source") else "train"  # a test fraction has train's stages
-    for step in preprocessing_steps(spec, run_dir, split, info):
-        dataset = step(dataset)
+    with _input_misfit(input_path, inputs.features):
+        for step in preprocessing_steps(spec, run_dir, split, info):
+            dataset = step(dataset)
     batch = batch_size or _declared_batch_size(spec, split) or _DEFAULT_BATCH
+    batch = max(1, min(batch, inputs.count))  # tf.data reserves a batch's rows before it has them
     model = load_model(run_dir)
-    outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), inputs.count, batch,
-                         declared_output_names(spec.doc["model"]))
+    with _input_misfit(input_path, inputs.features, model):
+        outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), inputs.count, batch,
+                             declared_output_names(spec.doc["model"]))
     kinds = {name: output_kind(spec, name) for name in outputs}
     try:
         write_predictions(output_path, outputs, kinds, class_names=info.get("class_names"), files=inputs.files)
@@ -96,6 +105,25 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
     single = next(iter(outputs)) if len(outputs) == 1 else None
     predicted = classes(outputs[single], kinds[single]) if len(outputs) == 1 else None
     return Predictions(output_path, inputs.count, predicted, inputs.notes)
+
+
+@contextlib.contextmanager
+def _input_misfit(input_path: Path, features, model=None):
+    """Rows the preprocessing or the model cannot take (wrong shape, text for numbers) as
+    one located line naming the input file, not Keras's or TensorFlow's raw text."""
+    try:
+        yield
+    except (ValueError, TypeError, tf.errors.InvalidArgumentError, tf.errors.UnimplementedError) as e:
+        rows = getattr(features, "shape", (0,))[1:]
+        dtype = getattr(features, "dtype", None)  # None: named inputs (a dict of arrays)
+        kind = "named inputs" if dtype is None else "text" if dtype.kind in "USO" else str(dtype)
+        expected = getattr(model, "input_shape", None) if model is not None and is_keras(model) else None
+        wants = f"; the model takes rows of shape {tuple(expected)[1:]}" if isinstance(expected, tuple) else ""
+        reason = keras_message(e)
+        reason = reason if len(reason) <= 300 else reason[:297] + "..."
+        raise _input_spec(input_path).error(
+            (), f"the input's rows ({kind}, shape {tuple(rows)}) do not fit the run's "
+                f"{'model' if model is not None else 'preprocessing'}{wants}: {reason}") from None
 
 
 def read_inputs(spec, run_dir, input_path: Path, key=None) -> Inputs:
@@ -240,6 +268,9 @@ def _read_images(spec, path: Path) -> Inputs:
     size = (folder or {}).get("image_size")
     images = []
     for file in files:
+        problem = image_problem(file)  # before TensorFlow allocates what its header declares
+        if problem:
+            raise _input_spec(file).error((), problem)
         try:
             image = tf.io.decode_image(file.read_bytes(), channels=channels, expand_animations=False)
         except tf.errors.OpError as e:

@@ -51,6 +51,7 @@ class Progress:
 
     def __init__(self, run_dir: Path, manifest, previous=None, validated="validation"):
         self.run_dir = Path(run_dir)
+        self._owner = run_dir if hasattr(run_dir, "check_identity") else None  # a RunDir
         self.manifest = manifest
         self.previous = previous
         self.log = EpochLog(run_dir, *((previous.history, previous.trajectories) if previous else (None, None)),
@@ -100,6 +101,8 @@ class Progress:
         interval = min(TABLES_EVERY_SECONDS, checkpoint.every_seconds if checkpoint else TABLES_EVERY_SECONDS)
         if not (saving or final or time.monotonic() - self._written_at >= interval):
             return
+        if self._owner is not None:
+            self._owner.check_identity()  # a run directory swapped for a symlink ends the run
         self.log.write()
         if saving:
             self._save(checkpoint, epoch)
@@ -142,7 +145,8 @@ class Progress:
             error = RunInterrupted(signal.SIGINT)
         if isinstance(error, OSError) and error.filename and error.errno in _WRITE_ERRNOS:
             error = files.write_failure(error.filename, error)  # e.g. a Keras callback's own file
-        if self.log.written < self.log.epochs:  # the epochs done since the tables were last written
+        replaced = self._owner is not None and self._owner.replaced()
+        if self.log.written < self.log.epochs and not replaced:  # the epochs done since the tables were last written
             try:
                 with deferred(release=False):  # a second signal must not cut the run's last words
                     self.log.write()

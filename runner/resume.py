@@ -17,6 +17,7 @@ import yaml
 from runner.outputs.epochs import previous_tables
 from runner.outputs.status import read_status
 from runner.spec.errors import SpecError, SpecErrors
+from runner.spec.phases import total_epochs
 from runner.train import checkpoint as checkpoints
 
 # Keys a resumed run may change: they do not change what is trained.
@@ -49,13 +50,14 @@ def prepare_resume(spec, run_dir) -> Resume:
     run_dir = Path(run_dir)
     previous = checkpoints.previous_run(run_dir)
     check_same_spec(spec, run_dir)
-    epochs = spec.doc["train"]["epochs"]
+    epochs = total_epochs(spec.doc["train"])
     # A run stopped after its last epoch (while evaluating or writing) resumes to finish:
     # no epoch to train, then the evaluation and files it had not written.
     if previous.epoch > epochs or (previous.epoch == epochs and read_status(run_dir).status == "completed"):
         raise SpecError(f"nothing to resume: the run {_status(run_dir)} with all {epochs} epochs of "
-                        f"train.epochs={epochs} in its last checkpoint ({previous.checkpoint}); "
-                        f"set a larger train.epochs to train on", file=run_dir)
+                        f"{'its phases' if spec.doc['train'].get('phases') else f'train.epochs={epochs}'} in its last "
+                        f"checkpoint ({previous.checkpoint}); "
+                        f"set a larger {_epochs_key(spec.doc['train'])} to train on", file=run_dir)
     try:
         history, trajectories = previous_tables(run_dir, previous.epoch)
     except ValueError as e:
@@ -76,9 +78,21 @@ def check_same_spec(spec, run_dir: Path) -> None:
                          "a resumed run trains what its run trained (train.epochs, steps_per_execution, "
                          "outputs and reporting may change)")
         for path, old, new in differences(before, now)
+        if not _last_phase_epochs(path, now)
     ]
     if errors:
         raise SpecErrors(errors)
+
+
+def _epochs_key(train) -> str:
+    phases = train.get("phases") or []
+    return f"train.phases[{len(phases) - 1}].epochs" if phases else "train.epochs"
+
+
+def _last_phase_epochs(path, doc) -> bool:
+    """The last phase's epochs may change, as train.epochs may without phases."""
+    phases = (doc.get("train") or {}).get("phases") or []
+    return path == ("train", "phases", len(phases) - 1, "epochs")
 
 
 def differences(old, new, path=()):

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from runner import console
 from runner.data import build_datasets
+from runner.data.sources.image_folder import located_decode_error
 from runner.data.reuse import batches_repeat_each_epoch, shuffles_by_epoch, small_enough
 from runner.export import check_export_extras, export_finished_run, model_fingerprint
 from runner.internals import disable_op_determinism
@@ -31,6 +32,7 @@ from runner.interrupts import deferred, signals_raise
 from runner.progress import Progress
 from runner.resume import prepare_resume
 from runner.spec.errors import SpecError
+from runner.tracking import mlflow_config, track_finished_run
 from runner.spec.metadata import substitute_metadata
 from runner.train import checkpoint as checkpoints
 from runner.train.class_weight import check_class_weight
@@ -43,6 +45,8 @@ from runner.train.execution import resolve_steps_per_execution
 from runner.train.profiling import StepProfiler, input_seconds_per_batch, verdict
 from runner.train.result import evaluate_held_out, final_train_metrics
 from runner.train.loss_check import check_loss_fits, check_metrics_fit
+from runner.spec.phases import total_epochs
+from runner.train.phases import describe_phases, phases_to_train
 from runner.train.multi_output import loop_metrics, resolve_outputs
 
 
@@ -111,6 +115,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
         loss_object = check_loss_fits(loss, model, datasets.train.element_spec, spec)
         check_metrics_fit(metrics, model, datasets.train.element_spec, spec)
     _keras_xla_verdict(setup, model, quiet, deterministic=train_config.get("deterministic", False))
+    phases = describe_phases(model, spec)  # each phase's layers and optimizer, checked before the run starts
     if not is_keras(model) and train_config.get("callbacks"):
         raise spec.error(("train", "callbacks"), "callbacks drive Keras models; a module model takes none")
 
@@ -122,6 +127,8 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
             print("loop: custom (Keras fit does not run under multi_worker_mirrored)", flush=True)
 
     previous = prepare_resume(spec, resume_from) if resume_from is not None else None
+    if previous is not None:
+        checkpoints.check_model_fits(model, previous)  # refused before a run directory exists
     run_dir = RunDir.create(spec, setup.is_chief)
     console.move_log_to(run_dir)  # TensorFlow's C++ log, when the command keeps one
     # The manifest first: whatever fails after this (a full disk included), it records it.
@@ -138,6 +145,8 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
             if not quiet:
                 print("\n".join(describe_adapted(adapted)), flush=True)
         manifest.update(loop=loop)
+        if phases:
+            manifest.update(phases=[{k: v for k, v in p.items() if k != "line"} for p in phases])
         # For evaluate/predict: what the spec's relative paths meant, and the data's metadata.
         manifest.update(spec_dir=str(spec.file.resolve().parent), data_info=datasets.info)
         if previous is not None:
@@ -163,7 +172,10 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
             if (spec.doc.get("outputs") or {}).get("export") and setup.is_chief:
                 manifest.update(exports=export_finished_run(spec, run_dir.path, manifest.data, model))
             manifest.finish("completed", epochs_run=result.epochs_run)
-    except BaseException as e:
+    except BaseException as failure:
+        e = failure
+        if isinstance(e, tf.errors.OpError):  # an image that cannot be decoded: named, located (exit 1)
+            e = located_decode_error(spec, e) or e
         if manifest.data["status"] == "completed" and isinstance(e, KeyboardInterrupt):
             pass  # the signal came while the finished run wrote its last files: it is complete
         else:
@@ -171,9 +183,11 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
                 note_error_log(e, run_dir)
             _raise_ended(progress, e)
     finally:
-        if setup.is_chief:
+        if setup.is_chief and not run_dir.replaced():
             files.remove_partial_files(run_dir)
         files.discard_run_dir(run_dir, setup.is_chief)
+        if setup.is_chief and mlflow_config(spec.doc) is not None:
+            track_finished_run(spec.doc, run_dir.path, quiet)  # after every file; never raises
     return RunResult(run_dir=run_dir.path, metrics=evaluation, chief=setup.is_chief)
 
 
@@ -254,93 +268,112 @@ def _xla_error(spec, setup, error):
 
 def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, progress,
                profiler=None):
-    """Keras `fit`, then `evaluate` on each held-out split; returns (TrainResult, metrics by split)."""
+    """Keras `fit` (once per phase, the model recompiled), then `evaluate` on each held-out split;
+    returns (TrainResult, metrics by split)."""
     train_config = spec.doc["train"]
     output_config = spec.doc.get("outputs") or {}
     callbacks = get_callbacks(train_config.get("callbacks"), spec, run_dir)
-    with setup.strategy.scope():
-        model.compile(optimizer=optimizer, loss=getattr(loss, "per_output", loss), metrics=metrics,
-                      loss_weights=getattr(loss, "loss_weights", None), jit_compile=setup.jit_compile,
-                      steps_per_execution=resolve_steps_per_execution(
-                          train_config.get("steps_per_execution"), _steps(datasets.train, train_config)))
-    if isinstance(metrics, dict):  # fit names them <output>_<metric>, but cannot find them by that name
-        with setup.strategy.scope():
-            say_which_way_metrics_improve(callbacks, loop_metrics(metrics, model, datasets.train.element_spec, loss))
     if output_config.get("tensorboard"):
         callbacks.append(keras.callbacks.TensorBoard(log_dir=str(run_dir / "tensorboard")))
     if profiler is not None:
         callbacks.append(profiler)
-    checkpoint = checkpoints.epoch_checkpoint(model, model.optimizer, run_dir, output_config.get("checkpoints"))
-    initial_epoch = train_config.get("initial_epoch", 0)
-    if progress.previous is not None:
-        with setup.strategy.scope():
-            model.optimizer.build(model.trainable_variables)
-        initial_epoch = checkpoints.restore(checkpoint, progress.previous)
-    # Last: the epoch's tables, checkpoint and heartbeat see the logs as callbacks left them.
-    callbacks = [EpochBegin(datasets.epoch.assign), StopOnNonFinite(), *callbacks,
-                 EpochEnd(progress.epoch_end(checkpoints.saving(checkpoint, output_config.get("checkpoints")),
-                                             train_config["epochs"], model))]
-    result = fit(
-        model, train=datasets.train, validation=validation, epochs=train_config["epochs"],
-        callbacks=callbacks, class_weight=_class_weight(datasets.info.get("class_weight") or train_config.get("class_weight")),
-        steps_per_epoch=train_config.get("steps_per_epoch"),
-        verbose=0 if quiet else console.progress_verbosity(train_config.get("verbose", "auto")),
-        initial_epoch=initial_epoch, validation_freq=train_config.get("validation_freq", 1),
-    )
-    result = progress.result(result)
     first_epoch = train_config.get("initial_epoch", 0)  # the history's first row, resumed or not
+    epochs = total_epochs(train_config)
+    phases = phases_to_train(spec, model, optimizer, progress.previous, setup, quiet)
+    for phase, phase_optimizer_, restore, trains in phases:
+        with setup.strategy.scope():
+            model.compile(optimizer=phase_optimizer_, loss=getattr(loss, "per_output", loss), metrics=metrics,
+                          loss_weights=getattr(loss, "loss_weights", None), jit_compile=setup.jit_compile,
+                          steps_per_execution=resolve_steps_per_execution(
+                              train_config.get("steps_per_execution"), _steps(datasets.train, train_config)))
+        if isinstance(metrics, dict):  # fit names them <output>_<metric>, but cannot find them by that name
+            with setup.strategy.scope():
+                say_which_way_metrics_improve(callbacks, loop_metrics(metrics, model, datasets.train.element_spec,
+                                                                      loss))
+        checkpoint = checkpoints.epoch_checkpoint(model, model.optimizer, run_dir, output_config.get("checkpoints"))
+        initial_epoch = first_epoch if phase.index == 0 else phase.start
+        if restore:
+            with setup.strategy.scope():
+                model.optimizer.build(model.trainable_variables)
+            initial_epoch = checkpoints.restore(checkpoint, progress.previous)
+        if not trains:
+            continue
+        # Last: the epoch's tables, checkpoint and heartbeat see the logs as callbacks left them.
+        phase_callbacks = [EpochBegin(datasets.epoch.assign), StopOnNonFinite(), *callbacks,
+                           EpochEnd(progress.epoch_end(checkpoints.saving(checkpoint, output_config.get("checkpoints")),
+                                                       epochs, model))]
+        result = fit(
+            model, train=datasets.train, validation=validation, epochs=phase.end,
+            callbacks=phase_callbacks, class_weight=_class_weight(datasets.info.get("class_weight") or train_config.get("class_weight")),
+            steps_per_epoch=train_config.get("steps_per_epoch"),
+            verbose=0 if quiet else console.progress_verbosity(train_config.get("verbose", "auto")),
+            initial_epoch=initial_epoch, validation_freq=train_config.get("validation_freq", 1),
+        )
+        if getattr(model, "stop_training", False):
+            break  # a callback stopped training: the phases after this one do not run
+    result = progress.result(result)
     result.history = _align_validation(result.history, train_config.get("validation_freq", 1), first_epoch)
 
     def evaluate(dataset, split):
         values = model.evaluate(dataset, verbose=0, return_dict=True)
         return {k: float(v) for k, v in values.items()}
 
-    final = final_train_metrics(result.history, callbacks, first_epoch)
+    final = final_train_metrics(result.history, phase_callbacks, first_epoch)
     return result, evaluate_held_out(spec, datasets, validation, result, final, evaluate)
 
 
 def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, metrics, run_dir, quiet, progress,
                   profiler=None):
-    """The GradientTape loop, then its evaluation of each held-out split."""
+    """The GradientTape loop (a new one per phase), then its evaluation of each held-out split."""
     train_config = spec.doc["train"]
     output_config = spec.doc.get("outputs") or {}
     verbose = 0 if quiet else train_config.get("verbose", "auto")
     callbacks = get_callbacks(train_config.get("callbacks"), spec, run_dir)
-    with setup.strategy.scope():
-        custom = CustomLoop(
-            model, loss=loss, optimizer=optimizer,
-            metrics=loop_metrics(metrics, model, datasets.train.element_spec, loss),
-            element_spec=datasets.train.element_spec, setup=setup,
-            class_weight=_class_weight(datasets.info.get("class_weight") or train_config.get("class_weight")),
-            callbacks=callbacks + ([profiler] if profiler is not None else []),
-            steps_per_execution=train_config.get("steps_per_execution", 1),
-            verbose=_custom_verbose(verbose, train_config), report=train_config.get("report"), spec=spec,
-        )
-        if is_keras(model):
-            # Sets model.optimizer for callbacks (ReduceLROnPlateau, ...) and model.keras.
-            model.compile(optimizer=custom.optimizer, loss=getattr(loss, "per_output", loss))
-    checkpoint = checkpoints.epoch_checkpoint(model, custom.optimizer, run_dir, output_config.get("checkpoints"))
-    initial_epoch = train_config.get("initial_epoch", 0)
-    if progress.previous is not None:
-        initial_epoch = checkpoints.restore(checkpoint, progress.previous)
-    progress.log.start(custom.scalar_values())
     train = datasets.train
     if (batches_repeat_each_epoch(spec) and train_config.get("steps_per_epoch") is None
             and small_enough(train, datasets.info["num_examples"].get("train"))):
         train = train.cache()  # the same batches every epoch: read them from memory
-    result = custom.fit(
-        train, validation=validation, epochs=train_config["epochs"],
-        steps_per_epoch=train_config.get("steps_per_epoch"),
-        initial_epoch=initial_epoch, quiet=quiet,
-        # The epoch seeds the shuffle stages' orders; setting it costs as much as a tiny step.
-        epoch_begin=datasets.epoch.assign if shuffles_by_epoch(spec) else None,
-        epoch_end=progress.epoch_end(checkpoints.saving(checkpoint, output_config.get("checkpoints")),
-                                     train_config["epochs"], model),
-        one_iterator=not shuffles_by_epoch(spec, "train"),
-        validation_freq=train_config.get("validation_freq", 1),
-    )
-    result = progress.result(result)
     first_epoch = train_config.get("initial_epoch", 0)  # the history's first row, resumed or not
+    epochs = total_epochs(train_config)
+    started = False
+    phases = phases_to_train(spec, model, optimizer, progress.previous, setup, quiet)
+    for phase, phase_optimizer_, restore, trains in phases:
+        with setup.strategy.scope():
+            custom = CustomLoop(
+                model, loss=loss, optimizer=phase_optimizer_,
+                metrics=loop_metrics(metrics, model, datasets.train.element_spec, loss),
+                element_spec=datasets.train.element_spec, setup=setup,
+                class_weight=_class_weight(datasets.info.get("class_weight") or train_config.get("class_weight")),
+                callbacks=callbacks + ([profiler] if profiler is not None else []),
+                steps_per_execution=train_config.get("steps_per_execution", 1),
+                verbose=_custom_verbose(verbose, train_config), report=train_config.get("report"), spec=spec,
+            )
+            if is_keras(model):
+                # Sets model.optimizer for callbacks (ReduceLROnPlateau, ...) and model.keras.
+                model.compile(optimizer=custom.optimizer, loss=getattr(loss, "per_output", loss))
+        checkpoint = checkpoints.epoch_checkpoint(model, custom.optimizer, run_dir, output_config.get("checkpoints"))
+        initial_epoch = first_epoch if phase.index == 0 else phase.start
+        if restore:
+            initial_epoch = checkpoints.restore(checkpoint, progress.previous)
+        if not trains:
+            continue
+        if not started:
+            progress.log.start(custom.scalar_values())
+            started = True
+        result = custom.fit(
+            train, validation=validation, epochs=phase.end,
+            steps_per_epoch=train_config.get("steps_per_epoch"),
+            initial_epoch=initial_epoch, quiet=quiet,
+            # The epoch seeds the shuffle stages' orders; setting it costs as much as a tiny step.
+            epoch_begin=datasets.epoch.assign if shuffles_by_epoch(spec) else None,
+            epoch_end=progress.epoch_end(checkpoints.saving(checkpoint, output_config.get("checkpoints")),
+                                         epochs, model),
+            one_iterator=not shuffles_by_epoch(spec, "train"),
+            validation_freq=train_config.get("validation_freq", 1),
+        )
+        if custom.is_keras and getattr(model, "stop_training", False):
+            break  # a callback stopped training: the phases after this one do not run
+    result = progress.result(result)
     result.history = _align_validation(result.history, train_config.get("validation_freq", 1), first_epoch)
     if output_config.get("tensorboard"):
         history.write_tensorboard(run_dir, result.history)

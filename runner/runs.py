@@ -6,26 +6,32 @@ Reads only what `pipe run` wrote (manifest.json, metrics.json, spec.yaml): no Te
 from __future__ import annotations
 
 import difflib
+import math
 from datetime import datetime
 from pathlib import Path
 
 from runner.outputs.records import RunRecord, find_runs, read_run
+from runner.spec.errors import printable
 
 
-def list_runs(base) -> list[dict]:
-    """One row per run under `base`, newest first: the facts `pipe runs` shows."""
-    return [run_row(record) for record in find_runs(base)]
+def list_runs(base, skipped=None) -> list[dict]:
+    """One row per run under `base`, newest first: the facts `pipe runs` shows.
+
+    Directories that cannot be read are left out (and listed in `skipped`, see `find_runs`).
+    """
+    return [run_row(record) for record in find_runs(base, skipped)]
 
 
 def run_row(record: RunRecord) -> dict:
     split, metrics = key_metrics(record.metrics)
+    wall = record.manifest.get("wall_time_s")
     return {
         "run": str(record.path),
         "name": record.name,
         "start": record.start_time,
         "status": record.status,
         "epochs": record.epochs,
-        "wall_time_s": record.manifest.get("wall_time_s"),
+        "wall_time_s": wall if _finite(wall) else None,
         "split": split,
         "metrics": metrics,
     }
@@ -44,12 +50,12 @@ def format_table(rows: list[dict]) -> str:
     header = ["RUN", "STATUS", "START", "EPOCHS", "WALL", "METRICS"]
     lines = [header]
     for row in rows:
-        metrics = "  ".join(f"{k}={_number(v)}" for k, v in row["metrics"].items())
+        metrics = "  ".join(f"{printable(k)}={_number(v)}" for k, v in row["metrics"].items())
         lines.append([
-            row["run"], row["status"], _start(row["start"]),
+            printable(row["run"]), printable(row["status"]), printable(_start(row["start"])),
             "" if row["epochs"] is None else str(row["epochs"]),
             _duration(row["wall_time_s"]),
-            f"{row['split']}: {metrics}" if row["split"] else "",
+            f"{printable(row['split'])}: {metrics}" if row["split"] else "",
         ])
     widths = [max(len(line[i]) for line in lines) for i in range(len(header) - 1)]
     return "\n".join(
@@ -68,8 +74,8 @@ def compare_runs(paths) -> str:
             _spec_lines(first), _spec_lines(other),
             fromfile=f"{first.path}/spec.yaml", tofile=f"{other.path}/spec.yaml", lineterm="",
         )
-        text = "\n".join(diff)
-        parts.append(text or f"{first.path} and {other.path}: the same spec")
+        text = "\n".join(printable(line) for line in diff)
+        parts.append(text or f"{printable(first.path)} and {printable(other.path)}: the same spec")
     parts.append(format_metrics(records))
     return "\n\n".join(parts)
 
@@ -81,15 +87,15 @@ def format_metrics(records: list[RunRecord]) -> str:
         for split, values in record.metrics.items():
             if isinstance(values, dict):
                 keys += [(split, name) for name in values if (split, name) not in keys]
-    header = ["METRIC"] + [str(r.path) for r in records]
+    header = ["METRIC"] + [printable(r.path) for r in records]
     table = [header]
     for split, name in keys:
         base = records[0].metrics.get(split, {}).get(name)
-        row = [f"{split}.{name}"]
+        row = [printable(f"{split}.{name}")]
         for i, record in enumerate(records):
             value = record.metrics.get(split, {}).get(name)
             cell = "-" if value is None else _number(value)
-            if i and value is not None and base is not None:
+            if i and _real(value) and _real(base):
                 cell += f" ({value - base:+.4g})"
             row.append(cell)
         table.append(row)
@@ -99,11 +105,25 @@ def format_metrics(records: list[RunRecord]) -> str:
 
 def _spec_lines(record: RunRecord) -> list[str]:
     path = Path(record.path) / "spec.yaml"
-    return path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    if not path.is_file() or path.stat().st_size > _MAX_SPEC_BYTES:
+        return []
+    return path.read_text(encoding="utf-8", errors="replace").splitlines()
+
+
+_MAX_SPEC_BYTES = 4 << 20
+
+
+def _real(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _finite(value) -> bool:
+    return _real(value) and math.isfinite(value)
 
 
 def _number(value) -> str:
-    return f"{value:.5g}" if isinstance(value, float) else str(value)
+    text = f"{value:.5g}" if isinstance(value, float) else str(value)
+    return printable(text if len(text) <= 40 else text[:37] + "...")
 
 
 def _start(text: str) -> str:
@@ -115,7 +135,7 @@ def _start(text: str) -> str:
 
 
 def _duration(seconds) -> str:
-    if seconds is None:
+    if not _finite(seconds):
         return ""
     seconds = float(seconds)
     if seconds < 60:

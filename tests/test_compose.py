@@ -446,7 +446,7 @@ def test_reports_escape_what_a_file_name_holds(tmp_path):
     escaped = str(tmp_path).replace(":", "%3A").replace(",", "%2C")
     assert result.exit_code == 1
     assert result.stdout.splitlines()[0] == (
-        f"::error file={escaped}/50%25%2Ca%3Ab/x%0Ay.yaml,line=1,col=1::missing required section 'data'")
+        f"::error file={escaped}/50%25%2Ca%3Ab/x\\ny.yaml,line=1,col=1::missing required section 'data'")
     result = cli.invoke(app, ["validate", file])
     assert result.stdout.splitlines()[0] == f"{tmp_path}/50%,a:b/x\\ny.yaml:1:1: missing required section 'data'"
     assert len(result.stdout.splitlines()) == 3  # data, model, train: one line each

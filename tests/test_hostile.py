@@ -45,6 +45,7 @@ def assert_refused(result, path: Path) -> str:
     output = result.stdout + result.stderr
     assert result.returncode in (1, 3), output
     assert "Traceback" not in output
+    assert "\x1b" not in output and "\x07" not in output  # names and cells from files are escaped
     last = [line for line in output.splitlines() if line.strip()][-1]
     assert LOCATED.match(last) or last.startswith(RUN_FAILED), last
     assert expected(path) in output, output
@@ -52,7 +53,7 @@ def assert_refused(result, path: Path) -> str:
 
 
 def test_the_corpus_is_large_enough():
-    assert len(VALIDATE) + len(RUN) >= 60
+    assert len(VALIDATE) + len(RUN) >= 125
 
 
 @pytest.mark.parametrize("path", VALIDATE, ids=lambda p: p.stem)
@@ -89,3 +90,49 @@ def test_every_run_case_is_valid_for_validate():
     """The run/ cases pass validate: only running finds them (data, shapes, disk)."""
     result = CliRunner().invoke(app, ["validate", *map(str, RUN)])
     assert result.exit_code == 0, result.output
+
+
+# Sizes and formats read from data files: refused by plan as by run, before TensorFlow allocates.
+BOMBS = [p for p in RUN if p.stem.startswith(("idx_", "npy_", "npz_", "tfrecord_length", "tfrecord_gzip_length",
+                                              "image_folder_"))]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", BOMBS, ids=lambda p: p.stem)
+def test_plan_refuses_what_run_refuses_in_the_data(path, tmp_path):
+    result = pipe(["plan", str(path)], cwd=tmp_path, timeout=600)
+    assert "TOPSECRET" not in assert_refused(result, path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["run", "plan"])
+def test_an_image_that_fails_to_decode_mid_run_is_named_and_located(command, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(f"""version: 1
+name: hostile
+data:
+  train:
+    source:
+      image_folder: {{directory: {HOSTILE / 'data' / 'images_corrupt_body'}, image_size: [4, 4]}}
+    stages:
+      - batch: {{batch_size: 4}}
+model:
+  sequential:
+    input_shape: [4, 4, 3]
+    layers:
+      - Flatten: {{}}
+      - Dense: {{units: 2}}
+train:
+  epochs: 1
+  loss: {{SparseCategoricalCrossentropy: {{from_logits: true}}}}
+  optimizer: sgd
+outputs: {{dir: RUNS, plots: {{enabled: false}}, save_model: false}}
+""")
+    result = pipe([command, *(["--quiet"] if command == "run" else []), "spec.yaml"], cwd=tmp_path, timeout=600)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output and "TOPSECRET" not in output
+    broken = HOSTILE / "data" / "images_corrupt_body" / "dog" / "broken.png"
+    assert output.strip().splitlines()[-1] == (
+        f"spec.yaml:6:22: data.train.source.image_folder.directory: {broken}: cannot be decoded as an image "
+        "(Invalid PNG data, size 87); remove or replace it")

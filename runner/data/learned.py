@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from runner.spec.errors import SpecError
+
 FILE_NAME = "preprocessing.json"
 
 
@@ -46,9 +48,52 @@ class Learned:
 
 
 def load_learned(run_dir) -> Learned:
-    """The statistics a run saved (empty when it learned none), ready for `build_datasets`."""
+    """The statistics a run saved (empty when it learned none), ready for `build_datasets`.
+
+    Raises:
+        SpecError: naming the file, when it is not what pipe run wrote: not JSON, or a
+            normalize statistic that is not finite or a negative variance (an edited file
+            would silently change every prediction).
+    """
     path = Path(run_dir) / FILE_NAME
-    return Learned.from_json(json.loads(path.read_text())) if path.is_file() else Learned(frozen=True)
+    if not path.is_file():
+        return Learned(frozen=True)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, RecursionError) as e:
+        raise SpecError(f"not the JSON pipe run wrote ({type(e).__name__}); rerun the run to rewrite it",
+                        file=path) from None
+    problem = _learned_problem(value)
+    if problem:
+        raise SpecError(f"{problem}: the file was edited or is damaged; rerun the run to rewrite it", file=path)
+    return Learned.from_json(value)
+
+
+def _learned_problem(value) -> str | None:
+    """What makes a preprocessing.json unusable, or None."""
+    if not isinstance(value, dict):
+        return "not a JSON object"
+    normalize = value.get("normalize") or []
+    if not isinstance(normalize, list):
+        return "'normalize' is not a list"
+    for i, stats in enumerate(normalize):
+        if not isinstance(stats, dict):
+            return f"normalize[{i}] is not an object"
+        for key in ("mean", "variance"):
+            try:
+                numbers = np.asarray(stats.get(key), dtype=np.float64)
+            except (TypeError, ValueError):
+                return f"normalize[{i}].{key} is not a list of numbers"
+            if numbers.ndim > 1 or numbers.size == 0 or not np.all(np.isfinite(numbers)):
+                return f"normalize[{i}].{key} holds a value that is not a finite number"
+            if key == "variance" and np.any(numbers < 0):
+                return f"normalize[{i}].variance holds a negative value"
+        if np.size(stats["mean"]) != np.size(stats["variance"]):
+            return f"normalize[{i}] has {np.size(stats['mean'])} means but {np.size(stats['variance'])} variances"
+    for key in ("columns", "labels"):
+        if not isinstance(value.get(key) or {}, dict):
+            return f"'{key}' is not an object"
+    return None
 
 
 def learn_normalize_ops(spec, where, dataset, ops, learned: Learned, split):

@@ -3,7 +3,7 @@ file helpers all file sources share (located "file not found", gzip by magic byt
 
 from __future__ import annotations
 
-import gzip
+import os
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,12 +115,54 @@ def existing_file(spec, path: tuple, value: str) -> Path:
     return file
 
 
-def read_bytes(spec, path: tuple, file: Path) -> bytes:
-    """The file's bytes, gunzipped when it is gzip (by its magic bytes, not its name)."""
+def memory_bound() -> int:
+    """The most bytes one array read from a file may take: half the machine's memory.
+
+    Sizes read from a file (an IDX or NPY header, a gzip stream, a TFRecord length) are
+    checked against it before anything is allocated.
+    """
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def read_bytes(spec, path: tuple, file: Path, limit: int | None = None) -> bytes:
+    """The file's bytes, gunzipped when it is gzip (by its magic bytes, not its name).
+
+    At most `limit` bytes (default `memory_bound()`) are decompressed: a gzip bomb is
+    refused, located, before it fills the memory.
+    """
+    limit = memory_bound() if limit is None else limit
+    size = file.stat().st_size
+    if size > max(limit, memory_bound()):
+        raise spec.error(path, f"{file} holds {size} bytes, more than half this machine's memory")
     raw = file.read_bytes()
-    if raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as e:
-            raise spec.error(path, f"corrupt gzip file: {file} ({e})") from e
-    return raw
+    if raw[:2] != b"\x1f\x8b":
+        return raw
+    try:
+        return gunzip(raw, limit)
+    except (OSError, EOFError, zlib.error) as e:
+        raise spec.error(path, f"corrupt gzip file: {file} ({e})") from e
+    except OverflowError:
+        raise spec.error(path, f"{file} decompresses to more than {limit} bytes (a gzip bomb, or more "
+                               "data than it declares)") from None
+
+
+def gunzip(raw: bytes, limit: int) -> bytes:
+    """gzip.decompress(raw) (every member), stopping with OverflowError past `limit` bytes."""
+    out, rest = [], raw
+    total = 0
+    while rest:
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        chunk = inflater.decompress(rest, limit + 1 - total)
+        total += len(chunk)
+        out.append(chunk)
+        if total > limit:
+            raise OverflowError(limit)
+        if not inflater.eof:
+            if inflater.unconsumed_tail:
+                raise OverflowError(limit)
+            raise EOFError("Compressed file ended before the end-of-stream marker was reached")
+        rest = inflater.unused_data.lstrip(b"\0")  # members follow each other; padding is allowed
+    return b"".join(out)

@@ -7,6 +7,7 @@ import keras
 from runner.internals import keep_call_context_arguments
 from runner.models.identifiers import get_layer, keras_message
 from runner.models.modules import build_module
+from runner.models.warm_start import init_from
 
 
 def build_model(model_config: dict, spec, seed: int = 0, adapter=None):
@@ -22,15 +23,19 @@ def build_model(model_config: dict, spec, seed: int = 0, adapter=None):
     Raises:
         SpecError: unknown layer, bad argument, or a graph Keras cannot build.
     """
-    ((kind, config),) = model_config.items()
+    ((kind, config),) = [(k, v) for k, v in model_config.items() if k != "init_from"]
     path = ("model", kind)
     if kind == "sequential":
-        return build_sequential(config, spec, path, adapter)
-    if kind == "functional":
-        return build_functional(config, spec, path, adapter)
-    if kind == "module":
-        return build_module(config, spec, path, seed=seed)
-    raise spec.error(("model",), f"unknown model kind {kind!r}")
+        model = build_sequential(config, spec, path, adapter)
+    elif kind == "functional":
+        model = build_functional(config, spec, path, adapter)
+    elif kind == "module":
+        model = build_module(config, spec, path, seed=seed)
+    else:
+        raise spec.error(("model",), f"unknown model kind {kind!r}")
+    if model_config.get("init_from"):
+        init_from(model, model_config, spec)  # the weights of a completed run, by layer name
+    return model
 
 
 def build_sequential(config: dict, spec, path: tuple, adapter=None) -> keras.Model:

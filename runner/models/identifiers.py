@@ -67,13 +67,14 @@ def public_names(module) -> list[str]:
 
 def keras_message(error: BaseException) -> str:
     """The useful part of a Keras/TensorFlow error, on one line."""
-    text = str(error)
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))  # Keras's bold/colour escapes: not for a log
     # Keras wraps the real cause of a failed from_config in a long generic message.
     while "Exception encountered: " in text:
         text = text.split("Exception encountered: ", 1)[1]
     # A layer's call failing: Keras frames the cause with the call's name and arguments.
     text = re.sub(r"^\s*Exception encountered when calling [\w.]+\(\)\.\s*", "", text)
-    text = re.split(r"\s*Arguments received by ", text)[0]
+    text = re.split(r"\s*Arguments received by |\s*\[Op:\w+\]", text)[0]
+    text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)  # TensorFlow's node, not the cause
     text = re.sub(r"\s+", " ", text).strip()
     return text or type(error).__name__
 
@@ -250,10 +251,23 @@ def get_callbacks(identifiers, spec, run_dir, path: tuple = ("train", "callbacks
                 except (ValueError, TypeError) as e:
                     raise spec.error((*config_path(identifier, item), key), str(e), at_value=True) from None
         try:
-            callbacks.append(getattr(keras.callbacks, name)(**arguments))
+            callbacks.append(_confine_formatted_paths(getattr(keras.callbacks, name)(**arguments), run_dir))
         except Exception as e:
             raise spec.error(config_path(identifier, item), keras_message(e)) from e
     return callbacks
+
+
+def _confine_formatted_paths(callback, run_dir):
+    """`callback` with the paths Keras formats at every save (ModelCheckpoint's `{epoch}`,
+    `{val_loss:.4f}` ...) checked by the run directory's owner at each write, after
+    formatting: a formatted path that leaves the run directory fails the run, unwritten."""
+    format_path = getattr(callback, "_get_file_path", None)
+    if callable(format_path) and hasattr(run_dir, "formatted_path"):
+        def confined(*args, **kwargs):
+            return str(run_dir.formatted_path(format_path(*args, **kwargs)))
+
+        callback._get_file_path = confined
+    return callback
 
 
 def _get(module, kind: str, identifier, spec, path: tuple, original=None):

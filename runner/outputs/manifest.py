@@ -63,6 +63,7 @@ class Manifest:
 
     def __init__(self, run_dir: Path, spec, *, spec_sha256: str, devices: dict, files=()):
         self.path = Path(run_dir) / "manifest.json"
+        self._owner = run_dir if hasattr(run_dir, "check_identity") else None  # a RunDir
         self._started = time.monotonic()
         self.data = {
             "name": spec.doc["name"],
@@ -112,14 +113,20 @@ class Manifest:
         try:
             self._write()
         except OSError:
-            if not self._reserve.exists():
+            if not self._reserve.exists() or self._replaced():
                 raise
             self._reserve.unlink()  # disk full: free the reserve for the run's last word
             self._write()
         self._reserve.unlink(missing_ok=True)
 
     def _write(self, durable: bool = True) -> None:
+        if self._owner is not None:
+            self._owner.check_identity()  # never through a run directory swapped for a symlink
         write_bytes(self.path, json_text(self.data).encode("utf-8"), durable)
+
+
+    def _replaced(self) -> bool:
+        return self._owner is not None and self._owner.replaced()
 
 
 _RESERVE_BYTES = 64 * 1024  # several times the manifest, whose temp copy needs room beside it

@@ -27,21 +27,30 @@ class RunRecord:
 
     @property
     def name(self) -> str:
-        return self.manifest.get("name") or self.path.parent.name
+        name = self.manifest.get("name")
+        return name if isinstance(name, str) and name else self.path.parent.name
 
     @property
     def status(self) -> str:
         """As the manifest says, but `killed` for a `running` run whose process is gone."""
-        return effective_status(self.manifest).status if self.manifest.get("status") else "unknown"
+        if not isinstance(self.manifest.get("status"), str):
+            return "unknown"
+        try:
+            status = effective_status(self.manifest).status
+        except (TypeError, ValueError, OverflowError, OSError):  # a pid that is not a number, ...
+            status = self.manifest["status"]
+        return status if isinstance(status, str) else "unknown"
 
     @property
     def epochs(self) -> int | None:
         """The epochs trained: at the end, or so far (the last heartbeat's) for a run that did not end."""
-        return self.manifest.get("epochs_run", self.manifest.get("epochs_done"))
+        epochs = self.manifest.get("epochs_run", self.manifest.get("epochs_done"))
+        return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
 
     @property
     def start_time(self) -> str:
-        return self.manifest.get("start_time") or ""
+        start = self.manifest.get("start_time")
+        return start if isinstance(start, str) else ""
 
 
 def is_run_dir(path) -> bool:
@@ -58,20 +67,32 @@ def read_run(path) -> RunRecord:
     if not is_run_dir(path):
         raise FileNotFoundError(f"{path}: not a run directory (no manifest.json)")
     manifest = _read_json(path / "manifest.json")
-    metrics = _read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+    if not isinstance(manifest, dict):
+        raise ValueError(f"{path / 'manifest.json'}: not a JSON object")
+    try:
+        metrics = _read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
+    except ValueError:
+        metrics = {}  # the manifest still tells the run; its metrics are not shown
+    metrics = {k: v for k, v in metrics.items() if isinstance(v, dict)} if isinstance(metrics, dict) else {}
     return RunRecord(path, manifest, metrics)
 
 
-def find_runs(base) -> list[RunRecord]:
-    """Every run directory at or under `base` (runs/<name>/<stamp>), newest first."""
+def find_runs(base, skipped=None) -> list[RunRecord]:
+    """Every run directory at or under `base` (runs/<name>/<stamp>), newest first.
+
+    A directory whose manifest cannot be read (half-written, foreign, too large, not an
+    object) is left out, and `(path, reason)` appended to `skipped` when given: one bad
+    directory never hides the others.
+    """
     base = Path(base)
     found = [base] if is_run_dir(base) else sorted(p.parent for p in base.rglob("manifest.json"))
     records = []
     for path in found:
         try:
             records.append(read_run(path))
-        except (OSError, ValueError):  # a half-written or foreign manifest: not a run to list
-            continue
+        except (OSError, ValueError) as e:  # a half-written or foreign manifest: not a run to list
+            if skipped is not None:
+                skipped.append((path, str(e)))
     return sorted(records, key=lambda r: (r.start_time, str(r.path)), reverse=True)
 
 
@@ -119,5 +140,18 @@ def write_result(path: Path, value) -> None:
     write_json(path, value)
 
 
+MAX_JSON_BYTES = 16 << 20  # a run's manifest or metrics: kilobytes; more is not pipe's
+
+
 def _read_json(path: Path):
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    """A run file's JSON. Raises ValueError for one too large to be pipe's, or not JSON."""
+    path = Path(path)
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise ValueError(f"{path}: {size} bytes, more than a run's file holds ({MAX_JSON_BYTES}); not read")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ValueError(f"{path}: nested too deeply to be a run's file") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"{path}: not UTF-8 ({e.reason})") from None

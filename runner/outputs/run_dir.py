@@ -10,16 +10,21 @@ removed at the end: everything its callbacks write goes there and nowhere else.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
 import tempfile
 import traceback
 from datetime import datetime
 from pathlib import Path
 
-from runner.outputs.files import create_run_dir, write_text
-from runner.spec.paths import escape_message, escape_problem
+from runner.outputs.files import WriteError, create_run_dir, write_text
+from runner.spec.paths import RUN_DIR_OWN, escape_message, escape_problem
 
 ERROR_LOG = "error.log"
+# Also pipe's, besides RUN_DIR_OWN: what a command other than pipe run may never replace.
+_ALSO_OWN = ("tensorflow.log", "preprocessing.json", "profile.json", "tensorboard", ".manifest.reserve")
+_RESULT_FILE = re.compile(r"(evaluation|predictions)-.*\.json")
 
 
 class PathEscapeError(ValueError):
@@ -32,6 +37,7 @@ class RunDir(os.PathLike):
     def __init__(self, path, *, chief: bool = True):
         self.path = Path(path)
         self.chief = chief
+        self._identity = _identity(self.path)  # the directory itself, not what its path names later
 
     @classmethod
     def create(cls, spec, is_chief: bool = True, now: datetime | None = None) -> "RunDir":
@@ -82,7 +88,33 @@ class RunDir(os.PathLike):
             self._confined(target, value)  # a symlink may have been in the way
         return target
 
+    def formatted_path(self, path) -> Path:
+        """A path Keras formatted from a spec's template (`{epoch}` filled in), checked at its write.
+
+        Raises:
+            WriteError: the formatted path leaves the run directory, replaces one of pipe's
+                own files, or the run directory was replaced since the run began.
+        """
+        text = str(path)
+        prefix = str(self.path).rstrip(os.sep) + os.sep
+        relative = text[len(prefix):] if text.startswith(prefix) else None
+        problem = "leaves the run directory" if relative is None else escape_problem(relative)
+        if problem:
+            raise WriteError(text, f"the formatted path {escape_message(relative or text, problem)}")
+        try:
+            return self._confined(Path(text), relative)
+        except PathEscapeError as e:
+            raise WriteError(text, str(e)) from None
+
+    def check_identity(self) -> None:
+        """Raise WriteError when the run directory's path no longer names the directory made
+        for this run (moved away and replaced by a symlink or another directory)."""
+        if self._identity is not None and _identity(self.path) != self._identity:
+            raise WriteError(self.path, "the run directory was replaced while the run wrote to it (it is now "
+                             "a symlink, another directory or gone); pipe stopped writing there")
+
     def _confined(self, target: Path, value) -> Path:
+        self.check_identity()
         root = self.path.resolve()
         if os.path.isabs(str(value)) or ".." in Path(value).parts:
             raise PathEscapeError(escape_message(str(value), "leaves the run directory"))
@@ -93,14 +125,45 @@ class RunDir(os.PathLike):
 
     def write_error_log(self, error: BaseException) -> Path | None:
         """The full traceback of a failed run, as `error.log`; None when it cannot be written."""
-        log = self.path / ERROR_LOG
         try:
+            log = self / ERROR_LOG
             write_text(log, "".join(traceback.format_exception(error)))
         except OSError:
             return None
         return log
 
+    def replaced(self) -> bool:
+        """Whether the run directory's path no longer names this run's directory."""
+        return self._identity is not None and _identity(self.path) != self._identity
+
     def discard(self) -> None:
         """Remove a non-chief worker's temporary directory; keep the chief's."""
         if not self.chief:
             shutil.rmtree(self.path, ignore_errors=True)
+
+
+def _identity(path: Path):
+    """(device, inode) of the directory at `path` itself (a symlink is not followed); None if none."""
+    try:
+        found = os.lstat(path)
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino) if stat.S_ISDIR(found.st_mode) else None
+
+
+def run_file_problem(path) -> str | None:
+    """Why writing `path` (a command's output file) would replace a file of a run directory
+    that pipe wrote (history.csv, manifest.json, ...), or None when it would not."""
+    target = Path(path).absolute()
+    try:
+        parent = target.parent.resolve()
+    except (OSError, RuntimeError):
+        return None
+    for directory in (parent, *parent.parents):
+        if (directory / "manifest.json").is_file() and (directory / "spec.yaml").is_file():
+            first = (parent / target.name).relative_to(directory).parts[0]
+            if first in RUN_DIR_OWN or first in _ALSO_OWN or _RESULT_FILE.fullmatch(first):
+                return (f"would replace {first!r} of the run directory {directory}, which pipe wrote: "
+                        "write the output to another file")
+            return None
+    return None

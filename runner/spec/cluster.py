@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 
 from runner.spec.errors import SpecError
@@ -94,6 +95,8 @@ def parse_tf_config(raw: str) -> Cluster:
     problem = _task_problem(jobs, task_type, task_index)
     if problem:
         raise _tf_config_error(f"task {problem}")
+    if "rpc_layer" in config and not isinstance(config["rpc_layer"], str):
+        raise _tf_config_error(f"'rpc_layer' must be a string such as \"grpc\", got {_kind(config['rpc_layer'])}")
     return Cluster(jobs, task_type, task_index, "TF_CONFIG")
 
 
@@ -120,6 +123,10 @@ def _cluster_from_spec(spec, strategy_path, options) -> Cluster:
     return Cluster(jobs, task_type, task_index, "spec")
 
 
+# host:port, the host a name, IPv4 address or [IPv6] address; the port a number
+_ADDRESS = re.compile(r"([A-Za-z0-9_.\-]+|\[[0-9A-Fa-f:.]+\]):([0-9]{1,5})")
+
+
 def _check_jobs(cluster, make_error, prefix) -> dict:
     where = f"'{prefix}' " if prefix else ""
     if not isinstance(cluster, dict):
@@ -135,6 +142,10 @@ def _check_jobs(cluster, make_error, prefix) -> dict:
         for address in addresses:
             if not isinstance(address, str) or ":" not in address:
                 raise make_error(f"{where}'{job}' has {address!r}, expected 'host:port'")
+            found = _ADDRESS.fullmatch(address)
+            if not found or int(found[2]) > 65535:
+                raise make_error(f"{where}'{job}' has {address!r}, expected 'host:port' (a host name or "
+                                 "address, and a port 0 to 65535)")
         jobs[job] = list(addresses)
     if "worker" not in jobs and "chief" not in jobs:
         raise make_error(f"{where}declares no 'worker' or 'chief' task")

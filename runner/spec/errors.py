@@ -4,6 +4,33 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
+
+# Line and paragraph separators, and the characters that reorder text (bidi overrides): a
+# terminal or a log reader would show them as layout, not as the text they are.
+_LAYOUT = {"\u2028", "\u2029"}
+
+
+def printable(text) -> str:
+    """`text` safe to print on one line of a terminal, a log or a CI annotation.
+
+    Everything pipe prints that came from a file or a name (a spec file's name, a CSV
+    header cell, a run directory's name, a manifest's values, a metric's name) goes
+    through here: control characters (ESC, CR, LF, BEL, C1 controls, DEL) and Unicode
+    format characters (bidi overrides, zero-width joiners) are shown as Python escapes
+    (`\\x1b`, `\\n`, `\\u202e`), so no escape sequence reaches the terminal and no
+    forged line starts.
+    """
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() or (ch == " ") else _escaped(ch) for ch in text)
+
+
+def _escaped(ch: str) -> str:
+    if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn") and ch not in _LAYOUT:
+        return ch  # other non-printables Python names so (e.g. non-breaking spaces) are harmless
+    return repr(ch)[1:-1] if ch not in ("'", '"') else ch
 
 
 def format_path(path) -> str:
@@ -45,12 +72,12 @@ class SpecError(Exception):
     def __str__(self) -> str:
         where = ""
         if self.file is not None:
-            where = str(self.file)
+            where = printable(self.file)
             if self.line is not None:
                 where += f":{self.line}:{self.column or 1}"
             where += ": "
-        dotted = format_path(self.path)
-        return f"{where}{dotted + ': ' if dotted else ''}{self.full_message}{self.via_note}"
+        dotted = printable(format_path(self.path))
+        return f"{where}{dotted + ': ' if dotted else ''}{printable(self.full_message + self.via_note)}"
 
     def as_dict(self) -> dict:
         return {

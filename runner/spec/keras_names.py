@@ -112,6 +112,9 @@ def _identifier_sites(spec):
             yield "losses", loss, ("train", "loss")
     if "optimizer" in train:
         yield "optimizers", train["optimizer"], ("train", "optimizer")
+    for i, phase in enumerate(train.get("phases") if isinstance(train.get("phases"), list) else []):
+        if isinstance(phase, dict) and "optimizer" in phase:
+            yield "optimizers", phase["optimizer"], ("train", "phases", i, "optimizer")
     for key, kind in (("metrics", "metrics"), ("callbacks", "callbacks")):
         for i, value in enumerate(train.get(key) if isinstance(train.get(key), list) else []):
             yield kind, value, ("train", key, i)

@@ -34,7 +34,8 @@ def escape_problem(value) -> str | None:
     if value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value):
         return "is an absolute path"
     if _unsafe_format_field(value):
-        return "has a {...} field that is not a plain name (Keras fills only {epoch}, {batch} and logged values)"
+        return ("has a {...} field that is not a plain name with a number format such as {epoch:02d} or "
+                "{val_loss:.4f} (Keras fills only {epoch}, {batch} and logged values)")
     parts = PurePosixPath(value.replace("\\", "/")).parts
     if ".." in parts:
         return "climbs out with '..'"
@@ -52,16 +53,48 @@ def escape_message(value, problem: str) -> str:
             "give a path relative to it, such as 'logs/train.csv'")
 
 
-def _unsafe_format_field(value: str) -> bool:
-    """Whether a `{...}` field reaches into attributes or items, or cannot be parsed.
+# A format spec a path template may use: a number's width, zero padding, sign and precision
+# (`{epoch:03d}`, `{val_loss:.4f}`), nothing else. A fill character, `c` (`chr`), `s` or a
+# field of attributes could make the formatted value hold a path character; a width of
+# millions would make a name no file system takes.
+PATH_FORMAT_SPEC = re.compile(r"[+ -]?0?\d{0,2}(\.\d{1,2})?[dfFeEgG%]?")
 
-    Keras formats callback file names with `str.format(epoch=..., **logs)`: a field such as
-    `{epoch.__class__}` would reach into Python objects.
+
+def _unsafe_format_field(value: str) -> bool:
+    """Whether a `{...}` field is not a plain name with, at most, a number's format.
+
+    Keras formats callback file names with `str.format(epoch=..., **logs)` at every save,
+    after pipe checked the template: a field such as `{epoch.__class__}` would reach into
+    Python objects, and `{epoch:c}` turns epoch 46 into '.' and 47 into '/'.
     """
     try:
         fields = [(name, spec or "") for _, name, spec, _ in string.Formatter().parse(value) if name is not None]
     except ValueError:
         return True
-    # A format spec may pad with any character: never with a path separator.
-    return any(not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or re.search(r"[/\\{}]", spec)
+    return any(not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name) or not PATH_FORMAT_SPEC.fullmatch(spec)
                for name, spec in fields)
+
+
+# A report line's format spec: alignment, sign, width and precision of a number, within
+# a console line's width (`{loss:>10.4f}`, `{epoch:3d}`); no `c` (chr), no width of millions.
+REPORT_FORMAT_SPEC = re.compile(r"([^{}]?[<>=^])?[+ -]?#?0?\d{0,3}[,_]?(\.\d{1,2})?[bdeEfFgGnoxX%]?")
+
+
+def template_problem(template: str) -> str | None:
+    """Why a report template (`'Epoch {epoch}: W = {w:.2f}'`) cannot be printed safely, or None.
+
+    Fields must be plain names: `{loss.real}` or `{x[0]}` would reach into Python objects;
+    a format spec may only align and size a number, up to 999 characters wide.
+    """
+    try:
+        fields = [(name, spec or "") for _, name, spec, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as e:
+        return f"is not a format template: {e}"
+    for name, spec in fields:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            return (f"has the field {{{name}}}: fields are plain names of the loss, metrics and variables "
+                    "(no attributes, indexes or positions)")
+        if not REPORT_FORMAT_SPEC.fullmatch(spec):
+            return (f"has the format {{{name}:{spec}}}: a field may only align, size (up to 999 characters) "
+                    "and set the precision of a number, such as {loss:.4f} or {epoch:>3}")
+    return None

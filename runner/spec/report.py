@@ -3,22 +3,12 @@
 from __future__ import annotations
 
 import json
-import re
 
-from runner.spec.errors import format_path
-
-
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
-
-
-def _one_line(text: str) -> str:
-    """`text` with control characters (a newline in a file name, ...) written as escapes."""
-    return _CONTROL.sub(lambda m: _NAMED.get(m.group()) or f"\\u{ord(m.group()):04x}", text)
+from runner.spec.errors import format_path, printable
 
 
 def _text(errors) -> str:
-    return "\n".join(_one_line(str(e)) for e in errors)  # one error, one line
+    return "\n".join(printable(str(e)) for e in errors)  # one error, one line
 
 
 def _json(errors) -> str:
@@ -26,7 +16,9 @@ def _json(errors) -> str:
 
 
 def _escape(text: str) -> str:
-    # GitHub's workflow-command escaping of a message.
+    # Control characters shown as escapes (no ESC reaches the log), then GitHub's
+    # workflow-command escaping for properties and messages.
+    text = printable(text)
     return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from runner.spec.data_rules import augment_errors, endless_errors, prior_errors, window_errors
 from runner.spec.errors import SpecError
 from runner.spec.model_rules import model_errors
+from runner.spec.paths import template_problem
 from runner.spec.safety import safety_errors
 
 
@@ -55,6 +56,10 @@ def section_rule_errors(spec) -> list[SpecError]:
                                  "more steps than asked; use a divisor, or loop: custom", at_value=True))
     if "report" in train and loop != "custom":
         errors.append(spec.error(("train", "report"), "report lines are printed by the custom loop only; set 'loop: custom'"))
+    for key, template in (train.get("report") or {}).items():
+        problem = template_problem(template) if isinstance(template, str) else None
+        if problem:
+            errors.append(spec.error(("train", "report", key), f"{template!r} {problem}", at_value=True))
     precision = (spec.doc.get("device") or {}).get("mixed_precision")
     if "module" in spec.doc["model"] and precision:
         errors.append(spec.error(("device", "mixed_precision"),
@@ -72,6 +77,16 @@ def section_rule_errors(spec) -> list[SpecError]:
     if "module" in spec.doc["model"] and (spec.doc.get("outputs") or {}).get("save_model") == "keras":
         errors.append(spec.error(("outputs", "save_model"), "a module model saves as a SavedModel: use saved_model (or true)",
                                  at_value=True))
+    outputs = spec.doc.get("outputs") or {}
+    if (outputs.get("mlflow") or {}).get("register_as"):
+        save = outputs.get("save_model", True)
+        why = ("outputs.save_model is false: save the model" if save is False else
+               "a module model saves no model.keras (its saved_model/ is uploaded as files): use a Keras model"
+               if "module" in spec.doc["model"] else
+               "outputs.save_model is saved_model: save it as keras (or true)" if save == "saved_model" else None)
+        if why:
+            errors.append(spec.error(("outputs", "mlflow", "register_as"), "registers the model.keras MLflow's Keras "
+                                     f"flavour logs, but {why}, or drop register_as", at_value=True))
     split = train.get("validate_on")
     if split and split not in data:
         errors.append(spec.error(("train", "validate_on"), f"there is no data.{split} split to validate on", at_value=True))

@@ -97,6 +97,10 @@ def _explain(spec, error) -> list[SpecError]:
         return [spec.error(path, f"expected {_show(error.validator_value)}, got {_show(value)}", at_value=True)]
     if kind == "type":
         return [spec.error(path, f"expected {_type_words(error.validator_value)}, got {_describe(value)}", at_value=True)]
+    if kind == "oneOf" and all(set(s) == {"required"} and len(s["required"]) == 1 for s in error.validator_value):
+        options = [s["required"][0] for s in error.validator_value]  # one of these keys, and others beside
+        got = ", ".join(f"'{k}'" for k in value if k in options) or "none"
+        return [spec.error(path, f"expected exactly one of: {', '.join(options)}; got {got}")]
     if kind in ("anyOf", "oneOf"):
         alternatives = " or ".join(_summary(deref(s)) for s in error.validator_value)
         return [spec.error(path, f"expected {alternatives}, got {_describe(value)}", at_value=True)]
@@ -105,6 +109,11 @@ def _explain(spec, error) -> list[SpecError]:
                                  "outputs.dir): name the pipeline with letters, digits, '_', '.' or '-'", at_value=True)]
     if kind == "pattern" and path and path[-1] == "name":
         return [spec.error(path, f"{_show(value)} may only use letters, digits, '_', '.' and '-'", at_value=True)]
+    if kind == "maxItems":
+        return [spec.error(path, f"a list of {len(value)} items is too long: at most {error.validator_value}")]
+    if kind == "maxLength":
+        return [spec.error(path, f"a string of {len(value)} characters is too long: at most "
+                                 f"{error.validator_value}", at_value=True)]
     return [spec.error(path, error.message, at_value=True)]
 
 

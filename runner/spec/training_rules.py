@@ -13,6 +13,7 @@ from runner.spec import catalog
 from runner.spec.errors import SpecError, did_you_mean
 from runner.spec.keras_names import COMPILE_METRICS, is_loss_per_output, output_names, parse_identifier
 from runner.spec.metadata import KNOWN_REFERENCES
+from runner.spec.phases import init_from_errors, phase_errors
 
 SPLITS = ("train", "validation", "test")
 _REFERENCE = re.compile(r"\$\{[^}]*\}?")
@@ -23,7 +24,7 @@ def training_rule_errors(spec) -> list[SpecError]:
     errors = []
     for rule in (reference_errors, stage_order_errors, schedule_errors, optimizer_errors,
                  logits_errors, monitor_errors, class_weight_errors, loss_key_errors, checkpoint_errors,
-                 module_errors, fused_engine_errors):
+                 module_errors, fused_engine_errors, phase_errors, init_from_errors):
         errors += rule(spec)
     return errors
 
@@ -228,6 +229,8 @@ def fused_obstacle(train: dict) -> str | None:
         return "validation_freq (the fused epoch validates after every epoch)"
     if train.get("initial_epoch", 0):
         return "initial_epoch (the fused engine counts epochs from 0)"
+    if train.get("phases"):
+        return "train.phases (the fused engine trains one optimizer and the same layers throughout)"
     return None
 
 

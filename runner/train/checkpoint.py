@@ -108,6 +108,22 @@ def restore(checkpoint: EpochCheckpoint, previous: PreviousRun) -> int:
     return int(checkpoint.epoch.numpy())
 
 
+def check_model_fits(model, previous: PreviousRun) -> None:
+    """Refuse a checkpoint whose model does not fit `model`, before the new run creates anything.
+
+    The model's variables are restored from it (the run restores them again, with the
+    optimizer's, once training starts).
+
+    Raises:
+        SpecError: the checkpoint's model differs (naming the checkpoint).
+    """
+    try:
+        status = tf.train.Checkpoint(model=model).restore(previous.checkpoint).expect_partial()
+        status.assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+        raise _corrupt(previous.checkpoint, e) from None
+
+
 def epoch_checkpoint(model, optimizer, run_dir, config=None) -> EpochCheckpoint:
     """The run's checkpoint; `config` is `outputs.checkpoints` (its save interval)."""
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")

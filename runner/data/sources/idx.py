@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
 import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from runner.data.source import Source, array_source, check_lengths, existing_file, read_bytes
+from runner.data.source import Source, array_source, check_lengths, existing_file, memory_bound, read_bytes
+from runner.spec.errors import SpecError
 
 
 # The IDX format's type codes (third byte of the magic number); data is big-endian.
@@ -26,18 +29,43 @@ def load(spec, path, options, seed) -> Source:
 
 
 def _read_idx(spec, path: tuple, file: Path) -> np.ndarray:
-    raw = read_bytes(spec, path, file)
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
-        magic = raw[:4].hex() or "empty"
+    header = _header(spec, path, file)
+    if len(header) < 4 or header[0] != 0 or header[1] != 0 or header[2] not in _IDX_TYPES:
+        magic = header[:4].hex() or "empty"
         raise spec.error(path, f"not an IDX file (magic number {magic}): {file}")
-    rank, start = raw[3], 4 + 4 * raw[3]
-    if len(raw) < start:
+    rank, start = header[3], 4 + 4 * header[3]
+    if len(header) < start:
         raise spec.error(path, f"corrupt IDX file: header cut short: {file}")
-    dims = struct.unpack(f">{rank}I", raw[4:start])
-    dtype = np.dtype(_IDX_TYPES[raw[2]])
-    expected = int(np.prod(dims)) * dtype.itemsize
+    dims = struct.unpack(f">{rank}I", header[4:start])
+    dtype = np.dtype(_IDX_TYPES[header[2]])
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: no 64-bit wrap to "needs 0 bytes"
+    if expected > memory_bound():
+        raise spec.error(path, f"corrupt IDX file: shape {list(dims)} needs {expected} bytes of data, more "
+                               f"than half this machine's memory: {file}")
+    try:
+        raw = read_bytes(spec, path, file, limit=start + expected)
+    except SpecError as e:
+        if "decompresses to more than" not in e.message:
+            raise
+        raise spec.error(path, f"corrupt IDX file: shape {list(dims)} needs {expected} bytes of data, "
+                               f"found more: {file}") from None
     if len(raw) - start != expected:
         raise spec.error(
             path, f"corrupt IDX file: shape {list(dims)} needs {expected} bytes of data, "
                   f"found {len(raw) - start}: {file}")
     return np.frombuffer(raw, dtype, offset=start).reshape(dims).astype(dtype.newbyteorder("="))
+
+
+_HEADER_BYTES = 4 + 4 * 255  # magic number and up to 255 dimensions
+
+
+def _header(spec, path: tuple, file: Path) -> bytes:
+    """The first bytes of the file, gunzipped if it is gzip (never the whole stream)."""
+    with open(file, "rb") as handle:
+        head = handle.read(1 << 16)
+    if head[:2] != b"\x1f\x8b":
+        return head[:_HEADER_BYTES]
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, _HEADER_BYTES)
+    except zlib.error as e:
+        raise spec.error(path, f"corrupt gzip file: {file} ({e})") from e

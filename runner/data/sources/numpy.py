@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
 import zipfile
 import zlib
 
 import numpy as np
 
-from runner.data.source import Source, array_source, check_lengths, existing_file
+from runner.data.source import Source, array_source, check_lengths, existing_file, memory_bound
 
 
 def load_npz(spec, path, options, seed) -> Source:
     file = existing_file(spec, path + ("path",), options["path"])
+    problem = _npz_problem(file)
+    if problem:
+        raise spec.error(path + ("path",), f"cannot read NPZ archive {file}: {problem}")
     try:
         with np.load(file, allow_pickle=False) as archive:
             keys = list(archive.keys())
@@ -56,6 +60,10 @@ def load_npy(spec, path, options, seed) -> Source:
 
 
 def _load_npy(spec, path, file):
+    with open(file, "rb") as handle:
+        problem = npy_size_problem(handle, file.stat().st_size)
+    if problem:
+        raise spec.error(path, f"cannot read NPY file {file}: {problem}")
     try:
         array = np.load(file, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
@@ -63,3 +71,42 @@ def _load_npy(spec, path, file):
     if array.ndim == 0:
         raise spec.error(path, f"{file} holds a single value, not one row per element")
     return array
+
+
+def npy_size_problem(handle, available: int) -> str | None:
+    """Why the NPY array at `handle` cannot be read within `available` bytes and the memory,
+    or None. NumPy allocates the whole shape its header claims before reading the data:
+    a header claiming 2^40 rows would exhaust the memory (or crash) first."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        if version == (1, 0):
+            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+        elif version == (2, 0):
+            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+        else:
+            return None  # NumPy's own reader says what it does not support
+    except (ValueError, OSError, EOFError, SyntaxError):
+        return None  # not an NPY file: NumPy's own message names the reason
+    needed = math.prod(shape) * dtype.itemsize  # Python ints: no 64-bit wrap
+    if needed > memory_bound():
+        return f"its header claims shape {list(shape)} ({needed} bytes), more than half this machine's memory"
+    if not dtype.hasobject and needed > available - handle.tell():
+        return (f"its header claims shape {list(shape)} ({needed} bytes), but only "
+                f"{max(available - handle.tell(), 0)} bytes of data follow (truncated or forged)")
+    return None
+
+
+def _npz_problem(file) -> str | None:
+    """The first NPY member of an NPZ archive whose header claims more than it holds."""
+    try:
+        with zipfile.ZipFile(file) as archive:
+            for info in archive.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with archive.open(info) as member:
+                    problem = npy_size_problem(member, info.file_size)
+                if problem:
+                    return f"{info.filename[:-4]!r}: {problem}"
+    except (OSError, ValueError, zlib.error, EOFError, zipfile.BadZipFile, NotImplementedError):
+        return None  # np.load says what is wrong with the archive
+    return None

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import glob
+import struct
+import zlib
 from pathlib import Path
 
 import tensorflow as tf
@@ -78,6 +80,9 @@ def _scan_tfrecords(spec, path, files, compression, make, labelled):
     Returns (number of records, num_classes or None).
     """
     for i, file in enumerate(files):
+        problem = record_length_problem(file, compression)
+        if problem:
+            raise spec.error(path + ("files",), f"corrupt TFRecord file {file}: {problem}")
         try:
             tf.data.TFRecordDataset(str(file), compression_type=compression).reduce(0, lambda n, _: n + 1)
         except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
@@ -93,3 +98,79 @@ def _scan_tfrecords(spec, path, files, compression, make, labelled):
     except tf.errors.InvalidArgumentError as e:
         raise spec.error(path + ("features",), f"the records do not match the declared features: "
                                                f"{first_line(e)}") from e
+
+
+_MAX_RECORD = 1 << 31  # a tf.train.Example is a protobuf message: at most 2 GiB
+_CHUNK = 1 << 20
+
+
+def record_length_problem(file, compression: str = "") -> str | None:
+    """Why the length fields of a TFRecord file cannot be trusted, or None when they can.
+
+    Each record is `length (8 bytes) | crc (4) | data (length) | crc (4)`; TensorFlow
+    allocates `length` bytes before reading them, so a length of 2^40 crashes the process.
+    Checked here, reading (and, compressed, inflating) the file in bounded chunks.
+    """
+    with open(file, "rb") as handle:
+        stream = _Stream(handle, compression)
+        index = 0
+        while True:
+            head = stream.read(12)
+            if len(head) < 12:
+                return None  # the end, or a cut header: TensorFlow says so itself
+            (length,) = struct.unpack("<Q", head[:8])
+            if length > _MAX_RECORD:
+                return f"record {index} claims {length} bytes (more than a record can hold, {_MAX_RECORD})"
+            available = stream.skip(length + 4)
+            if available < length + 4:
+                return f"record {index} claims {length} bytes, but only {max(available - 4, 0)} follow (truncated?)"
+            index += 1
+
+
+class _Stream:
+    """A file's bytes, inflated when GZIP or ZLIB, read in bounded chunks."""
+
+    def __init__(self, handle, compression: str):
+        self.handle = handle
+        kind = (compression or "").upper()
+        self.inflater = None if not kind else zlib.decompressobj(16 + zlib.MAX_WBITS if kind == "GZIP" else zlib.MAX_WBITS)
+        self.buffer = b""
+
+    def _more(self, wanted: int) -> bytes:
+        if self.inflater is None:
+            return self.handle.read(wanted)
+        while True:
+            source = self.inflater.unconsumed_tail or self.handle.read(_CHUNK)
+            if not source:
+                return b""
+            try:
+                out = self.inflater.decompress(source, max(wanted, 1))
+            except zlib.error:
+                return b""  # corrupt compression: TensorFlow's scan says so
+            if out or self.inflater.eof:
+                return out
+
+    def read(self, n: int) -> bytes:
+        while len(self.buffer) < n:
+            more = self._more(n - len(self.buffer))
+            if not more:
+                break
+            self.buffer += more
+        out, self.buffer = self.buffer[:n], self.buffer[n:]
+        return out
+
+    def skip(self, n: int) -> int:
+        """Skip up to n bytes; returns how many there were."""
+        if self.inflater is None and not self.buffer:
+            here = self.handle.tell()
+            end = self.handle.seek(0, 2)
+            skipped = min(n, end - here)
+            self.handle.seek(here + skipped)
+            return skipped
+        skipped = 0
+        while skipped < n:
+            piece = self.read(min(_CHUNK, n - skipped))
+            if not piece:
+                break
+            skipped += len(piece)
+        return skipped
