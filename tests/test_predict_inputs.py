@@ -333,9 +333,10 @@ def test_debug_prints_the_traceback_of_a_failed_prediction(tmp_path):
     (tmp_path / "train.csv").write_text("".join(f"{i},{i % 3},{i % 5},{i % 2}\n" for i in range(20)))
     (tmp_path / "spec.yaml").write_text(NUMERIC.replace("dir: runs", f"dir: {tmp_path / 'runs'}"))
     run_dir = _run(tmp_path / "spec.yaml")
-    np.save(tmp_path / "wide.npy", np.zeros((2, 7), np.float32))  # the model reads 3 features
-    plain = pipe("predict", run_dir, tmp_path / "wide.npy", "-o", tmp_path / "p.csv", cwd=tmp_path)
-    debug = pipe("predict", run_dir, tmp_path / "wide.npy", "-o", tmp_path / "p.csv", "--debug", cwd=tmp_path)
+    np.save(tmp_path / "rows.npy", np.zeros((2, 3), np.float32))
+    (run_dir / "model.keras").write_bytes(b"not a zip archive")  # the run's model broken: a failure, not a mistake
+    plain = pipe("predict", run_dir, tmp_path / "rows.npy", "-o", tmp_path / "p.csv", cwd=tmp_path)
+    debug = pipe("predict", run_dir, tmp_path / "rows.npy", "-o", tmp_path / "p.csv", "--debug", cwd=tmp_path)
     assert plain.returncode == debug.returncode != 0
     assert "Traceback (most recent call last)" not in plain.stderr
     assert "Traceback (most recent call last)" in debug.stderr
