@@ -91,9 +91,47 @@ def test_a_keras_short_form_naming_another_class_replaces_the_base_one():
     assert spec.doc["train"]["optimizer"] == {"Adam": {"learning_rate": 0.001}}
     assert origin(spec, "train", "optimizer", "Adam", "learning_rate") == "compose/another_optimizer.yaml:5"
     assert load_spec("compose/chain.yaml").doc["train"]["optimizer"] == {"SGD": {"learning_rate": 0.1, "momentum": 0.5}}
-    assert compose_module.merge_values({"o": {"Adam": {"a": 1}}, "m": {"a": {"x": 1}}},
-                                       {"o": {"SGD": {"b": 2}}, "m": {"b": {"y": 2}}}) == {
-        "o": {"SGD": {"b": 2}}, "m": {"a": {"x": 1}, "b": {"y": 2}}}  # lower-case keys still merge
+    assert compose_module.merge_values({"train": {"optimizer": {"Adam": {"a": 1}}, "m": {"a": {"x": 1}}}},
+                                       {"train": {"optimizer": {"SGD": {"b": 2}}, "m": {"b": {"y": 2}}}}) == {
+        "train": {"optimizer": {"SGD": {"b": 2}}, "m": {"a": {"x": 1}, "b": {"y": 2}}}}  # lower-case keys still merge
+
+
+@pytest.mark.parametrize("name, optimizer, line", [
+    ("class_name_optimizer", {"class_name": "Adam", "config": {"learning_rate": 0.002}}, 5),  # over {SGD: ...}
+    ("short_over_class_name", {"RMSprop": {"rho": 0.8}}, 4),  # over class_name: Adam
+    ("alias_optimizer", {"class_name": "Adam", "config": {"learning_rate": 0.002, "beta_1": 0.8}}, 5),
+    ("alias_short", {"SGD": {"learning_rate": 0.05, "momentum": 0.9}}, 4),  # sgd over SGD
+])
+def test_another_class_in_either_form_replaces_and_the_same_class_merges(name, optimizer, line):
+    spec = load_spec(f"compose/{name}.yaml")
+    assert spec.doc["train"]["optimizer"] == optimizer
+    assert origin(spec, "train", "optimizer", *list(optimizer)[-1:]) == f"compose/{name}.yaml:{line}"
+
+
+def test_the_replacement_rule_holds_for_losses_and_schedules_only_where_keras_names_go():
+    base = {"train": {"loss": {"Huber": {"delta": 2.0}},
+                      "optimizer": {"Adam": {"learning_rate": {"ExponentialDecay": {"decay_steps": 10}}}}},
+            "data": {"train": {"source": {"csv": {"fill": {"X": "mean"}}}}}}
+    layer = {"train": {"loss": {"class_name": "MeanSquaredError", "config": {}},
+                       "optimizer": {"adam": {"learning_rate": {"CosineDecay": {"decay_steps": 5}}}}},
+             "data": {"train": {"source": {"csv": {"fill": {"Y": "median"}}}}}}
+    assert compose_module.merge_values(base, layer) == {
+        "train": {"loss": {"class_name": "MeanSquaredError", "config": {}},
+                  "optimizer": {"Adam": {"learning_rate": {"CosineDecay": {"decay_steps": 5}}}}},
+        "data": {"train": {"source": {"csv": {"fill": {"X": "mean", "Y": "median"}}}}}}
+    assert compose_module.compose(["compose/fill_child.yaml"]).doc["data"]["train"]["source"]["csv"]["fill"] == {
+        "X": "mean", "Y": "median"}
+
+
+@pytest.mark.parametrize("name, keys", [
+    ("mixed_forms", "'Adam' (compose/mixed_forms.yaml:4) and 'class_name' (compose/mixed_forms.yaml:4)"),
+    ("two_names", "'Adam' (compose/two_names.yaml:5) and 'SGD' (compose/two_names.yaml:6)"),
+])
+def test_an_identifier_of_two_names_or_mixed_forms_is_an_error(name, keys):
+    assert errors_of(f"compose/{name}.yaml") == [
+        f"compose/{name}.yaml:4:3: train.optimizer: optimizer: one identifier names one class, but this mapping "
+        f"has {keys}; write {{Name: {{arguments}}}} or {{class_name: Name, config: {{...}}}} (keep one; a later "
+        f"file removes a base's with 'Adam: null')"]
 
 
 def test_lists_replace_rather_than_merge():

@@ -141,6 +141,8 @@ def check_identifier(spec, kind: str, value, path: tuple) -> list[SpecError]:
     word = KIND_WORDS[kind]
     if _is_reference(value):
         return []
+    if isinstance(value, dict) and len(value) > 1 and set(value) != {"class_name", "config"}:
+        return [_two_names_error(spec, word, value, path)]
     parsed = parse_identifier(value, path)
     if isinstance(parsed, str):
         return [spec.error(path, f"{word}: {parsed}")]
@@ -163,6 +165,19 @@ def check_identifier(spec, kind: str, value, path: tuple) -> list[SpecError]:
         return [spec.error(parsed.path, f"{entry.name} is a base class of Keras {word}s, not one to use",
                            at_value=isinstance(value, str))]
     return _argument_errors(spec, entry, parsed)
+
+
+def _two_names_error(spec, word: str, value: dict, path: tuple) -> SpecError:
+    """A mapping of several names, or a short form mixed with `class_name` (often a file over
+    a base that wrote the other form): both keys, where each came from, how to drop one."""
+    def where(key):
+        origin = spec.origin((*path, key))
+        return f" ({origin[0]}:{origin[1]})" if origin else " (--set)" if spec.origin(path) is None else ""
+    keys = [k for k in value if k != "config"] if "class_name" in value else list(value)
+    names = " and ".join(f"'{k}'{where(k)}" for k in keys[:2]) + (f" and {len(keys) - 2} more" if len(keys) > 2 else "")
+    return spec.error(path, f"{word}: one identifier names one class, but this mapping has {names}; write "
+                            f"{{Name: {{arguments}}}} or {{class_name: Name, config: {{...}}}}",
+                      f"keep one; a later file removes a base's with '{keys[0]}: null'")
 
 
 def _argument_errors(spec, entry, parsed: Identifier) -> list[SpecError]:
