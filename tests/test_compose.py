@@ -646,3 +646,16 @@ def test_resolved_prints_each_spec_as_its_own_document():
     result = cli.invoke(app, ["validate", "--layered", "--resolved", "compose/lr.yaml", "compose/layer_epochs.yaml"])
     assert result.stdout.startswith("# compose/lr.yaml + compose/layer_epochs.yaml\n")
     assert "  epochs: 7  # compose/layer_epochs.yaml:2" in result.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_plan_blames_the_input_shape_where_it_was_written_as_run_does():
+    result = cli.invoke(app, ["plan", "compose/misfit.yaml"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        "compose/misfit_base.yaml:5:5: model.sequential.input_shape: data.train does not fit the model's input: it "
+        "gives (16, 1) float32; the model takes (batch, 2) float32: ")
+    assert result.stderr.splitlines()[-1].endswith(" [from compose/misfit.yaml]")
+    result = cli.invoke(app, ["plan", "compose/misfit.yaml", "--set", "model.sequential.input_shape=[3]"])
+    assert result.stderr.splitlines()[-1].startswith(
+        "--set model.sequential.input_shape=[3]: model.sequential.input_shape: data.train does not fit")
