@@ -207,6 +207,28 @@ def test_set_null_removes_a_key_as_a_layered_null_does():
         "--set train.metrics=null: null removes nothing: no key 'metrics' in train"]
 
 
+def test_a_required_keras_argument_removed_or_null_points_at_its_null():
+    assert errors_of("compose/regression.yaml", ["model.sequential.layers.0.Dense.units=null"]) == [
+        "--set model.sequential.layers.0.Dense.units=null: model.sequential.layers[0].Dense: Dense needs the "
+        "argument 'units' (a null removed it)"]
+    assert errors_of("compose/regression.yaml", ["model.sequential.layers=[{Dense: {units: null}}]"]) == [
+        "--set model.sequential.layers=[{Dense: {units: null}}]: model.sequential.layers[0].Dense.units: Dense "
+        "needs the argument 'units' (null gives it no value)"]
+    assert errors_of("compose/units_null.yaml") == [
+        "compose/units_null.yaml:6:17: model.sequential.layers[0].Dense.units: Dense needs the argument 'units' "
+        "(null gives it no value)"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.metrics.-1=mse", "train.metrics: --set counts list items from 0; no index -1 (it has 1 items)"),
+    ("train.metrics.0=null", "train.metrics: null cannot remove a list item; set the whole list, e.g. --set "
+                             "'train.metrics=[...]'"),
+    ("train.metrics.3=mse", "train.metrics has 1 items; no index 3"),
+])
+def test_set_list_items_count_from_0_and_null_does_not_remove_one(override, message):
+    assert errors_of("compose/regression.yaml", [override]) == [f"--set {override}: {message}"]
+
+
 def test_references_see_later_layers_and_set():
     spec = load_spec(["compose/regression.yaml", "compose/layer_references.yaml"], ["train.epochs=6"])
     assert spec.doc["model"]["sequential"]["layers"] == [{"Dense": {"units": 6}}, {"Dense": {"units": 1}}]

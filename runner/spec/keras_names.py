@@ -195,10 +195,23 @@ def _argument_errors(spec, entry, parsed: Identifier) -> list[SpecError]:
         errors += _value_errors(spec, entry, known, argument_value, where)
     if not entry.is_function:
         # A required argument written with a typo is reported once, as unknown.
-        missing = [a for a in entry.required if a not in parsed.config and f"did you mean '{a}'?" not in hints]
+        missing = [a for a in entry.required if parsed.config.get(a) is None and f"did you mean '{a}'?" not in hints]
         for argument in missing:
-            errors.append(spec.error(parsed.path, f"{entry.name} needs the argument {argument!r}"))
+            errors.append(_missing_argument(spec, entry, parsed, argument))
     return errors
+
+
+def _missing_argument(spec, entry, parsed: Identifier, argument: str) -> SpecError:
+    """At the identifier, or at the `null` that gave or removed the argument (a file's or a `--set`'s)."""
+    message = f"{entry.name} needs the argument {argument!r}"
+    where = (*parsed.config_path, argument)
+    if argument in parsed.config:
+        return spec.error(where, message, "null gives it no value")
+    if where in getattr(spec, "overrides", {}) or where in getattr(spec, "key_marks", {}):
+        error = spec.error(where, message, "a null removed it")
+        error.path = parsed.path
+        return error
+    return spec.error(parsed.path, message)
 
 
 def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[SpecError]:
