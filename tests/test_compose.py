@@ -375,9 +375,22 @@ def test_copies_a_reference_makes_count_toward_the_nesting_limit(tmp_path):
     ("url", "compose/url.yaml:1:10: extends: 'https://example.com/base.yaml' is a URL; extends names local files only"),
     ("not_a_path", "compose/not_a_path.yaml:1:28: extends[1]: expected a path to a spec file, got int 3"),
     ("empty_list", "compose/empty_list.yaml:1:10: extends: extends lists no file; give a path or remove it"),
+    ("trailing_slash", "compose/trailing_slash.yaml:1:10: extends: 'regression.yaml/' ends with '/'; extends names "
+                       "a spec file, not a folder"),
+    ("extends_reference", "compose/extends_reference.yaml:1:10: extends: '${name}.yaml': references are not "
+                          "resolved in extends; write the path itself"),
 ])
 def test_extends_errors(name, message):
     assert errors_of(f"compose/{name}.yaml") == [message]
+
+
+def test_a_yaml_name_linking_to_another_kind_of_file_is_refused(tmp_path):
+    (tmp_path / "secret.txt").write_text("password: hunter2\n")
+    (tmp_path / "base.yaml").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "child.yaml").write_text("name: x\nextends: base.yaml\n")
+    assert errors_of(tmp_path / "child.yaml") == [
+        f"{tmp_path}/child.yaml:2:10: extends: {tmp_path}/base.yaml links to {tmp_path.resolve()}/secret.txt, not a "
+        ".yaml or .yml file; extends names spec files only"]
 
 
 def test_a_fifo_is_refused_without_blocking(tmp_path):

@@ -109,7 +109,7 @@ class _State:
             raise _at(where, f"extends is more than {MAX_EXTENDS_DEPTH} files deep")
         result = None
         for base, where in bases:
-            problem = _file_problem(base)
+            problem = _file_problem(base) or _link_problem(base)
             if problem:
                 raise _at(where, problem)
             if _identity(base) in [identity for identity, _ in chain]:
@@ -141,6 +141,10 @@ class _State:
             if entry.startswith("~"):
                 raise _at(where, f"'{entry}': extends does not expand '~'; give a path relative to this file "
                                  f"or an absolute one")
+            if "${" in entry:
+                raise _at(where, f"'{entry}': references are not resolved in extends; write the path itself")
+            if entry.endswith(("/", os.sep)):
+                raise _at(where, f"'{entry}' ends with '/'; extends names a spec file, not a folder")
             if Path(entry).suffix.lower() not in (".yaml", ".yml"):
                 raise _at(where, f"'{entry}' is not a .yaml or .yml file; extends names spec files only")
             base = Path(entry)
@@ -188,6 +192,14 @@ def _file_problem(path: Path) -> str | None:
         return f"{path} is a directory, not a spec file"
     if not stat.S_ISREG(mode):
         return f"{path} is not a regular file (a pipe or a device); a spec is a small YAML file"
+    return None
+
+
+def _link_problem(path: Path) -> str | None:
+    """A `.yaml` name that links to another kind of file: what extends reads is the target."""
+    target = path.resolve()
+    if target.suffix.lower() not in (".yaml", ".yml"):
+        return f"{path} links to {target}, not a .yaml or .yml file; extends names spec files only"
     return None
 
 
