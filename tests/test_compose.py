@@ -694,3 +694,15 @@ def test_plan_blames_the_input_shape_where_it_was_written_as_run_does():
     result = cli.invoke(app, ["plan", "compose/misfit.yaml", "--set", "model.sequential.input_shape=[3]"])
     assert result.stderr.splitlines()[-1].startswith(
         "--set model.sequential.input_shape=[3]: model.sequential.input_shape: data.train does not fit")
+
+
+def test_copies_of_long_source_names_are_cut_with_a_hash_and_stay_apart():
+    from types import SimpleNamespace
+
+    from runner.outputs.files import source_copies
+
+    long_a, long_b = "b" * 246 + "a.yaml", "b" * 246 + "c.yaml"
+    names = list(source_copies(SimpleNamespace(sources=["spec.yaml", long_a, long_b])))
+    assert names[0] == "sources/1-spec.yaml"
+    assert all(len(n.split("/")[1]) <= 80 and n.endswith(".yaml") for n in names)
+    assert names[1].startswith("sources/2-" + "b" * 60 + "-") and names[1] != names[2].replace("3-", "2-")
