@@ -706,3 +706,17 @@ def test_copies_of_long_source_names_are_cut_with_a_hash_and_stay_apart():
     assert names[0] == "sources/1-spec.yaml"
     assert all(len(n.split("/")[1]) <= 80 and n.endswith(".yaml") for n in names)
     assert names[1].startswith("sources/2-" + "b" * 60 + "-") and names[1] != names[2].replace("3-", "2-")
+
+
+def test_resolved_json_is_strict_and_an_invalid_spec_that_merged_is_printed_before_its_errors():
+    result = cli.invoke(app, ["validate", "--resolved", "--format", "json", "compose/infinite.yaml"])
+    assert result.exit_code == 1 and "Infinity" not in result.stdout and "NaN" not in result.stdout
+    out = json.loads(result.stdout)
+    assert out["resolved"][0]["spec"]["train"]["optimizer"]["SGD"] == {
+        "learning_rate": 0.05, "momentum": 0.5, "clipvalue": ".inf", "global_clipnorm": ".nan"}
+    assert [e["path"] for e in out["errors"]] == ["train.epochs", "train.optimizer.SGD.global_clipnorm"]
+    result = cli.invoke(app, ["validate", "--resolved", "compose/infinite.yaml"])
+    lines = result.stdout.splitlines()
+    assert (result.exit_code, lines[0], lines[-2]) == (1, "# compose/infinite.yaml", "compose/infinite.yaml:5:11: "
+                                                       "train.epochs: 0 is less than the minimum of 1")
+    assert "      clipvalue: .inf  # compose/infinite.yaml:6" in lines

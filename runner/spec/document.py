@@ -103,7 +103,7 @@ def load_spec(path, overrides=()) -> Spec:
     try:
         resolve_references(spec)
     except SpecError as e:
-        raise SpecErrors([e]) from None
+        raise _with_spec(SpecErrors([e]), spec) from None
     from runner.spec.rules import checked_rule_errors, section_rule_errors
 
     errors = schema_errors(spec)
@@ -115,9 +115,15 @@ def load_spec(path, overrides=()) -> Spec:
         errors += checked_rule_errors(spec, tolerant=True)  # a rule that trips on a bad shape is skipped
     if errors:
         order = {str(f): i for i, f in enumerate(spec.sources)}
-        raise SpecErrors(sorted(_unique(errors), key=lambda e: (order.get(str(e.file), -1), e.line or 0,
-                                                                 e.column or 0, str(e))))
+        raise _with_spec(SpecErrors(sorted(_unique(errors), key=lambda e: (order.get(str(e.file), -1), e.line or 0,
+                                                                           e.column or 0, str(e)))), spec)
     return spec
+
+
+def _with_spec(error: SpecErrors, spec: Spec) -> SpecErrors:
+    """The errors of a spec that merged: `validate --resolved` still prints what it merged to."""
+    error.spec = spec
+    return error
 
 
 def _unique(errors):
