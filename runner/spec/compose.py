@@ -78,10 +78,17 @@ class _State:
 
     def __init__(self):
         self.count, self.sources, self.texts = 0, [], {}
-        self.counted, self.loads = set(), 0
+        self.counted, self.loads, self.applied = set(), 0, set()
 
     def load(self, file: Path, chain: tuple, depth: int, via) -> Composed:
-        """`file` merged over its bases; `via` locates the `extends` entry that named it."""
+        """`file` merged over its bases; `via` locates the `extends` entry that named it.
+
+        A base is applied once, where it is first reached (depth first, in order): in a
+        diamond (`extends: [left, right]`, both extending `shared`), `right` does not bring
+        `shared` back over what `left` changed."""
+        if via is not None and _identity(file) in self.applied:
+            return Composed({})
+        self.applied.add(_identity(file))
         document, text = _parse(file)
         self.loads += 1
         if self.loads > MAX_LOADS:
