@@ -240,9 +240,27 @@ def test_an_error_in_a_layer_names_that_layer():
         "[from compose/regression.yaml + compose/layer_bad.yaml]"]
 
 
-def test_extends_cannot_be_set():
-    assert errors_of("compose/regression.yaml", ["extends=data.yaml"]) == [
-        "--set extends=data.yaml: extends: extends cannot be set with --set; give the files to layer on the command line"]
+@pytest.mark.parametrize("override", ["extends=data.yaml", "extends.0=data.yaml"])
+def test_extends_cannot_be_set(override):
+    assert errors_of("compose/regression.yaml", [override]) == [
+        f"--set {override}: extends cannot be set with --set; give the files to layer on the command line"]
+
+
+def test_a_mistaken_set_does_not_hide_the_other_mistakes():
+    assert errors_of("compose/regression.yaml", ["trian.epochs=3", "train.epochs=0"]) == [
+        "--set trian.epochs=3: unknown key 'trian' in the spec (did you mean 'train'?)",
+        "--set train.epochs=0: train.epochs: 0 is less than the minimum of 1"]
+    assert errors_of("compose/regression.yaml", ["train.metrics=[${train.loss}]"]) == [
+        "--set train.metrics=[${train.loss}]: YAML syntax error: expected ',' or ']', but got '{' (quote a ${...} "
+        "reference inside [ ] or { }: --set 'train.metrics=[\"${...}\"]')"]
+
+
+def test_set_errors_in_github_format_name_no_file():
+    result = cli.invoke(app, ["validate", "compose/regression.yaml", "--set", "trian.epochs=3", "--set",
+                              "train.epochs=0", "--format", "github"])
+    assert result.stdout.splitlines() == [
+        "::error::--set trian.epochs=3: unknown key 'trian' in the spec (did you mean 'train'?)",
+        "::error::--set train.epochs=0: train.epochs: 0 is less than the minimum of 1"]
 
 
 # --- references -----------------------------------------------------------------------------

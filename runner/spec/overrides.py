@@ -13,11 +13,16 @@ def apply_override(spec, text: str) -> None:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise SpecErrors([SpecError("expected KEY.PATH=VALUE", file=f"--set {text}")])
+    parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
+    if parts[0] == "extends":
+        raise SpecErrors([SpecError("extends cannot be set with --set; give the files to layer on the command line",
+                                    file=f"--set {text}")])
     try:
         value = yamlfile.parse(raw, file=f"--set {text}").data if raw.strip() else None
     except SpecError as e:
-        raise SpecErrors([SpecError(e.message, file=f"--set {text}")]) from None
-    parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
+        hint = e.hint and e.hint.replace('"${train.epochs}"', f"""--set '{key}=["${{...}}"]'""") \
+            if raw.lstrip().startswith("[") else e.hint
+        raise SpecErrors([SpecError(e.message, file=f"--set {text}", hint=hint)]) from None
     node, schema = spec.doc, load_schema()
     for depth, part in enumerate(parts):
         where = tuple(parts[:depth])
