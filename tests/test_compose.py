@@ -746,3 +746,14 @@ def test_resolved_json_is_strict_and_an_invalid_spec_that_merged_is_printed_befo
     assert (result.exit_code, lines[0], lines[-2]) == (1, "# compose/infinite.yaml", "compose/infinite.yaml:5:11: "
                                                        "train.epochs: 0 is less than the minimum of 1")
     assert "      clipvalue: .inf  # compose/infinite.yaml:6" in lines
+
+
+def test_exactly_one_of_after_a_merge_says_where_each_key_came_from():
+    assert errors_of("compose/two_sources.yaml") == [
+        "compose/two_sources.yaml:6:5: data.train.source: expected exactly one of: tfds, idx, csv, npz, npy, "
+        "tfrecord, synthetic, image_folder, text_folder; got 'synthetic' (compose/data.yaml:6) and 'csv' "
+        "(compose/two_sources.yaml:7) (the files merge key by key: 'synthetic: null' in the later file removes "
+        "the base's)"]
+    assert errors_of("compose/regression.yaml", ["data.train.source.csv={path: a.csv}"])[0].endswith(
+        "got 'synthetic' (compose/data.yaml:6) and 'csv' (--set) (the files merge key by key: --set "
+        "data.train.source.synthetic=null removes the base's) [from compose/regression.yaml]")
