@@ -139,16 +139,21 @@ def validate(
             notes += adaptation_notes(spec)
         except SpecError as e:
             errors += getattr(e, "errors", [e])
-            continue
+            spec = getattr(e, "spec", None)  # merged, then found wrong: --resolved still shows it
+            if spec is None:
+                continue
         if resolved:
             from runner.spec.resolved import resolved_text
 
             texts.append(f"# {' + '.join(map(str, layers))}\n" + resolved_text(spec))
             resolved_docs.append({"files": [str(f) for f in layers], "spec": spec.doc})
     if resolved and format is Format.json:  # one JSON document: the specs and the errors
-        typer.echo(json.dumps({"resolved": resolved_docs, "errors": [e.as_dict() for e in errors]}, indent=2))
+        from runner.spec.resolved import strict_json
+
+        typer.echo(json.dumps(strict_json({"resolved": resolved_docs, "errors": [e.as_dict() for e in errors]}),
+                              indent=2, allow_nan=False))
     else:
-        if texts and not errors:
+        if texts:
             typer.echo("---\n".join(texts), nl=False)
         if errors or format is Format.json:
             typer.echo(render(errors, format.value))

@@ -31,7 +31,7 @@ from runner.outputs.run_dir import RunDir
 from runner.spec.errors import SpecError
 from runner.spec.metadata import substitute_metadata
 from runner.train.devices import check_batch_stages, setup_devices
-from runner.train.loss_check import check_loss_fits
+from runner.train.loss_check import _model_input_path, check_loss_fits
 from runner.train.multi_output import resolve_outputs
 
 SAMPLE_EXAMPLES = 4096  # class counts are read from at most this many examples per split
@@ -197,11 +197,10 @@ def _check_forward(spec, model, split, batch, plan) -> bool:
         model(x)
         return True
     except Exception as e:
-        kind = next(k for k in spec.doc["model"] if k != "init_from")
         expects = ""
         if is_keras(model) and model.inputs:
             expects = f"; the model takes {', '.join(_shape_text(t.shape) + ' ' + t.dtype for t in model.inputs)}"
-        plan.errors.append(spec.error(("model", kind), f"data.{split} does not fit the model's input: it gives "
+        plan.errors.append(spec.error(_model_input_path(spec), f"data.{split} does not fit the model's input: it gives "
                                       f"{_spec_text(tf.nest.map_structure(_tensor_spec, x))}{expects}: "
                                       f"{_short_message(e)}"))
         return False

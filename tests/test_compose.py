@@ -91,9 +91,47 @@ def test_a_keras_short_form_naming_another_class_replaces_the_base_one():
     assert spec.doc["train"]["optimizer"] == {"Adam": {"learning_rate": 0.001}}
     assert origin(spec, "train", "optimizer", "Adam", "learning_rate") == "compose/another_optimizer.yaml:5"
     assert load_spec("compose/chain.yaml").doc["train"]["optimizer"] == {"SGD": {"learning_rate": 0.1, "momentum": 0.5}}
-    assert compose_module.merge_values({"o": {"Adam": {"a": 1}}, "m": {"a": {"x": 1}}},
-                                       {"o": {"SGD": {"b": 2}}, "m": {"b": {"y": 2}}}) == {
-        "o": {"SGD": {"b": 2}}, "m": {"a": {"x": 1}, "b": {"y": 2}}}  # lower-case keys still merge
+    assert compose_module.merge_values({"train": {"optimizer": {"Adam": {"a": 1}}, "m": {"a": {"x": 1}}}},
+                                       {"train": {"optimizer": {"SGD": {"b": 2}}, "m": {"b": {"y": 2}}}}) == {
+        "train": {"optimizer": {"SGD": {"b": 2}}, "m": {"a": {"x": 1}, "b": {"y": 2}}}}  # lower-case keys still merge
+
+
+@pytest.mark.parametrize("name, optimizer, line", [
+    ("class_name_optimizer", {"class_name": "Adam", "config": {"learning_rate": 0.002}}, 5),  # over {SGD: ...}
+    ("short_over_class_name", {"RMSprop": {"rho": 0.8}}, 4),  # over class_name: Adam
+    ("alias_optimizer", {"class_name": "Adam", "config": {"learning_rate": 0.002, "beta_1": 0.8}}, 5),
+    ("alias_short", {"SGD": {"learning_rate": 0.05, "momentum": 0.9}}, 4),  # sgd over SGD
+])
+def test_another_class_in_either_form_replaces_and_the_same_class_merges(name, optimizer, line):
+    spec = load_spec(f"compose/{name}.yaml")
+    assert spec.doc["train"]["optimizer"] == optimizer
+    assert origin(spec, "train", "optimizer", *list(optimizer)[-1:]) == f"compose/{name}.yaml:{line}"
+
+
+def test_the_replacement_rule_holds_for_losses_and_schedules_only_where_keras_names_go():
+    base = {"train": {"loss": {"Huber": {"delta": 2.0}},
+                      "optimizer": {"Adam": {"learning_rate": {"ExponentialDecay": {"decay_steps": 10}}}}},
+            "data": {"train": {"source": {"csv": {"fill": {"X": "mean"}}}}}}
+    layer = {"train": {"loss": {"class_name": "MeanSquaredError", "config": {}},
+                       "optimizer": {"adam": {"learning_rate": {"CosineDecay": {"decay_steps": 5}}}}},
+             "data": {"train": {"source": {"csv": {"fill": {"Y": "median"}}}}}}
+    assert compose_module.merge_values(base, layer) == {
+        "train": {"loss": {"class_name": "MeanSquaredError", "config": {}},
+                  "optimizer": {"Adam": {"learning_rate": {"CosineDecay": {"decay_steps": 5}}}}},
+        "data": {"train": {"source": {"csv": {"fill": {"X": "mean", "Y": "median"}}}}}}
+    assert compose_module.compose(["compose/fill_child.yaml"]).doc["data"]["train"]["source"]["csv"]["fill"] == {
+        "X": "mean", "Y": "median"}
+
+
+@pytest.mark.parametrize("name, keys", [
+    ("mixed_forms", "'Adam' (compose/mixed_forms.yaml:4) and 'class_name' (compose/mixed_forms.yaml:4)"),
+    ("two_names", "'Adam' (compose/two_names.yaml:5) and 'SGD' (compose/two_names.yaml:6)"),
+])
+def test_an_identifier_of_two_names_or_mixed_forms_is_an_error(name, keys):
+    assert errors_of(f"compose/{name}.yaml") == [
+        f"compose/{name}.yaml:4:3: train.optimizer: optimizer: one identifier names one class, but this mapping "
+        f"has {keys}; write {{Name: {{arguments}}}} or {{class_name: Name, config: {{...}}}} (keep one; a later "
+        f"file removes a base's with 'Adam: null')"]
 
 
 def test_lists_replace_rather_than_merge():
@@ -169,6 +207,28 @@ def test_set_null_removes_a_key_as_a_layered_null_does():
         "--set train.metrics=null: null removes nothing: no key 'metrics' in train"]
 
 
+def test_a_required_keras_argument_removed_or_null_points_at_its_null():
+    assert errors_of("compose/regression.yaml", ["model.sequential.layers.0.Dense.units=null"]) == [
+        "--set model.sequential.layers.0.Dense.units=null: model.sequential.layers[0].Dense: Dense needs the "
+        "argument 'units' (a null removed it)"]
+    assert errors_of("compose/regression.yaml", ["model.sequential.layers=[{Dense: {units: null}}]"]) == [
+        "--set model.sequential.layers=[{Dense: {units: null}}]: model.sequential.layers[0].Dense.units: Dense "
+        "needs the argument 'units' (null gives it no value)"]
+    assert errors_of("compose/units_null.yaml") == [
+        "compose/units_null.yaml:6:17: model.sequential.layers[0].Dense.units: Dense needs the argument 'units' "
+        "(null gives it no value)"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.metrics.-1=mse", "train.metrics: --set counts list items from 0; no index -1 (it has 1 items)"),
+    ("train.metrics.0=null", "train.metrics: null cannot remove a list item; set the whole list, e.g. --set "
+                             "'train.metrics=[...]'"),
+    ("train.metrics.3=mse", "train.metrics has 1 items; no index 3"),
+])
+def test_set_list_items_count_from_0_and_null_does_not_remove_one(override, message):
+    assert errors_of("compose/regression.yaml", [override]) == [f"--set {override}: {message}"]
+
+
 def test_references_see_later_layers_and_set():
     spec = load_spec(["compose/regression.yaml", "compose/layer_references.yaml"], ["train.epochs=6"])
     assert spec.doc["model"]["sequential"]["layers"] == [{"Dense": {"units": 6}}, {"Dense": {"units": 1}}]
@@ -180,9 +240,27 @@ def test_an_error_in_a_layer_names_that_layer():
         "[from compose/regression.yaml + compose/layer_bad.yaml]"]
 
 
-def test_extends_cannot_be_set():
-    assert errors_of("compose/regression.yaml", ["extends=data.yaml"]) == [
-        "--set extends=data.yaml: extends: extends cannot be set with --set; give the files to layer on the command line"]
+@pytest.mark.parametrize("override", ["extends=data.yaml", "extends.0=data.yaml"])
+def test_extends_cannot_be_set(override):
+    assert errors_of("compose/regression.yaml", [override]) == [
+        f"--set {override}: extends cannot be set with --set; give the files to layer on the command line"]
+
+
+def test_a_mistaken_set_does_not_hide_the_other_mistakes():
+    assert errors_of("compose/regression.yaml", ["trian.epochs=3", "train.epochs=0"]) == [
+        "--set trian.epochs=3: unknown key 'trian' in the spec (did you mean 'train'?)",
+        "--set train.epochs=0: train.epochs: 0 is less than the minimum of 1"]
+    assert errors_of("compose/regression.yaml", ["train.metrics=[${train.loss}]"]) == [
+        "--set train.metrics=[${train.loss}]: YAML syntax error: expected ',' or ']', but got '{' (quote a ${...} "
+        "reference inside [ ] or { }: --set 'train.metrics=[\"${...}\"]')"]
+
+
+def test_set_errors_in_github_format_name_no_file():
+    result = cli.invoke(app, ["validate", "compose/regression.yaml", "--set", "trian.epochs=3", "--set",
+                              "train.epochs=0", "--format", "github"])
+    assert result.stdout.splitlines() == [
+        "::error::--set trian.epochs=3: unknown key 'trian' in the spec (did you mean 'train'?)",
+        "::error::--set train.epochs=0: train.epochs: 0 is less than the minimum of 1"]
 
 
 # --- references -----------------------------------------------------------------------------
@@ -315,9 +393,22 @@ def test_copies_a_reference_makes_count_toward_the_nesting_limit(tmp_path):
     ("url", "compose/url.yaml:1:10: extends: 'https://example.com/base.yaml' is a URL; extends names local files only"),
     ("not_a_path", "compose/not_a_path.yaml:1:28: extends[1]: expected a path to a spec file, got int 3"),
     ("empty_list", "compose/empty_list.yaml:1:10: extends: extends lists no file; give a path or remove it"),
+    ("trailing_slash", "compose/trailing_slash.yaml:1:10: extends: 'regression.yaml/' ends with '/'; extends names "
+                       "a spec file, not a folder"),
+    ("extends_reference", "compose/extends_reference.yaml:1:10: extends: '${name}.yaml': references are not "
+                          "resolved in extends; write the path itself"),
 ])
 def test_extends_errors(name, message):
     assert errors_of(f"compose/{name}.yaml") == [message]
+
+
+def test_a_yaml_name_linking_to_another_kind_of_file_is_refused(tmp_path):
+    (tmp_path / "secret.txt").write_text("password: hunter2\n")
+    (tmp_path / "base.yaml").symlink_to(tmp_path / "secret.txt")
+    (tmp_path / "child.yaml").write_text("name: x\nextends: base.yaml\n")
+    assert errors_of(tmp_path / "child.yaml") == [
+        f"{tmp_path}/child.yaml:2:10: extends: {tmp_path}/base.yaml links to {tmp_path.resolve()}/secret.txt, not a "
+        ".yaml or .yml file; extends names spec files only"]
 
 
 def test_a_fifo_is_refused_without_blocking(tmp_path):
@@ -370,14 +461,22 @@ def test_a_base_reached_twice_counts_once_toward_the_value_limit(tmp_path):
     assert compose_module.compose([tmp_path / "child.yaml"]).doc["b"] == 1  # 120,000 if counted twice
 
 
-def test_bases_named_over_and_over_stop_at_1000_reads(tmp_path):
+def test_bases_named_over_and_over_are_applied_once(tmp_path):
     (tmp_path / "f0.yaml").write_text("a: 1\n")
     for i in range(1, 12):
-        (tmp_path / f"f{i}.yaml").write_text(f"extends: [f{i - 1}.yaml, f{i - 1}.yaml]\n")
-    with pytest.raises(SpecError) as info:
-        compose_module.compose([tmp_path / "f11.yaml"])
-    assert str(info.value).endswith(": extends reads files more than 1000 times (the same bases named over and over?)"
-                                    f" [from {tmp_path}/f11.yaml]")
+        (tmp_path / f"f{i}.yaml").write_text(f"extends: [f{i - 1}.yaml, f{i - 1}.yaml]\nb{i}: {i}\n")
+    composed = compose_module.compose([tmp_path / "f11.yaml"])
+    assert composed.doc == {"a": 1, **{f"b{i}": i for i in range(1, 12)}}
+
+
+def test_a_base_shared_by_two_bases_is_applied_once_where_first_reached(tmp_path):
+    (tmp_path / "shared.yaml").write_text("train: {epochs: 2, loss: mse}\n")
+    (tmp_path / "left.yaml").write_text("extends: shared.yaml\ntrain: {epochs: 5}\n")
+    (tmp_path / "right.yaml").write_text("extends: shared.yaml\ntrain: {loss: mae}\n")
+    (tmp_path / "top.yaml").write_text("extends: [left.yaml, right.yaml]\n")
+    composed = compose_module.compose([tmp_path / "top.yaml"])
+    assert composed.doc == {"train": {"epochs": 5, "loss": "mae"}}
+    assert composed.key_marks[("train", "epochs")][2] == tmp_path / "left.yaml"
 
 
 @pytest.mark.parametrize("name, message", [
@@ -608,3 +707,53 @@ def test_resolved_prints_each_spec_as_its_own_document():
     result = cli.invoke(app, ["validate", "--layered", "--resolved", "compose/lr.yaml", "compose/layer_epochs.yaml"])
     assert result.stdout.startswith("# compose/lr.yaml + compose/layer_epochs.yaml\n")
     assert "  epochs: 7  # compose/layer_epochs.yaml:2" in result.stdout.splitlines()
+
+
+@pytest.mark.slow
+def test_plan_blames_the_input_shape_where_it_was_written_as_run_does():
+    result = cli.invoke(app, ["plan", "compose/misfit.yaml"])
+    assert result.exit_code == 1
+    assert result.stderr.splitlines()[-1].startswith(
+        "compose/misfit_base.yaml:5:5: model.sequential.input_shape: data.train does not fit the model's input: it "
+        "gives (16, 1) float32; the model takes (batch, 2) float32: ")
+    assert result.stderr.splitlines()[-1].endswith(" [from compose/misfit.yaml]")
+    result = cli.invoke(app, ["plan", "compose/misfit.yaml", "--set", "model.sequential.input_shape=[3]"])
+    assert result.stderr.splitlines()[-1].startswith(
+        "--set model.sequential.input_shape=[3]: model.sequential.input_shape: data.train does not fit")
+
+
+def test_copies_of_long_source_names_are_cut_with_a_hash_and_stay_apart():
+    from types import SimpleNamespace
+
+    from runner.outputs.files import source_copies
+
+    long_a, long_b = "b" * 246 + "a.yaml", "b" * 246 + "c.yaml"
+    names = list(source_copies(SimpleNamespace(sources=["spec.yaml", long_a, long_b])))
+    assert names[0] == "sources/1-spec.yaml"
+    assert all(len(n.split("/")[1]) <= 80 and n.endswith(".yaml") for n in names)
+    assert names[1].startswith("sources/2-" + "b" * 60 + "-") and names[1] != names[2].replace("3-", "2-")
+
+
+def test_resolved_json_is_strict_and_an_invalid_spec_that_merged_is_printed_before_its_errors():
+    result = cli.invoke(app, ["validate", "--resolved", "--format", "json", "compose/infinite.yaml"])
+    assert result.exit_code == 1 and "Infinity" not in result.stdout and "NaN" not in result.stdout
+    out = json.loads(result.stdout)
+    assert out["resolved"][0]["spec"]["train"]["optimizer"]["SGD"] == {
+        "learning_rate": 0.05, "momentum": 0.5, "clipvalue": ".inf", "global_clipnorm": ".nan"}
+    assert [e["path"] for e in out["errors"]] == ["train.epochs", "train.optimizer.SGD.global_clipnorm"]
+    result = cli.invoke(app, ["validate", "--resolved", "compose/infinite.yaml"])
+    lines = result.stdout.splitlines()
+    assert (result.exit_code, lines[0], lines[-2]) == (1, "# compose/infinite.yaml", "compose/infinite.yaml:5:11: "
+                                                       "train.epochs: 0 is less than the minimum of 1")
+    assert "      clipvalue: .inf  # compose/infinite.yaml:6" in lines
+
+
+def test_exactly_one_of_after_a_merge_says_where_each_key_came_from():
+    assert errors_of("compose/two_sources.yaml") == [
+        "compose/two_sources.yaml:6:5: data.train.source: expected exactly one of: tfds, idx, csv, npz, npy, "
+        "tfrecord, synthetic, image_folder, text_folder; got 'synthetic' (compose/data.yaml:6) and 'csv' "
+        "(compose/two_sources.yaml:7) (the files merge key by key: 'synthetic: null' in the later file removes "
+        "the base's)"]
+    assert errors_of("compose/regression.yaml", ["data.train.source.csv={path: a.csv}"])[0].endswith(
+        "got 'synthetic' (compose/data.yaml:6) and 'csv' (--set) (the files merge key by key: --set "
+        "data.train.source.synthetic=null removes the base's) [from compose/regression.yaml]")

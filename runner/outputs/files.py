@@ -173,12 +173,24 @@ def source_copies(spec) -> dict:
     """`sources/<n>-<name>` -> source file, for a spec made of several files (extends, layers).
 
     The run directory keeps a copy of each, as read (comments included), numbered in the
-    order they were read: the spec given to pipe first, then what it extends.
+    order they were read: the spec given to pipe first, then what it extends. A name longer
+    than 80 bytes is cut, with a hash of the whole: `2-bbbb…bbbb-1a2b3c4d.yaml`.
     """
     sources = getattr(spec, "sources", None) or []
     if len(sources) < 2:
         return {}
-    return {f"sources/{i}-{Path(source).name}": source for i, source in enumerate(sources, 1)}
+    return {f"sources/{i}-{_short_name(Path(source))}": source for i, source in enumerate(sources, 1)}
+
+
+def _short_name(path: Path, limit: int = 80) -> str:
+    """The file's name, or past `limit` characters its start, a hash of the whole and its suffix
+    (a file system takes 255 bytes a name; the number in front keeps copies apart)."""
+    name = path.name
+    if len(name.encode("utf-8")) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    stem = path.stem.encode("utf-8", "surrogateescape")[:limit - 20].decode("utf-8", "ignore")
+    return f"{stem}-{digest}{path.suffix[:8]}"
 
 
 def spec_sha256(spec) -> str:

@@ -3,8 +3,10 @@
 A spec may start with `extends: base.yaml` (or a list of paths), relative to the file that
 names it. Bases are merged in order, then the file itself; files given together on the
 command line are merged the same way, later over earlier. Mappings merge key by key, lists
-and single values replace, and `null` removes a key (one the bases do not have is an error). A Keras short form
-naming another class (`{SGD: {...}}` over `{Adam: {...}}`) replaces rather than merges. Every value keeps the file, line and
+and single values replace, and `null` removes a key (one the bases do not have is an error). Where a Keras identifier
+goes (`identifier_position`), one naming another class (`{SGD: {...}}` or `class_name: SGD`
+over `{Adam: {...}}`) replaces rather than merges, and one naming the same class in another
+form or spelling (`{adam: {...}}`) merges its arguments into the base's. Every value keeps the file, line and
 column that set it, so an error points at the base when the child did not override it.
 
 A base is a spec file: its name ends in `.yaml` or `.yml` (so `extends: /etc/shadow` cannot
@@ -76,10 +78,17 @@ class _State:
 
     def __init__(self):
         self.count, self.sources, self.texts = 0, [], {}
-        self.counted, self.loads = set(), 0
+        self.counted, self.loads, self.applied = set(), 0, set()
 
     def load(self, file: Path, chain: tuple, depth: int, via) -> Composed:
-        """`file` merged over its bases; `via` locates the `extends` entry that named it."""
+        """`file` merged over its bases; `via` locates the `extends` entry that named it.
+
+        A base is applied once, where it is first reached (depth first, in order): in a
+        diamond (`extends: [left, right]`, both extending `shared`), `right` does not bring
+        `shared` back over what `left` changed."""
+        if via is not None and _identity(file) in self.applied:
+            return Composed({})
+        self.applied.add(_identity(file))
         document, text = _parse(file)
         self.loads += 1
         if self.loads > MAX_LOADS:
@@ -107,7 +116,7 @@ class _State:
             raise _at(where, f"extends is more than {MAX_EXTENDS_DEPTH} files deep")
         result = None
         for base, where in bases:
-            problem = _file_problem(base)
+            problem = _file_problem(base) or _link_problem(base)
             if problem:
                 raise _at(where, problem)
             if _identity(base) in [identity for identity, _ in chain]:
@@ -139,6 +148,10 @@ class _State:
             if entry.startswith("~"):
                 raise _at(where, f"'{entry}': extends does not expand '~'; give a path relative to this file "
                                  f"or an absolute one")
+            if "${" in entry:
+                raise _at(where, f"'{entry}': references are not resolved in extends; write the path itself")
+            if entry.endswith(("/", os.sep)):
+                raise _at(where, f"'{entry}' ends with '/'; extends names a spec file, not a folder")
             if Path(entry).suffix.lower() not in (".yaml", ".yml"):
                 raise _at(where, f"'{entry}' is not a .yaml or .yml file; extends names spec files only")
             base = Path(entry)
@@ -186,6 +199,14 @@ def _file_problem(path: Path) -> str | None:
         return f"{path} is a directory, not a spec file"
     if not stat.S_ISREG(mode):
         return f"{path} is not a regular file (a pipe or a device); a spec is a small YAML file"
+    return None
+
+
+def _link_problem(path: Path) -> str | None:
+    """A `.yaml` name that links to another kind of file: what extends reads is the target."""
+    target = path.resolve()
+    if target.suffix.lower() not in (".yaml", ".yml"):
+        return f"{path} links to {target}, not a .yaml or .yml file; extends names spec files only"
     return None
 
 
@@ -250,20 +271,81 @@ def _merge_node(base, layer, old, new, path, out, strict=True):
             if mark:
                 out.removed[child] = mark  # an error about the removed key points at the null
             continue  # null removes a key
-        elif isinstance(old.get(key), dict) and isinstance(new[key], dict) and not _another_class(old[key], new[key]):
-            merged[key] = _merge_node(base, layer, old[key], new[key], child, out, strict)
+        elif isinstance(old.get(key), dict) and isinstance(new[key], dict) and not _another_class(old[key], new[key], child):
+            above, value = _same_class_form(layer, old[key], new[key], child)
+            merged[key] = _merge_node(base, above, old[key], value, child, out, strict)
         else:
             merged[key] = new[key]
             _take(layer, new[key], child, out)
     return merged
 
 
-def _another_class(old: dict, new: dict) -> bool:
-    """Both are Keras short forms (`{Adam: {...}}`, one capitalised name) naming different
-    classes: the layer's replaces the base's whole, arguments and all, rather than merging
-    into a mapping of two names."""
-    return (len(old) == 1 and len(new) == 1 and list(old) != list(new)
-            and all(isinstance(k, str) and _CLASS_NAME.fullmatch(k) for k in (*old, *new)))
+def identifier_position(path: tuple) -> bool:
+    """Whether a Keras identifier is written at `path` in a spec: the optimizer, the loss (or
+    one output's loss), a phase's optimizer, or an argument that takes one (an initializer,
+    regularizer, constraint, activation, a wrapped layer, a learning-rate schedule) inside
+    one of them. Lists (layers, metrics, callbacks) replace whole, so only these merge."""
+    if path in (("train", "optimizer"), ("train", "loss")) or (len(path) == 3 and path[:2] == ("train", "loss")):
+        return True
+    if len(path) == 4 and path[:2] == ("train", "phases") and path[3] == "optimizer":
+        return True
+    if len(path) >= 3 and isinstance(path[-1], str) and _takes_identifier(path[-1]):
+        return identifier_position(path[:-2])
+    return False
+
+
+def _takes_identifier(argument: str) -> bool:
+    return (argument in ("activation", "learning_rate", "layer", "backward_layer")
+            or argument.endswith(("_activation", "_initializer", "_regularizer", "_constraint")))
+
+
+def class_of(value):
+    """(class name, key holding the arguments) of an identifier mapping, or None when it is not
+    one form: `{Adam: {...}}` -> ("Adam", "Adam"); `{class_name: Adam, config: {...}}` ->
+    ("Adam", "config")."""
+    if not isinstance(value, dict):
+        return None
+    if "class_name" in value:
+        if set(value) <= {"class_name", "config"} and isinstance(value["class_name"], str):
+            return value["class_name"], "config"
+        return None
+    if len(value) == 1 and isinstance(next(iter(value)), str):
+        return next(iter(value)), next(iter(value))
+    return None
+
+
+def _same_class(a: str, b: str) -> bool:
+    """Keras's names for one class: `Adam`/`adam`, `MeanSquaredError`/`mean_squared_error`."""
+    return a.replace("_", "").lower() == b.replace("_", "").lower()
+
+
+def _another_class(old: dict, new: dict, path: tuple) -> bool:
+    """At a Keras identifier's place, both name a class in either form and the classes differ:
+    the layer's replaces the base's whole, arguments and all, rather than merging into a
+    mapping of two names."""
+    if not identifier_position(path):
+        return False
+    old_class, new_class = class_of(old), class_of(new)
+    if new_class is None:
+        return True  # names mixed in the layer: its own mistake, reported alone
+    return old_class is not None and not _same_class(old_class[0], new_class[0])
+
+
+def _same_class_form(layer, old: dict, new: dict, path: tuple):
+    """(layer, value) with `new` written in `old`'s form when both name one class in different
+    forms or spellings (`{adam: {...}}` over `{Adam: {...}}`, a short form over `class_name`),
+    so their arguments merge; the layer's marks move along."""
+    old_class, new_class = class_of(old), class_of(new)
+    if (not identifier_position(path) or old_class is None or new_class is None
+            or old_class[1] == new_class[1] or new[new_class[1]] is None):
+        return layer, new
+    value = {old_class[1]: new[new_class[1]]}
+    source, target = path + (new_class[1],), path + (old_class[1],)
+
+    def moved(table):
+        return {(target + p[len(source):] if p[:len(source)] == source else p): mark for p, mark in table.items()
+                if p[:len(path) + 1] != path + ("class_name",)}
+    return Composed(None, moved(layer.key_marks), moved(layer.value_marks), removed=layer.removed), value
 
 
 def _take(source, value, path, out):

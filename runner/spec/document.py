@@ -95,15 +95,16 @@ def load_spec(path, overrides=()) -> Spec:
     composed = compose(files)
     spec = Spec(files[-1], composed.doc, composed.key_marks, composed.value_marks, files=files,
                 sources=[Path(p) for p in composed.sources], source_texts=composed.texts)
+    set_errors = []  # one mistaken --set does not hide the others, nor the spec's own mistakes
     for text in overrides:
-        apply_override(spec, text)
-    if "extends" in spec.doc:
-        raise SpecErrors([spec.error(("extends",), "extends cannot be set with --set; give the files "
-                                                   "to layer on the command line")])
+        try:
+            apply_override(spec, text)
+        except SpecError as e:
+            set_errors += getattr(e, "errors", [e])
     try:
         resolve_references(spec)
     except SpecError as e:
-        raise SpecErrors([e]) from None
+        raise _with_spec(SpecErrors([*set_errors, e]), spec) from None
     from runner.spec.rules import checked_rule_errors, section_rule_errors
 
     errors = schema_errors(spec)
@@ -113,11 +114,17 @@ def load_spec(path, overrides=()) -> Spec:
         errors = section_rule_errors(spec) + checked_rule_errors(spec)
     else:
         errors += checked_rule_errors(spec, tolerant=True)  # a rule that trips on a bad shape is skipped
-    if errors:
+    if errors or set_errors:
         order = {str(f): i for i, f in enumerate(spec.sources)}
-        raise SpecErrors(sorted(_unique(errors), key=lambda e: (order.get(str(e.file), -1), e.line or 0,
-                                                                 e.column or 0, str(e))))
+        raise _with_spec(SpecErrors(set_errors + sorted(_unique(errors), key=lambda e: (order.get(str(e.file), -1), e.line or 0,
+                                                                           e.column or 0, str(e)))), spec)
     return spec
+
+
+def _with_spec(error: SpecErrors, spec: Spec) -> SpecErrors:
+    """The errors of a spec that merged: `validate --resolved` still prints what it merged to."""
+    error.spec = spec
+    return error
 
 
 def _unique(errors):

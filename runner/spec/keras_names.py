@@ -141,6 +141,8 @@ def check_identifier(spec, kind: str, value, path: tuple) -> list[SpecError]:
     word = KIND_WORDS[kind]
     if _is_reference(value):
         return []
+    if isinstance(value, dict) and len(value) > 1 and set(value) != {"class_name", "config"}:
+        return [_two_names_error(spec, word, value, path)]
     parsed = parse_identifier(value, path)
     if isinstance(parsed, str):
         return [spec.error(path, f"{word}: {parsed}")]
@@ -165,6 +167,19 @@ def check_identifier(spec, kind: str, value, path: tuple) -> list[SpecError]:
     return _argument_errors(spec, entry, parsed)
 
 
+def _two_names_error(spec, word: str, value: dict, path: tuple) -> SpecError:
+    """A mapping of several names, or a short form mixed with `class_name` (often a file over
+    a base that wrote the other form): both keys, where each came from, how to drop one."""
+    def where(key):
+        origin = spec.origin((*path, key))
+        return f" ({origin[0]}:{origin[1]})" if origin else " (--set)" if spec.origin(path) is None else ""
+    keys = [k for k in value if k != "config"] if "class_name" in value else list(value)
+    names = " and ".join(f"'{k}'{where(k)}" for k in keys[:2]) + (f" and {len(keys) - 2} more" if len(keys) > 2 else "")
+    return spec.error(path, f"{word}: one identifier names one class, but this mapping has {names}; write "
+                            f"{{Name: {{arguments}}}} or {{class_name: Name, config: {{...}}}}",
+                      f"keep one; a later file removes a base's with '{keys[0]}: null'")
+
+
 def _argument_errors(spec, entry, parsed: Identifier) -> list[SpecError]:
     errors, hints = [], set()
     accepted = entry.arguments
@@ -180,10 +195,23 @@ def _argument_errors(spec, entry, parsed: Identifier) -> list[SpecError]:
         errors += _value_errors(spec, entry, known, argument_value, where)
     if not entry.is_function:
         # A required argument written with a typo is reported once, as unknown.
-        missing = [a for a in entry.required if a not in parsed.config and f"did you mean '{a}'?" not in hints]
+        missing = [a for a in entry.required if parsed.config.get(a) is None and f"did you mean '{a}'?" not in hints]
         for argument in missing:
-            errors.append(spec.error(parsed.path, f"{entry.name} needs the argument {argument!r}"))
+            errors.append(_missing_argument(spec, entry, parsed, argument))
     return errors
+
+
+def _missing_argument(spec, entry, parsed: Identifier, argument: str) -> SpecError:
+    """At the identifier, or at the `null` that gave or removed the argument (a file's or a `--set`'s)."""
+    message = f"{entry.name} needs the argument {argument!r}"
+    where = (*parsed.config_path, argument)
+    if argument in parsed.config:
+        return spec.error(where, message, "null gives it no value")
+    if where in getattr(spec, "overrides", {}) or where in getattr(spec, "key_marks", {}):
+        error = spec.error(where, message, "a null removed it")
+        error.path = parsed.path
+        return error
+    return spec.error(parsed.path, message)
 
 
 def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[SpecError]:

@@ -13,18 +13,29 @@ def apply_override(spec, text: str) -> None:
     key, sep, raw = text.partition("=")
     if not sep or not key.strip():
         raise SpecErrors([SpecError("expected KEY.PATH=VALUE", file=f"--set {text}")])
+    parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
+    if parts[0] == "extends":
+        raise SpecErrors([SpecError("extends cannot be set with --set; give the files to layer on the command line",
+                                    file=f"--set {text}")])
     try:
         value = yamlfile.parse(raw, file=f"--set {text}").data if raw.strip() else None
     except SpecError as e:
-        raise SpecErrors([SpecError(e.message, file=f"--set {text}")]) from None
-    parts = [int(p) if p.lstrip("-").isdigit() else p for p in key.strip().split(".")]
+        hint = e.hint and e.hint.replace('"${train.epochs}"', f"""--set '{key}=["${{...}}"]'""") \
+            if raw.lstrip().startswith("[") else e.hint
+        raise SpecErrors([SpecError(e.message, file=f"--set {text}", hint=hint)]) from None
     node, schema = spec.doc, load_schema()
     for depth, part in enumerate(parts):
         where = tuple(parts[:depth])
         schema = _child_schema(schema, part, where, text)
         last = depth == len(parts) - 1
         if isinstance(node, list):
-            if not isinstance(part, int) or not -len(node) <= part < len(node):
+            if isinstance(part, int) and part < 0:
+                raise SpecErrors([SpecError(f"{format_path(where)}: --set counts list items from 0; no index {part} "
+                                            f"(it has {len(node)} items)", file=f"--set {text}")])
+            if last and value is None:
+                raise SpecErrors([SpecError(f"{format_path(where)}: null cannot remove a list item; set the whole "
+                                            f"list, e.g. --set '{format_path(where)}=[...]'", file=f"--set {text}")])
+            if not isinstance(part, int) or not 0 <= part < len(node):
                 raise SpecErrors([SpecError(f"{format_path(where)} has {len(node)} items; no index {part}", file=f"--set {text}")])
         elif isinstance(node, dict):
             if isinstance(part, int) and part not in node:
@@ -43,7 +54,11 @@ def apply_override(spec, text: str) -> None:
             if isinstance(node, dict) and not isinstance(node.get(part), (dict, list)):
                 node[part] = {}
             node = node[part]
-    spec.overrides[tuple(parts)] = text
+    written = tuple(parts)
+    for table in (spec.key_marks, spec.value_marks, spec.overrides):  # what was below is gone
+        for path in [p for p in table if p[:len(written)] == written and len(p) > len(written)]:
+            del table[path]
+    spec.overrides[written] = text
 
 
 def _child_schema(schema, key, where, text):

@@ -30,11 +30,13 @@ def _escape_property(text: str) -> str:
 def _github(errors) -> str:
     lines = []
     for e in errors:
-        props = [f"file={_escape_property(str(e.file))}"] if e.file is not None else []
+        from_set = str(e.file).startswith("--set ")  # not a file: the --set text goes in the message
+        props = [f"file={_escape_property(str(e.file))}"] if e.file is not None and not from_set else []
         props += [f"line={e.line}"] if e.line else []
         props += [f"col={e.column}"] if e.column else []
-        where = format_path(e.path)
-        lines.append(f"::error {','.join(props)}::{_escape((where + ': ' if where else '') + e.full_message + e.via_note)}")
+        where = ": ".join(([str(e.file)] if from_set else []) + ([format_path(e.path)] if e.path else []))
+        head = f"::error {','.join(props)}::" if props else "::error::"
+        lines.append(f"{head}{_escape((where + ': ' if where else '') + e.full_message + e.via_note)}")
     return "\n".join(lines)
 
 

@@ -18,6 +18,18 @@ def resolved_text(spec) -> str:
     return "\n".join(lines) + "\n"
 
 
+def strict_json(value):
+    """`value` for strict JSON: the floats JSON has no word for as YAML writes them (".inf",
+    "-.inf", ".nan"), strings, so `--format json` output parses anywhere."""
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return ".nan" if value != value else ".inf" if value > 0 else "-.inf"
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def _scalar(value) -> str:
     if isinstance(value, str) and any(c in value for c in "\n\r\t"):
         return json.dumps(value, ensure_ascii=False)  # one line: a JSON string is a YAML one

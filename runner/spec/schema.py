@@ -7,7 +7,7 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from runner.spec.errors import SpecError, did_you_mean
+from runner.spec.errors import SpecError, did_you_mean, format_path
 
 SCHEMA_NAME = "pipeline.schema.json"
 
@@ -68,6 +68,22 @@ def _missing(spec, path, key, message) -> SpecError:
     return error
 
 
+def _exactly_one(spec, path, options, keys) -> SpecError:
+    """"expected exactly one of"; when the keys came from different files (a merge kept a
+    base's beside a later file's), where each came from and how to remove the base's."""
+    origins = {k: spec.origin(path + (k,)) for k in keys}
+    merged = len({str(o[0]) if o else "--set" for o in origins.values()}) > 1
+    if not merged:
+        got = ", ".join(f"'{k}'" for k in keys) or "none"
+        return spec.error(path, f"expected exactly one of: {', '.join(options)}; got {got}")
+    got = " and ".join(f"'{k}' ({f'{o[0]}:{o[1]}' if o else '--set'})" for k, o in origins.items())
+    base = next((k for k, o in origins.items() if o), keys[0])
+    remove = (f"--set {format_path(path + (base,))}=null" if None in origins.values()
+              else f"'{base}: null' in the later file")
+    return spec.error(path, f"expected exactly one of: {', '.join(options)}; got {got}",
+                      f"the files merge key by key: {remove} removes the base's")
+
+
 def _explain(spec, error) -> list[SpecError]:
     """Turn one jsonschema error into our located, plain-words errors."""
     path = tuple(error.absolute_path)
@@ -85,9 +101,7 @@ def _explain(spec, error) -> list[SpecError]:
         what = "section" if not path else "key"
         return [_missing(spec, path, k, f"missing required {what} '{k}'") for k in names]
     if kind in ("maxProperties", "minProperties") and schema.get("maxProperties") == 1 and "properties" in schema:
-        options = ", ".join(schema["properties"])
-        got = ", ".join(f"'{k}'" for k in value) or "none"
-        return [spec.error(path, f"expected exactly one of: {options}; got {got}")]
+        return [_exactly_one(spec, path, list(schema["properties"]), list(value))]
     if kind == "enum":
         options = error.validator_value
         listed = ", ".join(_show(o) for o in options)
@@ -99,8 +113,7 @@ def _explain(spec, error) -> list[SpecError]:
         return [spec.error(path, f"expected {_type_words(error.validator_value)}, got {_describe(value)}", at_value=True)]
     if kind == "oneOf" and all(set(s) == {"required"} and len(s["required"]) == 1 for s in error.validator_value):
         options = [s["required"][0] for s in error.validator_value]  # one of these keys, and others beside
-        got = ", ".join(f"'{k}'" for k in value if k in options) or "none"
-        return [spec.error(path, f"expected exactly one of: {', '.join(options)}; got {got}")]
+        return [_exactly_one(spec, path, options, [k for k in value if k in options])]
     if kind in ("anyOf", "oneOf"):
         alternatives = " or ".join(_summary(deref(s)) for s in error.validator_value)
         return [spec.error(path, f"expected {alternatives}, got {_describe(value)}", at_value=True)]
