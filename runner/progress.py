@@ -35,6 +35,28 @@ from runner.train.result import TrainResult
 TABLES_EVERY_SECONDS = 1.0
 
 # Errors that mean a file could not be written (full, read-only, not a folder, not allowed).
+# Who hears of each epoch's end beyond the run directory (a sweep's pruner): see `listen`.
+_listener = None
+
+
+class RunPruned(BaseException):
+    """A sweep's pruner stopped the run at an epoch end (not an error: the trial was not promising)."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+        super().__init__(f"pruned after epoch {epoch + 1}")
+
+
+def listen(listener) -> None:
+    """Call `listener(epoch, logs, can_stop)` at every epoch end from now on (None: stop).
+
+    It returns True to stop the run there (`RunPruned`), which it may only when `can_stop`
+    (not inside a fused graph call, whose variables already hold a later epoch).
+    """
+    global _listener
+    _listener = listener
+
+
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
                  errno.EACCES, errno.EPERM}
 
@@ -90,6 +112,9 @@ class Progress:
                 if not final and not within_call and interrupts.signal_held():
                     # The signal came during those writes: the run ends at this epoch, saved first.
                     self._write(checkpoint, epoch, True, within_call)
+                if _listener is not None and _listener(epoch, logs, not within_call) and not within_call and not final:
+                    self._write(checkpoint, epoch, True, within_call)  # a pruned run keeps its epochs
+                    raise RunPruned(epoch)
 
         return hook
 
@@ -155,6 +180,8 @@ class Progress:
             error.resume_from = self.run_dir if fields["last_checkpoint"] else (
                 self.previous.run_dir if self.previous is not None else None)
             status, reason = "interrupted", f"stopped by {error.signal_name} after {self.log.epochs} epochs"
+        elif isinstance(error, RunPruned):
+            status, reason = "pruned", f"stopped by the sweep's pruner after {self.log.epochs} epochs"
         elif isinstance(error, TrainingDiverged):
             error.run_dir, error.epochs_done = self.run_dir, self.log.epochs
             error.last_checkpoint = fields["last_checkpoint"] or (self.previous.checkpoint if self.previous else None)
