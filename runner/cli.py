@@ -416,6 +416,11 @@ def runs(
         typer.echo(format_table(rows))
     else:
         typer.echo(f"no runs under {directory}", err=True)
+    from runner.runs import format_sweeps, list_sweeps
+
+    sweeps = list_sweeps(directory) if directory.exists() and format is ListFormat.text else []
+    if sweeps:  # each sweep's trials are listed above with the other runs
+        typer.echo("\n" + format_sweeps(sweeps))
 
 
 @app.command(cls=PlainCommand)

@@ -82,6 +82,11 @@ class Progress:
         self._written_at = float("-inf")
 
     @property
+    def pruning(self) -> bool:
+        """Whether a sweep's pruner listens: it may stop the run after any epoch."""
+        return _listener is not None
+
+    @property
     def initial_epoch(self) -> int:
         return self.previous.epoch if self.previous is not None else 0
 
