@@ -302,6 +302,9 @@ def sweep(
     if sum(x is not None for x in (resume, join)) + bool(file) != 1:
         typer.echo("pipe sweep: give a SPEC, --resume SWEEP_DIR or --join SWEEP_DIR (one of them)", err=True)
         raise typer.Exit(code=2)
+    if set_ and not file:
+        typer.echo("pipe sweep: --set applies to a new sweep; a resumed or joined sweep keeps its own values", err=True)
+        raise typer.Exit(code=2)
     import importlib.util
 
     if importlib.util.find_spec("optuna") is None:

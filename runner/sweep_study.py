@@ -164,11 +164,12 @@ def requeue_interrupted(directory, study: optuna.Study) -> int:
     """Queue again, with the same values, each interrupted trial not queued yet; how many."""
     queued = 0
     with locked(directory):
-        for trial in study.get_trials(deepcopy=False):
+        trials = study.get_trials(deepcopy=False)
+        rerun = {t.user_attrs.get("rerun_of") for t in trials}
+        for trial in trials:
             if (trial.state == optuna.trial.TrialState.FAIL and trial.user_attrs.get("interrupted")
-                    and not trial.user_attrs.get("requeued")):
+                    and trial.number not in rerun):
                 study.enqueue_trial(trial.params, user_attrs={"rerun_of": trial.number}, skip_if_exists=False)
-                study._storage.set_trial_user_attr(trial._trial_id, "requeued", True)
                 queued += 1
     return queued
 
