@@ -38,7 +38,7 @@ def write(directory, study, sweep, config, plots: bool = True, echo=print):
     rows = [_row(trial, sweep) for trial in trials]
     with open(directory / "trials.csv", "w", newline="", encoding="utf-8") as handle:
         fields = ["number", "state", *(p.name for p in sweep.parameters), sweep.objective, "epochs", "wall_time_s",
-                  "run_dir", "message"]
+                  "run_dir", "worker_peak_rss_mb", "message"]
         writer = csv.DictWriter(handle, fieldnames=fields)
         writer.writeheader()
         writer.writerows(rows)
@@ -72,6 +72,7 @@ def _row(trial, sweep) -> dict:
             pass
     row = {"number": trial.number, "state": trial_state(trial), sweep.objective: trial.value,
            "epochs": epochs, "wall_time_s": attrs.get("wall_time_s"), "run_dir": run_dir,
+           "worker_peak_rss_mb": attrs.get("worker_peak_rss_mb"),
            "message": attrs.get("error") or attrs.get("reason") or ""}
     for p in sweep.parameters:
         value = sweep_study.decode(trial.params.get(p.name))

@@ -15,6 +15,7 @@ Run as `python -m runner.sweep_worker SWEEP_DIR`.
 from __future__ import annotations
 
 import gc
+import resource
 import sys
 import time
 from pathlib import Path
@@ -54,7 +55,7 @@ def _trials(directory, config, sweep, study, keras) -> int:
         state, objective, message = State.FAIL, None, None
         try:
             trial_spec = _trial_spec(config, sweep, values, trial.number, directory)
-            key = sweep.epoch_key("validation")
+            key = sweep.epoch_key(trial_spec.doc["train"].get("validate_on", "validation"))
             progress.listen(lambda epoch, logs, can_stop: _report(trial, key, epoch, logs, can_stop))
             result = run_spec(trial_spec, quiet=True)
             objective = (result.metrics.get(sweep.split) or {}).get(sweep.metric)
@@ -106,6 +107,7 @@ def _finish(trial, study, state, objective, message, directory, started) -> None
     runs = sorted((directory / f"trial-{trial.number:04d}").glob("*/manifest.json"))
     trial.set_user_attr("run_dir", str(runs[-1].parent) if runs else None)
     trial.set_user_attr("wall_time_s", round(time.monotonic() - started, 3))
+    trial.set_user_attr("worker_peak_rss_mb", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
     if message:
         trial.set_user_attr("error" if state == State.FAIL else "reason", message[:2000])
     if state == State.COMPLETE:
