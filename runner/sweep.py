@@ -54,6 +54,8 @@ def resume(directory, workers: int = 1, echo=print) -> SweepResult:
     _, sweep = sweep_study.load_base(config)
     study = sweep_study.open_study(config, sweep)
     queued = sweep_study.requeue_interrupted(directory, study)
+    config["started"] = time.time()  # sweep.timeout counts from the start of this part
+    sweep_study.write_config(directory, config)
     echo(f"sweep directory: {directory}" + (f" ({queued} interrupted trial{'s' if queued != 1 else ''} "
                                             f"to run again)" if queued else ""))
     return supervise(Path(directory), workers, echo)

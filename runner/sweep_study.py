@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import math
 import os
 import socket
 import time
@@ -84,8 +85,16 @@ def sampler(sweep: Sweep):
     if sweep.sampler == "random":
         return optuna.samplers.RandomSampler(seed=sweep.seed)
     if sweep.sampler == "grid":
-        return optuna.samplers.GridSampler(grid_space(sweep), seed=sweep.seed)
+        return _Grid(grid_space(sweep), seed=sweep.seed)
     return optuna.samplers.TPESampler(seed=sweep.seed)
+
+
+class _Grid(optuna.samplers.GridSampler):
+    """The grid without its stop at the last point (`Study.stop` works only inside `optimize`):
+    `ask` stops at the grid's size itself."""
+
+    def after_trial(self, study, trial, state, values) -> None:
+        pass
 
 
 def pruner(sweep: Sweep):
@@ -153,7 +162,10 @@ def ask(directory, study: optuna.Study, sweep: Sweep, config: dict):
         if sweep.timeout is not None and time.time() - config["started"] > sweep.timeout:
             return None
         trials = study.get_trials(deepcopy=False)
-        if sum(map(counted, trials)) >= sweep.trials:
+        budget = sweep.trials
+        if sweep.sampler == "grid":  # each point of the grid once
+            budget = min(budget, math.prod(len(values) for values in grid_space(sweep).values()))
+        if sum(map(counted, trials)) >= budget:
             return None
         trial = study.ask(distributions(sweep))
         trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")

@@ -118,3 +118,25 @@ def test_a_worker_killed_fails_its_trial_and_is_replaced(tmp_path):
     rows = _rows(next(tmp_path.glob("runs/*/sweep-*")))
     assert [(r["number"], r["state"]) for r in rows] == [("0", "failed"), ("1", "completed")]
     assert rows[0]["message"] == "its worker died (signal SIGKILL)"
+
+
+def test_asking_stops_at_the_budget_and_at_the_grid_size(tmp_path, monkeypatch):
+    from runner import sweep_study
+    from runner.spec import load_spec
+
+    monkeypatch.chdir(tmp_path)
+    for sets, expected in ((["sweep.sampler=random", "sweep.trials=3"], 3),
+                           (["sweep.sampler=grid", "sweep.trials=5",
+                             'sweep.parameters={"train.epochs": {"choice": [1, 2]}}'], 2)):
+        spec = load_spec(EXAMPLE, sets)
+        directory = sweep_study.create(spec, [EXAMPLE], sets)
+        config = sweep_study.read_config(directory)
+        _, sweep = sweep_study.load_base(config)
+        study = sweep_study.open_study(config, sweep)
+        asked = []
+        while (trial := sweep_study.ask(directory, study, sweep, config)) is not None and len(asked) < 10:
+            asked.append(trial.params)
+            study.tell(trial, 1.0)
+        assert len(asked) == expected
+        if sweep.sampler == "grid":
+            assert sorted(p["train.epochs"] for p in asked) == [1, 2]
