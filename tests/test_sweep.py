@@ -140,3 +140,12 @@ def test_a_pruner_stops_a_run_at_an_epoch_end_and_its_manifest_says_pruned(engin
     assert manifest["status"] == "pruned" and manifest["epochs_run"] == 2
     assert manifest["reason"] == "stopped by the sweep's pruner after 2 epochs"
     assert len((run_dir / "history.csv").read_text().strip().splitlines()) == 3  # header and two epochs
+
+
+def test_sweep_takes_one_of_a_spec_resume_or_join(tmp_path):
+    result = cli.invoke(app, ["sweep"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "pipe sweep: give a SPEC, --resume SWEEP_DIR or --join SWEEP_DIR (one of them)"
+    result = cli.invoke(app, ["sweep", "--resume", str(tmp_path), "--set", "train.epochs=2"])
+    assert result.exit_code == 2
+    assert "--set applies to a new sweep" in result.stderr
