@@ -35,6 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path("/usr/share/datasets/fashion-mnist")
+JIT = True  # as specs/fashion_mnist.yaml: XLA compiles the fused steps (--no-jit: off)
 
 SPEC = """\
 version: 1
@@ -72,6 +73,8 @@ train:
   optimizer: {{Adam: {{learning_rate: 0.001}}}}
   metrics: [SparseCategoricalAccuracy]
   validate_on: test
+device:
+  jit_compile: {jit}
 outputs:
   dir: runs
   plots: {{enabled: false}}
@@ -130,7 +133,7 @@ def measured(command, cwd) -> dict:
 
 def pipe_program(work: Path, trials: int, epochs: int, pruner: str):
     spec = work / f"sweep_{pruner}.yaml"
-    spec.write_text(SPEC.format(data=DATA, trials=trials, epochs=epochs, pruner=pruner))
+    spec.write_text(SPEC.format(data=DATA, trials=trials, epochs=epochs, pruner=pruner, jit=str(JIT).lower()))
 
     def run():
         result = measured([sys.executable, "-m", "runner.cli", "sweep", str(spec)], work)
@@ -159,7 +162,10 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", nargs="*", default=["pipe", "pipe-pruned", "keras-tuner"])
+    parser.add_argument("--no-jit", action="store_true", help="pipe's trials without XLA")
     args = parser.parse_args(argv)
+    global JIT
+    JIT = not args.no_jit
     work = Path(tempfile.mkdtemp(prefix="pipe-sweep-bench-"))
     programs = {"pipe": pipe_program(work, args.trials, args.epochs, "none"),
                 "pipe-pruned": pipe_program(work, args.trials, args.epochs, "median"),

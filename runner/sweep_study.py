@@ -47,6 +47,7 @@ def create(spec, files, overrides, storage: str | None = None, now: datetime | N
     config = {"files": [str(Path(f).resolve()) for f in files], "overrides": list(overrides), "storage": storage,
               "study": STUDY, "started": time.time(), "trials": sweep.trials, "objective": sweep.objective,
               "direction": sweep.direction, "name": spec.doc["name"], "cwd": os.getcwd()}
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(storage=storage, study_name=STUDY, direction=sweep.direction,
                         sampler=sampler(sweep), pruner=pruner(sweep), load_if_exists=True)
     write_config(directory, config)
