@@ -58,17 +58,19 @@ def resume(directory, workers: int = 1, echo=print) -> SweepResult:
     sweep_study.write_config(directory, config)
     echo(f"sweep directory: {directory}" + (f" ({queued} interrupted trial{'s' if queued != 1 else ''} "
                                             f"to run again)" if queued else ""))
-    return supervise(Path(directory), workers, echo)
+    # Seeds apart from the earlier workers': a seeded sampler would draw their values again.
+    return supervise(Path(directory), workers, echo, first_slot=1 + len(study.get_trials(deepcopy=False)))
 
 
 def join(directory, workers: int = 1, echo=print) -> SweepResult:
     """Add workers to a running sweep (here, or on another machine sharing its storage)."""
     sweep_study.read_config(directory)
     echo(f"joining sweep: {directory}")
-    return supervise(Path(directory), workers, echo)
+    # Slots (the samplers' seed offsets) apart from the sweep's own workers' and other joins'.
+    return supervise(Path(directory), workers, echo, first_slot=1000 + os.getpid() % 100_000 * 64)
 
 
-def supervise(directory: Path, workers: int, echo=print) -> SweepResult:
+def supervise(directory: Path, workers: int, echo=print, first_slot: int = 0) -> SweepResult:
     """Keep `workers` worker processes going until the budget is used; then the report."""
     config = sweep_study.read_config(directory)
     _, sweep = sweep_study.load_base(config)
@@ -87,7 +89,7 @@ def supervise(directory: Path, workers: int, echo=print) -> SweepResult:
 
     previous = {s: signal.signal(s, forward) for s in HANDLED if signal.getsignal(s) != signal.SIG_IGN}
     try:
-        for slot in range(workers):
+        for slot in range(first_slot, first_slot + workers):
             running[slot] = _start_worker(directory, slot)
         while running:
             time.sleep(0.2)
@@ -107,6 +109,7 @@ def supervise(directory: Path, workers: int, echo=print) -> SweepResult:
                         echo(f"trial {number}: failed  its worker died ({why})")
                     restarts += 1
                     if restarts <= workers + sweep.trials and _budget_left(study, sweep):
+                        slot += 100 * restarts  # a new seed: not the dead worker's draws again
                         running[slot] = _start_worker(directory, slot)
                     elif restarts > workers + sweep.trials:
                         echo(f"pipe sweep: workers keep dying; see {directory}/worker-{slot}.log")
@@ -132,7 +135,7 @@ def _start_worker(directory: Path, slot: int) -> subprocess.Popen:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     log = open(directory / f"worker-{slot}.log", "ab")
     try:
-        return subprocess.Popen([sys.executable, "-m", "runner.sweep_worker", str(directory)], stderr=log,
+        return subprocess.Popen([sys.executable, "-m", "runner.sweep_worker", str(directory), str(slot)], stderr=log,
                                 env=env, start_new_session=True)
     finally:
         log.close()

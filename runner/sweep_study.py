@@ -76,13 +76,19 @@ def load_base(config: dict):
     return spec, read_sweep(spec)
 
 
-def open_study(config: dict, sweep: Sweep) -> optuna.Study:
+def open_study(config: dict, sweep: Sweep, slot: int = 0) -> optuna.Study:
+    """The study as worker `slot` samples it: the sweep's seed plus the slot, so that workers
+    started together never draw the same values (one worker: the seed as given)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    return optuna.load_study(study_name=config["study"], storage=config["storage"], sampler=sampler(sweep),
+    return optuna.load_study(study_name=config["study"], storage=config["storage"], sampler=sampler(sweep, slot),
                              pruner=pruner(sweep))
 
 
-def sampler(sweep: Sweep):
+def sampler(sweep: Sweep, slot: int = 0):
+    if sweep.seed is not None and slot:
+        from dataclasses import replace
+
+        sweep = replace(sweep, seed=(sweep.seed + slot) % 2**32)
     if sweep.sampler == "random":
         return optuna.samplers.RandomSampler(seed=sweep.seed)
     if sweep.sampler == "grid":

@@ -9,7 +9,7 @@ recorded failed with its message and the worker goes on; a signal stops the runn
 as it stops a run (its epochs saved), records it interrupted and ends the worker (exit
 128 + the signal's number).
 
-Run as `python -m runner.sweep_worker SWEEP_DIR`.
+Run as `python -m runner.sweep_worker SWEEP_DIR [SLOT]` (SLOT offsets the sampler's seed).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import optuna
 
-from runner import progress, sweep_study
+from runner import progress, sweep_report, sweep_study
 from runner.interrupts import RunInterrupted, signals_raise
 from runner.spec.errors import SpecError
 from runner.spec.sweep_space import override_text, yaml_value
@@ -31,11 +31,11 @@ from runner.spec.sweep_space import override_text, yaml_value
 State = optuna.trial.TrialState
 
 
-def main(directory) -> int:
+def main(directory, slot: int = 0) -> int:
     directory = Path(directory)
     config = sweep_study.read_config(directory)
     spec, sweep = sweep_study.load_base(config)
-    study = sweep_study.open_study(config, sweep)
+    study = sweep_study.open_study(config, sweep, slot)
     import keras  # once per worker
 
     with signals_raise():  # between trials too: a signal ends the worker, recorded
@@ -79,6 +79,8 @@ def _trials(directory, config, sweep, study, keras) -> int:
         finally:
             progress.listen(None)
         _finish(trial, study, state, objective, message, directory, started)
+        with sweep_study.locked(directory):  # trials.csv and best.yaml as the sweep goes
+            sweep_report.write(directory, study, sweep, config, plots=False)
         outcome = f"{sweep.objective}={objective:.5g}" if objective is not None else message
         print(f"trial {trial.number}: {_word(state)}  {shown}  {outcome}", flush=True)
         keras.backend.clear_session()
@@ -123,7 +125,7 @@ def _word(state) -> str:
 
 if __name__ == "__main__":
     try:
-        code = main(sys.argv[1])
+        code = main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)
     except KeyboardInterrupt as e:  # a signal between trials: nothing is running
         code = getattr(e, "exit_code", 130)
     # Every trial is told and its files closed: skip TensorFlow's teardown (seconds of destructors).

@@ -49,6 +49,8 @@ def test_a_sweep_runs_exactly_its_trials_as_run_directories(swept):
     rows = _rows(sweep_dir)
     assert sorted(int(r["number"]) for r in rows) == [0, 1, 2]
     assert {r["state"] for r in rows} == {"completed"}
+    values = [tuple(v for k, v in r.items() if k.startswith(("train.", "model."))) for r in rows]
+    assert len(set(values)) == 3  # two workers, seeded: still no values drawn twice
     for row in rows:
         manifest = json.loads((cwd / row["run_dir"] / "manifest.json").read_text())
         assert manifest["status"] == "completed" and manifest["epochs_run"] == 3 and row["epochs"] == "3"
