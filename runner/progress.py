@@ -34,7 +34,6 @@ from runner.train.result import TrainResult
 # every epoch: then with each); a SIGKILL loses at most this much of the history.
 TABLES_EVERY_SECONDS = 1.0
 
-# Errors that mean a file could not be written (full, read-only, not a folder, not allowed).
 # Who hears of each epoch's end beyond the run directory (a sweep's pruner): see `listen`.
 _listener = None
 
@@ -57,6 +56,7 @@ def listen(listener) -> None:
     _listener = listener
 
 
+# Errors that mean a file could not be written (full, read-only, not a folder, not allowed).
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
                  errno.EACCES, errno.EPERM}
 
