@@ -35,7 +35,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path("/usr/share/datasets/fashion-mnist")
-JIT = True  # as specs/fashion_mnist.yaml: XLA compiles the fused steps (--no-jit: off)
+JIT = False  # --jit: XLA compiles the fused steps, as specs/fashion_mnist.yaml (each trial compiles anew)
 
 SPEC = """\
 version: 1
@@ -162,10 +162,10 @@ def main(argv=None) -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", nargs="*", default=["pipe", "pipe-pruned", "keras-tuner"])
-    parser.add_argument("--no-jit", action="store_true", help="pipe's trials without XLA")
+    parser.add_argument("--jit", action="store_true", help="pipe's trials with XLA (device.jit_compile)")
     args = parser.parse_args(argv)
     global JIT
-    JIT = not args.no_jit
+    JIT = args.jit
     work = Path(tempfile.mkdtemp(prefix="pipe-sweep-bench-"))
     programs = {"pipe": pipe_program(work, args.trials, args.epochs, "none"),
                 "pipe-pruned": pipe_program(work, args.trials, args.epochs, "median"),
