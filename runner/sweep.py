@@ -108,7 +108,7 @@ def supervise(directory: Path, workers: int, echo=print, first_slot: int = 0) ->
                     for number in sweep_study.fail_orphans(study, worker, f"its worker died ({why})"):
                         echo(f"trial {number}: failed  its worker died ({why})")
                     restarts += 1
-                    if restarts <= workers + sweep.trials and _budget_left(study, sweep):
+                    if restarts <= workers + sweep.trials and sweep_study.budget_left(study, sweep):
                         slot += 100 * restarts  # a new seed: not the dead worker's draws again
                         running[slot] = _start_worker(directory, slot)
                     elif restarts > workers + sweep.trials:
@@ -121,10 +121,6 @@ def supervise(directory: Path, workers: int, echo=print, first_slot: int = 0) ->
         name = signal.Signals(stopping[0]).name
         return SweepResult(directory, best, counts, interrupted=name, exit_code=128 + stopping[0])
     return SweepResult(directory, best, counts)
-
-
-def _budget_left(study, sweep) -> bool:
-    return sum(map(sweep_study.counted, study.get_trials(deepcopy=False))) < sweep.trials
 
 
 def _start_worker(directory: Path, slot: int) -> subprocess.Popen:

@@ -179,6 +179,13 @@ def ask(directory, study: optuna.Study, sweep: Sweep, config: dict):
         return trial
 
 
+def budget_left(study: optuna.Study, sweep: Sweep) -> bool:
+    """Whether a trial is still to be asked (the timeout aside): waiting ones, or budget."""
+    trials = study.get_trials(deepcopy=False)
+    waiting = any(t.state == optuna.trial.TrialState.WAITING for t in trials)
+    return waiting or sum(map(counted, trials)) < sweep.trials
+
+
 def requeue_interrupted(directory, study: optuna.Study) -> int:
     """Queue again, with the same values, each interrupted trial not queued yet; how many."""
     queued = 0

@@ -36,6 +36,8 @@ def main(directory, slot: int = 0) -> int:
     config = sweep_study.read_config(directory)
     spec, sweep = sweep_study.load_base(config)
     study = sweep_study.open_study(config, sweep, slot)
+    if not sweep_study.budget_left(study, sweep):
+        return 0  # nothing left to run: no need for TensorFlow (a late --join)
     import keras  # once per worker
 
     with signals_raise():  # between trials too: a signal ends the worker, recorded
