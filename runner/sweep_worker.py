@@ -59,7 +59,8 @@ def _trials(directory, config, sweep, study, keras) -> int:
         try:
             trial_spec = _trial_spec(config, sweep, values, trial.number, directory)
             key = sweep.epoch_key(trial_spec.doc["train"].get("validate_on", "validation"))
-            progress.listen(lambda epoch, logs, can_stop: _report(trial, key, epoch, logs, can_stop))
+            if key is not None and sweep.pruner != "none":  # else the fused engine keeps its long calls
+                progress.listen(lambda epoch, logs, can_stop: _report(trial, key, epoch, logs, can_stop))
             result = run_spec(trial_spec, quiet=True)
             objective = (result.metrics.get(sweep.split) or {}).get(sweep.metric)
             if objective is None:
