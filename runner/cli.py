@@ -137,6 +137,10 @@ def validate(
         try:
             spec = load_spec(layers, set_ or ())
             notes += adaptation_notes(spec)
+            if "sweep" in spec.doc:  # every value of the search space keeps the spec valid
+                from runner.spec.sweep_space import sweep_errors
+
+                errors += sweep_errors(spec, layers, set_ or ())
         except SpecError as e:
             errors += getattr(e, "errors", [e])
             spec = getattr(e, "spec", None)  # merged, then found wrong: --resolved still shows it
@@ -252,6 +256,9 @@ def run(
     """
     try:
         spec = load_spec(file, set_ or ())
+        if spec.doc.pop("sweep", None) is not None and not quiet:
+            typer.echo("note: pipe run trains the spec's own values and ignores its sweep: section "
+                       "(pipe sweep runs the search)", err=True)
         require(*libraries_for(spec.doc))
         from runner.run import run_spec  # imports TensorFlow
 
@@ -290,6 +297,67 @@ def run(
         typer.echo("run directory: none (not the chief worker; the chief writes the run directory)")
     for split, metrics in _metric_lines(result.metrics):
         typer.echo(printable(f"{split}: {metrics}"))
+
+
+@app.command(cls=PlainCommand)
+def sweep(
+    file: Annotated[Optional[list[Path]], typer.Argument(exists=True, dir_okay=False, metavar="SPEC...", help=(
+        "The spec with a sweep: section; several files are layers of one spec, later over earlier."))] = None,
+    set_: SetOption = None,
+    workers: Annotated[int, typer.Option("--workers", metavar="N", min=1, help=(
+        "Worker processes sharing the study (each imports TensorFlow once and runs trial after trial)."))] = 1,
+    storage: Annotated[Optional[str], typer.Option("--storage", metavar="URL", help=(
+        "An Optuna storage (sqlite:///..., postgresql://...) that workers on several machines share; "
+        "default: study.db in the sweep directory."))] = None,
+    resume: Annotated[Optional[Path], typer.Option("--resume", metavar="SWEEP_DIR", exists=True, file_okay=False,
+                                                   help="Finish this sweep: interrupted trials again, then the rest.")] = None,
+    join: Annotated[Optional[Path], typer.Option("--join", metavar="SWEEP_DIR", exists=True, file_okay=False,
+                                                 help="Add workers to this running sweep.")] = None,
+):
+    """Search hyperparameters: each trial an ordinary run of the spec with sampled values.
+
+    Writes <outputs.dir>/<name>/sweep-<timestamp>/: a run directory per trial, trials.csv,
+    best.yaml (pipe run best.yaml trains the best trial again) and plots.
+
+    Example: pipe sweep specs/sweep_regression.yaml --workers 2
+    """
+    if sum(x is not None for x in (resume, join)) + bool(file) != 1:
+        typer.echo("pipe sweep: give a SPEC, --resume SWEEP_DIR or --join SWEEP_DIR (one of them)", err=True)
+        raise typer.Exit(code=2)
+    if set_ and not file:
+        typer.echo("pipe sweep: --set applies to a new sweep; a resumed or joined sweep keeps its own values", err=True)
+        raise typer.Exit(code=2)
+    import importlib.util
+
+    if importlib.util.find_spec("optuna") is None:
+        typer.echo("pipe sweep: Optuna is not installed; install pipe's sweep extra: pip install 'pipe[sweep]'", err=True)
+        raise typer.Exit(code=EXIT_BROKEN_INSTALL)
+    from runner import sweep as sweeps
+
+    try:
+        if resume is not None:
+            result = sweeps.resume(resume, workers, echo=typer.echo)
+        elif join is not None:
+            result = sweeps.join(join, workers, echo=typer.echo)
+        else:
+            result = sweeps.start(file, set_ or (), workers, storage, echo=typer.echo)
+    except SpecError as e:
+        typer.echo(str(e), err=True)
+        raise typer.Exit(code=EXIT_INVALID) from None
+    except (FileNotFoundError, ValueError) as e:
+        typer.echo(f"pipe sweep: {e}", err=True)
+        raise typer.Exit(code=EXIT_INVALID) from None
+    counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()))
+    typer.echo(f"trials: {counts or 'none'}")
+    if result.best:
+        best = result.best
+        params = "  ".join(f"{k}={v}" for k, v in best["params"].items())
+        typer.echo(f"best: trial {best['number']}  {best['objective']}={best['value']:.5g}  {params}")
+        typer.echo(f"best spec: {result.directory / 'best.yaml'}")
+    if result.interrupted:
+        typer.echo(f"pipe sweep: interrupted by {result.interrupted}; finish with: "
+                   f"{shlex.join(['pipe', 'sweep', '--resume', str(result.directory)])}", err=True)
+        raise typer.Exit(code=result.exit_code)
 
 
 DebugOption = Annotated[bool, typer.Option("--debug", help="Print the Python traceback of a failure.")]
@@ -447,6 +515,12 @@ def log(
             failed += 1
     if failed:
         raise typer.Exit(code=EXIT_RUN_FAILED)
+        typer.echo(f"no runs under {directory}", err=True)
+    from runner.runs import format_sweeps, list_sweeps
+
+    sweeps = list_sweeps(directory) if directory.exists() and format is ListFormat.text else []
+    if sweeps:  # each sweep's trials are listed above with the other runs
+        typer.echo("\n" + format_sweeps(sweeps))
 
 
 @app.command(cls=PlainCommand)

@@ -114,6 +114,8 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
     saving = checkpoints.saving(checkpoint, output_config.get("checkpoints"))
     if checkpoints.saves_every_epoch(output_config.get("checkpoints")):  # each epoch's state saved
         fused.one_epoch_per_call = True
+    if progress.pruning:  # a sweep's pruner may stop the run after any epoch
+        fused.one_epoch_per_call = True
     call_end = progress.epoch_end(saving, train_config["epochs"], model)
     result = fused.fit(epochs=train_config["epochs"], initial_epoch=initial_epoch, quiet=quiet,
                        epoch_end=within_call, group_end=call_end)

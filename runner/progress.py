@@ -34,6 +34,28 @@ from runner.train.result import TrainResult
 # every epoch: then with each); a SIGKILL loses at most this much of the history.
 TABLES_EVERY_SECONDS = 1.0
 
+# Who hears of each epoch's end beyond the run directory (a sweep's pruner): see `listen`.
+_listener = None
+
+
+class RunPruned(BaseException):
+    """A sweep's pruner stopped the run at an epoch end (not an error: the trial was not promising)."""
+
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+        super().__init__(f"pruned after epoch {epoch + 1}")
+
+
+def listen(listener) -> None:
+    """Call `listener(epoch, logs, can_stop)` at every epoch end from now on (None: stop).
+
+    It returns True to stop the run there (`RunPruned`), which it may only when `can_stop`
+    (not inside a fused graph call, whose variables already hold a later epoch).
+    """
+    global _listener
+    _listener = listener
+
+
 # Errors that mean a file could not be written (full, read-only, not a folder, not allowed).
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EFBIG, errno.EDQUOT, errno.EROFS, errno.ENOTDIR, errno.EISDIR,
                  errno.EACCES, errno.EPERM}
@@ -59,6 +81,11 @@ class Progress:
         self.checkpoint = None
         self._saved_epoch = None  # the epoch (0-based) the last save of this run holds
         self._written_at = float("-inf")
+
+    @property
+    def pruning(self) -> bool:
+        """Whether a sweep's pruner listens: it may stop the run after any epoch."""
+        return _listener is not None
 
     @property
     def initial_epoch(self) -> int:
@@ -91,6 +118,9 @@ class Progress:
                 if not final and not within_call and interrupts.signal_held():
                     # The signal came during those writes: the run ends at this epoch, saved first.
                     self._write(checkpoint, epoch, True, within_call)
+                if _listener is not None and _listener(epoch, logs, not within_call) and not within_call and not final:
+                    self._write(checkpoint, epoch, True, within_call)  # a pruned run keeps its epochs
+                    raise RunPruned(epoch)
 
         return hook
 
@@ -159,6 +189,8 @@ class Progress:
             error.resume_from = self.run_dir if fields["last_checkpoint"] else (
                 self.previous.run_dir if self.previous is not None else None)
             status, reason = "interrupted", f"stopped by {error.signal_name} after {self.log.epochs} epochs"
+        elif isinstance(error, RunPruned):
+            status, reason = "pruned", f"stopped by the sweep's pruner after {self.log.epochs} epochs"
         elif isinstance(error, TrainingDiverged):
             error.run_dir, error.epochs_done = self.run_dir, self.log.epochs
             error.last_checkpoint = fields["last_checkpoint"] or (self.previous.checkpoint if self.previous else None)

@@ -64,6 +64,36 @@ def format_table(rows: list[dict]) -> str:
     ).rstrip()
 
 
+def list_sweeps(base) -> list[dict]:
+    """One row per sweep directory under `base` (its sweep.json), newest first, with its best trial."""
+    import json
+
+    rows = []
+    for path in sorted(Path(base).rglob("sweep.json"), reverse=True):
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        counts = config.get("counts") or {}
+        rows.append({"sweep": str(path.parent), "trials": config.get("trials"), "counts": counts,
+                     "objective": config.get("objective"), "direction": config.get("direction"),
+                     "best": config.get("best")})
+    return rows
+
+
+def format_sweeps(rows: list[dict]) -> str:
+    """The sweeps as an aligned table: trials by state and the best trial."""
+    lines = [["SWEEP", "TRIALS", "BEST"]]
+    for row in rows:
+        done = ", ".join(f"{n} {state}" for state, n in sorted(row["counts"].items())) or "none yet"
+        best = row["best"]
+        lines.append([row["sweep"], f"{sum(row['counts'].values())}/{row['trials']} ({done})",
+                      f"trial {best['number']}: {best['objective']}={_number(best['value'])}  {best['run_dir']}"
+                      if best else "-"])
+    widths = [max(len(line[i]) for line in lines) for i in range(2)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line[:2], widths)) + "  " + line[2] for line in lines)
+
+
 def compare_runs(paths) -> str:
     """The resolved specs as a unified diff against the first run, then the metrics side by side."""
     records = [read_run(p) for p in paths]

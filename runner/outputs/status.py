@@ -15,7 +15,7 @@ from pathlib import Path
 
 from runner.outputs.manifest import process_start
 
-STATUSES = ("running", "completed", "failed", "interrupted", "diverged", "killed")
+STATUSES = ("running", "completed", "failed", "interrupted", "diverged", "killed", "pruned")
 
 
 @dataclass

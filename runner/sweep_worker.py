@@ -1,0 +1,137 @@
+"""A sweep's worker: one long-lived process that runs trial after trial.
+
+TensorFlow is imported once; each trial is an ordinary run (`run_spec`) of the sweep's
+spec with the trial's values set as `--set` would set them, its directory at
+`<sweep dir>/trial-NNNN/<stamp>`. Between trials Keras's state is cleared and garbage
+collected; the spec's seed is set again by each run. At each epoch end the trial reports
+its objective to the study and the pruner may stop it (`pruned`). A failing trial is
+recorded failed with its message and the worker goes on; a signal stops the running trial
+as it stops a run (its epochs saved), records it interrupted and ends the worker (exit
+128 + the signal's number).
+
+Run as `python -m runner.sweep_worker SWEEP_DIR [SLOT]` (SLOT offsets the sampler's seed).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import optuna
+
+from runner import progress, sweep_report, sweep_study
+from runner.interrupts import RunInterrupted, signals_raise
+from runner.spec.errors import SpecError
+from runner.spec.sweep_space import override_text, yaml_value
+
+State = optuna.trial.TrialState
+
+
+def main(directory, slot: int = 0) -> int:
+    directory = Path(directory)
+    config = sweep_study.read_config(directory)
+    spec, sweep = sweep_study.load_base(config)
+    study = sweep_study.open_study(config, sweep, slot)
+    if not sweep_study.budget_left(study, sweep):
+        return 0  # nothing left to run: no need for TensorFlow (a late --join)
+    import keras  # once per worker
+
+    with signals_raise():  # between trials too: a signal ends the worker, recorded
+        return _trials(directory, config, sweep, study, keras)
+
+
+def _trials(directory, config, sweep, study, keras) -> int:
+    from runner.run import run_spec
+    from runner.failure import summarise_error
+
+    while True:
+        trial = sweep_study.ask(directory, study, sweep, config)
+        if trial is None:
+            return 0
+        values = {p.name: sweep_study.decode(trial.params[p.name]) for p in sweep.parameters}
+        shown = "  ".join(f"{name}={yaml_value(value)}" for name, value in values.items())
+        started = time.monotonic()
+        state, objective, message = State.FAIL, None, None
+        try:
+            trial_spec = _trial_spec(config, sweep, values, trial.number, directory)
+            key = sweep.epoch_key(trial_spec.doc["train"].get("validate_on", "validation"))
+            if key is not None and sweep.pruner != "none":  # else the fused engine keeps its long calls
+                progress.listen(lambda epoch, logs, can_stop: _report(trial, key, epoch, logs, can_stop))
+            result = run_spec(trial_spec, quiet=True)
+            objective = (result.metrics.get(sweep.split) or {}).get(sweep.metric)
+            if objective is None:
+                have = ", ".join(f"{s}.{m}" for s, ms in result.metrics.items() if isinstance(ms, dict) for m in ms)
+                message = f"the run measured no {sweep.objective} (it has {have or 'no metrics'})"
+            else:
+                state = State.COMPLETE
+        except progress.RunPruned as e:
+            state, message = State.PRUNED, str(e)
+        except RunInterrupted as e:
+            trial.set_user_attr("interrupted", True)
+            _finish(trial, study, State.FAIL, None, f"interrupted by {e.signal_name}", directory, started)
+            print(f"trial {trial.number}: interrupted by {e.signal_name}  {shown}", flush=True)
+            return e.exit_code
+        except SpecError as e:
+            message = str(e)
+        except Exception as e:  # noqa: BLE001 - a failing trial is recorded and the sweep goes on
+            message = summarise_error(e)
+        finally:
+            progress.listen(None)
+        _finish(trial, study, state, objective, message, directory, started)
+        with sweep_study.locked(directory):  # trials.csv and best.yaml as the sweep goes
+            sweep_report.write(directory, study, sweep, config, plots=False)
+        outcome = f"{sweep.objective}={objective:.5g}" if objective is not None else message
+        print(f"trial {trial.number}: {_word(state)}  {shown}  {outcome}", flush=True)
+        keras.backend.clear_session()
+        gc.collect()
+
+
+def _trial_spec(config, sweep, values, number, directory):
+    from runner.spec import load_spec
+
+    overrides = [*config["overrides"], *(override_text(p.key, values[p.name]) for p in sweep.parameters)]
+    spec = load_spec([Path(f) for f in config["files"]], overrides)
+    spec.doc.pop("sweep", None)
+    spec.doc["name"] = f"trial-{number:04d}"
+    spec.doc.setdefault("outputs", {})["dir"] = str(directory)
+    return spec
+
+
+def _report(trial, key, epoch, logs, can_stop) -> bool:
+    value = logs.get(key) if key else None
+    if value is None:
+        return False
+    trial.report(float(value), epoch)
+    return can_stop and trial.should_prune()
+
+
+def _finish(trial, study, state, objective, message, directory, started) -> None:
+    runs = sorted((directory / f"trial-{trial.number:04d}").glob("*/manifest.json"))
+    trial.set_user_attr("run_dir", str(runs[-1].parent) if runs else None)
+    trial.set_user_attr("wall_time_s", round(time.monotonic() - started, 3))
+    trial.set_user_attr("worker_peak_rss_mb", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
+    if message:
+        trial.set_user_attr("error" if state == State.FAIL else "reason", message[:2000])
+    if state == State.COMPLETE:
+        study.tell(trial, objective)
+    else:
+        study.tell(trial, state=state)
+
+
+def _word(state) -> str:
+    return {State.COMPLETE: "completed", State.PRUNED: "pruned", State.FAIL: "failed"}.get(state, state.name.lower())
+
+
+if __name__ == "__main__":
+    try:
+        code = main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0)
+    except KeyboardInterrupt as e:  # a signal between trials: nothing is running
+        code = getattr(e, "exit_code", 130)
+    # Every trial is told and its files closed: skip TensorFlow's teardown (seconds of destructors).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -1,0 +1,151 @@
+"""`pipe sweep`: the sweep: section as pipe validate checks it (no TensorFlow, no Optuna), and
+pruning at the epoch ends of the three engines."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import REPO, SPECS
+from runner.cli import app
+from runner.spec import load_spec
+from runner.spec.sweep_space import read_sweep, set_key, sweep_errors, yaml_value
+
+cli = CliRunner()
+EXAMPLE = SPECS / "sweep_regression.yaml"
+
+BASE = f"""extends: {EXAMPLE}
+sweep:
+  objective: validation.loss
+  parameters:
+"""
+
+
+def _errors(write_spec, parameters: str, objective: str = "validation.loss"):
+    path = write_spec(BASE.replace("validation.loss", objective) + parameters)
+    result = cli.invoke(app, ["validate", str(path)])
+    return path, result
+
+
+def test_the_example_sweep_validates_and_reads_with_its_defaults():
+    result = cli.invoke(app, ["validate", str(EXAMPLE)])
+    assert result.exit_code == 0, result.output
+    sweep = read_sweep(load_spec(EXAMPLE))
+    assert [p.key for p in sweep.parameters] == ["train.optimizer.SGD.learning_rate",
+                                                 "model.sequential.layers.0.Dense.units",
+                                                 "model.sequential.layers.0.Dense.activation"]
+    assert (sweep.split, sweep.metric, sweep.direction) == ("validation", "loss", "minimize")
+    assert (sweep.trials, sweep.sampler, sweep.pruner, sweep.seed) == (6, "tpe", "median", 0)
+    assert sweep.parameters[1].ends() == [4, 32]
+    assert sweep.epoch_key() == "val_loss"
+
+
+def test_accuracy_objectives_are_maximised_by_default(write_spec):
+    path = write_spec(BASE + "    train.epochs: {int: [1, 3]}\n  objective: validation.accuracy\n".replace(
+        "  objective: validation.accuracy\n", ""))
+    spec = load_spec(path, ["sweep.objective=validation.sparse_categorical_accuracy"])
+    assert read_sweep(spec).direction == "maximize"
+
+
+def test_a_value_that_breaks_the_spec_is_located_at_its_parameter(write_spec):
+    path, result = _errors(write_spec, "    model.sequential.layers[0].Dense.activation: {choice: [relu, nope]}\n")
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[0] == (
+        f"{path}:5:5: sweep.parameters.model.sequential.layers[0].Dense.activation: at "
+        "model.sequential.layers[0].Dense.activation=\"nope\" the spec is invalid: unknown activation 'nope'")
+
+
+def test_a_range_end_that_breaks_the_spec_is_found(write_spec):
+    path, result = _errors(write_spec, "    train.epochs: {int: [0, 3]}\n")
+    assert result.exit_code == 1
+    assert f"{path}:5:5: sweep.parameters.train.epochs: at train.epochs=0 the spec is invalid" in result.output
+
+
+def test_paths_that_do_not_exist_and_bad_ranges(write_spec):
+    path, result = _errors(write_spec, "    model.sequential.layers[3].Dense.units: {int: [4, 32]}\n"
+                                       "    train.optimizer.SGD.learning_rate: {float: [0.0, 0.1], log: true}\n"
+                                       "    train.batch.size: {int: [8, 2]}\n")
+    lines = result.output.strip().splitlines()
+    assert result.exit_code == 1
+    assert f"{path}:5:5: sweep.parameters.model.sequential.layers[3].Dense.units: model.sequential.layers " \
+           "has 2 items; no index 3" in lines
+    assert f"{path}:6:5: sweep.parameters.train.optimizer.SGD.learning_rate: a log range starts above 0, " \
+           "not at 0.0" in lines
+    assert f"{path}:7:5: sweep.parameters.train.batch.size: the range [8, 2] is empty: low is above high" in lines
+
+
+def test_an_objective_on_a_missing_split(write_spec):
+    path, result = _errors(write_spec, "    train.epochs: {int: [1, 3]}\n", objective="test.loss")
+    assert result.exit_code == 1
+    assert f"{path}:3:14: sweep.objective: there is no data.test split to measure loss on" in result.output
+
+
+def test_the_schema_refuses_an_unknown_distribution(write_spec):
+    path, result = _errors(write_spec, "    train.epochs: {uniform: [1, 3]}\n")
+    assert result.exit_code == 1
+    assert "sweep.parameters.train.epochs" in result.output and "uniform" in result.output
+
+
+def test_grid_takes_no_float_ranges(write_spec):
+    path = write_spec(BASE + "    train.optimizer.SGD.learning_rate: {float: [0.01, 0.1]}\n  sampler: grid\n")
+    errors = sweep_errors(load_spec(path), [path])
+    assert [e.message for e in errors] == ["the grid sampler takes choice and int parameters; give a choice of values"]
+
+
+def test_values_written_for_set_read_back_the_same(write_spec):
+    assert set_key("model.sequential.layers[1].Dense.units") == "model.sequential.layers.1.Dense.units"
+    assert yaml_value(1e-05) == "1.0e-05" and yaml_value("relu") == '"relu"' and yaml_value([1, 2]) == "[1, 2]"
+    spec = load_spec(EXAMPLE, ["train.optimizer.SGD.learning_rate=" + yaml_value(1e-05)])
+    assert spec.doc["train"]["optimizer"]["SGD"]["learning_rate"] == 1e-05
+
+
+def test_validate_imports_neither_optuna_nor_tensorflow():
+    code = ("import sys\nfrom runner.cli import app\nfrom typer.testing import CliRunner\n"
+            f"r = CliRunner().invoke(app, ['validate', {str(EXAMPLE)!r}])\nassert r.exit_code == 0, r.output\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('optuna', 'tensorflow', 'keras')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert result.stdout == "[]\n", result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["fit", "custom", "fused"])
+def test_a_pruner_stops_a_run_at_an_epoch_end_and_its_manifest_says_pruned(engine, tmp_path):
+    from runner import progress
+    from runner.run import run_spec
+
+    overrides = [f"outputs.dir={tmp_path}", "train.epochs=5"]
+    overrides += {"fit": ["train.loop=fit", "train.engine=keras"], "custom": ["train.loop=custom", "train.engine=keras"],
+                  "fused": ["train.loop=custom", "train.engine=fused"]}[engine]
+    spec = load_spec(EXAMPLE, overrides)
+    spec.doc.pop("sweep", None)
+    heard = []
+
+    def listener(epoch, logs, can_stop):
+        heard.append((epoch, "val_loss" in logs, can_stop))
+        return epoch == 1
+
+    progress.listen(listener)
+    try:
+        with pytest.raises(progress.RunPruned):
+            run_spec(spec, quiet=True)
+    finally:
+        progress.listen(None)
+    assert heard == [(0, True, True), (1, True, True)]
+    (run_dir,) = [p.parent for p in tmp_path.rglob("manifest.json")]
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "pruned" and manifest["epochs_run"] == 2
+    assert manifest["reason"] == "stopped by the sweep's pruner after 2 epochs"
+    assert len((run_dir / "history.csv").read_text().strip().splitlines()) == 3  # header and two epochs
+
+
+def test_sweep_takes_one_of_a_spec_resume_or_join(tmp_path):
+    result = cli.invoke(app, ["sweep"])
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "pipe sweep: give a SPEC, --resume SWEEP_DIR or --join SWEEP_DIR (one of them)"
+    result = cli.invoke(app, ["sweep", "--resume", str(tmp_path), "--set", "train.epochs=2"])
+    assert result.exit_code == 2
+    assert "--set applies to a new sweep" in result.stderr
