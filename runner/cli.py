@@ -484,6 +484,11 @@ def runs(
         typer.echo(format_table(rows))
     else:
         typer.echo(printable(f"no runs under {directory}"), err=True)
+    from runner.runs import format_sweeps, list_sweeps
+
+    sweeps = list_sweeps(directory) if directory.exists() and format is ListFormat.text else []
+    if sweeps:  # each sweep's trials are listed above with the other runs
+        typer.echo("\n" + "\n".join(printable(line) for line in format_sweeps(sweeps).splitlines()))
 
 
 @app.command(cls=PlainCommand)
@@ -515,12 +520,6 @@ def log(
             failed += 1
     if failed:
         raise typer.Exit(code=EXIT_RUN_FAILED)
-        typer.echo(f"no runs under {directory}", err=True)
-    from runner.runs import format_sweeps, list_sweeps
-
-    sweeps = list_sweeps(directory) if directory.exists() and format is ListFormat.text else []
-    if sweeps:  # each sweep's trials are listed above with the other runs
-        typer.echo("\n" + format_sweeps(sweeps))
 
 
 @app.command(cls=PlainCommand)
