@@ -174,9 +174,18 @@ def describe_model(model) -> dict:
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     total = int(sum(np.prod(v.shape) for v in model.weights))
     return {"kind": "keras", "class": type(model).__name__, "name": model.name, "layers": layers,
-            "inputs": [_shape_text(t.shape) for t in model.inputs] if model.inputs else None,
-            "outputs": [_shape_text(t.shape) for t in model.outputs] if model.outputs else None,
+            "inputs": [_shape_text(t.shape) for t in _symbolic(model, "inputs")] or None,
+            "outputs": [_shape_text(t.shape) for t in _symbolic(model, "outputs")] or None,
             "params": {"total": total, "trainable": trainable, "non_trainable": total - trainable}}
+
+
+def _symbolic(model, which: str) -> list:
+    """The model's symbolic `inputs`/`outputs`, or [] for a model that was never built: a
+    Sequential without input_shape whose first call failed raises on the attribute itself."""
+    try:
+        return list(getattr(model, which, None) or [])
+    except (AttributeError, ValueError):
+        return []
 
 
 def _collect(plan, build):
@@ -199,8 +208,9 @@ def _check_forward(spec, model, split, batch, plan) -> bool:
     except Exception as e:
         kind = next(k for k in spec.doc["model"] if k != "init_from")
         expects = ""
-        if is_keras(model) and model.inputs:
-            expects = f"; the model takes {', '.join(_shape_text(t.shape) + ' ' + t.dtype for t in model.inputs)}"
+        if is_keras(model) and _symbolic(model, "inputs"):
+            expects = "; the model takes " + ", ".join(_shape_text(t.shape) + " " + t.dtype
+                                                       for t in _symbolic(model, "inputs"))
         plan.errors.append(spec.error(("model", kind), f"data.{split} does not fit the model's input: it gives "
                                       f"{_spec_text(tf.nest.map_structure(_tensor_spec, x))}{expects}: "
                                       f"{_short_message(e)}"))
