@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from runner.data import build_datasets
-from runner.data.counting import examples_after_stages
+from runner.data.counting import examples_after_stages, steps_before_window
 from runner.data.sources.image_folder import located_decode_error
 from runner.models import build_model, is_keras
 from runner.models.adapt import Adapter
@@ -82,6 +82,9 @@ def _build(spec, plan) -> None:
         dataset = getattr(datasets, split)
         if dataset is not None:
             plan.data[split], batches[split] = describe_split(dataset, examples_after_stages(spec, datasets, split))
+            steps = steps_before_window(spec, datasets, split)
+            if steps is not None:
+                plan.data[split]["time_steps"] = steps  # the examples are the windows cut from them
     _check_steps(spec, plan)
     _check_class_weight(spec, datasets.info, plan)
     from_data = {k: datasets.info[k] for k in ("class_counts", "class_weight", "output_bias") if k in datasets.info}
@@ -379,7 +382,9 @@ def render_text(plan: Plan, file) -> str:
     """The plan as lines a person reads."""
     lines = [f"plan for {file}", plan.devices.get("summary", "devices: ?")]
     for split, info in plan.data.items():
-        lines.append(f"data.{split}: {info['num_examples']} examples, {info['steps_per_epoch']} steps per epoch; "
+        size = (f"{info['time_steps']} steps -> {info['num_examples']} windows" if "time_steps" in info
+                else f"{info['num_examples']} examples")
+        lines.append(f"data.{split}: {size}, {info['steps_per_epoch']} steps per epoch; "
                      f"batch {info['batch']}")
         counts = info.get("class_counts")
         if counts:

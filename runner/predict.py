@@ -88,7 +88,7 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
     dataset = tf.data.Dataset.from_tensor_slices(inputs.features)
     split = "test" if spec.get("data", "test", "source") else "train"  # a test fraction has train's stages
     with _input_misfit(input_path, inputs.features):
-        for step in preprocessing_steps(spec, run_dir, split, info):
+        for step in preprocessing_steps(spec, run_dir, split, info, input_path=input_path):
             dataset = step(dataset)
     batch = batch_size or _declared_batch_size(spec, split) or _DEFAULT_BATCH
     batch = max(1, min(batch, inputs.count))  # tf.data reserves a batch's rows before it has them
@@ -103,7 +103,8 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
         raise _input_spec(output_path).error((), str(e)) from None
     single = next(iter(outputs)) if len(outputs) == 1 else None
     predicted = classes(outputs[single], kinds[single]) if len(outputs) == 1 else None
-    return Predictions(output_path, inputs.count, predicted, inputs.notes)
+    written = len(next(iter(outputs.values())))  # windows of a series: fewer than its rows
+    return Predictions(output_path, written, predicted, inputs.notes)
 
 
 @contextlib.contextmanager
@@ -287,13 +288,14 @@ def _rank_without_channels(spec) -> bool:
     return shape is not None and len(shape) == 2
 
 
-def preprocessing_steps(spec, run_dir, split: str, info: dict) -> list:
+def preprocessing_steps(spec, run_dir, split: str, info: dict, input_path: Path | None = None) -> list:
     """Dataset -> dataset steps applied to raw features before the model, in order.
 
     The split's declared `map` stages, their ops on the features (ops on the label are
     skipped: a raw input has none; so is `augment`, which only trains), with the
     `normalize` statistics the run learned from train (its preprocessing.json), never
-    statistics of the input itself.
+    statistics of the input itself. A series shorter than one `window` is an error located
+    at `input_path` (at the stage when None).
     """
     learned = load_learned(run_dir)
     learned.restart()
@@ -302,7 +304,9 @@ def preprocessing_steps(spec, run_dir, split: str, info: dict) -> list:
         ((name, args),) = stage.items()
         if name == "window":  # the input is a series: one prediction per window, the last one's included
             steps.append(functools.partial(window_stage, spec, ("data", split, "stages", i, "window"),
-                                           args={**args, "targets": "none"}, count=0, info=info))
+                                           args={**args, "targets": "none"}, count=0, info=info,
+                                           too_short=None if input_path is None else functools.partial(
+                                               _shorter_than_a_window, input_path)))
             continue
         if name != "map":
             continue  # batching, shuffling, caching: how the run fed data, not what it is
@@ -312,6 +316,12 @@ def preprocessing_steps(spec, run_dir, split: str, info: dict) -> list:
         ops = substitute_metadata(ops, info, spec, where + ("ops",))
         steps.append(_map_step(spec, where, ops, learned, split))
     return steps
+
+
+def _shorter_than_a_window(input_path: Path, span: int, steps: int) -> SpecError:
+    return _input_spec(input_path).error(
+        (), f"the input has {steps} time steps, but the run's window needs at least {span}: "
+            f"give a series of at least {span} steps")
 
 
 def _map_step(spec, where, ops, learned, split):

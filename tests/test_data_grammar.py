@@ -460,7 +460,7 @@ def test_windows_of_named_columns_and_a_split_too_short(write_spec, tmp_path):
           stages: [{window: {length: 8, sampling_rate: 2}}]
         validation: {fraction: 0.2, shuffle: false}
     """) == ("data.train.stages[0].window: a window spans 16 time steps (length 8, sampling_rate 2, horizon 1), "
-             "but a split here has only 4: shorten the window or hold out a larger fraction")
+             "but data.validation has only 4 steps: shorten the window or hold out a larger fraction")
 
 
 def test_plan_shows_the_values_computed_from_the_train_split():

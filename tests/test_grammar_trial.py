@@ -48,3 +48,91 @@ def test_plan_of_text_into_a_sequential_without_input_shape_is_located_not_a_tra
     assert (f"{spec}:10:3: model.sequential: data.train does not fit the model's input: it gives (8,) string: "
             "Input 0 with name 'None' of layer 'dense' is incompatible with the layer: expected min_ndim=2, "
             "found ndim=1") in result.output
+
+
+# --- windows ----------------------------------------------------------------------------------
+
+WINDOWED = """\
+    version: 1
+    name: win
+    seed: 1
+    data:
+      train:
+        source:
+          csv: {path: series.csv, header: true, features: [x], label: y}
+        stages:
+          - window: {length: 5, stride: 2, sampling_rate: 2, horizon: 1, targets: label}
+          - batch: {batch_size: 8}
+      test: {fraction: 0.2, shuffle: false}
+    model:
+      sequential:
+        input_shape: [5, 1]
+        layers:
+          - Flatten: {}
+          - Dense: {units: 1}
+    train:
+      epochs: 1
+      loss: mse
+      optimizer: {SGD: {learning_rate: 0.0}}
+    outputs:
+      dir: runs
+    """
+
+
+def series_csv(path, steps):
+    path.write_text("x,y\n" + "".join(f"{t}.0,{t * 10 + 0.5}\n" for t in range(steps)))
+
+
+@pytest.fixture(scope="module")
+def windowed_run(tmp_path_factory):
+    from runner.run import run_spec
+    from runner.spec import load_spec
+
+    folder = tmp_path_factory.mktemp("windowed")
+    series_csv(folder / "series.csv", 100)
+    spec = write(folder, "win.yaml", WINDOWED)
+    return folder, run_spec(load_spec(spec), quiet=True).run_dir
+
+
+@pytest.mark.slow
+def test_plan_counts_the_windows_cut_from_each_splits_steps(windowed_run):
+    folder, _ = windowed_run
+    result = CliRunner().invoke(app, ["plan", str(folder / "win.yaml")])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert any(line.startswith("data.train: 80 steps -> 36 windows, 5 steps per epoch;") for line in lines), lines
+    assert any(line.startswith("data.test: 20 steps -> 6 windows, 1 steps per epoch;") for line in lines), lines
+
+
+@pytest.mark.slow
+def test_a_window_longer_than_the_test_split_names_it(windowed_run, tmp_path):
+    folder, _ = windowed_run
+    spec = write(folder, "long.yaml", WINDOWED.replace("length: 5,", "length: 30,"))
+    result = CliRunner().invoke(app, ["plan", str(spec)])
+    assert result.exit_code == 1
+    assert (f"{spec}:9:9: data.train.stages[0].window: a window spans 60 time steps (length 30, sampling_rate 2, "
+            "horizon 1), but data.test has only 20 steps: shorten the window or hold out a larger fraction"
+            ) in result.output
+
+
+@pytest.mark.slow
+def test_predict_on_a_windowed_run_counts_the_rows_it_writes(windowed_run, tmp_path):
+    folder, run_dir = windowed_run
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(app, ["predict", str(run_dir), str(folder / "series.csv"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    written = out.read_text().splitlines()
+    assert len(written) == 1 + 46  # starts 0, 2, ..., 90: every window of 100 steps, the last one's included
+    assert f"({len(written) - 1} rows)" in result.output
+
+
+@pytest.mark.slow
+def test_predict_on_a_series_shorter_than_one_window_is_located_at_the_input(windowed_run, tmp_path):
+    _, run_dir = windowed_run
+    series_csv(tmp_path / "short.csv", 5)
+    result = CliRunner().invoke(app, ["predict", str(run_dir), str(tmp_path / "short.csv"),
+                                      "-o", str(tmp_path / "pred.csv")])
+    assert result.exit_code == 1
+    assert (f"{tmp_path / 'short.csv'}: the input has 5 time steps, but the run's window needs at least 9: "
+            "give a series of at least 9 steps") in result.output
+    assert not (tmp_path / "pred.csv").exists()
