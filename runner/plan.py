@@ -23,6 +23,7 @@ from runner.data.sources.image_folder import located_decode_error
 from runner.models import build_model, is_keras
 from runner.models.adapt import Adapter
 from runner.models.adapt import describe as describe_adapted
+from runner.models.loss_kinds import is_sparse
 from runner.train.phases import describe_phases
 from runner.models.identifiers import (
     get_callbacks, get_optimizer, keras_message, resolve_metric,
@@ -307,7 +308,7 @@ def _check_label_classes(spec, split, loss_object, prediction, plan) -> None:
     examples (a shuffled split's stray label may lie past its first batch; under XLA such a
     label makes the loss NaN instead of an error)."""
     class_counts = plan.data[split].get("class_counts")
-    if ("sparse" not in getattr(loss_object, "name", "") or not class_counts or not tf.is_tensor(prediction)
+    if (not is_sparse(loss_object) or not class_counts or not tf.is_tensor(prediction)
             or prediction.shape[-1] in (None, 1)):
         return
     classes = int(prediction.shape[-1])
@@ -328,8 +329,8 @@ def _shape_mismatch(loss_object, y, prediction) -> str | None:
     if isinstance(y, dict) or isinstance(prediction, (list, tuple, dict)):
         return None
     labels, predicted = list(y.shape[1:]), list(prediction.shape[1:])
-    # Sparse losses (their Keras names say so) take a class index per row.
-    if "sparse" in (loss_object.name or "").lower():
+    # Sparse losses take a class index per row.
+    if is_sparse(loss_object):
         expected = predicted[:-1]
         if labels in (expected, expected + [1]):
             return None

@@ -31,6 +31,7 @@ from runner.data.windows import window_stage
 from runner.models import is_keras
 from runner.models.build import declared_output_names
 from runner.models.identifiers import get_loss, keras_message
+from runner.models.loss_kinds import loss_kind
 from runner.outputs.prediction_files import classes, write_predictions
 from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.run_dir import run_file_problem
@@ -371,23 +372,19 @@ def _by_output(y, names) -> dict:
 def output_kind(spec, output=None) -> dict:
     """How to read an output: `{"kind": "multiclass"|"binary"|"regression", "from_logits": bool}`.
 
-    Decided by the loss the run trained the output with, as Keras's own losses name it.
+    Decided by the Keras loss the run trained the output with (`runner.models.loss_kinds`),
+    however the spec spells it.
     """
     config = spec.doc["train"]["loss"]
-    if output is not None and isinstance(config, dict) and output in config and "class_name" not in config:
-        config = config[output]  # per-output losses
-    elif isinstance(config, dict) and "class_name" not in config and len(config) > 1:
+    per_output = isinstance(config, dict) and "class_name" not in config and (
+        len(config) > 1 or set(config) <= set(declared_output_names(spec.doc.get("model") or {}) or [None]))
+    if per_output and output in config:
+        config = config[output]
+    elif per_output and output is None and len(config) == 1:
+        config = next(iter(config.values()))  # the one output's own loss
+    elif per_output:
         return {"kind": "regression", "from_logits": False}  # an output without a loss of its own
-    loss = get_loss(config, spec)
-    name = (getattr(loss, "name", None) or type(loss).__name__).lower()
-    from_logits = getattr(loss, "from_logits", None)
-    if from_logits is None:
-        from_logits = bool(getattr(loss, "_fn_kwargs", {}).get("from_logits", False))
-    if "categorical" in name:
-        return {"kind": "multiclass", "from_logits": from_logits}
-    if "binary" in name:
-        return {"kind": "binary", "from_logits": from_logits}
-    return {"kind": "regression", "from_logits": False}
+    return loss_kind(get_loss(config, spec))
 
 
 def _input_spec(path: Path) -> Spec:

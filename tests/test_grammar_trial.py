@@ -136,3 +136,97 @@ def test_predict_on_a_series_shorter_than_one_window_is_located_at_the_input(win
     assert (f"{tmp_path / 'short.csv'}: the input has 5 time steps, but the run's window needs at least 9: "
             "give a series of at least 9 steps") in result.output
     assert not (tmp_path / "pred.csv").exists()
+
+
+# --- classification by the loss Keras resolves, however it is spelled ---------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loss, expected", [
+    ("binary_crossentropy", {"kind": "binary", "from_logits": False}),
+    ("bce", {"kind": "binary", "from_logits": False}),
+    ("BinaryCrossentropy", {"kind": "binary", "from_logits": False}),
+    ({"BinaryCrossentropy": {"from_logits": True}}, {"kind": "binary", "from_logits": True}),
+    ({"class_name": "BinaryFocalCrossentropy", "config": {"from_logits": True}}, {"kind": "binary", "from_logits": True}),
+    ({"BinaryCrossentropy": {"name": "my_loss"}}, {"kind": "binary", "from_logits": False}),
+    ("sparse_categorical_crossentropy", {"kind": "multiclass", "from_logits": False}),
+    ({"SparseCategoricalCrossentropy": {"from_logits": True, "name": "xent"}}, {"kind": "multiclass", "from_logits": True}),
+    ("categorical_crossentropy", {"kind": "multiclass", "from_logits": False}),
+    ({"out": "binary_crossentropy"}, {"kind": "binary", "from_logits": False}),
+    ("mse", {"kind": "regression", "from_logits": False}),
+    ({"Huber": {"name": "binary_categorical"}}, {"kind": "regression", "from_logits": False}),
+])
+def test_every_spelling_of_a_loss_reads_its_output_alike(write_spec, loss, expected):
+    from runner.predict import output_kind
+    from runner.spec import Spec
+
+    spec = Spec(write_spec("{}"), {"model": {"functional": {"outputs": ["out"]}}, "train": {"loss": loss}})
+    assert output_kind(spec) == expected
+
+
+@pytest.mark.slow
+def test_plan_takes_a_renamed_sparse_loss_for_a_sparse_one(tmp_path):
+    import numpy as np
+
+    np.savez(tmp_path / "d.npz", x=np.zeros((16, 3), np.float32), y=np.arange(16) % 3)
+    spec = write(tmp_path, "spec.yaml", """\
+        version: 1
+        name: renamed
+        data:
+          train:
+            source: {npz: {path: d.npz, features: x, label: y}}
+            stages: [{batch: {batch_size: 16}}]
+        model:
+          sequential:
+            input_shape: [3]
+            layers: [{Dense: {units: 3}}]
+        train:
+          epochs: 1
+          loss: {SparseCategoricalCrossentropy: {from_logits: true, name: xent}}
+          optimizer: adam
+        """)
+    result = CliRunner().invoke(app, ["plan", str(spec)])
+    assert result.exit_code == 0, result.output  # one class index per row: no "do not pair up"
+    assert "classes in the first 16 examples: 0: 6, 1: 5, 2: 5" in result.output
+
+
+@pytest.mark.slow
+def test_predict_of_a_sigmoid_output_trained_with_the_string_loss_writes_classes(tmp_path):
+    import numpy as np
+
+    from runner.run import run_spec
+    from runner.spec import load_spec
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 4)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=(x[:, 0] > 0).astype(np.int64))
+    np.save(tmp_path / "new.npy", x[:5])
+    spec = write(tmp_path, "spec.yaml", """\
+        version: 1
+        name: stringloss
+        seed: 5
+        data:
+          train:
+            source: {npz: {path: d.npz, features: x, label: y}}
+            stages: [{batch: {batch_size: 20}}]
+        model:
+          functional:
+            inputs: {x: {shape: [4]}}
+            layers:
+              - {name: out, layer: {Dense: {units: 1, activation: sigmoid}}, inputs: x}
+            outputs: [out]
+        train:
+          epochs: 1
+          loss: binary_crossentropy
+          optimizer: adam
+        outputs: {dir: runs}
+        """)
+    run_dir = run_spec(load_spec(spec), quiet=True).run_dir
+    out = tmp_path / "pred.csv"
+    result = CliRunner().invoke(app, ["predict", str(run_dir), str(tmp_path / "new.npy"), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = out.read_text().splitlines()
+    assert lines[0] == "class,probability_1" and len(lines) == 6
+    for line in lines[1:]:
+        cls, probability = line.split(",")
+        assert 0 <= float(probability) <= 1 and int(cls) == int(float(probability) > 0.5)
