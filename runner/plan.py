@@ -18,11 +18,12 @@ import numpy as np
 import tensorflow as tf
 
 from runner.data import build_datasets
-from runner.data.counting import examples_after_stages
+from runner.data.counting import examples_after_stages, steps_before_window
 from runner.data.sources.image_folder import located_decode_error
 from runner.models import build_model, is_keras
 from runner.models.adapt import Adapter
 from runner.models.adapt import describe as describe_adapted
+from runner.models.loss_kinds import is_sparse
 from runner.train.phases import describe_phases
 from runner.models.identifiers import (
     get_callbacks, get_optimizer, keras_message, resolve_metric,
@@ -82,6 +83,9 @@ def _build(spec, plan) -> None:
         dataset = getattr(datasets, split)
         if dataset is not None:
             plan.data[split], batches[split] = describe_split(dataset, examples_after_stages(spec, datasets, split))
+            steps = steps_before_window(spec, datasets, split)
+            if steps is not None:
+                plan.data[split]["time_steps"] = steps  # the examples are the windows cut from them
     _check_steps(spec, plan)
     _check_class_weight(spec, datasets.info, plan)
     from_data = {k: datasets.info[k] for k in ("class_counts", "class_weight", "output_bias") if k in datasets.info}
@@ -174,9 +178,18 @@ def describe_model(model) -> dict:
     trainable = int(sum(np.prod(v.shape) for v in model.trainable_weights))
     total = int(sum(np.prod(v.shape) for v in model.weights))
     return {"kind": "keras", "class": type(model).__name__, "name": model.name, "layers": layers,
-            "inputs": [_shape_text(t.shape) for t in model.inputs] if model.inputs else None,
-            "outputs": [_shape_text(t.shape) for t in model.outputs] if model.outputs else None,
+            "inputs": [_shape_text(t.shape) for t in _symbolic(model, "inputs")] or None,
+            "outputs": [_shape_text(t.shape) for t in _symbolic(model, "outputs")] or None,
             "params": {"total": total, "trainable": trainable, "non_trainable": total - trainable}}
+
+
+def _symbolic(model, which: str) -> list:
+    """The model's symbolic `inputs`/`outputs`, or [] for a model that was never built: a
+    Sequential without input_shape whose first call failed raises on the attribute itself."""
+    try:
+        return list(getattr(model, which, None) or [])
+    except (AttributeError, ValueError):
+        return []
 
 
 def _collect(plan, build):
@@ -198,8 +211,9 @@ def _check_forward(spec, model, split, batch, plan) -> bool:
         return True
     except Exception as e:
         expects = ""
-        if is_keras(model) and model.inputs:
-            expects = f"; the model takes {', '.join(_shape_text(t.shape) + ' ' + t.dtype for t in model.inputs)}"
+        if is_keras(model) and _symbolic(model, "inputs"):
+            expects = "; the model takes " + ", ".join(_shape_text(t.shape) + " " + t.dtype
+                                                       for t in _symbolic(model, "inputs"))
         plan.errors.append(spec.error(_model_input_path(spec), f"data.{split} does not fit the model's input: it gives "
                                       f"{_spec_text(tf.nest.map_structure(_tensor_spec, x))}{expects}: "
                                       f"{_short_message(e)}"))
@@ -293,7 +307,7 @@ def _check_label_classes(spec, split, loss_object, prediction, plan) -> None:
     examples (a shuffled split's stray label may lie past its first batch; under XLA such a
     label makes the loss NaN instead of an error)."""
     class_counts = plan.data[split].get("class_counts")
-    if ("sparse" not in getattr(loss_object, "name", "") or not class_counts or not tf.is_tensor(prediction)
+    if (not is_sparse(loss_object) or not class_counts or not tf.is_tensor(prediction)
             or prediction.shape[-1] in (None, 1)):
         return
     classes = int(prediction.shape[-1])
@@ -314,8 +328,8 @@ def _shape_mismatch(loss_object, y, prediction) -> str | None:
     if isinstance(y, dict) or isinstance(prediction, (list, tuple, dict)):
         return None
     labels, predicted = list(y.shape[1:]), list(prediction.shape[1:])
-    # Sparse losses (their Keras names say so) take a class index per row.
-    if "sparse" in (loss_object.name or "").lower():
+    # Sparse losses take a class index per row.
+    if is_sparse(loss_object):
         expected = predicted[:-1]
         if labels in (expected, expected + [1]):
             return None
@@ -368,7 +382,9 @@ def render_text(plan: Plan, file) -> str:
     """The plan as lines a person reads."""
     lines = [f"plan for {file}", plan.devices.get("summary", "devices: ?")]
     for split, info in plan.data.items():
-        lines.append(f"data.{split}: {info['num_examples']} examples, {info['steps_per_epoch']} steps per epoch; "
+        size = (f"{info['time_steps']} steps -> {info['num_examples']} windows" if "time_steps" in info
+                else f"{info['num_examples']} examples")
+        lines.append(f"data.{split}: {size}, {info['steps_per_epoch']} steps per epoch; "
                      f"batch {info['batch']}")
         counts = info.get("class_counts")
         if counts:

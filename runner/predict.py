@@ -31,6 +31,7 @@ from runner.data.windows import window_stage
 from runner.models import is_keras
 from runner.models.build import declared_output_names
 from runner.models.identifiers import get_loss, keras_message
+from runner.models.loss_kinds import loss_kind
 from runner.outputs.prediction_files import classes, write_predictions
 from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.run_dir import run_file_problem
@@ -89,7 +90,7 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
     dataset = tf.data.Dataset.from_tensor_slices(inputs.features)
     split = "test" if spec.get("data", "test", "source") else "train"  # a test fraction has train's stages
     with _input_misfit(input_path, inputs.features):
-        for step in preprocessing_steps(spec, run_dir, split, info):
+        for step in preprocessing_steps(spec, run_dir, split, info, input_path=input_path):
             dataset = step(dataset)
     batch = batch_size or _declared_batch_size(spec, split) or _DEFAULT_BATCH
     batch = max(1, min(batch, inputs.count))  # tf.data reserves a batch's rows before it has them
@@ -104,7 +105,8 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
         raise _input_spec(output_path).error((), str(e)) from None
     single = next(iter(outputs)) if len(outputs) == 1 else None
     predicted = classes(outputs[single], kinds[single]) if len(outputs) == 1 else None
-    return Predictions(output_path, inputs.count, predicted, inputs.notes)
+    written = len(next(iter(outputs.values())))  # windows of a series: fewer than its rows
+    return Predictions(output_path, written, predicted, inputs.notes)
 
 
 @contextlib.contextmanager
@@ -292,13 +294,14 @@ def _rank_without_channels(spec) -> bool:
     return shape is not None and len(shape) == 2
 
 
-def preprocessing_steps(spec, run_dir, split: str, info: dict) -> list:
+def preprocessing_steps(spec, run_dir, split: str, info: dict, input_path: Path | None = None) -> list:
     """Dataset -> dataset steps applied to raw features before the model, in order.
 
     The split's declared `map` stages, their ops on the features (ops on the label are
     skipped: a raw input has none; so is `augment`, which only trains), with the
     `normalize` statistics the run learned from train (its preprocessing.json), never
-    statistics of the input itself.
+    statistics of the input itself. A series shorter than one `window` is an error located
+    at `input_path` (at the stage when None).
     """
     learned = load_learned(run_dir)
     learned.restart()
@@ -307,7 +310,9 @@ def preprocessing_steps(spec, run_dir, split: str, info: dict) -> list:
         ((name, args),) = stage.items()
         if name == "window":  # the input is a series: one prediction per window, the last one's included
             steps.append(functools.partial(window_stage, spec, ("data", split, "stages", i, "window"),
-                                           args={**args, "targets": "none"}, count=0, info=info))
+                                           args={**args, "targets": "none"}, count=0, info=info,
+                                           too_short=None if input_path is None else functools.partial(
+                                               _shorter_than_a_window, input_path)))
             continue
         if name != "map":
             continue  # batching, shuffling, caching: how the run fed data, not what it is
@@ -317,6 +322,12 @@ def preprocessing_steps(spec, run_dir, split: str, info: dict) -> list:
         ops = substitute_metadata(ops, info, spec, where + ("ops",))
         steps.append(_map_step(spec, where, ops, learned, split))
     return steps
+
+
+def _shorter_than_a_window(input_path: Path, span: int, steps: int) -> SpecError:
+    return _input_spec(input_path).error(
+        (), f"the input has {steps} time steps, but the run's window needs at least {span}: "
+            f"give a series of at least {span} steps")
 
 
 def _map_step(spec, where, ops, learned, split):
@@ -366,23 +377,19 @@ def _by_output(y, names) -> dict:
 def output_kind(spec, output=None) -> dict:
     """How to read an output: `{"kind": "multiclass"|"binary"|"regression", "from_logits": bool}`.
 
-    Decided by the loss the run trained the output with, as Keras's own losses name it.
+    Decided by the Keras loss the run trained the output with (`runner.models.loss_kinds`),
+    however the spec spells it.
     """
     config = spec.doc["train"]["loss"]
-    if output is not None and isinstance(config, dict) and output in config and "class_name" not in config:
-        config = config[output]  # per-output losses
-    elif isinstance(config, dict) and "class_name" not in config and len(config) > 1:
+    per_output = isinstance(config, dict) and "class_name" not in config and (
+        len(config) > 1 or set(config) <= set(declared_output_names(spec.doc.get("model") or {}) or [None]))
+    if per_output and output in config:
+        config = config[output]
+    elif per_output and output is None and len(config) == 1:
+        config = next(iter(config.values()))  # the one output's own loss
+    elif per_output:
         return {"kind": "regression", "from_logits": False}  # an output without a loss of its own
-    loss = get_loss(config, spec)
-    name = (getattr(loss, "name", None) or type(loss).__name__).lower()
-    from_logits = getattr(loss, "from_logits", None)
-    if from_logits is None:
-        from_logits = bool(getattr(loss, "_fn_kwargs", {}).get("from_logits", False))
-    if "categorical" in name:
-        return {"kind": "multiclass", "from_logits": from_logits}
-    if "binary" in name:
-        return {"kind": "binary", "from_logits": from_logits}
-    return {"kind": "regression", "from_logits": False}
+    return loss_kind(get_loss(config, spec))
 
 
 def _input_spec(path: Path) -> Spec:

@@ -96,14 +96,14 @@ def test_validate_refuses_adapt_where_it_means_nothing(tmp_path):
         sequential:
           input_shape: [3]
           layers:
-            - Dense: {units: 3, adapt: true}
+            - Flatten: {adapt: true}
             - Normalization: {mean: 0.0, variance: 1.0, adapt: {examples: 10}}
             - StringLookup: {adapt: {examples: 0}}
             - Normalization: {adapt: {exampels: 10}}
             - Dense: {units: 1}
     """)
     assert errors_of(path) == [
-        "model.sequential.layers[0].Dense.adapt: unknown argument 'adapt' of Dense",
+        "model.sequential.layers[0].Flatten.adapt: unknown argument 'adapt' of Flatten",
         "model.sequential.layers[1].Normalization.adapt: Normalization is given its state (mean, variance): it "
         "is not adapted; remove adapt, or the state to learn it from the train split",
         "model.sequential.layers[2].StringLookup.adapt.examples: expected a number of examples >= 1, got 0",
@@ -190,7 +190,7 @@ def test_a_layer_after_trained_layers_is_refused(tmp_path, monkeypatch, keras):
     """)
     with pytest.raises(SpecError) as caught:
         run(path, monkeypatch)
-    assert str(caught.value).endswith(
+    assert str(caught.value).endswith(  # by validate (load_spec), before anything is built
         "model.sequential.layers[1]: norm (Normalization) is adapted on the values that reach it, and "
         "hidden before it has weights that training changes: put adapted layers before trained ones, or give its state")
 

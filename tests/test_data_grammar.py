@@ -460,7 +460,7 @@ def test_windows_of_named_columns_and_a_split_too_short(write_spec, tmp_path):
           stages: [{window: {length: 8, sampling_rate: 2}}]
         validation: {fraction: 0.2, shuffle: false}
     """) == ("data.train.stages[0].window: a window spans 16 time steps (length 8, sampling_rate 2, horizon 1), "
-             "but a split here has only 4: shorten the window or hold out a larger fraction")
+             "but data.validation has only 4 steps: shorten the window or hold out a larger fraction")
 
 
 def test_plan_shows_the_values_computed_from_the_train_split():
@@ -475,8 +475,8 @@ def test_plan_shows_the_values_computed_from_the_train_split():
 def test_predict_cuts_an_input_series_into_windows_with_trains_statistics(write_spec, tmp_path):
     import json
 
-    from runner.data.learned import FILE_NAME, load_learned
-    from runner.predict import preprocessing_steps, read_features
+    from runner.data.learned import FILE_NAME
+    from runner.predict import preprocessing_steps, read_inputs
 
     rows = "\n".join(f"2000-01-{t + 1:02d},{t * 2.0}" for t in range(20))
     (tmp_path / "s.csv").write_text("day,value\n" + rows + "\n")
@@ -490,7 +490,7 @@ def test_predict_cuts_an_input_series_into_windows_with_trains_statistics(write_
     (tmp_path / FILE_NAME).write_text(json.dumps(data.learned.to_json()))
     mean, std = np.mean(np.arange(16) * 2.0), np.std(np.arange(16) * 2.0)  # train: the first 16 days
     (tmp_path / "new.csv").write_text("day,value\n2001-01-01,100\n2001-01-02,102\n2001-01-03,104\n2001-01-04,90\n")
-    features = read_features(spec, tmp_path / "new.csv", learned=load_learned(tmp_path))
+    features = read_inputs(spec, tmp_path, tmp_path / "new.csv").features
     dataset = tf.data.Dataset.from_tensor_slices(features)
     for step in preprocessing_steps(spec, tmp_path, "train", data.info):
         dataset = step(dataset)

@@ -1,5 +1,7 @@
 """How many examples a split yields after its stages: measured, never guessed from the source.
 
+A `window` stage makes one example per window of the split's time steps.
+
 `take`, `skip`, `shard` and a counted `repeat` change the count in ways tf.data computes
 (its cardinality); after `filter` or `unbatch` tf.data cannot tell, and the elements are
 counted in one pass (no shuffle buffer, no cache file: neither changes the count).
@@ -13,7 +15,7 @@ import tensorflow as tf
 from runner.data.stages import apply_stages, inherited_stages
 
 # Stages that change how many examples pass (the others map or reorder them).
-COUNTING = ("take", "skip", "filter", "shard", "repeat", "unbatch")
+COUNTING = ("take", "skip", "filter", "shard", "repeat", "unbatch", "window")
 _SKIPPED = ("cache", "shuffle", "prefetch")
 
 
@@ -32,7 +34,7 @@ def split_stages(spec, split: str) -> tuple[tuple, list]:
     """(path, stages) the split is built with (a validation fraction without stages: train's
     inherited ones)."""
     declared = spec.doc["data"].get(split) or {}
-    if split == "validation" and "fraction" in declared and declared.get("stages") is None:
+    if split in ("validation", "test") and "fraction" in declared and declared.get("stages") is None:
         _, stages = inherited_stages(spec.doc["data"]["train"].get("stages") or [])
         return ("data", "train", "stages"), stages
     return ("data", split, "stages"), declared.get("stages") or []
@@ -58,6 +60,24 @@ def examples_after_stages(spec, datasets, split: str) -> int | None:
     kept = [(i, stage) for i, stage in enumerate(stages[:cut]) if next(iter(stage)) not in _SKIPPED]
     if datasets.learned is not None:
         datasets.learned.restart()  # normalize ops take the statistics train learned
+    prefix = apply_stages(spec, path, source.make(), [s for _, s in kept], count=source.count, info=datasets.info,
+                          learned=datasets.learned, split=split, positions=[i for i, _ in kept])
+    return element_count(prefix)
+
+
+def steps_before_window(spec, datasets, split: str) -> int | None:
+    """The time steps a windowed split cuts its windows from (None: no `window` stage)."""
+    source = datasets.sources.get(split)
+    path, stages = split_stages(spec, split)
+    names = [next(iter(stage)) for stage in stages]
+    if source is None or "window" not in names:
+        return None
+    cut = names.index("window")
+    if not any(name in COUNTING for name in names[:cut]):
+        return source.count
+    kept = [(i, stage) for i, stage in enumerate(stages[:cut]) if next(iter(stage)) not in _SKIPPED]
+    if datasets.learned is not None:
+        datasets.learned.restart()
     prefix = apply_stages(spec, path, source.make(), [s for _, s in kept], count=source.count, info=datasets.info,
                           learned=datasets.learned, split=split, positions=[i for i, _ in kept])
     return element_count(prefix)

@@ -52,6 +52,8 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
             build = functools.partial(_cache, key=[source_key, stages[:i]])
         if name == "shuffle" and epoch is not None:
             build = functools.partial(_shuffle, epoch=epoch)
+        if name == "window":
+            build = functools.partial(window_stage, split=split)
         try:
             if name == "map":
                 dataset = _map(spec, where, dataset, args, count, info, learned, split)

@@ -14,8 +14,14 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def window_stage(spec, where, dataset, args, count, info):
-    """`dataset` of time steps -> a dataset of (window, target) (or windows only)."""
+def window_stage(spec, where, dataset, args, count, info, split=None, too_short=None):
+    """`dataset` of time steps -> a dataset of (window, target) (or windows only).
+
+    Args:
+        split: the split being cut ("test"), named when it is shorter than one window.
+        too_short: (span, steps) -> the error to raise when the series is shorter than one
+            window (`pipe predict` locates it at its input file); None: located at the stage.
+    """
     length, stride = args["length"], args.get("stride", 1)
     rate, horizon = args.get("sampling_rate", 1), args.get("horizon", 1)
     element = dataset.element_spec
@@ -51,9 +57,12 @@ def window_stage(spec, where, dataset, args, count, info):
     windows = dataset.window(span, shift=stride, drop_remainder=True).flat_map(batch_window).map(cut)
     steps = int(dataset.cardinality())
     if 0 <= steps < span:
+        if too_short is not None:
+            raise too_short(span, steps)
+        named = f"data.{split}" if split else "a split here"
         raise spec.error(where, f"a window spans {span} time steps (length {length}, sampling_rate {rate}"
-                                f"{'' if targets == 'none' else f', horizon {horizon}'}), but a split here has "
-                                f"only {steps}: shorten the window or hold out a larger fraction")
+                                f"{'' if targets == 'none' else f', horizon {horizon}'}), but {named} has "
+                                f"only {steps} steps: shorten the window or hold out a larger fraction")
     if steps >= 0:  # known: say how many windows (sizes such as batch_size: all, epoch lengths)
         windows = windows.apply(tf.data.experimental.assert_cardinality((steps - span) // stride + 1))
     return windows

@@ -77,8 +77,9 @@ def adapted_sites(model: dict) -> list[Site]:
 
 
 def adaptation_errors(spec) -> list[SpecError]:
-    """`adapt:` written where it means nothing, or with a value that is not an option."""
-    errors = nested_errors(spec)
+    """`adapt:` written where it means nothing, or with a value that is not an option; an
+    adapted layer after a trained one, or on an endless train split without a sample size."""
+    errors = nested_errors(spec) + order_errors(spec) + endless_errors(spec)
     for path, _, identifier, _ in layer_sites(spec.get("model", default={})):
         name, config = parts(identifier)
         if OPTION not in config:
@@ -100,6 +101,90 @@ def adaptation_errors(spec) -> list[SpecError]:
             errors.append(spec.error((*where, "examples"), f"expected a number of examples >= 1, got {examples!r}",
                                      at_value=True))
     return errors
+
+
+def order_errors(spec) -> list[SpecError]:
+    """An adapted layer fed by a layer with weights training changes (Dense, Conv2D, ...):
+    it would be adapted on the values of the untrained layer, which then change."""
+    model = spec.get("model", default={})
+    items = {i: (path, identifier, item) for path, i, identifier, item in layer_sites(model)}
+    errors = []
+    for site in adapted_sites(model):
+        path, _, item = items[site.index]
+        before = (range(site.index) if item is None else _upstream(model, item)) or ()
+        trained = [_display_name(items[i]) for i in before if _trained(items[i][1])]
+        if trained:
+            named = _given_name(items[site.index])
+            adapted = f"{named} ({site.class_name})" if named else site.class_name
+            errors.append(spec.error(site.path, f"{adapted} is adapted on the values that reach it, and "
+                                                f"{', '.join(trained)} before it {'has' if len(trained) == 1 else 'have'} "
+                                                "weights that training changes: put adapted layers before trained "
+                                                "ones, or give its state"))
+    return errors
+
+
+def endless_errors(spec) -> list[SpecError]:
+    """An adapted layer without `examples` on a train split that repeats without end."""
+    stages = spec.get("data", "train", "stages", default=[])
+    endless = False
+    for stage in stages if isinstance(stages, list) else []:
+        if isinstance(stage, dict) and len(stage) == 1:
+            ((name, args),) = stage.items()
+            if name == "repeat":
+                endless = endless or (args if isinstance(args, dict) else {}).get("count") in (None, -1)
+            elif name == "take":
+                endless = False
+    if not endless:
+        return []
+    return [spec.error(site.path, f"{site.class_name} is adapted on the train split, which repeats without end: "
+                                  "give a sample size (adapt: {examples: N})")
+            for site in adapted_sites(spec.get("model", default={})) if site.examples is None]
+
+
+def _upstream(model: dict, item: dict) -> list[int]:
+    """The functional layers (by index) whose outputs flow into `item`."""
+    layers = model["functional"]["layers"]
+    index = {entry.get("name"): i for i, entry in enumerate(layers) if isinstance(entry, dict)}
+    found, todo = set(), [item]
+    while todo:
+        for name in _names(todo.pop().get("inputs")):
+            if name in index and index[name] not in found:
+                found.add(index[name])
+                todo.append(layers[index[name]])
+    return sorted(found)
+
+
+def _names(value) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _names(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _names(v)]
+    return []
+
+
+def _trained(identifier) -> bool:
+    """Whether a layer has weights that training changes: an initializer of its own (kernel,
+    embeddings, gamma, ...), or a wrapped layer that has one, unless it says trainable: false."""
+    name, config = parts(identifier)
+    entry = catalog.lookup("layers", name)
+    if entry is None or config.get("trainable") is False:
+        return False
+    if any(a.endswith("_initializer") for a in entry.arguments):
+        return True
+    return any(_trained(config.get(a)) for a, arg in entry.arguments.items()
+               if arg.get("layer") and isinstance(config.get(a), (str, dict)))
+
+
+def _given_name(site: tuple) -> str | None:
+    _, identifier, item = site
+    return (item or {}).get("name") or parts(identifier)[1].get("name")
+
+
+def _display_name(site: tuple) -> str:
+    """A layer as the spec names it: its name, else its class and position."""
+    return _given_name(site) or f"{parts(site[1])[0]} (layers[{site[0][3]}])"
 
 
 def nested_errors(spec) -> list[SpecError]:

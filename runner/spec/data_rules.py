@@ -71,6 +71,9 @@ def window_errors(spec) -> list[SpecError]:
     return errors
 
 
+PRIOR_ACTIVATIONS = (None, "linear", "sigmoid", "softmax")  # a prior bias is a logit's: before or in these
+
+
 def prior_paths(tree, path=("model",)):
     """Every path where a model section writes `bias_initializer: prior`, in order."""
     if isinstance(tree, dict):
@@ -92,7 +95,7 @@ def prior_errors(spec) -> list[SpecError]:
     outputs = [outputs] if isinstance(outputs, str) else outputs if isinstance(outputs, list) else []
     errors = []
     for path in prior_paths(model):
-        layer = path[:-2] if path[-2] != "config" else path[:-3]
+        layer = path[:-2]  # the layer's item: {Dense: {...}} or {class_name: Dense, config: {...}}
         name = path[-2] if path[-2] != "config" else spec.get(*layer, "class_name")
         items = spec.get(*layer[:-1]) if layer[-1] == "layer" else None
         is_output = (layer[:3] == ("model", "sequential", "layers") and len(layer) == 4
@@ -103,6 +106,13 @@ def prior_errors(spec) -> list[SpecError]:
             errors.append(spec.error(path, "prior sets an output layer's bias from the train split's class "
                                            "frequencies: it goes on the bias_initializer of the model's output "
                                            "Dense layer (the last of a sequential model, or a functional output)",
+                                     at_value=True))
+            continue
+        activation = (spec.get(*path[:-1]) or {}).get("activation")
+        if activation not in PRIOR_ACTIVATIONS:
+            errors.append(spec.error(path[:-1] + ("activation",), f"bias_initializer: prior fits an output layer "
+                                     f"whose activation is sigmoid, softmax, linear or none (logits), not "
+                                     f"{activation!r}",
                                      at_value=True))
     return errors
 
