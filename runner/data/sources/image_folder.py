@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from runner.data.source import Source
+from runner.data.sources.class_folders import class_folder_files
 
 _EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -72,23 +73,7 @@ def located_decode_error(spec, error):
 
 def _image_files(spec, path, options):
     """The image files of an image folder (sorted, class by class), their labels and the class names."""
-    directory = spec.resolve_path(options["directory"])
-    if not directory.is_dir():
-        raise spec.error(path + ("directory",), f"directory not found: {directory}")
-    class_names = options.get("class_names") or sorted(p.name for p in directory.iterdir() if p.is_dir())
-    if not class_names:
-        raise spec.error(path + ("directory",), f"{directory} has no class sub-folders (one folder per class)")
-    files, labels = [], []
-    for label, name in enumerate(class_names):
-        folder = directory / name
-        if not folder.is_dir():
-            raise spec.error(path + ("class_names",), f"no sub-folder {name!r} in {directory}")
-        found = sorted(p for p in folder.rglob("*") if p.suffix.lower() in _EXTENSIONS and p.is_file())
-        files += found
-        labels += [label] * len(found)
-    if not files:
-        raise spec.error(path + ("directory",), f"no images ({', '.join(_EXTENSIONS)}) under {directory}")
-    return files, labels, class_names
+    return class_folder_files(spec, path, options, _EXTENSIONS, "images")
 
 
 MAX_PIXELS = 1 << 28  # 16384 x 16384: more is a decompression bomb, not a training image

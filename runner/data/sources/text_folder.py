@@ -13,25 +13,11 @@ import numpy as np
 import tensorflow as tf
 
 from runner.data.source import Source
+from runner.data.sources.class_folders import class_folder_files
 
 
 def load(spec, path, options, seed) -> Source:
-    directory = spec.resolve_path(options["directory"])
-    if not directory.is_dir():
-        raise spec.error(path + ("directory",), f"directory not found: {directory}")
-    class_names = options.get("class_names") or sorted(p.name for p in directory.iterdir() if p.is_dir())
-    if not class_names:
-        raise spec.error(path + ("directory",), f"{directory} has no class sub-folders (one folder per class)")
-    files, labels = [], []
-    for label, name in enumerate(class_names):
-        folder = directory / name
-        if not folder.is_dir():
-            raise spec.error(path + ("class_names",), f"no sub-folder {name!r} in {directory}")
-        found = sorted(p for p in folder.rglob("*.txt") if p.is_file())
-        files += found
-        labels += [label] * len(found)
-    if not files:
-        raise spec.error(path + ("directory",), f"no text files (.txt) under {directory}")
+    files, labels, class_names = class_folder_files(spec, path, options, (".txt",), "text files")
     return _source(np.array([str(f) for f in files]), np.array(labels, np.int64), options.get("max_length"),
                    class_names, files)
 
