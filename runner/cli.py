@@ -514,9 +514,9 @@ def log(
     failed = 0
     for run_dir in run_dirs:
         try:
-            typer.echo(f"{run_dir}: {describe(log_run(run_dir, mlflow, experiment))}")
+            typer.echo(printable(f"{run_dir}: {describe(log_run(run_dir, mlflow, experiment))}"))
         except TrackingError as e:
-            typer.echo(f"pipe log: {run_dir}: {e}", err=True)
+            typer.echo(printable(f"pipe log: {run_dir}: {e}"), err=True)
             failed += 1
     if failed:
         raise typer.Exit(code=EXIT_RUN_FAILED)
@@ -638,7 +638,9 @@ def _interrupted(error, file, set_, quiet) -> str:
     for text in set_ or ():
         command += ["--set", text]
     command += ["--quiet"] if quiet else []
-    return "\n".join(lines + ["resume with: " + printable(shlex.join(command + ["--resume", str(resume_from)]))])
+    from runner.outputs.tracking_uri import mask  # a password in a --set URI is not printed
+
+    return "\n".join(lines + ["resume with: " + printable(mask(shlex.join(command + ["--resume", str(resume_from)])))])
 
 
 def _metric_lines(metrics: dict):

@@ -15,6 +15,8 @@ from pathlib import Path
 import yaml
 
 from runner.outputs.tracking import INSTALL_HINT, TrackingError, Upload, mlflow_available, upload_run
+from runner.outputs.tracking_uri import has_password, mask
+from runner.spec.errors import printable
 
 
 def mlflow_config(doc: dict) -> dict | None:
@@ -32,8 +34,12 @@ def track_finished_run(doc: dict, run_dir, quiet: bool = False, parent_run_id: s
     config = mlflow_config(doc)
     if config is None:
         return None
+    if has_password(config.get("tracking_uri")):
+        print("pipe run: warning: outputs.mlflow.tracking_uri holds a password, which the run's spec.yaml keeps "
+              "(pipe shows it as ***): set MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD instead",
+              file=sys.stderr, flush=True)
     uri = config.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
-    later = f"upload it later with: pipe log {run_dir} --mlflow {uri or 'URI'}"
+    later = f"upload it later with: pipe log {run_dir} --mlflow {mask(uri) or 'URI'}"
     try:
         if not uri:
             raise TrackingError("no outputs.mlflow.tracking_uri and no MLFLOW_TRACKING_URI")
@@ -43,11 +49,11 @@ def track_finished_run(doc: dict, run_dir, quiet: bool = False, parent_run_id: s
                             register_as=config.get("register_as"), parent_run_id=parent_run_id)
     except (Exception, KeyboardInterrupt) as e:  # the run is complete: tracking must not change that
         reason = str(e) if isinstance(e, TrackingError) else f"{type(e).__name__}: {e}".strip()
-        print(f"pipe run: warning: not tracked in MLflow: {reason.splitlines()[0] if reason else 'interrupted'}; "
-              f"{later}", file=sys.stderr, flush=True)
+        reason = mask(reason.splitlines()[0]) if reason else "interrupted"
+        print(printable(f"pipe run: warning: not tracked in MLflow: {reason}; {later}"), file=sys.stderr, flush=True)
         return None
     if not quiet:
-        print(describe(upload), flush=True)
+        print(printable(describe(upload)), flush=True)
     return upload
 
 
@@ -71,6 +77,8 @@ def log_run(run_dir, tracking_uri: str | None, experiment: str | None = None) ->
         TrackingError: not a finished run directory, no URI, or the upload failed.
     """
     run_dir = Path(run_dir)
+    if experiment is not None and printable(experiment) != experiment:
+        raise TrackingError(f"--experiment '{printable(experiment)}' holds control characters: use a plain name")
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text())
     except (OSError, ValueError):

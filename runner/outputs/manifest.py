@@ -14,6 +14,7 @@ from pathlib import Path
 
 import runner
 from runner.outputs.files import json_text, source_copies, write_bytes
+from runner.outputs.tracking_uri import mask
 
 
 def fingerprint(path) -> str:
@@ -72,7 +73,7 @@ class Manifest:
             **_spec_sources(spec),
             "seed": spec.doc.get("seed"),
             "versions": versions(),
-            "command": sys.argv,
+            "command": [mask(arg) for arg in sys.argv],  # a password in a URI as ***
             "devices": devices,
             "data_files": {str(p): fingerprint(p) for p in files if Path(p).exists()},
             "start_time": _now(),

@@ -19,9 +19,8 @@ import io
 import json
 import logging
 import os
+import tempfile
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from importlib import metadata
@@ -31,6 +30,7 @@ import yaml
 
 from runner.outputs.files import json_text, write_text
 from runner.outputs.lineage import chain, run_key
+from runner.outputs.tracking_uri import TrackingError, check_uri, check_reachable, mask, masked_copy
 
 MLFLOW_FILE = "mlflow.json"  # in the run directory: where it was tracked (tracking_uri, experiment_id, run_id)
 KEY_TAG = "pipe.run_key"  # the run directory's key (of the first run of a resumed chain)
@@ -46,10 +46,6 @@ _ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BA
 _SKIPPED = {".manifest.reserve", MLFLOW_FILE}
 _STATUSES = {"completed": "FINISHED", "failed": "FAILED", "diverged": "FAILED", "interrupted": "KILLED",
              "killed": "KILLED"}
-
-
-class TrackingError(Exception):
-    """The run could not be tracked: one line saying why (the run directory is untouched)."""
 
 
 @dataclass
@@ -95,8 +91,9 @@ def upload_run(run_dir, tracking_uri: str, *, experiment: str | None = None, run
 
 
 def _mlflow(tracking_uri: str):
-    """mlflow, once the server answers, with its requests bounded and its notes quiet."""
-    _check_reachable(tracking_uri)
+    """mlflow, once the URI is sound and its server answers, with its requests bounded and its notes quiet."""
+    check_uri(tracking_uri)
+    check_reachable(tracking_uri)
     for name, value in _ENV_DEFAULTS.items():
         os.environ.setdefault(name, value)
     try:
@@ -123,9 +120,10 @@ def _upload(mlflow, run_dir, truth, tracking_uri, experiment, run_name, register
         run = client.create_run(experiment_id, run_name=run_name or _default_run_name(run_dir, truth),
                                 tags=tags, start_time=_millis(truth.manifest.get("start_time")))
     run_id = run.info.run_id
-    _remember(run_dir, tracking_uri, experiment_id, run_id)
-    upload = Upload(run_id, experiment, tracking_uri)
     latest = run.data.tags.get("pipe.run_dir")
+    _refuse_a_copy(run_dir, run_id, latest)
+    _remember(run_dir, tracking_uri, experiment_id, run_id)
+    upload = Upload(run_id, experiment, mask(tracking_uri))
     if latest and Path(latest) != run_dir.resolve() and run_dir.resolve() in {p.resolve() for p in chain(Path(latest))}:
         upload.skipped, upload.superseded_by = True, latest  # its resumption holds its epochs and more
         return upload
@@ -134,17 +132,31 @@ def _upload(mlflow, run_dir, truth, tracking_uri, experiment, run_name, register
         upload.skipped = True
         return upload
     _log_params(client, run, truth.spec)
-    _log_metrics(client, run_id, truth.history, truth.metrics)
+    _log_metrics(client, run_id, truth.history, truth.metrics, truth.manifest.get("epochs_done"))
     _set_tags(client, run, _tags(truth, run_dir))
-    for path in truth.files:
-        parent = path.relative_to(run_dir).parent
-        client.log_artifact(run_id, str(path), None if parent == Path(".") else parent.as_posix())
+    with tempfile.TemporaryDirectory(prefix="pipe-mlflow-") as masked:
+        for path in truth.files:
+            parent = path.relative_to(run_dir).parent
+            client.log_artifact(run_id, masked_copy(path, Path(masked)),
+                                None if parent == Path(".") else parent.as_posix())
     upload.model_version = _log_model(mlflow, client, tracking_uri, run, run_dir, register_as)
     status = _STATUSES.get(truth.manifest.get("status"))
     if status is not None:
         client.set_terminated(run_id, status, end_time=_millis(truth.manifest.get("end_time")))
     client.set_tag(run_id, UPLOADED_TAG, digest)
     return upload
+
+
+def _refuse_a_copy(run_dir: Path, run_id: str, latest: str | None) -> None:
+    """The MLflow run holds another run directory that is still there, which this one
+    neither resumes nor is resumed by: `run_dir` is a copy of it (same key), so TrackingError."""
+    if not latest or Path(latest) == run_dir.resolve() or not (Path(latest) / "manifest.json").is_file():
+        return  # the same directory, or the one uploaded is gone (moved here)
+    ours, theirs = {p.resolve() for p in chain(run_dir)}, {p.resolve() for p in chain(Path(latest))}
+    if Path(latest).resolve() in ours or run_dir.resolve() in theirs:
+        return
+    raise TrackingError(f"MLflow run {run_id} holds {latest}, of which this run directory is a copy "
+                        "(the same run key): upload that one, or copy the spec and run it again")
 
 
 def create_parent_run(tracking_uri: str, experiment: str, run_name: str, tags: dict | None = None) -> str:
@@ -198,11 +210,9 @@ def _load(path: Path, parse):
 def _find_run(client, run_dir: Path, tracking_uri: str, experiment_id: str, key: str):
     """The MLflow run this run directory (or the run it resumes) went to, or None."""
     for place in chain(run_dir):
-        try:
-            known = json.loads((place / MLFLOW_FILE).read_text())
-        except (OSError, ValueError):
-            continue
-        if known.get("tracking_uri") == tracking_uri and known.get("experiment_id") == experiment_id:
+        for known in _records(place):
+            if known.get("tracking_uri") != mask(tracking_uri) or known.get("experiment_id") != experiment_id:
+                continue
             try:
                 run = client.get_run(known["run_id"])
             except Exception:  # deleted, or another server behind the same URI
@@ -213,8 +223,30 @@ def _find_run(client, run_dir: Path, tracking_uri: str, experiment_id: str, key:
     return found[0] if found else None
 
 
+def _records(run_dir: Path) -> list:
+    """Where `run_dir` was uploaded: mlflow.json's first target, then the others (`also`)."""
+    try:
+        known = json.loads((run_dir / MLFLOW_FILE).read_text())
+    except (OSError, ValueError):
+        return []
+    if not isinstance(known, dict):
+        return []
+    also = known.get("also") if isinstance(known.get("also"), list) else []
+    return [r for r in [known, *also] if isinstance(r, dict)]
+
+
 def _remember(run_dir: Path, tracking_uri: str, experiment_id: str, run_id: str) -> None:
-    text = json_text({"tracking_uri": tracking_uri, "experiment_id": experiment_id, "run_id": run_id})
+    """mlflow.json: the first target the run went to; each other one is added under `also`
+    (a password in the URI is kept as `***`)."""
+    record = {"tracking_uri": mask(tracking_uri), "experiment_id": experiment_id, "run_id": run_id}
+    records = [{k: v for k, v in r.items() if k != "also"} for r in _records(run_dir)]
+    same = [i for i, r in enumerate(records)
+            if (r.get("tracking_uri"), r.get("experiment_id")) == (record["tracking_uri"], experiment_id)]
+    if same:
+        records[same[0]] = record
+    else:
+        records.append(record)
+    text = json_text({**records[0], **({"also": records[1:]} if records[1:] else {})})
     path = run_dir / MLFLOW_FILE
     if not path.exists() or path.read_text() != text:
         write_text(path, text)
@@ -239,7 +271,7 @@ def flatten(value, prefix: str = "") -> dict:
 def _log_params(client, run, spec: dict) -> None:
     from mlflow.entities import Param
 
-    params = {k: v for k, v in flatten(spec).items() if len(v) <= MAX_PARAM_LENGTH and len(k) <= 250}
+    params = {k: mask(v) for k, v in flatten(spec).items() if len(v) <= MAX_PARAM_LENGTH and len(k) <= 250}
     existing = run.data.params
     new = [Param(k, v) for k, v in params.items() if k not in existing]
     for i in range(0, len(new), 100):  # MLflow takes at most 100 params a call
@@ -249,18 +281,20 @@ def _log_params(client, run, spec: dict) -> None:
     _set_tags(client, run, changed)
 
 
-def _log_metrics(client, run_id: str, history: dict, metrics: dict) -> None:
-    """Each history column with its epoch (from 1) as step; the final metrics by split at step 0."""
+def _log_metrics(client, run_id: str, history: dict, metrics: dict, epochs_done=None) -> None:
+    """Each history column with its epoch (from 1) as step; the final metrics by split at the
+    step of the epochs done, so that those of a resumed run (more epochs) are MLflow's latest."""
     from mlflow.entities import Metric
 
     now, batch = int(time.time() * 1000), []
+    final = epochs_done if isinstance(epochs_done, int) and not isinstance(epochs_done, bool) else 0
     series = {name: list(enumerate(values, start=1)) for name, values in history.items()}
     for split, values in metrics.items():
         if isinstance(values, dict):
             for name, value in values.items():
-                series[f"{split}_{name}"] = [(0, value)]
+                series[f"{split}_{name}"] = [(final, value)]
         else:
-            series[split] = [(0, values)]
+            series[split] = [(final, values)]
     for name, points in series.items():
         logged = {m.step for m in client.get_metric_history(run_id, name)}
         batch += [Metric(name, float(value), now, step) for step, value in points
@@ -276,7 +310,7 @@ def _tags(truth: _Truth, run_dir: Path) -> dict:
         "pipe.version": versions.get("pipe"), "pipe.tensorflow": versions.get("tensorflow"),
         "pipe.keras": versions.get("keras"), "pipe.engine": manifest.get("engine"), "pipe.loop": manifest.get("loop"),
         "pipe.devices": json.dumps(manifest.get("devices"), sort_keys=True)[:5000] if manifest.get("devices") else None,
-        "pipe.status": manifest.get("status"), "pipe.reason": (manifest.get("reason") or "")[:5000] or None,
+        "pipe.status": manifest.get("status"), "pipe.reason": mask(manifest.get("reason") or "")[:5000] or None,
         "pipe.run_dir": str(run_dir.resolve()), "pipe.spec_sha256": manifest.get("spec_sha256"),
         "pipe.epochs_done": manifest.get("epochs_done"),
     }
@@ -330,22 +364,6 @@ def _log_model(mlflow, client, tracking_uri: str, run, run_dir: Path, register_a
     return None if version is None else str(version)
 
 
-def _check_reachable(tracking_uri: str) -> None:
-    """A tracking server that does not answer its health check within seconds: TrackingError."""
-    if not tracking_uri.startswith(("http://", "https://")):
-        return
-    url = tracking_uri.rstrip("/") + "/health"
-    try:
-        with urllib.request.urlopen(url, timeout=5) as response:
-            response.read(64)
-    except urllib.error.HTTPError as e:
-        if e.code >= 500:
-            raise TrackingError(f"{tracking_uri} answers its health check with HTTP {e.code}") from None
-    except (OSError, ValueError) as e:
-        reason = getattr(e, "reason", None) or e
-        raise TrackingError(f"{tracking_uri} cannot be reached: {_first_line(reason)}") from None
-
-
 def _digest(run_dir: Path, files, register_as) -> str:
     digest = hashlib.sha256(f"register_as={register_as}\0".encode("utf-8"))
     for path in files:
@@ -373,5 +391,5 @@ def _millis(stamp) -> int | None:
 
 
 def _first_line(error) -> str:
-    text = str(error).strip()
+    text = mask(str(error).strip())
     return text.splitlines()[0][:1000] if text else type(error).__name__

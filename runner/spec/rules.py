@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from runner.spec.data_rules import augment_errors, endless_errors, prior_errors, window_errors
-from runner.spec.errors import SpecError
+from runner.spec.errors import SpecError, printable
 from runner.spec.model_rules import model_errors
 from runner.spec.paths import template_problem
 from runner.spec.safety import safety_errors
@@ -78,6 +78,11 @@ def section_rule_errors(spec) -> list[SpecError]:
         errors.append(spec.error(("outputs", "save_model"), "a module model saves as a SavedModel: use saved_model (or true)",
                                  at_value=True))
     outputs = spec.doc.get("outputs") or {}
+    for key in ("experiment", "run_name", "register_as"):  # shown by MLflow and printed by pipe
+        name = (outputs.get("mlflow") or {}).get(key)
+        if isinstance(name, str) and printable(name) != name:
+            errors.append(spec.error(("outputs", "mlflow", key), "holds control characters: use a plain name",
+                                     at_value=True))
     if (outputs.get("mlflow") or {}).get("register_as"):
         save = outputs.get("save_model", True)
         why = ("outputs.save_model is false: save the model" if save is False else
