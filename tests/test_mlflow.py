@@ -407,6 +407,11 @@ def test_a_resumed_run_continues_the_same_mlflow_run(tmp_path):
     run = client.get_run(run_id)
     assert run.data.params["train.epochs"] == "2" and run.data.tags["pipe.param.train.epochs"] == "4"
     assert run.data.tags["pipe.resumed_from"] == str(first_dir)
+    # the final metrics are the resumed run's: logged at its epoch count, they are MLflow's latest
+    first_metrics, metrics = (json.loads((d / "metrics.json").read_text()) for d in (first_dir, second_dir))
+    assert run.data.metrics["train_loss"] == pytest.approx(metrics["train"]["loss"]) != first_metrics["train"]["loss"]
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "train_loss")] == \
+        [(2, pytest.approx(first_metrics["train"]["loss"])), (4, pytest.approx(metrics["train"]["loss"]))]
 
 
 @pytest.mark.slow
