@@ -305,12 +305,20 @@ def _verify(fmt: str, path: Path, quantize, feed: dict, expected: dict) -> None:
     for name, value in expected.items():
         value, found = np.asarray(value), np.asarray(got[name])
         if value.dtype.kind in "OSU":
-            value, found = value.astype(str), found.astype(str)
+            value, found = _text(value), _text(found)
         close = np.array_equal(value, found) if value.dtype.kind not in "f" else \
             np.allclose(found, value, rtol=1e-4, atol=1e-5)
         if found.shape != value.shape or (not quantize and not close):
             raise RuntimeError(f"the exported {fmt} model does not reproduce the run's model: its output "
                                f"{name!r} differs on raw train examples")
+
+
+def _text(values):
+    """Text outputs as str: the runtimes return UTF-8 bytes (class names may be any language)."""
+    import numpy as np
+
+    decode = np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v), otypes=[object])
+    return decode(values) if values.size else values.astype(object)
 
 
 def _run_file(fmt: str, path: Path, feed: dict) -> dict:
