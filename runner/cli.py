@@ -137,6 +137,9 @@ def validate(
         try:
             spec = load_spec(layers, set_ or ())
             notes += adaptation_notes(spec)
+            from runner.outputs.run_dir import outputs_dir_errors
+
+            errors += outputs_dir_errors(spec)  # runs would be written inside another run
             if "sweep" in spec.doc:  # every value of the search space keeps the spec valid
                 from runner.spec.sweep_space import sweep_errors
 
@@ -209,6 +212,11 @@ def plan(
     """
     try:
         spec = load_spec(file, set_ or ())
+        from runner.outputs.run_dir import outputs_dir_errors
+
+        nested = outputs_dir_errors(spec)  # runs would be written inside another run
+        if nested:
+            raise nested[0]
         from runner.plan import plan_spec, render_text  # imports TensorFlow
 
         result = plan_spec(spec)

@@ -28,6 +28,7 @@ from pathlib import Path
 from runner.outputs.files import write_json
 from runner.outputs.manifest import fingerprint
 from runner.outputs.records import is_run_dir, read_run
+from runner.outputs.run_dir import run_file_problem
 
 FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZE = ("float16", "int8")
@@ -182,6 +183,9 @@ def _output_path(run_dir: Path, fmt, output, quantize) -> Path:
         if parent.exists() and is_run_dir(parent) and parent.resolve() != own:
             raise ExportRefused(f"{output}: inside another run directory ({parent}); "
                                 "export into this run or outside any run")
+    problem = run_file_problem(target)
+    if problem:  # the run's checkpoints/, saved_model, history.csv ...: pipe's, never replaced
+        raise ExportRefused(f"{output}: {problem.replace('write the output to another file', 'export elsewhere')}")
     if target.exists():
         raise ExportRefused(f"{output}: already exists (remove it or choose another path)")
     existing = next(p for p in target.parents if p.exists())
