@@ -92,7 +92,7 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
     holder.model = model
     # Every variable the function may capture, tracked from the root: random layers' seed
     # generator states too (read even in inference mode), which Keras does not list as weights.
-    holder.model_variables = [getattr(v, "value", v) for v in getattr(model, "variables", [])]
+    holder.model_variables = [v.value for v in model.variables] if keras_model else []
     for i, (known, missing) in enumerate(tables.values()):  # attributes: where tf2onnx finds tables
         setattr(holder, f"vocabulary_{i}", known)
         setattr(holder, f"missing_{i}", missing)

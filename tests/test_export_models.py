@@ -200,3 +200,20 @@ def test_outputs_dir_inside_a_run_is_refused_by_validate_plan_and_run(folder, tm
         run_spec(spec, quiet=True)
     assert str(caught.value) == said
     assert sorted(p.name for p in inside.iterdir()) == []  # nothing written there
+
+
+def test_an_unexpected_error_is_one_paragraph_naming_the_step(folder, monkeypatch):
+    run = sorted((folder / "runs" / "unicode").glob("*"))[-1] if (folder / "runs" / "unicode").is_dir() \
+        else _train(folder, "unicode")
+    import runner.export_graph
+
+    def broken(*args, **kwargs):
+        raise KeyError("Failed to add concrete function\n  with internal text")
+
+    monkeypatch.setattr(runner.export_graph, "build_serving", broken)
+    result = CliRunner().invoke(app, ["export", str(run), "--format", "saved_model", "--output",
+                                      str(folder / "never")])
+    assert result.exit_code == 3
+    assert result.stderr == ("pipe export: building the serving function (the run's preprocessing and model) "
+                             "failed: KeyError: 'Failed to add concrete function\\n with internal text'\n")
+    assert not (folder / "never").exists()
