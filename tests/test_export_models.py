@@ -217,3 +217,15 @@ def test_an_unexpected_error_is_one_paragraph_naming_the_step(folder, monkeypatc
     assert result.stderr == ("pipe export: building the serving function (the run's preprocessing and model) "
                              "failed: KeyError: 'Failed to add concrete function\\n with internal text'\n")
     assert not (folder / "never").exists()
+
+
+def test_non_ascii_column_names_export_with_a_quiet_console(folder, tmp_path):
+    """`pipe export` in a fresh process: the one result line, no TensorFlow warning about names."""
+    run = sorted((folder / "runs" / "unicode").glob("*"))[-1] if (folder / "runs" / "unicode").is_dir() \
+        else _train(folder, "unicode")
+    done = subprocess.run([sys.executable, "-m", "runner.cli", "export", str(run), "--format", "saved_model",
+                           "--output", str(tmp_path / "sm")], capture_output=True, text=True,
+                          cwd=Path(__file__).parent.parent, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.startswith(f"exported: {tmp_path / 'sm'} (saved_model, sha256 ")
+    assert "WARNING" not in done.stderr and "non-flat" not in done.stderr, done.stderr[-3000:]
