@@ -137,6 +137,9 @@ def validate(
         try:
             spec = load_spec(layers, set_ or ())
             notes += adaptation_notes(spec)
+            from runner.outputs.run_dir import outputs_dir_errors
+
+            errors += outputs_dir_errors(spec)  # runs would be written inside another run
             if "sweep" in spec.doc:  # every value of the search space keeps the spec valid
                 from runner.spec.sweep_space import sweep_errors
 
@@ -209,6 +212,11 @@ def plan(
     """
     try:
         spec = load_spec(file, set_ or ())
+        from runner.outputs.run_dir import outputs_dir_errors
+
+        nested = outputs_dir_errors(spec)  # runs would be written inside another run
+        if nested:
+            raise nested[0]
         from runner.plan import plan_spec, render_text  # imports TensorFlow
 
         result = plan_spec(spec)
@@ -444,17 +452,20 @@ def export(
     Example: pipe export runs/fashion_mnist/20261128-091500 --format tflite --quantize int8
     """
     def export_it():
-        from runner.export import ExportRefused, export_run  # imports TensorFlow
+        from runner.export import ExportFailed, ExportRefused, export_run  # imports TensorFlow
 
         try:
             return export_run(run_dir, format, output, quantize, jit_compile=jit_compile)
         except ExportRefused as e:  # the run or the path, not a failure: said in one line
             return e
+        except ExportFailed as e:  # the step that failed and why, one paragraph
+            e.failed = True
+            return e
 
     exported = _reporting_errors("export", export_it)
     if not hasattr(exported, "sha256"):
-        typer.echo(f"pipe export: {exported}", err=True)
-        raise typer.Exit(code=EXIT_INVALID)
+        typer.echo(printable(f"pipe export: {exported}"), err=True)
+        raise typer.Exit(code=EXIT_RUN_FAILED if getattr(exported, "failed", False) else EXIT_INVALID)
     typer.echo(f"exported: {exported.path} ({exported.format}, sha256 {exported.sha256})")
 
 

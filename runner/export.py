@@ -22,12 +22,14 @@ import os
 import shutil
 import tempfile
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from runner.outputs.files import write_json
 from runner.outputs.manifest import fingerprint
 from runner.outputs.records import is_run_dir, read_run
+from runner.outputs.run_dir import run_file_problem
 
 FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZE = ("float16", "int8")
@@ -38,6 +40,28 @@ _ONNX_OPSET = 17
 
 class ExportRefused(Exception):
     """The run or the output path cannot be exported to: one line saying why."""
+
+
+class ExportFailed(RuntimeError):
+    """An unexpected error while exporting: what was being done, then the error, one paragraph."""
+
+    def __init__(self, doing: str, error: BaseException):
+        from runner.failure import summarise_error
+
+        super().__init__(f"{doing} failed: {summarise_error(error)}")
+
+
+@contextmanager
+def _doing(what: str):
+    """Name the step an unexpected error stopped (refusals and located spec errors pass as they are)."""
+    from runner.spec.errors import SpecError
+
+    try:
+        yield
+    except (ExportRefused, ExportFailed, SpecError, FileNotFoundError, KeyboardInterrupt):
+        raise
+    except Exception as e:
+        raise ExportFailed(what, e) from e
 
 
 @dataclass
@@ -93,7 +117,8 @@ def export_run(run_dir, fmt: str, output=None, quantize: str | None = None,
     target = _output_path(run_dir, fmt, output, quantize)
     from runner.outputs.records import load_run_spec
 
-    spec = load_run_spec(run_dir)
+    with _doing("reading the run's spec.yaml"):
+        spec = load_run_spec(run_dir)
     _check_model_file(run_dir, record.manifest)
     model = _load_model(run_dir)
     exported = write_export(spec, run_dir, record.manifest, model, fmt, target, quantize, representative,
@@ -128,26 +153,30 @@ def write_export(spec, run_dir, manifest, model, fmt, target: Path, quantize, re
     """Build the serving function and write it as `fmt` at `target` (replaced atomically)."""
     from runner.export_graph import build_serving
 
-    serving = build_serving(spec, run_dir, manifest, model, fmt, jit_compile)
+    with _doing("building the serving function (the run's preprocessing and model)"):
+        serving = build_serving(spec, run_dir, manifest, model, fmt, jit_compile)
     if jit_compile and any(i.dtype.name == "string" for i in serving.inputs):
         raise ExportRefused("--jit-compile: XLA cannot compile the text inputs' lookups; export without it")
-    check = _expected(spec, serving)  # before converting: tf2onnx leaves the function uncallable
+    with _doing("running the serving function on raw train examples"):
+        check = _expected(spec, serving)  # before converting: tf2onnx leaves the function uncallable
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.parent / f".{target.name}-{uuid.uuid4().hex}"
     try:
         with tempfile.TemporaryDirectory(prefix="pipe-export-") as scratch:
-            if fmt == "saved_model":
-                _write_saved_model(serving, temp)
-            elif fmt == "tflite":
-                data = None
-                if quantize == "int8":
-                    from runner.export_graph import representative_inputs
+            with _doing(f"converting the model to {fmt}"):
+                if fmt == "saved_model":
+                    _write_saved_model(serving, temp)
+                elif fmt == "tflite":
+                    data = None
+                    if quantize == "int8":
+                        from runner.export_graph import representative_inputs
 
-                    data = representative_inputs(spec, representative)
-                temp.write_bytes(_tflite_bytes(serving, quantize, data))
-            else:
-                _write_onnx(serving, temp)
-            _verify(fmt, temp, quantize, *check)
+                        data = representative_inputs(spec, representative)
+                    temp.write_bytes(_tflite_bytes(serving, quantize, data))
+                else:
+                    _write_onnx(serving, temp)
+            with _doing(f"checking the written {fmt} file in its runtime"):
+                _verify(fmt, temp, quantize, *check)
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(temp, target)
@@ -182,6 +211,9 @@ def _output_path(run_dir: Path, fmt, output, quantize) -> Path:
         if parent.exists() and is_run_dir(parent) and parent.resolve() != own:
             raise ExportRefused(f"{output}: inside another run directory ({parent}); "
                                 "export into this run or outside any run")
+    problem = run_file_problem(target)
+    if problem:  # the run's checkpoints/, saved_model, history.csv ...: pipe's, never replaced
+        raise ExportRefused(f"{output}: {problem.replace('write the output to another file', 'export elsewhere')}")
     if target.exists():
         raise ExportRefused(f"{output}: already exists (remove it or choose another path)")
     existing = next(p for p in target.parents if p.exists())
@@ -305,12 +337,20 @@ def _verify(fmt: str, path: Path, quantize, feed: dict, expected: dict) -> None:
     for name, value in expected.items():
         value, found = np.asarray(value), np.asarray(got[name])
         if value.dtype.kind in "OSU":
-            value, found = value.astype(str), found.astype(str)
+            value, found = _text(value), _text(found)
         close = np.array_equal(value, found) if value.dtype.kind not in "f" else \
             np.allclose(found, value, rtol=1e-4, atol=1e-5)
         if found.shape != value.shape or (not quantize and not close):
             raise RuntimeError(f"the exported {fmt} model does not reproduce the run's model: its output "
                                f"{name!r} differs on raw train examples")
+
+
+def _text(values):
+    """Text outputs as str: the runtimes return UTF-8 bytes (class names may be any language)."""
+    import numpy as np
+
+    decode = np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v), otypes=[object])
+    return decode(values) if values.size else values.astype(object)
 
 
 def _run_file(fmt: str, path: Path, feed: dict) -> dict:

@@ -63,7 +63,8 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
     Raises:
         SpecError: a map op that cannot run inside an exported graph, located at the op.
     """
-    split = "test" if spec.get("data", "test") else "train"
+    # A test split drawn as a fraction of train's source reads train's source (and stages)
+    split = "test" if spec.get("data", "test", "source") else "train"
     info = manifest.get("data_info") or {}
     source = load_source(spec, ("data", split, "source"), spec.get("data", split, "source"), spec.get("seed"))
     learned = load_learned(run_dir)
@@ -89,6 +90,9 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
     function = tf.function(serve, input_signature=signature, autograph=False, jit_compile=jit_compile and not text)
     holder = tf.Module(name="serving")
     holder.model = model
+    # Every variable the function may capture, tracked from the root: random layers' seed
+    # generator states too (read even in inference mode), which Keras does not list as weights.
+    holder.model_variables = [v.value for v in model.variables] if keras_model else []
     for i, (known, missing) in enumerate(tables.values()):  # attributes: where tf2onnx finds tables
         setattr(holder, f"vocabulary_{i}", known)
         setattr(holder, f"missing_{i}", missing)
@@ -97,6 +101,17 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
 
 def _raw_inputs(spec, split, source, learned) -> list:
     """The source's raw element as named inputs: one per tabular column, else one tensor."""
+    inputs = _source_inputs(spec, split, source, learned)
+    taken = set()
+    for i in inputs:  # two columns that clean to the same name: the later one numbered
+        name, n = i.name, 2
+        while i.name in taken:
+            i.name, n = f"{name}_{n}", n + 1
+        taken.add(i.name)
+    return inputs
+
+
+def _source_inputs(spec, split, source, learned) -> list:
     table = getattr(source, "table", None)
     if table is not None:
         declared = spec.get("data", split, "source", "csv", "missing_values")
@@ -118,8 +133,9 @@ def _raw_inputs(spec, split, source, learned) -> list:
 
 
 def _input_name(name: str) -> str:
-    """A signature input name from a column name (letters, digits and '_')."""
-    cleaned = "".join(c if c.isalnum() or c == "_" else "_" for c in str(name))
+    """A signature input name from a column name: ASCII letters, digits and '_', anything else
+    '_' (`größe` -> `gr__e`), prefixed `input_` unless it starts with a letter."""
+    cleaned = "".join(c if (c.isascii() and c.isalnum()) or c == "_" else "_" for c in str(name))
     return cleaned if cleaned and cleaned[0].isalpha() else f"input_{cleaned}"
 
 

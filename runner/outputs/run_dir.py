@@ -49,6 +49,9 @@ class RunDir(os.PathLike):
         """
         if not is_chief:
             return cls(tempfile.mkdtemp(prefix=f"pipe-{spec.doc['name']}-"), chief=False)
+        nested = outputs_dir_errors(spec)
+        if nested:  # refused before anything is written there
+            raise nested[0]
         try:
             return cls(create_run_dir(spec, is_chief, now))
         except OSError as e:
@@ -167,3 +170,30 @@ def run_file_problem(path) -> str | None:
                         "write the output to another file")
             return None
     return None
+
+
+def enclosing_run_dir(path) -> Path | None:
+    """The run directory (a folder with pipe's manifest.json and spec.yaml) that `path` is in or is."""
+    try:
+        target = Path(path).expanduser().absolute().resolve()
+    except (OSError, RuntimeError):
+        return None
+    for directory in (target, *target.parents):
+        if (directory / "manifest.json").is_file() and (directory / "spec.yaml").is_file():
+            return directory
+    return None
+
+
+def outputs_dir_errors(spec) -> list:
+    """outputs.dir (default `runs`) inside an existing run directory, located: a run there would
+    mix its files with another run's (and `pipe runs`, resume, export would find the wrong one)."""
+    outputs = spec.doc.get("outputs") or {}
+    value = outputs.get("dir", "runs") if isinstance(outputs, dict) else None
+    if not isinstance(value, str) or not value.strip():
+        return []
+    run = enclosing_run_dir(value)
+    if run is None:
+        return []
+    where = ("outputs", "dir") if "dir" in outputs else ("name",)
+    return [spec.error(where, f"outputs.dir {value!r} is inside the run directory {run}: write runs to a "
+                       "folder outside any run directory", at_value="dir" in outputs)]

@@ -44,8 +44,13 @@ def main(fmt, path, inputs_path, out_path):
         again = dict(zip(names, session.run(names, feed)))
     assert "runner" not in sys.modules, "the exported model was run with pipe imported"
     same = all(np.array_equal(outputs[k], again[k]) for k in outputs)
-    np.savez(out_path, **{k: np.asarray(v).astype(str) if np.asarray(v).dtype.kind in "OSU" else v
+    np.savez(out_path, **{k: _text(np.asarray(v)) if np.asarray(v).dtype.kind in "OSU" else v
                           for k, v in outputs.items()}, __deterministic__=np.array(same))
+
+
+def _text(values):
+    """Text outputs as str: the runtimes return UTF-8 bytes."""
+    return np.vectorize(lambda v: v.decode("utf-8") if isinstance(v, bytes) else str(v), otypes=[str])(values)
 
 
 if __name__ == "__main__":
