@@ -1,0 +1,83 @@
+"""Bounds on what a data file may cost to read (issue 22): a CSV is refused, located, when its
+text or its cells cannot be parsed in the memory, and its header is checked before its body."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import pytest
+
+
+class Refused(Exception):
+    pass
+
+
+class FakeSpec:
+    def __init__(self, root: Path):
+        self.root = root
+
+    def resolve_path(self, value):
+        return self.root / value
+
+    def error(self, path, message, hint=None, at_value=False):
+        return Refused(f"{'.'.join(map(str, path))}: {message}")
+
+
+@pytest.fixture
+def csv_source(monkeypatch):
+    from runner.data.sources import csv as csv_source
+    monkeypatch.setattr(csv_source, "memory_bound", lambda: 64_000)  # 4000 bytes of text, 500 cells
+    return csv_source
+
+
+PATH = ("data", "train", "source", "csv")
+
+
+@pytest.mark.slow
+def test_a_gzip_csv_that_inflates_past_what_parsing_can_hold_is_refused(csv_source, tmp_path):
+    (tmp_path / "bomb.csv.gz").write_bytes(gzip.compress(b"a,b,c\n" + b"1,2,3\n" * 100_000))
+    with pytest.raises(Refused) as refused:
+        csv_source.load(FakeSpec(tmp_path), PATH, {"path": "bomb.csv.gz", "header": True, "label": "c"}, 1)
+    assert str(refused.value) == (f"data.train.source.csv.path: {tmp_path / 'bomb.csv.gz'} decompresses to more "
+                                  "than 4000 bytes (a gzip bomb, or more data than it declares)")
+
+
+@pytest.mark.slow
+def test_a_plain_csv_larger_than_the_text_bound_is_refused_before_it_is_read(csv_source, tmp_path):
+    (tmp_path / "big.csv").write_bytes(b"a,b,c\n" + b"1,2,3\n" * 1000)
+    with pytest.raises(Refused) as refused:
+        csv_source.load(FakeSpec(tmp_path), PATH, {"path": "big.csv", "header": True, "label": "c"}, 1)
+    assert str(refused.value) == (f"data.train.source.csv.path: {tmp_path / 'big.csv'} holds 6006 bytes, more CSV "
+                                  "text than this machine's memory can parse (at most 4000 bytes)")
+
+
+@pytest.mark.slow
+def test_a_csv_with_too_many_cells_for_the_memory_is_refused(csv_source, tmp_path):
+    (tmp_path / "cells.csv").write_bytes(b"a,b,c\n" + b"1,2,3\n" * 200)  # 1206 bytes, 604 cells
+    with pytest.raises(Refused) as refused:
+        csv_source.load(FakeSpec(tmp_path), PATH, {"path": "cells.csv", "header": True, "label": "c"}, 1)
+    assert str(refused.value) == (f"data.train.source.csv.path: {tmp_path / 'cells.csv'} holds about 604 cells, "
+                                  "more than this machine's memory can parse (at most 500)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_wrong_header_is_refused_before_the_body_is_read(csv_source, tmp_path, gzipped):
+    body = b"a,b,c\n" + b"1,2,3\n" * 100_000  # far past the bound: only the header is read
+    name = "wrong.csv.gz" if gzipped else "wrong.csv"
+    (tmp_path / name).write_bytes(gzip.compress(body) if gzipped else body)
+    with pytest.raises(Refused) as refused:
+        csv_source.load(FakeSpec(tmp_path), PATH, {"path": name, "header": True, "label": "zz"}, 1)
+    assert str(refused.value) == "data.train.source.csv.label: no column 'zz' in the header (columns: a, b, c)"
+    with pytest.raises(Refused) as refused:
+        csv_source.load(FakeSpec(tmp_path), PATH, {"path": name, "header": True, "label": "c",
+                                                   "features": ["a", "q"]}, 1)
+    assert str(refused.value) == "data.train.source.csv.features.1: no column 'q' in the header (columns: a, b, c)"
+
+
+@pytest.mark.slow
+def test_a_csv_within_the_bounds_still_loads(csv_source, tmp_path):
+    (tmp_path / "ok.csv").write_bytes(b"a,b,c\n" + b"1,2,3\n" * 10)
+    source = csv_source.load(FakeSpec(tmp_path), PATH, {"path": "ok.csv", "header": True, "label": "c"}, 1)
+    assert source is not None
