@@ -28,6 +28,7 @@ from runner.spec.errors import printable
 from runner.spec.report import render
 from runner.spec.adaptation import adaptation_notes
 from runner.spec import SpecError, load_schema, load_spec
+from runner.outputs.records import RunFileError
 
 EXIT_INVALID = 1  # a spec is invalid (found by validate, or while building a run)
 EXIT_RUN_FAILED = 3  # the spec was fine but training or evaluation failed
@@ -608,7 +609,7 @@ def _reporting_errors(command: str, work, debug: bool = False):
     except SpecError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
-    except FileNotFoundError as e:
+    except (FileNotFoundError, RunFileError) as e:
         typer.echo(printable(f"pipe {command}: {e}"), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
     except KeyboardInterrupt:

@@ -56,6 +56,8 @@ def load_learned(run_dir) -> Learned:
             would silently change every prediction).
     """
     path = Path(run_dir) / FILE_NAME
+    if path.is_symlink():
+        raise SpecError("a symbolic link, not the file pipe run wrote; not read", file=path)
     if not path.is_file():
         return Learned(frozen=True)
     try:

@@ -1,0 +1,81 @@
+"""A run directory's files are read only as pipe wrote them (issue 22): a symbolic link is
+refused, never followed; a file too large is said so, never taken as empty; a malformed one is
+named with the position of the mistake, never quoted."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from runner.cli import app
+from runner.outputs.records import RunFileError, load_run_spec, read_run
+
+SPEC = "version: 1\nname: r\nseed: 1\n"
+
+
+def make_run(path: Path, spec: str = SPEC) -> Path:
+    path.mkdir(parents=True)
+    (path / "manifest.json").write_text(json.dumps({"name": "r", "status": "completed"}))
+    (path / "metrics.json").write_text(json.dumps({"test": {"loss": 0.5}}))
+    (path / "spec.yaml").write_text(spec)
+    return path
+
+
+@pytest.fixture
+def secret(tmp_path) -> Path:
+    path = tmp_path / "secret.txt"
+    path.write_text("root:x:0:0:TOPSECRET\n")
+    return path
+
+
+@pytest.mark.parametrize("name", ["spec.yaml", "manifest.json", "metrics.json"])
+def test_compare_refuses_a_symlinked_run_file(tmp_path, secret, name):
+    first, second = make_run(tmp_path / "a"), make_run(tmp_path / "b")
+    (second / name).unlink()
+    (second / name).symlink_to(secret)
+    result = CliRunner().invoke(app, ["compare", str(first), str(second)])
+    assert result.exit_code == 1, result.output
+    assert "TOPSECRET" not in result.output
+    assert f"{second / name}: a symbolic link, not a file the run wrote; not read" in result.output
+
+
+def test_compare_says_a_spec_is_too_large_instead_of_showing_no_difference(tmp_path):
+    first, second = make_run(tmp_path / "a"), make_run(tmp_path / "b")
+    (second / "spec.yaml").write_text(SPEC + "#" * (17 << 20))
+    result = CliRunner().invoke(app, ["compare", str(first), str(second)])
+    assert result.exit_code == 1, result.output
+    assert f"{second / 'spec.yaml'}: {(second / 'spec.yaml').stat().st_size} bytes, more than a run's spec holds" \
+        in result.output
+    assert "the same spec" not in result.output
+
+
+def test_compare_names_a_malformed_manifest_without_quoting_it(tmp_path):
+    first, second = make_run(tmp_path / "a"), make_run(tmp_path / "b")
+    (second / "manifest.json").write_text('{"name": TOPSECRET}')
+    result = CliRunner().invoke(app, ["compare", str(first), str(second)])
+    assert result.exit_code == 1, result.output
+    assert result.output.strip() == (f"pipe compare: {second / 'manifest.json'}: not JSON "
+                                     "(line 1, column 10: Expecting value)")
+
+
+def test_evaluate_and_predict_read_no_symlinked_spec(tmp_path, secret):
+    run = make_run(tmp_path / "a")
+    (run / "spec.yaml").unlink()
+    (run / "spec.yaml").symlink_to(secret)
+    with pytest.raises(RunFileError, match="a symbolic link"):
+        load_run_spec(run)
+    assert read_run(run).metrics == {"test": {"loss": 0.5}}  # the manifest is still the run's
+
+
+@pytest.mark.slow
+def test_a_symlinked_preprocessing_json_is_refused(tmp_path, secret):
+    from runner.data.learned import load_learned
+    from runner.spec import SpecError
+
+    run = make_run(tmp_path / "a")
+    (run / "preprocessing.json").symlink_to(secret)
+    with pytest.raises(SpecError, match="a symbolic link, not the file pipe run wrote"):
+        load_learned(run)
