@@ -38,6 +38,7 @@ from runner.outputs.run_dir import run_file_problem
 from runner.outputs.saving import load_model
 from runner.predict_text import read_texts
 from runner.spec import Spec, SpecError
+from runner.spec.errors import without_values
 from runner.spec.metadata import substitute_metadata
 
 OUTPUT_FORMATS = (".csv", ".npy", ".jsonl")
@@ -121,7 +122,7 @@ def _input_misfit(input_path: Path, features, model=None):
         kind = "named inputs" if dtype is None else "text" if dtype.kind in "USO" else str(dtype)
         expected = getattr(model, "input_shape", None) if model is not None and is_keras(model) else None
         wants = f"; the model takes rows of shape {tuple(expected)[1:]}" if isinstance(expected, tuple) else ""
-        reason = keras_message(e)
+        reason = without_values(keras_message(e))  # never the rows' values
         reason = reason if len(reason) <= 300 else reason[:297] + "..."
         raise _input_spec(input_path).error(
             (), f"the input's rows ({kind}, shape {tuple(rows)}) do not fit the run's "

@@ -200,9 +200,9 @@ def _encoded_labels(spec, table: Table, learned: Learned):
         unknown = [i for i, v in enumerate(labels[name]) if v not in index]
         if unknown:
             row = int(table.rows[unknown[0]])
-            raise spec.error(table.path + ("label",), f"row {row}, column {name!r}: class "
-                                                      f"{labels[name][unknown[0]]!r} is not one of train's "
-                                                      f"({', '.join(vocabulary)})")
+            raise spec.error(table.path + ("label",), f"row {row}, column {name!r}: a class train did not "
+                                                      f"have ({len(unknown)} such rows; train's {len(vocabulary)} "
+                                                      "classes are in the run's preprocessing.json)")
         labels[name] = np.array([index[v] for v in labels[name]], dtype=np.int64)
     return labels if isinstance(table.labels, dict) else labels[table.label_names[0]]
 
