@@ -226,7 +226,9 @@ def plan(
         typer.echo(printable(f"pipe plan: failed: {summarise_error(e)}"), err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
     if format is Format.json:
-        typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
+        from runner.outputs.files import strict
+
+        typer.echo(json.dumps(strict(result.as_dict()), indent=2, default=str, allow_nan=False))
     elif format is Format.text:  # class names, columns and paths come from files: escaped line by line
         typer.echo("\n".join(printable(line) for line in render_text(result, " + ".join(map(str, file))).splitlines()))
     if result.errors and format is not Format.json:
@@ -466,7 +468,7 @@ class ListFormat(str, enum.Enum):
 
 @app.command(cls=PlainCommand)
 def runs(
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where runs are (default: runs).")] = Path("runs"),
+    directory: Annotated[Optional[Path], typer.Argument(metavar="DIR", help="Where runs are (default: runs).")] = None,
     format: Annotated[ListFormat, typer.Option("--format", metavar="FORMAT", help="text or json.")] = ListFormat.text,
 ):
     """List the runs under a directory, newest first: status, start, epochs, wall time, key metrics.
@@ -475,12 +477,19 @@ def runs(
     """
     from runner.runs import format_table, list_runs
 
+    if directory is not None and not directory.exists():  # a path given that is not there: a usage mistake
+        typer.echo(printable(f"pipe runs: no such directory: {directory}"), err=True)
+        raise typer.Exit(code=2)
+    directory = Path("runs") if directory is None else directory
+
     skipped = []
     rows = list_runs(directory, skipped) if directory.exists() else []
     for path, reason in skipped:  # one unreadable run directory never hides the others
         typer.echo(printable(f"pipe runs: skipped {path}: {reason}"), err=True)
     if format is ListFormat.json:
-        typer.echo(json.dumps(rows, indent=2))
+        from runner.outputs.files import strict
+
+        typer.echo(json.dumps(strict(rows), indent=2, allow_nan=False))  # strict JSON: Infinity as null
     elif rows:
         typer.echo(format_table(rows))
     else:

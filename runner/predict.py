@@ -106,6 +106,12 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
         raise _input_spec(output_path).error((), str(e)) from None
     single = next(iter(outputs)) if len(outputs) == 1 else None
     predicted = classes(outputs[single], kinds[single]) if len(outputs) == 1 else None
+    for name, values in outputs.items():
+        unknown = classes(values, kinds[name])
+        if unknown is not None and (unknown < 0).any():
+            inputs.notes.append(f"{int((unknown < 0).sum())} rows have outputs that are not numbers (NaN or "
+                                f"infinite){'' if name is None else f' in output {name}'}: no class is "
+                                "predicted for them (the class cells are empty)")
     written = len(next(iter(outputs.values())))  # windows of a series: fewer than its rows
     return Predictions(output_path, written, predicted, inputs.notes)
 

@@ -1,0 +1,51 @@
+"""What pipe writes for others to read (issue 22): no class from probabilities that are not
+numbers, strict JSON on stdout, and exit 2 for a path that is not there."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from typer.testing import CliRunner
+
+from runner.cli import app
+from runner.outputs.prediction_files import classes, write_predictions
+
+MULTICLASS = {"kind": "multiclass", "from_logits": False}
+
+
+def test_a_row_with_nan_probabilities_has_no_class():
+    outputs = np.array([[0.1, 0.9], [np.nan, np.nan], [0.7, 0.3]], dtype=np.float32)
+    assert classes(outputs, MULTICLASS).tolist() == [1, -1, 0]
+    logits = np.array([[np.inf, 0.0], [1.0, 2.0]], dtype=np.float32)
+    assert classes(logits, {"kind": "multiclass", "from_logits": True}).tolist() == [-1, 1]
+    binary = np.array([[np.nan], [0.8]], dtype=np.float32)
+    assert classes(binary, {"kind": "binary", "from_logits": False}).tolist() == [-1, 1]
+
+
+def test_prediction_files_leave_the_class_empty_and_write_strict_json(tmp_path):
+    outputs = {None: np.array([[0.1, 0.9], [np.nan, np.nan]], dtype=np.float32)}
+    write_predictions(tmp_path / "p.csv", outputs, {None: MULTICLASS}, class_names=["A", "B"])
+    assert (tmp_path / "p.csv").read_text().splitlines()[1:] == [
+        "1,B,0.10000000149011612,0.8999999761581421", ",,nan,nan"]
+    write_predictions(tmp_path / "p.jsonl", outputs, {None: MULTICLASS}, class_names=["A", "B"])
+    second = (tmp_path / "p.jsonl").read_text().splitlines()[1]
+    assert json.loads(second, parse_constant=lambda c: 1 / 0) == {
+        "class": None, "class_name": None, "probabilities": [None, None]}
+
+
+def test_runs_json_is_strict(tmp_path):
+    run = tmp_path / "runs" / "r" / "20261206-010000"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"name": "r", "status": "completed"}))
+    (run / "metrics.json").write_text('{"test": {"loss": Infinity, "accuracy": 0.5}}')
+    result = CliRunner().invoke(app, ["runs", str(tmp_path / "runs"), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(result.stdout, parse_constant=lambda c: 1 / 0)
+    assert row["metrics"] == {"loss": None, "accuracy": 0.5}
+
+
+def test_runs_of_a_missing_directory_is_a_usage_mistake(tmp_path):
+    result = CliRunner().invoke(app, ["runs", str(tmp_path / "nonexist")])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"pipe runs: no such directory: {tmp_path / 'nonexist'}"
