@@ -369,6 +369,13 @@ RunDirArgument = Annotated[Path, typer.Argument(exists=True, file_okay=False, me
                                                 help="A run directory written by pipe run.")]
 
 
+def _require_run_dir(command: str, run_dir: Path) -> None:
+    """A folder that is not a run (no manifest.json) is a usage mistake: exit 2, before TensorFlow."""
+    if not (run_dir / "manifest.json").is_file():
+        typer.echo(printable(f"pipe {command}: {run_dir}: not a run directory (no manifest.json)"), err=True)
+        raise typer.Exit(code=2)
+
+
 @app.command(cls=PlainCommand)
 @keeps_tensorflow_log
 def evaluate(
@@ -387,6 +394,8 @@ def evaluate(
 
     Example: pipe evaluate runs/fashion_mnist/20261128-091500 --set 'data.test.source={npy: {features: x.npy, label: y.npy}}'
     """
+    _require_run_dir("evaluate", run_dir)
+
     def evaluate_it():
         from runner.evaluate import evaluate_run  # imports TensorFlow
 
@@ -416,6 +425,17 @@ def predict(
 
     Example: pipe predict runs/fashion_mnist/20261128-091500 t10k-images-idx3-ubyte.gz --output predictions.csv
     """
+    from runner.outputs.prediction_files import OUTPUT_FORMATS
+
+    if output.suffix.lower() not in OUTPUT_FORMATS:  # usage mistakes: exit 2, before TensorFlow
+        typer.echo(printable(f"pipe predict: --output {output}: unknown output format '{output.suffix}' "
+                             f"(use {', '.join(OUTPUT_FORMATS)})"), err=True)
+        raise typer.Exit(code=2)
+    if not output.parent.is_dir():
+        typer.echo(printable(f"pipe predict: --output {output}: the folder {output.parent} does not exist"), err=True)
+        raise typer.Exit(code=2)
+    _require_run_dir("predict", run_dir)
+
     def predict_it():
         from runner.predict import predict_file  # imports TensorFlow
 

@@ -32,7 +32,7 @@ from runner.models import is_keras
 from runner.models.build import declared_output_names
 from runner.models.identifiers import get_loss, keras_message
 from runner.models.loss_kinds import loss_kind
-from runner.outputs.prediction_files import classes, write_predictions
+from runner.outputs.prediction_files import OUTPUT_FORMATS, classes, write_predictions
 from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.run_dir import run_file_problem
 from runner.outputs.saving import load_model
@@ -41,7 +41,6 @@ from runner.spec import Spec, SpecError
 from runner.spec.errors import without_values
 from runner.spec.metadata import substitute_metadata
 
-OUTPUT_FORMATS = (".csv", ".npy", ".jsonl")
 _IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _DEFAULT_BATCH = 256
 _PROGRESS_FROM = 20  # batches: smaller inputs finish before a bar would help

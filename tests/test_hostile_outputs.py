@@ -49,3 +49,22 @@ def test_runs_of_a_missing_directory_is_a_usage_mistake(tmp_path):
     result = CliRunner().invoke(app, ["runs", str(tmp_path / "nonexist")])
     assert result.exit_code == 2
     assert result.output.strip() == f"pipe runs: no such directory: {tmp_path / 'nonexist'}"
+
+
+def test_predict_and_evaluate_usage_mistakes_exit_2_before_tensorflow(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "manifest.json").write_text("{}")
+    (tmp_path / "x.npy").write_bytes(b"")
+    cases = [
+        (["predict", str(run), str(tmp_path / "x.npy"), "--output", str(tmp_path / "x.json")],
+         f"pipe predict: --output {tmp_path / 'x.json'}: unknown output format '.json' (use .csv, .npy, .jsonl)"),
+        (["predict", str(run), str(tmp_path / "x.npy"), "--output", str(tmp_path / "nodir" / "x.csv")],
+         f"pipe predict: --output {tmp_path / 'nodir' / 'x.csv'}: the folder {tmp_path / 'nodir'} does not exist"),
+        (["predict", str(tmp_path), str(tmp_path / "x.npy"), "--output", str(tmp_path / "x.csv")],
+         f"pipe predict: {tmp_path}: not a run directory (no manifest.json)"),
+        (["evaluate", str(tmp_path)], f"pipe evaluate: {tmp_path}: not a run directory (no manifest.json)"),
+    ]
+    for args, message in cases:
+        result = CliRunner().invoke(app, args)
+        assert (result.exit_code, result.output.strip()) == (2, message)

@@ -18,6 +18,8 @@ import numpy as np
 
 from runner.outputs.files import strict, write_bytes, write_text
 
+OUTPUT_FORMATS = (".csv", ".npy", ".jsonl")
+
 
 def probabilities(outputs: np.ndarray, kind: dict) -> np.ndarray:
     """Softmax (multiclass) or sigmoid (binary) of logits; probabilities as they are."""
