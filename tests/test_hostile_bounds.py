@@ -81,3 +81,35 @@ def test_a_csv_within_the_bounds_still_loads(csv_source, tmp_path):
     (tmp_path / "ok.csv").write_bytes(b"a,b,c\n" + b"1,2,3\n" * 10)
     source = csv_source.load(FakeSpec(tmp_path), PATH, {"path": "ok.csv", "header": True, "label": "c"}, 1)
     assert source is not None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("archive", [False, True])
+def test_npy_and_npz_with_bytes_after_the_data_are_refused_as_idx_is(tmp_path, archive):
+    import io
+    import zipfile
+
+    import numpy as np
+
+    from runner.data.sources import numpy as numpy_source
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((3, 2), np.float32))
+    data = buffer.getvalue() + b"APPENDED"
+    if archive:
+        with zipfile.ZipFile(tmp_path / "x.npz", "w") as out:
+            out.writestr("x.npy", data)
+        with pytest.raises(Refused) as refused:
+            numpy_source.load_npz(FakeSpec(tmp_path), PATH, {"path": "x.npz", "features": "x"}, 1)
+        assert str(refused.value) == (f"data.train.source.csv.path: cannot read NPZ archive {tmp_path / 'x.npz'}: "
+                                      "'x': its header claims shape [3, 2] (24 bytes), but 32 bytes of data follow "
+                                      "(bytes appended, or a forged header)")
+    else:
+        (tmp_path / "x.npy").write_bytes(data)
+        with pytest.raises(Refused) as refused:
+            numpy_source.load_npy(FakeSpec(tmp_path), PATH, {"features": "x.npy"}, 1)
+        assert str(refused.value) == (f"data.train.source.csv.features: cannot read NPY file {tmp_path / 'x.npy'}: "
+                                      "its header claims shape [3, 2] (24 bytes), but 32 bytes of data follow "
+                                      "(bytes appended, or a forged header)")
+        (tmp_path / "ok.npy").write_bytes(buffer.getvalue())
+        assert numpy_source.load_npy(FakeSpec(tmp_path), PATH, {"features": "ok.npy"}, 1) is not None
