@@ -113,3 +113,19 @@ def test_npy_and_npz_with_bytes_after_the_data_are_refused_as_idx_is(tmp_path, a
                                       "(bytes appended, or a forged header)")
         (tmp_path / "ok.npy").write_bytes(buffer.getvalue())
         assert numpy_source.load_npy(FakeSpec(tmp_path), PATH, {"features": "ok.npy"}, 1) is not None
+
+
+@pytest.mark.slow
+def test_a_shuffle_buffer_larger_than_the_split_is_capped_to_its_size():
+    import tensorflow as tf
+
+    from runner.data.stages import _shuffle
+
+    dataset = tf.data.Dataset.range(72)
+    shuffled = _shuffle(None, ("data", "train", "stages", 0, "shuffle"), dataset,
+                        {"buffer_size": 400_000_000, "seed": 1, "reshuffle_each_iteration": False}, 72, {})
+    assert int(shuffled._buffer_size) == 72  # not 400 million slots reserved
+    assert sorted(int(x) for x in shuffled) == list(range(72))
+    repeated = _shuffle(None, ("data", "train", "stages", 0, "shuffle"), dataset.repeat(),
+                        {"buffer_size": 1000, "seed": 1, "reshuffle_each_iteration": False}, 72, {})
+    assert int(repeated._buffer_size) == 1000  # an endless split: the buffer mixes across passes
