@@ -79,3 +79,20 @@ def test_a_symlinked_preprocessing_json_is_refused(tmp_path, secret):
     (run / "preprocessing.json").symlink_to(secret)
     with pytest.raises(SpecError, match="a symbolic link, not the file pipe run wrote"):
         load_learned(run)
+
+
+def test_a_tampered_model_file_is_refused_before_it_is_loaded(tmp_path):
+    import hashlib
+
+    from runner.outputs.saving import load_model
+
+    run = make_run(tmp_path / "a")
+    (run / "model.keras").write_bytes(b"the model the run saved")
+    manifest = {"name": "r", "status": "completed",
+                "model_sha256": hashlib.sha256(b"the model the run saved").hexdigest()}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    (run / "model.keras").write_bytes(b"another model")
+    with pytest.raises(RunFileError) as refused:
+        load_model(run)
+    assert str(refused.value) == (f"{run / 'model.keras'}: not the model the run saved (its SHA-256 differs from "
+                                  "the manifest's model_sha256); not loaded")
