@@ -68,3 +68,12 @@ def test_predict_and_evaluate_usage_mistakes_exit_2_before_tensorflow(tmp_path):
     for args, message in cases:
         result = CliRunner().invoke(app, args)
         assert (result.exit_code, result.output.strip()) == (2, message)
+
+
+def test_file_and_class_names_in_a_predictions_csv_are_escaped(tmp_path):
+    outputs = {None: np.array([[0.1, 0.9]], dtype=np.float32)}
+    write_predictions(tmp_path / "p.csv", outputs, {None: MULTICLASS}, class_names=["A", "B\x1b[31m"],
+                      files=["\x1b]0;title\x07x.png\u202egnp"])
+    text = (tmp_path / "p.csv").read_text()
+    assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text
+    assert text.splitlines()[1].startswith("\\x1b]0;title\\x07x.png\\u202egnp,1,B\\x1b[31m,")

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from runner.outputs.files import strict, write_bytes, write_text
+from runner.spec.errors import printable
 
 OUTPUT_FORMATS = (".csv", ".npy", ".jsonl")
 
@@ -136,7 +137,7 @@ def _csv_cell(value) -> str:
         return ""
     if isinstance(value, float):
         return repr(value)
-    text = str(value)
+    text = printable(value)  # a file or class name: ESC and bidi controls as escapes, never raw
     if any(c in text for c in ',"\n\r'):
         return '"' + text.replace('"', '""') + '"'
     return text
