@@ -607,7 +607,28 @@ def init(
         typer.echo(printable(f"wrote {file}"))
     for file in written.kept:
         typer.echo(printable(f"kept {file} (exists)"))
-    typer.echo(printable(f"next: pipe validate {shlex.quote(str(written.spec))} && pipe run {shlex.quote(str(written.spec))}"))
+    name = shell_word(str(written.spec))
+    typer.echo(f"next: pipe validate {name} && pipe run {name}")
+    if name.startswith("$'"):
+        typer.echo("note: the file name holds control characters; $'...' is bash's (and zsh's) quoting "
+                   "that names it exactly")
+
+
+def shell_word(text: str) -> str:
+    """`text` as one shell word that names exactly it and prints safely: shlex.quote when it is
+    printable, else bash's $'...' with control and format characters as \\x or \\u escapes."""
+    if printable(text) == text:
+        return shlex.quote(text)
+    out = []
+    for char in text:
+        if char in "\\'":
+            out.append("\\" + char)
+        elif printable(char) == char:
+            out.append(char)
+        else:
+            out.append(f"\\x{ord(char):02x}" if ord(char) < 0x80 else f"\\u{ord(char):04x}" if ord(char) < 0x10000
+                       else f"\\U{ord(char):08x}")
+    return "$'" + "".join(out) + "'"
 
 
 @app.command(cls=PlainCommand)

@@ -77,3 +77,19 @@ def test_file_and_class_names_in_a_predictions_csv_are_escaped(tmp_path):
     text = (tmp_path / "p.csv").read_text()
     assert "\x1b" not in text and "\u202e" not in text and "\x07" not in text
     assert text.splitlines()[1].startswith("\\x1b]0;title\\x07x.png\\u202egnp,1,B\\x1b[31m,")
+
+
+def test_the_init_hint_names_a_file_with_control_characters_exactly(tmp_path):
+    import shutil
+    import subprocess
+
+    from runner.cli import shell_word
+
+    assert shell_word("specs/my spec.yaml") == "'specs/my spec.yaml'"
+    name = "a\x1b[31mb'c\\d\u202e.yaml"
+    word = shell_word(name)
+    assert word == "$'a\\x1b[31mb\\'c\\\\d\\u202e.yaml'" and "\x1b" not in word
+    if shutil.which("bash"):
+        echoed = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True,
+                                env={"LC_ALL": "C.UTF-8"}).stdout
+        assert echoed.decode("utf-8") == name
