@@ -466,6 +466,14 @@ def export(
 
     Example: pipe export runs/fashion_mnist/20261128-091500 --format tflite --quantize int8
     """
+    usage = (f"unknown format {format!r} (use saved_model, tflite, onnx)"  # runner.export's FORMATS, QUANTIZE
+             if format not in ("saved_model", "tflite", "onnx") else
+             f"unknown quantization {quantize!r} (use float16, int8)"
+             if quantize is not None and quantize not in ("float16", "int8") else None)
+    if usage:  # a usage mistake: exit 2, before TensorFlow starts
+        typer.echo(printable(f"pipe export: {usage}"), err=True)
+        raise typer.Exit(code=2)
+
     def export_it():
         from runner.export import ExportRefused, export_run  # imports TensorFlow
 

@@ -93,3 +93,11 @@ def test_the_init_hint_names_a_file_with_control_characters_exactly(tmp_path):
         echoed = subprocess.run(["bash", "-c", f"printf %s {word}"], capture_output=True,
                                 env={"LC_ALL": "C.UTF-8"}).stdout
         assert echoed.decode("utf-8") == name
+
+
+def test_an_unknown_export_format_or_quantization_is_a_usage_mistake(tmp_path):
+    result = CliRunner().invoke(app, ["export", str(tmp_path), "--format", "pickle"])
+    assert (result.exit_code, result.output.strip()) == (
+        2, "pipe export: unknown format 'pickle' (use saved_model, tflite, onnx)")
+    result = CliRunner().invoke(app, ["export", str(tmp_path), "--format", "tflite", "--quantize", "int16"])
+    assert (result.exit_code, result.output.strip()) == (2, "pipe export: unknown quantization 'int16' (use float16, int8)")
