@@ -96,3 +96,51 @@ def test_a_tampered_model_file_is_refused_before_it_is_loaded(tmp_path):
         load_model(run)
     assert str(refused.value) == (f"{run / 'model.keras'}: not the model the run saved (its SHA-256 differs from "
                                   "the manifest's model_sha256); not loaded")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("columns, problem", [
+    ({"island": []}, "columns.island: not an object"),
+    ({"island": {"vocabulary": "Biscoe"}}, "columns.island: 'vocabulary' is not a list of strings or integers"),
+    ({"island": {"vocabulary": ["a", "a"]}}, "columns.island: 'vocabulary' repeats a value"),
+    ({"island": {"fill": [1]}}, "columns.island: 'fill' is not a string or a finite number"),
+])
+def test_an_edited_preprocessing_json_is_named(tmp_path, columns, problem):
+    from runner.data.learned import load_learned
+    from runner.spec import SpecError
+
+    run = make_run(tmp_path / "a")
+    (run / "preprocessing.json").write_text(json.dumps({"version": 1, "columns": columns}))
+    with pytest.raises(SpecError) as refused:
+        load_learned(run)
+    assert str(refused.value) == (f"{run / 'preprocessing.json'}: {problem}: the file was edited or is damaged; "
+                                  "rerun the run to rewrite it")
+
+
+@pytest.mark.slow
+def test_a_column_missing_from_an_edited_preprocessing_json_is_blamed_on_it_not_on_the_input(tmp_path):
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from runner.data.learned import load_learned
+    from runner.data.table import Column, _encoded
+    from runner.spec import SpecError
+
+    run = make_run(tmp_path / "a")
+    (run / "preprocessing.json").write_text(json.dumps({"version": 1, "columns": {
+        "island": {"kind": "categorical", "vocabulary": ["Biscoe"]}, "mass": {"kind": "numeric"}}}))
+    learned = load_learned(run)
+    table = SimpleNamespace(path=("data", "test", "source", "csv"), columns=[
+        Column("island", "categorical", "one_hot"), Column("mass", "numeric", "one_hot", fill="mean"),
+        Column("bill", "numeric", "one_hot")],
+        values={"island": np.array(["Biscoe"]), "mass": np.array([np.nan]), "bill": np.array([1.0])})
+    with pytest.raises(SpecError) as refused:
+        _encoded(None, SimpleNamespace(table=table), learned)
+    assert str(refused.value) == (f"{run / 'preprocessing.json'}: columns.mass: no 'fill' for the column's gaps: "
+                                  "the file was edited or is damaged; rerun the run to rewrite it")
+    table.values["mass"] = np.array([3.0])
+    with pytest.raises(SpecError) as refused:
+        _encoded(None, SimpleNamespace(table=table), learned)
+    assert str(refused.value) == (f"{run / 'preprocessing.json'}: no entry for the column 'bill' of the run's table: "
+                                  "the file was edited or is damaged; rerun the run to rewrite it")
