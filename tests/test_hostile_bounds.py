@@ -129,3 +129,23 @@ def test_a_shuffle_buffer_larger_than_the_split_is_capped_to_its_size():
     repeated = _shuffle(None, ("data", "train", "stages", 0, "shuffle"), dataset.repeat(),
                         {"buffer_size": 1000, "seed": 1, "reshuffle_each_iteration": False}, 72, {})
     assert int(repeated._buffer_size) == 1000  # an endless split: the buffer mixes across passes
+
+
+@pytest.mark.slow
+def test_pipe_plan_refuses_a_csv_gzip_bomb_located_without_filling_the_memory(tmp_path):
+    """Sized to this machine: gzip members of 64 MB of text each, past what parsing may hold."""
+    from runner.data.sources.csv import text_limit
+    from tests.test_hostile import pipe
+
+    member = gzip.compress(b"1,2,3\n" * ((64 << 20) // 6), compresslevel=9)
+    (tmp_path / "bomb.csv.gz").write_bytes(b"".join(member for _ in range(text_limit() // (64 << 20) + 2)))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("version: 1\nname: bomb\ndata:\n  train:\n    source: {csv: {path: bomb.csv.gz, label: -1}}\n"
+                    "    stages: [{batch: {batch_size: 4}}]\nmodel:\n  sequential:\n    layers: [{Dense: {units: 1}}]\n"
+                    "train: {epochs: 1, loss: mse, optimizer: sgd}\noutputs: {dir: RUNS}\n")
+    result = pipe(["plan", str(spec)], cwd=tmp_path, timeout=300)
+    location = f"{spec}:5:20: data.train.source.csv.path: {tmp_path / 'bomb.csv.gz'} "
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(location)
+    assert f"decompresses to more than {text_limit()} bytes (a gzip bomb" in result.stderr
