@@ -95,7 +95,7 @@ def _check_header_first(spec, path, options, file) -> None:
         if ref not in names:
             if where == ("label",):
                 raise spec.error(path + where, f"no column '{ref}' in the header (columns: {_shown(names)})")
-            raise spec.error(path + where, f"no column '{ref}' in the header (columns: {_shown(names)})",
+            raise spec.error(path + where, f"no column '{ref}' in the header (columns: {', '.join(names)})",
                              at_value=True)
 
 
