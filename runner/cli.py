@@ -28,6 +28,7 @@ from runner.spec.errors import printable
 from runner.spec.report import render
 from runner.spec.adaptation import adaptation_notes
 from runner.spec import SpecError, load_schema, load_spec
+from runner.outputs.records import RunFileError
 
 EXIT_INVALID = 1  # a spec is invalid (found by validate, or while building a run)
 EXIT_RUN_FAILED = 3  # the spec was fine but training or evaluation failed
@@ -233,7 +234,9 @@ def plan(
         typer.echo(printable(f"pipe plan: failed: {summarise_error(e)}"), err=True)
         raise typer.Exit(code=EXIT_RUN_FAILED) from None
     if format is Format.json:
-        typer.echo(json.dumps(result.as_dict(), indent=2, default=str))
+        from runner.outputs.files import strict
+
+        typer.echo(json.dumps(strict(result.as_dict()), indent=2, default=str, allow_nan=False))
     elif format is Format.text:  # class names, columns and paths come from files: escaped line by line
         typer.echo("\n".join(printable(line) for line in render_text(result, " + ".join(map(str, file))).splitlines()))
     if result.errors and format is not Format.json:
@@ -374,6 +377,13 @@ RunDirArgument = Annotated[Path, typer.Argument(exists=True, file_okay=False, me
                                                 help="A run directory written by pipe run.")]
 
 
+def _require_run_dir(command: str, run_dir: Path) -> None:
+    """A folder that is not a run (no manifest.json) is a usage mistake: exit 2, before TensorFlow."""
+    if not (run_dir / "manifest.json").is_file():
+        typer.echo(printable(f"pipe {command}: {run_dir}: not a run directory (no manifest.json)"), err=True)
+        raise typer.Exit(code=2)
+
+
 @app.command(cls=PlainCommand)
 @keeps_tensorflow_log
 def evaluate(
@@ -392,6 +402,8 @@ def evaluate(
 
     Example: pipe evaluate runs/fashion_mnist/20261128-091500 --set 'data.test.source={npy: {features: x.npy, label: y.npy}}'
     """
+    _require_run_dir("evaluate", run_dir)
+
     def evaluate_it():
         from runner.evaluate import evaluate_run  # imports TensorFlow
 
@@ -421,6 +433,17 @@ def predict(
 
     Example: pipe predict runs/fashion_mnist/20261128-091500 t10k-images-idx3-ubyte.gz --output predictions.csv
     """
+    from runner.outputs.prediction_files import OUTPUT_FORMATS
+
+    if output.suffix.lower() not in OUTPUT_FORMATS:  # usage mistakes: exit 2, before TensorFlow
+        typer.echo(printable(f"pipe predict: --output {output}: unknown output format '{output.suffix}' "
+                             f"(use {', '.join(OUTPUT_FORMATS)})"), err=True)
+        raise typer.Exit(code=2)
+    if not output.parent.is_dir():
+        typer.echo(printable(f"pipe predict: --output {output}: the folder {output.parent} does not exist"), err=True)
+        raise typer.Exit(code=2)
+    _require_run_dir("predict", run_dir)
+
     def predict_it():
         from runner.predict import predict_file  # imports TensorFlow
 
@@ -451,6 +474,14 @@ def export(
 
     Example: pipe export runs/fashion_mnist/20261128-091500 --format tflite --quantize int8
     """
+    usage = (f"unknown format {format!r} (use saved_model, tflite, onnx)"  # runner.export's FORMATS, QUANTIZE
+             if format not in ("saved_model", "tflite", "onnx") else
+             f"unknown quantization {quantize!r} (use float16, int8)"
+             if quantize is not None and quantize not in ("float16", "int8") else None)
+    if usage:  # a usage mistake: exit 2, before TensorFlow starts
+        typer.echo(printable(f"pipe export: {usage}"), err=True)
+        raise typer.Exit(code=2)
+
     def export_it():
         from runner.export import ExportFailed, ExportRefused, export_run  # imports TensorFlow
 
@@ -476,7 +507,7 @@ class ListFormat(str, enum.Enum):
 
 @app.command(cls=PlainCommand)
 def runs(
-    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Where runs are (default: runs).")] = Path("runs"),
+    directory: Annotated[Optional[Path], typer.Argument(metavar="DIR", help="Where runs are (default: runs).")] = None,
     format: Annotated[ListFormat, typer.Option("--format", metavar="FORMAT", help="text or json.")] = ListFormat.text,
 ):
     """List the runs under a directory, newest first: status, start, epochs, wall time, key metrics.
@@ -485,12 +516,19 @@ def runs(
     """
     from runner.runs import format_table, list_runs
 
+    if directory is not None and not directory.exists():  # a path given that is not there: a usage mistake
+        typer.echo(printable(f"pipe runs: no such directory: {directory}"), err=True)
+        raise typer.Exit(code=2)
+    directory = Path("runs") if directory is None else directory
+
     skipped = []
     rows = list_runs(directory, skipped) if directory.exists() else []
     for path, reason in skipped:  # one unreadable run directory never hides the others
         typer.echo(printable(f"pipe runs: skipped {path}: {reason}"), err=True)
     if format is ListFormat.json:
-        typer.echo(json.dumps(rows, indent=2))
+        from runner.outputs.files import strict
+
+        typer.echo(json.dumps(strict(rows), indent=2, allow_nan=False))  # strict JSON: Infinity as null
     elif rows:
         typer.echo(format_table(rows))
     else:
@@ -588,7 +626,28 @@ def init(
         typer.echo(printable(f"wrote {file}"))
     for file in written.kept:
         typer.echo(printable(f"kept {file} (exists)"))
-    typer.echo(printable(f"next: pipe validate {shlex.quote(str(written.spec))} && pipe run {shlex.quote(str(written.spec))}"))
+    name = shell_word(str(written.spec))
+    typer.echo(f"next: pipe validate {name} && pipe run {name}")
+    if name.startswith("$'"):
+        typer.echo("note: the file name holds control characters; $'...' is bash's (and zsh's) quoting "
+                   "that names it exactly")
+
+
+def shell_word(text: str) -> str:
+    """`text` as one shell word that names exactly it and prints safely: shlex.quote when it is
+    printable, else bash's $'...' with control and format characters as \\x or \\u escapes."""
+    if printable(text) == text:
+        return shlex.quote(text)
+    out = []
+    for char in text:
+        if char in "\\'":
+            out.append("\\" + char)
+        elif printable(char) == char:
+            out.append(char)
+        else:
+            out.append(f"\\x{ord(char):02x}" if ord(char) < 0x80 else f"\\u{ord(char):04x}" if ord(char) < 0x10000
+                       else f"\\U{ord(char):08x}")
+    return "$'" + "".join(out) + "'"
 
 
 @app.command(cls=PlainCommand)
@@ -619,7 +678,7 @@ def _reporting_errors(command: str, work, debug: bool = False):
     except SpecError as e:
         typer.echo(str(e), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
-    except FileNotFoundError as e:
+    except (FileNotFoundError, RunFileError) as e:
         typer.echo(printable(f"pipe {command}: {e}"), err=True)
         raise typer.Exit(code=EXIT_INVALID) from None
     except KeyboardInterrupt:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 
+from runner.spec.errors import without_values
+
 _LOG_NOTE = "full traceback: "
 _MAX_CHARS = 600  # one paragraph; TensorFlow's messages can run to pages
 
@@ -39,7 +41,7 @@ def describe_failure(error: BaseException) -> str:
 
 def summarise_error(error: BaseException) -> str:
     """`<Type>: <message>`, on one paragraph of at most about 600 characters."""
-    text = getattr(error, "message", None) or str(error)
+    text = without_values(getattr(error, "message", None) or str(error))
     # TensorFlow puts the Python lines that defined the failing node before the cause
     # (they are in error.log) ...
     text = re.sub(r"Detected at node \S+ defined at \(most recent call last\):\n(?:[ \t]*(?:File .*)?\n)*", "", text)

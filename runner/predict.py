@@ -32,15 +32,15 @@ from runner.models import is_keras
 from runner.models.build import declared_output_names
 from runner.models.identifiers import get_loss, keras_message
 from runner.models.loss_kinds import loss_kind
-from runner.outputs.prediction_files import classes, write_predictions
+from runner.outputs.prediction_files import OUTPUT_FORMATS, classes, write_predictions
 from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.run_dir import run_file_problem
 from runner.outputs.saving import load_model
 from runner.predict_text import read_texts
 from runner.spec import Spec, SpecError
+from runner.spec.errors import without_values
 from runner.spec.metadata import substitute_metadata
 
-OUTPUT_FORMATS = (".csv", ".npy", ".jsonl")
 _IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _DEFAULT_BATCH = 256
 _PROGRESS_FROM = 20  # batches: smaller inputs finish before a bar would help
@@ -105,6 +105,12 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
         raise _input_spec(output_path).error((), str(e)) from None
     single = next(iter(outputs)) if len(outputs) == 1 else None
     predicted = classes(outputs[single], kinds[single]) if len(outputs) == 1 else None
+    for name, values in outputs.items():
+        unknown = classes(values, kinds[name])
+        if unknown is not None and (unknown < 0).any():
+            inputs.notes.append(f"{int((unknown < 0).sum())} rows have outputs that are not numbers (NaN or "
+                                f"infinite){'' if name is None else f' in output {name}'}: no class is "
+                                "predicted for them (the class cells are empty)")
     written = len(next(iter(outputs.values())))  # windows of a series: fewer than its rows
     return Predictions(output_path, written, predicted, inputs.notes)
 
@@ -121,7 +127,7 @@ def _input_misfit(input_path: Path, features, model=None):
         kind = "named inputs" if dtype is None else "text" if dtype.kind in "USO" else str(dtype)
         expected = getattr(model, "input_shape", None) if model is not None and is_keras(model) else None
         wants = f"; the model takes rows of shape {tuple(expected)[1:]}" if isinstance(expected, tuple) else ""
-        reason = keras_message(e)
+        reason = without_values(keras_message(e))  # never the rows' values
         reason = reason if len(reason) <= 300 else reason[:297] + "..."
         raise _input_spec(input_path).error(
             (), f"the input's rows ({kind}, shape {tuple(rows)}) do not fit the run's "

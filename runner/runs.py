@@ -10,7 +10,7 @@ import math
 from datetime import datetime
 from pathlib import Path
 
-from runner.outputs.records import RunRecord, find_runs, read_run
+from runner.outputs.records import MAX_JSON_BYTES, RunRecord, RunFileError, find_runs, own_file, read_run
 from runner.spec.errors import printable
 
 
@@ -134,13 +134,13 @@ def format_metrics(records: list[RunRecord]) -> str:
 
 
 def _spec_lines(record: RunRecord) -> list[str]:
-    path = Path(record.path) / "spec.yaml"
-    if not path.is_file() or path.stat().st_size > _MAX_SPEC_BYTES:
+    path = own_file(Path(record.path) / "spec.yaml")
+    if not path.is_file():
         return []
+    size = path.stat().st_size
+    if size > MAX_JSON_BYTES:
+        raise RunFileError(f"{path}: {size} bytes, more than a run's spec holds ({MAX_JSON_BYTES}); not compared")
     return path.read_text(encoding="utf-8", errors="replace").splitlines()
-
-
-_MAX_SPEC_BYTES = 4 << 20
 
 
 def _real(value) -> bool:

@@ -324,7 +324,7 @@ def test_output_paths_inside_another_run_or_unwritable_are_refused(regression_ru
 
 def test_bad_requests_are_one_line(regression_run):
     result = _cli(regression_run, "--format", "coreml")
-    assert (result.exit_code, result.stderr) == (1, "pipe export: unknown format 'coreml' (use saved_model, tflite, onnx)\n")
+    assert (result.exit_code, result.stderr) == (2, "pipe export: unknown format 'coreml' (use saved_model, tflite, onnx)\n")
     result = _cli(regression_run, "--format", "onnx", "--quantize", "int8")
     assert (result.exit_code, result.stderr) == (1, "pipe export: --quantize applies to tflite, not onnx\n")
     result = _cli(regression_run, "--format", "tflite", "--jit-compile")

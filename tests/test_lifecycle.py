@@ -203,8 +203,9 @@ def test_predict_regression_and_a_bad_output_format(regression_runs, tmp_path):
     np.testing.assert_allclose([float(v) for v in lines[1:]], [b, w + b, 2 * w + b], rtol=1e-6)
 
     bad = pipe("predict", run_dirs[2], tmp_path / "x.npy", "--output", tmp_path / "y.parquet", cwd=cwd)
-    assert bad.returncode == 1
-    assert bad.stderr == f"{tmp_path}/y.parquet: unknown output format '.parquet' (use .csv, .npy, .jsonl)\n"
+    assert bad.returncode == 2  # a usage mistake, found before TensorFlow starts
+    assert bad.stderr == (f"pipe predict: --output {tmp_path}/y.parquet: unknown output format '.parquet' "
+                          "(use .csv, .npy, .jsonl)\n")
 
 
 # --- runs and compare -----------------------------------------------------------------------

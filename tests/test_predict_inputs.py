@@ -4,6 +4,7 @@ label column; and the confusion matrix of a binary output among several."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -335,6 +336,9 @@ def test_debug_prints_the_traceback_of_a_failed_prediction(tmp_path):
     run_dir = _run(tmp_path / "spec.yaml")
     np.save(tmp_path / "rows.npy", np.zeros((2, 3), np.float32))
     (run_dir / "model.keras").write_bytes(b"not a zip archive")  # the run's model broken: a failure, not a mistake
+    manifest = json.loads((run_dir / "manifest.json").read_text())  # as the run wrote it: its checksum fits
+    manifest["model_sha256"] = hashlib.sha256(b"not a zip archive").hexdigest()
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
     plain = pipe("predict", run_dir, tmp_path / "rows.npy", "-o", tmp_path / "p.csv", cwd=tmp_path)
     debug = pipe("predict", run_dir, tmp_path / "rows.npy", "-o", tmp_path / "p.csv", "--debug", cwd=tmp_path)
     assert plain.returncode == debug.returncode != 0

@@ -29,6 +29,7 @@ class Learned:
     columns: dict = field(default_factory=dict)     # column -> {"vocabulary": [...]} / {"fill": value}
     labels: dict = field(default_factory=dict)      # label column -> {"vocabulary": [...]} (text labels)
     frozen: bool = False
+    file: Path | None = None  # the preprocessing.json it was loaded from: blamed for what does not fit
     _used: dict = field(default_factory=dict)       # split -> learned normalize ops met so far
 
     def restart(self) -> None:
@@ -56,6 +57,8 @@ def load_learned(run_dir) -> Learned:
             would silently change every prediction).
     """
     path = Path(run_dir) / FILE_NAME
+    if path.is_symlink():
+        raise SpecError("a symbolic link, not the file pipe run wrote; not read", file=path)
     if not path.is_file():
         return Learned(frozen=True)
     try:
@@ -66,7 +69,9 @@ def load_learned(run_dir) -> Learned:
     problem = _learned_problem(value)
     if problem:
         raise SpecError(f"{problem}: the file was edited or is damaged; rerun the run to rewrite it", file=path)
-    return Learned.from_json(value)
+    learned = Learned.from_json(value)
+    learned.file = path
+    return learned
 
 
 def _learned_problem(value) -> str | None:
@@ -93,6 +98,29 @@ def _learned_problem(value) -> str | None:
     for key in ("columns", "labels"):
         if not isinstance(value.get(key) or {}, dict):
             return f"'{key}' is not an object"
+        for name, entry in (value.get(key) or {}).items():
+            problem = _entry_problem(entry, key == "labels")
+            if problem:
+                return f"{key}.{name}: {problem}"
+    return None
+
+
+def _entry_problem(entry, label: bool) -> str | None:
+    """What makes a column's (or a text label's) learned entry unusable, or None."""
+    if not isinstance(entry, dict):
+        return "not an object"
+    vocabulary = entry.get("vocabulary")
+    if label and vocabulary is None:
+        return "no 'vocabulary'"
+    if vocabulary is not None and (not isinstance(vocabulary, list) or not all(
+            isinstance(v, (str, int)) and not isinstance(v, bool) for v in vocabulary)):
+        return "'vocabulary' is not a list of strings or integers"
+    if vocabulary is not None and len(set(vocabulary)) != len(vocabulary):
+        return "'vocabulary' repeats a value"
+    fill = entry.get("fill")
+    if "fill" in entry and (not isinstance(fill, (str, int, float)) or isinstance(fill, bool)
+                            or (isinstance(fill, float) and not np.isfinite(fill))):
+        return "'fill' is not a string or a finite number"
     return None
 
 

@@ -98,6 +98,9 @@ def _cache(spec, where, dataset, args, count, info, key=None):
 
 def _shuffle(spec, where, dataset, args, count, info, epoch=None):
     size = _size(spec, where + ("buffer_size",), args["buffer_size"], dataset, count)
+    known = int(dataset.cardinality())
+    if known >= 0:  # a buffer larger than the split holds nothing more, but tf.data reserves it whole
+        size = min(size, max(known, 1))
     reshuffle = args.get("reshuffle_each_iteration", True)
     if reshuffle and epoch is not None:
         return shuffle_by_epoch(dataset, size, stage_seed(spec, where, args.get("seed")), epoch)

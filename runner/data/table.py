@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from runner.data.learned import Learned
+from runner.spec.errors import SpecError
 from runner.data.source import Source
 
 
@@ -141,10 +142,16 @@ def _encoded(spec, source: Source, learned: Learned) -> Source:
     values = {}
     for column in table.columns:
         known = learned.columns.get(column.name)
+        if known is None and learned.file is not None:  # the run's own table had it: the file changed
+            raise _edited(learned, f"no entry for the column {column.name!r} of the run's table")
         if known is None:
             raise spec.error(table.path, f"column {column.name!r} was not a column of train's table")
         raw = table.values[column.name]
         missing = _missing(raw)
+        if missing.any() and "fill" not in known:
+            raise _edited(learned, f"columns.{column.name}: no 'fill' for the column's gaps")
+        if column.kind == "categorical" and "vocabulary" not in known:
+            raise _edited(learned, f"columns.{column.name}: no 'vocabulary' for the categorical column")
         if missing.any():
             raw = np.where(missing, known["fill"], raw)  # np.where widens text: a longer fill fits
         values[column.name] = raw.astype(np.int64) if column.integer else raw
@@ -177,6 +184,12 @@ def _encoded(spec, source: Source, learned: Learned) -> Source:
                   labels=labels if isinstance(labels, np.ndarray) else None)
 
 
+def _edited(learned: Learned, problem: str) -> SpecError:
+    """A run's preprocessing.json that does not fit the run's own spec: named, never the data."""
+    return SpecError(f"{problem}: the file was edited or is damaged; rerun the run to rewrite it",
+                     file=learned.file)
+
+
 def _encode_column(column: Column, layer, value):
     if column.kind == "numeric":
         return tf.reshape(tf.cast(value, tf.float32), [1])
@@ -195,14 +208,16 @@ def _encoded_labels(spec, table: Table, learned: Learned):
         return table.labels
     labels = dict(table.labels) if isinstance(table.labels, dict) else {table.label_names[0]: table.labels}
     for name in table.text_labels:
+        if name not in learned.labels and learned.file is not None:
+            raise _edited(learned, f"no entry for the text label {name!r} of the run's table")
         vocabulary = learned.labels[name]["vocabulary"]
         index = {v: i for i, v in enumerate(vocabulary)}
         unknown = [i for i, v in enumerate(labels[name]) if v not in index]
         if unknown:
             row = int(table.rows[unknown[0]])
-            raise spec.error(table.path + ("label",), f"row {row}, column {name!r}: class "
-                                                      f"{labels[name][unknown[0]]!r} is not one of train's "
-                                                      f"({', '.join(vocabulary)})")
+            raise spec.error(table.path + ("label",), f"row {row}, column {name!r}: a class train did not "
+                                                      f"have ({len(unknown)} such rows; train's {len(vocabulary)} "
+                                                      "classes are in the run's preprocessing.json)")
         labels[name] = np.array([index[v] for v in labels[name]], dtype=np.int64)
     return labels if isinstance(table.labels, dict) else labels[table.label_names[0]]
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import unicodedata
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -16,9 +18,23 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 from runner.outputs.files import write_bytes  # noqa: E402
 
 
+def drawn(label) -> str:
+    """A label as plain text to draw: control and format characters (ESC, bidi overrides) as
+    escapes, `$` kept literal (never mathtext)."""
+    out = []
+    for char in str(label):
+        if unicodedata.category(char).startswith("C"):
+            out.append(f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+        else:
+            out.append("\\$" if char == "$" else char)
+    return "".join(out)
+
+
 def _save(figure, path: Path) -> Path:
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    with warnings.catch_warnings():  # a glyph missing from the font is not the user's problem
+        warnings.simplefilter("ignore")
+        figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
     plt.close(figure)
     write_bytes(path, buffer.getvalue())
     return path
@@ -38,7 +54,7 @@ def plot_history(history: dict, path: Path) -> Path:
             axis.plot(epochs[:len(values)][validated[:len(epochs)]], values[validated], marker="o", label="val_" + name)
         axis.set_xlabel("epoch")
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-        axis.set_title(name)
+        axis.set_title(drawn(name))
         axis.legend()
     return _save(figure, path)
 
@@ -79,7 +95,7 @@ def plot_confusion_matrix(matrix, path: Path, class_names=None) -> Path:
     """
     matrix = np.asarray(matrix)
     size = matrix.shape[0]
-    labels = class_names if class_names and len(class_names) == size else range(size)
+    labels = [drawn(n) for n in class_names] if class_names and len(class_names) == size else range(size)
     figure, axis = plt.subplots(figsize=(1 + 0.6 * size, 1 + 0.6 * size))
     axis.imshow(matrix, cmap="Blues")
     axis.set_xlabel("predicted")

@@ -16,7 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from runner.outputs.files import write_bytes, write_text
+from runner.outputs.files import strict, write_bytes, write_text
+from runner.spec.errors import printable
+
+OUTPUT_FORMATS = (".csv", ".npy", ".jsonl")
 
 
 def probabilities(outputs: np.ndarray, kind: dict) -> np.ndarray:
@@ -31,12 +34,19 @@ def probabilities(outputs: np.ndarray, kind: dict) -> np.ndarray:
 
 
 def classes(outputs: np.ndarray, kind: dict) -> np.ndarray | None:
-    """The predicted class of each row (None for regression outputs)."""
+    """The predicted class of each row (None for regression outputs); -1 (no class) for a row
+    whose outputs are not all numbers (NaN or infinite): argmax would pick one at random."""
     if kind["kind"] == "multiclass":
-        return outputs.reshape(len(outputs), -1).argmax(-1)
-    if kind["kind"] == "binary":
-        return (probabilities(outputs, kind).reshape(len(outputs), -1)[:, 0] >= 0.5).astype(np.int64)
-    return None
+        rows = outputs.reshape(len(outputs), -1)
+        predicted = rows.argmax(-1)
+    elif kind["kind"] == "binary":
+        rows = probabilities(outputs, kind).reshape(len(outputs), -1)[:, :1]
+        predicted = (rows[:, 0] >= 0.5).astype(np.int64)
+    else:
+        return None
+    with np.errstate(invalid="ignore"):
+        unknown = ~np.isfinite(probabilities(rows, kind) if kind["kind"] == "multiclass" else rows).all(-1)
+    return np.where(unknown, -1, predicted)
 
 
 def _columns(outputs: np.ndarray, kind: dict, class_names) -> tuple[list, list]:
@@ -54,7 +64,8 @@ def _columns(outputs: np.ndarray, kind: dict, class_names) -> tuple[list, list]:
         [f"probability_{i}" for i in range(width)]
     cells = []
     for c, row in zip(predicted, rows):
-        cells.append([int(c), *([str(class_names[int(c)])] if named else []), *(float(v) for v in row)])
+        c = int(c) if c >= 0 else None  # no class: the outputs are not numbers
+        cells.append([c, *([None if c is None else str(class_names[c])] if named else []), *(float(v) for v in row)])
     return head + values, cells
 
 
@@ -101,7 +112,7 @@ def write_predictions(path: Path, outputs: dict, kinds: dict, *, class_names=Non
                 item.update(fields)
             else:
                 item[name] = fields
-        lines.append(json.dumps(item))
+        lines.append(json.dumps(strict(item), allow_nan=False))  # strict JSON: NaN as null
     write_text(path, "\n".join(lines) + "\n")
 
 
@@ -122,9 +133,11 @@ def _json_fields(columns: list, cells: list) -> dict:
 
 
 def _csv_cell(value) -> str:
+    if value is None:
+        return ""
     if isinstance(value, float):
         return repr(value)
-    text = str(value)
+    text = printable(value)  # a file or class name: ESC and bidi controls as escapes, never raw
     if any(c in text for c in ',"\n\r'):
         return '"' + text.replace('"', '""') + '"'
     return text

@@ -17,6 +17,18 @@ from runner.outputs.status import effective_status
 from runner.spec import load_spec
 
 
+class RunFileError(ValueError):
+    """A run's file that is not pipe's to read: a symbolic link, too large, or not JSON."""
+
+
+def own_file(path: Path) -> Path:
+    """`path`, refused when it is a symbolic link: a run's files are its own, never links
+    (a link could show any file on the machine as a diff or a message)."""
+    if path.is_symlink():
+        raise RunFileError(f"{path}: a symbolic link, not a file the run wrote; not read")
+    return path
+
+
 @dataclass
 class RunRecord:
     """One run directory as written by `pipe run`."""
@@ -68,7 +80,8 @@ def read_run(path) -> RunRecord:
         raise FileNotFoundError(f"{path}: not a run directory (no manifest.json)")
     manifest = _read_json(path / "manifest.json")
     if not isinstance(manifest, dict):
-        raise ValueError(f"{path / 'manifest.json'}: not a JSON object")
+        raise RunFileError(f"{path / 'manifest.json'}: not a JSON object")
+    own_file(path / "metrics.json")
     try:
         metrics = _read_json(path / "metrics.json") if (path / "metrics.json").is_file() else {}
     except ValueError:
@@ -103,7 +116,11 @@ def load_run_spec(run_dir, overrides=()):
     keeps meaning the original's folder (recorded in the manifest as `spec_dir`).
     """
     run_dir = Path(run_dir)
-    spec = load_spec(run_dir / "spec.yaml", overrides)
+    spec_file = own_file(run_dir / "spec.yaml")
+    if spec_file.is_file() and spec_file.stat().st_size > MAX_JSON_BYTES:
+        raise RunFileError(f"{spec_file}: {spec_file.stat().st_size} bytes, more than a run's spec holds "
+                           f"({MAX_JSON_BYTES}); not read")
+    spec = load_spec(spec_file, overrides)
     manifest = _read_json(run_dir / "manifest.json") if is_run_dir(run_dir) else {}
     spec.root = Path(manifest["spec_dir"]) if manifest.get("spec_dir") else _spec_dir(manifest, run_dir)
     return spec
@@ -145,13 +162,15 @@ MAX_JSON_BYTES = 16 << 20  # a run's manifest or metrics: kilobytes; more is not
 
 def _read_json(path: Path):
     """A run file's JSON. Raises ValueError for one too large to be pipe's, or not JSON."""
-    path = Path(path)
+    path = own_file(Path(path))
     size = path.stat().st_size
     if size > MAX_JSON_BYTES:
-        raise ValueError(f"{path}: {size} bytes, more than a run's file holds ({MAX_JSON_BYTES}); not read")
+        raise RunFileError(f"{path}: {size} bytes, more than a run's file holds ({MAX_JSON_BYTES}); not read")
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except RecursionError:
-        raise ValueError(f"{path}: nested too deeply to be a run's file") from None
+        raise RunFileError(f"{path}: nested too deeply to be a run's file") from None
     except UnicodeDecodeError as e:
-        raise ValueError(f"{path}: not UTF-8 ({e.reason})") from None
+        raise RunFileError(f"{path}: not UTF-8 ({e.reason})") from None
+    except json.JSONDecodeError as e:  # the position, never the text
+        raise RunFileError(f"{path}: not JSON (line {e.lineno}, column {e.colno}: {e.msg})") from None

@@ -88,6 +88,18 @@ def _written(target: Path, temp: Path):
         raise
 
 
+def _check_model_file(run_dir: Path, model: Path) -> None:
+    """The model must be the file the run saved, when its manifest recorded its SHA-256: a model
+    file swapped or edited since is refused, never used silently."""
+    from runner.outputs.manifest import fingerprint
+    from runner.outputs.records import RunFileError, is_run_dir, read_run
+
+    recorded = read_run(run_dir).manifest.get("model_sha256") if is_run_dir(run_dir) else None
+    if isinstance(recorded, str) and recorded and fingerprint(model) != recorded:
+        raise RunFileError(f"{model}: not the model the run saved (its SHA-256 differs from the manifest's "
+                           "model_sha256); not loaded")
+
+
 def load_model(run_dir: Path):
     """The model a run saved: a Keras model (model.keras) or the reloaded SavedModel.
 
@@ -95,6 +107,10 @@ def load_model(run_dir: Path):
         FileNotFoundError: the run directory holds neither (outputs.save_model: false, or a failed run).
     """
     run_dir = Path(run_dir)
+    for name in ("model.keras", "saved_model"):
+        if (run_dir / name).exists():
+            _check_model_file(run_dir, run_dir / name)
+            break
     if (run_dir / "model.keras").is_file():
         import keras
 

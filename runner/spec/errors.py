@@ -123,3 +123,16 @@ def first_line(error: BaseException) -> str:
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
     text = re.sub(r"'?\s+failed with\s+", ": ", re.sub(r"\s*\[Op:[^\]]*\].*", "", text))
     return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+_VARIABLE_VALUE = re.compile(r", value=[^>]*>")  # a Variable's repr: `<Variable path=..., value=[[0.1 ...]]>`
+_ARRAY_2D = re.compile(r"\[\[[\s\d.eE+\-naifNAIF\[\]]*?\]\](?:\s*\.\.\.)?")  # numpy's [[0. 0.]\n [1. 2.]]
+_ARRAY_1D = re.compile(r"\[(?:\s*-?(?:\d+\.\d*(?:e[+-]?\d+)?|nan|inf)){2,}\s*\]")  # [0. 1.5 nan], never [32, 10]
+
+
+def without_values(text: str) -> str:
+    """`text` (a library's message) with the data's values left out: a Variable's `value=...`
+    and printed numpy arrays (weights, input rows) become `<values>`; shapes such as [32, 10] stay."""
+    text = _VARIABLE_VALUE.sub(">", text)
+    text = _ARRAY_2D.sub("<values>", text)
+    return _ARRAY_1D.sub("<values>", text)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from runner.spec.errors import SpecError
+from runner.spec.errors import SpecError, without_values
 
 
 # Saving costs milliseconds: on epochs of a millisecond it would be most of the run. At
@@ -89,7 +89,7 @@ _EPOCH_KEY = "epoch/.ATTRIBUTES/VARIABLE_VALUE"
 
 
 def _corrupt(checkpoint: str, error) -> SpecError:
-    reason = (getattr(error, "message", None) or str(error)).strip()
+    reason = without_values(getattr(error, "message", None) or str(error)).strip()
     return SpecError(f"the checkpoint cannot be read ({checkpoint}.index, {checkpoint}.data-*): "
                      f"{reason.splitlines()[0] if reason else type(error).__name__}", file=checkpoint)
 

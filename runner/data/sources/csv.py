@@ -8,22 +8,34 @@ A numeric CSV is read as one array; a CSV that chooses its `features`, declares
 from __future__ import annotations
 
 import csv as csv_module
+import gzip
 import re
 
 import numpy as np
 import tensorflow as tf
 
-from runner.data.source import Source, array_source, existing_file, read_bytes
+from runner.data.source import Source, array_source, existing_file, memory_bound, read_bytes
 from runner.data.table import Column, Table, table_source
 
 _TABULAR = ("features", "categorical", "fill", "text")
 MISSING = ("", "NA", "N/A", "NaN", "nan", "null", "?")
+# Parsed, a CSV takes far more memory than its text: every cell becomes a Python string, a
+# list slot and a number (about 130 bytes for a cell such as `1,`). The text and its cell
+# count are bounded before parsing so that a gzip bomb or a huge file is refused, not swapped.
+TEXT_EXPANSION = 16
+CELL_BYTES = 128
+
+
+def text_limit() -> int:
+    """The most bytes of CSV text (after gunzip) read: what parsing can hold in the memory."""
+    return memory_bound() // TEXT_EXPANSION
 
 
 def load(spec, path, options, seed) -> Source:
     file = existing_file(spec, path + ("path",), options["path"])
-    text = read_bytes(spec, path + ("path",), file).decode("utf-8", errors="replace")
     delimiter = options.get("delimiter", ",")
+    _check_header_first(spec, path, options, file)
+    text = _bounded_text(spec, path + ("path",), file, delimiter)
     lines = text.splitlines()
     names = None
     if options.get("header", False):
@@ -51,6 +63,56 @@ def load(spec, path, options, seed) -> Source:
     features = _reshape_rows(spec, path + ("shape",), table, options.get("shape"))
     features = _convert(spec, path + ("dtype",), features, options.get("dtype", "float32"), file)
     return array_source(features, labels, [file])
+
+
+def _check_header_first(spec, path, options, file) -> None:
+    """A label or feature named but missing from the header is refused before the rest is read."""
+    if not options.get("header", False):
+        return
+    label, declared = options.get("label", -1), options.get("features")
+    refs = [(("label",), label)] if isinstance(label, str) else []
+    refs += [(("label", i), r) for i, r in enumerate(label)] if isinstance(label, list) else []
+    if isinstance(declared, list):
+        refs += [(("features", i), r) for i, r in enumerate(declared)]
+    elif isinstance(declared, dict):
+        refs += [(("features", g, j), r) for g, group in declared.items() if isinstance(group, list)
+                 for j, r in enumerate(group)]
+    refs = [(where, r) for where, r in refs if isinstance(r, str)]
+    if not refs:
+        return
+    try:
+        with open(file, "rb") as handle:
+            gzipped = handle.read(2) == b"\x1f\x8b"
+        with (gzip.open(file, "rb") if gzipped else open(file, "rb")) as handle:
+            first = handle.readline(1 << 20)
+    except (OSError, EOFError):
+        return  # the full read reports it, located
+    if not first.strip():
+        return
+    names = [n.strip().strip('"') for n in first.decode("utf-8", errors="replace").rstrip("\r\n")
+             .split(options.get("delimiter", ","))]
+    for where, ref in refs:
+        if ref not in names:
+            if where == ("label",):
+                raise spec.error(path + where, f"no column '{ref}' in the header (columns: {_shown(names)})")
+            raise spec.error(path + where, f"no column '{ref}' in the header (columns: {', '.join(names)})",
+                             at_value=True)
+
+
+def _bounded_text(spec, path, file, delimiter) -> str:
+    """The CSV's text, refused (located) when it, or its number of cells, is more than parsing
+    can hold in this machine's memory."""
+    limit = text_limit()
+    size = file.stat().st_size
+    if size > limit:
+        raise spec.error(path, f"{file} holds {size} bytes, more CSV text than this machine's memory can parse "
+                               f"(at most {limit} bytes)")
+    raw = read_bytes(spec, path, file, limit=limit)
+    cells = raw.count(delimiter.encode("utf-8", errors="replace") or b",") + raw.count(b"\n") + 1
+    if cells * CELL_BYTES > memory_bound():
+        raise spec.error(path, f"{file} holds about {cells} cells, more than this machine's memory can parse "
+                               f"(at most {memory_bound() // CELL_BYTES})")
+    return raw.decode("utf-8", errors="replace")
 
 
 def _where_unreadable(error: ValueError, header: bool) -> str:

@@ -93,6 +93,9 @@ def npy_size_problem(handle, available: int) -> str | None:
     if not dtype.hasobject and needed > available - handle.tell():
         return (f"its header claims shape {list(shape)} ({needed} bytes), but only "
                 f"{max(available - handle.tell(), 0)} bytes of data follow (truncated or forged)")
+    if not dtype.hasobject and needed < available - handle.tell():  # as IDX: the data is exactly its shape
+        return (f"its header claims shape {list(shape)} ({needed} bytes), but {available - handle.tell()} "
+                "bytes of data follow (bytes appended, or a forged header)")
     return None
 
 
