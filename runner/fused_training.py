@@ -21,6 +21,7 @@ from runner.train.result import evaluate_held_out, final_train_metrics
 from runner.train.engine import DEFAULT_MEMORY_MB, Engine, choose_engine
 from runner.train.fused import FusedLoop, InMemoryData
 from runner.train.multi_output import loop_metrics
+from runner.train.class_weight import class_weights
 
 
 @dataclass
@@ -98,7 +99,7 @@ def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, mode
             model, loss=loss, optimizer=optimizer,
             metrics=loop_metrics(metrics, model, datasets.train.element_spec, loss),
             element_spec=datasets.train.element_spec, setup=setup,
-            class_weight=_class_weight(datasets.info.get("class_weight") or train_config.get("class_weight")), callbacks=callbacks,
+            class_weight=class_weights(train_config, datasets.info), callbacks=callbacks,
             verbose=_verbose(quiet, loop, train_config), report=train_config.get("report"), spec=spec,
             train_data=data["train"], validation_data=data.get("validation"),
         )
@@ -152,6 +153,3 @@ def _verbose(quiet, loop, train_config) -> int:
         return int(verbose)
     return 0 if loop == "custom" and (train_config.get("report") or {}).get("epoch") else 1
 
-
-def _class_weight(config):
-    return {int(k): float(v) for k, v in config.items()} if config else None

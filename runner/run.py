@@ -35,7 +35,7 @@ from runner.spec.errors import SpecError
 from runner.tracking import mlflow_config, track_finished_run
 from runner.spec.metadata import substitute_metadata
 from runner.train import checkpoint as checkpoints
-from runner.train.class_weight import check_class_weight
+from runner.train.class_weight import check_class_weight, class_weights
 from runner.train.custom import CustomLoop, say_which_way_metrics_improve
 from runner.train.divergence import StopOnNonFinite
 from runner.train.epoch_end import EpochBegin, EpochEnd
@@ -304,7 +304,7 @@ def _train_fit(spec, setup, datasets, validation, model, loss, optimizer, metric
                                                        epochs, model))]
         result = fit(
             model, train=datasets.train, validation=validation, epochs=phase.end,
-            callbacks=phase_callbacks, class_weight=_class_weight(datasets.info.get("class_weight") or train_config.get("class_weight")),
+            callbacks=phase_callbacks, class_weight=class_weights(train_config, datasets.info),
             steps_per_epoch=train_config.get("steps_per_epoch"),
             verbose=0 if quiet else console.progress_verbosity(train_config.get("verbose", "auto")),
             initial_epoch=initial_epoch, validation_freq=train_config.get("validation_freq", 1),
@@ -343,7 +343,7 @@ def _train_custom(spec, setup, datasets, validation, model, loss, optimizer, met
                 model, loss=loss, optimizer=phase_optimizer_,
                 metrics=loop_metrics(metrics, model, datasets.train.element_spec, loss),
                 element_spec=datasets.train.element_spec, setup=setup,
-                class_weight=_class_weight(datasets.info.get("class_weight") or train_config.get("class_weight")),
+                class_weight=class_weights(train_config, datasets.info),
                 callbacks=callbacks + ([profiler] if profiler is not None else []),
                 steps_per_execution=train_config.get("steps_per_execution", 1),
                 verbose=_custom_verbose(verbose, train_config), report=train_config.get("report"), spec=spec,
@@ -401,9 +401,6 @@ def _steps(dataset, train_config):
     count = int(dataset.cardinality())
     return train_config.get("steps_per_epoch") or (count if count > 0 else None)
 
-
-def _class_weight(config):
-    return {int(k): float(v) for k, v in config.items()} if config else None
 
 
 def _align_validation(history: dict, frequency: int, first_epoch: int) -> dict:

@@ -29,3 +29,10 @@ def check_class_weight(spec, info: dict) -> None:
         shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
         raise spec.error(path, f"class_weight has no weight for class {shown}: give one for each of "
                                f"0..{num_classes - 1}")
+
+
+def class_weights(train_config: dict, info: dict) -> dict | None:
+    """The weight of each class for Keras: the spec's table, or the one `balanced` computed
+    from the train split (`info["class_weight"]`); None without class weights."""
+    weights = info.get("class_weight") or train_config.get("class_weight")
+    return {int(k): float(v) for k, v in weights.items()} if weights else None
