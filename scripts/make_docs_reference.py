@@ -22,7 +22,10 @@ import json
 import os
 import re
 import sys
+from functools import lru_cache
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "reference"
@@ -32,6 +35,7 @@ OWN_PAGE = {"map_op": "map-ops.md"}
 TOP_ORDER = ["version", "name", "seed", "extends", "data", "model", "train", "device", "outputs", "sweep"]
 
 
+@lru_cache(maxsize=1)
 def load_schema() -> dict:
     return json.loads((REPO / "schemas" / "pipeline.schema.json").read_text(encoding="utf-8"))
 
@@ -92,8 +96,9 @@ def type_words(node) -> str:
         return _link(ref)
     if "const" in node:
         return f"`{json.dumps(node['const'])}`"
-    if "enum" in node:
-        return "one of the allowed values"
+    if "enum" in node and "type" not in node:
+        kinds = {"str": "string", "int": "integer", "float": "number", "bool": "boolean", "NoneType": "null"}
+        return " or ".join(dict.fromkeys(kinds.get(type(v).__name__, "value") for v in node["enum"]))
     for key in ("anyOf", "oneOf"):
         if key in node and "type" not in node:
             return " or ".join(dict.fromkeys(type_words(option) for option in node[key]))
@@ -136,12 +141,28 @@ def default(node) -> str | None:
     return found.group(1).strip() if found else None
 
 
-def example_value(node):
-    """A value the schema accepts at `node`, for the example line."""
+def example_value(node, schema=None):
+    """A value the schema accepts at `node`, for the example line: its default when it has one."""
     if not isinstance(node, dict):
         return None
     if "default" in node:
         return node["default"]
+    ref = _ref_name(node)
+    if ref and schema is not None:
+        definition = schema["$defs"][ref]
+        if definition.get("type") == "string":
+            return f"<{ref}>"
+        return example_value(definition) if definition.get("type") in ("integer", "number", "boolean") else None
+    written = default(node)
+    if written is not None:
+        try:
+            value = yaml.safe_load(written.strip("`"))
+        except yaml.YAMLError:
+            value = None
+        kinds = {bool: "boolean", int: "integer", float: "number", str: "string"}
+        types = node.get("type")
+        if type(value) in kinds and kinds[type(value)] in (types if isinstance(types, list) else [types]):
+            return value
     if "const" in node:
         return node["const"]
     values = allowed(node)
@@ -175,14 +196,14 @@ def _flow(value) -> str:
         return "null"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, str) and (value in ("", "<text>") or re.fullmatch(r"[A-Za-z_][\w./-]*", value)):
+    if isinstance(value, str) and ((value.startswith("<") and value.endswith(">")) or re.fullmatch(r"[A-Za-z_][\w./-]*", value)):
         return value or "''"
     return json.dumps(value)
 
 
 def example(path: str, node) -> str | None:
     """`data: {train: {...}}`-style one line setting `path` to an accepted value."""
-    value = example_value(node)
+    value = example_value(node, load_schema())
     if value is None:
         return None
     for part in reversed(path.split(".")):
@@ -206,7 +227,7 @@ def entry(path: str, node: dict, display: str) -> list[str]:
     if isinstance(node, dict) and node.get("description"):
         lines += [node["description"], ""]
     sample = example(path, node)
-    if sample and not _ref_name(node):
+    if sample:
         lines += [f"Example: `{sample}`", ""]
     return lines
 
