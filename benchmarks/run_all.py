@@ -261,7 +261,7 @@ def _fashion_section(found: dict) -> list[str]:
               "confusion_matrix.png (one prediction pass over the test set, no second evaluation: the test split "
               "is the validation split, so its metrics are the last epoch's). `pipe, fused` is the spec as "
               "shipped (`train.engine: auto`: the splits in memory, whole epochs per graph call, each epoch's "
-              "loop over its full batches compiled with XLA; see README, The fused engine).", ""]
+              "loop over its full batches compiled with XLA; see docs/guides/training.md, The fused engine).", ""]
     return lines
 
 
@@ -313,7 +313,7 @@ def _startup_section(found: dict) -> list[str]:
               "differences; the whole job: devices, data, model, 10 epochs, SavedModel, 3 plots, manifest). "
               "Both are whole processes as a user meets them: `python -c \"import tensorflow\"` also pays the "
               "interpreter's teardown of TensorFlow (about 0.8 s here), which `pipe` skips once everything is "
-              "written (README, Speed), so this difference is smaller than pipe's own work after the import: "
+              "written (docs/performance.md, Speed), so this difference is smaller than pipe's own work after the import: "
               "timed in one process on a quiet moment, loading the spec took 0.05 s and `run_spec` 0.64-0.70 s "
               "(training 0.18 s, the SavedModel 0.08 s, three plots 0.24 s).", ""]
     return lines

@@ -150,6 +150,8 @@ def example_value(node, schema=None):
     ref = _ref_name(node)
     if ref and schema is not None:
         definition = schema["$defs"][ref]
+        if allowed(definition):
+            return allowed(definition)[0]
         if definition.get("type") == "string":
             return f"<{ref}>"
         return example_value(definition) if definition.get("type") in ("integer", "number", "boolean") else None
@@ -214,30 +216,26 @@ def example(path: str, node) -> str | None:
     return text[1:-1] if text.startswith("{") else text
 
 
+def prose(text: str) -> str:
+    """A schema description as Markdown text: `<name>` shown, not taken for an HTML tag."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+
+
 def entry(path: str, node: dict, display: str) -> list[str]:
     lines = [f"### `{display}` {{#{anchor(display)}}}", ""]
+    if isinstance(node, dict) and node.get("description"):
+        lines += [prose(node["description"]), ""]
     facts = [f"**type** {type_words(node)}"]
     value = default(node)
     if value:
-        facts.append(f"**default** {value}")
+        facts.append(f"**default** {prose(value) if not value.startswith('`') else value}")
     values = allowed(node)
     if values:
         facts.append("**allowed** " + ", ".join(f"`{_flow(v)}`" for v in values))
-    lines += [" · ".join(facts), ""]
-    if isinstance(node, dict) and node.get("description"):
-        lines += [node["description"], ""]
     sample = example(path, node)
     if sample:
-        lines += [f"Example: `{sample}`", ""]
-    return lines
-
-
-def section(title: str, node: dict, prefix: str, level_anchor: str) -> list[str]:
-    lines = [f"## {title} {{#{level_anchor}}}", ""]
-    if node.get("description"):
-        lines += [node["description"], ""]
-    for path, child in fields(node, ""):
-        lines += entry(path, child, f"{prefix}{path}")
+        facts.append(f"**example** `{sample}`")
+    lines += [" · ".join(facts), ""]
     return lines
 
 
@@ -269,7 +267,7 @@ def spec_page(schema: dict) -> str:
             facts += " · **allowed** " + ", ".join(f"`{_flow(v)}`" for v in values)
         lines += [facts, ""]
         if definition.get("description"):
-            lines += [definition["description"], ""]
+            lines += [prose(definition["description"]), ""]
         for path, child in fields(definition, ""):
             lines += [line.replace("### ", "#### ", 1) if line.startswith("### ") else line
                       for line in entry(path, child, f"{name}:{path}")]
@@ -280,13 +278,13 @@ def map_ops_page(schema: dict) -> str:
     ops = schema["$defs"]["map_op"]
     lines = [HEADER.format(source="the map_op definition of schemas/pipeline.schema.json").rstrip("\n"), "",
              "# Map ops", "", "<a id=\"map-op\"></a>", "",
-             ops.get("description", ""), "",
+             prose(ops.get("description", "")), "",
              "Every op takes `on: label` to act on the label, or `on: NAME` for one named feature (or label) of "
              "a dict element, where its arguments list `on`. The ops of one `map` stage are fused into one "
              "function, applied in order.", "", "| op | what it does |", "| --- | --- |"]
     names = list(ops["properties"])
     for name in names:
-        text = (ops["properties"][name].get("description") or "").replace("|", "\\|")
+        text = prose(ops["properties"][name].get("description") or "")
         lines.append(f"| [`{name}`](#{anchor('map_op:' + name)}) | {text} |")
     lines.append("")
     for path, child in fields(ops, ""):
