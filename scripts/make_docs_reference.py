@@ -137,8 +137,13 @@ _DEFAULT = re.compile(r"\(default:? ([^()]*(?:\([^()]*\)[^()]*)*)\)", re.IGNOREC
 def default(node) -> str | None:
     if isinstance(node, dict) and "default" in node:
         return f"`{json.dumps(node['default'])}`"
-    found = _DEFAULT.search(node.get("description", "") if isinstance(node, dict) else "")
-    return found.group(1).strip() if found else None
+    description = node.get("description", "") if isinstance(node, dict) else ""
+    found = _DEFAULT.search(description)
+    if not found:
+        named = re.match(r"`?([\w.-]+)`? \(default\)", description)  # "keras (default): ..."
+        return named.group(1) if named else None
+    text = found.group(1).split(";")[0].strip()
+    return text if len(text) <= 40 else None  # a longer one is a sentence: the description says it
 
 
 def example_value(node, schema=None):
@@ -163,7 +168,8 @@ def example_value(node, schema=None):
             value = None
         kinds = {bool: "boolean", int: "integer", float: "number", str: "string"}
         types = node.get("type")
-        if type(value) in kinds and kinds[type(value)] in (types if isinstance(types, list) else [types]):
+        accepted = types if isinstance(types, list) else [types]
+        if type(value) in kinds and (kinds[type(value)] in accepted or (type(value) is int and "number" in accepted)):
             return value
     if "const" in node:
         return node["const"]
