@@ -169,7 +169,8 @@ def example_value(node, schema=None):
         kinds = {bool: "boolean", int: "integer", float: "number", str: "string"}
         types = node.get("type")
         accepted = types if isinstance(types, list) else [types]
-        if type(value) in kinds and (kinds[type(value)] in accepted or (type(value) is int and "number" in accepted)):
+        if value in allowed(node) or (type(value) in kinds and (
+                kinds[type(value)] in accepted or (type(value) is int and "number" in accepted))):
             return value
     if "const" in node:
         return node["const"]

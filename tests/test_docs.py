@@ -194,3 +194,28 @@ def test_the_readme_is_short_and_holds_the_two_commands_ci_runs():
     assert test_command in readme
     for link in re.findall(r"\]\((docs/[^)#]+)", readme):
         assert (REPO / link).is_file(), link
+
+
+def test_every_schema_key_has_a_description_editors_show():
+    schema = json.loads((REPO / "schemas" / "pipeline.schema.json").read_text(encoding="utf-8"))
+    bare = []
+
+    def walk(node, path):
+        if not isinstance(node, dict):
+            return
+        for name, child in (node.get("properties") or {}).items():
+            if not (isinstance(child, dict) and str(child.get("description", "")).strip()):
+                bare.append(f"{path}.{name}")
+            walk(child, f"{path}.{name}")
+        for key in ("items", "additionalProperties"):
+            walk(node.get(key), path)
+        for key in ("anyOf", "oneOf", "allOf"):
+            for option in node.get(key) or []:
+                walk(option, path)
+
+    walk(schema, "")
+    for name, definition in schema["$defs"].items():
+        if not definition.get("description"):
+            bare.append(f"$defs.{name}")
+        walk(definition, f"$defs.{name}")
+    assert not bare
