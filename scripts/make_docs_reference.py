@@ -286,9 +286,8 @@ def map_ops_page(schema: dict) -> str:
     lines = [HEADER.format(source="the map_op definition of schemas/pipeline.schema.json").rstrip("\n"), "",
              "# Map ops", "", "<a id=\"map-op\"></a>", "",
              prose(ops.get("description", "")), "",
-             "Every op takes `on: label` to act on the label, or `on: NAME` for one named feature (or label) of "
-             "a dict element, where its arguments list `on`. The ops of one `map` stage are fused into one "
-             "function, applied in order.", "", "| op | what it does |", "| --- | --- |"]
+             _on_sentence(ops) + " The ops of one `map` stage are fused into one function, applied in order.", "",
+             "| op | what it does |", "| --- | --- |"]
     names = list(ops["properties"])
     for name in names:
         text = prose(ops["properties"][name].get("description") or "")
@@ -297,6 +296,14 @@ def map_ops_page(schema: dict) -> str:
     for path, child in fields(ops, ""):
         lines += entry(path, child, f"map_op:{path}")
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _on_sentence(ops: dict) -> str:
+    """Which ops take `on` (features by default; the label, or one named part of a dict element)."""
+    taking = [name for name, op in ops["properties"].items() if "on" in (op.get("properties") or {})]
+    which = "Every op" if len(taking) == len(ops["properties"]) else ", ".join(f"`{n}`" for n in taking)
+    return (f"{which} {'takes' if which == 'Every op' else 'take'} `on`: the features by default, `on: label` for "
+            "the label, or the name of one feature (or label) when they are dicts.")
 
 
 def cli_help(*args: str) -> str:
@@ -331,6 +338,7 @@ def commands_page() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+AGGREGATES = {"rule_errors", "checked_rule_errors", "training_rule_errors"}  # they call the rules below
 RULE_MODULES = ["rules", "safety", "keras_names", "graph", "training_rules", "data_rules", "adaptation",
                 "model_rules", "references", "compose", "sweep_space", "paths"]
 
@@ -359,11 +367,14 @@ def rules_page() -> str:
              "or `github` (`::error file=…,line=…,col=…::…` annotations).", "",
              "## The rules beyond the schema", "",
              "The JSON Schema checks each value on its own; these functions check what it cannot say, each "
-             "error located at the value it is about. They run in `pipe validate` without TensorFlow.", "",
-             "| module | rule | checks |", "| --- | --- | --- |"]
+             "error located at the value it is about. They run in `pipe validate` without TensorFlow; "
+             "`pipe plan` then checks what needs the data ([Validating](../guides/validating.md)).", ""]
     for module in RULE_MODULES:
-        for name, doc in _docstring_rules(module):
-            lines.append(f"| `runner/spec/{module}.py` | `{name}` | {doc.replace('|', chr(92) + '|')} |")
+        rules = [(name, doc) for name, doc in _docstring_rules(module) if name not in AGGREGATES]
+        if rules:
+            lines += [f"### `runner/spec/{module}.py`", "", "| rule | checks |", "| --- | --- |"]
+            lines += [f"| `{name}` | {doc.replace('|', chr(92) + '|')} |" for name, doc in rules]
+            lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
