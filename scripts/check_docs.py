@@ -76,7 +76,6 @@ def _shown(page: Path) -> Path:
 
 def _pipe(argv: list[str]):
     """(exit code, stdout, stdout and stderr interleaved) of `pipe ARGV`, run in this process."""
-    os.environ["COLUMNS"] = "100"
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from typer.testing import CliRunner
@@ -86,7 +85,7 @@ def _pipe(argv: list[str]):
     cwd = os.getcwd()
     os.chdir(REPO)
     try:
-        result = CliRunner().invoke(app, argv, prog_name="pipe", terminal_width=100)
+        result = CliRunner(env={"COLUMNS": "100"}).invoke(app, argv, prog_name="pipe", terminal_width=100)
     finally:
         os.chdir(cwd)
     return result.exit_code, result.stdout, result.output
@@ -146,7 +145,7 @@ def shown_commands() -> dict[str, tuple[str, list[str]]]:
         for language, line, body, _ in blocks(page.read_text(encoding="utf-8")):
             if language != "console":
                 continue
-            command, output = None, []
+            command, output, start = None, [], 0
             for offset, text in enumerate(body + ["$ "]):
                 if text.startswith("$ "):
                     if command:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import ast
 import json
-import os
 import re
 import sys
 from functools import lru_cache
@@ -308,14 +307,12 @@ def _on_sentence(ops: dict) -> str:
 
 def cli_help(*args: str) -> str:
     """What `pipe ARGS` prints, run in this process through click (no TensorFlow)."""
-    os.environ["COLUMNS"] = "100"
     sys.path.insert(0, str(REPO))
-    from typer.main import get_command
     from typer.testing import CliRunner
 
     from runner.cli import app
 
-    result = CliRunner().invoke(app, list(args), prog_name="pipe", terminal_width=100)
+    result = CliRunner(env={"COLUMNS": "100"}).invoke(app, list(args), prog_name="pipe", terminal_width=100)
     return result.output
 
 
