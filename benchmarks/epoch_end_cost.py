@@ -17,10 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from runner import progress as progress_module  # noqa: E402
+from runner.run import epoch_end as progress_module  # noqa: E402
 from runner.outputs.epochs import EpochLog  # noqa: E402
 from runner.outputs.manifest import Manifest  # noqa: E402
-from runner.run import run_spec  # noqa: E402
+from runner.run.pipeline import run_spec  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
 
 SPEC = """\

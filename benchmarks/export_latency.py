@@ -40,7 +40,7 @@ def _test_set():
 
 
 def _train(folder: Path) -> Path:
-    from runner.run import run_spec
+    from runner.run.pipeline import run_spec
     from runner.spec import load_spec
 
     spec = load_spec(REPO / "specs" / "fashion_mnist.yaml", [f"outputs.dir={folder}", "outputs.plots.enabled=false"])
@@ -110,7 +110,7 @@ def measure(run: Path, repeats: int) -> dict:
     import keras
     import tensorflow as tf
 
-    from runner.export import export_run
+    from runner.export.write import export_run
 
     images, labels = _test_set()
     out = Path(tempfile.mkdtemp(prefix="pipe-export-bench-"))

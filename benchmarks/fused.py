@@ -48,9 +48,9 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # benchmarks/ is a folder of scripts, not an installed package
 
-import runner.fused_training  # noqa: E402
+import runner.run.fused  # noqa: E402
 import runner.train.fused  # noqa: E402
-import runner.run  # noqa: E402
+import runner.run.pipeline  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -151,7 +151,7 @@ class Timer:
     """Times every call of the training functions `pipe run` may call (`seconds`), and the
     fused engine's training up to the end of its last epoch (`training`)."""
 
-    TARGETS = ((runner.fused_training, "_train_fused"), (runner.run, "_train_fit"), (runner.run, "_train_custom"))
+    TARGETS = ((runner.run.fused, "_train_fused"), (runner.run.pipeline, "_train_fit"), (runner.run.pipeline, "_train_custom"))
 
     def __init__(self):
         self.seconds = self.training = 0.0
@@ -186,7 +186,7 @@ def pipe_run(timer, spec_file, sets, folder):
     spec = load_spec(spec_file, overrides=sets) if sets else load_spec(spec_file)
     timer.training = float("nan")
     with contextlib.redirect_stdout(io.StringIO()):
-        result = runner.run.run_spec(spec, quiet=False)
+        result = runner.run.pipeline.run_spec(spec, quiet=False)
     engine = yaml.safe_load((folder / result.run_dir / "manifest.json").read_text())["engine"]
     return timer.seconds, result.metrics, engine
 

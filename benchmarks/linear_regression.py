@@ -25,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-import runner.run  # noqa: E402
+import runner.run.pipeline  # noqa: E402
 import runner.train.custom  # noqa: E402
 import runner.train.fused  # noqa: E402
 from benchmarks.hand_written import linear_regression  # noqa: E402
@@ -54,7 +54,7 @@ def run_pipe(epochs: int, outputs: Path, overrides=()) -> dict:
         loop.fit = timer(original)
     try:
         start = time.perf_counter()
-        result = runner.run.run_spec(spec, quiet=True)
+        result = runner.run.pipeline.run_spec(spec, quiet=True)
         whole = time.perf_counter() - start
     finally:
         for loop, original in zip(loops, originals):

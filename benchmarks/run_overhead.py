@@ -41,7 +41,7 @@ import runner.outputs.plots  # noqa: E402
 import runner.outputs.predictions  # noqa: E402
 import runner.outputs.results  # noqa: E402
 import runner.outputs.saving  # noqa: E402
-import runner.run  # noqa: E402
+import runner.run.pipeline  # noqa: E402
 import runner.train.checkpoint  # noqa: E402
 import runner.train.custom  # noqa: E402
 from benchmarks.data_pipeline import hand_written  # noqa: E402
@@ -52,15 +52,15 @@ from runner.spec import load_spec  # noqa: E402
 # What the spec's run is timed by: (label, owner, attribute). Nested phases (checkpoints
 # inside fit, the confusion matrix inside results) are shown indented and not summed twice.
 _PHASES = (
-    ("devices", runner.run, "setup_devices"),
-    ("data", runner.run, "build_datasets"),
+    ("devices", runner.run.pipeline, "setup_devices"),
+    ("data", runner.run.pipeline, "build_datasets"),
     ("fingerprints", runner.outputs.manifest, "fingerprint"),
-    ("train+evaluate", runner.run, "_train_fit"),
-    ("train+evaluate", runner.run, "_train_custom"),
-    ("  fit", runner.run, "fit"),
+    ("train+evaluate", runner.run.pipeline, "_train_fit"),
+    ("train+evaluate", runner.run.pipeline, "_train_custom"),
+    ("  fit", runner.run.pipeline, "fit"),
     ("  fit", runner.train.custom.CustomLoop, "fit"),
     ("    checkpoints", runner.train.checkpoint.EpochCheckpoint, "save"),
-    ("results", runner.run, "write_results"),
+    ("results", runner.run.pipeline, "write_results"),
     ("  save model", runner.outputs.results, "save_model"),
     ("  confusion matrix", runner.outputs.results, "confusion_matrices"),
     ("  plots", runner.outputs.plots, "plot_history"),
@@ -89,11 +89,11 @@ def timed_phases(times: dict, timer: EpochTimer):
         return wrapper
 
     patched = [(owner, name, owner.__dict__[name]) for _, owner, name in _PHASES]
-    patched.append((runner.run, "get_callbacks", runner.run.get_callbacks))
+    patched.append((runner.run.pipeline, "get_callbacks", runner.run.pipeline.get_callbacks))
     try:
         for label, owner, name in _PHASES:
             setattr(owner, name, timing(label, owner.__dict__[name]))
-        runner.run.get_callbacks = with_timer(runner.run.get_callbacks)
+        runner.run.pipeline.get_callbacks = with_timer(runner.run.pipeline.get_callbacks)
         yield
     finally:
         for owner, name, original in patched:
@@ -106,7 +106,7 @@ def run_pipe(spec_path: str, overrides: list[str]) -> dict:
     start = time.perf_counter()
     spec = load_spec(spec_path, overrides=overrides)
     with timed_phases(times, timer):
-        runner.run.run_spec(spec, quiet=True)
+        runner.run.pipeline.run_spec(spec, quiet=True)
     times["total"] = time.perf_counter() - start
     return {"times": dict(times), "epochs": timer.seconds}
 

@@ -35,11 +35,11 @@ def main() -> int:
                 return [*original(*a, **k), EpochTimer(out)]
             return wrapper
 
-        import runner.run  # imports TensorFlow, as `pipe run` does on its way to training
+        import runner.run.pipeline  # imports TensorFlow, as `pipe run` does on its way to training
 
         # The tf.data loops' callbacks only: a callback would make the fused engine run one
         # epoch per graph call, so its epochs stay untimed (the whole run is what counts).
-        runner.run.get_callbacks = with_timer(runner.run.get_callbacks)
+        runner.run.pipeline.get_callbacks = with_timer(runner.run.pipeline.get_callbacks)
         sys.argv = ["pipe", *args]
         cli.run_pipe()  # exits
     else:

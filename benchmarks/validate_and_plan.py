@@ -63,7 +63,7 @@ def bench_plan(spec_path: str) -> None:
     import keras  # noqa: F401
 
     imported = time.perf_counter()
-    from runner.plan import plan_spec
+    from runner.commands.planning import plan_spec
     from runner.spec import load_spec
 
     cpu = resource.getrusage(resource.RUSAGE_SELF)

@@ -120,7 +120,7 @@ def keras():
 
 
 def run(path, monkeypatch, *arguments):
-    from runner.run import run_spec
+    from runner.run.pipeline import run_spec
 
     monkeypatch.chdir(path.parent)
     spec = load_spec(path, list(arguments))
@@ -143,7 +143,7 @@ def test_normalization_has_the_train_splits_mean_and_variance(tmp_path, monkeypa
 
 @slow
 def test_a_sample_size_adapts_on_the_first_examples_and_plan_says_so(tmp_path, monkeypatch, keras):
-    from runner.plan import plan_spec, render_text
+    from runner.commands.planning import plan_spec, render_text
 
     path = write(tmp_path, SEQUENTIAL % ", adapt: {examples: 40}")
     x = tables(tmp_path)
@@ -197,7 +197,7 @@ def test_a_layer_after_trained_layers_is_refused(tmp_path, monkeypatch, keras):
 
 @slow
 def test_resume_restores_the_adapted_state_instead_of_adapting_again(tmp_path, monkeypatch, keras):
-    from runner.run import run_spec
+    from runner.run.pipeline import run_spec
 
     path = write(tmp_path, SEQUENTIAL % "")
     x = tables(tmp_path)
@@ -278,7 +278,7 @@ def test_a_layer_whose_output_width_is_what_it_learns_is_adapted_before_it_is_wi
     assert model.get_layer("out").kernel.shape == (6, 1)
     assert np.digitize(x, boundaries).max() == 4
 
-    from runner.run import run_spec
+    from runner.run.pipeline import run_spec
 
     resumed = run_spec(load_spec(path, ["train.epochs=2"]), quiet=True, resume_from=first.run_dir)
     again = keras.models.load_model(resumed.run_dir / "model.keras")

@@ -671,7 +671,7 @@ def test_run_and_plan_layer_their_files_and_stop_at_a_spec_error_without_tensorf
 def test_an_interrupted_layered_run_says_how_to_resume_with_every_file():
     from pathlib import Path
 
-    from runner.cli import _interrupted
+    from runner.commands.run import interrupted as _interrupted
 
     error = KeyboardInterrupt()
     error.signal_name, error.run_dir, error.epochs_done, error.resume_from = "SIGTERM", "runs/x/1", 2, "runs/x/1"

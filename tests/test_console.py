@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from runner.cli import app
 from runner.console import TensorFlowLog, progress_verbosity
-from runner.init import template_names
+from runner.commands.init import template_names
 from runner.spec import load_spec
 
 runner = CliRunner()
@@ -96,7 +96,7 @@ def test_a_commands_tensorflow_log_shows_with_verbose_or_a_broken_install(capfd,
     """A failed run (3) ends on pipe's own paragraph; TensorFlow's log stays in the run directory."""
     import typer
 
-    from runner.cli import keeps_tensorflow_log
+    from runner.commands.reporting import keeps_tensorflow_log
 
     @keeps_tensorflow_log
     def command(verbose=False):

@@ -78,7 +78,7 @@ def test_float_targets_in_a_tabular_csv_and_label_dtype(write_spec, tmp_path):
 
 
 def test_plan_counts_no_classes_of_float_targets():
-    from runner.plan import describe_split
+    from runner.commands.planning import describe_split
 
     targets = tf.data.Dataset.from_tensor_slices((np.zeros((6, 2), np.float32),
                                                   np.array([18, 15, 16, 18, 3, 2], np.float32))).batch(3)
@@ -464,7 +464,7 @@ def test_windows_of_named_columns_and_a_split_too_short(write_spec, tmp_path):
 
 
 def test_plan_shows_the_values_computed_from_the_train_split():
-    from runner.plan import Plan, render_text
+    from runner.commands.planning import Plan, render_text
 
     plan = Plan(train={"from_data": {"class_counts": [9, 4, 1], "class_weight": {0: 14 / 27, 1: 14 / 12, 2: 14 / 3},
                                      "output_bias": {"softmax": np.log([9 / 14, 4 / 14, 1 / 14]).tolist()}}})
@@ -476,7 +476,7 @@ def test_predict_cuts_an_input_series_into_windows_with_trains_statistics(write_
     import json
 
     from runner.data.learned import FILE_NAME
-    from runner.predict import preprocessing_steps, read_inputs
+    from runner.commands.prediction import preprocessing_steps, read_inputs
 
     rows = "\n".join(f"2000-01-{t + 1:02d},{t * 2.0}" for t in range(20))
     (tmp_path / "s.csv").write_text("day,value\n" + rows + "\n")

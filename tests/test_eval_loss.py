@@ -21,9 +21,9 @@ pytestmark = pytest.mark.slow
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from runner.evaluate import evaluate_run  # noqa: E402
+from runner.commands.evaluation import evaluate_run  # noqa: E402
 from runner.outputs.saving import load_model  # noqa: E402
-from runner.run import run_spec  # noqa: E402
+from runner.run.pipeline import run_spec  # noqa: E402
 
 # Imbalanced two-class data (about 1 in 5 positive), class 1 weighted 6 to 1: a weighted
 # held-out loss differs from the plain one by far more than the engines' rounding.

@@ -17,7 +17,7 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
 from runner.models.identifiers import get_loss, get_metrics, get_optimizer  # noqa: E402
-from runner.run import run_spec  # noqa: E402
+from runner.run.pipeline import run_spec  # noqa: E402
 from runner.train import checkpoint as checkpoints  # noqa: E402
 from runner.train.custom import CustomLoop  # noqa: E402
 from runner.train.devices import DeviceSetup  # noqa: E402
@@ -174,7 +174,7 @@ def test_a_signal_the_process_ignores_stays_ignored():
     import signal
     import time
 
-    from runner import interrupts
+    from runner.run import interrupts
 
     previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
@@ -195,7 +195,7 @@ def test_a_first_signal_waits_for_the_epoch_end_while_an_epoch_is_unsaved():
     import os
     import signal
 
-    from runner import interrupts
+    from runner.run import interrupts
 
     with interrupts.signals_raise():
         interrupts.hold_till_epoch_end(True)
@@ -227,8 +227,8 @@ def test_a_signal_held_within_a_fused_call_waits_for_its_last_epoch_without_writ
     import os
     import signal
 
-    from runner import interrupts
-    from runner.progress import Progress
+    from runner.run import interrupts
+    from runner.run.epoch_end import Progress
 
     class Manifest:
         def heartbeat(self, **fields):
@@ -259,8 +259,8 @@ def test_a_signal_during_an_epoch_ends_writes_saves_that_epoch_before_the_run_st
     import os
     import signal
 
-    from runner import interrupts
-    from runner.progress import Progress
+    from runner.run import interrupts
+    from runner.run.epoch_end import Progress
 
     class Manifest:  # the signal comes with the first heartbeat, after the tables were written
         beats = 0
@@ -299,7 +299,7 @@ def test_a_keras_model_saved_as_a_saved_model(tmp_path):
     loaded = tf.saved_model.load(str(result.run_dir / "saved_model"))  # kept: it owns the variables
     assert loaded.serve(tf.constant([[0.5]])).shape == (1, 1)
     # pipe evaluate reads it back: the same test metrics as the run's
-    from runner.evaluate import evaluate_run
+    from runner.commands.evaluation import evaluate_run
 
     evaluation = evaluate_run(result.run_dir)
     assert evaluation.metrics["test"]["loss"] == pytest.approx(result.metrics["test"]["loss"], rel=1e-5)

@@ -27,10 +27,10 @@ pytestmark = pytest.mark.slow
 tf = pytest.importorskip("tensorflow")
 
 from runner.cli import app  # noqa: E402
-from runner.export import export_run, missing_extra  # noqa: E402
+from runner.export.write import export_run, missing_extra  # noqa: E402
 from runner.outputs.manifest import fingerprint  # noqa: E402
-from runner.predict import predict_file  # noqa: E402
-from runner.run import run_spec  # noqa: E402
+from runner.commands.prediction import predict_file  # noqa: E402
+from runner.run.pipeline import run_spec  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
 
 SERVE = Path(__file__).parent / "export" / "serve_exported.py"
@@ -113,7 +113,7 @@ def _tabular_reference(run: Path, folder: Path) -> np.ndarray:
     from runner.data.table import encode_tables
     from runner.outputs.records import load_run_spec, read_run
     from runner.outputs.saving import load_model
-    from runner.predict import preprocessing_steps
+    from runner.commands.prediction import preprocessing_steps
 
     spec = load_run_spec(run)
     options = {**spec.get("data", "train", "source", "csv"), "label": None}
@@ -377,7 +377,7 @@ def test_a_missing_extra_is_one_line(monkeypatch):
     assert missing_extra("onnx") == "exporting onnx needs tf2onnx: pip install 'pipe[onnx]'"
     assert missing_extra("saved_model") is None
     spec = load_spec(SPECS / "keras_regression.yaml", ["outputs.export=[saved_model, onnx]"])
-    from runner.export import check_export_extras
+    from runner.export.write import check_export_extras
     from runner.spec import SpecError
 
     with pytest.raises(SpecError) as error:
@@ -388,7 +388,7 @@ def test_a_missing_extra_is_one_line(monkeypatch):
 
 def test_a_written_file_that_does_not_reproduce_the_model_is_not_kept(regression_run, tmp_path, monkeypatch):
     """Each written file is run in its runtime before it is kept: a converter's change is caught."""
-    import runner.export as export
+    import runner.export.write as export
 
     real = export._run_file
     monkeypatch.setattr(export, "_run_file", lambda *a: {k: v + 1.0 for k, v in real(*a).items()})

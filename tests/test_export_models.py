@@ -21,8 +21,8 @@ pytestmark = pytest.mark.slow
 tf = pytest.importorskip("tensorflow")
 
 from runner.cli import app  # noqa: E402
-from runner.export import export_run  # noqa: E402
-from runner.run import run_spec  # noqa: E402
+from runner.export.write import export_run  # noqa: E402
+from runner.run.pipeline import run_spec  # noqa: E402
 from runner.spec import SpecError, load_spec  # noqa: E402
 
 SERVE = Path(__file__).parent / "export" / "serve_exported.py"
@@ -205,12 +205,12 @@ def test_outputs_dir_inside_a_run_is_refused_by_validate_plan_and_run(folder, tm
 def test_an_unexpected_error_is_one_paragraph_naming_the_step(folder, monkeypatch):
     run = sorted((folder / "runs" / "unicode").glob("*"))[-1] if (folder / "runs" / "unicode").is_dir() \
         else _train(folder, "unicode")
-    import runner.export_graph
+    import runner.export.serving
 
     def broken(*args, **kwargs):
         raise KeyError("Failed to add concrete function\n  with internal text")
 
-    monkeypatch.setattr(runner.export_graph, "build_serving", broken)
+    monkeypatch.setattr(runner.export.serving, "build_serving", broken)
     result = CliRunner().invoke(app, ["export", str(run), "--format", "saved_model", "--output",
                                       str(folder / "never")])
     assert result.exit_code == 3

@@ -21,7 +21,7 @@ keras = pytest.importorskip("keras")
 
 from runner.data import build_datasets  # noqa: E402
 from runner.data.in_memory import plan_in_memory  # noqa: E402
-from runner.run import run_spec  # noqa: E402
+from runner.run.pipeline import run_spec  # noqa: E402
 from runner.train.devices import DeviceSetup  # noqa: E402
 from runner.train.engine import choose_engine, needs_batch_hooks  # noqa: E402
 from runner.train.fused import FusedLoop, InMemoryData, epoch_order  # noqa: E402

@@ -88,7 +88,7 @@ def series_csv(path, steps):
 
 @pytest.fixture(scope="module")
 def windowed_run(tmp_path_factory):
-    from runner.run import run_spec
+    from runner.run.pipeline import run_spec
     from runner.spec import load_spec
 
     folder = tmp_path_factory.mktemp("windowed")
@@ -160,7 +160,7 @@ def test_predict_on_a_series_shorter_than_one_window_is_located_at_the_input(win
     ({"Huber": {"name": "binary_categorical"}}, {"kind": "regression", "from_logits": False}),
 ])
 def test_every_spelling_of_a_loss_reads_its_output_alike(write_spec, loss, expected):
-    from runner.predict import output_kind
+    from runner.models.loss_kinds import output_kind
     from runner.spec import Spec
 
     spec = Spec(write_spec("{}"), {"model": {"functional": {"outputs": ["out"]}}, "train": {"loss": loss}})
@@ -197,7 +197,7 @@ def test_plan_takes_a_renamed_sparse_loss_for_a_sparse_one(tmp_path):
 def test_predict_of_a_sigmoid_output_trained_with_the_string_loss_writes_classes(tmp_path):
     import numpy as np
 
-    from runner.run import run_spec
+    from runner.run.pipeline import run_spec
     from runner.spec import load_spec
 
     rng = np.random.default_rng(0)

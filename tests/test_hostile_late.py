@@ -44,14 +44,14 @@ def test_addresses_tensorflow_takes_still_pass():
 
 
 def test_ctrl_c_during_plan_says_interrupted_and_no_tensorflow_log(monkeypatch, tmp_path):
-    import runner.cli
+    import runner.commands.plan
 
     def interrupted(*args, **kwargs):
         import os
         os.write(2, b"I0000 TensorFlow start-up noise\n")  # what fd 2 holds while TensorFlow starts
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner.cli, "load_spec", interrupted)
+    monkeypatch.setattr(runner.commands.plan, "load_spec", interrupted)
     spec = tmp_path / "spec.yaml"
     spec.write_text("version: 1\n")
     result = CliRunner().invoke(app, ["plan", str(spec)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from runner.failure import summarise_error
+from runner.outputs.failure import summarise_error
 from runner.spec.errors import without_values
 
 CHECKPOINT = ("Found 2 Python objects that were not bound to checkpointed values. Showing 2 of 2 unmatched "

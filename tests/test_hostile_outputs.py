@@ -83,7 +83,7 @@ def test_the_init_hint_names_a_file_with_control_characters_exactly(tmp_path):
     import shutil
     import subprocess
 
-    from runner.cli import shell_word
+    from runner.commands.init import shell_word
 
     assert shell_word("specs/my spec.yaml") == "'specs/my spec.yaml'"
     name = "a\x1b[31mb'c\\d\u202e.yaml"

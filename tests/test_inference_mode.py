@@ -20,10 +20,10 @@ pytestmark = pytest.mark.slow
 
 tf = pytest.importorskip("tensorflow")
 
-from runner.evaluate import evaluate_run  # noqa: E402
+from runner.commands.evaluation import evaluate_run  # noqa: E402
 from runner.outputs.saving import load_model  # noqa: E402
-from runner.predict import predict_file  # noqa: E402
-from runner.run import run_spec  # noqa: E402
+from runner.commands.prediction import predict_file  # noqa: E402
+from runner.run.pipeline import run_spec  # noqa: E402
 
 # No test split: `pipe predict` preprocesses with train's map stages, `augment` among them.
 SPEC = """\

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.slow
 
 tf = pytest.importorskip("tensorflow")
 
-from runner.run import run_spec  # noqa: E402
+from runner.run.pipeline import run_spec  # noqa: E402
 
 MNIST_200 = REPO / "tests" / "mistakes" / "data" / "mnist_200.npz"
 

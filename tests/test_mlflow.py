@@ -131,9 +131,9 @@ def test_pipe_log_refuses_what_it_cannot_upload(tmp_path, monkeypatch):
 
 
 def test_a_run_without_mlflow_installed_is_one_warning(tmp_path, monkeypatch, capsys):
-    from runner.tracking import track_finished_run
+    from runner.outputs.tracking_run import track_finished_run
 
-    monkeypatch.setattr("runner.tracking.mlflow_available", lambda: False)
+    monkeypatch.setattr("runner.outputs.tracking_run.mlflow_available", lambda: False)
     doc = {"outputs": {"mlflow": {"tracking_uri": "sqlite:///x.db"}}}
     assert track_finished_run(doc, tmp_path / "run") is None
     assert capsys.readouterr().err == (

@@ -205,7 +205,7 @@ def test_a_copy_of_a_run_directory_does_not_upload_into_the_originals_run(server
 def test_the_resume_line_shows_a_password_as_stars():
     from types import SimpleNamespace
 
-    from runner.cli import _interrupted
+    from runner.commands.run import interrupted as _interrupted
 
     error = SimpleNamespace(signal_name="SIGTERM", run_dir="runs/r/1", epochs_done=2, resume_from="runs/r/1")
     text = _interrupted(error, ["spec.yaml"], [f"outputs.mlflow.tracking_uri=http://alice:{PASSWORD}@h:1"], False)

@@ -107,7 +107,7 @@ def test_wrappers_and_cells_build_from_layer_specs(tmp_path):
 def test_bidirectional_lstm_trains_as_the_same_model_written_in_python(tmp_path, monkeypatch):
     keras = pytest.importorskip("keras")
     import tensorflow as tf
-    from runner.run import run_spec
+    from runner.run.pipeline import run_spec
 
     monkeypatch.chdir(tmp_path)
     path = write(tmp_path, ["Bidirectional: {layer: {LSTM: {units: 4}}}", "Dense: {units: 1}"])

@@ -20,7 +20,7 @@ keras = pytest.importorskip("keras")
 
 from runner.data import build_datasets  # noqa: E402
 from runner.models import build_model  # noqa: E402
-from runner.run import run_spec  # noqa: E402
+from runner.run.pipeline import run_spec  # noqa: E402
 
 PHASED = """\
 version: 1

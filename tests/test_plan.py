@@ -22,7 +22,7 @@ PLAN_MISTAKES = [p for p in MISTAKES if declared(p)[0] == "plan"]
 
 @pytest.mark.parametrize("path", PLAN_MISTAKES, ids=[p.stem for p in PLAN_MISTAKES])
 def test_plan_catches_what_needs_tensors(path):
-    from runner.plan import plan_spec
+    from runner.commands.planning import plan_spec
 
     _, expect = declared(path)
     try:
@@ -55,7 +55,7 @@ def test_plan_json_describes_data_model_and_training():
 
 
 def test_plan_of_a_module_model_lists_its_variables():
-    from runner.plan import plan_spec
+    from runner.commands.planning import plan_spec
 
     plan = plan_spec(load_spec(SPECS / "linear_regression.yaml"))
     assert plan.errors == []

@@ -23,11 +23,11 @@ pytestmark = pytest.mark.slow
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from runner.evaluate import evaluate_run  # noqa: E402
+from runner.commands.evaluation import evaluate_run  # noqa: E402
 from runner.outputs.predictions import confusion_matrices  # noqa: E402
 from runner.outputs.saving import load_model  # noqa: E402
-from runner.predict import predict_file  # noqa: E402
-from runner.run import run_spec  # noqa: E402
+from runner.commands.prediction import predict_file  # noqa: E402
+from runner.run.pipeline import run_spec  # noqa: E402
 
 PENGUINS = SPECS / "data" / "penguins.csv"
 

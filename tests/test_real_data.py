@@ -25,7 +25,7 @@ from runner.data import build_datasets  # noqa: E402
 from runner.data.learned import load_learned  # noqa: E402
 from runner.data.replay import build_split_from_run  # noqa: E402
 from runner.models import build_model  # noqa: E402
-from runner.run import run_spec  # noqa: E402
+from runner.run.pipeline import run_spec  # noqa: E402
 
 # ../shared/data beside the repository (CI), or the project's shared folder (worktrees)
 MNIST_5K = next((p for p in (REPO.parent / "shared" / "data" / "mnist" / "mnist_5k.csv.gz",

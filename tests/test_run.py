@@ -22,7 +22,7 @@ keras = pytest.importorskip("keras")
 from runner.outputs import files as outputs  # noqa: E402
 from runner.data import build_datasets, synthetic_truth  # noqa: E402
 from runner.train.devices import DeviceSetup  # noqa: E402
-from runner.run import run_spec  # noqa: E402
+from runner.run.pipeline import run_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ROOT / "specs"
@@ -402,7 +402,7 @@ def test_loss_that_does_not_fit_the_labels_is_located(workdir):
 
 
 def test_a_non_chief_worker_writes_nothing_that_stays(workdir, monkeypatch):
-    import runner.run as run_module
+    import runner.run.pipeline as run_module
     from runner.train.devices import setup_devices
 
     def non_chief(spec):

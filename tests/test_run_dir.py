@@ -202,7 +202,7 @@ def _write(folder: Path, text: str) -> Path:
 
 
 def test_a_failure_is_told_in_one_paragraph(tmp_path):
-    from runner.failure import describe_failure, note_error_log, summarise_error
+    from runner.outputs.failure import describe_failure, note_error_log, summarise_error
 
     error = ValueError("Incompatible shapes: [4] vs. [3]\n\t [[{{node mul}}]] [Op:Mul] name: ")
     (tmp_path / "run").mkdir()

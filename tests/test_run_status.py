@@ -56,7 +56,7 @@ def test_json_outputs_are_strict_nan_and_infinity_become_null(tmp_path):
 
 
 def test_pipe_runs_lists_a_killed_run_as_killed_with_its_epochs_so_far(tmp_path):
-    from runner.runs import list_runs
+    from runner.commands.runs import list_runs
 
     child = subprocess.Popen([sys.executable, "-c", "pass"])
     child.wait()

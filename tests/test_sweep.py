@@ -114,8 +114,8 @@ def test_validate_imports_neither_optuna_nor_tensorflow():
 @pytest.mark.slow
 @pytest.mark.parametrize("engine", ["fit", "custom", "fused"])
 def test_a_pruner_stops_a_run_at_an_epoch_end_and_its_manifest_says_pruned(engine, tmp_path):
-    from runner import progress
-    from runner.run import run_spec
+    from runner.run import epoch_end as progress
+    from runner.run.pipeline import run_spec
 
     overrides = [f"outputs.dir={tmp_path}", "train.epochs=5"]
     overrides += {"fit": ["train.loop=fit", "train.engine=keras"], "custom": ["train.loop=custom", "train.engine=keras"],

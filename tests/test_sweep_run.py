@@ -123,7 +123,7 @@ def test_a_worker_killed_fails_its_trial_and_is_replaced(tmp_path):
 
 
 def test_asking_stops_at_the_budget_and_at_the_grid_size(tmp_path, monkeypatch):
-    from runner import sweep_study
+    from runner.sweep import study as sweep_study
     from runner.spec import load_spec
 
     monkeypatch.chdir(tmp_path)

@@ -1,6 +1,6 @@
 """The text examples: the hand-written program validates on the spec's split; `pipe predict`
 on a run whose model reads raw text (a folder of .txt files, one .txt file, a CSV text
-column: runner.predict_text), for a text_folder run and for a CSV `text:` run."""
+column: runner.commands.predict_text), for a text_folder run and for a CSV `text:` run."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def sentences(rng, name, count):
 
 
 def train_run(folder, data):
-    from runner.run import run_spec
+    from runner.run.pipeline import run_spec
 
     (folder / "spec.yaml").write_text("version: 1\nname: text\nseed: 3\ndata:\n"
                                       + textwrap.indent(textwrap.dedent(data).strip(), "  ") + MODEL_AND_TRAIN)
@@ -88,7 +88,7 @@ def csv_run(tmp_path_factory):
 def predicted(run_dir, input_path, tmp_path, header):
     """(classes, probabilities, the other columns' cells) of `pipe predict`'s CSV, whose header
     must be `header`."""
-    from runner.predict import predict_file
+    from runner.commands.prediction import predict_file
 
     out = tmp_path / "p.csv"
     result = predict_file(run_dir, input_path, out)
@@ -140,7 +140,7 @@ def test_predict_a_folder_of_texts_one_text_and_a_csv_column_on_a_text_folder_ru
 
 
 def test_text_inputs_predict_cannot_read_are_located_at_the_file(folder_run, tmp_path):
-    from runner.predict import predict_file
+    from runner.commands.prediction import predict_file
 
     _, run_dir = folder_run
     (tmp_path / "empty").mkdir()

@@ -12,6 +12,9 @@ import functools
 
 import keras
 
+from runner.models.build import declared_output_names
+from runner.models.identifiers import get_loss
+
 _BINARY = ("BinaryCrossentropy", "BinaryFocalCrossentropy")
 _MULTICLASS = ("CategoricalCrossentropy", "SparseCategoricalCrossentropy", "CategoricalFocalCrossentropy",
                "CategoricalHinge")
@@ -55,3 +58,21 @@ def loss_kind(loss) -> dict:
 def is_sparse(loss) -> bool:
     """Whether `loss` takes one integer class index per row (a sparse categorical loss)."""
     return loss_class(loss) in _SPARSE
+
+
+def output_kind(spec, output=None) -> dict:
+    """How to read an output: `{"kind": "multiclass"|"binary"|"regression", "from_logits": bool}`.
+
+    Decided by the Keras loss the run trained the output with (`loss_kind`),
+    however the spec spells it.
+    """
+    config = spec.doc["train"]["loss"]
+    per_output = isinstance(config, dict) and "class_name" not in config and (
+        len(config) > 1 or set(config) <= set(declared_output_names(spec.doc.get("model") or {}) or [None]))
+    if per_output and output in config:
+        config = config[output]
+    elif per_output and output is None and len(config) == 1:
+        config = next(iter(config.values()))  # the one output's own loss
+    elif per_output:
+        return {"kind": "regression", "from_logits": False}  # an output without a loss of its own
+    return loss_kind(get_loss(config, spec))

@@ -58,7 +58,7 @@ def _check_labels(spec, names, element_spec) -> None:
 
 def output_names(model) -> list[str]:
     """The names of a Keras model's outputs (one name for a single output; none for a tf.Module)."""
-    if not isinstance(model, keras.Model):  # a reloaded SavedModel may know them (runner.evaluate)
+    if not isinstance(model, keras.Model):  # a reloaded SavedModel may know them (runner.commands.evaluation)
         return list(getattr(model, "output_names", None) or [])
     try:
         if isinstance(model.output, dict):

@@ -120,5 +120,20 @@ def main(fmt: str) -> int:
     return 0 if healthy(checks) else 1
 
 
+
+def report(fmt: str) -> None:
+    """`pipe doctor`: the report, TensorFlow's start-up lines kept out of it; exit 1 when broken."""
+    import typer
+
+    from runner.console import TensorFlowLog
+
+    log = TensorFlowLog.start()
+    try:
+        code = main(fmt)
+    finally:
+        log.stop()
+    raise typer.Exit(code=code)
+
+
 if __name__ == "__main__":
     sys.exit(main("text"))

@@ -30,13 +30,13 @@ from runner.data.table import encode_tables
 from runner.data.windows import window_stage
 from runner.models import is_keras
 from runner.models.build import declared_output_names
-from runner.models.identifiers import get_loss, keras_message
-from runner.models.loss_kinds import loss_kind
+from runner.models.identifiers import keras_message
+from runner.models.loss_kinds import output_kind
 from runner.outputs.prediction_files import OUTPUT_FORMATS, classes, write_predictions
 from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.run_dir import run_file_problem
 from runner.outputs.saving import load_model
-from runner.predict_text import read_texts
+from runner.commands.predict_text import read_texts
 from runner.spec import Spec, SpecError
 from runner.spec.errors import without_values
 from runner.spec.metadata import substitute_metadata
@@ -141,7 +141,7 @@ def read_inputs(spec, run_dir, input_path: Path, key=None) -> Inputs:
     read with the options of the run's CSV source (a tabular one encoded with what train
     taught the run), its label column dropped when the file still holds it; images are
     decoded with the run's `image_folder` options; a run reading text takes .txt files or a
-    CSV text column (runner.predict_text).
+    CSV text column (runner.commands.predict_text).
     """
     texts, files = read_texts(spec, input_path)
     if texts is not None:
@@ -378,24 +378,6 @@ def _by_output(y, names) -> dict:
             return {None: y[0]}
         return {(names[i] if i < len(names) else f"output_{i}"): v for i, v in enumerate(y)}
     return {None: y}
-
-
-def output_kind(spec, output=None) -> dict:
-    """How to read an output: `{"kind": "multiclass"|"binary"|"regression", "from_logits": bool}`.
-
-    Decided by the Keras loss the run trained the output with (`runner.models.loss_kinds`),
-    however the spec spells it.
-    """
-    config = spec.doc["train"]["loss"]
-    per_output = isinstance(config, dict) and "class_name" not in config and (
-        len(config) > 1 or set(config) <= set(declared_output_names(spec.doc.get("model") or {}) or [None]))
-    if per_output and output in config:
-        config = config[output]
-    elif per_output and output is None and len(config) == 1:
-        config = next(iter(config.values()))  # the one output's own loss
-    elif per_output:
-        return {"kind": "regression", "from_logits": False}  # an output without a loss of its own
-    return loss_kind(get_loss(config, spec))
 
 
 def _input_spec(path: Path) -> Spec:

@@ -6,10 +6,15 @@ Reads only what `pipe run` wrote (manifest.json, metrics.json, spec.yaml): no Te
 from __future__ import annotations
 
 import difflib
+import json
 import math
 from datetime import datetime
 from pathlib import Path
 
+import typer
+
+from runner.commands.reporting import EXIT_INVALID, EXIT_USAGE, fail
+from runner.outputs.files import strict
 from runner.outputs.records import MAX_JSON_BYTES, RunRecord, RunFileError, find_runs, own_file, read_run
 from runner.spec.errors import printable
 
@@ -173,3 +178,35 @@ def _duration(seconds) -> str:
     minutes, rest = divmod(int(round(seconds)), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{rest:02d}s"
+
+
+def main(directory, format) -> None:
+    """`pipe runs`: the table (or JSON) of the runs under `directory`, then its sweeps."""
+    from runner.commands.options import ListFormat
+
+    if directory is not None and not directory.exists():  # a path given that is not there: a usage mistake
+        fail(f"pipe runs: no such directory: {directory}", EXIT_USAGE)
+    directory = Path("runs") if directory is None else directory
+    skipped = []
+    rows = list_runs(directory, skipped) if directory.exists() else []
+    for path, reason in skipped:  # one unreadable run directory never hides the others
+        typer.echo(printable(f"pipe runs: skipped {path}: {reason}"), err=True)
+    if format is ListFormat.json:
+        typer.echo(json.dumps(strict(rows), indent=2, allow_nan=False))  # strict JSON: Infinity as null
+    elif rows:
+        typer.echo(format_table(rows))
+    else:
+        typer.echo(printable(f"no runs under {directory}"), err=True)
+    sweeps = list_sweeps(directory) if directory.exists() and format is ListFormat.text else []
+    if sweeps:  # each sweep's trials are listed above with the other runs
+        typer.echo("\n" + "\n".join(printable(line) for line in format_sweeps(sweeps).splitlines()))
+
+
+def compare(run_dirs) -> None:
+    """`pipe compare`: the resolved specs' diff and the metrics side by side, the first run the baseline."""
+    if len(run_dirs) < 2:
+        fail("pipe compare: give two or more run directories", EXIT_USAGE)
+    try:
+        typer.echo(compare_runs(run_dirs))
+    except (OSError, ValueError) as e:
+        fail(f"pipe compare: {e}", EXIT_INVALID)

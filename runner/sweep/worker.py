@@ -9,7 +9,7 @@ recorded failed with its message and the worker goes on; a signal stops the runn
 as it stops a run (its epochs saved), records it interrupted and ends the worker (exit
 128 + the signal's number).
 
-Run as `python -m runner.sweep_worker SWEEP_DIR [SLOT]` (SLOT offsets the sampler's seed).
+Run as `python -m runner.sweep.worker SWEEP_DIR [SLOT]` (SLOT offsets the sampler's seed).
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ from pathlib import Path
 
 import optuna
 
-from runner import progress, sweep_report, sweep_study
-from runner.interrupts import RunInterrupted, signals_raise
+from runner.run import epoch_end as progress
+from runner.sweep import report as sweep_report, study as sweep_study
+from runner.run.interrupts import RunInterrupted, signals_raise
 from runner.spec.errors import SpecError
 from runner.spec.sweep_space import override_text, yaml_value
 
@@ -45,8 +46,8 @@ def main(directory, slot: int = 0) -> int:
 
 
 def _trials(directory, config, sweep, study, keras) -> int:
-    from runner.run import run_spec
-    from runner.failure import summarise_error
+    from runner.run.pipeline import run_spec
+    from runner.outputs.failure import summarise_error
 
     while True:
         trial = sweep_study.ask(directory, study, sweep, config)

@@ -4,7 +4,7 @@ or a CSV source whose only feature is a `text:` column.
 A folder is read as text_folder reads a class folder: every `.txt` file under it, sorted by
 path, one text each (its bytes); a single `.txt` file is one text. For a text_folder run, a
 CSV input has a header row and the texts in its `text` column (or its only column). Anything
-else is left to `runner.predict`'s readers (a CSV input of a CSV run is read with the run's
+else is left to `runner.commands.prediction`'s readers (a CSV input of a CSV run is read with the run's
 own CSV options).
 """
 

@@ -15,10 +15,10 @@ from runner import console
 from runner.data import build_datasets
 from runner.data.sources.image_folder import located_decode_error
 from runner.data.reuse import batches_repeat_each_epoch, shuffles_by_epoch, small_enough
-from runner.export import check_export_extras, export_finished_run, model_fingerprint
+from runner.export.write import check_export_extras, export_finished_run, model_fingerprint
 from runner.internals import disable_op_determinism
-from runner.fused_training import choose_training
-from runner.failure import note_error_log
+from runner.run.fused import choose_training
+from runner.outputs.failure import note_error_log
 from runner.models import build_model, is_keras
 from runner.models.adapt import Adapter, save_adapted
 from runner.models.adapt import describe as describe_adapted
@@ -28,11 +28,11 @@ from runner.outputs import files, history
 from runner.outputs.manifest import Manifest
 from runner.outputs.results import write_results
 from runner.outputs.run_dir import RunDir
-from runner.interrupts import deferred, signals_raise
-from runner.progress import Progress
-from runner.resume import prepare_resume
+from runner.run.interrupts import deferred, signals_raise
+from runner.run.epoch_end import Progress
+from runner.run.resume import prepare_resume
 from runner.spec.errors import SpecError
-from runner.tracking import mlflow_config, track_finished_run
+from runner.outputs.tracking_run import mlflow_config, track_finished_run
 from runner.spec.metadata import substitute_metadata
 from runner.train import checkpoint as checkpoints
 from runner.train.class_weight import check_class_weight, class_weights

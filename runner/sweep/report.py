@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import yaml
 
-from runner import sweep_study
+from runner.sweep import study as sweep_study
 from runner.spec.sweep_space import override_text
 
 State = optuna.trial.TrialState

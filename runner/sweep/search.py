@@ -1,12 +1,12 @@
 """`pipe sweep`: a hyperparameter search whose trials are ordinary runs, on Optuna.
 
 This process never imports TensorFlow: it creates (or reopens) the study, then keeps
-`workers` worker processes (`runner.sweep_worker`) running until the study holds its
+`workers` worker processes (`runner.sweep.worker`) running until the study holds its
 `trials` trials. A worker that dies (SIGKILL, out of memory) is replaced and its trial
 marked failed. SIGINT/SIGTERM/SIGHUP are passed on to the workers once: each stops its
 trial as a run stops (epochs saved) and records it interrupted; `--resume` runs those
 again with the same values. At the end the sweep directory gets trials.csv, best.yaml and
-the plots (`runner.sweep_report`).
+the plots (`runner.sweep.report`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from runner import sweep_report, sweep_study
-from runner.interrupts import HANDLED
+from runner.sweep import report as sweep_report, study as sweep_study
+from runner.run.interrupts import HANDLED
 from runner.spec import SpecError, SpecErrors, load_spec
 from runner.spec.sweep_space import read_sweep, sweep_errors
 
@@ -131,7 +131,7 @@ def _start_worker(directory: Path, slot: int) -> subprocess.Popen:
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     log = open(directory / f"worker-{slot}.log", "ab")
     try:
-        return subprocess.Popen([sys.executable, "-m", "runner.sweep_worker", str(directory), str(slot)], stderr=log,
+        return subprocess.Popen([sys.executable, "-m", "runner.sweep.worker", str(directory), str(slot)], stderr=log,
                                 env=env, start_new_session=True)
     finally:
         log.close()

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import errno
 import os
+import shlex
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+
+import typer
+
+from runner.commands.reporting import EXIT_INVALID, EXIT_USAGE, fail
+from runner.spec.errors import printable
 
 # Files a template needs next to it, copied along with it (its sample data).
 _COMPANIONS = {"tabular-csv": ("tabular-sample.csv",)}
@@ -74,3 +80,46 @@ def _templates():
 
 def _template(name: str):
     return _templates() / f"{name}.yaml"
+
+
+def main(template, path) -> None:
+    """`pipe init`: the templates when none is named, else the written files and the next command."""
+    if template is None:
+        for name in template_names():
+            typer.echo(f"{name:22}{template_summary(name)}")
+        return
+    try:
+        written = write_template(template, path)
+    except KeyError:
+        fail(f"pipe init: unknown template '{template}' (templates: {', '.join(template_names())})", EXIT_USAGE)
+    except FileExistsError as e:
+        fail(f"pipe init: {e.filename} exists; not overwritten", EXIT_INVALID)
+    except OSError as e:  # no such folder, no permission, a read-only disk, a file in the way
+        where = e.filename if e.filename is not None else path
+        fail(f"pipe init: cannot write {where}: {e.strerror or type(e).__name__}", EXIT_INVALID)
+    for file in [written.spec, *written.companions]:
+        typer.echo(printable(f"wrote {file}"))
+    for file in written.kept:
+        typer.echo(printable(f"kept {file} (exists)"))
+    name = shell_word(str(written.spec))
+    typer.echo(f"next: pipe validate {name} && pipe run {name}")
+    if name.startswith("$'"):
+        typer.echo("note: the file name holds control characters; $'...' is bash's (and zsh's) quoting "
+                   "that names it exactly")
+
+
+def shell_word(text: str) -> str:
+    """`text` as one shell word that names exactly it and prints safely: shlex.quote when it is
+    printable, else bash's $'...' with control and format characters as \\x or \\u escapes."""
+    if printable(text) == text:
+        return shlex.quote(text)
+    out = []
+    for char in text:
+        if char in "\\'":
+            out.append("\\" + char)
+        elif printable(char) == char:
+            out.append(char)
+        else:
+            out.append(f"\\x{ord(char):02x}" if ord(char) < 0x80 else f"\\u{ord(char):04x}" if ord(char) < 0x10000
+                       else f"\\U{ord(char):08x}")
+    return "$'" + "".join(out) + "'"

@@ -23,7 +23,7 @@ from runner.data.ops import build_map_function
 from runner.data.sources import load_source
 from runner.data.sources.csv import MISSING
 from runner.models import is_keras
-from runner.predict import output_kind
+from runner.models.loss_kinds import output_kind
 from runner.spec.metadata import substitute_metadata
 
 # Ops applied to a whole batch as they are applied to one element: elementwise or last-axis.
@@ -156,7 +156,7 @@ def _check_ops(spec, split, fmt) -> None:
 
 def _map_stages(spec, split, info, inputs, learned, table) -> list:
     """Batch -> batch functions: each map stage of `split` built as `pipe predict` builds it
-    (`runner.predict.preprocessing_steps`): label ops skipped, the run's normalize statistics."""
+    (`runner.commands.prediction.preprocessing_steps`): label ops skipped, the run's normalize statistics."""
     signature = [tf.TensorSpec([None, *i.shape], i.dtype) for i in inputs]
     encoded = tf.function(lambda *v: _encode(inputs, v, table, {}), autograph=False)
     element = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape[1:], t.dtype),
@@ -292,7 +292,7 @@ def _kinds(spec, names) -> dict:
 
 
 def _kind_of(spec, config) -> dict:
-    """`runner.predict.output_kind` for one output's loss identifier."""
+    """`runner.models.loss_kinds.output_kind` for one output's loss identifier."""
     from types import SimpleNamespace
 
     return output_kind(SimpleNamespace(doc={"train": {"loss": config}}, error=spec.error, get=spec.get))

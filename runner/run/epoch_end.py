@@ -21,9 +21,9 @@ from pathlib import Path
 
 import tensorflow as tf
 
-from runner import interrupts
-from runner.failure import summarise_error
-from runner.interrupts import RunInterrupted, deferred
+from runner.run import interrupts
+from runner.outputs.failure import summarise_error
+from runner.run.interrupts import RunInterrupted, deferred
 from runner.outputs import files
 from runner.outputs.epochs import EpochLog
 from runner.train.divergence import TrainingDiverged

@@ -1,6 +1,6 @@
 """`pipe export` and `outputs.export`: a finished run's model, with its preprocessing, for serving.
 
-Three formats, one serving function (`runner.export_graph`): raw inputs in, named outputs out.
+Three formats, one serving function (`runner.export.serving`): raw inputs in, named outputs out.
 
 - `saved_model`: `tf.saved_model.save` of a module holding the model and the serving
   function, as the `serving_default` signature (and `__call__`) — what TF Serving loads.
@@ -46,7 +46,7 @@ class ExportFailed(RuntimeError):
     """An unexpected error while exporting: what was being done, then the error, one paragraph."""
 
     def __init__(self, doing: str, error: BaseException):
-        from runner.failure import summarise_error
+        from runner.outputs.failure import summarise_error
 
         super().__init__(f"{doing} failed: {summarise_error(error)}")
 
@@ -151,7 +151,7 @@ def export_finished_run(spec, run_dir: Path, manifest: dict, model) -> list[dict
 def write_export(spec, run_dir, manifest, model, fmt, target: Path, quantize, representative,
                  jit_compile: bool = False) -> Exported:
     """Build the serving function and write it as `fmt` at `target` (replaced atomically)."""
-    from runner.export_graph import build_serving
+    from runner.export.serving import build_serving
 
     with _doing("building the serving function (the run's preprocessing and model)"):
         serving = build_serving(spec, run_dir, manifest, model, fmt, jit_compile)
@@ -169,7 +169,7 @@ def write_export(spec, run_dir, manifest, model, fmt, target: Path, quantize, re
                 elif fmt == "tflite":
                     data = None
                     if quantize == "int8":
-                        from runner.export_graph import representative_inputs
+                        from runner.export.serving import representative_inputs
 
                         data = representative_inputs(spec, representative)
                     temp.write_bytes(_tflite_bytes(serving, quantize, data))
@@ -313,7 +313,7 @@ def _expected(spec, serving) -> tuple:
     import numpy as np
     import tensorflow as tf
 
-    from runner.export_graph import representative_inputs
+    from runner.export.serving import representative_inputs
 
     examples = representative_inputs(spec, _CHECKED)
     feed = {i.name: np.asarray(v).astype(object if i.dtype == tf.string else i.dtype.as_numpy_dtype)

@@ -1,0 +1,25 @@
+"""`pipe log`: upload finished runs to MLflow; uploading a run again changes nothing."""
+
+from __future__ import annotations
+
+import typer
+
+from runner.commands.reporting import EXIT_BROKEN_INSTALL, EXIT_RUN_FAILED, fail
+from runner.spec.errors import printable
+
+
+def main(run_dirs, mlflow, experiment) -> None:
+    from runner.outputs.tracking import INSTALL_HINT, TrackingError, mlflow_available
+    from runner.outputs.tracking_run import describe, log_run
+
+    if not mlflow_available():
+        fail(f"pipe log: mlflow is not installed ({INSTALL_HINT})", EXIT_BROKEN_INSTALL)
+    failed = 0
+    for run_dir in run_dirs:
+        try:
+            typer.echo(printable(f"{run_dir}: {describe(log_run(run_dir, mlflow, experiment))}"))
+        except TrackingError as e:
+            typer.echo(printable(f"pipe log: {run_dir}: {e}"), err=True)
+            failed += 1
+    if failed:
+        raise typer.Exit(code=EXIT_RUN_FAILED)

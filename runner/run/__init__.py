@@ -1,0 +1,1 @@
+"""What `pipe run` follows: the build, the engines, the epoch end, resuming, interrupts and failures."""
