@@ -98,7 +98,7 @@ def _fix(distribution: str, package: Package, reason: str) -> str:
     if "protobuf" in reason.lower() or "descriptor" in reason.lower():
         protobuf = installed("protobuf")
         return (f"protobuf {protobuf.version} does not suit this stack; install the versions pipe is "
-                "tested with (see `pipe doctor` and the README's tested versions)")
+                "tested with (see `pipe doctor`, and the tested versions in docs/troubleshooting.md)")
     return f"pip install --force-reinstall '{distribution}{package.declared or ''}', then run pipe doctor"
 
 

@@ -38,7 +38,7 @@ def start(files, overrides=(), workers: int = 1, storage: str | None = None, ech
     """Validate the spec's sweep, create its directory and study, run it to the end."""
     spec = load_spec(files, overrides)
     if read_sweep(spec) is None:
-        raise SpecErrors([spec.error((), "the spec has no sweep: section; add one (see the README's Sweeps) "
+        raise SpecErrors([spec.error((), "the spec has no sweep: section; add one (see docs/guides/sweeps.md) "
                                          "or train it with pipe run")])
     errors = sweep_errors(spec, files, overrides)
     if errors:

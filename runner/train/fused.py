@@ -105,7 +105,7 @@ class FusedLoop(CustomLoop):
         self.validation_data = validation_data
         # Under jit_compile XLA compiles each training step (one device): on a CPU it fuses a
         # small model's many element-wise ops, but may run convolutions and random ops slower
-        # (see README).
+        # (see docs/guides/training.md, The fused engine).
         self.xla_steps = bool(kwargs["setup"].jit_compile) and self.replicas == 1
         self.xla_loop = self.xla_steps  # the epoch's loop compiled, else each step (`_compile_ahead`)
         self._log_keys = self._log_names()
