@@ -12,6 +12,7 @@
    kind that needs no TensorFlow (validate, schema, init, --help, --version) shown in docs/
    must be listed here, so none escapes the check. Commands run in this process, from the
    repository's root, through the CLI's own entry (no TensorFlow is imported).
+3. Every `runner.module.function` and `runner/path` that docs/ and README.md name exists.
 """
 
 from __future__ import annotations
@@ -183,13 +184,46 @@ def command_problems() -> list[str]:
     return problems
 
 
+_CODE_NAME = re.compile(r"\brunner(?:[./][A-Za-z_][\w]*)+(?:\.(?:py|json|yaml))?/?")
+
+
+def code_problems() -> list[str]:
+    """Every `runner.module.name` and `runner/path` the docs name exists in the code."""
+    import ast
+
+    problems = []
+    for page in pages() + [REPO / "README.md"]:
+        for name in sorted(set(_CODE_NAME.findall(page.read_text(encoding="utf-8")))):
+            if "/" in name:
+                if not (REPO / name).exists():
+                    problems.append(f"{_shown(page)}: names {name}, which does not exist")
+                continue
+            parts = name.split(".")
+            for cut in range(len(parts), 0, -1):
+                module = REPO.joinpath(*parts[:cut])
+                source = module / "__init__.py" if module.is_dir() else module.with_suffix(".py")
+                if source.is_file():
+                    break
+            else:
+                problems.append(f"{_shown(page)}: names {name}, which does not exist")
+                continue
+            rest = parts[cut:]
+            if rest:
+                defined = {node.name for node in ast.parse(source.read_text(encoding="utf-8")).body
+                           if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
+                if rest[0] not in defined:
+                    problems.append(f"{_shown(page)}: names {name}, but {source.relative_to(REPO)} defines no "
+                                    f"{rest[0]}")
+    return problems
+
+
 def main() -> int:
-    problems = snippet_problems() + command_problems()
+    problems = snippet_problems() + command_problems() + code_problems()
     for problem in problems:
         print(problem, file=sys.stderr)
     if not problems:
         print(f"docs: every yaml block validates or is marked {FRAGMENT}; {len(COMMANDS)} commands print what "
-              "the docs show")
+              "the docs show; every runner module and function they name exists")
     return 1 if problems else 0
 
 

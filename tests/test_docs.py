@@ -98,6 +98,7 @@ def test_the_commands_reference_holds_every_commands_help():
 def test_every_yaml_block_validates_or_is_marked_and_every_shown_output_is_real(check_docs):
     assert check_docs.snippet_problems() == []
     assert check_docs.command_problems() == []
+    assert check_docs.code_problems() == []
 
 
 def test_the_check_finds_a_snippet_that_does_not_validate_and_output_that_changed(check_docs, tmp_path, monkeypatch):
@@ -111,6 +112,11 @@ def test_the_check_finds_a_snippet_that_does_not_validate_and_output_that_change
     monkeypatch.setattr(check_docs, "COMMANDS", ["pipe init"])
     [problem] = check_docs.command_problems()
     assert "`pipe init` no longer prints 'regression            a Keras regression model trained by hand'" in problem
+    (tmp_path / "page.md").write_text("`runner.outputs.status.read_state(run_dir)`, `runner/spec/rulez.py`\n")
+    problems = [p for p in check_docs.code_problems() if p.startswith(str(tmp_path))]
+    assert problems == [f"{tmp_path / 'page.md'}: names runner.outputs.status.read_state, but "
+                        "runner/outputs/status.py defines no read_state",
+                        f"{tmp_path / 'page.md'}: names runner/spec/rulez.py, which does not exist"]
 
 
 # The old README's sections (## and ###), each now a heading of a docs page.
