@@ -12,7 +12,8 @@
    kind that needs no TensorFlow (validate, schema, init, --help, --version) shown in docs/
    must be listed here, so none escapes the check. Commands run in this process, from the
    repository's root, through the CLI's own entry (no TensorFlow is imported).
-3. Every `runner.module.function` and `runner/path` that docs/ and README.md name exists.
+3. Every `runner.module.function` and `runner/path` that docs/ and README.md name exists, and
+   so does every package and module of their map of `runner/`.
 """
 
 from __future__ import annotations
@@ -217,8 +218,35 @@ def code_problems() -> list[str]:
     return problems
 
 
+_TREE_ENTRY = re.compile(r"^  (\w+)(/|\.py)\s")
+
+
+def layout_problems() -> list[str]:
+    """The module map of code-layout.md and the README: each package and `x.py` it names exists."""
+    problems = []
+    for page in (DOCS / "code-layout.md", REPO / "README.md"):
+        if not page.exists():
+            continue
+        for language, line, body, _ in blocks(page.read_text(encoding="utf-8")):
+            if not body or body[0].strip() != "runner/":
+                continue
+            folder = REPO / "runner"
+            for offset, text in enumerate(body[1:], start=1):
+                entry = _TREE_ENTRY.match(text)
+                if entry:
+                    folder = REPO / "runner" / entry.group(1) if entry.group(2) == "/" else REPO / "runner"
+                    if not (folder if entry.group(2) == "/" else folder / f"{entry.group(1)}.py").exists():
+                        problems.append(f"{_shown(page)}:{line + 1 + offset}: runner/{entry.group(1)}{entry.group(2)} "
+                                        "does not exist")
+                for module in re.findall(r"\b(\w+\.py)\b", text[16:] if entry else text):
+                    if not any(folder.rglob(module)):
+                        problems.append(f"{_shown(page)}:{line + 1 + offset}: {module} is not in "
+                                        f"{folder.relative_to(REPO)}/")
+    return problems
+
+
 def main() -> int:
-    problems = snippet_problems() + command_problems() + code_problems()
+    problems = snippet_problems() + command_problems() + code_problems() + layout_problems()
     for problem in problems:
         print(problem, file=sys.stderr)
     if not problems:

@@ -99,6 +99,7 @@ def test_every_yaml_block_validates_or_is_marked_and_every_shown_output_is_real(
     assert check_docs.snippet_problems() == []
     assert check_docs.command_problems() == []
     assert check_docs.code_problems() == []
+    assert check_docs.layout_problems() == []
 
 
 def test_the_check_finds_a_snippet_that_does_not_validate_and_output_that_changed(check_docs, tmp_path, monkeypatch):
@@ -117,6 +118,12 @@ def test_the_check_finds_a_snippet_that_does_not_validate_and_output_that_change
     assert problems == [f"{tmp_path / 'page.md'}: names runner.outputs.status.read_state, but "
                         "runner/outputs/status.py defines no read_state",
                         f"{tmp_path / 'page.md'}: names runner/spec/rulez.py, which does not exist"]
+    (tmp_path / "code-layout.md").write_text("```\nrunner/\n  sweeps/      the search (search.py)\n  run/  "
+                                             "        pipeline.py, plannin.py\n```\n")
+    assert check_docs.layout_problems() == [
+        f"{tmp_path / 'code-layout.md'}:3: runner/sweeps/ does not exist",
+        f"{tmp_path / 'code-layout.md'}:3: search.py is not in runner/sweeps/",
+        f"{tmp_path / 'code-layout.md'}:4: plannin.py is not in runner/run/"]
 
 
 # The old README's sections (## and ###), each now a heading of a docs page.
