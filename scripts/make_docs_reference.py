@@ -1,17 +1,12 @@
-"""Generate the documentation's reference pages (docs/reference/) from where each thing is defined.
+"""Generate the reference pages (docs/reference/) from where each thing is defined; no TensorFlow.
 
     python scripts/make_docs_reference.py            # (re)write the pages
     python scripts/make_docs_reference.py --check    # exit 1 when a page differs from its source
 
-- spec.md: every key of schemas/pipeline.schema.json (path, type, default, allowed values,
-  description, an example), walked from the schema itself;
-- map-ops.md: the closed vocabulary of `map` ops, from the schema's `map_op` definition;
-- commands.md: every command's `--help`, as the CLI prints it;
-- rules.md: the located-error format and the rules `pipe validate` checks beyond the schema,
-  from the docstrings of the rule functions in runner/spec/.
-
-Nothing here imports TensorFlow. The reference is never edited by hand: tests/test_docs.py
-regenerates it and compares.
+spec.md: every key of schemas/pipeline.schema.json (path, type, default, allowed values,
+description, an example); map-ops.md: the schema's `map_op` vocabulary; commands.md: every
+command's `--help`; rules.md: the located-error format and the rules beyond the schema, from
+the docstrings of runner/spec's `*_errors` functions. tests/test_docs.py regenerates and compares.
 """
 
 from __future__ import annotations
@@ -322,8 +317,7 @@ def commands_page() -> str:
     sys.path.insert(0, str(REPO))
     from runner.cli import app
 
-    group = get_command(app)
-    names = list(group.commands)
+    names = list(get_command(app).commands)
     lines = [HEADER.format(source="the CLI's own --help").rstrip("\n"), "", "# Commands", "",
              "Every command's options, as `pipe COMMAND --help` prints them. The [command line guide]"
              "(../guides/command-line.md) tells what they are for; the exit codes are in "
@@ -336,14 +330,16 @@ def commands_page() -> str:
 
 
 AGGREGATES = {"rule_errors", "checked_rule_errors", "training_rule_errors"}  # they call the rules below
-RULE_MODULES = ["rules", "safety", "keras_names", "graph", "training_rules", "data_rules", "adaptation",
-                "model_rules", "references", "compose", "sweep_space", "paths"]
+
+
+def rule_modules() -> list[str]:
+    """runner/spec's modules, rules.py first: every one whose `*_errors` functions say what they check."""
+    names = sorted(p.stem for p in (REPO / "runner" / "spec").glob("*.py") if p.stem != "__init__")
+    return sorted(names, key=lambda name: name != "rules")
 
 
 def _docstring_rules(module: str):
     source = REPO / "runner" / "spec" / f"{module}.py"
-    if not source.exists():
-        return
     tree = ast.parse(source.read_text(encoding="utf-8"))
     for node in tree.body:
         if isinstance(node, ast.FunctionDef) and node.name.endswith("_errors") and not node.name.startswith("_"):
@@ -353,10 +349,10 @@ def _docstring_rules(module: str):
 
 
 def rules_page() -> str:
-    spec_error = ast.get_docstring(next(
-        n for n in ast.parse((REPO / "runner" / "spec" / "errors.py").read_text(encoding="utf-8")).body
-        if isinstance(n, ast.ClassDef) and n.name == "SpecError"))
-    lines = [HEADER.format(source="runner/spec/ (errors.py, report.py and the rule functions' docstrings)")
+    spec_error = next(ast.get_docstring(n) for path in sorted((REPO / "runner").rglob("*.py"))
+                      for n in ast.parse(path.read_text(encoding="utf-8")).body
+                      if isinstance(n, ast.ClassDef) and n.name == "SpecError")
+    lines = [HEADER.format(source="runner/ (SpecError and the rule functions' docstrings)")
              .rstrip("\n"), "", "# Errors and rules", "", "## The located error", "",
              " ".join(spec_error.split()), "",
              "`pipe validate --format` prints them as `text` (one per line, sorted by line), `json` (a list of "
@@ -366,7 +362,7 @@ def rules_page() -> str:
              "The JSON Schema checks each value on its own; these functions check what it cannot say, each "
              "error located at the value it is about. They run in `pipe validate` without TensorFlow; "
              "`pipe plan` then checks what needs the data ([Validating](../guides/validating.md)).", ""]
-    for module in RULE_MODULES:
+    for module in rule_modules():
         rules = [(name, doc) for name, doc in _docstring_rules(module) if name not in AGGREGATES]
         if rules:
             lines += [f"### `runner/spec/{module}.py`", "", "| rule | checks |", "| --- | --- |"]
