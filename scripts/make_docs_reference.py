@@ -249,8 +249,7 @@ def spec_page(schema: dict) -> str:
              "name you choose. Where a key takes a shared definition (a source, a stage, a split), its type "
              "links to that definition's section below, whose keys are written `definition:key`.", ""]
     top = schema["properties"]
-    order = [k for k in TOP_ORDER if k in top] + [k for k in top if k not in TOP_ORDER]
-    for key in order:
+    for key in sorted(top, key=lambda k: TOP_ORDER.index(k) if k in TOP_ORDER else len(TOP_ORDER)):
         node = top[key]
         lines += [f"## `{key}` {{#section-{anchor(key)}}}", ""]
         lines += entry(key, node, key)[2:]
