@@ -84,7 +84,7 @@ def test_a_reference_entry_gives_type_default_allowed_values_description_and_exa
     entry = text[text.index("### `train.loop`"):]
     entry = entry[:entry.index("\n### ", 5)]
     assert "**type** string" in entry and "**allowed** `fit`, `custom`" in entry
-    assert "**default** fit" in entry and "**example** `train: {loop: fit}`" in entry
+    assert "**default** `fit`" in entry and "**example** `train: {loop: fit}`" in entry
     assert "run directory path (&lt;outputs.dir&gt;/&lt;name&gt;/&lt;timestamp&gt;)" in text  # not HTML tags
 
 
