@@ -228,6 +228,11 @@ class DeviceConfig(Section):
     def strategy_name(self) -> str:
         return self.strategy.get("name", "default") if isinstance(self.strategy, dict) else self.strategy
 
+    @property
+    def strategy_options(self) -> dict:
+        """The strategy's options besides its name ({} for a name alone)."""
+        return {k: v for k, v in self.strategy.items() if k != "name"} if isinstance(self.strategy, dict) else {}
+
 
 @dataclass(frozen=True, kw_only=True)
 class SplitConfig(Section):
@@ -251,6 +256,11 @@ class SplitConfig(Section):
     def __bool__(self) -> bool:
         """Whether the spec declares the split."""
         return bool(self.declared)
+
+    @property
+    def inherits_train_stages(self) -> bool:
+        """A fraction of train without stages of its own: built with train's deterministic ones."""
+        return self.name in ("validation", "test") and self.declares("fraction") and not self.declares("stages")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -321,5 +331,14 @@ class Sections:
         )
 
 
+def section(given, name: str):
+    """`given` when it is a section, else the section `name` of the Spec `given`.
+
+    For functions that take their section and are still called with the whole spec.
+    """
+    sections = getattr(given, "sections", None)
+    return getattr(sections, name) if isinstance(sections, Sections) else given
+
+
 __all__ = ["CheckpointsConfig", "DataConfig", "DeviceConfig", "MlflowConfig", "ModelConfig", "OutputsConfig",
-           "PlotsConfig", "ReportConfig", "Section", "Sections", "SplitConfig", "TrainConfig"]
+           "PlotsConfig", "ReportConfig", "Section", "Sections", "SplitConfig", "TrainConfig", "section"]
