@@ -39,6 +39,12 @@ class Spec:
             self._sections = Sections.of(self)
         return self._sections
 
+    def as_yaml(self) -> str:
+        """The whole document as YAML, in its order: what a run directory's spec.yaml holds."""
+        import yaml
+
+        return yaml.safe_dump(self.doc, sort_keys=False, allow_unicode=True)
+
     def refresh(self) -> None:
         """Build the sections afresh on next use: after `doc` was changed in place."""
         self._sections = None

@@ -98,8 +98,8 @@ def describe_phases(model, spec) -> list[dict]:
     Raises:
         SpecError: a phase naming a layer the model lacks, or an optimizer Keras refuses.
     """
-    train = spec.doc["train"]
-    if not train.get("phases"):
+    train = spec.sections.train
+    if not train.phases:
         return []
     flags = TrainableFlags(model)
     described = []
@@ -127,9 +127,9 @@ def phases_to_train(spec, model, optimizer, previous, setup, quiet):
     fresh optimizer as in the uninterrupted run. Without `train.phases`, one phase with
     the run's optimizer (`optimizer`).
     """
-    train_config = spec.doc["train"]
-    phases = phases_of(train_config)
-    declared = bool(train_config.get("phases"))
+    train = spec.sections.train
+    phases = phases_of(train)
+    declared = bool(train.phases)
     start = previous.epoch if previous is not None else 0
     first = phase_at(phases, start)
     if declared and start == first.start and first.index > 0:
