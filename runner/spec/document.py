@@ -45,6 +45,23 @@ class Spec:
 
         return yaml.safe_dump(self.doc, sort_keys=False, allow_unicode=True)
 
+    def set_value(self, path, value) -> None:
+        """Write `value` at `path` of the document (mappings made as needed); the sections follow."""
+        *parents, last = tuple(path)
+        node = self.doc
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[last] = value
+        self.refresh()
+
+    def remove(self, key: str):
+        """Remove the top-level `key` from the document and return its value (None when absent)."""
+        value = self.doc.pop(key, None)
+        self.refresh()
+        return value
+
     def refresh(self) -> None:
         """Build the sections afresh on next use: after `doc` was changed in place."""
         self._sections = None
