@@ -153,3 +153,26 @@ def test_refresh_reads_a_changed_document(write_spec):
     assert spec.sections.train.epochs == 2  # built once
     spec.refresh()
     assert spec.sections.train.epochs == 4
+
+
+def test_set_value_and_remove_keep_the_sections_in_step(write_spec):
+    spec = load_spec(write_spec(MINIMAL + "sweep: {parameters: {train.epochs: {int: [1, 3]}}, objective: train.loss}\n"))
+    assert spec.sections.outputs.dir == "runs"
+    spec.set_value(("outputs", "dir"), "elsewhere")
+    spec.set_value(("name",), "trial-0001")
+    assert (spec.sections.outputs.dir, spec.sections.name) == ("elsewhere", "trial-0001")
+    assert spec.doc["outputs"] == {"dir": "elsewhere"}
+    assert spec.remove("sweep")["objective"] == "train.loss" and "sweep" not in spec.doc
+    assert spec.remove("sweep") is None
+
+
+def test_a_function_given_the_spec_or_its_section_reads_the_same(write_spec):
+    from runner.environment import libraries_for
+
+    spec = load_spec(write_spec(MINIMAL))
+    assert S.section(spec, "train") is spec.sections.train
+    assert S.section(spec.sections.train, "train") is spec.sections.train
+    assert libraries_for(spec.sections.data) == libraries_for(spec.doc) == ("tensorflow", "keras", "protobuf")
+    tfds = load_spec(write_spec(MINIMAL.replace("      synthetic:\n        x: {linspace: {start: -1.0, stop: 1.0, num: 8}}\n"
+                                                "        y: {linear: {w: 2.0, b: 0.5}}", "      tfds: {name: mnist, split: train}")))
+    assert libraries_for(tfds.sections.data)[-1] == "tensorflow-datasets"

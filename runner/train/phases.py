@@ -65,7 +65,8 @@ class TrainableFlags:
 def phase_optimizer(phase: Phase, spec):
     """A fresh optimizer for `phase`: its own, or train.optimizer with its learning_rate."""
     if phase.learning_rate is None:
-        own = spec.get(*phase.path, "optimizer") is not None
+        declared = spec.sections.train.phases
+        own = phase.index < len(declared) and declared[phase.index].get("optimizer") is not None
         path = (*phase.path, "optimizer") if own else ("train", "optimizer")
         return get_optimizer(phase.optimizer, spec, path)
     path = ("train", "phases", phase.index, "learning_rate")
