@@ -102,10 +102,16 @@ def _fix(distribution: str, package: Package, reason: str) -> str:
     return f"pip install --force-reinstall '{distribution}{package.declared or ''}', then run pipe doctor"
 
 
-def libraries_for(doc: dict) -> tuple[str, ...]:
-    """The libraries a run of this spec document imports (tfds only for tfds sources)."""
-    splits = (doc.get("data") or {}).values()
-    uses_tfds = any("tfds" in ((split or {}).get("source") or {}) for split in splits if isinstance(split, dict))
+def libraries_for(data) -> tuple[str, ...]:
+    """The libraries a run of this spec imports (tfds only for tfds sources).
+
+    `data` is the spec's `DataConfig` (`spec.sections.data`), or a whole spec document.
+    """
+    if hasattr(data, "splits"):
+        sources = [split.source for split in data.splits.values()]
+    else:
+        sources = [split.get("source") for split in (data.get("data") or {}).values() if isinstance(split, dict)]
+    uses_tfds = any("tfds" in (source or {}) for source in sources)
     return ("tensorflow", "keras", "protobuf") + (("tensorflow-datasets",) if uses_tfds else ())
 
 

@@ -48,7 +48,7 @@ def read_texts(spec, input_path: Path) -> tuple[np.ndarray | None, list | None]:
 def _text_source(spec) -> str | None:
     """'text_folder' or 'csv' when the run's model reads one string per element, else None."""
     for split in ("test", "train"):
-        source = spec.get("data", split, "source")
+        source = spec.sections.data.split(split).source
         if not source:
             continue
         if "text_folder" in source:

@@ -23,10 +23,10 @@ from runner.spec.errors import printable
 def main(files, set_, quiet: bool, resume, debug: bool, profile: bool) -> None:
     try:
         spec = load_spec(files, set_ or ())
-        if spec.doc.pop("sweep", None) is not None and not quiet:
+        if spec.remove("sweep") is not None and not quiet:
             typer.echo("note: pipe run trains the spec's own values and ignores its sweep: section "
                        "(pipe sweep runs the search)", err=True)
-        require(*libraries_for(spec.doc))
+        require(*libraries_for(spec.sections.data))
         from runner.run.pipeline import run_spec  # imports TensorFlow
 
         # What the imports made (TensorFlow's million objects) lives as long as the process:

@@ -22,7 +22,7 @@ def main(files, set_, format: Format, layered: bool, resolved: bool) -> None:
             from runner.outputs.run_dir import outputs_dir_errors
 
             errors += outputs_dir_errors(spec)  # runs would be written inside another run
-            if "sweep" in spec.doc:  # every value of the search space keeps the spec valid
+            if spec.get("sweep") is not None:  # every value of the search space keeps the spec valid
                 from runner.spec.sweep_space import sweep_errors
 
                 errors += sweep_errors(spec, layers, set_ or ())

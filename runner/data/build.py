@@ -16,6 +16,7 @@ from runner.data.sources import load_source
 from runner.data.split import split_fraction
 from runner.data.stages import apply_stages, inherited_stages
 from runner.data.table import encode_tables
+from runner.spec.sections import section
 
 SPLITS = ("train", "validation", "test")
 
@@ -33,10 +34,14 @@ class Datasets:
     sources: dict = field(default_factory=dict)  # split -> Source, for the in-memory engine
     epoch: tf.Variable | None = None  # the loops set it at each epoch's start: it seeds reshuffling
 
-    def validated_split(self, spec) -> str | None:
+    def validated_split(self, train) -> str | None:
         """The split the epochs validate on, by name: `train.validate_on`, by default the
-        validation split when there is one."""
-        which = spec.doc["train"].get("validate_on")
+        validation split when there is one.
+
+        Args:
+            train: the `TrainConfig` (a Spec is taken too, for its train section).
+        """
+        which = section(train, "train").validate_on
         if which == "test":
             return "test"
         if which in ("validation", None) and self.validation is not None:
@@ -59,19 +64,17 @@ def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datas
         SpecError: a missing or corrupt file, or a source or stage that cannot be built,
             located at its key in the spec.
     """
-    section = spec.doc["data"]
-    seed = spec.doc.get("seed")
+    data, seed = spec.sections.data, spec.sections.seed
     sources: dict[str, Source] = {}
-    fractions = [s for s in ("test", "validation") if "fraction" in (section.get(s) or {})]
+    fractions = [s for s in ("test", "validation") if data.split(s).declares("fraction")]
     for split in SPLITS:
-        declared = section.get(split)
+        declared = data.split(split)
         wanted = split in splits or (split == "train" and any(s in splits for s in fractions))
-        if declared and "source" in declared and wanted:
-            sources[split] = load_source(spec, ("data", split, "source"), declared["source"], seed)
+        if declared.declares("source") and wanted:
+            sources[split] = load_source(spec, declared.path + ("source",), declared.source, seed)
     whole = sources["train"].count if "train" in sources else None
     for held in fractions if whole is not None else ():  # test first: train, validation, test in time order
-        sources["train"], sources[held] = split_fraction(spec, sources["train"], section[held], seed,
-                                                         ("data", held), whole)
+        sources["train"], sources[held] = split_fraction(data.split(held), sources["train"], seed, whole)
     learned = learned if learned is not None else Learned()
     learned.restart()
     sources = encode_tables(spec, sources, learned)
@@ -83,15 +86,15 @@ def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datas
     order = ["train"] + [s for s in sources if s != "train"]  # train first: it learns the statistics
     for split in (s for s in order if s in sources and s in splits):
         source = sources[split]
-        path, stages, positions = ("data", split, "stages"), section[split].get("stages"), None
-        if split in fractions and stages is None:
+        path, stages, positions = ("data", split, "stages"), list(data.split(split).stages), None
+        if data.split(split).inherits_train_stages:
             # A fraction of train gets train's deterministic preprocessing unless it declares its own.
             path = ("data", "train", "stages")
-            positions, stages = inherited_stages(section["train"].get("stages") or [])
-        built[split] = apply_stages(spec, path, source.make(), stages or [], count=source.count, info=info,
+            positions, stages = inherited_stages(list(data.train.stages))
+        built[split] = apply_stages(spec, path, source.make(), stages, count=source.count, info=info,
                                     learned=learned, split=split, positions=positions,
                                     source_key=source_key(spec, split, source), epoch=epoch)
-        check_not_empty(spec, split, built[split])
+        check_not_empty(data.split(split), built[split])
     files = list(dict.fromkeys(f for s in sources.values() for f in s.files))
     return Datasets(built.get("train"), built.get("validation"), built.get("test"), info, files,
                     learned=learned, sources=sources, epoch=epoch)

@@ -56,8 +56,8 @@ def cache_file(spec, where: tuple, filename: str, key) -> str | None:
 
 def source_key(spec, split: str, source) -> dict:
     """What a split's source elements depend on: its declaration, its files and the seed."""
-    data = spec.doc["data"]
-    declared = (data.get(split) or {}).get("source") or data["train"]["source"]
+    data = spec.sections.data
+    declared = data.split(split).source or data.train.source
     files = []
     for file in source.files:
         try:
@@ -65,9 +65,9 @@ def source_key(spec, split: str, source) -> dict:
             files.append([str(Path(file).resolve()), stat.st_size, stat.st_mtime_ns])
         except OSError:
             files.append([str(file), None, None])
-    fraction = (data.get("validation") or {}).get("fraction")
-    held = {"test_fraction": data["test"]["fraction"]} if "fraction" in (data.get("test") or {}) else {}
-    return {"split": split, "source": declared, "fraction": fraction, **held, "files": files, "seed": spec.doc.get("seed")}
+    held = {"test_fraction": data.test.fraction} if data.test.declares("fraction") else {}
+    return {"split": split, "source": declared, "fraction": data.validation.fraction, **held, "files": files,
+            "seed": spec.sections.seed}
 
 
 def _remove_stale_lockfiles(path: Path) -> None:
@@ -83,9 +83,8 @@ def _remove_stale_lockfiles(path: Path) -> None:
 
 def _worker_suffix(spec) -> str:
     """`-worker1` on a task of a multi-worker cluster; nothing on a single process."""
-    strategy = (spec.doc.get("device") or {}).get("strategy", "default")
-    options = dict(strategy) if isinstance(strategy, dict) else {"name": strategy}
-    if options.pop("name", "default") != "multi_worker_mirrored":
+    device = spec.sections.device
+    if device.strategy_name != "multi_worker_mirrored":
         return ""
-    cluster = read_cluster(spec, ("device", "strategy"), options)
+    cluster = read_cluster(device, ("strategy",), device.strategy_options)
     return f"-{cluster.task_type}{cluster.task_index}" if cluster else ""

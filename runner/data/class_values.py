@@ -21,8 +21,8 @@ from runner.spec.data_rules import prior_paths
 
 def class_values(spec, train, num_classes) -> dict:
     """{"class_counts", "class_weight", "output_bias"} as the spec needs them (else {})."""
-    balanced = (spec.doc.get("train") or {}).get("class_weight") == "balanced"
-    prior = next(prior_paths(spec.doc.get("model")), None)
+    balanced = spec.sections.train.class_weight == "balanced"
+    prior = next(prior_paths(spec.sections.model.as_dict() or None), None)
     if not (balanced or prior) or train is None:
         return {}
     labels = source_labels(train)

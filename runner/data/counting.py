@@ -13,6 +13,7 @@ import numpy as np
 import tensorflow as tf
 
 from runner.data.stages import apply_stages, inherited_stages
+from runner.spec.sections import section
 
 # Stages that change how many examples pass (the others map or reorder them).
 COUNTING = ("take", "skip", "filter", "shard", "repeat", "unbatch", "window")
@@ -30,14 +31,14 @@ def element_count(dataset: tf.data.Dataset) -> int | None:
     return int(dataset.reduce(np.int64(0), lambda n, _: n + 1))
 
 
-def split_stages(spec, split: str) -> tuple[tuple, list]:
+def split_stages(data, split: str) -> tuple[tuple, list]:
     """(path, stages) the split is built with (a validation fraction without stages: train's
-    inherited ones)."""
-    declared = spec.doc["data"].get(split) or {}
-    if split in ("validation", "test") and "fraction" in declared and declared.get("stages") is None:
-        _, stages = inherited_stages(spec.doc["data"]["train"].get("stages") or [])
+    inherited ones). `data` is the `DataConfig` (or the Spec)."""
+    data = section(data, "data")
+    if data.split(split).inherits_train_stages:
+        _, stages = inherited_stages(list(data.train.stages))
         return ("data", "train", "stages"), stages
-    return ("data", split, "stages"), declared.get("stages") or []
+    return ("data", split, "stages"), list(data.split(split).stages)
 
 
 def examples_after_stages(spec, datasets, split: str) -> int | None:
@@ -50,7 +51,7 @@ def examples_after_stages(spec, datasets, split: str) -> int | None:
     source = datasets.sources.get(split)
     if source is None:
         return None
-    path, stages = split_stages(spec, split)
+    path, stages = split_stages(spec.sections.data, split)
     names = [next(iter(stage)) for stage in stages]
     if not any(name in COUNTING for name in names):
         return source.count
@@ -68,7 +69,7 @@ def examples_after_stages(spec, datasets, split: str) -> int | None:
 def steps_before_window(spec, datasets, split: str) -> int | None:
     """The time steps a windowed split cuts its windows from (None: no `window` stage)."""
     source = datasets.sources.get(split)
-    path, stages = split_stages(spec, split)
+    path, stages = split_stages(spec.sections.data, split)
     names = [next(iter(stage)) for stage in stages]
     if source is None or "window" not in names:
         return None

@@ -5,8 +5,9 @@ from __future__ import annotations
 import tensorflow as tf
 
 
-def check_not_empty(spec, split: str, dataset: tf.data.Dataset) -> None:
-    """Raise a located error when `dataset` has no element after its stages.
+def check_not_empty(split, dataset: tf.data.Dataset) -> None:
+    """Raise a located error when `dataset`, the split `split` (a `SplitConfig`), has no
+    element after its stages.
 
     tf.data knows the size after most stages; after `filter` it does not, and the first
     element is read to find out (a filter that keeps nothing reads the split once).
@@ -20,8 +21,7 @@ def check_not_empty(spec, split: str, dataset: tf.data.Dataset) -> None:
     if size == tf.data.UNKNOWN_CARDINALITY:
         for _ in dataset.take(1):
             return
-    declared = spec.doc["data"].get(split) or {}
-    where = ("data", split, "stages") if declared.get("stages") else ("data", split)
-    raise spec.error(where, f"the {split} split is empty after its stages (filter, skip, take or "
-                            "batch with drop_remainder left no element): there is nothing to "
-                            f"{'train on' if split == 'train' else 'evaluate'}")
+    where = "stages" if split.stages else None
+    raise split.error(where, f"the {split.name} split is empty after its stages (filter, skip, take or "
+                             "batch with drop_remainder left no element): there is nothing to "
+                             f"{'train on' if split.name == 'train' else 'evaluate'}")

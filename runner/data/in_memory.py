@@ -71,11 +71,11 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
     source = datasets.sources.get(split)
     if source is None:
         return None, f"no {split} split"
-    declared = spec.doc["data"].get(split) or {}
-    stages, path = declared.get("stages") or [], ("data", split, "stages")
-    if split in ("validation", "test") and "fraction" in declared and declared.get("stages") is None:
+    data = spec.sections.data
+    stages, path = list(data.split(split).stages), ("data", split, "stages")
+    if data.split(split).inherits_train_stages:
         # A fraction of train takes train's deterministic preprocessing, as build_datasets does.
-        _, stages = inherited_stages(spec.doc["data"]["train"].get("stages") or [])
+        _, stages = inherited_stages(list(data.train.stages))
         path = ("data", "train", "stages")
     boundary = _prefix_length(stages)
     learned = datasets.learned

@@ -18,13 +18,13 @@ import tensorflow as tf
 _EPOCH_STRIDE = 1_000_003
 
 
-def stage_seed(spec, where: tuple, seed: int | None) -> int:
+def stage_seed(spec_seed: int | None, where: tuple, seed: int | None) -> int:
     """The stage's own `seed`, else one derived from the spec's `seed` and the stage's place."""
     if seed is not None:
         return int(seed)
-    if spec.doc.get("seed") is None:  # an unseeded run shuffles differently each time
+    if spec_seed is None:  # an unseeded run shuffles differently each time
         return random.SystemRandom().randrange(2**31)
-    return zlib.crc32(f"{spec.doc.get('seed')}:{where}".encode("utf-8")) & 0x7FFFFFFF
+    return zlib.crc32(f"{spec_seed}:{where}".encode("utf-8")) & 0x7FFFFFFF
 
 
 def shuffle_by_epoch(dataset: tf.data.Dataset, size: int, seed: int, epoch: tf.Variable) -> tf.data.Dataset:

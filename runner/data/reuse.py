@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import math
 
+from runner.spec.sections import section
+
 # Sources read whole into NumPy arrays when the spec is built (not re-read per epoch).
 _IN_MEMORY_SOURCES = ("synthetic", "csv", "idx", "npz", "npy")
 # Stages whose output can change between epochs, or never ends.
@@ -19,21 +21,24 @@ _VARYING_STAGES = ("shuffle", "repeat")
 MAX_CACHED_BYTES = 64 * 2**20
 
 
-def batches_repeat_each_epoch(spec, split: str = "train") -> bool:
-    """True when every epoch of `split` yields the same batches (see the module's doc)."""
-    config = spec.doc["data"][split]
-    (kind,) = config["source"]
+def batches_repeat_each_epoch(data, split: str = "train") -> bool:
+    """True when every epoch of `split` yields the same batches (see the module's doc).
+
+    `data` is the `DataConfig` (or the Spec).
+    """
+    config = section(data, "data").split(split)
+    (kind,) = config.source
     if kind not in _IN_MEMORY_SOURCES:
         return False
-    return not any(next(iter(stage)) in _VARYING_STAGES for stage in config.get("stages") or [])
+    return not any(next(iter(stage)) in _VARYING_STAGES for stage in config.stages)
 
 
-def shuffles_by_epoch(spec, split: str | None = None) -> bool:
+def shuffles_by_epoch(data, split: str | None = None) -> bool:
     """Whether a pass over `split` (None: any split) reads the loop's epoch when it starts
-    (a shuffle stage draws that epoch's order: see reshuffle.py)."""
-    data = spec.doc["data"]
-    splits = [split] if split else [s for s in ("train", "validation", "test") if isinstance(data.get(s), dict)]
-    return any(next(iter(stage)) == "shuffle" for s in splits for stage in data[s].get("stages") or [])
+    (a shuffle stage draws that epoch's order: see reshuffle.py). `data` is the `DataConfig` (or the Spec)."""
+    data = section(data, "data")
+    splits = [data.split(split)] if split else list(data.splits.values())
+    return any(next(iter(stage)) == "shuffle" for s in splits for stage in s.stages)
 
 
 def small_enough(dataset, examples: int | None) -> bool:

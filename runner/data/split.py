@@ -11,30 +11,29 @@ import tensorflow as tf
 from runner.data.source import Source
 
 
-def split_fraction(spec, train: Source, options: dict, seed, path=("data", "validation"),
-                   whole: int | None = None) -> tuple[Source, Source]:
+def split_fraction(held, train: Source, seed, whole: int | None = None) -> tuple[Source, Source]:
     """(train without the held-out elements, the held-out elements).
 
     By default the elements are shuffled once with the spec's seed before splitting, so a
     source sorted by label (class folders, sorted CSVs) puts every class on both sides.
     `shuffle: false` keeps the order and holds out the last elements (time series);
-    `stratify: true` holds out the same fraction of every class. `path` is the split held out
-    (data.validation, or data.test, carved first); `whole` the size of train's source before
-    any part was held out, which fractions are of.
+    `stratify: true` holds out the same fraction of every class. `held` is the split held out
+    (its `SplitConfig`: data.validation, or data.test, carved first); `whole` the size of
+    train's source before any part was held out, which fractions are of.
 
     Raises:
         SpecError: a fraction that leaves one side empty, or a split the source cannot make.
     """
-    fraction = options["fraction"]
+    fraction = held.fraction
     held_out = round((whole or train.count) * fraction)  # a fraction of train's whole source
     if not 0 < held_out < train.count:
-        raise spec.error(path + ("fraction",),
+        raise held.error("fraction",
                          f"a fraction {fraction} of train's {train.count} elements leaves "
                          f"{'no validation' if held_out == 0 else 'no training'} elements", at_value=True)
-    shuffle, stratify = options.get("shuffle", True), options.get("stratify", False)
+    shuffle, stratify = held.shuffle, held.stratify
     if stratify and train.subset is None:
-        raise spec.error(path + ("stratify",), "this source cannot pick elements by index (tfds with "
-                                               "shuffle_files: true): set shuffle_files: false to stratify")
+        raise held.error("stratify", "this source cannot pick elements by index (tfds with "
+                                     "shuffle_files: true): set shuffle_files: false to stratify")
     if (not shuffle and not stratify) or train.subset is None:
         # tfds with shuffle_files: true reads in another order each pass, so elements cannot be
         # picked by index; tfds stores examples shuffled when it prepares them, so a slice is fair.
@@ -43,7 +42,7 @@ def split_fraction(spec, train: Source, options: dict, seed, path=("data", "vali
     else:
         labels = source_labels(train) if stratify else None
         if stratify and labels is None:
-            raise spec.error(path + ("stratify",), "stratify needs one integer class label per element", at_value=True)
+            raise held.error("stratify", "stratify needs one integer class label per element", at_value=True)
         order = np.random.default_rng(0 if seed is None else seed).permutation(train.count) if shuffle \
             else np.arange(train.count)
         fraction = held_out / train.count
@@ -52,7 +51,7 @@ def split_fraction(spec, train: Source, options: dict, seed, path=("data", "vali
         chosen = np.zeros(train.count, dtype=bool)
         chosen[validation] = True
         parts = train.subset(order[~chosen[order]]), train.subset(validation)
-    _warn_single_class(parts, path[-1])
+    _warn_single_class(parts, held.name)
     return parts
 
 

@@ -103,7 +103,7 @@ def _shuffle(spec, where, dataset, args, count, info, epoch=None):
         size = min(size, max(known, 1))
     reshuffle = args.get("reshuffle_each_iteration", True)
     if reshuffle and epoch is not None:
-        return shuffle_by_epoch(dataset, size, stage_seed(spec, where, args.get("seed")), epoch)
+        return shuffle_by_epoch(dataset, size, stage_seed(spec.sections.seed, where, args.get("seed")), epoch)
     return dataset.shuffle(size, seed=args.get("seed"), reshuffle_each_iteration=reshuffle)
 
 

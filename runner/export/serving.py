@@ -64,9 +64,10 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
         SpecError: a map op that cannot run inside an exported graph, located at the op.
     """
     # A test split drawn as a fraction of train's source reads train's source (and stages)
-    split = "test" if spec.get("data", "test", "source") else "train"
+    data = spec.sections.data
+    split = "test" if data.test.source else "train"
     info = manifest.get("data_info") or {}
-    source = load_source(spec, ("data", split, "source"), spec.get("data", split, "source"), spec.get("seed"))
+    source = load_source(spec, ("data", split, "source"), data.split(split).source, spec.sections.seed)
     learned = load_learned(run_dir)
     inputs = _raw_inputs(spec, split, source, learned)
     _check_ops(spec, split, fmt)
@@ -114,7 +115,7 @@ def _raw_inputs(spec, split, source, learned) -> list:
 def _source_inputs(spec, split, source, learned) -> list:
     table = getattr(source, "table", None)
     if table is not None:
-        declared = spec.get("data", split, "source", "csv", "missing_values")
+        declared = ((spec.sections.data.split(split).source or {}).get("csv") or {}).get("missing_values")
         inputs = []
         for column in table.columns:
             known = dict(learned.columns.get(column.name) or {})
@@ -127,7 +128,7 @@ def _source_inputs(spec, split, source, learned) -> list:
     features = element[0] if isinstance(element, tuple) else element
     if isinstance(features, dict):
         return [RawInput(_input_name(k), v.dtype, v.shape.as_list(), key=k) for k, v in features.items()]
-    kind = next(iter(spec.get("data", split, "source")))
+    kind = next(iter(spec.sections.data.split(split).source))
     name = "images" if kind in ("idx", "image_folder") else "features"
     return [RawInput(name, features.dtype, features.shape.as_list())]
 
@@ -141,7 +142,7 @@ def _input_name(name: str) -> str:
 
 def _check_ops(spec, split, fmt) -> None:
     """A located error for a map op of `split` that an exported graph cannot hold."""
-    for i, stage in enumerate(spec.get("data", split, "stages", default=[])):
+    for i, stage in enumerate(spec.sections.data.split(split).stages):
         if "map" not in stage:
             continue
         for j, op in enumerate(stage["map"].get("ops") or []):
@@ -163,7 +164,7 @@ def _map_stages(spec, split, info, inputs, learned, table) -> list:
                                     encoded.get_concrete_function(*signature).structured_outputs)
     learned.restart()
     functions = []
-    for i, stage in enumerate(spec.get("data", split, "stages", default=[])):
+    for i, stage in enumerate(spec.sections.data.split(split).stages):
         ((name, args),) = stage.items()
         if name != "map":
             continue
@@ -284,7 +285,7 @@ def _output_names(model, outputs) -> list | None:
 
 def _kinds(spec, names) -> dict:
     """How to read each output: by its own loss when `train.loss` is per output, else the loss's."""
-    loss = spec.doc["train"]["loss"]
+    loss = spec.sections.train.loss
     if names and isinstance(loss, dict) and set(loss) <= set(names):
         return {n: _kind_of(spec, loss[n]) if n in loss else {"kind": "regression"} for n in names}
     kind = output_kind(spec)
@@ -293,9 +294,7 @@ def _kinds(spec, names) -> dict:
 
 def _kind_of(spec, config) -> dict:
     """`runner.models.loss_kinds.output_kind` for one output's loss identifier."""
-    from types import SimpleNamespace
-
-    return output_kind(SimpleNamespace(doc={"train": {"loss": config}}, error=spec.error, get=spec.get))
+    return output_kind(spec, loss=config)
 
 
 def _named_outputs(outputs, kinds: dict, class_names, names) -> dict:
@@ -329,7 +328,7 @@ def _one_output(value, kind: dict, class_names, prefix: str) -> dict:
 
 def representative_inputs(spec, count: int = 200) -> list:
     """`count` raw examples of the train split, evenly spaced over it, as [array per input]."""
-    source = load_source(spec, ("data", "train", "source"), spec.get("data", "train", "source"), spec.get("seed"))
+    source = load_source(spec, ("data", "train", "source"), spec.sections.data.train.source, spec.sections.seed)
     table = getattr(source, "table", None)
     total = source.count or count
     rows = np.unique(np.linspace(0, total - 1, min(count, total)).astype(np.int64))

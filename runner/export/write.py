@@ -30,6 +30,7 @@ from runner.outputs.files import write_json
 from runner.outputs.manifest import fingerprint
 from runner.outputs.records import is_run_dir, read_run
 from runner.outputs.run_dir import run_file_problem
+from runner.spec.sections import section
 
 FORMATS = ("saved_model", "tflite", "onnx")
 QUANTIZE = ("float16", "int8")
@@ -128,18 +129,22 @@ def export_run(run_dir, fmt: str, output=None, quantize: str | None = None,
     return exported
 
 
-def check_export_extras(spec) -> None:
-    """A located error for a format in `outputs.export` whose extra is not installed."""
-    for i, fmt in enumerate((spec.doc.get("outputs") or {}).get("export") or []):
+def check_export_extras(outputs) -> None:
+    """A located error for a format in `outputs.export` whose extra is not installed.
+
+    `outputs` is the `OutputsConfig` (the Spec is taken too).
+    """
+    outputs = section(outputs, "outputs")
+    for i, fmt in enumerate(outputs.export):
         line = missing_extra(fmt)
         if line:
-            raise spec.error(("outputs", "export", i), line, at_value=True)
+            raise outputs.error(("export", i), line, at_value=True)
 
 
 def export_finished_run(spec, run_dir: Path, manifest: dict, model) -> list[dict]:
     """`outputs.export`: each listed format into <run>/export/, as manifest records."""
     records = []
-    for fmt in (spec.doc.get("outputs") or {}).get("export") or []:
+    for fmt in spec.sections.outputs.export:
         line = missing_extra(fmt)
         if line:
             raise ExportRefused(line)

@@ -14,7 +14,8 @@ def build_model(model_config: dict, spec, seed: int = 0, adapter=None):
     """A Keras model or tf.Module from the (metadata-substituted) `model:` mapping.
 
     Args:
-        model_config: `spec.doc["model"]` with `${data...}` already substituted.
+        model_config: the `model:` mapping (`spec.sections.model.as_dict()`) with `${data...}`
+            already substituted.
         spec: the Spec, to locate errors.
         seed: seeds tf.Module initializers.
         adapter: a `runner.models.adapt.Adapter`: adapts preprocessing layers on the train

@@ -60,15 +60,21 @@ def is_sparse(loss) -> bool:
     return loss_class(loss) in _SPARSE
 
 
-def output_kind(spec, output=None) -> dict:
+_TRAIN_LOSS = object()  # output_kind's default: the spec's train.loss
+
+
+def output_kind(spec, output=None, loss=_TRAIN_LOSS) -> dict:
     """How to read an output: `{"kind": "multiclass"|"binary"|"regression", "from_logits": bool}`.
 
     Decided by the Keras loss the run trained the output with (`loss_kind`),
-    however the spec spells it.
+    however the spec spells it: `train.loss` (the entry of `output` when it is per output),
+    or `loss`, one output's own loss identifier, when given.
     """
-    config = spec.doc["train"]["loss"]
+    if loss is not _TRAIN_LOSS:
+        return loss_kind(get_loss(loss, spec))
+    config = spec.sections.train.loss
     per_output = isinstance(config, dict) and "class_name" not in config and (
-        len(config) > 1 or set(config) <= set(declared_output_names(spec.doc.get("model") or {}) or [None]))
+        len(config) > 1 or set(config) <= set(declared_output_names(spec.sections.model.as_dict()) or [None]))
     if per_output and output in config:
         config = config[output]
     elif per_output and output is None and len(config) == 1:

@@ -12,7 +12,6 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
-import yaml
 
 
 def create_run_dir(spec, is_chief: bool = True, now: datetime | None = None) -> Path:
@@ -22,13 +21,13 @@ def create_run_dir(spec, is_chief: bool = True, now: datetime | None = None) -> 
     A non-chief worker of a multi-worker run gets a temporary directory instead (its
     outputs are discarded; see `discard_run_dir`).
     """
+    name = spec.sections.name
     if not is_chief:
-        return Path(tempfile.mkdtemp(prefix=f"pipe-{spec.doc['name']}-"))
-    outputs = spec.doc.get("outputs") or {}
-    base = Path(outputs.get("dir", "runs")).expanduser()
-    parent = base / spec.doc["name"]
-    if spec.doc["name"] in (".", "..") or "/" in spec.doc["name"]:  # the schema refuses these too
-        raise spec.error(("name",), f"{spec.doc['name']!r} would leave {base}")
+        return Path(tempfile.mkdtemp(prefix=f"pipe-{name}-"))
+    base = Path(spec.sections.outputs.dir).expanduser()
+    parent = base / name
+    if name in (".", "..") or "/" in name:  # the schema refuses these too
+        raise spec.error(("name",), f"{name!r} would leave {base}")
     parent.mkdir(parents=True, exist_ok=True)
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     for attempt in range(1, 10_000):
@@ -199,4 +198,4 @@ def spec_sha256(spec) -> str:
 
 
 def _spec_text(spec) -> str:
-    return yaml.safe_dump(spec.doc, sort_keys=False, allow_unicode=True)
+    return spec.as_yaml()

@@ -67,11 +67,11 @@ class Manifest:
         self._owner = run_dir if hasattr(run_dir, "check_identity") else None  # a RunDir
         self._started = time.monotonic()
         self.data = {
-            "name": spec.doc["name"],
+            "name": spec.sections.name,
             "spec_file": str(spec.file),
             "spec_sha256": spec_sha256,
             **_spec_sources(spec),
-            "seed": spec.doc.get("seed"),
+            "seed": spec.sections.seed,
             "versions": versions(),
             "command": [mask(arg) for arg in sys.argv],  # a password in a URI as ***
             "devices": devices,

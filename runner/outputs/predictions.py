@@ -54,12 +54,13 @@ def _collect(dataset, model, limit=_MAX_PLOTTED_EXAMPLES, features=True):
     return np.concatenate(xs) if features else None, np.concatenate(ys), np.concatenate(ps)
 
 
-def plot_regression(spec, dataset, model, run_dir) -> None:
+def plot_regression(train, dataset, model, run_dir) -> None:
+    """predictions.png of a one-feature regression; `train` is the train split's `SplitConfig`."""
     collected = _collect(dataset, model)
     if collected is None:
         return
     x, y, predictions = collected
-    truth = synthetic_truth(spec.doc["data"]["train"]["source"], x)  # None unless synthetic
+    truth = synthetic_truth(train.source, x)  # None unless synthetic
     from runner.outputs import plots  # matplotlib: only when plotting
 
     plots.plot_regression(x, y, predictions, run_dir / "predictions.png", truth=truth)

@@ -48,14 +48,14 @@ class RunDir(os.PathLike):
                 a file in the way, no permission, a read-only disk.
         """
         if not is_chief:
-            return cls(tempfile.mkdtemp(prefix=f"pipe-{spec.doc['name']}-"), chief=False)
+            return cls(tempfile.mkdtemp(prefix=f"pipe-{spec.sections.name}-"), chief=False)
         nested = outputs_dir_errors(spec)
         if nested:  # refused before anything is written there
             raise nested[0]
         try:
             return cls(create_run_dir(spec, is_chief, now))
         except OSError as e:
-            where = ("outputs", "dir") if "dir" in (spec.doc.get("outputs") or {}) else ("name",)
+            where = ("outputs", "dir") if spec.sections.outputs.declares("dir") else ("name",)
             reason = e.strerror or type(e).__name__
             if isinstance(e, (FileExistsError, NotADirectoryError)):
                 reason = "a file is in the way, not a directory"
@@ -187,13 +187,13 @@ def enclosing_run_dir(path) -> Path | None:
 def outputs_dir_errors(spec) -> list:
     """outputs.dir (default `runs`) inside an existing run directory, located: a run there would
     mix its files with another run's (and `pipe runs`, resume, export would find the wrong one)."""
-    outputs = spec.doc.get("outputs") or {}
-    value = outputs.get("dir", "runs") if isinstance(outputs, dict) else None
+    outputs = spec.sections.outputs
+    value = outputs.dir
     if not isinstance(value, str) or not value.strip():
         return []
     run = enclosing_run_dir(value)
     if run is None:
         return []
-    where = ("outputs", "dir") if "dir" in outputs else ("name",)
+    where = ("outputs", "dir") if outputs.declares("dir") else ("name",)
     return [spec.error(where, f"outputs.dir {value!r} is inside the run directory {run}: write runs to a "
-                       "folder outside any run directory", at_value="dir" in outputs)]
+                       "folder outside any run directory", at_value=outputs.declares("dir"))]

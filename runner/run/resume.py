@@ -17,7 +17,6 @@ import yaml
 from runner.outputs.epochs import previous_tables
 from runner.outputs.status import read_status
 from runner.spec.errors import SpecError, SpecErrors
-from runner.spec.phases import total_epochs
 from runner.train import checkpoint as checkpoints
 
 # Keys a resumed run may change: they do not change what is trained.
@@ -50,14 +49,15 @@ def prepare_resume(spec, run_dir) -> Resume:
     run_dir = Path(run_dir)
     previous = checkpoints.previous_run(run_dir)
     check_same_spec(spec, run_dir)
-    epochs = total_epochs(spec.doc["train"])
+    train = spec.sections.train
+    epochs = train.total_epochs
     # A run stopped after its last epoch (while evaluating or writing) resumes to finish:
     # no epoch to train, then the evaluation and files it had not written.
     if previous.epoch > epochs or (previous.epoch == epochs and read_status(run_dir).status == "completed"):
         raise SpecError(f"nothing to resume: the run {_status(run_dir)} with all {epochs} epochs of "
-                        f"{'its phases' if spec.doc['train'].get('phases') else f'train.epochs={epochs}'} in its last "
+                        f"{'its phases' if train.phases else f'train.epochs={epochs}'} in its last "
                         f"checkpoint ({previous.checkpoint}); "
-                        f"set a larger {_epochs_key(spec.doc['train'])} to train on", file=run_dir)
+                        f"set a larger {_epochs_key(train)} to train on", file=run_dir)
     try:
         history, trajectories = previous_tables(run_dir, previous.epoch)
     except ValueError as e:
@@ -72,7 +72,7 @@ def check_same_spec(spec, run_dir: Path) -> None:
         before = yaml.safe_load(saved.read_text())
     except (OSError, yaml.YAMLError) as e:
         raise SpecError(f"cannot read the spec the run trained: {e}", file=saved) from None
-    now = yaml.safe_load(yaml.safe_dump(spec.doc, sort_keys=False))  # as the run dir would store it
+    now = yaml.safe_load(spec.as_yaml())  # as the run dir stores it
     errors = [
         spec.error(path, f"{_show(new)} here, but {_show(old)} in the run being resumed ({saved}); "
                          "a resumed run trains what its run trained (train.epochs, steps_per_execution, "
@@ -85,8 +85,7 @@ def check_same_spec(spec, run_dir: Path) -> None:
 
 
 def _epochs_key(train) -> str:
-    phases = train.get("phases") or []
-    return f"train.phases[{len(phases) - 1}].epochs" if phases else "train.epochs"
+    return f"train.phases[{len(train.phases) - 1}].epochs" if train.phases else "train.epochs"
 
 
 def _last_phase_epochs(path, doc) -> bool:

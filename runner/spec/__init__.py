@@ -6,7 +6,8 @@ references between values (`references`), the merged spec printed with where eac
 came from (`resolved`), `--set` overrides (`overrides`), the JSON
 Schema and its error wording (`schema`), cross-field rules (`rules`), the loaded document
 (`document`), the one error type and its reporters (`errors`, `report`), dataset metadata
-references (`metadata`) and the cluster description (`cluster`).
+references (`metadata`), the cluster description (`cluster`) and the typed, defaulted
+views of its sections that the other packages read (`sections`: `spec.sections.train`, ...).
 
 May import: the standard library, PyYAML and jsonschema. Never TensorFlow, Keras or tfds
 (a test walks the imports): every other package may import this one, never the reverse.

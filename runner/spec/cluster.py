@@ -50,8 +50,10 @@ def read_cluster(spec, strategy_path: tuple, options: dict) -> Cluster | None:
     """The cluster of this run, or None when neither the spec nor TF_CONFIG declares one.
 
     Args:
-        spec: the loaded Spec (for located errors).
-        strategy_path: where the strategy is in the spec, e.g. ("device", "strategy").
+        spec: what locates its errors: the loaded Spec, or the `device` section
+            (anything with `.error(path, message)`).
+        strategy_path: where the strategy is in it, e.g. ("device", "strategy") in the
+            Spec, ("strategy",) in the device section.
         options: the long-form strategy mapping (may hold `cluster` and `task`).
 
     Raises:

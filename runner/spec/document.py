@@ -10,6 +10,7 @@ from runner.spec.errors import SpecError, SpecErrors
 from runner.spec.overrides import apply_override
 from runner.spec.references import resolve_references
 from runner.spec.schema import schema_errors
+from runner.spec.sections import Sections
 
 
 @dataclass
@@ -25,6 +26,45 @@ class Spec:
     files: list = field(default_factory=list)  # the spec files given, layered in order (the last is `file`)
     sources: list = field(default_factory=list)  # every file that went into it: layers and their bases
     source_texts: dict = field(default_factory=dict)  # str(source) -> its text as read
+    _sections: object = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def sections(self) -> Sections:
+        """The typed sections (train, outputs, device, data, model), built once on first use.
+
+        Built from the document as it is then: code that changes `doc` in place afterwards
+        calls `refresh`.
+        """
+        if self._sections is None:
+            self._sections = Sections.of(self)
+        return self._sections
+
+    def as_yaml(self) -> str:
+        """The whole document as YAML, in its order: what a run directory's spec.yaml holds."""
+        import yaml
+
+        return yaml.safe_dump(self.doc, sort_keys=False, allow_unicode=True)
+
+    def set_value(self, path, value) -> None:
+        """Write `value` at `path` of the document (mappings made as needed); the sections follow."""
+        *parents, last = tuple(path)
+        node = self.doc
+        for key in parents:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[last] = value
+        self.refresh()
+
+    def remove(self, key: str):
+        """Remove the top-level `key` from the document and return its value (None when absent)."""
+        value = self.doc.pop(key, None)
+        self.refresh()
+        return value
+
+    def refresh(self) -> None:
+        """Build the sections afresh on next use: after `doc` was changed in place."""
+        self._sections = None
 
     def error(self, path, message: str, hint: str | None = None, *, at_value: bool = False) -> SpecError:
         """A SpecError located at `path` (its key, or its value with `at_value`)."""

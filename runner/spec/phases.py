@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 
 from runner.spec.errors import SpecError
+from runner.spec.sections import TrainConfig
 
 
 @dataclass(frozen=True)
@@ -32,26 +33,28 @@ class Phase:
         return ("train", "phases", self.index)
 
 
-def phases_of(train: dict) -> list[Phase]:
-    """The phases of `train` (one phase of `train.epochs` when it declares none)."""
-    declared = train.get("phases")
-    if not declared:
-        return [Phase(0, 0, int(train["epochs"]), train.get("optimizer"))]
+def phases_of(train) -> list[Phase]:
+    """The phases of `train` (one phase of `train.epochs` when it declares none).
+
+    `train` is the `TrainConfig`, or the `train:` mapping as the spec writes it.
+    """
+    train = train if isinstance(train, TrainConfig) else TrainConfig.of(train)
+    if not train.phases:
+        return [Phase(0, 0, int(train.epochs), train.optimizer)]
     phases, start = [], 0
-    for i, phase in enumerate(declared):
+    for i, phase in enumerate(train.phases):
         end = start + int(phase["epochs"])
-        phases.append(Phase(i, start, end, phase.get("optimizer", train.get("optimizer")),
+        phases.append(Phase(i, start, end, phase.get("optimizer", train.optimizer),
                             phase.get("learning_rate"), dict(phase.get("trainable") or {}),
                             phase.get("name") or f"phase {i + 1}"))
         start = end
     return phases
 
 
-def total_epochs(train: dict) -> int:
-    """The run's epochs: `train.epochs`, or the sum of its phases' epochs."""
-    if train.get("phases"):
-        return sum(int(p["epochs"]) for p in train["phases"])
-    return int(train["epochs"])
+def total_epochs(train) -> int:
+    """The run's epochs: `train.epochs`, or the sum of its phases' epochs (`train` a
+    `TrainConfig`, or the `train:` mapping)."""
+    return (train if isinstance(train, TrainConfig) else TrainConfig.of(train)).total_epochs
 
 
 def phase_at(phases: list[Phase], epoch: int) -> Phase:

@@ -31,7 +31,7 @@ LOCK = ".ask.lock"
 
 def create(spec, files, overrides, storage: str | None = None, now: datetime | None = None) -> Path:
     """A new sweep directory `<outputs.dir>/<name>/sweep-<stamp>` with its config and study."""
-    base = Path((spec.doc.get("outputs") or {}).get("dir", "runs")).expanduser() / spec.doc["name"]
+    base = Path(spec.sections.outputs.dir).expanduser() / spec.sections.name
     base.mkdir(parents=True, exist_ok=True)
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     for attempt in range(1, 10_000):
@@ -46,7 +46,7 @@ def create(spec, files, overrides, storage: str | None = None, now: datetime | N
     sweep = read_sweep(spec)
     config = {"files": [str(Path(f).resolve()) for f in files], "overrides": list(overrides), "storage": storage,
               "study": STUDY, "started": time.time(), "trials": sweep.trials, "objective": sweep.objective,
-              "direction": sweep.direction, "name": spec.doc["name"], "cwd": os.getcwd()}
+              "direction": sweep.direction, "name": spec.sections.name, "cwd": os.getcwd()}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(storage=storage, study_name=STUDY, direction=sweep.direction,
                         sampler=sampler(sweep), pruner=pruner(sweep), load_if_exists=True)

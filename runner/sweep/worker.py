@@ -59,7 +59,7 @@ def _trials(directory, config, sweep, study, keras) -> int:
         state, objective, message = State.FAIL, None, None
         try:
             trial_spec = _trial_spec(config, sweep, values, trial.number, directory)
-            key = sweep.epoch_key(trial_spec.doc["train"].get("validate_on", "validation"))
+            key = sweep.epoch_key(trial_spec.sections.train.validate_on or "validation")
             if key is not None and sweep.pruner != "none":  # else the fused engine keeps its long calls
                 progress.listen(lambda epoch, logs, can_stop: _report(trial, key, epoch, logs, can_stop))
             result = run_spec(trial_spec, quiet=True)
@@ -96,9 +96,9 @@ def _trial_spec(config, sweep, values, number, directory):
 
     overrides = [*config["overrides"], *(override_text(p.key, values[p.name]) for p in sweep.parameters)]
     spec = load_spec([Path(f) for f in config["files"]], overrides)
-    spec.doc.pop("sweep", None)
-    spec.doc["name"] = f"trial-{number:04d}"
-    spec.doc.setdefault("outputs", {})["dir"] = str(directory)
+    spec.remove("sweep")
+    spec.set_value(("name",), f"trial-{number:04d}")
+    spec.set_value(("outputs", "dir"), str(directory))
     return spec
 
 

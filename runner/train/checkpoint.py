@@ -9,12 +9,13 @@ from pathlib import Path
 import tensorflow as tf
 
 from runner.spec.errors import SpecError, without_values
+from runner.spec.sections import CheckpointsConfig
 
 
 # Saving costs milliseconds: on epochs of a millisecond it would be most of the run. At
 # most one save per interval (and always the last epoch) bounds both the cost and the work
 # a crash can lose.
-DEFAULT_EVERY_SECONDS = 30.0
+DEFAULT_EVERY_SECONDS = float(CheckpointsConfig.every_seconds)  # the section's default
 
 
 class EpochCheckpoint:
@@ -125,7 +126,8 @@ def check_model_fits(model, previous: PreviousRun) -> None:
 
 
 def epoch_checkpoint(model, optimizer, run_dir, config=None) -> EpochCheckpoint:
-    """The run's checkpoint; `config` is `outputs.checkpoints` (its save interval)."""
+    """The run's checkpoint; `config` is `outputs.checkpoints` (its save interval): its
+    `CheckpointsConfig`, or the value as the spec writes it."""
     epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
     # Keras leaves its layers' random generators (Dropout's masks) out of a model's
     # checkpoint; a resumed run must go on drawing what the uninterrupted one drew.
@@ -148,13 +150,14 @@ def saves_every_epoch(config) -> bool:
 
 def _enabled(config) -> bool:
     """`outputs.checkpoints`: true/false, or an object enabled unless `enabled: false`."""
-    return config.get("enabled", True) if isinstance(config, dict) else config is None or bool(config)
+    return _section(config).enabled
 
 
 def save_interval(config) -> float:
     """Seconds between saves from `outputs.checkpoints` ({every_epoch} or {every_seconds})."""
-    if not isinstance(config, dict):
-        return DEFAULT_EVERY_SECONDS
-    if config.get("every_epoch"):
-        return 0.0
-    return float(config.get("every_seconds", DEFAULT_EVERY_SECONDS))
+    return _section(config).interval
+
+
+def _section(config) -> CheckpointsConfig:
+    """`outputs.checkpoints` as its section: given so, or as the spec writes it (None, a bool, a mapping)."""
+    return config if isinstance(config, CheckpointsConfig) else CheckpointsConfig.of(None if config is None else config)

@@ -8,6 +8,7 @@ import keras
 import tensorflow as tf
 
 from runner.models.identifiers import keras_message, resolve_loss, resolve_metric
+from runner.spec.sections import section
 
 
 def example_batch(element_spec, size: int = 2):
@@ -71,12 +72,15 @@ def check_metrics_fit(metrics, model, element_spec, spec, path=("train", "metric
                                          f"{_describe(prediction)}: {message}") from e
 
 
-def _model_input_path(spec) -> tuple:
-    """Where the model's input is declared: input_shape, the functional inputs, or the model."""
-    model = spec.doc["model"]
-    if "input_shape" in (model.get("sequential") or {}):
+def _model_input_path(model) -> tuple:
+    """Where the model's input is declared: input_shape, the functional inputs, or the model.
+
+    `model` is the `ModelConfig` (the Spec is taken too).
+    """
+    model = section(model, "model")
+    if "input_shape" in (model.sequential or {}):
         return ("model", "sequential", "input_shape")
-    if "functional" in model:
+    if model.declares("functional"):
         return ("model", "functional", "inputs")
     return ("model",)
 

@@ -12,11 +12,14 @@ import keras
 import tensorflow as tf
 
 from runner.models.identifiers import get_loss, get_metrics, resolve_loss, resolve_metric
+from runner.spec.sections import TrainConfig
 from runner.train.loss_check import example_batch
 
 
-def resolve_outputs(train_config: dict, spec, model, element_spec):
+def resolve_outputs(train, spec, model, element_spec):
     """(loss, metrics) of `train:` for this model: Keras identifiers, or per-output ones.
+
+    `train` is the `TrainConfig` (or the `train:` mapping as the spec writes it).
 
     Per-output losses become one `OutputsLoss` (its `per_output` dict and `loss_weights`
     are what `fit` compiles with); per-output metrics a dict {output: [metrics]}.
@@ -26,8 +29,8 @@ def resolve_outputs(train_config: dict, spec, model, element_spec):
             loss_weights on a model with one output.
     """
     names = output_names(model)
-    loss_config, metrics_config = train_config["loss"], train_config.get("metrics")
-    weights = train_config.get("loss_weights")
+    train = train if isinstance(train, TrainConfig) else TrainConfig.of(train)
+    loss_config, metrics_config, weights = train.loss, train.metrics, train.loss_weights
     check_per_output(loss_config, names, spec, "loss")
     check_per_output(metrics_config, names, spec, "metrics")
     if weights is not None and len(names) < 2:

@@ -65,7 +65,8 @@ class TrainableFlags:
 def phase_optimizer(phase: Phase, spec):
     """A fresh optimizer for `phase`: its own, or train.optimizer with its learning_rate."""
     if phase.learning_rate is None:
-        own = spec.get(*phase.path, "optimizer") is not None
+        declared = spec.sections.train.phases
+        own = phase.index < len(declared) and declared[phase.index].get("optimizer") is not None
         path = (*phase.path, "optimizer") if own else ("train", "optimizer")
         return get_optimizer(phase.optimizer, spec, path)
     path = ("train", "phases", phase.index, "learning_rate")
@@ -98,8 +99,8 @@ def describe_phases(model, spec) -> list[dict]:
     Raises:
         SpecError: a phase naming a layer the model lacks, or an optimizer Keras refuses.
     """
-    train = spec.doc["train"]
-    if not train.get("phases"):
+    train = spec.sections.train
+    if not train.phases:
         return []
     flags = TrainableFlags(model)
     described = []
@@ -127,9 +128,9 @@ def phases_to_train(spec, model, optimizer, previous, setup, quiet):
     fresh optimizer as in the uninterrupted run. Without `train.phases`, one phase with
     the run's optimizer (`optimizer`).
     """
-    train_config = spec.doc["train"]
-    phases = phases_of(train_config)
-    declared = bool(train_config.get("phases"))
+    train = spec.sections.train
+    phases = phases_of(train)
+    declared = bool(train.phases)
     start = previous.epoch if previous is not None else 0
     first = phase_at(phases, start)
     if declared and start == first.start and first.index > 0:

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import keras
 
+from runner.spec.sections import section
+
 
 @dataclass
 class TrainResult:
@@ -33,10 +35,11 @@ def evaluate_held_out(spec, datasets, validation, result, final_train, evaluate)
 
     The split validated on after the last epoch is not evaluated again: its `val_` values
     are already those of the final weights (unless callbacks may have changed the weights
-    after the last epoch, e.g. EarlyStopping restoring the best ones).
+    after the last epoch, e.g. EarlyStopping restoring the best ones). `spec` is the
+    `TrainConfig` (the Spec is taken too).
     """
     evaluation = {"train": final_train}
-    last_validated = not spec.doc["train"].get("callbacks") and (result.history.get("val_loss") or [None])[-1] is not None
+    last_validated = not section(spec, "train").callbacks and (result.history.get("val_loss") or [None])[-1] is not None
     for split, dataset in (("validation", datasets.validation), ("test", datasets.test)):
         if dataset is None:
             continue

@@ -52,8 +52,8 @@ def located_decode_error(spec, error):
     text = getattr(error, "message", None) or str(error)
     if not re.search(r"Invalid (PNG|JPEG|GIF|BMP) data|Unknown image file format|decode|image", text, re.IGNORECASE):
         return None
-    for split, config in (spec.doc.get("data") or {}).items():
-        options = ((config or {}).get("source") or {}).get("image_folder") if isinstance(config, dict) else None
+    for split, config in spec.sections.data.splits.items():
+        options = (config.source or {}).get("image_folder")
         if not isinstance(options, dict):
             continue
         path = ("data", split, "source", "image_folder")
@@ -135,7 +135,7 @@ def image_size(file) -> tuple:
 
 def _resized_before_batch(spec, path) -> bool:
     """Whether the split's stages resize (or crop) the images to one size before any batch."""
-    stages = (spec.doc["data"].get(path[1]) or {}).get("stages") or []  # a fraction's source is train's
+    stages = spec.sections.data.split(path[1]).stages  # a fraction's source is train's
     for stage in stages:
         ((name, args),) = stage.items()
         if name == "batch":
