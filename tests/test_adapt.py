@@ -143,7 +143,8 @@ def test_normalization_has_the_train_splits_mean_and_variance(tmp_path, monkeypa
 
 @slow
 def test_a_sample_size_adapts_on_the_first_examples_and_plan_says_so(tmp_path, monkeypatch, keras):
-    from runner.commands.planning import plan_spec, render_text
+    from runner.commands.planning import plan_spec
+    from runner.commands.plan_text import render_text
 
     path = write(tmp_path, SEQUENTIAL % ", adapt: {examples: 40}")
     x = tables(tmp_path)

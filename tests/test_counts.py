@@ -15,7 +15,8 @@ tf = pytest.importorskip("tensorflow")
 
 from runner.data import build_datasets  # noqa: E402
 from runner.data.in_memory import plan_in_memory  # noqa: E402
-from runner.commands.planning import plan_spec, render_text  # noqa: E402
+from runner.commands.planning import plan_spec  # noqa: E402
+from runner.commands.plan_text import render_text  # noqa: E402
 
 # 200 images of 8x8x1 float32 (256 bytes each, 8 more for the int64 label); every 4th is class 1.
 SPEC = """\

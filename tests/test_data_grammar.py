@@ -464,7 +464,8 @@ def test_windows_of_named_columns_and_a_split_too_short(write_spec, tmp_path):
 
 
 def test_plan_shows_the_values_computed_from_the_train_split():
-    from runner.commands.planning import Plan, render_text
+    from runner.commands.planning import Plan
+    from runner.commands.plan_text import render_text
 
     plan = Plan(train={"from_data": {"class_counts": [9, 4, 1], "class_weight": {0: 14 / 27, 1: 14 / 12, 2: 14 / 3},
                                      "output_bias": {"softmax": np.log([9 / 14, 4 / 14, 1 / 14]).tolist()}}})

@@ -22,7 +22,8 @@ def main(files, set_, format: Format, debug: bool) -> None:
         nested = outputs_dir_errors(spec)  # runs would be written inside another run
         if nested:
             raise nested[0]
-        from runner.commands.planning import plan_spec, render_text  # imports TensorFlow
+        from runner.commands.planning import plan_spec  # imports TensorFlow
+        from runner.commands.plan_text import render_text
 
         result = plan_spec(spec)
     except SpecError as e:

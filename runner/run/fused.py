@@ -1,7 +1,7 @@
 """`pipe run` with the fused engine: the choice of engine, the splits in memory, training.
 
 `choose_training` decides (see `runner.train.engine`) and, when the fused engine runs,
-returns the function that trains with it, in the shape of `run._train_fit`.
+returns the function that trains with it, in the shape of `runner.run.loops.train_fit`.
 """
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def _training_device(setup) -> str | None:
 
 def _train_fused(plans, callbacks, loop, spec, setup, datasets, validation, model, loss, optimizer, metrics,
                  run_dir, quiet, progress):
-    """Train with `FusedLoop`, then evaluate each held-out split; as `run._train_custom`."""
+    """Train with `FusedLoop`, then evaluate each held-out split; as `runner.run.loops.train_custom`."""
     train_config = spec.doc["train"]
     output_config = spec.doc.get("outputs") or {}
     seed = spec.doc.get("seed")
