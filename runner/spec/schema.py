@@ -52,7 +52,11 @@ def deref(schema):
 def schema_errors(spec) -> list[SpecError]:
     import jsonschema  # a third of validate's time; only needed here
 
-    validator = jsonschema.Draft202012Validator(load_schema())
+    # YAML reads `32.0` as a float, which JSON Schema counts as an integer but Python, tf.data
+    # and Keras do not (`range(32.0)` fails): an integer key takes whole numbers written as such.
+    integers = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=integers)(load_schema())
     errors = []
     for error in validator.iter_errors(spec.doc):
         errors += _explain(spec, error)
