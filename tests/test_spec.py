@@ -190,6 +190,11 @@ def test_override_without_equals(write_spec):
     assert errors_of(write_spec(MINIMAL), ["train.epochs"]) == ["--set train.epochs: expected KEY.PATH=VALUE"]
 
 
+def test_a_control_character_in_a_set_value_names_the_set(write_spec):
+    assert errors_of(write_spec(MINIMAL), ["name=a\u202eb"]) == [
+        "--set name=a\\u202eb: control character U+202E in a --set value; a spec is plain text"]
+
+
 def test_schema_document_is_what_pipe_schema_prints():
     from typer.testing import CliRunner
 

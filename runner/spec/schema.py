@@ -125,7 +125,7 @@ def _explain(spec, error) -> list[SpecError]:
         return [spec.error(path, f"{_show(value)} names no folder of its own (runs would land outside "
                                  "outputs.dir): name the pipeline with letters, digits, '_', '.' or '-'", at_value=True)]
     if kind == "pattern" and path and path[-1] == "name":
-        return [spec.error(path, f"{_show(value)} may only use letters, digits, '_', '.' and '-'", at_value=True)]
+        return [spec.error(path, f"{_show(value)} may only use ASCII letters (a-z, A-Z), digits, '_', '.' and '-'", at_value=True)]
     if kind == "maxItems":
         return [spec.error(path, f"a list of {len(value)} items is too long: at most {error.validator_value}")]
     if kind == "maxLength":
