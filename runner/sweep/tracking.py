@@ -30,7 +30,7 @@ from runner.outputs.tracking import MLFLOW_FILE, TrackingError, Upload, _records
 from runner.outputs.tracking_summary import upload_summary
 from runner.outputs.tracking_uri import mask
 from runner.spec.errors import printable
-from runner.spec.sweep_space import read_sweep
+from runner.spec.sweep_space import read_sweep, set_key
 
 CONFIG = "sweep.json"  # runner.sweep.study.CONFIG (that module imports Optuna)
 _UNFINISHED = {"running", "waiting"}
@@ -215,7 +215,8 @@ def _tags(directory: Path, config: dict, rows: list[dict]) -> dict:
     best = config.get("best")
     if best:
         tags["pipe.best_trial"] = best["number"]
-        tags.update({f"pipe.best.{k}": v if isinstance(v, str) else json.dumps(v) for k, v in best["params"].items()})
+        tags.update({f"pipe.best.{set_key(k)}": v if isinstance(v, str) else json.dumps(v)
+                     for k, v in best["params"].items()})  # layers.0.Dense.units: MLflow refuses [ ]
     return {k: str(v) for k, v in tags.items() if v is not None}
 
 
