@@ -86,8 +86,9 @@ def _check_sweep(uri: str, experiment: str, sweep_dir):
     assert parent.data.tags["pipe.best.model.sequential.layers.0.Dense.units"] == \
         str(best["params"]["model.sequential.layers[0].Dense.units"])
     assert json.loads(parent.data.tags["pipe.trials"]) == {"completed": 2}
-    assert sorted(a.path for a in client.list_artifacts(parent.info.run_id)) == ["best.yaml", "sweep.json",
-                                                                                "trials.csv"]
+    assert sorted(a.path for a in client.list_artifacts(parent.info.run_id)) == [
+        "best.yaml", "optimization_history.png", "parallel_coordinate.png", "param_importances.png", "sweep.json",
+        "trials.csv"]
     assert sorted(children) == sorted(rows) == [0, 1]
     for number, child in children.items():
         run_dir = sweep_dir / rows[number]["run_dir"]
