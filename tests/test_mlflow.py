@@ -311,14 +311,19 @@ def test_server_stopped_mid_run_then_pipe_log_completes_the_upload(tmp_path, onl
         late, live = _content(up.uri, run_id), _content(server.uri, online_id)
     finally:
         up.stop()
-    # the same content as the run tracked live, but for the run's own values (times, metrics)
+    # the same content as the run tracked live, but for the run's own values (times, its spec's server)
     uri = "outputs.mlflow.tracking_uri"  # each run's spec names its own server
     assert (late["params"].pop(uri), live["params"].pop(uri)) == (down.uri, server.uri)
     assert late["params"] == live["params"]
     assert late["artefacts"] == live["artefacts"]
     assert late["tags"].keys() == live["tags"].keys()
+    own = {"pipe.spec_sha256", "pipe.model_sha256"}  # the spec names another server; the model file its save time
+    assert {k: v for k, v in late["tags"].items() if k not in own} == \
+        {k: v for k, v in live["tags"].items() if k not in own}
     assert {k: [s for s, _ in v] for k, v in late["metrics"].items()} == \
         {k: [s for s, _ in v] for k, v in live["metrics"].items()}
+    assert late["metrics"] == {k: [(s, pytest.approx(x, rel=1e-3)) for s, x in v]  # the same seed: the same run
+                               for k, v in live["metrics"].items()}
     assert (late["status"], late["models"]) == (live["status"], live["models"]) == ("FINISHED", 1)
 
 
