@@ -1,6 +1,7 @@
 """`pipe sweep`: a hyperparameter search whose trials are ordinary runs, on Optuna.
 
-This process never imports TensorFlow: it creates (or reopens) the study, then keeps
+This process does not import TensorFlow (only Keras, to upload to MLflow a trial's model
+that its worker could not): it creates (or reopens) the study, then keeps
 `workers` worker processes (`runner.sweep.worker`) running until the study holds its
 `trials` trials. A worker that dies (SIGKILL, out of memory) is replaced and its trial
 marked failed. With `outputs.mlflow`, the sweep's MLflow run is made as it starts and
