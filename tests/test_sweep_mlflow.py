@@ -146,14 +146,20 @@ def _fake_sweep(tmp_path, mlflow=None, keep_section=True):
     return sweep_dir
 
 
-def test_pipe_log_uploads_a_sweep_once_as_a_parent_and_its_trials(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # a SQLite store keeps its artefacts in ./mlruns
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """A SQLite store shared by the tests of this module (each uses its own experiment)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('store') / 'mlflow.db'}"
+
+
+def test_pipe_log_uploads_a_sweep_once_as_a_parent_and_its_trials(tmp_path, monkeypatch, store):
+    monkeypatch.chdir(tmp_path)  # a SQLite store keeps an experiment's artefacts in ./mlruns
     sweep_dir = _fake_sweep(tmp_path)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    first = _log(sweep_dir, "--mlflow", uri)
+    uri = store
+    first = _log(sweep_dir, "--mlflow", uri, "--experiment", "logged")
     assert first.exit_code == 0, first.stderr
-    client, parent, children = _runs(uri, "fake")
-    assert first.stdout == (f"{sweep_dir}: mlflow: sweep run {parent.info.run_id} in experiment 'fake' at {uri}, "
+    client, parent, children = _runs(uri, "logged")
+    assert first.stdout == (f"{sweep_dir}: mlflow: sweep run {parent.info.run_id} in experiment 'logged' at {uri}, "
                             "2 trial runs (2 uploaded, 0 unchanged)\n")
     assert json.loads((sweep_dir / "mlflow.json").read_text())["run_id"] == parent.info.run_id
     assert parent.info.status == "FINISHED" and parent.data.params["trials"] == "3"
@@ -166,21 +172,40 @@ def test_pipe_log_uploads_a_sweep_once_as_a_parent_and_its_trials(tmp_path, monk
     assert {c.data.tags["mlflow.parentRunId"] for c in children.values()} == {parent.info.run_id}
     before = {n: _content(client, c) for n, c in [("parent", parent), *children.items()]}
 
-    second = _log(sweep_dir, "--mlflow", uri)
+    second = _log(sweep_dir, "--mlflow", uri, "--experiment", "logged")
     assert second.exit_code == 0, second.stderr
     assert second.stdout.endswith("2 trial runs (already uploaded: unchanged)\n")
-    client, parent, children = _runs(uri, "fake")
+    client, parent, children = _runs(uri, "logged")
     assert {n: _content(client, c) for n, c in [("parent", parent), *children.items()]} == before
 
 
-def test_a_sweep_made_before_its_section_was_kept_uploads_from_its_spec(tmp_path, monkeypatch):
+def test_a_sweep_made_before_its_section_was_kept_uploads_from_its_spec(tmp_path, monkeypatch, store):
     monkeypatch.chdir(tmp_path)
     sweep_dir = _fake_sweep(tmp_path, keep_section=False)
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    uri = store
     result = _log(sweep_dir, "--mlflow", uri, "--experiment", "later")
     assert result.exit_code == 0, result.stderr
     _, parent, children = _runs(uri, "later")
     assert (parent.data.params["sampler"], parent.data.params["trials"], sorted(children)) == ("tpe", "6", [0, 1])
+
+
+def test_a_stopped_sweep_is_killed_and_its_resumption_finishes_the_same_run(tmp_path, monkeypatch, store):
+    from runner.sweep.tracking import upload_sweep
+
+    monkeypatch.chdir(tmp_path)
+    sweep_dir = _fake_sweep(tmp_path)
+    uri = store
+    assert upload_sweep(sweep_dir, uri, "stopped", state="running").parent.skipped is False
+    _, parent, _ = _runs(uri, "stopped")
+    assert parent.info.status == "RUNNING"
+    stopped = upload_sweep(sweep_dir, uri, "stopped", state="stopped")
+    _, parent, _ = _runs(uri, "stopped")
+    assert (parent.info.run_id, parent.info.status) == (stopped.parent.run_id, "KILLED")
+    resumed = upload_sweep(sweep_dir, uri, "stopped")  # --resume ran the rest: trials.csv says all ended
+    _, parent, children = _runs(uri, "stopped")
+    assert (parent.info.run_id, parent.info.status) == (resumed.parent.run_id, "FINISHED") == \
+        (stopped.parent.run_id, "FINISHED")
+    assert all(upload.skipped for upload in resumed.trials.values()) and len(children) == 2
 
 
 def test_a_sweep_with_an_unreachable_server_is_one_warning(tmp_path, capsys):
