@@ -41,8 +41,7 @@ class SweepUpload:
     """Where a sweep went: its parent run, and each trial's run (by trial number)."""
 
     parent: Upload
-    trials: dict = field(default_factory=dict)
-    without_run: list = field(default_factory=list)  # trials that left no run directory (nothing to upload)
+    trials: dict = field(default_factory=dict)  # a trial that left no run directory has none
 
     def describe(self) -> str:
         parent = self.parent
@@ -95,10 +94,7 @@ def upload_sweep(directory, tracking_uri: str, experiment: str, *, state: str | 
     for row in rows:
         number = int(row["number"])
         run_dir = _run_dir(directory, row)
-        if row["state"] in _UNFINISHED:
-            continue
-        if run_dir is None:
-            result.without_run.append(number)
+        if row["state"] in _UNFINISHED or run_dir is None:
             continue
         result.trials[number] = _upload_trial(run_dir, tracking_uri, experiment, parent.run_id, number, row["state"])
     return result
