@@ -198,7 +198,7 @@ def log(
     experiment: Annotated[Optional[str], typer.Option("--experiment", metavar="NAME", help=(
         "The MLflow experiment (default: the spec's outputs.mlflow.experiment, else its name)."))] = None,
 ):
-    """Upload finished runs to MLflow; uploading a run again changes nothing.
+    """Upload finished runs (or sweeps: a parent run, a child per trial) to MLflow; uploading again changes nothing.
 
     Example: pipe log runs/mnist/20261128-091500 --mlflow http://127.0.0.1:5000
     """

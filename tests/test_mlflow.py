@@ -10,12 +10,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +24,7 @@ from runner.cli import app
 from runner.outputs import tracking
 from runner.outputs.tracking import flatten
 from runner.spec import SpecError, load_spec
-from tests.conftest import REPO
+from tests.conftest import REPO, Server, _free_port
 
 SPEC = """\
 version: 1
@@ -164,54 +161,6 @@ def test_pipe_runs_lists_tracked_runs_without_importing_mlflow(tmp_path):
 # ---------------------------------------------------------------------------- a real server
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`mlflow server` on 127.0.0.1 with a SQLite store and a local artefact root under `root`."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.process = None
-        self.uri = None
-
-    def start(self) -> "Server":
-        port = _free_port()
-        self.uri = f"http://127.0.0.1:{port}"
-        command = [str(Path(sys.executable).with_name("mlflow")), "server", "--host", "127.0.0.1", "--port", str(port),
-                   "--backend-store-uri", f"sqlite:///{self.root / 'mlflow.db'}",
-                   "--artifacts-destination", str(self.root / "artifacts"), "--workers", "1"]
-        self.log = open(self.root / f"server-{port}.log", "w")
-        self.process = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-                                        cwd=self.root)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mlflow server exited: {(self.root / f'server-{port}.log').read_text()[-2000:]}")
-            try:
-                with urllib.request.urlopen(self.uri + "/health", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("mlflow server did not answer /health within 120 s")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(timeout=30)
-        self.log.close()
-
-
 def pipe(*args, cwd, wait=True, **environ):
     command = [sys.executable, "-m", "runner.cli", *map(str, args)]
     env = {"PYTHONPATH": str(REPO), "PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(cwd), **environ}
@@ -257,14 +206,6 @@ def _content(uri: str, run_id: str) -> dict:
         "models": len(client.search_logged_models(experiment_ids=[run.info.experiment_id],
                                                   filter_string=f"source_run_id = '{run_id}'")),
     }
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    pytest.importorskip("mlflow", reason="mlflow is not installed (pip install 'pipe[mlflow]')")
-    server = Server(tmp_path_factory.mktemp("mlflow-server")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
@@ -370,14 +311,19 @@ def test_server_stopped_mid_run_then_pipe_log_completes_the_upload(tmp_path, onl
         late, live = _content(up.uri, run_id), _content(server.uri, online_id)
     finally:
         up.stop()
-    # the same content as the run tracked live, but for the run's own values (times, metrics)
+    # the same content as the run tracked live, but for the run's own values (times, its spec's server)
     uri = "outputs.mlflow.tracking_uri"  # each run's spec names its own server
     assert (late["params"].pop(uri), live["params"].pop(uri)) == (down.uri, server.uri)
     assert late["params"] == live["params"]
     assert late["artefacts"] == live["artefacts"]
     assert late["tags"].keys() == live["tags"].keys()
+    own = {"pipe.spec_sha256", "pipe.model_sha256"}  # the spec names another server; the model file its save time
+    assert {k: v for k, v in late["tags"].items() if k not in own} == \
+        {k: v for k, v in live["tags"].items() if k not in own}
     assert {k: [s for s, _ in v] for k, v in late["metrics"].items()} == \
         {k: [s for s, _ in v] for k, v in live["metrics"].items()}
+    assert late["metrics"] == {k: [(s, pytest.approx(x, rel=1e-3)) for s, x in v]  # the same seed: the same run
+                               for k, v in live["metrics"].items()}
     assert (late["status"], late["models"]) == (live["status"], live["models"]) == ("FINISHED", 1)
 
 
@@ -448,6 +394,8 @@ def test_unreachable_server_costs_nothing_and_pipe_log_uploads_to_a_file_store(t
 def test_an_interrupted_trial_goes_under_its_parent_run_as_killed(tmp_path, monkeypatch):
     from mlflow.tracking import MlflowClient
 
+    from runner.outputs.tracking_summary import upload_summary
+
     monkeypatch.chdir(tmp_path)  # a SQLite store keeps its artefacts in ./mlruns
 
     run_dir = tmp_path / "runs" / "tracked" / "20261206-010203"
@@ -462,7 +410,8 @@ def test_an_interrupted_trial_goes_under_its_parent_run_as_killed(tmp_path, monk
     doc["description"] = "x" * 600  # too long for a param: in the spec.yaml artefact only
     (run_dir / "spec.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    parent = tracking.create_parent_run(uri, "sweeps", "sweep-1")
+    parent = upload_summary(uri, experiment="sweeps", key="sweep-1", run_name="sweep-1", params={}, metrics={},
+                            tags={}, files=[], status="RUNNING").run_id
     upload = tracking.upload_run(run_dir, uri, experiment="sweeps", parent_run_id=parent)
     client = MlflowClient(uri)
     run = client.get_run(upload.run_id)

@@ -19,7 +19,7 @@ from runner.cli import app
 from runner.outputs import tracking
 from runner.outputs.tracking_uri import TrackingError, check_reachable, check_uri, mask, masked_copy
 from runner.spec import SpecError, load_spec
-from tests.test_mlflow import SPEC, Server, _run_dir, _spec, needs_mlflow, pipe
+from tests.test_mlflow import SPEC, _run_dir, _spec, needs_mlflow, pipe
 
 PASSWORD = "s3cretPW"
 
@@ -139,14 +139,6 @@ def test_mlflow_json_keeps_each_target(tmp_path):
 
 
 # ---------------------------------------------------------------------------- a real server
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    pytest.importorskip("mlflow", reason="mlflow is not installed (pip install 'pipe[mlflow]')")
-    server = Server(tmp_path_factory.mktemp("mlflow-server")).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

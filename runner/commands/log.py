@@ -1,4 +1,4 @@
-"""`pipe log`: upload finished runs to MLflow; uploading a run again changes nothing."""
+"""`pipe log`: upload finished runs and sweeps to MLflow; uploading one again changes nothing."""
 
 from __future__ import annotations
 
@@ -11,13 +11,18 @@ from runner.spec.errors import printable
 def main(run_dirs, mlflow, experiment) -> None:
     from runner.outputs.tracking import INSTALL_HINT, TrackingError, mlflow_available
     from runner.outputs.tracking_run import describe, log_run
+    from runner.sweep.tracking import is_sweep_dir, log_sweep
 
     if not mlflow_available():
         fail(f"pipe log: mlflow is not installed ({INSTALL_HINT})", EXIT_BROKEN_INSTALL)
     failed = 0
     for run_dir in run_dirs:
         try:
-            typer.echo(printable(f"{run_dir}: {describe(log_run(run_dir, mlflow, experiment))}"))
+            if is_sweep_dir(run_dir):  # a parent run, and each trial's run under it
+                line = log_sweep(run_dir, mlflow, experiment).describe()
+            else:
+                line = describe(log_run(run_dir, mlflow, experiment))
+            typer.echo(printable(f"{run_dir}: {line}"))
         except TrackingError as e:
             typer.echo(printable(f"pipe log: {run_dir}: {e}"), err=True)
             failed += 1

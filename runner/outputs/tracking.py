@@ -7,7 +7,8 @@ is idempotent: the MLflow run is found again by a tag holding the run directory'
 resumed run has the key of the run it continues, so it continues the same MLflow run),
 each param, metric step, tag and the model is written only when missing, and a tag with
 the digest of the uploaded files marks a finished upload, which a second one skips.
-mlflow is imported only here, and only when a run is tracked.
+mlflow is imported only here (and by tracking_summary.py, which writes a sweep's parent run),
+and only when a run is tracked.
 """
 
 from __future__ import annotations
@@ -44,8 +45,8 @@ INSTALL_HINT = "pip install 'pipe[mlflow]'"
 _ENV_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30", "MLFLOW_LOG_UV_FILES": "false"}
 _SKIPPED = {".manifest.reserve", MLFLOW_FILE}
-_STATUSES = {"completed": "FINISHED", "failed": "FAILED", "diverged": "FAILED", "interrupted": "KILLED",
-             "killed": "KILLED"}
+_STATUSES = {"completed": "FINISHED", "pruned": "FINISHED", "failed": "FAILED", "diverged": "FAILED",
+             "interrupted": "KILLED", "killed": "KILLED"}  # pruned: ended as its sweep decided
 
 
 @dataclass
@@ -58,6 +59,7 @@ class Upload:
     skipped: bool = False  # already uploaded with these files: nothing was written
     superseded_by: str | None = None  # a run resuming this one went there already: nothing was written
     model_version: str | None = None
+    experiment_id: str | None = None
 
 
 def mlflow_available() -> bool:
@@ -66,7 +68,7 @@ def mlflow_available() -> bool:
 
 
 def upload_run(run_dir, tracking_uri: str, *, experiment: str | None = None, run_name: str | None = None,
-               register_as: str | None = None, parent_run_id: str | None = None) -> Upload:
+               register_as: str | None = None, parent_run_id: str | None = None, tags: dict | None = None) -> Upload:
     """Upload the run directory `run_dir` to MLflow at `tracking_uri`; idempotent.
 
     Args:
@@ -74,6 +76,7 @@ def upload_run(run_dir, tracking_uri: str, *, experiment: str | None = None, run
         run_name: the MLflow run's name (default: <name>-<run directory's name>).
         register_as: register the saved model as a new version of this model.
         parent_run_id: make the run a child of this MLflow run (a sweep's trial).
+        tags: more tags for the run (a trial's number and state).
 
     Raises:
         TrackingError: mlflow missing, the server unreachable or refusing, unreadable files.
@@ -83,7 +86,8 @@ def upload_run(run_dir, tracking_uri: str, *, experiment: str | None = None, run
     mlflow = _mlflow(tracking_uri)
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # MLflow's prints (the run's URL, ...) are not pipe's
-            return _upload(mlflow, run_dir, truth, tracking_uri, experiment, run_name, register_as, parent_run_id)
+            extra = {**(tags or {}), **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
+            return _upload(mlflow, run_dir, truth, tracking_uri, experiment, run_name, register_as, extra)
     except TrackingError:
         raise
     except Exception as e:  # MlflowException, requests' errors, a refused write: one line
@@ -110,30 +114,30 @@ def _experiment_id(client, name: str) -> str:
     return found.experiment_id if found is not None else client.create_experiment(name)
 
 
-def _upload(mlflow, run_dir, truth, tracking_uri, experiment, run_name, register_as, parent_run_id) -> Upload:
+def _upload(mlflow, run_dir, truth, tracking_uri, experiment, run_name, register_as, extra: dict) -> Upload:
     client = mlflow.tracking.MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     experiment = experiment or truth.manifest.get("name") or "pipe"
     experiment_id = _experiment_id(client, experiment)
     run = _find_run(client, run_dir, tracking_uri, experiment_id, truth.key)
     if run is None:
-        tags = {KEY_TAG: truth.key, **({"mlflow.parentRunId": parent_run_id} if parent_run_id else {})}
         run = client.create_run(experiment_id, run_name=run_name or _default_run_name(run_dir, truth),
-                                tags=tags, start_time=_millis(truth.manifest.get("start_time")))
+                                tags={KEY_TAG: truth.key, **extra},
+                                start_time=_millis(truth.manifest.get("start_time")))
     run_id = run.info.run_id
     latest = run.data.tags.get("pipe.run_dir")
     _refuse_a_copy(run_dir, run_id, latest)
     _remember(run_dir, tracking_uri, experiment_id, run_id)
-    upload = Upload(run_id, experiment, mask(tracking_uri))
+    upload = Upload(run_id, experiment, mask(tracking_uri), experiment_id=experiment_id)
     if latest and Path(latest) != run_dir.resolve() and run_dir.resolve() in {p.resolve() for p in chain(Path(latest))}:
         upload.skipped, upload.superseded_by = True, latest  # its resumption holds its epochs and more
         return upload
-    digest = _digest(run_dir, truth.files, register_as)
+    digest = _digest(run_dir, truth.files, register_as, extra)
     if run.data.tags.get(UPLOADED_TAG) == digest:
         upload.skipped = True
         return upload
     _log_params(client, run, truth.spec)
     _log_metrics(client, run_id, truth.history, truth.metrics, truth.manifest.get("epochs_done"))
-    _set_tags(client, run, _tags(truth, run_dir))
+    _set_tags(client, run, {**_tags(truth, run_dir), **extra})
     with tempfile.TemporaryDirectory(prefix="pipe-mlflow-") as masked:
         for path in truth.files:
             parent = path.relative_to(run_dir).parent
@@ -157,22 +161,6 @@ def _refuse_a_copy(run_dir: Path, run_id: str, latest: str | None) -> None:
         return
     raise TrackingError(f"MLflow run {run_id} holds {latest}, of which this run directory is a copy "
                         "(the same run key): upload that one, or copy the spec and run it again")
-
-
-def create_parent_run(tracking_uri: str, experiment: str, run_name: str, tags: dict | None = None) -> str:
-    """A parent MLflow run (a sweep's), for `upload_run(..., parent_run_id=...)` of each trial;
-    returns its id.
-
-    Raises:
-        TrackingError: mlflow missing, the server unreachable or refusing.
-    """
-    mlflow = _mlflow(tracking_uri)
-    try:
-        client = mlflow.tracking.MlflowClient(tracking_uri=tracking_uri)
-        return client.create_run(_experiment_id(client, experiment), run_name=run_name,
-                                 tags=dict(tags or {})).info.run_id
-    except Exception as e:
-        raise TrackingError(_first_line(e)) from e
 
 
 @dataclass
@@ -364,8 +352,9 @@ def _log_model(mlflow, client, tracking_uri: str, run, run_dir: Path, register_a
     return None if version is None else str(version)
 
 
-def _digest(run_dir: Path, files, register_as) -> str:
-    digest = hashlib.sha256(f"register_as={register_as}\0".encode("utf-8"))
+def _digest(run_dir: Path, files, register_as, extra: dict) -> str:
+    head = f"register_as={register_as}\0" + (json.dumps(extra, sort_keys=True) + "\0" if extra else "")
+    digest = hashlib.sha256(head.encode("utf-8"))
     for path in files:
         digest.update(path.relative_to(run_dir).as_posix().encode("utf-8") + b"\0" + _file_sha256(path).encode("ascii"))
     return digest.hexdigest()

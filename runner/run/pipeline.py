@@ -52,7 +52,8 @@ class RunResult:
     chief: bool = True  # False on the other workers of a cluster: their directory is gone
 
 
-def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = False) -> RunResult:
+def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = False,
+             track: bool = True) -> RunResult:
     """Run a loaded spec end to end and write its run directory.
 
     Args:
@@ -63,6 +64,8 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = Fal
             directory; history and trajectories continue the old.
         profile: time a few training steps, trace some into the run's tensorboard/ and
             say whether training is input-bound or compute-bound (profile.json).
+        track: upload the run to its `outputs.mlflow` as it ends (a sweep's worker does it
+            itself, under the sweep's MLflow run).
 
     Raises:
         SpecError: a mistake in the spec, found while building (located), or a run that
@@ -72,10 +75,10 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = Fal
         WriteError: a file of the run directory could not be written (which, and why).
     """
     with signals_raise():
-        return _run_spec(spec, quiet, resume_from, profile)
+        return _run_spec(spec, quiet, resume_from, profile, track)
 
 
-def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
+def _run_spec(spec, quiet, resume_from, profile, track) -> RunResult:
     if profile and spec.doc["train"].get("engine") == "fused":
         raise spec.error(("train", "engine"), "pipe run --profile times the steps of the tf.data loops, which "
                          "the fused engine does not run: set train.engine to keras or auto to profile", at_value=True)
@@ -179,7 +182,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
         if setup.is_chief and not run_dir.replaced():
             files.remove_partial_files(run_dir)
         files.discard_run_dir(run_dir, setup.is_chief)
-        if setup.is_chief and mlflow_config(spec.doc) is not None:
+        if track and setup.is_chief and mlflow_config(spec.doc) is not None:
             track_finished_run(spec.doc, run_dir.path, quiet)  # after every file; never raises
     return RunResult(run_dir=run_dir.path, metrics=evaluation, chief=setup.is_chief)
 

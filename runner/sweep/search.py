@@ -1,9 +1,11 @@
 """`pipe sweep`: a hyperparameter search whose trials are ordinary runs, on Optuna.
 
-This process never imports TensorFlow: it creates (or reopens) the study, then keeps
+This process does not import TensorFlow (only Keras, to upload to MLflow a trial's model
+that its worker could not): it creates (or reopens) the study, then keeps
 `workers` worker processes (`runner.sweep.worker`) running until the study holds its
 `trials` trials. A worker that dies (SIGKILL, out of memory) is replaced and its trial
-marked failed. SIGINT/SIGTERM/SIGHUP are passed on to the workers once: each stops its
+marked failed. With `outputs.mlflow`, the sweep's MLflow run is made as it starts and
+completed as it ends (`runner.sweep.tracking`). SIGINT/SIGTERM/SIGHUP are passed on to the workers once: each stops its
 trial as a run stops (epochs saved) and records it interrupted; `--resume` runs those
 again with the same values. At the end the sweep directory gets trials.csv, best.yaml and
 the plots (`runner.sweep.report`).
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.sweep import report as sweep_report, study as sweep_study
+from runner.sweep.tracking import SweepTracking
 from runner.run.interrupts import HANDLED
 from runner.spec import SpecError, SpecErrors, load_spec
 from runner.spec.sweep_space import read_sweep, sweep_errors
@@ -78,6 +81,8 @@ def supervise(directory: Path, workers: int, echo=print, first_slot: int = 0) ->
     stopping: list[int] = []
     running: dict[int, subprocess.Popen] = {}
     restarts = 0
+    tracking = SweepTracking(directory)
+    tracking.start()  # the parent run, for the workers to put their trials under
 
     def forward(signum, frame):
         if stopping:
@@ -117,6 +122,9 @@ def supervise(directory: Path, workers: int, echo=print, first_slot: int = 0) ->
         for s, handler in previous.items():
             signal.signal(s, handler)
     best, counts = sweep_report.write(directory, study, sweep, config, plots=not stopping, echo=echo)
+    uploaded = tracking.finish(stopped=bool(stopping))  # after every file of the sweep; never raises
+    if uploaded is not None:
+        echo(uploaded.describe())
     if stopping:
         name = signal.Signals(stopping[0]).name
         return SweepResult(directory, best, counts, interrupted=name, exit_code=128 + stopping[0])

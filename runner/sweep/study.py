@@ -46,7 +46,9 @@ def create(spec, files, overrides, storage: str | None = None, now: datetime | N
     sweep = read_sweep(spec)
     config = {"files": [str(Path(f).resolve()) for f in files], "overrides": list(overrides), "storage": storage,
               "study": STUDY, "started": time.time(), "trials": sweep.trials, "objective": sweep.objective,
-              "direction": sweep.direction, "name": spec.sections.name, "cwd": os.getcwd()}
+              "direction": sweep.direction, "name": spec.sections.name, "cwd": os.getcwd(),
+              # as resolved at the start, for the sweep's MLflow run (the spec files may change later)
+              "sweep": spec.doc["sweep"], "mlflow": (spec.doc.get("outputs") or {}).get("mlflow")}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     optuna.create_study(storage=storage, study_name=STUDY, direction=sweep.direction,
                         sampler=sampler(sweep), pruner=pruner(sweep), load_if_exists=True)

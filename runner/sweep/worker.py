@@ -62,7 +62,7 @@ def _trials(directory, config, sweep, study, keras) -> int:
             key = sweep.epoch_key(trial_spec.sections.train.validate_on or "validation")
             if key is not None and sweep.pruner != "none":  # else the fused engine keeps its long calls
                 progress.listen(lambda epoch, logs, can_stop: _report(trial, key, epoch, logs, can_stop))
-            result = run_spec(trial_spec, quiet=True)
+            result = run_spec(trial_spec, quiet=True, track=False)  # uploaded below, under the sweep's run
             objective = (result.metrics.get(sweep.split) or {}).get(sweep.metric)
             if objective is None:
                 have = ", ".join(f"{s}.{m}" for s, ms in result.metrics.items() if isinstance(ms, dict) for m in ms)
@@ -82,9 +82,11 @@ def _trials(directory, config, sweep, study, keras) -> int:
             message = summarise_error(e)
         finally:
             progress.listen(None)
-        _finish(trial, study, state, objective, message, directory, started)
+        run_dir = _finish(trial, study, state, objective, message, directory, started)
         with sweep_study.locked(directory):  # trials.csv and best.yaml as the sweep goes
             sweep_report.write(directory, study, sweep, config, plots=False)
+        if run_dir is not None:
+            _track(directory, trial.number, run_dir, _word(state))
         outcome = f"{sweep.objective}={objective:.5g}" if objective is not None else message
         print(f"trial {trial.number}: {_word(state)}  {shown}  {outcome}", flush=True)
         keras.backend.clear_session()
@@ -99,6 +101,8 @@ def _trial_spec(config, sweep, values, number, directory):
     spec.remove("sweep")
     spec.set_value(("name",), f"trial-{number:04d}")
     spec.set_value(("outputs", "dir"), str(directory))
+    if isinstance(spec.get("outputs", "mlflow"), dict) and not spec.get("outputs", "mlflow").get("experiment"):
+        spec.set_value(("outputs", "mlflow", "experiment"), config["name"])  # the sweep's, not trial-NNNN
     return spec
 
 
@@ -110,9 +114,11 @@ def _report(trial, key, epoch, logs, can_stop) -> bool:
     return can_stop and trial.should_prune()
 
 
-def _finish(trial, study, state, objective, message, directory, started) -> None:
+def _finish(trial, study, state, objective, message, directory, started):
+    """Tell the study how the trial ended; returns its run directory (None: it made none)."""
     runs = sorted((directory / f"trial-{trial.number:04d}").glob("*/manifest.json"))
-    trial.set_user_attr("run_dir", str(runs[-1].parent) if runs else None)
+    run_dir = runs[-1].parent if runs else None
+    trial.set_user_attr("run_dir", str(run_dir) if run_dir else None)
     trial.set_user_attr("wall_time_s", round(time.monotonic() - started, 3))
     trial.set_user_attr("worker_peak_rss_mb", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
     if message:
@@ -121,6 +127,18 @@ def _finish(trial, study, state, objective, message, directory, started) -> None
         study.tell(trial, objective)
     else:
         study.tell(trial, state=state)
+    return run_dir
+
+
+def _track(directory, number, run_dir, state) -> None:
+    """The trial in MLflow under the sweep's run, as it ends; a failure is a line in the worker's
+    log (the sweep's end uploads what is missing, and says so once)."""
+    from runner.sweep.tracking import upload_trial
+
+    try:
+        upload_trial(directory, number, run_dir, state)
+    except Exception as e:  # noqa: BLE001 - tracking never costs a trial
+        print(f"trial {number}: not tracked in MLflow yet: {e}", file=sys.stderr, flush=True)
 
 
 def _word(state) -> str:
