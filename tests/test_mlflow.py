@@ -442,3 +442,25 @@ def test_an_interrupted_trial_goes_under_its_parent_run_as_killed(tmp_path, monk
     older = tracking.upload_run(run_dir, uri, experiment="sweeps")  # the older run cannot undo that
     assert (older.run_id, older.skipped, older.superseded_by) == (upload.run_id, True, str(resumed.resolve()))
     assert client.get_run(upload.run_id).data.tags["pipe.status"] == "completed"
+
+
+@needs_mlflow
+def test_a_killed_run_is_uploaded_as_killed_never_left_running(tmp_path, monkeypatch):
+    """A `running` manifest whose process is gone reads as killed, in MLflow as in `pipe runs`."""
+    import socket
+
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    run_dir = tmp_path / "runs" / "killed" / "20261206-010203"
+    run_dir.mkdir(parents=True)
+    (run_dir / "manifest.json").write_text(json.dumps({
+        "name": "killed", "status": "running", "host": socket.gethostname(), "pid": gone.pid,
+        "start_time": "2026-12-06T01:02:03+00:00", "heartbeat": "2026-12-06T01:02:05+00:00", "epochs_done": 1}))
+    (run_dir / "spec.yaml").write_text(SPEC)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    run = MlflowClient(uri).get_run(tracking.upload_run(run_dir, uri, experiment="e").run_id)
+    assert run.info.status == "KILLED" and run.data.tags["pipe.status"] == "killed"
+    assert run.data.tags["pipe.reason"].startswith(f"process {gone.pid} on {socket.gethostname()} is gone")

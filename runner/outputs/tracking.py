@@ -31,6 +31,7 @@ import yaml
 
 from runner.outputs.files import json_text, write_text
 from runner.outputs.lineage import chain, run_key
+from runner.outputs.status import effective_status
 from runner.outputs.tracking_uri import TrackingError, check_uri, check_reachable, mask, masked_copy
 
 MLFLOW_FILE = "mlflow.json"  # in the run directory: where it was tracked (tracking_uri, experiment_id, run_id)
@@ -178,12 +179,25 @@ def _read_truth(run_dir: Path) -> _Truth:
         manifest = json.loads((run_dir / "manifest.json").read_text())
     except (OSError, ValueError) as e:
         raise TrackingError(f"not a run directory: manifest.json: {_first_line(e)}") from None
+    manifest = _as_it_ended(manifest)
     spec = _load(run_dir / "spec.yaml", yaml.safe_load) or {}
     history = _load(run_dir / "history.json", json.loads) or {}
     metrics = _load(run_dir / "metrics.json", json.loads) or {}
     files = sorted(p for p in run_dir.rglob("*") if p.is_file() and p.name not in _SKIPPED
                    and not p.name.startswith(".tmp"))
     return _Truth(manifest, spec, history, metrics, files, run_key(run_dir))
+
+
+def _as_it_ended(manifest: dict) -> dict:
+    """A `running` run whose process is gone is uploaded as `killed` (as `pipe runs` lists it),
+    never left RUNNING in MLflow."""
+    try:
+        ended = effective_status(manifest)
+    except (TypeError, ValueError, OverflowError, OSError):  # a pid that is not a number, ...
+        return manifest
+    if ended.status == manifest.get("status"):
+        return manifest
+    return {**manifest, "status": ended.status, "reason": ended.reason or manifest.get("reason")}
 
 
 def _load(path: Path, parse):
