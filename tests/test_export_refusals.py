@@ -80,6 +80,22 @@ def test_no_export_inside_an_exported_model(run, tmp_path):
         assert not target.exists() and not (served / "a").exists()
 
 
+def test_a_symlink_into_another_run_or_an_exported_model_is_followed(run, tmp_path):
+    other = tmp_path / "runs" / "other" / "20990101-000000"
+    (other / "logs").mkdir(parents=True)
+    (other / "manifest.json").write_text("{}")
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "to_logs").symlink_to(other / "logs")
+    (tmp_path / "to_served").symlink_to(served)
+    result = _export(run, "--format", "onnx", "--output", tmp_path / "to_logs" / "m.onnx")
+    assert result.exit_code == 1 and f"inside another run directory ({other})" in result.stderr
+    result = _export(run, "--format", "onnx", "--output", tmp_path / "to_served" / "m.onnx")
+    assert result.exit_code == 1 and f"inside the exported model {tmp_path / 'to_served'}" in result.stderr
+    assert _files(other) == ["logs", "manifest.json"] and _files(served) == ["saved_model.pb"]
+
+
 def test_the_runs_own_files_are_refused_but_its_export_folder_is_the_place(run):
     for name in ("model.keras", "checkpoints/x", "history.csv", "preprocessing.json"):
         result = _export(run, "--format", "saved_model", "--output", run / name)

@@ -34,13 +34,15 @@ def output_path(run_dir: Path, manifest: dict, fmt, output, quantize) -> Path:
         return default_path(run_dir, fmt, quantize)
     target = Path(output).expanduser().absolute()
     own = run_dir.resolve()
-    for parent in [target, *target.parents]:
+    # The folders above the path as given and as its symlinks lead (a link into another run)
+    above = list(dict.fromkeys([*target.parents, *target.resolve().parents]))
+    for parent in [target, target.resolve(), *above]:
         if parent.exists() and is_run_dir(parent) and parent.resolve() != own:
             raise ExportRefused(f"{output}: inside another run directory ({parent}); "
                                 "export into this run or outside any run")
     exports = {(own / e["path"]).resolve() for e in manifest.get("exports") or [] if isinstance(e, dict)
                and isinstance(e.get("path"), str)}
-    for parent in target.parents:  # a file written there would change the model (and its SHA-256)
+    for parent in above:  # a file written there would change the model (and its SHA-256)
         if parent.exists() and ((parent / "saved_model.pb").is_file() or parent.resolve() in exports):
             raise ExportRefused(f"{output}: inside the exported model {parent}; export beside it")
     problem = run_file_problem(target, allowed=("export",))
