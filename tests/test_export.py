@@ -157,6 +157,22 @@ def test_image_export_predicts_as_pipe_predict(fashion_run, fmt, tmp_path):
 
 
 @needs_fashion
+def test_the_plain_saved_model_holds_the_weights_and_one_kernel_for_the_pixels(fashion_run, tmp_path):
+    """What BENCHMARKS.md (g) times: no optimizer state saved; uint8 pixels scaled by one
+    Dequantize kernel, softmax as exp/sum (runner/export/graph_ops.py), the model's own ops."""
+    import keras
+
+    path = _exported(fashion_run, "saved_model", output=tmp_path / "sm")
+    saved = dict(tf.train.list_variables(str(path / "variables" / "variables")))
+    assert not [name for name in saved if "optimizer" in name]
+    weights = sum(int(np.prod(shape)) for name, shape in saved.items() if shape)
+    assert weights == keras.saving.load_model(fashion_run / "model.keras").count_params()
+    serve = tf.saved_model.load(str(path)).signatures["serving_default"]
+    ops = {node.op for function in serve.graph.as_graph_def().library.function for node in function.node_def}
+    assert "Dequantize" in ops and not ops & {"Cast", "Softmax"}
+
+
+@needs_fashion
 def test_jit_compiled_saved_model_predicts_as_pipe_predict(fashion_run, tmp_path):
     images = _fashion_images()
     path = _exported(fashion_run, "saved_model", output=tmp_path / "xla", jit_compile=True)
@@ -397,6 +413,16 @@ def test_a_written_file_that_does_not_reproduce_the_model_is_not_kept(regression
                                            "its output 'prediction' differs on raw train examples"):
         export_run(regression_run, "saved_model", output=target)
     assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_export_leaves_no_folder_it_made(regression_run, tmp_path, monkeypatch):
+    import runner.export.write as export
+
+    real = export._run_file
+    monkeypatch.setattr(export, "_run_file", lambda *a: {k: v + 1.0 for k, v in real(*a).items()})
+    with pytest.raises(RuntimeError, match="does not reproduce the run's model"):
+        export_run(regression_run, "saved_model", output=tmp_path / "a" / "b" / "saved_model")
+    assert list(tmp_path.iterdir()) == []
 
 
 MULTI = """\

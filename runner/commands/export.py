@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from runner.commands.reporting import EXIT_INVALID, EXIT_RUN_FAILED, EXIT_USAGE, fail, reporting_errors
+from runner.commands.reporting import EXIT_INVALID, EXIT_RUN_FAILED, EXIT_USAGE, fail, reporting_errors, \
+    require_run_dir
 from runner.export.write import FORMATS, QUANTIZE
 
 
@@ -13,6 +14,7 @@ def main(run_dir, format: str, output, quantize, jit_compile: bool) -> None:
         fail(f"pipe export: unknown format {format!r} (use {', '.join(FORMATS)})", EXIT_USAGE)
     if quantize is not None and quantize not in QUANTIZE:
         fail(f"pipe export: unknown quantization {quantize!r} (use {', '.join(QUANTIZE)})", EXIT_USAGE)
+    require_run_dir("export", run_dir)
 
     def export_it():
         from runner.export.write import ExportFailed, ExportRefused, export_run  # imports TensorFlow

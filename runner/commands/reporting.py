@@ -105,7 +105,11 @@ def reporting_errors(command: str, work, debug: bool = False):
 def require_run_dir(command: str, run_dir) -> None:
     """A folder that is not a run (no manifest.json) is a usage mistake: exit 2, before TensorFlow."""
     if not (run_dir / "manifest.json").is_file():
-        fail(f"pipe {command}: {run_dir}: not a run directory (no manifest.json)", EXIT_USAGE)
+        from runner.outputs.run_dir import enclosing_run_dir
+
+        run = enclosing_run_dir(run_dir)  # e.g. the run's export/saved_model given for the run
+        inside = f"; it is inside the run directory {run}" if run is not None else ""
+        fail(f"pipe {command}: {run_dir}: not a run directory (no manifest.json){inside}", EXIT_USAGE)
 
 
 def metric_lines(metrics: dict):

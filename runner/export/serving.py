@@ -22,6 +22,7 @@ from runner.data.learned import learn_normalize_ops, load_learned
 from runner.data.ops import build_map_function
 from runner.data.sources import load_source
 from runner.data.sources.csv import MISSING
+from runner.export.graph_ops import pixel_scaling, softmax
 from runner.models import is_keras
 from runner.models.loss_kinds import output_kind
 from runner.spec.metadata import substitute_metadata
@@ -71,7 +72,9 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
     learned = load_learned(run_dir)
     inputs = _raw_inputs(spec, split, source, learned)
     _check_ops(spec, split, fmt)
-    steps = _map_stages(spec, split, info, inputs, learned, getattr(source, "table", None))
+    # TensorFlow's graph runtime (no XLA) serves the plain SavedModel: its faster forms of the ops
+    graph_runtime = fmt == "saved_model" and not jit_compile
+    steps = _map_stages(spec, split, info, inputs, learned, getattr(source, "table", None), graph_runtime)
     # ONNX has no string equality (tf2onnx casts strings to numbers): text is looked up in
     # hash tables there, which it turns into CategoryMapper; the other formats compare.
     tables = _string_tables(inputs) if fmt == "onnx" else {}
@@ -84,16 +87,19 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
             features = apply(features)
         outputs = model(features, training=False) if keras_model else model(features)
         names = _output_names(model, outputs)
-        return _named_outputs(outputs, _kinds(spec, names), class_names, names)
+        return _named_outputs(outputs, _kinds(spec, names), class_names, names, graph_runtime)
 
     signature = [tf.TensorSpec([None, *i.shape], i.dtype, name=i.name) for i in inputs]
     text = any(i.dtype == tf.string for i in inputs)
     function = tf.function(serve, input_signature=signature, autograph=False, jit_compile=jit_compile and not text)
     holder = tf.Module(name="serving")
-    holder.model = model
-    # Every variable the function may capture, tracked from the root: random layers' seed
-    # generator states too (read even in inference mode), which Keras does not list as weights.
-    holder.model_variables = [v.value for v in model.variables] if keras_model else []
+    if keras_model:
+        # Every variable the function may capture, tracked from the root: random layers' seed
+        # generator states too (read even in inference mode), which Keras does not list as
+        # weights. Not the Keras model itself: it would save its optimizer's state as well.
+        holder.model_variables = [v.value for v in model.variables]
+    else:
+        holder.model = model
     for i, (known, missing) in enumerate(tables.values()):  # attributes: where tf2onnx finds tables
         setattr(holder, f"vocabulary_{i}", known)
         setattr(holder, f"missing_{i}", missing)
@@ -155,9 +161,12 @@ def _check_ops(spec, split, fmt) -> None:
                                  f"{name} cannot run inside an exported model: {why}")
 
 
-def _map_stages(spec, split, info, inputs, learned, table) -> list:
+def _map_stages(spec, split, info, inputs, learned, table, graph_runtime=False) -> list:
     """Batch -> batch functions: each map stage of `split` built as `pipe predict` builds it
-    (`runner.commands.prediction.preprocessing_steps`): label ops skipped, the run's normalize statistics."""
+    (`runner.commands.prediction.preprocessing_steps`): label ops skipped, the run's normalize statistics.
+
+    `graph_runtime`: a stage that only scales uint8 pixels runs as one kernel
+    (`runner.export.graph_ops.pixel_scaling`), with the same values."""
     signature = [tf.TensorSpec([None, *i.shape], i.dtype) for i in inputs]
     encoded = tf.function(lambda *v: _encode(inputs, v, table, {}), autograph=False)
     element = tf.nest.map_structure(lambda t: tf.TensorSpec(t.shape[1:], t.dtype),
@@ -175,7 +184,8 @@ def _map_stages(spec, split, info, inputs, learned, table) -> list:
         probe = tf.data.Dataset.from_tensors(tf.nest.map_structure(lambda s: tf.zeros(s.shape, s.dtype), element))
         resolved = learn_normalize_ops(spec, where, probe, ops, learned, split)
         function = build_map_function(spec, where, resolved, element)
-        functions.append(_batched(function, all(next(iter(op)) in _BATCH_SAFE for op in ops)))
+        fused = pixel_scaling(resolved, element, function) if graph_runtime else None
+        functions.append(fused or _batched(function, all(next(iter(op)) in _BATCH_SAFE for op in ops)))
         element = probe.map(function).element_spec
     return functions
 
@@ -297,22 +307,23 @@ def _kind_of(spec, config) -> dict:
     return output_kind(spec, loss=config)
 
 
-def _named_outputs(outputs, kinds: dict, class_names, names) -> dict:
+def _named_outputs(outputs, kinds: dict, class_names, names, graph_runtime=False) -> dict:
     """{probabilities, class[, class_name]} for a classifier, {prediction} otherwise; prefixed per output."""
     if names is None:
-        return _one_output(outputs, kinds[None], class_names, "")
+        return _one_output(outputs, kinds[None], class_names, "", graph_runtime)
     values = outputs.values() if isinstance(outputs, dict) else outputs
     named = {}
     for name, value in zip(names, values):
-        named.update(_one_output(value, kinds[name], None, f"{name}_"))
+        named.update(_one_output(value, kinds[name], None, f"{name}_", graph_runtime))
     return named
 
 
-def _one_output(value, kind: dict, class_names, prefix: str) -> dict:
+def _one_output(value, kind: dict, class_names, prefix: str, graph_runtime=False) -> dict:
     value = tf.cast(value, tf.float32)
     if kind["kind"] == "multiclass":
-        probabilities = tf.nn.softmax(value, axis=-1) if kind["from_logits"] else value
-        classes = tf.argmax(tf.reshape(value, [tf.shape(value)[0], -1]), axis=-1)
+        probabilities = softmax(value, decomposed=graph_runtime) if kind["from_logits"] else value
+        flat = value if value.shape.rank == 2 else tf.reshape(value, [tf.shape(value)[0], -1])
+        classes = tf.argmax(flat, axis=-1)
         named = {f"{prefix}probabilities": probabilities, f"{prefix}class": classes}
     elif kind["kind"] == "binary":
         probabilities = tf.sigmoid(value) if kind["from_logits"] else value

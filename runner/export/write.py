@@ -26,10 +26,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.export.paths import ExportRefused, default_path, output_path, writable_parent
 from runner.outputs.files import write_json
 from runner.outputs.manifest import fingerprint
-from runner.outputs.records import is_run_dir, read_run
-from runner.outputs.run_dir import run_file_problem
+from runner.outputs.records import read_run
 from runner.spec.sections import section
 
 FORMATS = ("saved_model", "tflite", "onnx")
@@ -37,10 +37,6 @@ QUANTIZE = ("float16", "int8")
 REPRESENTATIVE = 200  # raw train examples calibrating an int8 model
 _EXTRAS = {"tflite": (("ai_edge_litert",), "tflite"), "onnx": (("tf2onnx", "onnxruntime"), "onnx")}
 _ONNX_OPSET = 17
-
-
-class ExportRefused(Exception):
-    """The run or the output path cannot be exported to: one line saying why."""
 
 
 class ExportFailed(RuntimeError):
@@ -88,12 +84,6 @@ def missing_extra(fmt: str) -> str | None:
     return f"exporting {fmt} needs {', '.join(absent)}: pip install 'pipe[{extra}]'"
 
 
-def default_path(run_dir: Path, fmt: str, quantize: str | None = None) -> Path:
-    suffix = f"-{quantize}" if quantize else ""
-    name = {"saved_model": f"saved_model{suffix}", "tflite": f"model{suffix}.tflite", "onnx": f"model{suffix}.onnx"}
-    return Path(run_dir) / "export" / name[fmt]
-
-
 def export_run(run_dir, fmt: str, output=None, quantize: str | None = None,
                representative: int = REPRESENTATIVE, jit_compile: bool = False) -> Exported:
     """Export the completed run in `run_dir` as `fmt` to `output` (default: <run>/export/...).
@@ -115,15 +105,18 @@ def export_run(run_dir, fmt: str, output=None, quantize: str | None = None,
         reason = effective_status(record.manifest).reason
         raise ExportRefused(f"{run_dir}: the run is {record.status}" + (f" ({reason})" if reason else "")
                             + "; only a completed run's model is exported")
-    target = _output_path(run_dir, fmt, output, quantize)
+    target = output_path(run_dir, record.manifest, fmt, output, quantize)
     from runner.outputs.records import load_run_spec
 
+    if not (run_dir / "spec.yaml").is_file():
+        raise ExportRefused(f"{run_dir}: the run's spec.yaml is missing; it says how to preprocess raw inputs")
     with _doing("reading the run's spec.yaml"):
         spec = load_run_spec(run_dir)
     _check_model_file(run_dir, record.manifest)
-    model = _load_model(run_dir)
-    exported = write_export(spec, run_dir, record.manifest, model, fmt, target, quantize, representative,
-                            jit_compile)
+    with writable_parent(target, output if output is not None else target):  # made now, removed if it fails
+        model = _load_model(run_dir)
+        exported = write_export(spec, run_dir, record.manifest, model, fmt, target, quantize, representative,
+                                jit_compile)
     if exported.path.resolve().is_relative_to(run_dir.resolve()):
         _record(run_dir, exported)
     return exported
@@ -204,29 +197,6 @@ def _check_request(fmt, quantize) -> None:
     line = missing_extra(fmt)
     if line:
         raise ExportRefused(line)
-
-
-def _output_path(run_dir: Path, fmt, output, quantize) -> Path:
-    """Where to write: the default inside the run, or `output` unless taken, in another run, or unwritable."""
-    if output is None:
-        return default_path(run_dir, fmt, quantize)
-    target = Path(output).expanduser().absolute()
-    own = run_dir.resolve()
-    for parent in [target, *target.parents]:
-        if parent.exists() and is_run_dir(parent) and parent.resolve() != own:
-            raise ExportRefused(f"{output}: inside another run directory ({parent}); "
-                                "export into this run or outside any run")
-    problem = run_file_problem(target)
-    if problem:  # the run's checkpoints/, saved_model, history.csv ...: pipe's, never replaced
-        raise ExportRefused(f"{output}: {problem.replace('write the output to another file', 'export elsewhere')}")
-    if target.exists():
-        raise ExportRefused(f"{output}: already exists (remove it or choose another path)")
-    existing = next(p for p in target.parents if p.exists())
-    if not existing.is_dir():
-        raise ExportRefused(f"{output}: cannot write there: {existing} is not a directory")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise ExportRefused(f"{output}: cannot write there: {existing} is not writable")
-    return target
 
 
 def model_fingerprint(run_dir: Path) -> dict:

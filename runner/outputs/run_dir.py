@@ -23,7 +23,9 @@ from runner.spec.paths import RUN_DIR_OWN, escape_message, escape_problem
 
 ERROR_LOG = "error.log"
 # Also pipe's, besides RUN_DIR_OWN: what a command other than pipe run may never replace.
-_ALSO_OWN = ("tensorflow.log", "preprocessing.json", "profile.json", "tensorboard", ".manifest.reserve")
+# export/ holds what `pipe export` wrote, each listed in the manifest with its SHA-256: only
+# pipe export writes there.
+_ALSO_OWN = ("tensorflow.log", "preprocessing.json", "profile.json", "tensorboard", ".manifest.reserve", "export")
 _RESULT_FILE = re.compile(r"(evaluation|predictions)-.*\.json")
 
 
@@ -154,9 +156,11 @@ def _identity(path: Path):
     return (found.st_dev, found.st_ino) if stat.S_ISDIR(found.st_mode) else None
 
 
-def run_file_problem(path) -> str | None:
+def run_file_problem(path, allowed: tuple = ()) -> str | None:
     """Why writing `path` (a command's output file) would replace a file of a run directory
-    that pipe wrote (history.csv, manifest.json, ...), or None when it would not."""
+    that pipe wrote (history.csv, manifest.json, ...), or None when it would not.
+
+    `allowed`: top-level names of the run directory the command may write in (`export`)."""
     target = Path(path).absolute()
     try:
         parent = target.parent.resolve()
@@ -165,6 +169,8 @@ def run_file_problem(path) -> str | None:
     for directory in (parent, *parent.parents):
         if (directory / "manifest.json").is_file() and (directory / "spec.yaml").is_file():
             first = (parent / target.name).relative_to(directory).parts[0]
+            if first in allowed:
+                return None
             if first in RUN_DIR_OWN or first in _ALSO_OWN or _RESULT_FILE.fullmatch(first):
                 return (f"would replace {first!r} of the run directory {directory}, which pipe wrote: "
                         "write the output to another file")

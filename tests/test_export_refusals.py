@@ -1,0 +1,122 @@
+"""`pipe export` refusing a mistaken run directory or output path in one line, before the model
+loads (so without TensorFlow), and writing nothing anywhere; `pipe predict` never writing into
+a run's exports."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from runner.cli import app
+from runner.outputs.run_dir import run_file_problem
+from tests.conftest import SPECS
+
+
+@pytest.fixture
+def run(tmp_path) -> Path:
+    """A completed run's directory as far as export reads it before the model: manifest and spec."""
+    run = tmp_path / "runs" / "keras_regression" / "20990101-000000"
+    run.mkdir(parents=True)
+    (run / "manifest.json").write_text(json.dumps({"status": "completed", "exports": [
+        {"format": "onnx", "path": "export/model.onnx", "sha256": "0" * 64, "quantize": None}]}))
+    shutil.copy(SPECS / "keras_regression.yaml", run / "spec.yaml")
+    return run
+
+
+def _export(*args):
+    return CliRunner().invoke(app, ["export", *map(str, args)])
+
+
+def _files(folder: Path) -> list:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def test_a_folder_that_is_not_a_run_is_a_usage_mistake(run, tmp_path):
+    result = _export(tmp_path, "--format", "saved_model")
+    assert (result.exit_code, result.stderr) == (2, f"pipe export: {tmp_path}: not a run directory (no manifest.json)\n")
+    inside = run / "export" / "saved_model"  # the export given where its run is meant
+    inside.mkdir(parents=True)
+    result = _export(inside, "--format", "saved_model")
+    assert (result.exit_code, result.stderr) == (
+        2, f"pipe export: {inside}: not a run directory (no manifest.json); it is inside the run directory {run}\n")
+
+
+def test_a_run_still_running_is_refused(run):
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest.update(status="running", pid=os.getpid(), host=socket.gethostname())  # alive: this process
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    before = _files(run)
+    result = _export(run, "--format", "saved_model")
+    assert result.exit_code == 1
+    assert result.stderr == f"pipe export: {run}: the run is running; only a completed run's model is exported\n"
+    assert _files(run) == before
+
+
+def test_a_run_without_its_spec_is_refused(run):
+    (run / "spec.yaml").unlink()
+    result = _export(run, "--format", "saved_model")
+    assert (result.exit_code, result.stderr) == (
+        1, f"pipe export: {run}: the run's spec.yaml is missing; it says how to preprocess raw inputs\n")
+    assert not (run / "export").exists()
+
+
+def test_no_export_inside_an_exported_model(run, tmp_path):
+    served = tmp_path / "served"  # a SavedModel anyone wrote: a file added there changes the model
+    served.mkdir()
+    (served / "saved_model.pb").write_bytes(b"")
+    for target, model in [(served / "inner", served), (served / "a" / "b" / "model.onnx", served),
+                          (run / "export" / "model.onnx" / "inner", run / "export" / "model.onnx")]:
+        if model.name == "model.onnx":
+            model.mkdir(parents=True)  # the manifest lists it (a file or, here, a folder)
+        result = _export(run, "--format", "saved_model", "--output", target)
+        assert (result.exit_code, result.stderr) == (
+            1, f"pipe export: {target}: inside the exported model {model}; export beside it\n")
+        assert not target.exists() and not (served / "a").exists()
+
+
+def test_a_symlink_into_another_run_or_an_exported_model_is_followed(run, tmp_path):
+    other = tmp_path / "runs" / "other" / "20990101-000000"
+    (other / "logs").mkdir(parents=True)
+    (other / "manifest.json").write_text("{}")
+    served = tmp_path / "served"
+    served.mkdir()
+    (served / "saved_model.pb").write_bytes(b"")
+    (tmp_path / "to_logs").symlink_to(other / "logs")
+    (tmp_path / "to_served").symlink_to(served)
+    result = _export(run, "--format", "onnx", "--output", tmp_path / "to_logs" / "m.onnx")
+    assert result.exit_code == 1 and f"inside another run directory ({other})" in result.stderr
+    result = _export(run, "--format", "onnx", "--output", tmp_path / "to_served" / "m.onnx")
+    assert result.exit_code == 1 and f"inside the exported model {tmp_path / 'to_served'}" in result.stderr
+    assert _files(other) == ["logs", "manifest.json"] and _files(served) == ["saved_model.pb"]
+
+
+def test_the_runs_own_files_are_refused_but_its_export_folder_is_the_place(run):
+    for name in ("model.keras", "checkpoints/x", "history.csv", "preprocessing.json"):
+        result = _export(run, "--format", "saved_model", "--output", run / name)
+        assert result.exit_code == 1
+        assert f"would replace '{name.split('/')[0]}' of the run directory {run}" in result.stderr
+    assert run_file_problem(run / "export" / "custom.onnx", allowed=("export",)) is None
+
+
+@pytest.mark.parametrize("target", ["/proc/self/pipe-export-test", "/proc/pipe-export-test/a/saved_model",
+                                    "/sys/pipe-export-test"])
+def test_a_target_where_nothing_can_be_written_is_refused(run, target):
+    """Said in one line before the model loads, as root too (os.access would let root pass)."""
+    result = _export(run, "--format", "saved_model", "--output", target)
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith(f"pipe export: {target}: cannot write there: ")
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert not Path(target).exists() and not (run / "export").exists()
+
+
+def test_other_commands_never_write_into_a_runs_exports(run):
+    """The exports are listed with their SHA-256: a predictions file there would sit among them."""
+    assert run_file_problem(run / "export" / "predictions.csv") == (
+        f"would replace 'export' of the run directory {run}, which pipe wrote: write the output to another file")
+    assert run_file_problem(run / "exported.csv") is None
