@@ -149,3 +149,20 @@ def test_sweep_takes_one_of_a_spec_resume_or_join(tmp_path):
     result = cli.invoke(app, ["sweep", "--resume", str(tmp_path), "--set", "train.epochs=2"])
     assert result.exit_code == 2
     assert "--set applies to a new sweep" in result.stderr
+
+
+def test_best_yaml_reads_relative_paths_from_the_folder_of_the_spec_the_sweep_started_with(tmp_path):
+    """best.yaml lives in the sweep directory; its data is where the trials found it."""
+    specs, sweep_dir = tmp_path / "specs", tmp_path / "runs" / "s" / "sweep-1"
+    specs.mkdir()
+    sweep_dir.mkdir(parents=True)
+    (tmp_path / "reg.csv").write_text("x,y\n1,2\n")
+    started = specs / "sweep.yaml"
+    started.write_text((SPECS / "keras_regression.yaml").read_text())
+    (sweep_dir / "sweep.json").write_text(json.dumps({"files": [str(started)]}))
+    (sweep_dir / "best.yaml").write_text(f"extends: {started}\n")
+    best = load_spec(sweep_dir / "best.yaml")
+    assert best.resolve_path("../reg.csv") == specs / "../reg.csv"
+    assert load_spec(started).resolve_path("../reg.csv") == specs / "../reg.csv"
+    (sweep_dir / "elsewhere.yaml").write_text(f"extends: {started}\n")  # not pipe's best.yaml
+    assert load_spec(sweep_dir / "elsewhere.yaml").resolve_path("x.csv") == sweep_dir / "x.csv"

@@ -144,7 +144,7 @@ def _run_spec(spec, quiet, resume_from, profile, track) -> RunResult:
         if phases:
             manifest.update(phases=[{k: v for k, v in p.items() if k != "line"} for p in phases])
         # For evaluate/predict: what the spec's relative paths meant, and the data's metadata.
-        manifest.update(spec_dir=str(spec.file.resolve().parent), data_info=datasets.info)
+        manifest.update(spec_dir=str(spec.resolve_path(".")), data_info=datasets.info)
         if previous is not None:
             manifest.update(resumed_from=str(previous.run_dir), resumed_checkpoint=previous.checkpoint,
                             resumed_at_epoch=previous.epoch, epochs_done=previous.epoch)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,7 +135,8 @@ def load_spec(path, overrides=()) -> Spec:
     files = [Path(p) for p in path] if isinstance(path, (list, tuple)) else [Path(path)]
     composed = compose(files)
     spec = Spec(files[-1], composed.doc, composed.key_marks, composed.value_marks, files=files,
-                sources=[Path(p) for p in composed.sources], source_texts=composed.texts)
+                sources=[Path(p) for p in composed.sources], source_texts=composed.texts,
+                root=_sweep_spec_folder(files[-1]))
     set_errors = []  # one mistaken --set does not hide the others, nor the spec's own mistakes
     for text in overrides:
         try:
@@ -172,3 +174,17 @@ def _unique(errors):
     for e in errors:
         seen.setdefault(str(e), e)
     return list(seen.values())
+
+
+def _sweep_spec_folder(file: Path) -> Path | None:
+    """The folder a sweep's best.yaml reads relative paths from: that of the spec the sweep
+    was started with (sweep.json beside it records it), so `pipe run best.yaml` reads the
+    data the trials read."""
+    if file.name != "best.yaml":
+        return None
+    try:
+        started_with = json.loads((file.parent / "sweep.json").read_text(encoding="utf-8"))["files"][-1]
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return None
+    return Path(started_with).parent if isinstance(started_with, str) else None
+
