@@ -118,7 +118,7 @@ def _finish(trial, study, state, objective, message, directory, started):
     """Tell the study how the trial ended; returns its run directory (None: it made none)."""
     runs = sorted((directory / f"trial-{trial.number:04d}").glob("*/manifest.json"))
     run_dir = runs[-1].parent if runs else None
-    trial.set_user_attr("run_dir", str(run_dir) if run_dir else None)
+    trial.set_user_attr("run_dir", str(run_dir.resolve()) if run_dir else None)  # one form, however the sweep was named
     trial.set_user_attr("wall_time_s", round(time.monotonic() - started, 3))
     trial.set_user_attr("worker_peak_rss_mb", round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1))
     if message:
