@@ -201,6 +201,20 @@ def test_regression_export_predicts_as_pipe_predict(regression_run, fmt, tmp_pat
     np.testing.assert_allclose(outputs["prediction"], _predicted(regression_run, x, tmp_path), rtol=1e-5, atol=1e-6)
 
 
+def test_int8_tflite_of_a_table_with_text_columns_calibrates_by_input_name(tabular_run, folder, tmp_path):
+    """LiteRT orders a signature's inputs by name, a table's columns are in file order and
+    some are text: the calibration examples go by name, each in its input's dtype."""
+    _needs("tflite")
+    columns = _penguin_columns(folder)
+    int8 = _exported(tabular_run, "tflite", quantize="int8", output=tmp_path / "int8.tflite")
+    outputs = _serve("tflite", int8, columns, tmp_path)
+    expected = _tabular_reference(tabular_run, folder)
+    assert outputs["probabilities"].shape == expected.shape
+    np.testing.assert_allclose(outputs["probabilities"].sum(-1), 1.0, atol=0.02)
+    # a 3-epoch model whose classes are close: int8 keeps most of its decisions, not all
+    assert (outputs["class"] == expected.argmax(-1)).mean() >= 0.6
+
+
 @needs_fashion
 def test_int8_tflite_keeps_accuracy_on_the_full_test_set(fashion_run, tmp_path):
     _needs("tflite")

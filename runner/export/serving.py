@@ -337,9 +337,10 @@ def _one_output(value, kind: dict, class_names, prefix: str, graph_runtime=False
     return named
 
 
-def representative_inputs(spec, count: int = 200) -> list:
-    """`count` raw examples of the train split, evenly spaced over it, as [array per input]."""
-    source = load_source(spec, ("data", "train", "source"), spec.sections.data.train.source, spec.sections.seed)
+def representative_inputs(spec, count: int = 200, split: str = "train") -> list:
+    """`count` raw examples of `split`'s source (the split whose raw inputs the serving function
+    takes: `Serving.split`), evenly spaced over it, as [array per input]."""
+    source = load_source(spec, ("data", split, "source"), spec.sections.data.split(split).source, spec.sections.seed)
     table = getattr(source, "table", None)
     total = source.count or count
     rows = np.unique(np.linspace(0, total - 1, min(count, total)).astype(np.int64))

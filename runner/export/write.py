@@ -169,7 +169,7 @@ def write_export(spec, run_dir, manifest, model, fmt, target: Path, quantize, re
                     if quantize == "int8":
                         from runner.export.serving import representative_inputs
 
-                        data = representative_inputs(spec, representative)
+                        data = representative_inputs(spec, representative, serving.split)
                     temp.write_bytes(_tflite_bytes(serving, quantize, data))
                 else:
                     _write_onnx(serving, temp)
@@ -239,6 +239,7 @@ def _write_saved_model(serving, path: Path) -> None:
 
 
 def _tflite_bytes(serving, quantize, data) -> bytes:
+    import numpy as np
     import tensorflow as tf
 
     from runner.internals import frozen_function
@@ -258,9 +259,14 @@ def _tflite_bytes(serving, quantize, data) -> bytes:
     if quantize == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if quantize == "int8":
+        # By input name and in each input's dtype: LiteRT orders a signature's inputs by name,
+        # and a table's columns come as float64 or text.
+        typed = {i.name: np.asarray(d).astype(object if i.dtype == tf.string else i.dtype.as_numpy_dtype)
+                 for i, d in zip(serving.inputs, data)}
+
         def examples():
             for i in range(len(data[0])):
-                yield [d[i:i + 1] for d in data]
+                yield {name: values[i:i + 1] for name, values in typed.items()}
 
         converter.representative_dataset = examples
     return converter.convert()
@@ -290,7 +296,7 @@ def _expected(spec, serving) -> tuple:
 
     from runner.export.serving import representative_inputs
 
-    examples = representative_inputs(spec, _CHECKED)
+    examples = representative_inputs(spec, _CHECKED, serving.split)
     feed = {i.name: np.asarray(v).astype(object if i.dtype == tf.string else i.dtype.as_numpy_dtype)
             for i, v in zip(serving.inputs, examples)}
     outputs = serving.function(*[tf.constant(feed[i.name]) for i in serving.inputs])
