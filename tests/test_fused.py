@@ -507,6 +507,19 @@ def test_a_validation_fraction_is_held_in_memory_with_trains_preprocessing(workd
     assert plan.prefix.element_spec[0].shape.as_list() == [1]  # train's reshape applied
 
 
+def test_a_validation_fractions_reason_names_the_stage_of_train_it_inherited(workdir):
+    """The inherited stages are a selection of train's (no shuffle): the reason points at the
+    stage's own index in data.train.stages, not at its place in the selection."""
+    text = CLASSIFIER.replace("engine: fused", "engine: auto").replace(
+        "  test:\n", "  validation: {fraction: 0.2}\n  test:\n", 1)
+    start, end = text.index("    stages:\n      - map"), text.index("  validation:")
+    stages = "[{shuffle: {buffer_size: all}}, {batch: {batch_size: 8}}, {map: {ops: [{scale: {factor: 2.0}}]}}]"
+    text = text[:start] + f"    stages: {stages}\n" + text[end:]
+    spec = load_spec(write(workdir, text))
+    plan, reason = plan_in_memory(spec, build_datasets(spec), "validation")
+    assert plan is None and reason == "data.train.stages[2]: a 'map' stage after batch cannot run in memory"
+
+
 def test_fused_reports_the_metrics_of_the_weights_early_stopping_restored(workdir):
     text = CLASSIFIER.replace("  verbose: 0\n", "  verbose: 0\n  callbacks: [{EarlyStopping: "
                                                   "{monitor: loss, patience: 1, restore_best_weights: true}}]\n")

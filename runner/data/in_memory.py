@@ -73,17 +73,18 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
         return None, f"no {split} split"
     data = spec.sections.data
     stages, path = list(data.split(split).stages), ("data", split, "stages")
+    positions = list(range(len(stages)))  # each stage's index under `path`, for messages
     if data.split(split).inherits_train_stages:
         # A fraction of train takes train's deterministic preprocessing, as build_datasets does.
-        _, stages = inherited_stages(list(data.train.stages))
+        positions, stages = inherited_stages(list(data.train.stages))
         path = ("data", "train", "stages")
     boundary = _prefix_length(stages)
     learned = datasets.learned
     if learned is not None:
         learned.restart()  # the statistics train learned while the datasets were built
     prefix = apply_stages(spec, path, source.make(), stages[:boundary], count=source.count, info=datasets.info,
-                          learned=learned, split=split)
-    settings, reason = _batching(spec, path, stages, boundary, prefix, source.count)
+                          learned=learned, split=split, positions=positions)
+    settings, reason = _batching(spec, path, stages, positions, boundary, prefix, source.count)
     if settings is None:
         return None, reason
     nbytes, reason = _element_bytes(prefix.element_spec)
@@ -97,18 +98,19 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
         plan.source, plan.arrays = source.make(), source.arrays
         if learned is not None:
             learned.restart()
-        plan.maps = _map_functions(spec, path, stages[:boundary], plan.source, datasets.info, learned, split)
+        plan.maps = _map_functions(spec, path, stages[:boundary], positions, plan.source, datasets.info, learned,
+                                   split)
     return plan, ""
 
 
-def _map_functions(spec, path, stages, dataset, info, learned=None, split=None) -> list:
+def _map_functions(spec, path, stages, positions, dataset, info, learned=None, split=None) -> list:
     """The element functions of the `map` stages, in order (`cache` changes no element)."""
     functions = []
     element_spec = dataset.element_spec
     for i, stage in enumerate(stages):
         ((name, args),) = stage.items()
         if name == "map":
-            where = path + (i, name)
+            where = path + (positions[i], name)
             ops = substitute_metadata(args["ops"], info, spec, where + ("ops",))
             if learned is not None:  # normalize ops without mean/std take train's learned ones
                 ops = learn_normalize_ops(spec, where, dataset, ops, learned, split)
@@ -130,22 +132,22 @@ def _augments(name, args) -> bool:
     return name == "map" and any("augment" in op for op in (args or {}).get("ops", []))
 
 
-def _batching(spec, path, stages, boundary, prefix, count):
+def _batching(spec, path, stages, positions, boundary, prefix, count):
     """(shuffle and batch settings, "") from the stages after the prefix, or (None, reason)."""
     settings = {"shuffle": False, "shuffle_seed": None, "reshuffle_each_iteration": True}
     batch_size = None
     for i in range(boundary, len(stages)):
         ((name, args),) = stages[i].items()
         args = args or {}
-        where = f"{'.'.join(map(str, path))}[{i}]"
+        where = f"{'.'.join(map(str, path))}[{positions[i]}]"
         if name == "shuffle" and batch_size is None and not settings["shuffle"]:
-            buffer = _size(spec, path + (i, name, "buffer_size"), args["buffer_size"], prefix, count)
+            buffer = _size(spec, path + (positions[i], name, "buffer_size"), args["buffer_size"], prefix, count)
             if buffer < _known_count(prefix, count):
                 return None, f"{where}: a shuffle buffer of {buffer} is smaller than the split, a different order"
             settings.update(shuffle=True, shuffle_seed=args.get("seed"),
                             reshuffle_each_iteration=args.get("reshuffle_each_iteration", True))
         elif name == "batch" and batch_size is None:
-            batch_size = _size(spec, path + (i, name, "batch_size"), args["batch_size"], prefix, count)
+            batch_size = _size(spec, path + (positions[i], name, "batch_size"), args["batch_size"], prefix, count)
             settings["drop_remainder"] = bool(args.get("drop_remainder", False))
         elif (batch_size is not None and name in _TRANSPARENT) or name == "prefetch":
             continue
