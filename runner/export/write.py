@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.errors import EXIT_INVALID, PipeError
 from runner.outputs.files import write_json
 from runner.outputs.manifest import fingerprint
 from runner.outputs.records import is_run_dir, read_run
@@ -39,11 +40,13 @@ _EXTRAS = {"tflite": (("ai_edge_litert",), "tflite"), "onnx": (("tf2onnx", "onnx
 _ONNX_OPSET = 17
 
 
-class ExportRefused(Exception):
+class ExportRefused(PipeError):
     """The run or the output path cannot be exported to: one line saying why."""
 
+    exit_code = EXIT_INVALID
 
-class ExportFailed(RuntimeError):
+
+class ExportFailed(PipeError, RuntimeError):
     """An unexpected error while exporting: what was being done, then the error, one paragraph."""
 
     def __init__(self, doing: str, error: BaseException):
