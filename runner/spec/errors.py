@@ -21,14 +21,13 @@ def format_path(path) -> str:
 class SpecError(PipeError):
     """A mistake in a spec, located in its file.
 
-    Printed as `file:line:col: json.path: message` so editors and CI can jump to it;
-    `message` is the mistake alone, without its place.
+    Printed as `file:line:col: json.path: message` so editors and CI can jump to it.
     """
 
     exit_code = EXIT_INVALID
 
     def __init__(self, message, *, file=None, line=None, column=None, path=(), hint=None, via=None):
-        self.message = message
+        self.message = message  # the mistake alone, without its place
         self.via = via  # the spec file given to pipe, when the error is in a file it extends
         self.file = file
         self.line = line
