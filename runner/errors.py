@@ -81,5 +81,3 @@ class PipeInterrupted(KeyboardInterrupt):
     def report(self, command: str) -> str:
         return f"pipe {command}: interrupted"
 
-
-USER_FACING = (PipeError, PipeInterrupted)  # what the command line reports by type

@@ -17,7 +17,7 @@ import typer
 
 from runner.console import TensorFlowLog
 from runner.errors import (EXIT_BROKEN_INSTALL, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_INVALID,  # noqa: F401
-                           EXIT_RUN_FAILED, EXIT_USAGE, USER_FACING, PipeInterrupted)
+                           EXIT_RUN_FAILED, EXIT_USAGE, PipeError, PipeInterrupted)
 from runner.spec.errors import printable
 
 
@@ -88,10 +88,10 @@ def reporting_errors(command: str, work, debug: bool = False, failed=None):
         return work()
     except typer.Exit:  # the command already said why (click's Exit is an Exception)
         raise
-    except KeyboardInterrupt as e:  # Ctrl-C outside a run's own handlers: not a crash
+    except KeyboardInterrupt as e:  # a signal (a bare Ctrl-C too): not a crash, no traceback
         stopped = e if isinstance(e, PipeInterrupted) else PipeInterrupted()
         _end(stopped.report(command), stopped.exit_code)
-    except USER_FACING as e:  # its report is escaped already, and may be several lines
+    except PipeError as e:  # its report is escaped already, and may be several lines
         _end(e.report(command), e.exit_code, debug)
     except FileNotFoundError as e:
         _end(printable(f"pipe {command}: {e}"), EXIT_INVALID, debug)
