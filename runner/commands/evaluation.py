@@ -27,7 +27,7 @@ from runner.outputs import plots
 from runner.outputs.manifest import fingerprint
 from runner.outputs.predictions import confusion_matrices
 from runner.outputs.records import load_run_spec, new_result_file, read_run, write_result
-from runner.outputs.saving import load_model
+from runner.outputs.saving import load_model, require_saved_model
 from runner.train.custom import CustomLoop
 from runner.train.multi_output import loop_metrics, resolve_outputs
 from runner.train.devices import setup_devices
@@ -60,6 +60,7 @@ def evaluate_run(run_dir, overrides=(), splits=None) -> Evaluation:
     console.hide_known_noise()  # evaluation reads each finite split to its end, by design
     run_dir = Path(run_dir)
     record = read_run(run_dir)
+    require_saved_model(record)
     spec = load_run_spec(run_dir, overrides)
     setup = setup_devices(spec)
     if spec.doc.get("seed") is not None:

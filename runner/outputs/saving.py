@@ -107,6 +107,20 @@ class NoSavedModel(PipeError, FileNotFoundError):
     exit_code = EXIT_INVALID
 
 
+def require_saved_model(record) -> None:
+    """Before any data is read: a run that saved no model (killed, failed, or
+    outputs.save_model: false) is said as such, not as a problem of its data.
+
+    Raises:
+        NoSavedModel: neither model.keras nor saved_model/ in the run directory.
+    """
+    if (record.path / "model.keras").is_file() or (record.path / "saved_model").is_dir():
+        return
+    why = ("the run saved no model (outputs.save_model: false)" if record.status == "completed"
+           else f"the run is {record.status} and saved no model")
+    raise NoSavedModel(f"{record.path}: {why} (model.keras or saved_model/)")
+
+
 def load_model(run_dir: Path):
     """The model a run saved: a Keras model (model.keras) or the reloaded SavedModel.
 

@@ -144,9 +144,11 @@ def monitor_errors(spec) -> list[SpecError]:
                                             f"validation data: {fix}"))
             continue
         if logged is not None and monitor.removeprefix("val_") not in logged:
+            # the validation copies are logged too (learning_rate is the optimizer's, not a metric's)
+            names = sorted(logged | ({f"val_{n}" for n in logged if n != "learning_rate"}
+                                     if _has_validation(spec) else set()))
             errors.append(spec.error(where, f"{callback.name} monitors {monitor!r}, which training does not log "
-                                     f"(logged: {', '.join(sorted(logged))})",
-                                     did_you_mean(monitor, sorted(logged | {f'val_{n}' for n in logged}))))
+                                     f"(logged: {', '.join(names)})", did_you_mean(monitor, names)))
     return errors
 
 
