@@ -11,6 +11,8 @@ import importlib
 from dataclasses import dataclass
 from importlib import metadata
 
+from runner.errors import EXIT_BROKEN_INSTALL, PipeError
+
 # The libraries a run imports: (distribution, module whose import proves it works).
 # tfds's package imports lazily; `tensorflow_datasets.core` is where a broken install fails.
 STACK = (
@@ -22,8 +24,10 @@ STACK = (
 )
 
 
-class BrokenInstall(Exception):
+class BrokenInstall(PipeError):
     """A library pipe needs cannot be imported; the message says which, why and what to do."""
+
+    exit_code = EXIT_BROKEN_INSTALL
 
 
 @dataclass

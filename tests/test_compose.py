@@ -671,11 +671,15 @@ def test_run_and_plan_layer_their_files_and_stop_at_a_spec_error_without_tensorf
 def test_an_interrupted_layered_run_says_how_to_resume_with_every_file():
     from pathlib import Path
 
-    from runner.commands.run import interrupted as _interrupted
+    import signal
 
-    error = KeyboardInterrupt()
-    error.signal_name, error.run_dir, error.epochs_done, error.resume_from = "SIGTERM", "runs/x/1", 2, "runs/x/1"
-    text = _interrupted(error, [Path("base.yaml"), Path("experiment.yaml")], ["train.epochs=3"], False)
+    from runner.commands.run import command_line
+    from runner.run.interrupts import RunInterrupted
+
+    error = RunInterrupted(signal.SIGTERM)
+    error.run_dir, error.epochs_done, error.resume_from = "runs/x/1", 2, "runs/x/1"
+    error.command_line = command_line([Path("base.yaml"), Path("experiment.yaml")], ["train.epochs=3"], False)
+    text = error.report("run")
     assert text.splitlines()[-1] == ("resume with: pipe run base.yaml experiment.yaml --set train.epochs=3 "
                                      "--resume runs/x/1")
 

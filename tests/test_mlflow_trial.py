@@ -195,11 +195,14 @@ def test_a_copy_of_a_run_directory_does_not_upload_into_the_originals_run(server
 
 
 def test_the_resume_line_shows_a_password_as_stars():
-    from types import SimpleNamespace
+    import signal
 
-    from runner.commands.run import interrupted as _interrupted
+    from runner.commands.run import command_line
+    from runner.run.interrupts import RunInterrupted
 
-    error = SimpleNamespace(signal_name="SIGTERM", run_dir="runs/r/1", epochs_done=2, resume_from="runs/r/1")
-    text = _interrupted(error, ["spec.yaml"], [f"outputs.mlflow.tracking_uri=http://alice:{PASSWORD}@h:1"], False)
+    error = RunInterrupted(signal.SIGTERM)
+    error.run_dir, error.epochs_done, error.resume_from = "runs/r/1", 2, "runs/r/1"
+    error.command_line = command_line(["spec.yaml"], [f"outputs.mlflow.tracking_uri=http://alice:{PASSWORD}@h:1"], False)
+    text = error.report("run")
     assert text.splitlines()[-1] == ("resume with: pipe run spec.yaml --set "
                                      "outputs.mlflow.tracking_uri=http://alice:***@h:1 --resume runs/r/1")

@@ -1,7 +1,8 @@
 """How every command ends: exit codes, TensorFlow's own log kept aside, one-paragraph errors.
 
 Each command prints what it made on stdout and what went wrong on stderr, in one located
-line or paragraph, and exits with a code a script can test.
+line or paragraph, and exits with a code a script can test. Which code is the error's own
+(`runner.errors`): `reporting_errors` maps them by type, in one place.
 """
 
 from __future__ import annotations
@@ -15,15 +16,9 @@ import traceback
 import typer
 
 from runner.console import TensorFlowLog
-from runner.outputs.records import RunFileError
-from runner.spec import SpecError
+from runner.errors import (EXIT_BROKEN_INSTALL, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_INVALID,  # noqa: F401
+                           EXIT_RUN_FAILED, EXIT_USAGE, PipeError, PipeInterrupted)
 from runner.spec.errors import printable
-
-EXIT_INVALID = 1  # a spec is invalid (found by validate, or while building a run)
-EXIT_USAGE = 2  # the command line itself is wrong (click's code for usage errors)
-EXIT_RUN_FAILED = 3  # the spec was fine but training or evaluation failed
-EXIT_DIVERGED = 4  # the training loss became NaN or infinite
-EXIT_BROKEN_INSTALL = 5  # TensorFlow, Keras or tfds cannot be imported (pipe doctor says why)
 
 
 def fail(message: str, code: int):
@@ -81,25 +76,37 @@ def _quiet_teardown() -> None:
     os.close(null)
 
 
-def reporting_errors(command: str, work, debug: bool = False):
-    """`work()`, its errors reported as pipe run reports them (located spec errors: exit 1);
-    with `debug`, a failure's Python traceback first."""
+def reporting_errors(command: str, work, debug: bool = False, failed=None):
+    """`work()`, and how an error ends `pipe <command>`: the one place errors become exit codes.
+
+    A PipeError (or a signal) prints its own message and exits with its own code; a file
+    that is not there is the user's to fix (exit 1); anything else is one paragraph, exit 3:
+    `failed(error)` when given (pipe run names its error.log), else `pipe <command>: failed:
+    <Type>: <message>`. With `debug`, an error's Python traceback comes first.
+    """
     try:
         return work()
-    except SpecError as e:
-        typer.echo(str(e), err=True)
-        raise typer.Exit(code=EXIT_INVALID) from None
-    except (FileNotFoundError, RunFileError) as e:
-        fail(f"pipe {command}: {e}", EXIT_INVALID)
-    except KeyboardInterrupt:
-        typer.echo(f"pipe {command}: interrupted", err=True)
-        raise typer.Exit(code=130) from None
-    except Exception as e:  # one paragraph, as pipe run says it; --verbose adds TensorFlow's log
+    except typer.Exit:  # the command already said why (click's Exit is an Exception)
+        raise
+    except KeyboardInterrupt as e:  # a signal (a bare Ctrl-C too): not a crash, no traceback
+        stopped = e if isinstance(e, PipeInterrupted) else PipeInterrupted()
+        _end(stopped.report(command), stopped.exit_code)
+    except PipeError as e:  # its report is escaped already, and may be several lines
+        _end(e.report(command), e.exit_code, debug)
+    except FileNotFoundError as e:
+        _end(printable(f"pipe {command}: {e}"), EXIT_INVALID, debug)
+    except Exception as e:
         from runner.outputs.failure import summarise_error
 
-        if debug:
-            traceback.print_exc()
-        fail(f"pipe {command}: failed: {summarise_error(e)}", EXIT_RUN_FAILED)
+        message = failed(e) if failed else f"pipe {command}: failed: {summarise_error(e)}"
+        _end(printable(message), EXIT_RUN_FAILED, debug)
+
+
+def _end(message: str, code: int, debug: bool = False):
+    if debug:
+        traceback.print_exc()
+    typer.echo(message, err=True)
+    raise typer.Exit(code=code) from None
 
 
 def require_run_dir(command: str, run_dir) -> None:

@@ -7,8 +7,7 @@ import shlex
 
 import typer
 
-from runner.commands.reporting import EXIT_BROKEN_INSTALL, EXIT_INVALID, EXIT_USAGE, fail
-from runner.spec import SpecError
+from runner.commands.reporting import EXIT_BROKEN_INSTALL, EXIT_USAGE, fail, reporting_errors
 
 
 def main(files, set_, workers: int, storage, resume, join) -> None:
@@ -21,19 +20,14 @@ def main(files, set_, workers: int, storage, resume, join) -> None:
              EXIT_BROKEN_INSTALL)
     from runner.sweep import search
 
-    try:
+    def sweep_it():
         if resume is not None:
-            result = search.resume(resume, workers, echo=typer.echo)
-        elif join is not None:
-            result = search.join(join, workers, echo=typer.echo)
-        else:
-            result = search.start(files, set_ or (), workers, storage, echo=typer.echo)
-    except SpecError as e:
-        typer.echo(str(e), err=True)
-        raise typer.Exit(code=EXIT_INVALID) from None
-    except (FileNotFoundError, ValueError) as e:
-        typer.echo(f"pipe sweep: {e}", err=True)
-        raise typer.Exit(code=EXIT_INVALID) from None
+            return search.resume(resume, workers, echo=typer.echo)
+        if join is not None:
+            return search.join(join, workers, echo=typer.echo)
+        return search.start(files, set_ or (), workers, storage, echo=typer.echo)
+
+    result = reporting_errors("sweep", sweep_it)
     counts = ", ".join(f"{n} {state}" for state, n in sorted(result.counts.items()))
     typer.echo(f"trials: {counts or 'none'}")
     if result.best:

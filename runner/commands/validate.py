@@ -27,7 +27,7 @@ def main(files, set_, format: Format, layered: bool, resolved: bool) -> None:
 
                 errors += sweep_errors(spec, layers, set_ or ())
         except SpecError as e:
-            errors += getattr(e, "errors", [e])
+            errors += e.as_list()
             spec = getattr(e, "spec", None)  # merged, then found wrong: --resolved still shows it
             if spec is None:
                 continue

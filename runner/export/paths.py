@@ -13,12 +13,15 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
+from runner.errors import EXIT_INVALID, PipeError
 from runner.outputs.records import is_run_dir
 from runner.outputs.run_dir import run_file_problem
 
 
-class ExportRefused(Exception):
+class ExportRefused(PipeError):
     """The run or the output path cannot be exported to: one line saying why."""
+
+    exit_code = EXIT_INVALID
 
 
 def default_path(run_dir: Path, fmt: str, quantize: str | None = None) -> Path:

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from runner.errors import PipeError
 from runner.export.paths import ExportRefused, default_path, output_path, writable_parent
 from runner.outputs.files import write_json
 from runner.outputs.manifest import fingerprint
@@ -39,7 +40,7 @@ _EXTRAS = {"tflite": (("ai_edge_litert",), "tflite"), "onnx": (("tf2onnx", "onnx
 _ONNX_OPSET = 17
 
 
-class ExportFailed(RuntimeError):
+class ExportFailed(PipeError, RuntimeError):
     """An unexpected error while exporting: what was being done, then the error, one paragraph."""
 
     def __init__(self, doing: str, error: BaseException):

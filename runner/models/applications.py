@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import keras
 
+from runner.errors import EXIT_INVALID, PipeError
+
 WEIGHTS_HINT = "set weights: null (random initial weights) or the path of a local weights file"
 
 
-class WeightsFileNotFound(FileNotFoundError):
+class WeightsFileNotFound(PipeError, FileNotFoundError):
     """The declared weights file does not exist (reported at the `weights` key)."""
+
+    exit_code = EXIT_INVALID
 
 
 def build_application(name: str, arguments: dict, resolve_path) -> keras.Model:

@@ -12,6 +12,8 @@ import tempfile
 from datetime import datetime
 from pathlib import Path
 
+from runner.errors import PipeError
+
 
 
 def create_run_dir(spec, is_chief: bool = True, now: datetime | None = None) -> Path:
@@ -46,7 +48,7 @@ def discard_run_dir(run_dir: Path, is_chief: bool) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-class WriteError(OSError):
+class WriteError(PipeError, OSError):
     """A file of the run directory could not be written: says which and why, in one line."""
 
     def __init__(self, path, reason: str):

@@ -12,13 +12,22 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from runner.errors import EXIT_INVALID, PipeError
 from runner.outputs.files import write_json
 from runner.outputs.status import effective_status
 from runner.spec import load_spec
 
 
-class RunFileError(ValueError):
+class RunFileError(PipeError, ValueError):
     """A run's file that is not pipe's to read: a symbolic link, too large, or not JSON."""
+
+    exit_code = EXIT_INVALID
+
+
+class NotARunDirectory(PipeError, FileNotFoundError):
+    """A folder given as a run directory that holds no manifest.json."""
+
+    exit_code = EXIT_INVALID
 
 
 def own_file(path: Path) -> Path:
@@ -77,7 +86,7 @@ def read_run(path) -> RunRecord:
     """
     path = Path(path)
     if not is_run_dir(path):
-        raise FileNotFoundError(f"{path}: not a run directory (no manifest.json)")
+        raise NotARunDirectory(f"{path}: not a run directory (no manifest.json)")
     manifest = _read_json(path / "manifest.json")
     if not isinstance(manifest, dict):
         raise RunFileError(f"{path / 'manifest.json'}: not a JSON object")

@@ -18,6 +18,7 @@ import traceback
 from datetime import datetime
 from pathlib import Path
 
+from runner.errors import PipeError
 from runner.outputs.files import WriteError, create_run_dir, write_text
 from runner.spec.paths import RUN_DIR_OWN, escape_message, escape_problem
 
@@ -29,7 +30,7 @@ _ALSO_OWN = ("tensorflow.log", "preprocessing.json", "profile.json", "tensorboar
 _RESULT_FILE = re.compile(r"(evaluation|predictions)-.*\.json")
 
 
-class PathEscapeError(ValueError):
+class PathEscapeError(PipeError, ValueError):
     """A path that would leave the run directory."""
 
 

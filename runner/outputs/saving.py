@@ -10,6 +10,7 @@ import sys
 import uuid
 from pathlib import Path
 
+from runner.errors import EXIT_INVALID, PipeError
 from runner.outputs.files import write_failure
 
 
@@ -100,25 +101,31 @@ def _check_model_file(run_dir: Path, model: Path) -> None:
                            "model_sha256); not loaded")
 
 
+class NoSavedModel(PipeError, FileNotFoundError):
+    """A run directory without a model to load (outputs.save_model: false, or a failed run)."""
+
+    exit_code = EXIT_INVALID
+
+
 def require_saved_model(record) -> None:
     """Before any data is read: a run that saved no model (killed, failed, or
     outputs.save_model: false) is said as such, not as a problem of its data.
 
     Raises:
-        FileNotFoundError: neither model.keras nor saved_model/ in the run directory.
+        NoSavedModel: neither model.keras nor saved_model/ in the run directory.
     """
     if (record.path / "model.keras").is_file() or (record.path / "saved_model").is_dir():
         return
     why = ("the run saved no model (outputs.save_model: false)" if record.status == "completed"
            else f"the run is {record.status} and saved no model")
-    raise FileNotFoundError(f"{record.path}: {why} (model.keras or saved_model/)")
+    raise NoSavedModel(f"{record.path}: {why} (model.keras or saved_model/)")
 
 
 def load_model(run_dir: Path):
     """The model a run saved: a Keras model (model.keras) or the reloaded SavedModel.
 
     Raises:
-        FileNotFoundError: the run directory holds neither (outputs.save_model: false, or a failed run).
+        NoSavedModel: the run directory holds neither (outputs.save_model: false, or a failed run).
     """
     run_dir = Path(run_dir)
     for name in ("model.keras", "saved_model"):
@@ -141,7 +148,7 @@ def load_model(run_dir: Path):
                       "for inference", file=sys.stderr, flush=True)
             return _serving_module(tf, loaded)
         return loaded
-    raise FileNotFoundError(f"{run_dir}: no saved model (model.keras or saved_model/) in this run directory")
+    raise NoSavedModel(f"{run_dir}: no saved model (model.keras or saved_model/) in this run directory")
 
 
 def _draws_random_numbers(function) -> bool:

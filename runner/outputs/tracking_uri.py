@@ -11,8 +11,10 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
+from runner.errors import PipeError
 
-class TrackingError(Exception):
+
+class TrackingError(PipeError):
     """The run could not be tracked: one line saying why (the run directory is untouched)."""
 
 

@@ -14,8 +14,11 @@ run at once.
 from __future__ import annotations
 
 import contextlib
+import shlex
 import signal
 import threading
+
+from runner.errors import PipeInterrupted, printable
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -24,7 +27,7 @@ _pending: int | None = None
 _hold_till_epoch_end = False
 
 
-class RunInterrupted(KeyboardInterrupt):
+class RunInterrupted(PipeInterrupted):
     """A run stopped by a signal. Exit code 128 + the signal's number (130, 143, 129)."""
 
     def __init__(self, signum: int):
@@ -33,7 +36,24 @@ class RunInterrupted(KeyboardInterrupt):
         self.exit_code = 128 + signum
         self.run_dir = None  # set by run_spec once the run directory exists
         self.epochs_done = None
+        self.resume_from = None  # the run directory --resume continues, when a checkpoint was saved
+        self.command_line = None  # how `pipe run` was called (set by it), for the command that resumes
         super().__init__(self.signal_name)
+
+    def report(self, command: str) -> str:
+        """What stopped the run, where it is, and the exact command that continues it."""
+        name = self.signal_name
+        if self.run_dir is None:
+            return f"pipe {command}: interrupted by {name} before training started; nothing to resume"
+        done = self.epochs_done
+        lines = [f"pipe {command}: interrupted by {name} after {done} epoch{'' if done == 1 else 's'}",
+                 f"run directory: {printable(self.run_dir)}"]
+        if self.resume_from is None or self.command_line is None:
+            return "\n".join(lines + ["nothing to resume: no checkpoint was saved"])
+        from runner.outputs.tracking_uri import mask  # a password in a --set URI is not printed
+
+        command_line = shlex.join([*self.command_line, "--resume", str(self.resume_from)])
+        return "\n".join(lines + ["resume with: " + printable(mask(command_line))])
 
 
 def _handle(signum, frame):

@@ -4,34 +4,8 @@ from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 
-# Line and paragraph separators, and the characters that reorder text (bidi overrides): a
-# terminal or a log reader would show them as layout, not as the text they are.
-_LAYOUT = {"\u2028", "\u2029"}
-
-
-def printable(text) -> str:
-    """`text` safe to print on one line of a terminal, a log or a CI annotation.
-
-    Everything pipe prints that came from a file or a name (a spec file's name, a CSV
-    header cell, a run directory's name, a manifest's values, a metric's name) goes
-    through here: control characters (ESC, CR, LF, BEL, C1 controls, DEL) and Unicode
-    format characters (bidi overrides, zero-width joiners) are shown as Python escapes
-    (`\\x1b`, `\\n`, `\\u202e`), so no escape sequence reaches the terminal and no
-    forged line starts.
-    """
-    text = str(text)
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() or (ch == " ") else _escaped(ch) for ch in text)
-
-
-def _escaped(ch: str) -> str:
-    if unicodedata.category(ch) not in ("Cc", "Cf", "Zl", "Zp", "Cs", "Co", "Cn") and ch not in _LAYOUT:
-        return ch  # other non-printables Python names so (e.g. non-breaking spaces) are harmless
-    return repr(ch)[1:-1] if ch not in ("'", '"') else ch
-
+from runner.errors import EXIT_INVALID, PipeError, printable  # noqa: F401 -- printable: its home for the spec's readers
 
 def format_path(path) -> str:
     """`("data", "train", "stages", 2, "batch")` -> `data.train.stages[2].batch`."""
@@ -44,21 +18,23 @@ def format_path(path) -> str:
     return text
 
 
-class SpecError(Exception):
+class SpecError(PipeError):
     """A mistake in a spec, located in its file.
 
     Printed as `file:line:col: json.path: message` so editors and CI can jump to it.
     """
 
+    exit_code = EXIT_INVALID
+
     def __init__(self, message, *, file=None, line=None, column=None, path=(), hint=None, via=None):
-        self.message = message
+        self.message = message  # the mistake alone, without its place
         self.via = via  # the spec file given to pipe, when the error is in a file it extends
         self.file = file
         self.line = line
         self.column = column
         self.path = tuple(path)
         self.hint = hint
-        super().__init__(str(self))
+        Exception.__init__(self, str(self))  # `message` stays the mistake alone; the args are the located line
 
     @property
     def full_message(self) -> str:
@@ -79,6 +55,14 @@ class SpecError(Exception):
         dotted = printable(format_path(self.path))
         return f"{where}{dotted + ': ' if dotted else ''}{printable(self.full_message + self.via_note)}"
 
+    def report(self, command: str) -> str:
+        """Located lines need no command name: `spec.yaml:12:5: train.epochs: ...`."""
+        return str(self)
+
+    def as_list(self) -> list[SpecError]:
+        """The mistakes this error holds, one per located line."""
+        return [self]
+
     def as_dict(self) -> dict:
         return {
             "file": None if self.file is None else str(self.file),
@@ -95,6 +79,13 @@ class SpecErrors(SpecError):
     def __init__(self, errors: list[SpecError]):
         self.errors = errors
         Exception.__init__(self, "\n".join(map(str, errors)))
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+    def as_list(self) -> list[SpecError]:
+        return list(self.errors)
 
     def __str__(self) -> str:
         return "\n".join(map(str, self.errors))

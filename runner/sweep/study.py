@@ -22,11 +22,18 @@ from pathlib import Path
 
 import optuna
 
+from runner.errors import EXIT_INVALID, PipeError
 from runner.spec.sweep_space import Sweep, read_sweep
 
 CONFIG = "sweep.json"
 STUDY = "sweep"
 LOCK = ".ask.lock"
+
+
+class NotASweepDirectory(PipeError, FileNotFoundError):
+    """`--resume` or `--join` given a folder without a readable sweep.json."""
+
+    exit_code = EXIT_INVALID
 
 
 def create(spec, files, overrides, storage: str | None = None, now: datetime | None = None) -> Path:
@@ -59,8 +66,11 @@ def create(spec, files, overrides, storage: str | None = None, now: datetime | N
 def read_config(directory) -> dict:
     path = Path(directory) / CONFIG
     if not path.is_file():
-        raise FileNotFoundError(f"{directory} is not a sweep directory (no {CONFIG})")
-    return json.loads(path.read_text(encoding="utf-8"))
+        raise NotASweepDirectory(f"{directory} is not a sweep directory (no {CONFIG})")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:  # not JSON, or not UTF-8
+        raise NotASweepDirectory(f"{path}: not a sweep's config ({e})") from None
 
 
 def write_config(directory, config: dict) -> None:

@@ -13,13 +13,18 @@ import math
 
 import keras
 
-class TrainingDiverged(Exception):
+from runner.errors import EXIT_DIVERGED, PipeError, printable
+
+
+class TrainingDiverged(PipeError):
     """The training loss became NaN or infinite.
 
     Attributes:
         epoch, step: 0-based; `step` is None when only the epoch's mean showed it.
         value: the non-finite loss (nan, inf or -inf).
     """
+
+    exit_code = EXIT_DIVERGED
 
     def __init__(self, epoch: int, step: int | None, value: float):
         self.epoch, self.step, self.value = epoch, step, value
@@ -29,14 +34,14 @@ class TrainingDiverged(Exception):
         where = f"epoch {epoch + 1}" + ("" if step is None else f", step {step + 1}")
         super().__init__(f"the training loss became {value} at {where}")
 
-    def diverged_message(self) -> str:
+    def report(self, command: str) -> str:
         """The lines `pipe run` prints: what happened, where the run is, what is kept."""
-        lines = [f"pipe run: training diverged: {self} (try a lower learning rate, or look for NaN in the data "
+        lines = [f"pipe {command}: training diverged: {printable(self)} (try a lower learning rate, or look for NaN in the data "
                  "or, under XLA, labels outside the model's classes)"]
         if self.run_dir is not None:
-            lines.append(f"run directory: {self.run_dir}")
+            lines.append(f"run directory: {printable(self.run_dir)}")
             if self.last_checkpoint:
-                lines.append(f"last good checkpoint: {self.last_checkpoint}")
+                lines.append(f"last good checkpoint: {printable(self.last_checkpoint)}")
             elif self.epochs_done:
                 lines.append(f"no checkpoint: the {self.epochs_done} finite epochs were not saved yet (checkpoints "
                              "are saved at most every 30 s by default; outputs.checkpoints: {every_epoch: true} "
