@@ -51,7 +51,7 @@ def test_runs_of_a_missing_directory_is_a_usage_mistake(tmp_path):
     assert result.output.strip() == f"pipe runs: no such directory: {tmp_path / 'nonexist'}"
 
 
-def test_predict_and_evaluate_usage_mistakes_exit_2_before_tensorflow(tmp_path):
+def test_usage_mistakes_of_the_run_directory_commands_exit_2_before_tensorflow(tmp_path):
     run = tmp_path / "run"
     run.mkdir()
     (run / "manifest.json").write_text("{}")
@@ -64,6 +64,8 @@ def test_predict_and_evaluate_usage_mistakes_exit_2_before_tensorflow(tmp_path):
         (["predict", str(tmp_path), str(tmp_path / "x.npy"), "--output", str(tmp_path / "x.csv")],
          f"pipe predict: {tmp_path}: not a run directory (no manifest.json)"),
         (["evaluate", str(tmp_path)], f"pipe evaluate: {tmp_path}: not a run directory (no manifest.json)"),
+        (["compare", str(run), str(tmp_path)], f"pipe compare: {tmp_path}: not a run directory (no manifest.json)"),
+        (["runs", str(tmp_path / "x.npy")], f"pipe runs: not a directory: {tmp_path / 'x.npy'}"),
     ]
     for args, message in cases:
         result = CliRunner().invoke(app, args)

@@ -117,12 +117,15 @@ def test_pipe_log_refuses_what_it_cannot_upload(tmp_path, monkeypatch):
         if status:
             (run_dir / "manifest.json").write_text(json.dumps(
                 {"name": "tracked", "status": status, "pid": os.getpid(), "host": socket.gethostname()}))
+    result = CliRunner().invoke(app, ["log", str(running), "--mlflow", "sqlite:///x.db"])
+    assert result.exit_code == 3  # not uploaded now: a failure, not a usage mistake
+    assert result.stderr == f"pipe log: {running}: the run is still running; upload it once it has ended\n"
     result = CliRunner().invoke(app, ["log", str(empty), str(running), "--mlflow", "sqlite:///x.db"])
-    assert result.exit_code == 3
+    assert result.exit_code == 2  # not a run directory: a usage mistake, as for every command
     assert result.stderr == (f"pipe log: {empty}: not a run directory (no readable manifest.json)\n"
                              f"pipe log: {running}: the run is still running; upload it once it has ended\n")
     result = CliRunner().invoke(app, ["log", str(done)])
-    assert result.exit_code == 3
+    assert result.exit_code == 2
     assert result.stderr == (f"pipe log: {done}: give --mlflow URI (the run's spec names no "
                              "outputs.mlflow.tracking_uri, and MLFLOW_TRACKING_URI is not set)\n")
 

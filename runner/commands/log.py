@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from runner.commands.reporting import EXIT_BROKEN_INSTALL, EXIT_RUN_FAILED, fail
+from runner.commands.reporting import EXIT_BROKEN_INSTALL, EXIT_RUN_FAILED, EXIT_USAGE, fail
 from runner.spec.errors import printable
 
 
@@ -15,7 +15,7 @@ def main(run_dirs, mlflow, experiment) -> None:
 
     if not mlflow_available():
         fail(f"pipe log: mlflow is not installed ({INSTALL_HINT})", EXIT_BROKEN_INSTALL)
-    failed = 0
+    failed = set()  # the exit codes of the runs not uploaded: the others are uploaded all the same
     for run_dir in run_dirs:
         try:
             if is_sweep_dir(run_dir):  # a parent run, and each trial's run under it
@@ -25,6 +25,6 @@ def main(run_dirs, mlflow, experiment) -> None:
             typer.echo(printable(f"{run_dir}: {line}"))
         except TrackingError as e:
             typer.echo(printable(f"pipe log: {run_dir}: {e}"), err=True)
-            failed += 1
-    if failed:
-        raise typer.Exit(code=EXIT_RUN_FAILED)
+            failed.add(e.exit_code)
+    if failed:  # a usage mistake (not a run, no URI) says so, as the other commands do
+        raise typer.Exit(code=EXIT_USAGE if EXIT_USAGE in failed else EXIT_RUN_FAILED)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import typer
 
-from runner.commands.reporting import EXIT_INVALID, EXIT_USAGE, fail
+from runner.commands.reporting import EXIT_INVALID, EXIT_USAGE, fail, require_run_dir
 from runner.outputs.files import strict
 from runner.outputs.records import MAX_JSON_BYTES, RunRecord, RunFileError, find_runs, own_file, read_run
 from runner.spec.errors import printable
@@ -184,8 +184,9 @@ def main(directory, format) -> None:
     """`pipe runs`: the table (or JSON) of the runs under `directory`, then its sweeps."""
     from runner.commands.options import ListFormat
 
-    if directory is not None and not directory.exists():  # a path given that is not there: a usage mistake
-        fail(f"pipe runs: no such directory: {directory}", EXIT_USAGE)
+    if directory is not None and not directory.is_dir():  # a path given that is not a folder: a usage mistake
+        fail(f"pipe runs: {'not a directory' if directory.exists() else 'no such directory'}: {directory}",
+             EXIT_USAGE)
     directory = Path("runs") if directory is None else directory
     skipped = []
     rows = list_runs(directory, skipped) if directory.exists() else []
@@ -206,6 +207,8 @@ def compare(run_dirs) -> None:
     """`pipe compare`: the resolved specs' diff and the metrics side by side, the first run the baseline."""
     if len(run_dirs) < 2:
         fail("pipe compare: give two or more run directories", EXIT_USAGE)
+    for run_dir in run_dirs:
+        require_run_dir("compare", run_dir)
     try:
         typer.echo(compare_runs(run_dirs))
     except (OSError, ValueError) as e:

@@ -15,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from runner.outputs.tracking import INSTALL_HINT, TrackingError, Upload, mlflow_available, upload_run
-from runner.outputs.tracking_uri import has_password, mask
+from runner.outputs.tracking_uri import TrackingRequestError, has_password, mask
 from runner.spec.errors import printable
 
 
@@ -82,7 +82,7 @@ def log_run(run_dir, tracking_uri: str | None, experiment: str | None = None) ->
     try:
         manifest = json.loads((run_dir / "manifest.json").read_text())
     except (OSError, ValueError):
-        raise TrackingError("not a run directory (no readable manifest.json)") from None
+        raise TrackingRequestError("not a run directory (no readable manifest.json)") from None
     from runner.outputs.status import effective_status
 
     if effective_status(manifest).status == "running":
@@ -94,7 +94,7 @@ def log_run(run_dir, tracking_uri: str | None, experiment: str | None = None) ->
     config = mlflow_config(doc) or {}
     uri = tracking_uri or config.get("tracking_uri") or os.environ.get("MLFLOW_TRACKING_URI")
     if not uri:
-        raise TrackingError("give --mlflow URI (the run's spec names no outputs.mlflow.tracking_uri, "
+        raise TrackingRequestError("give --mlflow URI (the run's spec names no outputs.mlflow.tracking_uri, "
                             "and MLFLOW_TRACKING_URI is not set)")
     return upload_run(run_dir, uri, experiment=experiment or config.get("experiment"),
                       run_name=config.get("run_name"), register_as=config.get("register_as"))

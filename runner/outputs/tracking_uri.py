@@ -11,11 +11,17 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from runner.errors import PipeError
+from runner.errors import EXIT_USAGE, PipeError
 
 
 class TrackingError(PipeError):
     """The run could not be tracked: one line saying why (the run directory is untouched)."""
+
+
+class TrackingRequestError(TrackingError):
+    """What was asked cannot be uploaded (not a run directory, no tracking URI): a usage mistake."""
+
+    exit_code = EXIT_USAGE
 
 
 # scheme://user:password@ -> scheme://user:***@ (anywhere in a text: a --set, a message)

@@ -26,9 +26,9 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import runner
-from runner.outputs.tracking import MLFLOW_FILE, TrackingError, Upload, _records, _remember, upload_run
+from runner.outputs.tracking import TrackingError, Upload, _records, _remember, upload_run
 from runner.outputs.tracking_summary import upload_summary
-from runner.outputs.tracking_uri import mask
+from runner.outputs.tracking_uri import TrackingRequestError, mask
 from runner.spec.errors import printable
 from runner.spec.sweep_space import read_sweep, set_key
 
@@ -111,7 +111,7 @@ def log_sweep(directory, tracking_uri: str | None, experiment: str | None = None
         raise TrackingError(f"--experiment '{printable(experiment)}' holds control characters: use a plain name")
     uri, experiment = tracking_target(read_config(directory), tracking_uri, experiment)
     if not uri:
-        raise TrackingError("give --mlflow URI (the sweep's spec names no outputs.mlflow.tracking_uri, "
+        raise TrackingRequestError("give --mlflow URI (the sweep's spec names no outputs.mlflow.tracking_uri, "
                             "and MLFLOW_TRACKING_URI is not set)")
     return upload_sweep(directory, uri, experiment)
 
