@@ -256,7 +256,7 @@ def test_mnist_5k_reaches_92_percent_on_the_real_test_set(workdir):
 def test_mnist_spec_runs_under_tfds_mock_data(workdir):
     tfds = pytest.importorskip("tensorflow_datasets")
     spec = load_spec(SPECS / "mnist.yaml")
-    spec.doc["train"]["epochs"] = 1
+    spec.set_value(("train", "epochs"), 1)
     with tfds.testing.mock_data(num_examples=64):
         result = run_spec(spec, quiet=True)
     run_dir = workdir / result.run_dir
