@@ -402,7 +402,7 @@ def test_loss_that_does_not_fit_the_labels_is_located(workdir):
 
 
 def test_a_non_chief_worker_writes_nothing_that_stays(workdir, monkeypatch):
-    import runner.run.pipeline as run_module
+    import runner.run.build as run_module
     from runner.train.devices import setup_devices
 
     def non_chief(spec):

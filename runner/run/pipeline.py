@@ -20,7 +20,7 @@ from runner.outputs.failure import note_error_log
 from runner.outputs.manifest import Manifest
 from runner.outputs.results import write_results
 from runner.outputs.run_dir import RunDir
-from runner.outputs.tracking_run import mlflow_config, track_finished_run
+from runner.outputs.tracking_run import track_finished_run
 from runner.run.build import Build
 from runner.run.choice import choose_training, training_loop
 from runner.run.engines import TrainingContext, train_with
@@ -141,7 +141,7 @@ def _run_spec(spec, quiet, resume_from, profile) -> RunResult:
         if setup.is_chief and not run_dir.replaced():
             files.remove_partial_files(run_dir)
         files.discard_run_dir(run_dir, setup.is_chief)
-        if setup.is_chief and mlflow_config(spec.doc) is not None:
+        if setup.is_chief and spec.sections.outputs.mlflow is not None:
             track_finished_run(spec.doc, run_dir.path, quiet)  # after every file; never raises
     return RunResult(run_dir=run_dir.path, metrics=evaluation, chief=setup.is_chief)
 
