@@ -145,9 +145,11 @@ def _literal(text: str) -> str:
 
 
 def example_value(node, schema=None):
-    """A value the schema accepts at `node`, for the example line: its default when it has one."""
+    """A value the schema accepts at `node`, for the example line: its `examples`, else its default."""
     if not isinstance(node, dict):
         return None
+    if node.get("examples"):  # the schema's own example, which editors show too
+        return node["examples"][0]
     if "default" in node:
         return node["default"]
     ref = _ref_name(node)

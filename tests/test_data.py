@@ -118,6 +118,13 @@ def test_missing_file_is_located_at_its_key(write_spec, tmp_path):
                                  f"file not found: {tmp_path / 'nowhere/images.gz'}")
 
 
+@pytest.mark.parametrize("target, said", [("folder", "a folder, not a file"), ("/dev/zero", "not a regular file")])
+def test_a_data_path_that_is_no_regular_file_says_what_it_is(write_spec, tmp_path, target, said):
+    (tmp_path / "folder").mkdir()
+    assert error_of(write_spec, f"train: {{source: {{idx: {{images: {target}}}}}}}") == (
+        f"data.train.source.idx.images: {said}: {tmp_path / target}")
+
+
 def test_idx_bad_magic_and_truncated_files_are_reported(write_spec, tmp_path):
     (tmp_path / "text.gz").write_bytes(gzip.compress(b"hello, world"))
     assert error_of(write_spec, "train: {source: {idx: {images: text.gz}}}") == (

@@ -232,3 +232,17 @@ def test_every_schema_key_has_a_description_editors_show():
             bare.append(f"$defs.{name}")
         walk(definition, f"$defs.{name}")
     assert not bare
+
+
+def test_every_key_of_the_reference_shows_a_real_example_the_schema_accepts(reference):
+    """An example is a value a reader can copy: never a placeholder, always valid where it goes."""
+    import jsonschema
+
+    schema = reference.load_schema()
+    nodes = [*reference.fields(schema, "")]
+    nodes += [(f"{name}:{path}", node) for name, d in schema["$defs"].items() for path, node in reference.fields(d, "")]
+    for path, node in nodes:
+        value = reference.example_value(node, schema)
+        assert value != "<text>" and value != ["<text>"], f"{path}: no example in the schema"
+        for example in node.get("examples", []):
+            jsonschema.validate(example, {**node, "$defs": schema["$defs"]})

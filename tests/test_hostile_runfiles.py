@@ -144,3 +144,20 @@ def test_a_column_missing_from_an_edited_preprocessing_json_is_blamed_on_it_not_
         _encoded(None, SimpleNamespace(table=table), learned)
     assert str(refused.value) == (f"{run / 'preprocessing.json'}: no entry for the column 'bill' of the run's table: "
                                   "the file was edited or is damaged; rerun the run to rewrite it")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("status, said", [("failed", "the run is failed and saved no model"),
+                                          ("completed", "the run saved no model (outputs.save_model: false)")])
+@pytest.mark.parametrize("command", ["evaluate", "predict"])
+def test_a_run_without_a_model_is_said_so_before_its_data_is_read(tmp_path, command, status, said):
+    """Not a message about the data (a killed run has no preprocessing.json either)."""
+    run = make_run(tmp_path / "a", SPEC + "data: {train: {source: {csv: {path: missing.csv}}}}\n")
+    (run / "manifest.json").write_text(json.dumps({"name": "r", "status": status}))
+    (tmp_path / "in.csv").write_text("x\n1\n")
+    args = [command, str(run)] + ([str(tmp_path / "in.csv"), "-o", str(tmp_path / "out.csv")]
+                                  if command == "predict" else [])
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code != 0
+    assert f"{run}: {said} (model.keras or saved_model/)" in result.output
+    assert "missing.csv" not in result.output

@@ -170,6 +170,22 @@ def test_init_from_loads_the_runs_weights_by_layer_name(workdir, source_run):
         np.testing.assert_array_equal(mine, theirs)
 
 
+def test_init_from_loads_into_a_model_whose_input_shape_comes_from_the_data(workdir, source_run):
+    """No input_shape: the model is built on the train split's features before the weights load."""
+    from runner.models.adapt import Adapter
+
+    spec = phased_spec(workdir, init_from=str(source_run))
+    text = spec.file.read_text().replace("    input_shape: [1]\n", "")
+    spec.file.write_text(text)
+    spec = load_spec(spec.file)
+    model_config = spec.doc["model"]
+    model = build_model(model_config, spec, adapter=Adapter(model_config, spec, build_datasets(spec).train))
+    for mine, theirs in zip(model.get_weights(), saved_weights(source_run), strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+    with pytest.raises(SpecError, match="model.init_from: this model has no weights yet to load that run's into"):
+        build_model(model_config, spec)  # nothing to build it on: said, not silently skipped
+
+
 def test_init_from_some_layers_keeps_the_others_initial_weights(workdir, source_run):
     spec = phased_spec(workdir, init_from=f"{{run: {source_run}, layers: [body]}}", head="new_head")
     keras.utils.set_random_seed(0)

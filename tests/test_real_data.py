@@ -265,6 +265,22 @@ def test_a_missing_value_without_a_fill_policy_names_its_row_and_column(workdir)
         f"{workdir / 'penguins.csv'} (2 in that column) (declare a fill policy, e.g. fill: {{bill_length_mm: mean}})")
 
 
+@pytest.mark.parametrize("cell, said", [
+    ("NaN", "missing value in row 3 (line 4), column 'b' of {file} (1 in that column) (declare a fill policy, "
+            "e.g. fill: {{b: mean}})"),
+    ("inf", "row 3 (line 4), column 'b' of {file} is not a finite number (write it as a missing value "
+            "(missing_values) and declare a fill policy, or fix the row)")])
+def test_a_number_csv_with_nan_or_inf_says_which_cell_whether_or_not_features_are_listed(workdir, cell, said):
+    """np.loadtxt reads NaN and inf as numbers: they are missing values (or no numbers), as in a table."""
+    rows = ["a,b,label", "0.1,0.2,0", "0.3,0.4,1", f"0.5,{cell},0", "0.7,0.8,1"]
+    (workdir / "numbers.csv").write_text("\n".join(rows) + "\n")
+    for source in ("{path: numbers.csv, header: true, label: label}",
+                   "{path: numbers.csv, header: true, label: label, features: [a, b]}"):
+        path = penguins_spec(workdir, source)
+        assert spec_error(path, build_datasets) == "data.train.source.csv.path: " + said.format(
+            file=workdir / "numbers.csv")
+
+
 def test_a_text_column_that_is_not_categorical_is_named(workdir):
     path = penguins_spec(workdir, "{path: penguins.csv, header: true, label: species, fill: mean}")
     assert spec_error(path, build_datasets) == (

@@ -138,6 +138,15 @@ def test_validation_needs_source_or_fraction(write_spec):
     assert errors_of(path) == [f"{path}:11:3: data.validation: give either 'source' or 'fraction', not both or neither"]
 
 
+def test_a_whole_number_written_as_a_float_is_no_integer(write_spec):
+    """YAML's 2.0 is a float: Keras and tf.data refuse it, so validate does (JSON Schema alone would not)."""
+    path = write_spec(MINIMAL.replace("epochs: 2", "epochs: 2.0").replace("batch_size: 4", "batch_size: 4.0"))
+    assert errors_of(path) == [
+        f"{path}:10:29: data.train.stages[0].batch.batch_size: expected an integer >= 1 or 'all', got number 4.0",
+        f"{path}:17:11: train.epochs: expected an integer, got number 2.0"]
+    assert errors_of(write_spec(MINIMAL), ["train.epochs=3.0"])[0].endswith("expected an integer, got number 3.0")
+
+
 def test_scientific_notation_is_a_float(write_spec):
     spec = load_spec(write_spec(MINIMAL.replace("learning_rate: 0.05", "learning_rate: 1e-3")))
     assert spec.doc["train"]["optimizer"]["SGD"]["learning_rate"] == 0.001
@@ -179,6 +188,11 @@ def test_override_list_index_out_of_range(write_spec):
 
 def test_override_without_equals(write_spec):
     assert errors_of(write_spec(MINIMAL), ["train.epochs"]) == ["--set train.epochs: expected KEY.PATH=VALUE"]
+
+
+def test_a_control_character_in_a_set_value_names_the_set(write_spec):
+    assert errors_of(write_spec(MINIMAL), ["name=a\u202eb"]) == [
+        "--set name=a\\u202eb: control character U+202E in a --set value; a spec is plain text"]
 
 
 def test_schema_document_is_what_pipe_schema_prints():

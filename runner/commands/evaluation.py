@@ -22,6 +22,7 @@ from runner.outputs import plots
 from runner.outputs.manifest import fingerprint
 from runner.outputs.predictions import confusion_matrices
 from runner.outputs.records import load_run_spec, new_result_file, read_run, write_result
+from runner.outputs.saving import require_saved_model
 from runner.run.build import Build, restored_model
 from runner.train.custom import CustomLoop
 from runner.train.multi_output import loop_metrics
@@ -53,6 +54,7 @@ def evaluate_run(run_dir, overrides=(), splits=None) -> Evaluation:
     console.hide_known_noise()  # evaluation reads each finite split to its end, by design
     run_dir = Path(run_dir)
     record = read_run(run_dir)
+    require_saved_model(record)
     spec = load_run_spec(run_dir, overrides)
     # The run's build with the model it saved; train's statistics, as the run had them.
     build = Build(spec, learned=load_learned(run_dir), model=lambda: restored_model(run_dir, spec))

@@ -34,6 +34,7 @@ from runner.models.loss_kinds import output_kind
 from runner.outputs.prediction_files import OUTPUT_FORMATS, classes, write_predictions
 from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.run_dir import run_file_problem
+from runner.outputs.saving import require_saved_model
 from runner.commands.predict_text import read_texts
 from runner.run.build import restored_model
 from runner.spec import Spec, SpecError
@@ -83,6 +84,7 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
     if refused:
         raise _input_spec(output_path).error((), refused)
     record = read_run(run_dir)
+    require_saved_model(record)
     spec = load_run_spec(run_dir)
     info = record.manifest.get("data_info") or {}
     inputs = read_inputs(spec, run_dir, input_path, key)

@@ -110,9 +110,13 @@ def check_lengths(spec, label_path, features, labels, what="feature rows"):
 def existing_file(spec, path: tuple, value: str) -> Path:
     """The existing file a spec key names, or a located 'file not found'."""
     file = spec.resolve_path(value)
-    if not file.is_file():
-        raise spec.error(path, f"file not found: {file}")
-    return file
+    if file.is_file():
+        return file
+    if file.is_dir():
+        raise spec.error(path, f"a folder, not a file: {file}")
+    if file.exists():  # a device, a pipe, a socket: never read as data
+        raise spec.error(path, f"not a regular file: {file}")
+    raise spec.error(path, f"file not found: {file}")
 
 
 def memory_bound() -> int:

@@ -35,8 +35,21 @@ def build_model(model_config: dict, spec, seed: int = 0, adapter=None):
     else:
         raise spec.error(("model",), f"unknown model kind {kind!r}")
     if model_config.get("init_from"):
+        _build_on_the_data(model, adapter)  # a model without input_shape has no weights to load yet
         init_from(model, model_config, spec)  # the weights of a completed run, by layer name
     return model
+
+
+def _build_on_the_data(model, adapter) -> None:
+    """Build a Sequential model that has no input shape on the train split's features, as
+    its first batch would; left unbuilt when the features are not one tensor (init_from
+    then says which layers it cannot fill)."""
+    if not isinstance(model, keras.Sequential) or model.built or adapter is None:
+        return
+    element = adapter.train.element_spec
+    features = element[0] if isinstance(element, tuple) else element
+    if hasattr(features, "shape"):
+        model.build((None, *features.shape[1:]))
 
 
 def build_sequential(config: dict, spec, path: tuple, adapter=None) -> keras.Model:

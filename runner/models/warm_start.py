@@ -43,6 +43,9 @@ def init_from(model, model_config: dict, spec) -> list[str]:
     theirs = {layer.name: layer for layer in source.layers}
     ours = {layer.name: layer for layer in model.layers}
     wanted = names if names is not None else [name for name, layer in ours.items() if layer.weights]
+    if not wanted and any(layer.weights for layer in source.layers):  # nothing would be loaded: say so
+        raise spec.error(where, "this model has no weights yet to load that run's into (its input shape is "
+                                "not known before training: give the model's input_shape)", at_value=True)
     problems = []
     for name in wanted:
         if name not in ours:

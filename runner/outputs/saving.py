@@ -100,6 +100,20 @@ def _check_model_file(run_dir: Path, model: Path) -> None:
                            "model_sha256); not loaded")
 
 
+def require_saved_model(record) -> None:
+    """Before any data is read: a run that saved no model (killed, failed, or
+    outputs.save_model: false) is said as such, not as a problem of its data.
+
+    Raises:
+        FileNotFoundError: neither model.keras nor saved_model/ in the run directory.
+    """
+    if (record.path / "model.keras").is_file() or (record.path / "saved_model").is_dir():
+        return
+    why = ("the run saved no model (outputs.save_model: false)" if record.status == "completed"
+           else f"the run is {record.status} and saved no model")
+    raise FileNotFoundError(f"{record.path}: {why} (model.keras or saved_model/)")
+
+
 def load_model(run_dir: Path):
     """The model a run saved: a Keras model (model.keras) or the reloaded SavedModel.
 

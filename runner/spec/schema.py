@@ -52,7 +52,11 @@ def deref(schema):
 def schema_errors(spec) -> list[SpecError]:
     import jsonschema  # a third of validate's time; only needed here
 
-    validator = jsonschema.Draft202012Validator(load_schema())
+    # YAML reads `32.0` as a float, which JSON Schema counts as an integer but Python, tf.data
+    # and Keras do not (`range(32.0)` fails): an integer key takes whole numbers written as such.
+    integers = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
+        "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
+    validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=integers)(load_schema())
     errors = []
     for error in validator.iter_errors(spec.doc):
         errors += _explain(spec, error)
@@ -121,7 +125,7 @@ def _explain(spec, error) -> list[SpecError]:
         return [spec.error(path, f"{_show(value)} names no folder of its own (runs would land outside "
                                  "outputs.dir): name the pipeline with letters, digits, '_', '.' or '-'", at_value=True)]
     if kind == "pattern" and path and path[-1] == "name":
-        return [spec.error(path, f"{_show(value)} may only use letters, digits, '_', '.' and '-'", at_value=True)]
+        return [spec.error(path, f"{_show(value)} may only use ASCII letters (a-z, A-Z), digits, '_', '.' and '-'", at_value=True)]
     if kind == "maxItems":
         return [spec.error(path, f"a list of {len(value)} items is too long: at most {error.validator_value}")]
     if kind == "maxLength":

@@ -160,7 +160,8 @@ def parse(text: str, file=None) -> Document:
     control = _CONTROL.search(text)
     if control:
         before = text[:control.start()]
-        raise SpecError(f"control character U+{ord(control.group()):04X} in file; a spec is plain text",
+        where = "in a --set value" if str(file).startswith("--set ") else "in file"
+        raise SpecError(f"control character U+{ord(control.group()):04X} {where}; a spec is plain text",
                         file=file, line=before.count("\n") + 1, column=control.start() - (before.rfind("\n") + 1) + 1)
     fast = _fast_node(text)
     if fast is not None:

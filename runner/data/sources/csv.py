@@ -53,6 +53,8 @@ def load(spec, path, options, seed) -> Source:
         if not lines:
             raise spec.error(path + ("path",), f"cannot read CSV {file}: {e}") from e
         return _load_table(spec, path, options, file, lines, names)  # text or gaps: say which cell
+    if not np.isfinite(table).all():  # NaN or inf read as numbers: a missing value or not a number, said by cell
+        return _load_table(spec, path, options, file, lines, names)
     columns = table.shape[1] if table.size else len(names or [])
     label_column = _label_column(spec, path, options.get("label", -1), names, columns)
     labels = None
@@ -304,6 +306,10 @@ def _column_values(spec, path, file, column, cells, missing, first_line):
                                                f"{file} holds text, not a number",  # the cell itself is not echoed: it may be private
                              f"declare it categorical (categorical: {{{column.name}: one_hot}}), "
                              f"keep it as strings (text: [{column.name}]) or leave it out of features") from None
+        if not np.isfinite(out[j]):  # inf, or a NaN spelled otherwise than missing_values lists
+            raise spec.error(path + ("path",), f"row {j + 1} (line {j + first_line}), column {column.name!r} of "
+                                               f"{file} is not a finite number",
+                             "write it as a missing value (missing_values) and declare a fill policy, or fix the row")
     return out
 
 
