@@ -48,7 +48,6 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # benchmarks/ is a folder of scripts, not an installed package
 
-import runner.run.fused  # noqa: E402
 import runner.train.fused  # noqa: E402
 import runner.run.pipeline  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
@@ -148,10 +147,10 @@ def seed_linear(epochs):
 
 
 class Timer:
-    """Times every call of the training functions `pipe run` may call (`seconds`), and the
-    fused engine's training up to the end of its last epoch (`training`)."""
+    """Times every call of the training `pipe run` calls, whatever the engine (`seconds`), and
+    the fused engine's training up to the end of its last epoch (`training`)."""
 
-    TARGETS = ((runner.run.fused, "_train_fused"), (runner.run.pipeline, "_train_fit"), (runner.run.pipeline, "_train_custom"))
+    TARGETS = ((runner.run.pipeline, "train_with"),)
 
     def __init__(self):
         self.seconds = self.training = 0.0

@@ -41,6 +41,8 @@ import runner.outputs.plots  # noqa: E402
 import runner.outputs.predictions  # noqa: E402
 import runner.outputs.results  # noqa: E402
 import runner.outputs.saving  # noqa: E402
+import runner.run.build  # noqa: E402
+import runner.run.loops  # noqa: E402
 import runner.run.pipeline  # noqa: E402
 import runner.train.checkpoint  # noqa: E402
 import runner.train.custom  # noqa: E402
@@ -52,12 +54,11 @@ from runner.spec import load_spec  # noqa: E402
 # What the spec's run is timed by: (label, owner, attribute). Nested phases (checkpoints
 # inside fit, the confusion matrix inside results) are shown indented and not summed twice.
 _PHASES = (
-    ("devices", runner.run.pipeline, "setup_devices"),
-    ("data", runner.run.pipeline, "build_datasets"),
+    ("devices", runner.run.build, "setup_devices"),
+    ("data", runner.run.build, "build_datasets"),
     ("fingerprints", runner.outputs.manifest, "fingerprint"),
-    ("train+evaluate", runner.run.pipeline, "_train_fit"),
-    ("train+evaluate", runner.run.pipeline, "_train_custom"),
-    ("  fit", runner.run.pipeline, "fit"),
+    ("train+evaluate", runner.run.pipeline, "train_with"),
+    ("  fit", runner.run.loops, "fit"),
     ("  fit", runner.train.custom.CustomLoop, "fit"),
     ("    checkpoints", runner.train.checkpoint.EpochCheckpoint, "save"),
     ("results", runner.run.pipeline, "write_results"),
@@ -89,11 +90,11 @@ def timed_phases(times: dict, timer: EpochTimer):
         return wrapper
 
     patched = [(owner, name, owner.__dict__[name]) for _, owner, name in _PHASES]
-    patched.append((runner.run.pipeline, "get_callbacks", runner.run.pipeline.get_callbacks))
+    patched.append((runner.run.build, "get_callbacks", runner.run.build.get_callbacks))
     try:
         for label, owner, name in _PHASES:
             setattr(owner, name, timing(label, owner.__dict__[name]))
-        runner.run.pipeline.get_callbacks = with_timer(runner.run.pipeline.get_callbacks)
+        runner.run.build.get_callbacks = with_timer(runner.run.build.get_callbacks)
         yield
     finally:
         for owner, name, original in patched:

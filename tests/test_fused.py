@@ -432,11 +432,12 @@ def _setup_named(name, jit=False, replicas=1):
 ])
 def test_obstacles_to_fusing(workdir, setup, train, callbacks, nbytes, reason):
     spec = load_spec(write(workdir, CLASSIFIER.replace("engine: fused", "engine: auto")))
-    spec.doc["train"].update(train)
+    for key, value in train.items():
+        spec.set_value(("train", key), value)
     made = [getattr(keras.callbacks, name)() for name in callbacks]
     engine = choose_engine(spec, setup=setup, loop="fit", callbacks=made, data_reason="", nbytes=nbytes)
     assert (engine.name, engine.reason) == ("keras", f"fit; not fused: {reason}")
-    spec.doc["train"]["engine"] = "fused"
+    spec.set_value(("train", "engine"), "fused")
     with pytest.raises(SpecError) as error:
         choose_engine(spec, setup=setup, loop="fit", callbacks=made, data_reason="", nbytes=nbytes)
     assert str(error.value).endswith(f"train.engine: the fused engine cannot run this spec: {reason}")

@@ -366,8 +366,8 @@ def test_the_tabular_spec_saves_its_preprocessing_and_a_test_split_rebuilds_from
     # The whole table as a test split, preprocessed with the run's statistics
     spec = load_spec(spec_path, ["data.test.source.csv.path=data/penguins.csv",
                                  "data.test.source.csv.header=true"])
-    spec.doc["data"]["test"] = {"source": spec.doc["data"]["train"]["source"],
-                                "stages": [{"map": {"ops": [{"normalize": {}}]}}, {"batch": {"batch_size": 400}}]}
+    spec.set_value(("data", "test"), {"source": spec.doc["data"]["train"]["source"],
+                                      "stages": [{"map": {"ops": [{"normalize": {}}]}}, {"batch": {"batch_size": 400}}]})
     test = build_split_from_run(spec, result.run_dir)
     x, y = next(iter(test))
     assert x.shape == (344, 11)

@@ -256,7 +256,7 @@ def test_mnist_5k_reaches_92_percent_on_the_real_test_set(workdir):
 def test_mnist_spec_runs_under_tfds_mock_data(workdir):
     tfds = pytest.importorskip("tensorflow_datasets")
     spec = load_spec(SPECS / "mnist.yaml")
-    spec.doc["train"]["epochs"] = 1
+    spec.set_value(("train", "epochs"), 1)
     with tfds.testing.mock_data(num_examples=64):
         result = run_spec(spec, quiet=True)
     run_dir = workdir / result.run_dir
@@ -402,7 +402,7 @@ def test_loss_that_does_not_fit_the_labels_is_located(workdir):
 
 
 def test_a_non_chief_worker_writes_nothing_that_stays(workdir, monkeypatch):
-    import runner.run.pipeline as run_module
+    import runner.run.build as run_module
     from runner.train.devices import setup_devices
 
     def non_chief(spec):

@@ -123,7 +123,7 @@ def test_a_resumed_run_stopped_before_it_completes_can_be_resumed_in_turn(workdi
     and the tables a further resume needs."""
     import signal
 
-    import runner.run.loops
+    import runner.run.engines
     from runner.run.interrupts import RunInterrupted
 
     spec = load_spec(spec_file(workdir, epochs=2))
@@ -134,11 +134,11 @@ def test_a_resumed_run_stopped_before_it_completes_can_be_resumed_in_turn(workdi
     def stopped(*args, **kwargs):
         raise RunInterrupted(signal.SIGTERM)
 
-    evaluate_held_out = runner.run.loops.evaluate_held_out
-    monkeypatch.setattr(runner.run.loops, "evaluate_held_out", stopped)
+    evaluate_held_out = runner.run.engines.evaluate_held_out
+    monkeypatch.setattr(runner.run.engines, "evaluate_held_out", stopped)
     with pytest.raises(RunInterrupted) as caught:
         run_spec(spec, quiet=True, resume_from=done.run_dir)
-    monkeypatch.setattr(runner.run.loops, "evaluate_held_out", evaluate_held_out)
+    monkeypatch.setattr(runner.run.engines, "evaluate_held_out", evaluate_held_out)
     second = caught.value.run_dir
     assert read_json(second / "manifest.json")["status"] == "interrupted"
     assert read_json(second / "history.json") == read_json(done.run_dir / "history.json")

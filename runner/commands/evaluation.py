@@ -13,25 +13,19 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import keras
 import numpy as np
-import tensorflow as tf
 
 from runner import console
-from runner.data import build_datasets
 from runner.data.learned import load_learned
 from runner.models import is_keras
-from runner.models.build import declared_output_names
-from runner.models.identifiers import get_optimizer
 from runner.outputs import plots
 from runner.outputs.manifest import fingerprint
 from runner.outputs.predictions import confusion_matrices
 from runner.outputs.records import load_run_spec, new_result_file, read_run, write_result
-from runner.outputs.saving import load_model, require_saved_model
+from runner.outputs.saving import require_saved_model
+from runner.run.build import Build, restored_model
 from runner.train.custom import CustomLoop
-from runner.train.multi_output import loop_metrics, resolve_outputs
-from runner.train.devices import setup_devices
-from runner.train.loss_check import check_loss_fits
+from runner.train.multi_output import loop_metrics
 
 HELD_OUT = ("validation", "test")
 
@@ -62,15 +56,13 @@ def evaluate_run(run_dir, overrides=(), splits=None) -> Evaluation:
     record = read_run(run_dir)
     require_saved_model(record)
     spec = load_run_spec(run_dir, overrides)
-    setup = setup_devices(spec)
-    if spec.doc.get("seed") is not None:
-        keras.utils.set_random_seed(spec.doc["seed"])
-    datasets = build_datasets(spec, learned=load_learned(run_dir))  # train's statistics, as the run had them
+    # The run's build with the model it saved; train's statistics, as the run had them.
+    build = Build(spec, learned=load_learned(run_dir), model=lambda: restored_model(run_dir, spec))
+    datasets = build.through("datasets").datasets
     chosen = _chosen_splits(spec, datasets, splits)
-    model = load_model(run_dir)
-    if not is_keras(model):  # a SavedModel: its outputs by the names the spec gave them
-        model = _Restored(model, declared_output_names(spec.doc["model"]))
-    evaluate = _evaluator(spec, setup, datasets, model, record.manifest.get("loop"))
+    build.through("loss")
+    model = build.model
+    evaluate = _evaluator(build, record.manifest.get("loop"))
     metrics, confusion = {}, {}
     for split in chosen:
         dataset = getattr(datasets, split)
@@ -103,39 +95,21 @@ def _chosen_splits(spec, datasets, splits) -> list[str]:
     return chosen
 
 
-def _evaluator(spec, setup, datasets, model, loop):
+def _evaluator(build, loop):
     """A function dataset -> metrics, computed as the run computed them."""
-    train_config = spec.doc["train"]
-    loop = loop or train_config.get("loop", "fit")
-    element_spec = datasets.train.element_spec
+    spec, setup, model, loss = build.spec, build.setup, build.model, build.loss_object
+    loop = loop or spec.sections.train.loop
     with setup.strategy.scope():
         # Per-output losses and metrics resolve as the run resolved them (runner.train.multi_output).
-        loss, metrics = resolve_outputs(train_config, spec, model, element_spec)
-        loss = check_loss_fits(loss, model, element_spec, spec)
         if loop == "fit" and is_keras(model):
             model.compile(loss=getattr(loss, "per_output", loss), loss_weights=getattr(loss, "loss_weights", None),
-                          metrics=metrics, jit_compile=setup.jit_compile)
+                          metrics=build.metrics, jit_compile=setup.jit_compile)
             return lambda dataset: {k: float(v) for k, v in
                                     model.evaluate(dataset, verbose=0, return_dict=True).items()}
+        element_spec = build.datasets.train.element_spec
         custom = CustomLoop(
-            model, loss=loss,
-            optimizer=get_optimizer(train_config["optimizer"], spec),
-            metrics=loop_metrics(metrics, model, element_spec, loss),
+            model, loss=loss, optimizer=build.optimizer,
+            metrics=loop_metrics(build.metrics, model, element_spec, loss),
             element_spec=element_spec, setup=setup, verbose=0,
         )
     return custom.evaluate
-
-
-class _Restored(tf.Module):
-    """A reloaded tf.Module SavedModel as a module the custom loop can evaluate.
-
-    Evaluation needs only the forward pass: the variables stay inside the loaded object.
-    """
-
-    def __init__(self, loaded, output_names=()):
-        super().__init__(name="restored")
-        self._loaded = loaded
-        self.output_names = tuple(output_names)  # a Keras model's several outputs come as a list
-
-    def __call__(self, x):
-        return self._loaded(x)

@@ -8,6 +8,7 @@ data and the model or the loss is a located error; no training step runs, nothin
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
 import tempfile
@@ -17,22 +18,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from runner.data import build_datasets
 from runner.data.counting import examples_after_stages, steps_before_window
 from runner.data.sources.image_folder import located_decode_error
-from runner.models import build_model, is_keras
-from runner.models.adapt import Adapter
+from runner.models import is_keras
+from runner.models.identifiers import keras_message, resolve_metric
 from runner.models.loss_kinds import is_sparse
-from runner.train.phases import describe_phases
-from runner.models.identifiers import (
-    get_callbacks, get_optimizer, keras_message, resolve_metric,
-)
 from runner.outputs.run_dir import RunDir
+from runner.run.build import Build
 from runner.spec.errors import SpecError
-from runner.spec.metadata import substitute_metadata
-from runner.train.devices import check_batch_stages, setup_devices
-from runner.train.loss_check import _model_input_path, check_loss_fits
-from runner.train.multi_output import resolve_outputs
+from runner.train.loss_check import _model_input_path
+from runner.train.phases import describe_phases
 
 SAMPLE_EXAMPLES = 4096  # class counts are read from at most this many examples per split
 SPLITS = ("train", "validation", "test")
@@ -70,13 +65,10 @@ def plan_spec(spec) -> Plan:
 
 
 def _build(spec, plan) -> None:
-    """run.py's build steps in its order (devices, data, model, loss), each checked on real data."""
-    setup = setup_devices(spec)  # before any other TensorFlow op
-    check_batch_stages(spec, setup)
+    """The run's `Build` (runner.run.build), each step checked on real data as it comes."""
+    build = Build(spec, collect=functools.partial(_collect, plan)).through("datasets")
+    setup, datasets = build.setup, build.datasets
     plan.devices = {"summary": setup.summary, "strategy": setup.strategy_name, "replicas": setup.num_replicas}
-    if spec.doc.get("seed") is not None:
-        keras.utils.set_random_seed(spec.doc["seed"])
-    datasets = build_datasets(spec)
     batches = {}
     for split in SPLITS:
         dataset = getattr(datasets, split)
@@ -85,45 +77,34 @@ def _build(spec, plan) -> None:
             steps = steps_before_window(spec, datasets, split)
             if steps is not None:
                 plan.data[split]["time_steps"] = steps  # the examples are the windows cut from them
-    _check_steps(spec, plan)
-    _check_class_weight(spec, datasets.info, plan)
+    _check_steps(spec.sections.train, plan)
     from_data = {k: datasets.info[k] for k in ("class_counts", "class_weight", "output_bias") if k in datasets.info}
     if from_data:
         plan.train["from_data"] = from_data  # class_weight: balanced, bias_initializer: prior
-    model_config = substitute_metadata(spec.doc["model"], datasets.info, spec, ("model",))
-    train = spec.doc["train"]
-    with setup.strategy.scope():
-        adapter = Adapter(model_config, spec, datasets.train)
-        model = _collect(plan, lambda: build_model(model_config, spec, seed=spec.doc.get("seed") or 0,
-                                                   adapter=adapter))
-        adapted = adapter.records
-        optimizer = _collect(plan, lambda: get_optimizer(train["optimizer"], spec))
-        resolved = None if model is None else _collect(
-            plan, lambda: resolve_outputs(train, spec, model, datasets.train.element_spec))
-        loss, metrics = resolved or (None, None)
+    build.through("optimizer")
+    model, optimizer = build.model, build.optimizer
     if optimizer is not None:
         plan.train["optimizer"] = keras.optimizers.serialize(optimizer)
-    if model is not None and train.get("phases"):
+    if model is not None and spec.sections.train.phases:
         with setup.strategy.scope():
             plan.train["phases"] = _collect(plan, lambda: describe_phases(model, spec))
-    plan.train["callbacks"] = _callbacks(spec, plan)
+    plan.train["callbacks"] = _callbacks(build, plan)
     if model is None:
         return
     fits = all([_check_forward(spec, model, split, batches[split], plan) for split in batches])  # every split
     plan.model = describe_model(model)
-    if adapted:
-        plan.model["adapted"] = adapted
-    if not fits or loss is None:
+    if build.adapted:
+        plan.model["adapted"] = build.adapted
+    if not fits or build.loss is None:
         return
-    with setup.strategy.scope():
-        loss_object = _collect(plan, lambda: check_loss_fits(loss, model, datasets.train.element_spec, spec))
+    loss_object = build.through("loss").loss_object  # the data's metrics are described below, not checked
     if loss_object is not None:
         per_output = getattr(loss_object, "resolved", None)  # an OutputsLoss: one loss per output
         plan.train["loss"] = ({name: keras.losses.serialize(each) for name, each in per_output.items()}
                               if per_output else keras.losses.serialize(loss_object))
         _check_loss_on_batches(spec, model, loss_object, batches, plan)
-        if metrics is not None:
-            plan.train["metrics"] = _metrics(spec, model, metrics, batches["train"], plan)
+        if build.metrics is not None:
+            plan.train["metrics"] = _metrics(spec, model, build.metrics, batches["train"], plan)
 
 
 def describe_split(dataset, num_examples) -> tuple[dict, tuple]:
@@ -263,11 +244,11 @@ def _metrics(spec, model, metrics, batch, plan) -> list:
     return described
 
 
-def _callbacks(spec, plan) -> list:
+def _callbacks(build, plan) -> list:
     """Each callback constructed (in a throwaway directory) and its constructor's values."""
     described = []
     with tempfile.TemporaryDirectory() as scratch:
-        callbacks = _collect(plan, lambda: get_callbacks(spec.doc["train"].get("callbacks"), spec, RunDir(scratch)))
+        callbacks = _collect(plan, lambda: build.callbacks(RunDir(scratch)))
         for callback in callbacks or []:
             parameters = inspect.signature(type(callback).__init__).parameters
             config = {name: _plain(getattr(callback, name)) for name in parameters
@@ -276,29 +257,14 @@ def _callbacks(spec, plan) -> list:
     return described
 
 
-def _check_steps(spec, plan) -> None:
-    """steps_per_epoch must not ask for more batches than the train split has."""
-    wanted = spec.doc["train"].get("steps_per_epoch")
+def _check_steps(train, plan) -> None:
+    """steps_per_epoch must not ask for more batches than the train split has (`train`: the `TrainConfig`)."""
+    wanted = train.steps_per_epoch
     available = plan.data.get("train", {}).get("steps_per_epoch")
     if isinstance(wanted, int) and isinstance(available, int) and wanted > available:
-        plan.errors.append(spec.error(("train", "steps_per_epoch"), f"data.train has {available} batches per epoch; "
+        plan.errors.append(train.error("steps_per_epoch", f"data.train has {available} batches per epoch; "
                                       f"{wanted} steps run out of data after the first epoch (Keras stops "
                                       "training with a warning): lower it, or add a repeat stage", at_value=True))
-
-
-def _check_class_weight(spec, info, plan) -> None:
-    """class_weight keys must be classes of the data."""
-    weights = spec.doc["train"].get("class_weight") or {}
-    weights = weights if isinstance(weights, dict) else {}  # balanced: computed from train's classes
-    classes = info.get("num_classes")
-    if classes is None and weights:
-        plan.errors.append(spec.error(("train", "class_weight"), "class_weight needs integer class labels; "
-                                      "the train labels have no classes"))
-        return
-    for key in weights:
-        if int(key) >= (classes or 0):
-            plan.errors.append(spec.error(("train", "class_weight", key), f"class {key} does not exist: the data "
-                                          f"has {classes} classes (0..{classes - 1})"))
 
 
 def _check_label_classes(spec, split, loss_object, prediction, plan) -> None:

@@ -29,14 +29,14 @@ from runner.data.sources.image_folder import image_problem
 from runner.data.table import encode_tables
 from runner.data.windows import window_stage
 from runner.models import is_keras
-from runner.models.build import declared_output_names
 from runner.models.identifiers import keras_message
 from runner.models.loss_kinds import output_kind
 from runner.outputs.prediction_files import OUTPUT_FORMATS, classes, write_predictions
 from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.run_dir import run_file_problem
-from runner.outputs.saving import load_model, require_saved_model
+from runner.outputs.saving import require_saved_model
 from runner.commands.predict_text import read_texts
+from runner.run.build import restored_model
 from runner.spec import Spec, SpecError
 from runner.spec.errors import without_values
 from runner.spec.metadata import substitute_metadata
@@ -95,10 +95,9 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
             dataset = step(dataset)
     batch = batch_size or _declared_batch_size(spec, split) or _DEFAULT_BATCH
     batch = max(1, min(batch, inputs.count))  # tf.data reserves a batch's rows before it has them
-    model = load_model(run_dir)
+    model = restored_model(run_dir, spec)  # the model step of the run's build, as the run saved it
     with _input_misfit(input_path, inputs.features, model):
-        outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), inputs.count, batch,
-                             declared_output_names(spec.doc["model"]))
+        outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), inputs.count, batch)
     kinds = {name: output_kind(spec, name) for name in outputs}
     try:
         write_predictions(output_path, outputs, kinds, class_names=info.get("class_names"), files=inputs.files)
@@ -354,13 +353,13 @@ def _declared_batch_size(spec, split: str) -> int | None:
     return None
 
 
-def _run_model(model, batches, count: int, batch: int, output_names=()) -> dict:
+def _run_model(model, batches, count: int, batch: int) -> dict:
     """The model's outputs for every batch as float32 arrays: {None: array} for one output,
-    {output name: array} for several (a SavedModel's by `output_names`, the spec's); a
+    {output name: array} for several (a SavedModel's by the names the spec gave them); a
     progress bar on a terminal."""
     steps = -(-count // batch)
     bar = keras.utils.Progbar(steps, unit_name="batch") if sys.stdout.isatty() and steps >= _PROGRESS_FROM else None
-    names = list(getattr(model, "output_names", None) or []) if is_keras(model) else output_names
+    names = list(getattr(model, "output_names", None) or [])
     outputs: dict = {}
     for step, x in enumerate(batches, start=1):
         y = model(x, training=False) if is_keras(model) else model(x)

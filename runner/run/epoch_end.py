@@ -13,7 +13,6 @@ while an epoch waits unsaved, that epoch ends and is saved first (see interrupts
 from __future__ import annotations
 
 import errno
-import math
 import signal
 import sys
 import time
@@ -26,7 +25,7 @@ from runner.outputs.failure import summarise_error
 from runner.run.interrupts import RunInterrupted, deferred
 from runner.outputs import files
 from runner.outputs.epochs import EpochLog
-from runner.train.divergence import TrainingDiverged
+from runner.train.divergence import TrainingDiverged, check_finite
 from runner.train.result import TrainResult
 
 
@@ -105,9 +104,7 @@ class Progress:
         self.checkpoint = checkpoint
 
         def hook(epoch, logs, scalars=None):
-            loss = logs.get("loss")
-            if loss is not None and not math.isfinite(loss):
-                raise TrainingDiverged(epoch, None, float(loss))
+            check_finite(logs.get("loss"), epoch)
             with deferred(release=not within_call):
                 self.log.record(logs, scalars)
                 # A held signal ends the run after the call's last epoch, not within the call:

@@ -2,46 +2,35 @@
 
 from __future__ import annotations
 
-import functools
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import tensorflow as tf
 
 from runner import console
-from runner.data import build_datasets
 from runner.data.sources.image_folder import located_decode_error
 from runner.export.write import check_export_extras, export_finished_run, model_fingerprint
-from runner.internals import disable_op_determinism
-from runner.run.fused import choose_training
-from runner.outputs.failure import note_error_log
-from runner.models import build_model, is_keras
-from runner.models.adapt import Adapter, save_adapted
+from runner.models import is_keras
 from runner.models.adapt import describe as describe_adapted
+from runner.models.adapt import save_adapted
 from runner.models.catalog_check import warn_on_catalog_drift
-from runner.models.identifiers import get_optimizer
 from runner.outputs import files
+from runner.outputs.failure import note_error_log
 from runner.outputs.manifest import Manifest
 from runner.outputs.results import write_results
 from runner.outputs.run_dir import RunDir
-from runner.run.interrupts import deferred, signals_raise
-from runner.run.loops import train_custom, train_fit
+from runner.outputs.tracking_run import track_finished_run
+from runner.run.build import Build
+from runner.run.choice import choose_training, training_loop
+from runner.run.engines import TrainingContext, train_with
 from runner.run.epoch_end import Progress
+from runner.run.interrupts import deferred, signals_raise
 from runner.run.resume import prepare_resume
 from runner.spec.errors import SpecError
-from runner.outputs.tracking_run import mlflow_config, track_finished_run
-from runner.spec.metadata import substitute_metadata
 from runner.train import checkpoint as checkpoints
-from runner.train.class_weight import check_class_weight
-from runner.train.devices import check_batch_stages, setup_devices
-from runner.train.profiling import StepProfiler, input_seconds_per_batch, verdict
-from runner.train.loss_check import check_loss_fits, check_metrics_fit
 from runner.train.phases import describe_phases
-from runner.train.multi_output import resolve_outputs
-
+from runner.train.profiling import StepProfiler, input_seconds_per_batch, verdict
 
 @dataclass
 class RunResult:
@@ -79,48 +68,24 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = Fal
 
 
 def _run_spec(spec, quiet, resume_from, profile, track) -> RunResult:
-    if profile and spec.doc["train"].get("engine") == "fused":
-        raise spec.error(("train", "engine"), "pipe run --profile times the steps of the tf.data loops, which "
-                         "the fused engine does not run: set train.engine to keras or auto to profile", at_value=True)
-    setup = setup_devices(spec)  # before any other TensorFlow op
-    check_batch_stages(spec, setup)
-    if not quiet:
-        print(setup.summary, flush=True)
+    train_config = spec.sections.train
+    if profile and train_config.engine == "fused":
+        raise train_config.error("engine", "pipe run --profile times the steps of the tf.data loops, which "
+                                 "the fused engine does not run: set train.engine to keras or auto to profile",
+                                 at_value=True)
+    build = Build(spec, quiet=quiet, resume_from=resume_from).through("devices")
+    setup = build.setup
     warn_on_catalog_drift()
     check_export_extras(spec)  # outputs.export: a missing extra is said before training, not after
-    train_config = spec.doc["train"]
-    seed = spec.doc.get("seed")
-    if seed is not None:
-        keras.utils.set_random_seed(seed)
-    _set_op_determinism(train_config.get("deterministic", False))
-    if train_config.get("steps_per_epoch") is None:
+    if train_config.steps_per_epoch is None:
         console.hide_known_noise()  # each epoch reads its finite dataset to the end, by design
-
-    datasets = build_datasets(spec)
-    validated = datasets.validated_split(spec)
-    validation = getattr(datasets, validated) if validated else None
-    check_class_weight(spec, datasets.info)
-    loop = train_config.get("loop", "fit")
-    model_config = substitute_metadata(spec.doc["model"], datasets.info, spec, ("model",))
-    with setup.strategy.scope():
-        adapter = Adapter(model_config, spec, datasets.train, resume_from=resume_from)
-        model = build_model(model_config, spec, seed=seed or 0, adapter=adapter)
-        adapted = adapter.records
-        loss, metrics = resolve_outputs(train_config, spec, model, datasets.train.element_spec)
-        optimizer = get_optimizer(train_config["optimizer"], spec)
-        loss_object = check_loss_fits(loss, model, datasets.train.element_spec, spec)
-        check_metrics_fit(metrics, model, datasets.train.element_spec, spec)
-    _keras_xla_verdict(setup, model, quiet, deterministic=train_config.get("deterministic", False))
+    build.through("metrics")
+    datasets, model, validated = build.datasets, build.model, build.validated
+    _keras_xla_verdict(setup, model, quiet, deterministic=train_config.deterministic)
     phases = describe_phases(model, spec)  # each phase's layers and optimizer, checked before the run starts
-    if not is_keras(model) and train_config.get("callbacks"):
-        raise spec.error(("train", "callbacks"), "callbacks drive Keras models; a module model takes none")
-
-    if loop == "fit" and setup.strategy_name == "multi_worker_mirrored":
-        # Keras 3 Model.fit does not train under MultiWorkerMirroredStrategy
-        # (keras-team/keras#20585); the custom loop runs the same steps there.
-        loop = "custom"
-        if not quiet:
-            print("loop: custom (Keras fit does not run under multi_worker_mirrored)", flush=True)
+    if not is_keras(model) and train_config.callbacks:
+        raise train_config.error("callbacks", "callbacks drive Keras models; a module model takes none")
+    loop = training_loop(train_config, setup, quiet)
 
     previous = prepare_resume(spec, resume_from) if resume_from is not None else None
     if previous is not None:
@@ -132,14 +97,13 @@ def _run_spec(spec, quiet, resume_from, profile, track) -> RunResult:
                         files=datasets.files)
     progress = Progress(run_dir, manifest, previous, validated=validated or "validation")
     profiler = StepProfiler(run_dir / "tensorboard") if profile else None
-    train = functools.partial(train_fit if loop == "fit" else train_custom, profiler=profiler)
     try:
         files.write_spec(run_dir, spec)
-        if adapted:  # preprocessing layers adapted on the train split (runner.models.adapt)
-            manifest.update(adapted=adapted)
-            save_adapted(model, adapted, run_dir)
+        if build.adapted:  # preprocessing layers adapted on the train split (runner.models.adapt)
+            manifest.update(adapted=build.adapted)
+            save_adapted(model, build.adapted, run_dir)
             if not quiet:
-                print("\n".join(describe_adapted(adapted)), flush=True)
+                print("\n".join(describe_adapted(build.adapted)), flush=True)
         manifest.update(loop=loop)
         if phases:
             manifest.update(phases=[{k: v for k, v in p.items() if k != "line"} for p in phases])
@@ -148,24 +112,22 @@ def _run_spec(spec, quiet, resume_from, profile, track) -> RunResult:
         if previous is not None:
             manifest.update(resumed_from=str(previous.run_dir), resumed_checkpoint=previous.checkpoint,
                             resumed_at_epoch=previous.epoch, epochs_done=previous.epoch)
+        callbacks = build.callbacks(run_dir)
         # the fused engine, or tf.data (always under --profile: it times tf.data steps)
-        choice = choose_training(spec, setup, datasets, loop, run_dir, profiling=profile)
-        manifest.update(engine=choice.engine.name, engine_reason=choice.engine.reason)
-        if not quiet and "engine" in train_config:
-            print(choice.engine.line, flush=True)
-        train = choice.train or train
-        try:
-            result, evaluation = train(spec, setup, datasets, validation, model, loss_object, optimizer,
-                                       metrics, run_dir, quiet, progress)
-        except tf.errors.InvalidArgumentError as e:
-            raise _loss_error(spec, loss_object, e) or _xla_error(spec, setup, e) or e
+        engine = choose_training(spec, setup, datasets, loop, callbacks, profiling=profile)
+        manifest.update(engine=engine.name, engine_reason=engine.reason)
+        if not quiet and train_config.declares("engine"):
+            print(engine.line, flush=True)
+        context = TrainingContext(spec, setup, datasets, build.validation, model, build.loss_object, build.optimizer,
+                                  build.metrics, callbacks, run_dir, quiet, progress, profiler)
+        result, evaluation = train_with(engine, context)
         if profiler is not None:
             _report_profile(profiler, datasets.train, run_dir)
         with deferred():
             write_results(spec, datasets, model, result, evaluation, run_dir)
             if setup.is_chief:  # what pipe export checks the model file against
                 manifest.update(**model_fingerprint(run_dir.path))
-            if (spec.doc.get("outputs") or {}).get("export") and setup.is_chief:
+            if spec.sections.outputs.export and setup.is_chief:
                 manifest.update(exports=export_finished_run(spec, run_dir.path, manifest.data, model))
             manifest.finish("completed", epochs_run=result.epochs_run)
     except BaseException as failure:
@@ -182,7 +144,7 @@ def _run_spec(spec, quiet, resume_from, profile, track) -> RunResult:
         if setup.is_chief and not run_dir.replaced():
             files.remove_partial_files(run_dir)
         files.discard_run_dir(run_dir, setup.is_chief)
-        if track and setup.is_chief and mlflow_config(spec.doc) is not None:
+        if track and setup.is_chief and spec.sections.outputs.mlflow is not None:
             track_finished_run(spec.doc, run_dir.path, quiet)  # after every file; never raises
     return RunResult(run_dir=run_dir.path, metrics=evaluation, chief=setup.is_chief)
 
@@ -221,42 +183,3 @@ def _raise_ended(progress, e: BaseException):
     if ended is e:
         raise e
     raise ended from None
-
-
-def _set_op_determinism(enabled: bool) -> None:
-    """Deterministic ops on request; off again otherwise, as the setting is process-wide."""
-    if enabled:
-        tf.config.experimental.enable_op_determinism()
-        return
-    disable_op_determinism()
-
-
-def _loss_error(spec, loss, error):
-    """A located error when a training step failed inside the loss (e.g. labels out of range).
-
-    Keras computes the loss under the name scope `compile_loss`, the custom loop under
-    `loss`; an op failing there means the labels do not fit the loss.
-    """
-    text = error.message or ""
-    if not re.search(r"node (\S*/)?(compile_)?loss/", text):
-        return None
-    lines = [
-        line for line in text.splitlines()
-        if line.strip() and not line[0].isspace()
-        and not line.startswith(("Graph execution error", "Detected at node"))
-    ]
-    reason = re.split(r"\s*\[\[|\s*\[Op:|\s+Label values:", lines[-1] if lines else text)[0].strip()
-    name = getattr(loss, "name", None) or "loss"
-    return spec.error(("train", "loss"), f"loss {name!r} does not fit the labels: {reason}")
-
-
-def _xla_error(spec, setup, error):
-    """A located error when XLA could not compile a step (an op without an XLA kernel, a
-    shape XLA cannot know when it compiles): the spec asked for jit_compile."""
-    text = error.message or ""
-    if not setup.jit_compile or not re.search(r"XLA_\w+_JIT|XLA compilation|tf2xla", text):
-        return None
-    op = re.search(r"No registered '(\w+)' OpKernel for (XLA_\w+_JIT)", text)
-    reason = f"the op {op[1]} has no {op[2]} kernel" if op else "a shape it must know when it compiles is computed"
-    return spec.error(("device", "jit_compile"),
-                      f"XLA cannot compile this model's training step ({reason}): set jit_compile: false")

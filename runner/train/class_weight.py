@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from runner.spec.errors import SpecErrors
 from runner.spec.sections import TrainConfig, section
 
 
@@ -15,7 +16,8 @@ def check_class_weight(train, info: dict) -> None:
         train: the `TrainConfig` (the Spec is taken too).
 
     Raises:
-        SpecError: located at train.class_weight.
+        SpecError: located at train.class_weight (SpecErrors: one for each class the data
+            does not have).
     """
     train = section(train, "train")
     weights = train.class_weight
@@ -27,14 +29,17 @@ def check_class_weight(train, info: dict) -> None:
         raise train.error(path, "class_weight needs integer class labels, and the train labels are not")
     classes = range(num_classes)
     outside = [k for k in weights if not (str(k).lstrip("-").isdigit() and int(k) in classes)]
-    if outside:
-        raise train.error((*path, outside[0]), f"{outside[0]!r} is not a class of the data "
-                                              f"(the labels are 0..{num_classes - 1})")
-    missing = [c for c in classes if c not in {int(k) for k in weights}]
-    if missing:
+    errors = [train.error((*path, k), f"class {k} does not exist: the data has {num_classes} classes "
+                                      f"(0..{num_classes - 1})") for k in outside]
+    missing = [c for c in classes if c not in {int(k) for k in weights if str(k).lstrip("-").isdigit()}]
+    if missing and not outside:
         shown = ", ".join(map(str, missing[:10])) + (", ..." if len(missing) > 10 else "")
-        raise train.error(path, f"class_weight has no weight for class {shown}: give one for each of "
-                               f"0..{num_classes - 1}")
+        errors.append(train.error(path, f"class_weight has no weight for class {shown}: give one for each of "
+                                        f"0..{num_classes - 1}"))
+    if len(errors) > 1:
+        raise SpecErrors(errors)
+    if errors:
+        raise errors[0]
 
 
 def class_weights(train, info: dict) -> dict | None:

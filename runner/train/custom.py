@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from runner.models.identifiers import resolve_loss, resolve_metric
 from runner.models.modules import scalar_variables
-from runner.train.divergence import TrainingDiverged
+from runner.train.divergence import check_finite
 from runner.train.engine import needs_batch_hooks
 from runner.train.execution import BAD_STEP, StepRunner, resolve_steps_per_execution
 from runner.train.loss_check import example_batch
@@ -264,8 +264,7 @@ class CustomLoop:
                 callbacks.on_epoch_begin(epoch)
             step, state = self._train_epoch(steps, chunk, callbacks, bar)
             bad = state.pop(BAD_STEP)
-            if bad >= 0 or not np.isfinite(state["loss"]):
-                raise TrainingDiverged(epoch, int(bad) if bad >= 0 else None, state["loss"])
+            check_finite(state["loss"], epoch, int(bad) if bad >= 0 else None, diverged=bad >= 0)
             logs = {k: v for k, v in state.items() if not k.startswith(_SCALAR)}
             scalars = {k[len(_SCALAR):]: v for k, v in state.items() if k.startswith(_SCALAR)}
             if validation is not None and (epoch + 1) % validation_freq == 0:

@@ -51,6 +51,20 @@ class TrainingDiverged(PipeError):
         return "\n".join(lines)
 
 
+def check_finite(loss, epoch: int, step: int | None = None, *, diverged: bool = False) -> None:
+    """Raise `TrainingDiverged` when the training loss is NaN or infinite: the one check
+    every engine makes (a batch's loss in `fit`, the step the graph noted in the custom
+    loop, each epoch's mean at its end).
+
+    Args:
+        loss: the loss (None: not known here, nothing to check).
+        epoch, step: where it was seen (0-based; `step` None: only the epoch's mean showed it).
+        diverged: the graph already found a non-finite step (`step`), whatever `loss` says.
+    """
+    if diverged or (loss is not None and not math.isfinite(float(loss))):
+        raise TrainingDiverged(epoch, step, float(loss))
+
+
 class StopOnNonFinite(keras.callbacks.Callback):
     """For `fit`: raises TrainingDiverged at the first batch whose loss is not finite."""
 
@@ -64,6 +78,4 @@ class StopOnNonFinite(keras.callbacks.Callback):
         self.epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is not None and not math.isfinite(float(loss)):
-            raise TrainingDiverged(self.epoch, batch, float(loss))
+        check_finite((logs or {}).get("loss"), self.epoch, batch)

@@ -14,14 +14,14 @@ import keras
 from runner.spec.training_rules import fused_obstacle
 from runner.train.checkpoint import saves_every_epoch
 
-DEFAULT_MEMORY_MB = 1024
 _FUSED_STRATEGIES = ("default", "one_device", "mirrored")
 _BATCH_HOOKS = ("on_train_batch_begin", "on_train_batch_end", "on_batch_begin", "on_batch_end")
 
 
 @dataclass
-class Engine:
-    """The engine that runs, and why (one line for the user and the manifest)."""
+class EngineChoice:
+    """The engine that runs, and why (one line for the user and the manifest); the engines
+    of `runner.run.engines` carry it."""
 
     name: str  # "fused" or "keras"
     reason: str
@@ -31,8 +31,8 @@ class Engine:
         return f"engine: {self.name} ({self.reason})"
 
 
-def choose_engine(spec, *, setup, loop: str, callbacks, data_reason: str, nbytes: int | None) -> Engine:
-    """Pick the engine for `spec.doc["train"]["engine"]` (default keras).
+def choose_engine(spec, *, setup, loop: str, callbacks, data_reason: str, nbytes: int | None) -> EngineChoice:
+    """Pick the engine for `train.engine` (default keras).
 
     Args:
         loop: the tf.data loop that runs when not fused (`fit` or `custom`).
@@ -43,21 +43,21 @@ def choose_engine(spec, *, setup, loop: str, callbacks, data_reason: str, nbytes
     Raises:
         SpecError: at train.engine when `fused` is asked for and cannot run.
     """
-    train = spec.doc["train"]
-    requested = train.get("engine", "keras")
+    train = spec.sections.train
+    requested = train.engine
     if requested == "keras":
-        return Engine("keras", f"{loop}; train.engine: keras")
+        return EngineChoice("keras", f"{loop}; train.engine: keras")
     reason = _obstacle(train, setup, callbacks, data_reason, nbytes)
     if reason is None:
         size = f"{nbytes / 2**20:.0f} MB" if nbytes >= 2**20 else f"{nbytes / 2**10:.0f} KB"
         calls = ("one graph call per epoch (callbacks act between epochs)" if callbacks
                  else "one graph call per epoch (each epoch checkpointed)"
-                 if saves_every_epoch((spec.doc.get("outputs") or {}).get("checkpoints"))
+                 if saves_every_epoch(spec.sections.outputs.checkpoints)
                  else "whole epochs per graph call")
-        return Engine("fused", f"data in memory, {size}; {calls}")
+        return EngineChoice("fused", f"data in memory, {size}; {calls}")
     if requested == "fused":
         raise spec.error(("train", "engine"), f"the fused engine cannot run this spec: {reason}")
-    return Engine("keras", f"{loop}; not fused: {reason}")
+    return EngineChoice("keras", f"{loop}; not fused: {reason}")
 
 
 def _obstacle(train, setup, callbacks, data_reason, nbytes) -> str | None:
@@ -66,12 +66,12 @@ def _obstacle(train, setup, callbacks, data_reason, nbytes) -> str | None:
         return f"the {setup.strategy_name} strategy (fused runs on one device or mirrored)"
     if setup.jit_compile and setup.num_replicas > 1:
         return "jit_compile with several replicas (the fused engine compiles one device's step with XLA)"
-    spec_reason = fused_obstacle(train)
+    spec_reason = fused_obstacle(train.as_dict())
     if spec_reason:
         return spec_reason
     if data_reason:
         return data_reason
-    budget = train.get("fused_memory_mb", DEFAULT_MEMORY_MB)
+    budget = train.fused_memory_mb
     if nbytes > budget * 2**20:
         return f"the training and validation splits take {nbytes / 2**20:.0f} MB, over train.fused_memory_mb {budget}"
     per_batch = [type(c).__name__ for c in callbacks if needs_batch_hooks(c)]
