@@ -225,7 +225,7 @@ def test_pipe_log_says_what_a_sweep_lacks(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     sweep_dir = _fake_sweep(tmp_path)
     result = _log(sweep_dir)
-    assert result.exit_code == 3
+    assert result.exit_code == 2  # a usage mistake
     assert result.stderr == (f"pipe log: {sweep_dir}: give --mlflow URI (the sweep's spec names no "
                              "outputs.mlflow.tracking_uri, and MLFLOW_TRACKING_URI is not set)\n")
 
