@@ -77,7 +77,6 @@ def _build(spec, plan) -> None:
             steps = steps_before_window(spec, datasets, split)
             if steps is not None:
                 plan.data[split]["time_steps"] = steps  # the examples are the windows cut from them
-    _check_steps(spec.sections.train, plan)
     from_data = {k: datasets.info[k] for k in ("class_counts", "class_weight", "output_bias") if k in datasets.info}
     if from_data:
         plan.train["from_data"] = from_data  # class_weight: balanced, bias_initializer: prior
@@ -255,16 +254,6 @@ def _callbacks(build, plan) -> list:
                       if name != "self" and hasattr(callback, name)}
             described.append({"class": type(callback).__name__, "config": config})
     return described
-
-
-def _check_steps(train, plan) -> None:
-    """steps_per_epoch must not ask for more batches than the train split has (`train`: the `TrainConfig`)."""
-    wanted = train.steps_per_epoch
-    available = plan.data.get("train", {}).get("steps_per_epoch")
-    if isinstance(wanted, int) and isinstance(available, int) and wanted > available:
-        plan.errors.append(train.error("steps_per_epoch", f"data.train has {available} batches per epoch; "
-                                      f"{wanted} steps run out of data after the first epoch (Keras stops "
-                                      "training with a warning): lower it, or add a repeat stage", at_value=True))
 
 
 def _check_label_classes(spec, split, loss_object, prediction, plan) -> None:

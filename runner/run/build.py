@@ -26,6 +26,7 @@ from runner.spec.errors import SpecError
 from runner.spec.metadata import substitute_metadata
 from runner.train.class_weight import check_class_weight
 from runner.train.devices import check_batch_stages, setup_devices
+from runner.train.execution import check_steps_per_epoch
 from runner.train.loss_check import check_loss_fits, check_metrics_fit
 from runner.train.multi_output import resolve_outputs
 
@@ -111,6 +112,8 @@ class Build:
         self.datasets = build_datasets(self.spec, learned=self._learned)
         self.validated = self.datasets.validated_split(self.spec)
         self._collect(lambda: check_class_weight(self.sections.train, self.datasets.info))
+        if self._given_model is None:  # a model to train (run, plan), not a saved one to evaluate
+            self._collect(lambda: check_steps_per_epoch(self.sections.train, self.datasets.train))
 
     def _model(self):
         if self._given_model is not None:

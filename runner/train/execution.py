@@ -28,6 +28,20 @@ AUTO_STEPS_CAP = 100
 BAD_STEP = "\0first non-finite step"
 
 
+def check_steps_per_epoch(train, dataset) -> None:
+    """`train.steps_per_epoch` must not ask for more batches than a finite train split has
+    (`train`: the `TrainConfig`): Keras would end each epoch early, saying so only in a warning.
+
+    Raises:
+        SpecError: at train.steps_per_epoch, with the number of batches there are.
+    """
+    wanted, available = train.steps_per_epoch, int(dataset.cardinality())
+    if isinstance(wanted, int) and available >= 0 and wanted > available:
+        raise train.error("steps_per_epoch", f"data.train has {available} batches per epoch; {wanted} steps run "
+                          "out of data (Keras ends the epoch there, with a warning): lower it, or add a repeat "
+                          "stage", at_value=True)
+
+
 def resolve_steps_per_execution(value, steps_per_epoch) -> int:
     """The number of steps per graph call: an integer, or `auto`: the epoch when it has at
     most AUTO_STEPS_CAP steps, else the largest divisor of its steps up to that cap (Keras's
