@@ -444,3 +444,13 @@ def test_resume_without_a_checkpoint_is_an_error(workdir):
     with pytest.raises(SpecError) as caught:
         run_spec(small_spec(workdir), quiet=True, resume_from=workdir / "nowhere")
     assert str(caught.value) == f"{workdir / 'nowhere'}: no checkpoint to resume from in {workdir / 'nowhere' / 'checkpoints'}"
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_profile_keeps_its_verdict_in_the_run_directory_and_prints_it_unless_quiet(workdir, capsys, quiet):
+    result = run_spec(small_spec(workdir), quiet=quiet, profile=True)
+    found = json.loads((result.run_dir / "profile.json").read_text())
+    assert found["verdict"] in ("input-bound", "compute-bound")
+    assert found["timed_steps"] > 0
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("profile:")]
+    assert printed == ([] if quiet else [found.get("line", f"profile: {found['verdict']}")])

@@ -25,7 +25,7 @@ from runner.models.identifiers import keras_message, resolve_metric
 from runner.models.loss_kinds import is_sparse
 from runner.outputs.run_dir import RunDir
 from runner.run.build import Build
-from runner.spec.errors import SpecError
+from runner.spec.errors import SpecError, without_values
 from runner.train.loss_check import _model_input_path
 from runner.train.phases import describe_phases
 
@@ -303,7 +303,7 @@ def _short_message(error) -> str:
     if shape:
         return shape.group(0)
     text = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", text)
-    return re.split(r"\s+Label values:|\s+\[Op:", text)[0].strip()
+    return without_values(re.split(r"\s+Label values:|\s+\[Op:", text)[0]).strip()
 
 
 def _tensor_spec(t):

@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from runner.outputs import history
 from runner.train.result import TrainResult, evaluate_held_out, final_train_metrics
+from runner.spec.errors import without_values
 
 
 @dataclass
@@ -153,7 +154,7 @@ def loss_error(spec, loss, error):
         if line.strip() and not line[0].isspace()
         and not line.startswith(("Graph execution error", "Detected at node"))
     ]
-    reason = re.split(r"\s*\[\[|\s*\[Op:|\s+Label values:", lines[-1] if lines else text)[0].strip()
+    reason = without_values(re.split(r"\s*\[\[|\s*\[Op:|\s+Label values:", lines[-1] if lines else text)[0]).strip()
     name = getattr(loss, "name", None) or "loss"
     return spec.error(("train", "loss"), f"loss {name!r} does not fit the labels: {reason}")
 

@@ -122,7 +122,7 @@ def _run_spec(spec, quiet, resume_from, profile, track) -> RunResult:
                                   build.metrics, callbacks, run_dir, quiet, progress, profiler)
         result, evaluation = train_with(engine, context)
         if profiler is not None:
-            _report_profile(profiler, datasets.train, run_dir)
+            _report_profile(profiler, datasets.train, run_dir, quiet)
         with deferred():
             write_results(spec, datasets, model, result, evaluation, run_dir)
             if setup.is_chief:  # what pipe export checks the model file against
@@ -165,8 +165,9 @@ def _keras_xla_verdict(setup, model, quiet, deterministic=False) -> None:
             print(f"xla: off ({why})", flush=True)
 
 
-def _report_profile(profiler, train, run_dir) -> None:
-    """The verdict of `--profile` (input- or compute-bound), printed and kept in profile.json."""
+def _report_profile(profiler, train, run_dir, quiet) -> None:
+    """The verdict of `--profile` (input- or compute-bound), kept in profile.json and printed
+    (not under --quiet)."""
     found = verdict(profiler.step_seconds, input_seconds_per_batch(train.repeat()))
     found.update(timed_steps=len(profiler.step_seconds), profiled_steps=profiler.profiled_steps)
     found["trace"] = str(run_dir / "tensorboard") if profiler.profiled_steps else None
@@ -174,7 +175,8 @@ def _report_profile(profiler, train, run_dir) -> None:
         found["line"] = found.get("line", f"profile: {found['verdict']}") + \
             f" (no trace: training ended within its first {profiler.skip + profiler.count} steps, which are timed)"
     files.write_json(run_dir / "profile.json", found)
-    print(found.get("line", f"profile: {found['verdict']}"), flush=True)
+    if not quiet:
+        print(found.get("line", f"profile: {found['verdict']}"), flush=True)
 
 
 def _raise_ended(progress, e: BaseException):

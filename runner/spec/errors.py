@@ -121,9 +121,14 @@ _ARRAY_2D = re.compile(r"\[\[[\s\d.eE+\-naifNAIF\[\]]*?\]\](?:\s*\.\.\.)?")  # n
 _ARRAY_1D = re.compile(r"\[(?:\s*-?(?:\d+\.\d*(?:e[+-]?\d+)?|nan|inf)){2,}\s*\]")  # [0. 1.5 nan], never [32, 10]
 
 
+# TensorFlow's sparse losses quote the offending label: "Received a label value of 7 which is outside ..."
+_LABEL_VALUE = re.compile(r"Received a label value of -?\d+ which is outside")
+
+
 def without_values(text: str) -> str:
     """`text` (a library's message) with the data's values left out: a Variable's `value=...`
     and printed numpy arrays (weights, input rows) become `<values>`; shapes such as [32, 10] stay."""
     text = _VARIABLE_VALUE.sub(">", text)
+    text = _LABEL_VALUE.sub("A label value is outside", text)  # the class is the data's, kept out
     text = _ARRAY_2D.sub("<values>", text)
     return _ARRAY_1D.sub("<values>", text)
