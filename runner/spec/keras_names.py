@@ -236,6 +236,10 @@ def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[Spec
             return check_identifier(spec, nested, value, where)
         return []
     expected = argument.get("type")
+    if isinstance(value, bool) and argument.get("required") and expected != "bool":
+        # YAML's true is Python's 1 to Keras: Dense(units=true) would train one unit
+        return [spec.error(where, f"{entry.name}.{argument['name']}: expected a value, got {str(value).lower()} "
+                                  "(true and false are no sizes, rates or names)", at_value=True)]
     if expected == "bool" and not isinstance(value, bool):
         return [spec.error(where, f"{entry.name}.{argument['name']}: expected true or false, got {value!r}", at_value=True)]
     if expected in ("int", "float") and (isinstance(value, (str, bool))):
