@@ -26,15 +26,18 @@ def class_values(spec, train, num_classes) -> dict:
     if not (balanced or prior) or train is None:
         return {}
     labels = source_labels(train)
+    path, what = (("train", "class_weight"), "class_weight: balanced") if balanced else (prior, "a prior bias")
     if labels is None or not len(labels):
-        path, what = (("train", "class_weight"), "class_weight: balanced") if balanced else (prior, "a prior bias")
         raise spec.error(path, f"{what} is computed from the train split's class labels, and its labels are not "
                                "integer classes (one per element)")
+    if labels.min() < 0 or (num_classes and labels.max() >= num_classes):
+        classes = f"0..{num_classes - 1}" if num_classes else "0 and up"
+        raise spec.error(path, f"{what} counts the train split's classes ({classes}), and a label there is outside "
+                               "them")  # which one is the data's: not quoted
     counts = np.bincount(labels, minlength=num_classes or 0)
     values = {"class_counts": [int(c) for c in counts]}
     absent = [c for c, n in enumerate(counts) if n == 0]
     if absent:
-        path = ("train", "class_weight") if balanced else prior
         raise spec.error(path, f"class {absent[0]} has no example in the train split: its "
                                f"{'balanced weight' if balanced else 'prior'} would be infinite")
     total = int(counts.sum())
