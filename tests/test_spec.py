@@ -147,6 +147,16 @@ def test_a_whole_number_written_as_a_float_is_no_integer(write_spec):
     assert errors_of(write_spec(MINIMAL), ["train.epochs=3.0"])[0].endswith("expected an integer, got number 3.0")
 
 
+def test_nan_anywhere_and_a_mapping_alternatives_own_mistake_are_named(write_spec):
+    """NaN passes every JSON Schema bound; a mapping given where a mapping or a name is allowed
+    is told what is wrong inside it, not "expected a mapping, got a mapping"."""
+    path = write_spec(MINIMAL + "  class_weight: {0: -1.0, 1: .nan}\n")
+    assert [e.split(": ", 1)[1] for e in errors_of(path, ["train.optimizer.SGD.learning_rate=.nan"])] == [
+        "train.optimizer.SGD.learning_rate: not a number (NaN): no size, rate or weight is NaN",
+        "train.class_weight[0]: -1.0 is less than the minimum of 0",
+        "train.class_weight[1]: not a number (NaN): no size, rate or weight is NaN"]
+
+
 def test_scientific_notation_is_a_float(write_spec):
     spec = load_spec(write_spec(MINIMAL.replace("learning_rate: 0.05", "learning_rate: 1e-3")))
     assert spec.doc["train"]["optimizer"]["SGD"]["learning_rate"] == 0.001

@@ -57,10 +57,22 @@ def schema_errors(spec) -> list[SpecError]:
     integers = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
     validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=integers)(load_schema())
-    errors = []
+    errors = [spec.error(path, "not a number (NaN): no size, rate or weight is NaN", at_value=True)
+              for path in _nan_paths(spec.doc, ())]  # NaN passes every JSON Schema bound
     for error in validator.iter_errors(spec.doc):
         errors += _explain(spec, error)
     return errors
+
+
+def _nan_paths(node, path: tuple):
+    if isinstance(node, float) and node != node:
+        yield path
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _nan_paths(value, path + (key,))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            yield from _nan_paths(value, path + (i,))
 
 
 def _missing(spec, path, key, message) -> SpecError:
@@ -86,6 +98,18 @@ def _exactly_one(spec, path, options, keys) -> SpecError:
               else f"'{base}: null' in the later file")
     return spec.error(path, f"expected exactly one of: {', '.join(options)}; got {got}",
                       f"the files merge key by key: {remove} removes the base's")
+
+
+def _errors_of_the_alternative_it_is(error) -> list:
+    """The errors of the one alternative whose kind the value is (its type, its constant), when
+    exactly one is; else [] and the alternatives are listed."""
+    by_option: dict = {}
+    for sub in error.context or []:
+        by_option.setdefault(sub.relative_schema_path[0], []).append(sub)
+    kinds = ("type", "const", "enum", "required", "additionalProperties", "oneOf", "anyOf")
+    same_kind = [subs for subs in by_option.values()
+                 if not any(s.validator in kinds and not s.relative_path for s in subs)]
+    return same_kind[0] if len(same_kind) == 1 and len(by_option) > 1 else []
 
 
 def _explain(spec, error) -> list[SpecError]:
@@ -119,6 +143,9 @@ def _explain(spec, error) -> list[SpecError]:
         options = [s["required"][0] for s in error.validator_value]  # one of these keys, and others beside
         return [_exactly_one(spec, path, options, [k for k in value if k in options])]
     if kind in ("anyOf", "oneOf"):
+        inside = _errors_of_the_alternative_it_is(error) if isinstance(value, (dict, list)) else []
+        if inside:  # e.g. a mapping where a mapping or a name is allowed: what is wrong in the mapping
+            return [e for sub in inside for e in _explain(spec, sub)]
         alternatives = " or ".join(_summary(deref(s)) for s in error.validator_value)
         return [spec.error(path, f"expected {alternatives}, got {_describe(value)}", at_value=True)]
     if kind == "pattern" and path == ("name",) and value in (".", ".."):
