@@ -152,9 +152,9 @@ def test_nan_anywhere_and_a_mapping_alternatives_own_mistake_are_named(write_spe
     is told what is wrong inside it, not "expected a mapping, got a mapping"."""
     path = write_spec(MINIMAL + "  class_weight: {0: -1.0, 1: .nan}\n")
     assert [e.split(": ", 1)[1] for e in errors_of(path, ["train.optimizer.SGD.learning_rate=.nan"])] == [
-        "train.optimizer.SGD.learning_rate: not a number (NaN): no size, rate or weight is NaN",
+        "train.optimizer.SGD.learning_rate: not a number (.nan): no size, rate or weight is one",
         "train.class_weight[0]: -1.0 is less than the minimum of 0",
-        "train.class_weight[1]: not a number (NaN): no size, rate or weight is NaN"]
+        "train.class_weight[1]: not a number (.nan): no size, rate or weight is one"]
 
 
 def test_scientific_notation_is_a_float(write_spec):

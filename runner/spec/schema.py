@@ -57,7 +57,7 @@ def schema_errors(spec) -> list[SpecError]:
     integers = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
     validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=integers)(load_schema())
-    errors = [spec.error(path, "not a number (NaN): no size, rate or weight is NaN", at_value=True)
+    errors = [spec.error(path, "not a number (.nan): no size, rate or weight is one", at_value=True)
               for path in _nan_paths(spec.doc, ())]  # NaN passes every JSON Schema bound
     for error in validator.iter_errors(spec.doc):
         errors += _explain(spec, error)
