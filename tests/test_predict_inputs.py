@@ -365,3 +365,34 @@ def test_a_savedmodel_with_several_outputs_predicts_and_evaluates_by_output_name
     for key, value in metrics.items():
         assert evaluation.metrics["test"][key] == pytest.approx(value, rel=1e-5), key
     assert sorted(evaluation.confusion) == ["test-item", "test-top"]
+
+
+def test_a_csv_is_read_with_the_csv_options_of_the_split_that_has_them(tmp_path):
+    """Train from a CSV (label column, shape), test from an NPZ: a CSV given to predict takes
+    train's CSV options, not the NPZ's (its label column dropped, its rows reshaped)."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(48, 4)).astype(np.float32)
+    y = (x.sum(-1) > 0).astype(np.int64)
+    rows = "\n".join(",".join(f"{v:.6f}" for v in r) + f",{label}" for r, label in zip(x, y))
+    (tmp_path / "train.csv").write_text(rows + "\n")
+    np.savez(tmp_path / "test.npz", x=x.reshape(-1, 2, 2), y=y)
+    (tmp_path / "spec.yaml").write_text(f"""\
+version: 1
+name: mixed
+seed: 1
+data:
+  train:
+    source: {{csv: {{path: train.csv, label: -1, shape: [2, 2]}}}}
+    stages: [{{batch: {{batch_size: 16}}}}]
+  test:
+    source: {{npz: {{path: test.npz, features: x, label: y}}}}
+    stages: [{{batch: {{batch_size: 16}}}}]
+model: {{sequential: {{input_shape: [2, 2], layers: [{{Flatten: {{}}}}, {{Dense: {{units: 2}}}}]}}}}
+train: {{epochs: 1, loss: {{SparseCategoricalCrossentropy: {{from_logits: true}}}}, optimizer: adam}}
+outputs: {{dir: {tmp_path / 'runs'}, plots: {{enabled: false}}}}
+""")
+    run_dir = _run(tmp_path / "spec.yaml")
+    predicted = predict_file(run_dir, tmp_path / "train.csv", tmp_path / "out.npy")
+    from_npz = predict_file(run_dir, tmp_path / "test.npz", tmp_path / "npz.npy", key="x")
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), np.load(tmp_path / "npz.npy"), rtol=1e-4, atol=1e-5)
+    assert predicted.count == from_npz.count == 48

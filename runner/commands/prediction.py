@@ -166,7 +166,8 @@ def read_inputs(spec, run_dir, input_path: Path, key=None) -> Inputs:
 def _source_config(spec, input_path: Path, key, notes: list) -> dict:
     """The source declaration that reads `input_path`: by its kind, options from the spec's source."""
     name = input_path.name.lower()
-    declared = _declared_source(spec)
+    kind = "npz" if name.endswith(".npz") else "csv" if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")) else None
+    declared = _declared_source(spec, kind)
     if name.endswith(".npy"):
         return {"npy": {"features": str(input_path)}}
     if name.endswith(".npz"):
@@ -245,13 +246,14 @@ def _first_line(path: Path) -> str | None:
         return None
 
 
-def _declared_source(spec) -> dict:
-    """The test split's source declaration (else train's), for format options such as a CSV's shape."""
-    for split in ("test", "train"):
-        source = spec.get("data", split, "source")
-        if source:
-            return source
-    return {}
+def _declared_source(spec, kind: str | None = None) -> dict:
+    """The source declaration whose format options (a CSV's shape, label, columns) read an
+    input of `kind` ("csv", "npz"): the test split's, else train's, else validation's source of
+    that kind; without one of that kind, the test split's (else train's)."""
+    splits = ("test", "train", "validation")
+    sources = [spec.get("data", split, "source") for split in splits]
+    return (next((s for s in sources if isinstance(s, dict) and kind in s), None)
+            or next((s for s in sources[:2] if s), {}))
 
 
 def _archive_keys(path: Path) -> list:
@@ -271,7 +273,7 @@ def _read_images(spec, path: Path) -> Inputs:
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGES)
     if not files:
         raise _input_spec(path).error((), f"no images ({', '.join(_IMAGES)}) in {path}")
-    folder = _declared_source(spec).get("image_folder")
+    folder = _declared_source(spec, "image_folder").get("image_folder")
     channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[(folder or {}).get("color_mode", "rgb")] if folder else 0
     size = (folder or {}).get("image_size")
     images = []
