@@ -5,8 +5,8 @@
 Used to check that a change of code leaves every example spec's run directory as it was:
 the same file names, the same manifest (but for what differs between any two runs: times,
 process, paths, command), and the same tables (history, metrics, predictions,
-trajectories) to float32 rounding. Binary files (checkpoints, SavedModels, plots) are
-compared by name only: their bytes carry timestamps and layout. Prints one line per
+trajectories) to float32 rounding. Binary files (SavedModels, plots) are compared by name
+only: their bytes carry timestamps and layout; checkpoints not at all (see `files`). Prints one line per
 difference and `same` or `different`; exit status 0 when the same, 1 otherwise.
 """
 
@@ -21,7 +21,12 @@ from pathlib import Path
 # Manifest keys that differ between two runs of the same spec on the same machine.
 VOLATILE = {"start_time", "end_time", "wall_time_s", "pid", "host", "pid_start", "heartbeat", "command",
             "spec_dir", "spec_file", "run_dir", "resumed_from", "tensorflow_log", "error_log",
-            "seconds_per_epoch", "epoch_seconds"}
+            "seconds_per_epoch", "epoch_seconds",
+            # where the run and its spec files were (the resolved spec, hashed, holds outputs.dir),
+            # and the saved model file's hash (the .keras archive records when it was written)
+            "last_checkpoint", "spec_sources", "spec_files", "spec_sha256", "model_sha256"}
+# Keys that are file paths: compared by file name (two checkouts read the same data).
+BY_NAME = {"data_files"}
 TABLES = (".json", ".csv")
 # Files whose whole content is the run's identity, not its numbers.
 NAMED_ONLY = {"tensorflow.log", "error.log"}
@@ -43,6 +48,10 @@ def differences(a, b, where: str) -> list[str]:
         found = []
         for key in sorted(set(a) | set(b), key=str):
             if key in VOLATILE:
+                continue
+            if key in BY_NAME and isinstance(a[key], dict) and isinstance(b.get(key), dict):
+                found += differences(*({Path(k).name: v for k, v in d[key].items()} for d in (a, b)),
+                                     f"{where}.{key}")
                 continue
             if key not in a or key not in b:
                 found.append(f"{where}.{key}: only in {'after' if key not in a else 'before'}")
@@ -71,7 +80,10 @@ def _number(cell: str):
 
 
 def files(run_dir: Path) -> set[str]:
-    return {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file()}
+    """The run's files, but for its checkpoints: which epochs a time-based checkpoint kept
+    depends on how fast the machine was (the last epoch's is in the manifest either way)."""
+    return {p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*")
+            if p.is_file() and p.relative_to(run_dir).parts[0] != "checkpoints"}
 
 
 def compare(before: Path, after: Path) -> list[str]:
