@@ -29,6 +29,11 @@ def test_printed_arrays_are_left_out_and_shapes_kept():
         "but input has incompatible shape (3, 3)")
     assert without_values("row [0.25 1. 3.] vs. [32, 10] and [32,1]") == "row <values> vs. [32, 10] and [32,1]"
     assert without_values("a 1e400 [inf nan]") == "a 1e400 <values>"
+    assert without_values("input [0.1 0.2] [0.4 0.5]\n [1.0 2.0]. Expected") == "input <values>. Expected"
+    tensor = ("Received args: (<tf.Tensor: shape=(3,), dtype=float32, numpy=\narray([-2.  , -1.75,\n"
+              "        0.25], dtype=float32)>,) and x = array([[1, 2], [3, 4]]), shape [32, 10]")
+    assert without_values(tensor) == ("Received args: (<tf.Tensor: shape=(3,), dtype=float32, numpy=<values>>,) "
+                                      "and x = <values>, shape [32, 10]")
 
 
 def test_a_checkpoint_that_does_not_fit_is_told_without_its_weights(tmp_path):

@@ -118,6 +118,9 @@ def first_line(error: BaseException) -> str:
 
 _VARIABLE_VALUE = re.compile(r", value=[^>]*>")  # a Variable's repr: `<Variable path=..., value=[[0.1 ...]]>`
 _ARRAY_2D = re.compile(r"\[\[[\s\d.eE+\-naifNAIF\[\]]*?\]\](?:\s*\.\.\.)?")  # numpy's [[0. 0.]\n [1. 2.]]
+# An EagerTensor's repr (`numpy=array([-2. , -1.75, ...], dtype=float32)`) and numpy's array(...) repr
+_NUMPY_REPR = re.compile(r"array\(\[[^()]*?\](?:, dtype=\w+)?\)|numpy=(?!<values>)[^>]*(?=>)")
+_RUN_OF_VALUES = re.compile(r"<values>(?:[\s,]*<values>)+")
 _ARRAY_1D = re.compile(r"\[(?:\s*-?(?:\d+\.\d*(?:e[+-]?\d+)?|nan|inf)){2,}\s*\]")  # [0. 1.5 nan], never [32, 10]
 
 
@@ -129,6 +132,8 @@ def without_values(text: str) -> str:
     """`text` (a library's message) with the data's values left out: a Variable's `value=...`
     and printed numpy arrays (weights, input rows) become `<values>`; shapes such as [32, 10] stay."""
     text = _VARIABLE_VALUE.sub(">", text)
+    text = _NUMPY_REPR.sub(lambda m: "numpy=<values>" if m.group().startswith("numpy=") else "<values>", text)
     text = _LABEL_VALUE.sub("A label value is outside", text)  # the class is the data's, kept out
     text = _ARRAY_2D.sub("<values>", text)
-    return _ARRAY_1D.sub("<values>", text)
+    text = _ARRAY_1D.sub("<values>", text)
+    return _RUN_OF_VALUES.sub("<values>", text)  # rows of an array, one placeholder each: said once
