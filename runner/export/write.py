@@ -20,7 +20,6 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
-import tempfile
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -161,21 +160,20 @@ def write_export(spec, run_dir, manifest, model, fmt, target: Path, quantize, re
     target.parent.mkdir(parents=True, exist_ok=True)
     temp = target.parent / f".{target.name}-{uuid.uuid4().hex}"
     try:
-        with tempfile.TemporaryDirectory(prefix="pipe-export-") as scratch:
-            with _doing(f"converting the model to {fmt}"):
-                if fmt == "saved_model":
-                    _write_saved_model(serving, temp)
-                elif fmt == "tflite":
-                    data = None
-                    if quantize == "int8":
-                        from runner.export.serving import representative_inputs
+        with _doing(f"converting the model to {fmt}"):
+            if fmt == "saved_model":
+                _write_saved_model(serving, temp)
+            elif fmt == "tflite":
+                data = None
+                if quantize == "int8":
+                    from runner.export.serving import representative_inputs
 
-                        data = representative_inputs(spec, representative, serving.split)
-                    temp.write_bytes(_tflite_bytes(serving, quantize, data))
-                else:
-                    _write_onnx(serving, temp)
-            with _doing(f"checking the written {fmt} file in its runtime"):
-                _verify(fmt, temp, quantize, *check)
+                    data = representative_inputs(spec, representative, serving.split)
+                temp.write_bytes(_tflite_bytes(serving, quantize, data))
+            else:
+                _write_onnx(serving, temp)
+        with _doing(f"checking the written {fmt} file in its runtime"):
+            _verify(fmt, temp, quantize, *check)
         if target.is_dir():
             shutil.rmtree(target)
         os.replace(temp, target)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from runner.errors import EXIT_INVALID, PipeError
 from runner.outputs.files import write_json
-from runner.outputs.status import effective_status
+from runner.outputs.status import checked_status
 from runner.spec import load_spec
 
 
@@ -56,10 +56,7 @@ class RunRecord:
         """As the manifest says, but `killed` for a `running` run whose process is gone."""
         if not isinstance(self.manifest.get("status"), str):
             return "unknown"
-        try:
-            status = effective_status(self.manifest).status
-        except (TypeError, ValueError, OverflowError, OSError):  # a pid that is not a number, ...
-            status = self.manifest["status"]
+        status = checked_status(self.manifest).status
         return status if isinstance(status, str) else "unknown"
 
     @property

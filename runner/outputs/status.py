@@ -55,6 +55,15 @@ def effective_status(manifest: dict) -> RunStatus:
                                f"last heartbeat {manifest.get('heartbeat')} after {done} epochs")
 
 
+def checked_status(manifest: dict) -> RunStatus:
+    """`effective_status`, or the manifest's own status when its process cannot be checked
+    (a pid that is not a number, ...)."""
+    try:
+        return effective_status(manifest)
+    except (TypeError, ValueError, OverflowError, OSError):
+        return RunStatus(manifest.get("status"), manifest.get("reason") or manifest.get("error"))
+
+
 def _alive(pid: int, started) -> bool:
     """Whether `pid` is still the run's process (not gone, and not a later process reusing it)."""
     try:

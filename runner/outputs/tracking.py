@@ -31,7 +31,7 @@ import yaml
 
 from runner.outputs.files import json_text, write_text
 from runner.outputs.lineage import chain, run_key
-from runner.outputs.status import effective_status
+from runner.outputs.status import checked_status
 from runner.outputs.tracking_uri import TrackingError, check_uri, check_reachable, mask, masked_copy
 
 MLFLOW_FILE = "mlflow.json"  # in the run directory: where it was tracked (tracking_uri, experiment_id, run_id)
@@ -191,10 +191,7 @@ def _read_truth(run_dir: Path) -> _Truth:
 def _as_it_ended(manifest: dict) -> dict:
     """A `running` run whose process is gone is uploaded as `killed` (as `pipe runs` lists it),
     never left RUNNING in MLflow."""
-    try:
-        ended = effective_status(manifest)
-    except (TypeError, ValueError, OverflowError, OSError):  # a pid that is not a number, ...
-        return manifest
+    ended = checked_status(manifest)
     if ended.status == manifest.get("status"):
         return manifest
     return {**manifest, "status": ended.status, "reason": ended.reason or manifest.get("reason")}
