@@ -21,7 +21,7 @@ from runner.outputs.records import NotARunDirectory, RunFileError
 from runner.run.interrupts import RunInterrupted
 from runner.spec import SpecError
 from tests.conftest import REPO
-from tests.test_spec import MINIMAL
+from tests.spec.test_spec import MINIMAL
 
 cli = CliRunner()
 

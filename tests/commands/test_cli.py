@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from runner.cli import app
 from tests.conftest import REPO, SPECS
-from tests.test_spec import MINIMAL
+from tests.spec.test_spec import MINIMAL
 
 runner = CliRunner()
 

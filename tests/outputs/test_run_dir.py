@@ -16,7 +16,7 @@ from runner.outputs.files import write_text
 from runner.outputs.run_dir import PathEscapeError, RunDir
 from runner.spec import load_spec
 from tests.conftest import REPO, SPECS
-from tests.test_spec import MINIMAL
+from tests.spec.test_spec import MINIMAL
 
 
 def pipe(*args, cwd, umask=None, timeout=600):

@@ -20,7 +20,7 @@ from runner.spec.cluster import parse_tf_config, read_cluster
 from runner.spec.errors import SpecError
 from runner.spec import load_spec
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 BASE = """\
 version: 1

@@ -8,7 +8,7 @@ import pytest
 
 from runner.spec import load_schema, load_spec
 from runner.spec import sections as S
-from tests.test_spec import MINIMAL
+from tests.spec.test_spec import MINIMAL
 
 SECTION_CLASSES = [S.TrainConfig, S.ReportConfig, S.OutputsConfig, S.CheckpointsConfig, S.PlotsConfig,
                    S.MlflowConfig, S.DeviceConfig, S.SplitConfig, S.DataConfig, S.ModelConfig]

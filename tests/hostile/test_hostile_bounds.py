@@ -135,7 +135,7 @@ def test_a_shuffle_buffer_larger_than_the_split_is_capped_to_its_size():
 def test_pipe_plan_refuses_a_csv_gzip_bomb_located_without_filling_the_memory(tmp_path):
     """Sized to this machine: gzip members of 64 MB of text each, past what parsing may hold."""
     from runner.data.sources.csv import text_limit
-    from tests.test_hostile import pipe
+    from tests.hostile.test_hostile import pipe
 
     member = gzip.compress(b"1,2,3\n" * ((64 << 20) // 6), compresslevel=9)
     (tmp_path / "bomb.csv.gz").write_bytes(b"".join(member for _ in range(text_limit() // (64 << 20) + 2)))

@@ -26,7 +26,7 @@ from runner.train.devices import DeviceSetup  # noqa: E402
 from runner.train.engine import choose_engine, needs_batch_hooks  # noqa: E402
 from runner.train.fused import FusedLoop, InMemoryData, epoch_order  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # A shuffled classification spec: 150 examples in batches of 32 (a last batch of 22).
 CLASSIFIER = """\
@@ -472,7 +472,7 @@ def test_fused_under_mirrored_matches_fit_on_one_device(tmp_path):
     """dist_regression has no shuffle: fit and fused see the same batches in the same order.
 
     Mirrored splits each global batch of 32 over 2 replicas and sums their gradients,
-    which reorders float32 additions: relative 1e-4 (as tests/test_distributed.py).
+    which reorders float32 additions: relative 1e-4 (as tests/train/test_distributed.py).
     """
     fit_dir = _pipe(tmp_path / "fit")
     fused_dir = _pipe(tmp_path / "fused", "train.engine=fused", "device.cpu_devices=2", "device.strategy=mirrored")

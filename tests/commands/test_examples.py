@@ -16,7 +16,7 @@ from runner.spec import load_spec
 pytestmark = pytest.mark.slow
 
 # specs/mnist.yaml downloads MNIST through tfds on first use; its run is tested on tfds's
-# mock data in tests/test_run.py.
+# mock data in tests/run/test_run.py.
 EXAMPLES = [p for p in sorted(SPECS.glob("*.yaml")) if p.name != "mnist.yaml"]
 FORTUNES = Path("/usr/share/games/fortunes")
 

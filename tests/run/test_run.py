@@ -24,10 +24,10 @@ from runner.data import build_datasets, synthetic_truth  # noqa: E402
 from runner.train.devices import DeviceSetup  # noqa: E402
 from runner.run.pipeline import run_spec  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
 TEST_SPECS = ROOT / "tests" / "specs"
-SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+SHARED_MNIST = Path(__file__).resolve().parents[3] / "shared" / "data" / "mnist"
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 SMALL = """\

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from runner.cli import app
 from runner.outputs.records import MAX_JSON_BYTES
 from runner.spec.errors import printable
-from tests.test_spec import MINIMAL
+from tests.spec.test_spec import MINIMAL
 
 ESC = "\x1b"
 OSC_TITLE = f"{ESC}]0;owned\x07"

@@ -69,7 +69,7 @@ def test_every_property_in_the_schema_has_a_description():
 @pytest.mark.parametrize("spec_file", sorted(SPECS.glob("*.yaml")), ids=lambda p: p.name)
 def test_every_example_spec_validates_and_names_the_schema(spec_file):
     assert load_spec(spec_file).doc["version"] == 1
-    schema = "pipeline.partial" if "\nextends:" in spec_file.read_text() else "pipeline"  # a part: tests/test_compose.py
+    schema = "pipeline.partial" if "\nextends:" in spec_file.read_text() else "pipeline"  # a part: tests/spec/test_compose.py
     assert spec_file.read_text().startswith(f"# yaml-language-server: $schema=../schemas/{schema}.schema.json\n")
 
 

@@ -33,7 +33,7 @@ from runner.commands.prediction import predict_file  # noqa: E402
 from runner.run.pipeline import run_spec  # noqa: E402
 from runner.spec import load_spec  # noqa: E402
 
-SERVE = Path(__file__).parent / "export" / "serve_exported.py"
+SERVE = Path(__file__).parent / "serve_exported.py"
 FILES = {"saved_model": "saved_model", "tflite": "model.tflite", "onnx": "model.onnx"}
 NEEDS = {"tflite": "ai_edge_litert", "onnx": "onnxruntime"}
 needs_fashion = pytest.mark.skipif(not (FASHION_MNIST / "t10k-images-idx3-ubyte.gz").is_file(),

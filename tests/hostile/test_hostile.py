@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 from runner.cli import app
 from tests.conftest import REPO
 
-HOSTILE = Path(__file__).parent / "hostile"
+HOSTILE = Path(__file__).parent
 VALIDATE = sorted((HOSTILE / "validate").glob("*.yaml"))
 RUN = sorted((HOSTILE / "run").glob("*.yaml"))
 LOCATED = re.compile(r"^\S[^\n]*:\d+:\d+: \S")

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from runner.cli import app
 
 from tests.conftest import REPO, SPECS, _free_port
-from tests.test_mlflow import needs_mlflow
+from tests.outputs.test_mlflow import needs_mlflow
 
 pytestmark = needs_mlflow
 EXAMPLE = SPECS / "sweep_regression.yaml"

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from conftest import REPO, SPECS
 from runner.cli import app
 from runner.spec import SpecError, load_spec
-from test_mistakes import MISTAKES, declared
+from tests.spec.test_mistakes import MISTAKES, declared
 
 pytestmark = pytest.mark.slow
 

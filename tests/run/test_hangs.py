@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from tests.conftest import REPO
-from tests.test_spec import MINIMAL
+from tests.spec.test_spec import MINIMAL
 
 pytestmark = pytest.mark.slow
 

@@ -19,7 +19,7 @@ from runner.cli import app
 from runner.outputs import tracking
 from runner.outputs.tracking_uri import TrackingError, check_reachable, check_uri, mask, masked_copy
 from runner.spec import SpecError, load_spec
-from tests.test_mlflow import SPEC, _run_dir, _spec, needs_mlflow, pipe
+from tests.outputs.test_mlflow import SPEC, _run_dir, _spec, needs_mlflow, pipe
 
 PASSWORD = "s3cretPW"
 

@@ -7,7 +7,7 @@ import pytest
 from runner.spec import load_spec
 from runner.spec.errors import SpecError
 from runner.spec.yamlfile import parse
-from tests.test_spec import MINIMAL
+from tests.spec.test_spec import MINIMAL
 
 
 def only_error(path) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from runner.spec import load_spec
-from tests.test_spec import MINIMAL, errors_of
+from tests.spec.test_spec import MINIMAL, errors_of
 
 
 @pytest.mark.parametrize("extra", [

@@ -25,7 +25,7 @@ from runner.export.write import export_run  # noqa: E402
 from runner.run.pipeline import run_spec  # noqa: E402
 from runner.spec import SpecError, load_spec  # noqa: E402
 
-SERVE = Path(__file__).parent / "export" / "serve_exported.py"
+SERVE = Path(__file__).parent / "serve_exported.py"
 
 AUGMENTED = """version: 1
 name: aug
@@ -225,7 +225,7 @@ def test_non_ascii_column_names_export_with_a_quiet_console(folder, tmp_path):
         else _train(folder, "unicode")
     done = subprocess.run([sys.executable, "-m", "runner.cli", "export", str(run), "--format", "saved_model",
                            "--output", str(tmp_path / "sm")], capture_output=True, text=True,
-                          cwd=Path(__file__).parent.parent, timeout=600)
+                          cwd=Path(__file__).parents[2], timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.startswith(f"exported: {tmp_path / 'sm'} (saved_model, sha256 ")
     assert "WARNING" not in done.stderr and "non-flat" not in done.stderr, done.stderr[-3000:]
