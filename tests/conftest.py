@@ -3,12 +3,14 @@ real MLflow tracking server on 127.0.0.1 for the tracking tests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+import traceback
 import urllib.request
 from pathlib import Path
 
@@ -30,6 +32,22 @@ def write_spec(tmp_path):
         return path
 
     return write
+
+
+def pipe_in_process(args, cwd: Path) -> subprocess.CompletedProcess:
+    """`pipe ARGS` in cwd, run by this process: TensorFlow is imported once per test process
+    instead of once per command. What a user's terminal would show comes back as from
+    `subprocess.run`: an exception that escaped the command line is printed as its traceback."""
+    from typer.testing import CliRunner
+
+    from runner.cli import app
+
+    with contextlib.chdir(cwd):
+        result = CliRunner().invoke(app, [str(a) for a in args])
+    stderr = result.stderr
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        stderr += "Traceback (most recent call last):\n" + "".join(traceback.format_exception(result.exception))
+    return subprocess.CompletedProcess(args, result.exit_code, result.stdout, stderr)
 
 
 def _free_port() -> int:
