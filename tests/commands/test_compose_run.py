@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import REPO, pipe_in_process
 
 pytestmark = pytest.mark.slow
 COMPOSE = REPO / "tests" / "compose"
 
 
 def pipe(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "runner.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)})
+    return pipe_in_process(args, cwd)
 
 
 def run_dir_of(result, cwd):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +14,7 @@ import yaml
 
 from runner.spec import load_spec
 from runner.spec.errors import SpecError
-from tests.conftest import REPO, SPECS
+from tests.conftest import SPECS, pipe_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +31,7 @@ PENGUINS = SPECS / "data" / "penguins.csv"
 
 
 def pipe(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "runner.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd)})
+    return pipe_in_process(args, cwd)
 
 
 def _run(path: Path, *overrides):

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,7 +14,7 @@ from typer.testing import CliRunner
 from runner.cli import app
 from runner.spec.cluster import parse_tf_config
 from runner.spec.errors import SpecError
-from tests.conftest import REPO
+from tests.conftest import pipe_in_process
 
 
 @pytest.mark.parametrize("raw, message", [
@@ -87,9 +85,7 @@ outputs: {dir: RUNS, plots: {enabled: false}}
 
 
 def pipe(args, cwd):
-    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(cwd), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    return subprocess.run([sys.executable, "-m", "runner.cli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, env=env, timeout=300)
+    return pipe_in_process(args, cwd)
 
 
 @pytest.fixture(scope="module")
