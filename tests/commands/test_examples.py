@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SPECS
+from conftest import REPO, SPECS, pipe_in_process
 from runner.spec import load_spec
 
 pytestmark = pytest.mark.slow
@@ -58,11 +56,8 @@ def test_every_example_spec_runs(path, tmp_path, request):
             pytest.skip(f"{path.name} reads {idx['images']}, which this machine does not have")
     phases = spec.doc["train"].get("phases") or []  # one epoch per phase
     one_epoch = [f"train.phases.{i}.epochs=1" for i in range(len(phases))] or ["train.epochs=1"]
-    result = subprocess.run([sys.executable, "-m", "runner.cli", "run", str(path), "--quiet",
-                             *(a for o in one_epoch for a in ("--set", o)), *settings],
-                            capture_output=True, text=True, cwd=tmp_path,
-                            env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
-                            timeout=900)
+    result = pipe_in_process(["run", path, "--quiet", *(a for o in one_epoch for a in ("--set", o)), *settings],
+                             cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("run directory: "))
     run_dir = tmp_path / line.split(": ", 1)[1]
