@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import yaml
 
-from tests.conftest import FASHION_MNIST, REPO, SPECS
+from tests.conftest import FASHION_MNIST, REPO, SPECS, pipe_in_process
 
 pytestmark = pytest.mark.slow
 
@@ -152,12 +152,12 @@ def test_evaluate_on_other_data_and_predict_agree(fashion_run, tmp_path):
     np.save(tmp_path / "x.npy", images[:1000])
     np.save(tmp_path / "y.npy", labels[:1000].astype(np.int64))
     source = f"data.test.source={{npy: {{features: {tmp_path}/x.npy, label: {tmp_path}/y.npy}}}}"
-    evaluated = pipe("evaluate", run_dir, "--set", source, cwd=cwd)
+    evaluated = pipe_in_process(["evaluate", run_dir, "--set", source], cwd=cwd)
     assert evaluated.returncode == 0, evaluated.stderr
     path = cwd / evaluated.stdout.splitlines()[-1].split(": ", 1)[1]
     accuracy = json.loads(path.read_text())["metrics"]["test"]["SparseCategoricalAccuracy"]
 
-    predicted = pipe("predict", run_dir, tmp_path / "x.npy", "--output", tmp_path / "p.jsonl", cwd=cwd)
+    predicted = pipe_in_process(["predict", run_dir, tmp_path / "x.npy", "--output", tmp_path / "p.jsonl"], cwd=cwd)
     assert predicted.returncode == 0, predicted.stderr
     assert predicted.stdout == f"predictions: {tmp_path}/p.jsonl (1000 rows)\n"
     rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
@@ -243,26 +243,27 @@ def test_compare_diffs_the_specs_and_sets_metrics_side_by_side(regression_runs):
 def test_init_templates_validate_and_run_one_epoch_with_paths_as_documented(tmp_path):
     project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
     elsewhere.mkdir()
+    # In this process (TensorFlow imported once): the commands' console is tested above.
     for template in ("regression", "module", "image-classification", "tabular-csv"):
         if template == "image-classification" and not FASHION_MNIST.exists():
             continue
-        result = pipe("init", template, project, cwd=tmp_path)
+        result = pipe_in_process(["init", template, project], cwd=tmp_path)
         assert result.returncode == 0, result.stderr
         spec = project / f"{template}.yaml"
-        assert pipe("validate", spec, cwd=tmp_path).returncode == 0
+        assert pipe_in_process(["validate", spec], cwd=tmp_path).returncode == 0
         extra = []
         if template == "image-classification":  # the 10,000 test images as train: small and real
             extra = ["--set", f"data.train.source.idx.images={FASHION_MNIST}/t10k-images-idx3-ubyte.gz",
                      "--set", f"data.train.source.idx.labels={FASHION_MNIST}/t10k-labels-idx1-ubyte.gz"]
         # Run from another folder: inputs are found next to the spec (tabular-sample.csv),
         # the run directory goes under the working directory (outputs.dir: runs).
-        run = pipe("run", spec, "--set", "train.epochs=1", "--quiet", *extra, cwd=elsewhere)
+        run = pipe_in_process(["run", spec, "--set", "train.epochs=1", "--quiet", *extra], cwd=elsewhere)
         run_dir = run_dir_of(run, elsewhere)
         assert run_dir.parent.parent == elsewhere / "runs"
         assert json.loads((run_dir / "manifest.json").read_text())["status"] == "completed"
     # A run's spec keeps its relative paths' meaning: evaluate from a third folder.
     tabular = next((elsewhere / "runs" / "tabular_csv").iterdir())
-    evaluated = pipe("evaluate", tabular, cwd=tmp_path)
+    evaluated = pipe_in_process(["evaluate", tabular], cwd=tmp_path)
     assert evaluated.returncode == 0, evaluated.stderr
     metrics = json.loads((tabular / "metrics.json").read_text())
     assert json.loads(next(tabular.glob("evaluation-*.json")).read_text())["metrics"]["validation"] == \
@@ -366,11 +367,11 @@ def test_predict_applies_the_normalisation_the_run_learned_from_train(tmp_path):
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", (x[:, :1] - 100.0) / 10.0)
     (tmp_path / "spec.yaml").write_text(LEARNED_NORMALIZE)
-    run_dir = run_dir_of(pipe("run", tmp_path / "spec.yaml", "--quiet", cwd=tmp_path), tmp_path)
+    run_dir = run_dir_of(pipe_in_process(["run", tmp_path / "spec.yaml", "--quiet"], cwd=tmp_path), tmp_path)
     (statistics,) = json.loads((run_dir / "preprocessing.json").read_text())["normalize"]
     raw = np.array([[120.0, -5.0], [80.0, -4.0]], np.float32)  # far from the mean of their own
     np.save(tmp_path / "raw.npy", raw)
-    result = pipe("predict", run_dir, tmp_path / "raw.npy", "--output", tmp_path / "p.npy", cwd=tmp_path)
+    result = pipe_in_process(["predict", run_dir, tmp_path / "raw.npy", "--output", tmp_path / "p.npy"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     model = keras.saving.load_model(run_dir / "model.keras")
     normalised = (raw - np.array(statistics["mean"])) / np.sqrt(np.array(statistics["variance"]))
