@@ -25,6 +25,9 @@ from runner.spec.metadata import substitute_metadata
 _DETERMINISTIC = ("map", "cache", "filter", "take", "skip", "shard", "window")
 # Stages after the batch that change nothing about the elements or their order.
 _TRANSPARENT = ("prefetch", "cache")
+# Map ops whose value on a batch, in a compiled training step, is bit for bit their value on
+# each element (elementwise arithmetic exactly rounded, or moving values without arithmetic).
+_PER_BATCH_OPS = ("cast", "scale", "normalize", "clip", "reshape", "flatten", "transpose", "slice", "one_hot")
 
 
 @dataclass
@@ -42,24 +45,38 @@ class InMemoryPlan:
     shuffle: bool
     shuffle_seed: int | None
     reshuffle_each_iteration: bool
-    nbytes: int  # bytes the prefix's elements take as tensors
-    # When the prefix is only `map` and `cache`: the source and the map functions, applied
-    # to all elements at once (vectorised) instead of one element at a time.
+    nbytes: int  # bytes the held elements take as tensors
+    # When the prefix ends in `map` and `cache` stages: the elements before those maps and
+    # the maps' functions, applied to many elements at once (vectorised) rather than one by one.
     source: tf.data.Dataset | None = None
     maps: list | None = None
     arrays: object = None  # the source's elements, when it holds them in memory
+    # Whether `maps` run on each gathered batch inside the training graph (the split held
+    # as its source gives it, uint8 pixels rather than float32) or once, before training.
+    per_batch: bool = False
 
     def materialise(self):
-        """The prefix's elements stacked into tensors: (features, labels) or features."""
+        """The held elements stacked into tensors: (features, labels) or features (the
+        source's elements when the maps run per batch, else the prefix's)."""
         if self.maps is None:
             return tf.data.Dataset.get_single_element(self.prefix.batch(max(self.count, 1)))
         if self.arrays is not None:  # already stacked: no tf.data pass over every element
             elements = tf.nest.map_structure(tf.convert_to_tensor, self.arrays)
         else:
             elements = tf.data.Dataset.get_single_element(self.source.batch(max(self.count, 1)))
-        for function in self.maps:
+        return elements if self.per_batch else self.apply_maps(elements)
+
+    def apply_maps(self, elements):
+        """The map functions on a stack of elements (a whole split or a batch): the values
+        mapping each element alone gives, since every map op acts on one element."""
+        for function in self.maps or []:
             elements = tf.vectorized_map(lambda e, f=function: f(*e) if isinstance(e, tuple) else f(e), elements)
         return elements
+
+    @property
+    def batch_map(self):
+        """What turns a gathered batch of held elements into the batch the stages give, or None."""
+        return self.apply_maps if self.per_batch else None
 
 
 def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str]:
@@ -94,13 +111,34 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
     if count is None:
         return None, f"{'.'.join(map(str, path))}: an endless repeat before the batch"
     plan = InMemoryPlan(prefix=prefix, count=count, nbytes=nbytes * count, **settings)
-    if all(next(iter(stage)) in ("map", "cache") for stage in stages[:boundary]):
-        plan.source, plan.arrays = source.make(), source.arrays
+    maps_from = _trailing_maps(stages[:boundary])
+    if maps_from < boundary:
         if learned is not None:
             learned.restart()
-        plan.maps = _map_functions(spec, path, stages[:boundary], positions, plan.source, datasets.info, learned,
-                                   split)
+        plan.source = apply_stages(spec, path, source.make(), stages[:maps_from], count=source.count,
+                                   info=datasets.info, learned=learned, split=split, positions=positions)
+        plan.arrays = source.arrays if maps_from == 0 else None
+        plan.maps = _map_functions(spec, path, stages[maps_from:boundary], positions[maps_from:], plan.source,
+                                   datasets.info, learned, split)
+        held, _ = _element_bytes(plan.source.element_spec)
+        # Held as the source gives them only when that is smaller, and only for ops that give
+        # the same values on a batch as on each element (no resampling, no powers XLA may expand).
+        if held is not None and held < nbytes and _batchable(stages[maps_from:boundary]):
+            plan.per_batch, plan.nbytes = True, held * count
     return plan, ""
+
+
+def _trailing_maps(stages: list) -> int:
+    """Where the run of `map` and `cache` stages that ends the prefix begins."""
+    start = len(stages)
+    while start and next(iter(stages[start - 1])) in ("map", "cache"):
+        start -= 1
+    return start
+
+
+def _batchable(stages: list) -> bool:
+    return all(next(iter(op)) in _PER_BATCH_OPS for stage in stages if "map" in stage
+               for op in stage["map"]["ops"])
 
 
 def _map_functions(spec, path, stages, positions, dataset, info, learned=None, split=None) -> list:

@@ -94,7 +94,8 @@ def _in_memory(plan: InMemoryPlan, seed, setup) -> InMemoryData:
     shuffle_seed = plan.shuffle_seed if plan.shuffle_seed is not None else (seed or 0)
     return InMemoryData(x, y, batch_size=plan.batch_size, drop_remainder=plan.drop_remainder,
                         shuffle=plan.shuffle, seed=shuffle_seed,
-                        reshuffle_each_iteration=plan.reshuffle_each_iteration)
+                        reshuffle_each_iteration=plan.reshuffle_each_iteration,
+                        batch_map=plan.batch_map, element_spec=plan.prefix.element_spec)
 
 
 def _training_device(setup) -> str | None:
