@@ -50,7 +50,7 @@ class InMemoryPlan:
     # the maps' functions, applied to many elements at once (vectorised) rather than one by one.
     source: tf.data.Dataset | None = None
     maps: list | None = None
-    arrays: object = None  # the source's elements, when it holds them in memory
+    tensors: object = None  # the source's elements, when it holds them in memory
     # Whether `maps` run on each gathered batch inside the training graph (the split held
     # as its source gives it, uint8 pixels rather than float32) or once, before training.
     per_batch: bool = False
@@ -60,8 +60,8 @@ class InMemoryPlan:
         source's elements when the maps run per batch, else the prefix's)."""
         if self.maps is None:
             return tf.data.Dataset.get_single_element(self.prefix.batch(max(self.count, 1)))
-        if self.arrays is not None:  # already stacked: no tf.data pass over every element
-            elements = tf.nest.map_structure(tf.convert_to_tensor, self.arrays)
+        if self.tensors is not None:  # already stacked: no tf.data pass over every element
+            elements = self.tensors
         else:
             elements = tf.data.Dataset.get_single_element(self.source.batch(max(self.count, 1)))
         return elements if self.per_batch else self.apply_maps(elements)
@@ -117,7 +117,7 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
             learned.restart()
         plan.source = apply_stages(spec, path, source.make(), stages[:maps_from], count=source.count,
                                    info=datasets.info, learned=learned, split=split, positions=positions)
-        plan.arrays = source.arrays if maps_from == 0 else None
+        plan.tensors = source.tensors() if maps_from == 0 and source.tensors is not None else None
         plan.maps = _map_functions(spec, path, stages[maps_from:boundary], positions[maps_from:], plan.source,
                                    datasets.info, learned, split)
         held, _ = _element_bytes(plan.source.element_spec)
