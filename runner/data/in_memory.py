@@ -118,14 +118,37 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
         plan.source = apply_stages(spec, path, source.make(), stages[:maps_from], count=source.count,
                                    info=datasets.info, learned=learned, split=split, positions=positions)
         plan.tensors = source.tensors() if maps_from == 0 and source.tensors is not None else None
-        plan.maps = _map_functions(spec, path, stages[maps_from:boundary], positions[maps_from:], plan.source,
-                                   datasets.info, learned, split)
         held, _ = _element_bytes(plan.source.element_spec)
         # Held as the source gives them only when that is smaller, and only for ops that give
         # the same values on a batch as on each element (no resampling, no powers XLA may expand).
         if held is not None and held < nbytes and _batchable(stages[maps_from:boundary]):
             plan.per_batch, plan.nbytes = True, held * count
+        plan.maps = _map_functions(spec, path, stages[maps_from:boundary], positions[maps_from:], plan.source,
+                                   datasets.info, learned, split, _read_at_run_time() if plan.per_batch else tf.constant)
+        if plan.per_batch:  # made here, outside any graph or replica: the variables of `_read_at_run_time`
+            signature = tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape], s.dtype),
+                                              plan.source.element_spec)
+            tf.function(plan.apply_maps, autograph=False).get_concrete_function(signature)
     return plan, ""
+
+
+def _read_at_run_time():
+    """A `constant(value, dtype)` for the map ops of a batch inside the training step.
+
+    XLA turns a division by a constant into a multiplication by its reciprocal, which rounds
+    differently (x / 255 and x * (1 / 255) differ in the last bit for some x): a value held
+    in a variable is read when the step runs, so the step divides as tf.data's map does.
+    """
+    made = {}
+
+    def constant(value, dtype):
+        key = (repr(value), dtype)
+        if key not in made:
+            with tf.init_scope():
+                made[key] = tf.Variable(value, dtype=dtype, trainable=False)
+        return tf.convert_to_tensor(made[key])
+
+    return constant
 
 
 def _trailing_maps(stages: list) -> int:
@@ -141,7 +164,8 @@ def _batchable(stages: list) -> bool:
                for op in stage["map"]["ops"])
 
 
-def _map_functions(spec, path, stages, positions, dataset, info, learned=None, split=None) -> list:
+def _map_functions(spec, path, stages, positions, dataset, info, learned=None, split=None,
+                   constant=tf.constant) -> list:
     """The element functions of the `map` stages, in order (`cache` changes no element)."""
     functions = []
     element_spec = dataset.element_spec
@@ -152,7 +176,7 @@ def _map_functions(spec, path, stages, positions, dataset, info, learned=None, s
             ops = substitute_metadata(args["ops"], info, spec, where + ("ops",))
             if learned is not None:  # normalize ops without mean/std take train's learned ones
                 ops = learn_normalize_ops(spec, where, dataset, ops, learned, split)
-            functions.append(build_map_function(spec, where, ops, element_spec))
+            functions.append(build_map_function(spec, where, ops, element_spec, constant))
     return functions
 
 
