@@ -163,3 +163,17 @@ def test_fashion_mnist_is_held_as_uint8_and_its_batches_are_the_float32_it_maps_
         batch_x, batch_y = plan.batch_map((tf.gather(x, ids), tf.gather(y, ids)))
         np.testing.assert_array_equal(batch_x.numpy(), tf.gather(whole, ids).numpy())
         np.testing.assert_array_equal(batch_y.numpy(), tf.gather(y, ids).numpy())
+
+
+def test_a_split_mapped_once_has_the_values_tf_datas_map_gives(write):
+    """After the filter the elements are float32 and normalize keeps them float32 (no memory
+    to save): the split is mapped once, and divides as tf.data's map does (a graph would
+    multiply by the reciprocal of std)."""
+    spec = write("[{map: {ops: [{cast: {dtype: float32}}]}}, {filter: {label_in: [0, 1]}}, "
+                 "{map: {ops: [{normalize: {mean: 127.0, std: 73.0}}, {scale: {divisor: 3.0}}]}}, " + BATCHING + "]")
+    plan, _ = plan_in_memory(spec, build_datasets(spec), "train")
+    assert not plan.per_batch and plan.nbytes == 200 * (256 + 8)
+    x, y = plan.materialise()
+    expected = list(plan.prefix.as_numpy_iterator())
+    np.testing.assert_array_equal(x.numpy(), np.stack([e[0] for e in expected]))
+    np.testing.assert_array_equal(y.numpy(), np.stack([e[1] for e in expected]))

@@ -124,7 +124,7 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
         if held is not None and held < nbytes and _batchable(stages[maps_from:boundary]):
             plan.per_batch, plan.nbytes = True, held * count
         plan.maps = _map_functions(spec, path, stages[maps_from:boundary], positions[maps_from:], plan.source,
-                                   datasets.info, learned, split, _read_at_run_time() if plan.per_batch else tf.constant)
+                                   datasets.info, learned, split, _read_at_run_time())
         if plan.per_batch:  # made here, outside any graph or replica: the variables of `_read_at_run_time`
             signature = tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape], s.dtype),
                                               plan.source.element_spec)
@@ -133,11 +133,12 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
 
 
 def _read_at_run_time():
-    """A `constant(value, dtype)` for the map ops of a batch inside the training step.
+    """A `constant(value, dtype)` for map ops applied to many elements in a graph.
 
-    XLA turns a division by a constant into a multiplication by its reciprocal, which rounds
-    differently (x / 255 and x * (1 / 255) differ in the last bit for some x): a value held
-    in a variable is read when the step runs, so the step divides as tf.data's map does.
+    Grappler (in `tf.vectorized_map`'s graph) and XLA (in a compiled training step) turn a
+    division by a constant into a multiplication by its reciprocal, which rounds differently
+    (x / 255 and x * (1 / 255) differ in the last bit for some x): a value held in a variable
+    is read when the graph runs, so it divides as tf.data's map of one element does.
     """
     made = {}
 
