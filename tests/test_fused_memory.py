@@ -177,3 +177,14 @@ def test_a_split_mapped_once_has_the_values_tf_datas_map_gives(write):
     expected = list(plan.prefix.as_numpy_iterator())
     np.testing.assert_array_equal(x.numpy(), np.stack([e[0] for e in expected]))
     np.testing.assert_array_equal(y.numpy(), np.stack([e[1] for e in expected]))
+
+
+@pytest.mark.parametrize("stages, where", [
+    (BATCHING, "data.train.source"),
+    ("{map: {ops: [{slice: {spec: '0:2'}}]}}, {cache: {}}, " + BATCHING, "data.train.stages[0]"),
+])
+def test_elements_that_cannot_be_held_are_said_where_they_take_their_form(write, tmp_path, stages, where):
+    np.savez(tmp_path / "data.npz", x=np.array([[f"text {i}"] * 3 for i in range(200)]), y=np.arange(200) % 2)
+    spec = write(f"[{stages}]")
+    plan, why = plan_in_memory(spec, build_datasets(spec), "train")
+    assert plan is None and why == f"{where}: string elements"

@@ -106,7 +106,7 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
         return None, reason
     nbytes, reason = _element_bytes(prefix.element_spec)
     if nbytes is None:
-        return None, reason
+        return None, f"{_origin(path, stages[:boundary], positions)}: {reason}"
     count = element_count(prefix)  # after `filter`: counted, not the source's size
     if count is None:
         return None, f"{'.'.join(map(str, path))}: an endless repeat before the batch"
@@ -150,6 +150,14 @@ def _read_at_run_time():
         return tf.convert_to_tensor(made[key])
 
     return constant
+
+
+def _origin(path, stages, positions) -> str:
+    """Where the prefix's elements take their form: its last `map` stage, else the source."""
+    for i in reversed(range(len(stages))):
+        if "map" in stages[i]:
+            return f"{'.'.join(map(str, path))}[{positions[i]}]"
+    return f"data.{path[1]}.source"
 
 
 def _trailing_maps(stages: list) -> int:
