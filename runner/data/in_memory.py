@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from runner.data.batch_augment import batch_augment
 from runner.data.counting import element_count
 from runner.data.ops import build_map_function
 from runner.data.learned import learn_normalize_ops
@@ -54,6 +55,7 @@ class InMemoryPlan:
     # Whether `maps` run on each gathered batch inside the training graph (the split held
     # as its source gives it, uint8 pixels rather than float32) or once, before training.
     per_batch: bool = False
+    augment: object = None  # a training split's `augment` maps, run on each batch (`BatchAugment`)
 
     def materialise(self):
         """The held elements stacked into tensors: (features, labels) or features (the
@@ -101,9 +103,10 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
         learned.restart()  # the statistics train learned while the datasets were built
     prefix = apply_stages(spec, path, source.make(), stages[:boundary], count=source.count, info=datasets.info,
                           learned=learned, split=split, positions=positions)
-    settings, reason = _batching(spec, path, stages, positions, boundary, prefix, source.count)
+    settings, reason = _batching(spec, path, stages, positions, boundary, prefix, source.count, split)
     if settings is None:
         return None, reason
+    augments = settings.pop("augments")
     nbytes, reason = _element_bytes(prefix.element_spec)
     if nbytes is None:
         return None, f"{_origin(path, stages[:boundary], positions)}: {reason}"
@@ -111,6 +114,11 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
     if count is None:
         return None, f"{'.'.join(map(str, path))}: an endless repeat before the batch"
     plan = InMemoryPlan(prefix=prefix, count=count, nbytes=nbytes * count, **settings)
+    if augments:
+        functions = _map_functions(spec, path, [stages[i] for i in augments], [positions[i] for i in augments],
+                                   prefix, datasets.info)
+        plan.augment = batch_augment(functions, prefix.element_spec,
+                                     f"{'.'.join(map(str, path))}[{positions[augments[0]]}]")
     maps_from = _trailing_maps(stages[:boundary])
     if maps_from < boundary:
         if learned is not None:
@@ -203,9 +211,13 @@ def _augments(name, args) -> bool:
     return name == "map" and any("augment" in op for op in (args or {}).get("ops", []))
 
 
-def _batching(spec, path, stages, positions, boundary, prefix, count):
-    """(shuffle and batch settings, "") from the stages after the prefix, or (None, reason)."""
-    settings = {"shuffle": False, "shuffle_seed": None, "reshuffle_each_iteration": True}
+def _batching(spec, path, stages, positions, boundary, prefix, count, split="train"):
+    """(shuffle and batch settings, "") from the stages after the prefix, or (None, reason).
+
+    The settings' `augments` are the indices of the training split's maps of `augment` ops
+    before its batch, which the fused step runs on each batch (`runner.data.batch_augment`).
+    """
+    settings = {"shuffle": False, "shuffle_seed": None, "reshuffle_each_iteration": True, "augments": []}
     batch_size = None
     for i in range(boundary, len(stages)):
         ((name, args),) = stages[i].items()
@@ -222,8 +234,13 @@ def _batching(spec, path, stages, positions, boundary, prefix, count):
             settings["drop_remainder"] = bool(args.get("drop_remainder", False))
         elif (batch_size is not None and name in _TRANSPARENT) or name == "prefetch":
             continue
-        elif name == "map" and _augments(name, args):
-            return None, f"{where}: a 'map' stage with augment ops (new random values every epoch)"
+        elif name == "map" and _augments(name, args) and batch_size is None:
+            if split != "train":
+                return None, f"{where}: a 'map' stage with augment ops on {split} (the fused step augments train only)"
+            if not all(next(iter(op)) == "augment" for op in args["ops"]):
+                return None, (f"{where}: a 'map' stage with augment and other ops (the fused step runs maps of "
+                              "augment ops alone)")
+            settings["augments"].append(i)
         elif batch_size is not None or settings["shuffle"]:
             after = "batch" if batch_size is not None else "shuffle"
             return None, f"{where}: a '{name}' stage after {after} cannot run in memory"

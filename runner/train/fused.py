@@ -51,6 +51,7 @@ class InMemoryData:
     reshuffle_each_iteration: bool = True
     batch_map: Any = None
     element_spec: Any = None
+    augment: Any = None  # training batches: `runner.data.batch_augment.BatchAugment`, seeded by the step
 
     def batch_signature(self):
         """The specs of (x, y) of a batch as the step takes it, for any batch size."""
@@ -58,11 +59,13 @@ class InMemoryData:
             return tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), (self.x, self.y))
         return tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape], s.dtype), self.element_spec)
 
-    def batch(self, x, y, ids):
-        """The examples `ids` of (x, y) (this split's tensors, or a replica's), as the step takes them."""
+    def batch(self, x, y, ids, draw=None):
+        """The examples `ids` of (x, y) (this split's tensors, or a replica's), as the step takes
+        them; augmented with the draws of `draw` (epoch, step) when given and augmenting."""
         take = lambda t: tf.gather(t, ids)  # noqa: E731
-        x, y = tf.nest.map_structure(take, x), tf.nest.map_structure(take, y)
-        return (x, y) if self.batch_map is None else self.batch_map((x, y))
+        batch = tf.nest.map_structure(take, x), tf.nest.map_structure(take, y)
+        batch = batch if self.batch_map is None else self.batch_map(batch)
+        return batch if draw is None or self.augment is None else self.augment(batch, self.seed, *draw)
 
     @property
     def count(self) -> int:
@@ -85,14 +88,14 @@ def epoch_order(data: InMemoryData, epoch):
     return tf.random.experimental.stateless_shuffle(indices, seed=seed)
 
 
-def _batches_loop(step, x, y, batches, count):
-    """`step(x, y, ids)` for the first `count` rows of `batches`, in order.
+def _batches_loop(step, x, y, batches, count, epoch):
+    """`step(x, y, ids, (epoch, i))` for the first `count` rows of `batches`, in order.
 
     `count` is a tensor, not the static row count: a compiled loop can then be called
     for no batches at all, which compiles it and changes nothing (`FusedLoop._compile_ahead`).
     """
     def body(i):
-        step(x, y, batches[i])
+        step(x, y, batches[i], (epoch, i))
         return i + 1
 
     # parallel_iterations=1: each step sees the variables the previous one updated.
@@ -167,24 +170,24 @@ class FusedLoop(CustomLoop):
 
     def _train_epoch_graph(self, x, y, epoch):
         self._reset()
-        self._pass("train", x, y, epoch_order(self.train_data, epoch), self.train_data)
+        self._pass("train", x, y, epoch_order(self.train_data, epoch), self.train_data, epoch)
         return self._log_tensors()
 
     def _evaluate_graph(self, x, y, data: InMemoryData, prefix=""):
         self._reset()
-        self._pass("test", x, y, tf.range(data.count), data)
+        self._pass("test", x, y, tf.range(data.count), data, tf.constant(0, tf.int64))
         return self._log_tensors(prefix)
 
-    def _pass(self, kind, x, y, order, data: InMemoryData):
+    def _pass(self, kind, x, y, order, data: InMemoryData, epoch):
         """Every batch of `order`: the full ones in one loop, then the partial one, if kept
         (two parts, so that every batch in the loop has the same static shape)."""
         step, full_batches = self._steps(kind, data)
         full = data.count // data.batch_size
         if full:
             batches = tf.reshape(order[: full * data.batch_size], [full, data.batch_size])
-            full_batches(x, y, batches, tf.constant(full))
+            full_batches(x, y, batches, tf.constant(full), epoch)
         if data.count % data.batch_size and not data.drop_remainder:
-            step(x, y, order[full * data.batch_size:])
+            step(x, y, order[full * data.batch_size:], (epoch, tf.constant(full)))
 
     def _steps(self, kind, data: InMemoryData):
         """The step of `kind` on the examples `ids` of (x, y), for any batch, and the loop
@@ -203,22 +206,22 @@ class FusedLoop(CustomLoop):
         """
         python_step = self._train_step if kind == "train" else self._test_step
         if self.replicas > 1:
-            def replicated(x, y, ids):
+            def replicated(x, y, ids, draw):
                 return self.strategy.run(self._replica_step, args=(python_step, data, x, y, ids))
             return replicated, functools.partial(_batches_loop, replicated)
         signature = data.batch_signature()
-        key = (kind, str(signature), data.batch_map)
+        key = (kind, str(signature), data.batch_map, data.augment if kind == "train" else None)
         if key not in self._traced_steps:
             # Traced on first use: under XLA, only a partial batch needs it.
             traced = functools.cache(
                 lambda: tf.function(python_step, autograph=False).get_concrete_function(*signature))
 
-            def step(x, y, ids):
-                return traced()(*data.batch(x, y, ids))
+            def step(x, y, ids, draw):
+                return traced()(*data.batch(x, y, ids, draw if kind == "train" else None))
 
             full_batches = functools.partial(_batches_loop, step)
             if self.xla_steps and kind == "train":
-                gathered_step = lambda x, y, ids: python_step(*data.batch(x, y, ids))  # noqa: E731
+                gathered_step = lambda x, y, ids, draw: python_step(*data.batch(x, y, ids, draw))  # noqa: E731
                 if self.xla_loop:
                     full_batches = tf.function(functools.partial(_batches_loop, gathered_step),
                                                jit_compile=True, autograph=False)
@@ -246,7 +249,7 @@ class FusedLoop(CustomLoop):
         if not (full and self.xla_steps):
             return
         _, full_batches = self._steps("train", data)
-        args = (data.x, data.y, tf.zeros([full, data.batch_size], tf.int32), tf.constant(0))
+        args = (data.x, data.y, tf.zeros([full, data.batch_size], tf.int32), tf.constant(0), tf.constant(0, tf.int64))
         # Called from a graph, as the epoch calls it: XLA's cache tells the two calls apart.
         loop = tf.function(lambda *args: full_batches(*args), autograph=False).get_concrete_function(*args)
         with concurrent.futures.ThreadPoolExecutor(1) as thread:
