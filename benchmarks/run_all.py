@@ -424,6 +424,7 @@ def main() -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     info["end_load"] = os.getloadavg()
+    command = command_line(args)
     if args.write:
         # Sections not re-run this time keep their last results (kept beside the Markdown).
         stored = args.write.with_suffix(".json")
@@ -431,9 +432,10 @@ def main() -> None:
         if set(args.only) != {"fashion", "linear", "startup", "spe"}:
             found = {**earlier.get("found", {}), **found}
             info = earlier.get("info", info)  # the machine's load then; each section re-run records its own
-        stored.write_text(json.dumps({"found": found, "info": info, "command": command_line(args)},
+            command = earlier.get("command", command)  # what regenerates every section
+        stored.write_text(json.dumps({"found": found, "info": info, "command": command},
                                      indent=1, default=str) + "\n")
-    text = markdown(found, info, command_line(args))
+    text = markdown(found, info, command)
     print(text)
     print(json.dumps(found, default=str), file=sys.stderr)
     if args.write:
