@@ -117,3 +117,11 @@ def test_augmentation_under_several_replicas_is_not_fused(write):
     assert replicas_reason({"train": plan}, SimpleNamespace(num_replicas=1)) == ""
     assert replicas_reason({"train": plan}, SimpleNamespace(num_replicas=2)) == (
         "data.train.stages[2]: a 'map' stage with augment ops under 2 replicas")
+
+
+def test_augmentation_runs_inside_the_xla_compiled_loop(write):
+    """RandomFlip and GaussianNoise compile with the step (RandomRotation's projective
+    transform has no XLA kernel on the CPU: such a run says so and stops)."""
+    _, first = _run(write(AUGMENT, "device.jit_compile=true"))
+    _, again = _run(write(AUGMENT, "device.jit_compile=true"))
+    assert again == first and len(first["loss"]) == 4
