@@ -125,3 +125,17 @@ def test_augmentation_runs_inside_the_xla_compiled_loop(write):
     _, first = _run(write(AUGMENT, "device.jit_compile=true"))
     _, again = _run(write(AUGMENT, "device.jit_compile=true"))
     assert again == first and len(first["loss"]) == 4
+
+
+def test_random_layers_of_the_model_resume_exactly_in_the_fused_engine(write, tmp_path):
+    """Random layers in the model draw from their seed generators, whose states the epoch
+    checkpoint holds: a resumed run draws on as the uninterrupted one did."""
+    write()  # the data
+    layers = ("      - RandomFlip: {mode: horizontal, seed: 7}\n      - GaussianNoise: {stddev: 0.1, seed: 3}\n"
+              "      - Flatten: {}\n")
+    path = tmp_path / "model_random.yaml"
+    path.write_text(SPEC.replace("AUGMENT", "{cache: {}}").replace("      - Flatten: {}\n", layers))
+    _, first = _run(load_spec(path))
+    half_dir, _ = _run(load_spec(path, ["train.epochs=2"]))
+    _, resumed = _run(load_spec(path), resume_from=half_dir)
+    assert resumed == first
