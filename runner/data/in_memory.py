@@ -2,10 +2,13 @@
 
 The stages before the first `shuffle` or `batch` (source, `map`, `cache`, `filter`,
 `take`, `skip`, `shard`, a counted `repeat`) give the same elements on every epoch, so they
-can run once and be kept as tensors. What follows — the shuffle, the batch size and
-`drop_remainder` — is what an in-memory training engine must reproduce itself. A split
-whose later stages do more than that (a `map` after `batch`, a shuffle of batches, an
-endless `repeat`, ...) is not reproducible that way, and `plan_in_memory` says why.
+can run once and be kept as tensors; when they end in `map` ops that act on each element
+alone and grow it (uint8 pixels cast to float32), what is kept is the elements before those
+maps, and the maps run on each batch instead. What follows — the shuffle, the batch size,
+`drop_remainder` and train's `augment` maps — is what an in-memory training engine must
+reproduce itself. A split whose later stages do more than that (a `map` after `batch`, a
+shuffle of batches, an endless `repeat`, ...) is not reproducible that way, and
+`plan_in_memory` says why.
 """
 
 from __future__ import annotations
