@@ -216,6 +216,10 @@ def targets(found: dict) -> list[str]:
         r = found["fashion"]["ratio"]
         row("Fashion-MNIST whole run, pipe / hand-written CPU time <= 1.02", f"{r['cpu']:.3f}", r["cpu"] <= 1.02)
         row("Fashion-MNIST peak memory, pipe / hand-written <= 1.05", f"{r['rss_mb']:.3f}", r["rss_mb"] <= 1.05)
+        q = found["fashion"]["ratio_fused"]
+        row("Fashion-MNIST as shipped (fused), CPU time / hand-written <= 0.7", f"{q['cpu']:.3f}", q["cpu"] <= 0.7)
+        row("Fashion-MNIST as shipped (fused), peak memory / hand-written <= 1.05", f"{q['rss_mb']:.3f}",
+            q["rss_mb"] <= 1.05)
     if "linear" in found:
         s = found["linear"].get("2000") or found["linear"].get(2000)
         if s:
@@ -244,7 +248,7 @@ def _fashion_section(found: dict) -> list[str]:
     lines += [f"## (a) Fashion-MNIST, the seed's model, {f['epochs']} epochs, whole processes", "",
               f"`pipe run specs/fashion_mnist.yaml` against benchmarks/hand_written.py (tf.data + Keras fit "
               f"with the test split as validation + evaluate + model.keras); median of {f['repeats']} alternating "
-              "runs; ratio = median of the per-run pipe/hand-written ratios.", "",
+              f"runs; ratio = median of the per-run pipe/hand-written ratios.{_load(f)}", "",
               "| | wall s | CPU s | peak memory MB | steady epoch s |", "| --- | --- | --- | --- | --- |"]
     for name in ("pipe", "pipe, fused", "hand-written"):
         v = m[name]
@@ -335,13 +339,23 @@ def _spe_section(found: dict) -> list[str]:
     return lines
 
 
+def _load(section: dict) -> str:
+    """When a section was measured apart from the others: the load average around it."""
+    load = section.get("load")
+    return f" Load average {load[0]:.1f} at the start, {load[1]:.1f} at the end." if load else ""
+
+
 def _fashion_section_memory(found: dict) -> list[str]:
     """The Markdown lines of (e) peak memory."""
-    lines = []
-    lines += ["## (e) Peak memory", "",
-              f"Fashion-MNIST whole run: pipe {found['fashion']['median']['pipe']['rss_mb']:.0f} MB, "
-              f"hand-written {found['fashion']['median']['hand-written']['rss_mb']:.0f} MB: "
-              f"**{found['fashion']['ratio']['rss_mb']:.3f}x** (peak resident memory, `ru_maxrss`).", ""]
+    m, f = found["fashion"]["median"], found["fashion"]
+    lines = ["## (e) Peak memory", "",
+             f"Fashion-MNIST whole run (peak resident memory, `ru_maxrss`, of the (a) processes): "
+             f"pipe {m['pipe']['rss_mb']:.0f} MB, hand-written {m['hand-written']['rss_mb']:.0f} MB: "
+             f"**{f['ratio']['rss_mb']:.3f}x**; the spec as shipped (fused) {m['pipe, fused']['rss_mb']:.0f} MB: "
+             f"**{f['ratio_fused']['rss_mb']:.3f}x**. The fused engine holds the splits as the IDX files give them "
+             "(uint8 pixels: 52 MB for train and test, where the hand-written program caches 188 MB of float32) "
+             "and casts and scales each batch inside the compiled step; every dataset made from an in-memory "
+             "source shares one tensor of its arrays.", ""]
     return lines
 
 
@@ -390,7 +404,7 @@ def main() -> None:
     if args.render:
         stored = json.loads(args.write.with_suffix(".json").read_text())
         args.write.write_text(markdown(stored["found"], stored["info"], stored.get("command") or command_line(args))
-                              + "\n" + _other_sections(args.write))
+                              .rstrip("\n") + "\n" + _other_sections(args.write))
         return
 
     info = machine()
@@ -404,24 +418,28 @@ def main() -> None:
         if "spe" in args.only:
             found["spe"] = steps_per_execution(max(3, args.repeats // 2 + 1), work)
         if "fashion" in args.only:
+            load = os.getloadavg()[0]
             found["fashion"] = fashion(args.repeats, args.epochs, work)
+            found["fashion"]["load"] = [load, os.getloadavg()[0]]
     finally:
         shutil.rmtree(work, ignore_errors=True)
     info["end_load"] = os.getloadavg()
+    command = command_line(args)
     if args.write:
         # Sections not re-run this time keep their last results (kept beside the Markdown).
         stored = args.write.with_suffix(".json")
         earlier = json.loads(stored.read_text()) if stored.is_file() else {}
         if set(args.only) != {"fashion", "linear", "startup", "spe"}:
             found = {**earlier.get("found", {}), **found}
-            info = {**earlier.get("info", info), "end_load": info["end_load"]}
-        stored.write_text(json.dumps({"found": found, "info": info, "command": command_line(args)},
+            info = earlier.get("info", info)  # the machine's load then; each section re-run records its own
+            command = earlier.get("command", command)  # what regenerates every section
+        stored.write_text(json.dumps({"found": found, "info": info, "command": command},
                                      indent=1, default=str) + "\n")
-    text = markdown(found, info, command_line(args))
+    text = markdown(found, info, command)
     print(text)
     print(json.dumps(found, default=str), file=sys.stderr)
     if args.write:
-        args.write.write_text(text + "\n" + _other_sections(args.write))
+        args.write.write_text(text.rstrip("\n") + "\n" + _other_sections(args.write))
 
 
 def _other_sections(path: Path) -> str:

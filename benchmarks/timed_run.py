@@ -28,18 +28,20 @@ def main() -> int:
     from benchmarks.epoch_timer import EpochTimer
 
     if kind == "pipe":
+        import dataclasses
+
         from runner import cli
+        import runner.run.loops  # imports TensorFlow, as `pipe run` does on its way to training
 
-        def with_timer(original):
-            def wrapper(*a, **k):
-                return [*original(*a, **k), EpochTimer(out)]
-            return wrapper
-
-        import runner.run.pipeline  # imports TensorFlow, as `pipe run` does on its way to training
+        def with_timer(train):
+            def timed(engine, context):
+                return train(engine, dataclasses.replace(context, callbacks=[*context.callbacks, EpochTimer(out)]))
+            return timed
 
         # The tf.data loops' callbacks only: a callback would make the fused engine run one
         # epoch per graph call, so its epochs stay untimed (the whole run is what counts).
-        runner.run.pipeline.get_callbacks = with_timer(runner.run.pipeline.get_callbacks)
+        for engine in (runner.run.loops.FitEngine, runner.run.loops.CustomEngine):
+            engine.train = with_timer(engine.train)
         sys.argv = ["pipe", *args]
         cli.run_pipe()  # exits
     else:

@@ -2,10 +2,13 @@
 
 The stages before the first `shuffle` or `batch` (source, `map`, `cache`, `filter`,
 `take`, `skip`, `shard`, a counted `repeat`) give the same elements on every epoch, so they
-can run once and be kept as tensors. What follows — the shuffle, the batch size and
-`drop_remainder` — is what an in-memory training engine must reproduce itself. A split
-whose later stages do more than that (a `map` after `batch`, a shuffle of batches, an
-endless `repeat`, ...) is not reproducible that way, and `plan_in_memory` says why.
+can run once and be kept as tensors; when they end in `map` ops that act on each element
+alone and grow it (uint8 pixels cast to float32), what is kept is the elements before those
+maps, and the maps run on each batch instead. What follows — the shuffle, the batch size,
+`drop_remainder` and train's `augment` maps — is what an in-memory training engine must
+reproduce itself. A split whose later stages do more than that (a `map` after `batch`, a
+shuffle of batches, an endless `repeat`, ...) is not reproducible that way, and
+`plan_in_memory` says why.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import tensorflow as tf
 
+from runner.data.batch_augment import batch_augment
 from runner.data.counting import element_count
 from runner.data.ops import build_map_function
 from runner.data.learned import learn_normalize_ops
@@ -25,6 +29,9 @@ from runner.spec.metadata import substitute_metadata
 _DETERMINISTIC = ("map", "cache", "filter", "take", "skip", "shard", "window")
 # Stages after the batch that change nothing about the elements or their order.
 _TRANSPARENT = ("prefetch", "cache")
+# Map ops whose value on a batch, in a compiled training step, is bit for bit their value on
+# each element (elementwise arithmetic exactly rounded, or moving values without arithmetic).
+_PER_BATCH_OPS = ("cast", "scale", "normalize", "clip", "reshape", "flatten", "transpose", "slice", "one_hot")
 
 
 @dataclass
@@ -42,24 +49,39 @@ class InMemoryPlan:
     shuffle: bool
     shuffle_seed: int | None
     reshuffle_each_iteration: bool
-    nbytes: int  # bytes the prefix's elements take as tensors
-    # When the prefix is only `map` and `cache`: the source and the map functions, applied
-    # to all elements at once (vectorised) instead of one element at a time.
+    nbytes: int  # bytes the held elements take as tensors
+    # When the prefix ends in `map` and `cache` stages: the elements before those maps and
+    # the maps' functions, applied to many elements at once (vectorised) rather than one by one.
     source: tf.data.Dataset | None = None
     maps: list | None = None
-    arrays: object = None  # the source's elements, when it holds them in memory
+    tensors: object = None  # the source's elements, when it holds them in memory
+    # Whether `maps` run on each gathered batch inside the training graph (the split held
+    # as its source gives it, uint8 pixels rather than float32) or once, before training.
+    per_batch: bool = False
+    augment: object = None  # a training split's `augment` maps, run on each batch (`BatchAugment`)
 
     def materialise(self):
-        """The prefix's elements stacked into tensors: (features, labels) or features."""
+        """The held elements stacked into tensors: (features, labels) or features (the
+        source's elements when the maps run per batch, else the prefix's)."""
         if self.maps is None:
             return tf.data.Dataset.get_single_element(self.prefix.batch(max(self.count, 1)))
-        if self.arrays is not None:  # already stacked: no tf.data pass over every element
-            elements = tf.nest.map_structure(tf.convert_to_tensor, self.arrays)
+        if self.tensors is not None:  # already stacked: no tf.data pass over every element
+            elements = self.tensors
         else:
             elements = tf.data.Dataset.get_single_element(self.source.batch(max(self.count, 1)))
-        for function in self.maps:
+        return elements if self.per_batch else self.apply_maps(elements)
+
+    def apply_maps(self, elements):
+        """The map functions on a stack of elements (a whole split or a batch): the values
+        mapping each element alone gives, since every map op acts on one element."""
+        for function in self.maps or []:
             elements = tf.vectorized_map(lambda e, f=function: f(*e) if isinstance(e, tuple) else f(e), elements)
         return elements
+
+    @property
+    def batch_map(self):
+        """What turns a gathered batch of held elements into the batch the stages give, or None."""
+        return self.apply_maps if self.per_batch else None
 
 
 def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str]:
@@ -84,26 +106,86 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
         learned.restart()  # the statistics train learned while the datasets were built
     prefix = apply_stages(spec, path, source.make(), stages[:boundary], count=source.count, info=datasets.info,
                           learned=learned, split=split, positions=positions)
-    settings, reason = _batching(spec, path, stages, positions, boundary, prefix, source.count)
+    settings, reason = _batching(spec, path, stages, positions, boundary, prefix, source.count, split)
     if settings is None:
         return None, reason
+    augments = settings.pop("augments")
     nbytes, reason = _element_bytes(prefix.element_spec)
     if nbytes is None:
-        return None, reason
+        return None, f"{_origin(path, stages[:boundary], positions)}: {reason}"
     count = element_count(prefix)  # after `filter`: counted, not the source's size
     if count is None:
         return None, f"{'.'.join(map(str, path))}: an endless repeat before the batch"
     plan = InMemoryPlan(prefix=prefix, count=count, nbytes=nbytes * count, **settings)
-    if all(next(iter(stage)) in ("map", "cache") for stage in stages[:boundary]):
-        plan.source, plan.arrays = source.make(), source.arrays
+    if augments:
+        functions = _map_functions(spec, path, [stages[i] for i in augments], [positions[i] for i in augments],
+                                   prefix, datasets.info)
+        plan.augment = batch_augment(functions, prefix.element_spec,
+                                     f"{'.'.join(map(str, path))}[{positions[augments[0]]}]")
+    maps_from = _trailing_maps(stages[:boundary])
+    if maps_from < boundary:
         if learned is not None:
             learned.restart()
-        plan.maps = _map_functions(spec, path, stages[:boundary], positions, plan.source, datasets.info, learned,
-                                   split)
+        plan.source = apply_stages(spec, path, source.make(), stages[:maps_from], count=source.count,
+                                   info=datasets.info, learned=learned, split=split, positions=positions)
+        plan.tensors = source.tensors() if maps_from == 0 and source.tensors is not None else None
+        held, _ = _element_bytes(plan.source.element_spec)
+        # Held as the source gives them only when that is smaller, and only for ops that give
+        # the same values on a batch as on each element (no resampling, no powers XLA may expand).
+        if held is not None and held < nbytes and _batchable(stages[maps_from:boundary]):
+            plan.per_batch, plan.nbytes = True, held * count
+        plan.maps = _map_functions(spec, path, stages[maps_from:boundary], positions[maps_from:], plan.source,
+                                   datasets.info, learned, split, _read_at_run_time())
+        if plan.per_batch:  # made here, outside any graph or replica: the variables of `_read_at_run_time`
+            signature = tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape], s.dtype),
+                                              plan.source.element_spec)
+            tf.function(plan.apply_maps, autograph=False).get_concrete_function(signature)
     return plan, ""
 
 
-def _map_functions(spec, path, stages, positions, dataset, info, learned=None, split=None) -> list:
+def _read_at_run_time():
+    """A `constant(value, dtype)` for map ops applied to many elements in a graph.
+
+    Grappler (in `tf.vectorized_map`'s graph) and XLA (in a compiled training step) turn a
+    division by a constant into a multiplication by its reciprocal, which rounds differently
+    (x / 255 and x * (1 / 255) differ in the last bit for some x): a value held in a variable
+    is read when the graph runs, so it divides as tf.data's map of one element does.
+    """
+    made = {}
+
+    def constant(value, dtype):
+        key = (repr(value), dtype)
+        if key not in made:
+            with tf.init_scope():
+                made[key] = tf.Variable(value, dtype=dtype, trainable=False)
+        return tf.convert_to_tensor(made[key])
+
+    return constant
+
+
+def _origin(path, stages, positions) -> str:
+    """Where the prefix's elements take their form: its last `map` stage, else the source."""
+    for i in reversed(range(len(stages))):
+        if "map" in stages[i]:
+            return f"{'.'.join(map(str, path))}[{positions[i]}]"
+    return f"data.{path[1]}.source"
+
+
+def _trailing_maps(stages: list) -> int:
+    """Where the run of `map` and `cache` stages that ends the prefix begins."""
+    start = len(stages)
+    while start and next(iter(stages[start - 1])) in ("map", "cache"):
+        start -= 1
+    return start
+
+
+def _batchable(stages: list) -> bool:
+    return all(next(iter(op)) in _PER_BATCH_OPS for stage in stages if "map" in stage
+               for op in stage["map"]["ops"])
+
+
+def _map_functions(spec, path, stages, positions, dataset, info, learned=None, split=None,
+                   constant=tf.constant) -> list:
     """The element functions of the `map` stages, in order (`cache` changes no element)."""
     functions = []
     element_spec = dataset.element_spec
@@ -114,7 +196,7 @@ def _map_functions(spec, path, stages, positions, dataset, info, learned=None, s
             ops = substitute_metadata(args["ops"], info, spec, where + ("ops",))
             if learned is not None:  # normalize ops without mean/std take train's learned ones
                 ops = learn_normalize_ops(spec, where, dataset, ops, learned, split)
-            functions.append(build_map_function(spec, where, ops, element_spec))
+            functions.append(build_map_function(spec, where, ops, element_spec, constant))
     return functions
 
 
@@ -132,9 +214,13 @@ def _augments(name, args) -> bool:
     return name == "map" and any("augment" in op for op in (args or {}).get("ops", []))
 
 
-def _batching(spec, path, stages, positions, boundary, prefix, count):
-    """(shuffle and batch settings, "") from the stages after the prefix, or (None, reason)."""
-    settings = {"shuffle": False, "shuffle_seed": None, "reshuffle_each_iteration": True}
+def _batching(spec, path, stages, positions, boundary, prefix, count, split="train"):
+    """(shuffle and batch settings, "") from the stages after the prefix, or (None, reason).
+
+    The settings' `augments` are the indices of the training split's maps of `augment` ops
+    before its batch, which the fused step runs on each batch (`runner.data.batch_augment`).
+    """
+    settings = {"shuffle": False, "shuffle_seed": None, "reshuffle_each_iteration": True, "augments": []}
     batch_size = None
     for i in range(boundary, len(stages)):
         ((name, args),) = stages[i].items()
@@ -151,8 +237,13 @@ def _batching(spec, path, stages, positions, boundary, prefix, count):
             settings["drop_remainder"] = bool(args.get("drop_remainder", False))
         elif (batch_size is not None and name in _TRANSPARENT) or name == "prefetch":
             continue
-        elif name == "map" and _augments(name, args):
-            return None, f"{where}: a 'map' stage with augment ops (new random values every epoch)"
+        elif name == "map" and _augments(name, args) and batch_size is None:
+            if split != "train":
+                return None, f"{where}: a 'map' stage with augment ops on {split} (the fused step augments train only)"
+            if not all(next(iter(op)) == "augment" for op in args["ops"]):
+                return None, (f"{where}: a 'map' stage with augment and other ops (the fused step runs maps of "
+                              "augment ops alone)")
+            settings["augments"].append(i)
         elif batch_size is not None or settings["shuffle"]:
             after = "batch" if batch_size is not None else "shuffle"
             return None, f"{where}: a '{name}' stage after {after} cannot run in memory"

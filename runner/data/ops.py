@@ -15,7 +15,7 @@ from runner.spec.errors import first_line
 _INDEX = re.compile(r"^-?\d+$")
 
 
-def build_map_function(spec, path: tuple, ops: list, element_spec):
+def build_map_function(spec, path: tuple, ops: list, element_spec, constant=tf.constant):
     """One function applying every op in order to an element, for a single `Dataset.map`.
 
     Args:
@@ -23,6 +23,7 @@ def build_map_function(spec, path: tuple, ops: list, element_spec):
         path: the map stage's path, e.g. `("data", "train", "stages", 0, "map")`.
         ops: the stage's `ops` list, metadata references already substituted.
         element_spec: the dataset's element_spec, to know whether elements carry a label.
+        constant: makes the tensor of a scale's or a normalize's numbers, `(value, dtype)`.
 
     Raises:
         SpecError: an op that cannot apply (raised while tf.data traces the function).
@@ -38,7 +39,7 @@ def build_map_function(spec, path: tuple, ops: list, element_spec):
             raise spec.error(where, f"{name} is on the label, but the elements have no label")
         if target not in ("features", "label"):
             _part_holding(spec, where, element_spec if labelled else (element_spec,), target)
-        steps.append((where, name, target, _make_op(spec, where, name, args)))
+        steps.append((where, name, target, _make_op(spec, where, name, args, constant)))
 
     def apply(features, label=None):
         parts = {"features": features, "label": label}
@@ -128,20 +129,20 @@ def _bad_slice(text, part):
     return f"cannot parse slice '{text}': '{part}' is not an index, a start:stop:step slice or '...'"
 
 
-def _make_op(spec, where, name, args):
+def _make_op(spec, where, name, args, constant=tf.constant):
     """The tensor -> tensor function of one op; argument mistakes are raised here, before tracing."""
     if name == "cast":
         dtype = _dtype(spec, where + ("dtype",), args["dtype"])
         return lambda x: tf.cast(x, dtype)
     if name == "scale":
-        return _scale(spec, where, args)
+        return _scale(spec, where, args, constant)
     if name == "normalize":
         if "mean" not in args or "std" not in args:
             raise spec.error(where, "give both mean and std, or neither to learn them from train")
         mean, std = args["mean"], args["std"]
         if any(s == 0 for s in (std if isinstance(std, list) else [std])):
             raise spec.error(where + ("std",), "std cannot be 0", at_value=True)
-        return lambda x: (_floating(x) - tf.constant(mean, _floating(x).dtype)) / tf.constant(std, _floating(x).dtype)
+        return lambda x: (_floating(x) - constant(mean, _floating(x).dtype)) / constant(std, _floating(x).dtype)
     if name == "reshape":
         shape = [-1 if s is None else s for s in args["shape"]]
         return lambda x: tf.reshape(x, shape)
@@ -184,7 +185,7 @@ _IMAGE_OPS = {"decode_image": "decode_image", "decode_raw": "decode_raw", "cente
               "augment": "augment", "grayscale_to_rgb": "grayscale_to_rgb"}
 
 
-def _scale(spec, where, args):
+def _scale(spec, where, args, constant=tf.constant):
     factor, divisor = args.get("factor"), args.get("divisor")
     if (factor is None) == (divisor is None):
         raise spec.error(where, "give either factor or divisor")
@@ -192,8 +193,8 @@ def _scale(spec, where, args):
         if divisor == 0:
             raise spec.error(where + ("divisor",), "divisor cannot be 0", at_value=True)
         # x / divisor, not x * (1 / divisor): bit-identical to a hand-written `x / 255.`
-        return lambda x: _floating(x) / tf.constant(divisor, _floating(x).dtype)
-    return lambda x: _floating(x) * tf.constant(factor, _floating(x).dtype)
+        return lambda x: _floating(x) / constant(divisor, _floating(x).dtype)
+    return lambda x: _floating(x) * constant(factor, _floating(x).dtype)
 
 
 def _clip(spec, where, args):

@@ -23,7 +23,8 @@ class Source:
     the Source of the elements at those indices, for a shuffled or stratified split.
     `labels` holds the labels when they are in memory (to stratify and count classes);
     `table` the raw columns of a tabular CSV, encoded after the split (`runner.data.table`).
-    `arrays` holds the elements when they are in memory, as `make` slices them.
+    `tensors()`, when the elements are in memory, gives them as the tensors `make` slices
+    (made once: every dataset of the source shares them rather than copying the arrays).
     """
 
     make: Callable[[], tf.data.Dataset]
@@ -35,7 +36,7 @@ class Source:
     subset: Callable | None = None
     labels: object = None
     table: object = None
-    arrays: object = None
+    tensors: Callable | None = None
 
 
 def array_source(features, labels, files, num_classes=None) -> Source:
@@ -44,9 +45,15 @@ def array_source(features, labels, files, num_classes=None) -> Source:
         num_classes = _num_classes(labels)
 
     arrays = features if labels is None else (features, labels)
+    made = []
+
+    def tensors():
+        if not made:  # on first use: a source that is only split or counted never copies its arrays
+            made.append(tf.nest.map_structure(tf.convert_to_tensor, arrays))
+        return made[0]
 
     def make():
-        return tf.data.Dataset.from_tensor_slices(arrays)
+        return tf.data.Dataset.from_tensor_slices(tensors())
 
     def select(start, stop):
         return subset(np.arange(start, stop))
@@ -55,7 +62,7 @@ def array_source(features, labels, files, num_classes=None) -> Source:
         return array_source(_take_rows(features, indices), _take_rows(labels, indices), files, num_classes)
 
     return Source(make, _length(features), select, num_classes, None, list(files), subset=subset,
-                  labels=labels if isinstance(labels, np.ndarray) else None, arrays=arrays)
+                  labels=labels if isinstance(labels, np.ndarray) else None, tensors=tensors)
 
 
 def _take_rows(arrays, indices):

@@ -8,7 +8,7 @@ and returns the engine that implements it.
 from __future__ import annotations
 
 from runner.run.engines import Engine
-from runner.run.fused import FusedEngine, plan_data
+from runner.run.fused import FusedEngine, plan_data, replicas_reason
 from runner.run.loops import CustomEngine, FitEngine
 from runner.train.engine import choose_engine
 
@@ -42,6 +42,7 @@ def choose_training(spec, setup, datasets, loop: str, callbacks, profiling=False
         choice = choose_engine(spec, setup=setup, loop=loop, callbacks=[], data_reason="", nbytes=None)
         return tf_data(choice.name, choice.reason)
     plans, reason = plan_data(spec, datasets)
+    reason = reason or replicas_reason(plans, setup)
     nbytes = sum(p.nbytes for p in plans.values()) if not reason else None
     choice = choose_engine(spec, setup=setup, loop=loop, callbacks=callbacks, data_reason=reason, nbytes=nbytes)
     if choice.name != "fused":

@@ -85,6 +85,15 @@ def plan_data(spec, datasets) -> tuple[dict, str]:
     return plans, ""
 
 
+def replicas_reason(plans: dict, setup) -> str:
+    """Why several replicas cannot run these plans ("" when they can): each replica would
+    set the augmentation's seed states, which all replicas share."""
+    augment = getattr(plans.get("train"), "augment", None)
+    if augment is None or setup.num_replicas == 1:
+        return ""
+    return f"{augment.where}: a 'map' stage with augment ops under {setup.num_replicas} replicas"
+
+
 def _in_memory(plan: InMemoryPlan, seed, setup) -> InMemoryData:
     """The plan's tensors, on the one device that trains (the host under mirrored)."""
     x, y = plan.materialise()
@@ -94,7 +103,8 @@ def _in_memory(plan: InMemoryPlan, seed, setup) -> InMemoryData:
     shuffle_seed = plan.shuffle_seed if plan.shuffle_seed is not None else (seed or 0)
     return InMemoryData(x, y, batch_size=plan.batch_size, drop_remainder=plan.drop_remainder,
                         shuffle=plan.shuffle, seed=shuffle_seed,
-                        reshuffle_each_iteration=plan.reshuffle_each_iteration)
+                        reshuffle_each_iteration=plan.reshuffle_each_iteration,
+                        batch_map=plan.batch_map, element_spec=plan.prefix.element_spec, augment=plan.augment)
 
 
 def _training_device(setup) -> str | None:

@@ -35,7 +35,12 @@ SECONDS_PER_CALL = 1.0
 
 @dataclass
 class InMemoryData:
-    """A split as tensors, batched (and shuffled) as its stages say."""
+    """A split as tensors, batched (and shuffled) as its stages say.
+
+    `batch_map`, when given, turns each gathered batch of (x, y) into the batch the step
+    takes (the split's map ops, when the split is held as its source gives it), and
+    `element_spec` is then the spec of one of those mapped examples.
+    """
 
     x: Any
     y: Any
@@ -44,6 +49,23 @@ class InMemoryData:
     shuffle: bool = False
     seed: int = 0
     reshuffle_each_iteration: bool = True
+    batch_map: Any = None
+    element_spec: Any = None
+    augment: Any = None  # training batches: `runner.data.batch_augment.BatchAugment`, seeded by the step
+
+    def batch_signature(self):
+        """The specs of (x, y) of a batch as the step takes it, for any batch size."""
+        if self.batch_map is None:
+            return tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), (self.x, self.y))
+        return tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape], s.dtype), self.element_spec)
+
+    def batch(self, x, y, ids, draw=None):
+        """The examples `ids` of (x, y) (this split's tensors, or a replica's), as the step takes
+        them; augmented with the draws of `draw` (epoch, step) when given and augmenting."""
+        take = lambda t: tf.gather(t, ids)  # noqa: E731
+        batch = tf.nest.map_structure(take, x), tf.nest.map_structure(take, y)
+        batch = batch if self.batch_map is None else self.batch_map(batch)
+        return batch if draw is None or self.augment is None else self.augment(batch, self.seed, *draw)
 
     @property
     def count(self) -> int:
@@ -66,23 +88,18 @@ def epoch_order(data: InMemoryData, epoch):
     return tf.random.experimental.stateless_shuffle(indices, seed=seed)
 
 
-def _batches_loop(step, x, y, batches, count):
-    """`step(x, y, ids)` for the first `count` rows of `batches`, in order.
+def _batches_loop(step, x, y, batches, count, epoch):
+    """`step(x, y, ids, (epoch, i))` for the first `count` rows of `batches`, in order.
 
     `count` is a tensor, not the static row count: a compiled loop can then be called
     for no batches at all, which compiles it and changes nothing (`FusedLoop._compile_ahead`).
     """
     def body(i):
-        step(x, y, batches[i])
+        step(x, y, batches[i], (epoch, i))
         return i + 1
 
     # parallel_iterations=1: each step sees the variables the previous one updated.
     tf.while_loop(lambda i: i < count, body, [tf.constant(0)], parallel_iterations=1)
-
-
-def _gather(x, y, ids):
-    take = lambda t: tf.gather(t, ids)  # noqa: E731
-    return tf.nest.map_structure(take, x), tf.nest.map_structure(take, y)
 
 
 class FusedLoop(CustomLoop):
@@ -153,28 +170,29 @@ class FusedLoop(CustomLoop):
 
     def _train_epoch_graph(self, x, y, epoch):
         self._reset()
-        self._pass("train", x, y, epoch_order(self.train_data, epoch), self.train_data)
+        self._pass("train", x, y, epoch_order(self.train_data, epoch), self.train_data, epoch)
         return self._log_tensors()
 
     def _evaluate_graph(self, x, y, data: InMemoryData, prefix=""):
         self._reset()
-        self._pass("test", x, y, tf.range(data.count), data)
+        self._pass("test", x, y, tf.range(data.count), data, tf.constant(0, tf.int64))
         return self._log_tensors(prefix)
 
-    def _pass(self, kind, x, y, order, data: InMemoryData):
+    def _pass(self, kind, x, y, order, data: InMemoryData, epoch):
         """Every batch of `order`: the full ones in one loop, then the partial one, if kept
         (two parts, so that every batch in the loop has the same static shape)."""
-        step, full_batches = self._steps(kind, x, y)
+        step, full_batches = self._steps(kind, data)
         full = data.count // data.batch_size
         if full:
             batches = tf.reshape(order[: full * data.batch_size], [full, data.batch_size])
-            full_batches(x, y, batches, tf.constant(full))
+            full_batches(x, y, batches, tf.constant(full), epoch)
         if data.count % data.batch_size and not data.drop_remainder:
-            step(x, y, order[full * data.batch_size:])
+            step(x, y, order[full * data.batch_size:], (epoch, tf.constant(full)))
 
-    def _steps(self, kind, x, y):
+    def _steps(self, kind, data: InMemoryData):
         """The step of `kind` on the examples `ids` of (x, y), for any batch, and the loop
-        that runs it over full batches (`batches`: one row of example ids per batch).
+        that runs it over full batches (`batches`: one row of example ids per batch);
+        each batch is gathered and mapped as `data` says (`InMemoryData.batch`).
 
         On one device the step is traced once, for batches of any size (tracing a model
         is most of a fused run's fixed cost), and both run that graph. Under jit_compile
@@ -188,22 +206,22 @@ class FusedLoop(CustomLoop):
         """
         python_step = self._train_step if kind == "train" else self._test_step
         if self.replicas > 1:
-            def replicated(x, y, ids):
-                return self.strategy.run(self._replica_step, args=(python_step, x, y, ids))
+            def replicated(x, y, ids, draw):
+                return self.strategy.run(self._replica_step, args=(python_step, data, x, y, ids))
             return replicated, functools.partial(_batches_loop, replicated)
-        signature = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), (x, y))
-        key = (kind, str(signature))
+        signature = data.batch_signature()
+        key = (kind, str(signature), data.batch_map, data.augment if kind == "train" else None)
         if key not in self._traced_steps:
             # Traced on first use: under XLA, only a partial batch needs it.
             traced = functools.cache(
                 lambda: tf.function(python_step, autograph=False).get_concrete_function(*signature))
 
-            def step(x, y, ids):
-                return traced()(*_gather(x, y, ids))
+            def step(x, y, ids, draw):
+                return traced()(*data.batch(x, y, ids, draw if kind == "train" else None))
 
             full_batches = functools.partial(_batches_loop, step)
             if self.xla_steps and kind == "train":
-                gathered_step = lambda x, y, ids: python_step(*_gather(x, y, ids))  # noqa: E731
+                gathered_step = lambda x, y, ids, draw: python_step(*data.batch(x, y, ids, draw))  # noqa: E731
                 if self.xla_loop:
                     full_batches = tf.function(functools.partial(_batches_loop, gathered_step),
                                                jit_compile=True, autograph=False)
@@ -230,8 +248,8 @@ class FusedLoop(CustomLoop):
         full = data.count // data.batch_size
         if not (full and self.xla_steps):
             return
-        _, full_batches = self._steps("train", data.x, data.y)
-        args = (data.x, data.y, tf.zeros([full, data.batch_size], tf.int32), tf.constant(0))
+        _, full_batches = self._steps("train", data)
+        args = (data.x, data.y, tf.zeros([full, data.batch_size], tf.int32), tf.constant(0), tf.constant(0, tf.int64))
         # Called from a graph, as the epoch calls it: XLA's cache tells the two calls apart.
         loop = tf.function(lambda *args: full_batches(*args), autograph=False).get_concrete_function(*args)
         with concurrent.futures.ThreadPoolExecutor(1) as thread:
@@ -244,13 +262,13 @@ class FusedLoop(CustomLoop):
                 self._traced_steps.clear()
                 self._run_epochs = tf.function(self._epochs_graph, autograph=False)
 
-    def _replica_step(self, step, x, y, ids):
+    def _replica_step(self, step, data, x, y, ids):
         """This replica's share of the global batch `ids` (shares differ by one at most)."""
         replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int32)
         size = tf.shape(ids)[0]
         low = size * replica // self.replicas
         high = size * (replica + 1) // self.replicas
-        return step(*_gather(x, y, ids[low:high]))
+        return step(*data.batch(x, y, ids[low:high]))
 
     # In Python.
 

@@ -95,9 +95,13 @@ def test_plan_counts_the_examples_the_stages_let_through(write):
 
 
 @pytest.mark.parametrize("stages, reason", [
-    ("[{map: {ops: [{augment: {layers: [{RandomFlip: {mode: horizontal}}]}}]}}, {shuffle: {buffer_size: all}}, "
-     "{batch: {batch_size: 8}}]",
-     "data.train.stages[0]: a 'map' stage with augment ops (new random values every epoch)"),
+    ("[{map: {ops: [{augment: {layers: [{RandomFlip: {mode: horizontal}}]}}, {scale: {factor: 2.0}}]}}, "
+     "{shuffle: {buffer_size: all}}, {batch: {batch_size: 8}}]",
+     "data.train.stages[0]: a 'map' stage with augment and other ops (the fused step runs maps of augment ops "
+     "alone)"),
+    ("[{shuffle: {buffer_size: all}}, {batch: {batch_size: 8}}, "
+     "{map: {ops: [{augment: {layers: [{RandomFlip: {mode: horizontal}}]}}]}}]",
+     "data.train.stages[2]: a 'map' stage after batch cannot run in memory"),
     ("[{shuffle: {buffer_size: all}}, {map: {ops: [{scale: {factor: 2.0}}]}}, {batch: {batch_size: 8}}]",
      "data.train.stages[1]: a 'map' stage after shuffle cannot run in memory"),
     ("[{repeat: {}}, {batch: {batch_size: 8}}]",
