@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 tf = pytest.importorskip("tensorflow")
 
-from conftest import FASHION_MNIST  # noqa: E402
+from conftest import FASHION_MNIST, SPECS  # noqa: E402
 from runner.data import build_datasets  # noqa: E402
 from runner.data import in_memory  # noqa: E402
 from runner.data.in_memory import plan_in_memory  # noqa: E402
@@ -149,10 +149,7 @@ def test_a_run_on_the_held_source_has_the_history_of_a_run_on_mapped_tensors(wri
 def test_fashion_mnist_is_held_as_uint8_and_its_batches_are_the_float32_it_maps_to(tmp_path):
     """specs/fashion_mnist.yaml: 60,000 images of 784 bytes and their labels (47 MB, not 188),
     and each batch's values those of the cast and scale applied once to every image."""
-    from pathlib import Path
-
-    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "fashion_mnist.yaml",
-                     [f"outputs.dir={tmp_path}"])
+    spec = load_spec(SPECS / "fashion_mnist.yaml", [f"outputs.dir={tmp_path}"])
     datasets = build_datasets(spec)
     for split, count in (("train", 60000), ("test", 10000)):
         plan, why = plan_in_memory(spec, datasets, split)
