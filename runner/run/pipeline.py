@@ -42,7 +42,7 @@ class RunResult:
 
 
 def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = False,
-             track: bool = True) -> RunResult:
+             track: bool = True, shared_data=None) -> RunResult:
     """Run a loaded spec end to end and write its run directory.
 
     Args:
@@ -55,6 +55,8 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = Fal
             say whether training is input-bound or compute-bound (profile.json).
         track: upload the run to its `outputs.mlflow` as it ends (a sweep's worker does it
             itself, under the sweep's MLflow run).
+        shared_data: a `runner.run.shared_data.SharedData` kept across the runs of one
+            process (a sweep's worker): datasets declared the same are built once.
 
     Raises:
         SpecError: a mistake in the spec, found while building (located), or a run that
@@ -64,16 +66,16 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = Fal
         WriteError: a file of the run directory could not be written (which, and why).
     """
     with signals_raise():
-        return _run_spec(spec, quiet, resume_from, profile, track)
+        return _run_spec(spec, quiet, resume_from, profile, track, shared_data)
 
 
-def _run_spec(spec, quiet, resume_from, profile, track) -> RunResult:
+def _run_spec(spec, quiet, resume_from, profile, track, shared_data) -> RunResult:
     train_config = spec.sections.train
     if profile and train_config.engine == "fused":
         raise train_config.error("engine", "pipe run --profile times the steps of the tf.data loops, which "
                                  "the fused engine does not run: set train.engine to keras or auto to profile",
                                  at_value=True)
-    build = Build(spec, quiet=quiet, resume_from=resume_from).through("devices")
+    build = Build(spec, quiet=quiet, resume_from=resume_from, shared=shared_data).through("devices")
     setup = build.setup
     warn_on_catalog_drift()
     check_export_extras(spec)  # outputs.export: a missing extra is said before training, not after
