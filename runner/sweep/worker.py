@@ -71,7 +71,7 @@ def _trials(directory, config, sweep, study, keras) -> int:
             key = sweep.epoch_key(trial_spec.sections.train.validate_on or "validation")
             if key is not None and sweep.pruner != "none":  # else the fused engine keeps its long calls
                 progress.listen(lambda epoch, logs, can_stop: _report(trial, key, epoch, logs, can_stop))
-            result = run_spec(trial_spec, quiet=True, track=False, shared_data=shared)  # uploaded below, under the sweep's run
+            result = run_spec(trial_spec, quiet=True, track=False, shared_data=shared, hparams=values)  # uploaded below, under the sweep's run
             objective = (result.metrics.get(sweep.split) or {}).get(sweep.metric)
             if objective is None:
                 have = ", ".join(f"{s}.{m}" for s, ms in result.metrics.items() if isinstance(ms, dict) for m in ms)
