@@ -33,6 +33,15 @@ class Datasets:
     learned: Learned | None = None  # statistics learned from train (saved as preprocessing.json)
     sources: dict = field(default_factory=dict)  # split -> Source, for the in-memory engine
     epoch: tf.Variable | None = None  # the loops set it at each epoch's start: it seeds reshuffling
+    # What an engine derives from these splits alone (in-memory plans and tensors), kept with
+    # them: a sweep's worker that reuses the datasets for its next trial reuses these too.
+    kept: dict = field(default_factory=dict, repr=False)
+
+    def keep(self, key, make):
+        """`make()`, computed once for these datasets under `key`."""
+        if key not in self.kept:
+            self.kept[key] = make()
+        return self.kept[key]
 
     def validated_split(self, train) -> str | None:
         """The split the epochs validate on, by name: `train.validate_on`, by default the

@@ -47,13 +47,16 @@ class Build:
         resume_from: the run directory a resumed run continues (its adapted layers are reused).
         learned: the statistics train taught an earlier run (`pipe evaluate`), else learned anew.
         model: a function giving the model to use instead of building one (a saved run's).
+        shared: a `runner.run.shared_data.SharedData` whose datasets are reused when the
+            data is declared the same (a sweep's worker); None: built for this run alone.
         collect: `collect(step)` runs `step()` and returns its value, or None after keeping
             its SpecError (`pipe plan` reports every mistake, not only the first); by
             default a SpecError is raised.
     """
 
-    def __init__(self, spec, *, quiet=True, resume_from=None, learned=None, model=None, collect=None):
+    def __init__(self, spec, *, quiet=True, resume_from=None, learned=None, model=None, collect=None, shared=None):
         self.spec = spec
+        self._shared = shared if learned is None else None  # learned statistics given: not the run's own data
         self.quiet = quiet
         self._resume_from = resume_from
         self._learned = learned
@@ -109,7 +112,8 @@ class Build:
             disable_op_determinism()
 
     def _datasets(self):
-        self.datasets = build_datasets(self.spec, learned=self._learned)
+        build = lambda: build_datasets(self.spec, learned=self._learned)  # noqa: E731
+        self.datasets = self._shared.datasets(self.spec, build) if self._shared is not None else build()
         self.validated = self.datasets.validated_split(self.spec)
         self._collect(lambda: check_class_weight(self.sections.train, self.datasets.info))
         if self._given_model is None:  # a model to train (run, plan), not a saved one to evaluate

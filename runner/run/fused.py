@@ -31,7 +31,8 @@ class FusedEngine(EngineChoice):
     def train(self, context: TrainingContext) -> TrainingResult:
         c, train, outputs = context, context.train, context.outputs
         model, datasets, setup = c.model, c.datasets, c.setup
-        data = {role: _in_memory(plan, c.seed, setup) for role, plan in self.plans.items()}
+        splits = {"train": "train", "validation": datasets.validated_split(c.spec)}
+        data = {role: _kept_in_memory(datasets, splits[role], plan, c.seed, setup) for role, plan in self.plans.items()}
         with setup.strategy.scope():
             fused = FusedLoop(
                 model, loss=c.loss, optimizer=c.optimizer,
@@ -71,6 +72,10 @@ class FusedEngine(EngineChoice):
 
 def plan_data(spec, datasets) -> tuple[dict, str]:
     """In-memory plans of train and the validation split, or ({}, why one cannot be had)."""
+    return datasets.keep(("plans", datasets.validated_split(spec)), lambda: _plan_data(spec, datasets))
+
+
+def _plan_data(spec, datasets) -> tuple[dict, str]:
     plans = {}
     for role, split in (("train", "train"), ("validation", datasets.validated_split(spec))):
         if split is None:
@@ -116,14 +121,19 @@ def _training_device(setup) -> str | None:
 
 def _evaluate(fused, spec, datasets, split, dataset, seed, setup) -> dict:
     """The split in memory when it can be held there (one graph call), else through tf.data."""
-    plan, _ = plan_in_memory(spec, datasets, split)
+    plan, _ = datasets.keep(("plan", split), lambda: plan_in_memory(spec, datasets, split))
     budget = spec.sections.train.fused_memory_mb
     if plan is not None and plan.nbytes > budget * 2**20:
         plan = None
     element = plan.prefix.element_spec if plan is not None else None
     if plan is None or not (isinstance(element, tuple) and len(element) == 2):
         return fused.evaluate(dataset)
-    return fused.evaluate_in_memory(_in_memory(plan, seed, setup))
+    return fused.evaluate_in_memory(_kept_in_memory(datasets, split, plan, seed, setup))
+
+
+def _kept_in_memory(datasets, split, plan, seed, setup) -> InMemoryData:
+    """`split` in memory, made once for these datasets (a sweep's next trial reuses it)."""
+    return datasets.keep(("in memory", split, seed), lambda: _in_memory(plan, seed, setup))
 
 
 def _verbose(quiet, loop, train) -> int:

@@ -17,6 +17,7 @@ from runner.models.adapt import save_adapted
 from runner.models.catalog_check import warn_on_catalog_drift
 from runner.outputs import files
 from runner.outputs.failure import note_error_log
+from runner.outputs.hparams import spec_hparams, write_final_metrics, write_hparams
 from runner.outputs.manifest import Manifest
 from runner.outputs.results import write_results
 from runner.outputs.run_dir import RunDir
@@ -42,7 +43,7 @@ class RunResult:
 
 
 def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = False,
-             track: bool = True) -> RunResult:
+             track: bool = True, shared_data=None, hparams: dict | None = None) -> RunResult:
     """Run a loaded spec end to end and write its run directory.
 
     Args:
@@ -55,6 +56,10 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = Fal
             say whether training is input-bound or compute-bound (profile.json).
         track: upload the run to its `outputs.mlflow` as it ends (a sweep's worker does it
             itself, under the sweep's MLflow run).
+        shared_data: a `runner.run.shared_data.SharedData` kept across the runs of one
+            process (a sweep's worker): datasets declared the same are built once.
+        hparams: the run's TensorBoard HParams (with `outputs.tensorboard`), by name; None:
+            every value of the spec (a sweep's trial gives its swept values).
 
     Raises:
         SpecError: a mistake in the spec, found while building (located), or a run that
@@ -64,16 +69,16 @@ def run_spec(spec, *, quiet: bool = False, resume_from=None, profile: bool = Fal
         WriteError: a file of the run directory could not be written (which, and why).
     """
     with signals_raise():
-        return _run_spec(spec, quiet, resume_from, profile, track)
+        return _run_spec(spec, quiet, resume_from, profile, track, shared_data, hparams)
 
 
-def _run_spec(spec, quiet, resume_from, profile, track) -> RunResult:
+def _run_spec(spec, quiet, resume_from, profile, track, shared_data, hparams) -> RunResult:
     train_config = spec.sections.train
     if profile and train_config.engine == "fused":
         raise train_config.error("engine", "pipe run --profile times the steps of the tf.data loops, which "
                                  "the fused engine does not run: set train.engine to keras or auto to profile",
                                  at_value=True)
-    build = Build(spec, quiet=quiet, resume_from=resume_from).through("devices")
+    build = Build(spec, quiet=quiet, resume_from=resume_from, shared=shared_data).through("devices")
     setup = build.setup
     warn_on_catalog_drift()
     check_export_extras(spec)  # outputs.export: a missing extra is said before training, not after
@@ -99,6 +104,10 @@ def _run_spec(spec, quiet, resume_from, profile, track) -> RunResult:
     profiler = StepProfiler(run_dir / "tensorboard") if profile else None
     try:
         files.write_spec(run_dir, spec)
+        tensorboard = spec.sections.outputs.tensorboard and setup.is_chief
+        if tensorboard:
+            write_hparams(run_dir, spec_hparams(spec.doc) if hparams is None else hparams,
+                          session=f"{spec.sections.name}/{run_dir.path.name}")
         if build.adapted:  # preprocessing layers adapted on the train split (runner.models.adapt)
             manifest.update(adapted=build.adapted)
             save_adapted(model, build.adapted, run_dir)
@@ -125,6 +134,8 @@ def _run_spec(spec, quiet, resume_from, profile, track) -> RunResult:
             _report_profile(profiler, datasets.train, run_dir, quiet)
         with deferred():
             write_results(spec, datasets, model, result, evaluation, run_dir)
+            if tensorboard:
+                write_final_metrics(run_dir, evaluation, step=result.epochs_run)
             if setup.is_chief:  # what pipe export checks the model file against
                 manifest.update(**model_fingerprint(run_dir.path))
             if spec.sections.outputs.export and setup.is_chief:

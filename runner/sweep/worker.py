@@ -3,7 +3,11 @@
 TensorFlow is imported once; each trial is an ordinary run (`run_spec`) of the sweep's
 spec with the trial's values set as `--set` would set them, its directory at
 `<sweep dir>/trial-NNNN/<stamp>`. Between trials Keras's state is cleared and garbage
-collected; the spec's seed is set again by each run. At each epoch end the trial reports
+collected; the spec's seed is set again by each run. Trials whose data is declared the
+same (no swept `data.*` value) share the datasets the first of them built, the splits
+already in memory (`runner.run.shared_data`): what a trial leaves is what `pipe run` of its
+spec leaves. The objects the imports made are frozen out of the garbage collector's sight
+(`gc.freeze`): they live as long as the worker, and each collection would walk them all. At each epoch end the trial reports
 its objective to the study and the pruner may stop it (`pruned`). A failing trial is
 recorded failed with its message and the worker goes on; a signal stops the running trial
 as it stops a run (its epochs saved), records it interrupted and ends the worker (exit
@@ -47,7 +51,12 @@ def main(directory, slot: int = 0) -> int:
 
 def _trials(directory, config, sweep, study, keras) -> int:
     from runner.run.pipeline import run_spec
+    from runner.run.shared_data import SharedData
     from runner.outputs.failure import summarise_error
+
+    gc.collect()
+    gc.freeze()  # what the imports made lives as long as the worker: no collection walks it again
+    shared = SharedData()
 
     while True:
         trial = sweep_study.ask(directory, study, sweep, config)
@@ -62,7 +71,7 @@ def _trials(directory, config, sweep, study, keras) -> int:
             key = sweep.epoch_key(trial_spec.sections.train.validate_on or "validation")
             if key is not None and sweep.pruner != "none":  # else the fused engine keeps its long calls
                 progress.listen(lambda epoch, logs, can_stop: _report(trial, key, epoch, logs, can_stop))
-            result = run_spec(trial_spec, quiet=True, track=False)  # uploaded below, under the sweep's run
+            result = run_spec(trial_spec, quiet=True, track=False, shared_data=shared, hparams=values)  # uploaded below, under the sweep's run
             objective = (result.metrics.get(sweep.split) or {}).get(sweep.metric)
             if objective is None:
                 have = ", ".join(f"{s}.{m}" for s, ms in result.metrics.items() if isinstance(ms, dict) for m in ms)
@@ -89,8 +98,7 @@ def _trials(directory, config, sweep, study, keras) -> int:
             _track(directory, trial.number, run_dir, _word(state))
         outcome = f"{sweep.objective}={objective:.5g}" if objective is not None else message
         print(f"trial {trial.number}: {_word(state)}  {shown}  {outcome}", flush=True)
-        keras.backend.clear_session()
-        gc.collect()
+        keras.backend.clear_session()  # and a garbage collection
 
 
 def _trial_spec(config, sweep, values, number, directory):

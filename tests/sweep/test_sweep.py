@@ -166,3 +166,112 @@ def test_best_yaml_reads_relative_paths_from_the_folder_of_the_spec_the_sweep_st
     assert load_spec(started).resolve_path("../reg.csv") == specs / "../reg.csv"
     (sweep_dir / "elsewhere.yaml").write_text(f"extends: {started}\n")  # not pipe's best.yaml
     assert load_spec(sweep_dir / "elsewhere.yaml").resolve_path("x.csv") == sweep_dir / "x.csv"
+
+
+def test_the_median_pruner_may_cut_a_trial_after_its_first_epoch():
+    optuna = pytest.importorskip("optuna", reason="pipe sweep needs Optuna: pip install 'pipe[sweep]'")
+
+    from runner.sweep.study import pruner
+
+    study = optuna.create_study(direction="minimize", pruner=pruner(read_sweep(load_spec(EXAMPLE))))
+    for loss in (1.0, 2.0):  # the two trials the median waits for
+        trial = study.ask()
+        trial.report(loss, 0)
+        study.tell(trial, loss)
+    worse, better = study.ask(), study.ask()
+    worse.report(3.0, 0)
+    better.report(0.5, 0)
+    assert worse.should_prune() and not better.should_prune()
+
+
+def _trial_spec(tmp_path, *overrides):
+    spec = load_spec(EXAMPLE, [f"outputs.dir={tmp_path}", "train.epochs=3", *overrides])
+    spec.remove("sweep")
+    return spec
+
+
+def _metrics(run_dir):
+    return json.loads((run_dir / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["fused", "keras"])
+def test_trials_sharing_their_data_leave_what_pipe_run_leaves(engine, tmp_path):
+    """A worker builds the datasets once for trials whose data is the same; a trial's metrics
+    are those of a run of its spec alone, and a swept data value builds them again."""
+    import keras
+
+    from runner.run.pipeline import run_spec
+    from runner.run.shared_data import SharedData
+
+    shared = SharedData()
+    runs = {}
+    for units in (8, 24, 16):
+        keras.backend.clear_session()
+        spec = _trial_spec(tmp_path / "sweep", f"train.engine={engine}", f"model.sequential.layers.0.Dense.units={units}")
+        runs[units] = run_spec(spec, quiet=True, track=False, shared_data=shared)
+    assert shared.reused == 2
+    for units in (24, 16):
+        keras.backend.clear_session()
+        alone = run_spec(_trial_spec(tmp_path / f"alone{units}", f"train.engine={engine}",
+                                     f"model.sequential.layers.0.Dense.units={units}"), quiet=True, track=False)
+        shared_metrics, alone_metrics = _metrics(runs[units].run_dir), _metrics(alone.run_dir)
+        assert shared_metrics.keys() == alone_metrics.keys()
+        for split, values in alone_metrics.items():
+            for name, value in values.items():
+                assert shared_metrics[split][name] == pytest.approx(value, rel=1e-6), (units, split, name)
+    manifest = json.loads((runs[16].run_dir / "manifest.json").read_text())
+    assert manifest["status"] == "completed" and manifest["engine"] == ("fused" if engine == "fused" else "keras")
+    keras.backend.clear_session()
+    run_spec(_trial_spec(tmp_path / "sweep", f"train.engine={engine}", "data.train.stages.1.batch.batch_size=16"),
+             quiet=True, track=False, shared_data=shared)
+    assert shared.reused == 2  # a data value changed: built again, not reused
+
+
+def test_the_data_key_follows_the_data_the_seed_and_the_device(tmp_path):
+    from runner.run.shared_data import data_key
+
+    base = data_key(_trial_spec(tmp_path))
+    assert data_key(_trial_spec(tmp_path, "model.sequential.layers.0.Dense.units=4")) == base
+    assert data_key(_trial_spec(tmp_path, "train.optimizer.SGD.learning_rate=0.5")) == base
+    for changed in ("data.train.stages.1.batch.batch_size=16", "seed=7", "device.jit_compile=true",
+                    "train.class_weight=balanced"):
+        assert data_key(_trial_spec(tmp_path, changed)) != base, changed
+    assert data_key(_trial_spec(tmp_path, "seed=null")) is None  # unseeded: each run shuffles anew
+
+
+def _hparams_events(run_dir):
+    """(hparams of the session start, {scalar tag: value}) in the run's tensorboard/ (its root)."""
+    import tensorflow as tf
+    from tensorboard.plugins.hparams import metadata, plugin_data_pb2
+
+    hparams, scalars = None, {}
+    for path in sorted((run_dir / "tensorboard").glob("events.out.tfevents.*")):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                plugin = value.metadata.plugin_data
+                if plugin.plugin_name == metadata.PLUGIN_NAME and value.tag == metadata.SESSION_START_INFO_TAG:
+                    data = plugin_data_pb2.HParamsPluginData.FromString(plugin.content)
+                    hparams = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+                               for k, v in data.session_start_info.hparams.items()}
+                elif value.HasField("tensor"):
+                    scalars[value.tag] = float(tf.make_ndarray(value.tensor))
+    return hparams, scalars
+
+
+@pytest.mark.slow
+def test_a_run_with_tensorboard_writes_its_hparams_and_final_metrics(tmp_path):
+    from runner.run.pipeline import run_spec
+
+    result = run_spec(_trial_spec(tmp_path, "outputs.tensorboard=true"), quiet=True, track=False)
+    hparams, scalars = _hparams_events(result.run_dir)
+    assert hparams["train.epochs"] == 3 and hparams["seed"] == 42 and hparams["train.loss"] == "mse"
+    assert hparams["model.sequential.layers.0.Dense.units"] == 8
+    assert hparams["model.sequential.input_shape"] == "[1]"  # a list: its JSON text
+    assert not any(k.startswith("sweep") for k in hparams)
+    assert scalars["validation.loss"] == pytest.approx(_metrics(result.run_dir)["validation"]["loss"], rel=1e-6)
+
+    given = run_spec(_trial_spec(tmp_path, "outputs.tensorboard=true"), quiet=True, track=False,
+                     hparams={"train.optimizer.SGD.learning_rate": 0.05, "units": 8})
+    assert _hparams_events(given.run_dir)[0] == {"train.optimizer.SGD.learning_rate": 0.05, "units": 8}
+    assert not (run_spec(_trial_spec(tmp_path), quiet=True, track=False).run_dir / "tensorboard").exists()

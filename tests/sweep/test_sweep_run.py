@@ -35,10 +35,11 @@ def _rows(sweep_dir):
 
 @pytest.fixture(scope="module")
 def swept(tmp_path_factory):
-    """Three trials of 3 epochs by two workers, random sampler, no pruner."""
+    """Three trials of 3 epochs by two workers, random sampler, no pruner, TensorBoard on."""
     cwd = tmp_path_factory.mktemp("sweep")
     result = _pipe(["sweep", str(EXAMPLE), "--workers", "2", "--set", "sweep.trials=3", "--set", "train.epochs=3",
-                    "--set", "sweep.sampler=random", "--set", "sweep.pruner=none"], cwd)
+                    "--set", "sweep.sampler=random", "--set", "sweep.pruner=none", "--set", "outputs.tensorboard=true"],
+                   cwd)
     assert result.returncode == 0, result.stdout + result.stderr
     line = next(x for x in result.stdout.splitlines() if x.startswith("sweep directory: "))
     return cwd, cwd / line.split(": ", 1)[1], result
@@ -61,6 +62,19 @@ def test_a_sweep_runs_exactly_its_trials_as_run_directories(swept):
     listed = _pipe(["runs", "runs"], cwd)
     best = json.loads((sweep_dir / "sweep.json").read_text())["best"]
     assert f"3/3 (3 completed)  trial {best['number']}: validation.loss=" in listed.stdout
+
+
+def test_each_trial_is_an_hparams_session_of_its_swept_values(swept):
+    from test_sweep import _hparams_events
+
+    cwd, sweep_dir, _ = swept
+    for row in _rows(sweep_dir):
+        hparams, scalars = _hparams_events(cwd / row["run_dir"])
+        swept_values = {k: v for k, v in row.items() if k.startswith(("train.", "model."))}
+        assert hparams.keys() == swept_values.keys()
+        assert hparams["model.sequential.layers[0].Dense.units"] == float(swept_values["model.sequential.layers[0].Dense.units"])
+        assert hparams["model.sequential.layers[0].Dense.activation"] == swept_values["model.sequential.layers[0].Dense.activation"]
+        assert scalars["validation.loss"] == pytest.approx(float(row["validation.loss"]), rel=1e-6)
 
 
 def test_best_yaml_validates_and_reproduces_the_best_trial(swept):
