@@ -15,7 +15,7 @@ import pytest
 from runner.outputs.files import write_text
 from runner.outputs.run_dir import PathEscapeError, RunDir
 from runner.spec import load_spec
-from tests.conftest import REPO, SPECS
+from tests.conftest import REPO, SPECS, pipe_in_process
 from tests.spec.test_spec import MINIMAL
 
 
@@ -183,7 +183,7 @@ def test_a_failed_run_is_one_paragraph_and_its_traceback_goes_to_error_log(tmp_p
     spec = (SPECS / "keras_regression.yaml").read_text().replace(
         "  epochs: 20", "  epochs: 1\n  callbacks:\n    - ModelCheckpoint: {filepath: 'ck/{nothing}.keras'}")
     path = _write(tmp_path, spec)
-    result = pipe("run", str(path), "--quiet", *(["--debug"] if debug else []), cwd=tmp_path)
+    result = pipe_in_process(["run", path, "--quiet", *(["--debug"] if debug else [])], cwd=tmp_path)
     assert result.returncode == 3
     (run_dir,) = (tmp_path / "runs" / "keras_regression").iterdir()
     log = run_dir / "error.log"
