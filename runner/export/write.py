@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import PipeError
-from runner.export.paths import ExportRefused, default_path, output_path, writable_parent
+from runner.export.paths import (ExportRefused, ExportUsage, default_path, output_path,
+                                 request_problem, writable_parent)
 from runner.outputs.files import write_json
 from runner.outputs.manifest import fingerprint
 from runner.outputs.records import read_run
 from runner.spec.sections import section
 
-FORMATS = ("saved_model", "tflite", "onnx")
-QUANTIZE = ("float16", "int8")
 REPRESENTATIVE = 200  # raw train examples calibrating an int8 model
 _EXTRAS = {"tflite": (("ai_edge_litert",), "tflite"), "onnx": (("tf2onnx", "onnxruntime"), "onnx")}
 _ONNX_OPSET = 17
@@ -89,15 +88,20 @@ def export_run(run_dir, fmt: str, output=None, quantize: str | None = None,
     """Export the completed run in `run_dir` as `fmt` to `output` (default: <run>/export/...).
 
     Raises:
-        ExportRefused: an unknown format, a run that did not complete, a model file that does not
+        ExportUsage: an unknown format or quantization, an option of another format, an
+            --output whose extension names another format.
+        ExportRefused: a run that did not complete, a model file that does not
             load in safe mode, an output path that is taken, inside another run, or not writable.
         FileNotFoundError: not a run directory.
         SpecError: a map op of the run's spec that cannot run inside an exported model.
     """
     run_dir = Path(run_dir)
-    if jit_compile and fmt in FORMATS and fmt != "saved_model":
-        raise ExportRefused(f"--jit-compile applies to saved_model, not {fmt}")
-    _check_request(fmt, quantize)
+    problem = request_problem(fmt, quantize, jit_compile, output)
+    if problem:
+        raise ExportUsage(problem)
+    line = missing_extra(fmt)
+    if line:
+        raise ExportRefused(line)
     record = read_run(run_dir)
     if record.status != "completed":
         from runner.outputs.status import effective_status
@@ -184,18 +188,6 @@ def write_export(spec, run_dir, manifest, model, fmt, target: Path, quantize, re
             temp.unlink(missing_ok=True)
         raise
     return Exported(target, fmt, fingerprint(target), quantize)
-
-
-def _check_request(fmt, quantize) -> None:
-    if fmt not in FORMATS:
-        raise ExportRefused(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
-    if quantize is not None and quantize not in QUANTIZE:
-        raise ExportRefused(f"unknown quantization {quantize!r} (use {', '.join(QUANTIZE)})")
-    if quantize is not None and fmt != "tflite":
-        raise ExportRefused(f"--quantize applies to tflite, not {fmt}")
-    line = missing_extra(fmt)
-    if line:
-        raise ExportRefused(line)
 
 
 def model_fingerprint(run_dir: Path) -> dict:

@@ -356,9 +356,24 @@ def test_bad_requests_are_one_line(regression_run):
     result = _cli(regression_run, "--format", "coreml")
     assert (result.exit_code, result.stderr) == (2, "pipe export: unknown format 'coreml' (use saved_model, tflite, onnx)\n")
     result = _cli(regression_run, "--format", "onnx", "--quantize", "int8")
-    assert (result.exit_code, result.stderr) == (1, "pipe export: --quantize applies to tflite, not onnx\n")
+    assert (result.exit_code, result.stderr) == (2, "pipe export: --quantize applies to tflite, not onnx\n")
     result = _cli(regression_run, "--format", "tflite", "--jit-compile")
-    assert (result.exit_code, result.stderr) == (1, "pipe export: --jit-compile applies to saved_model, not tflite\n")
+    assert (result.exit_code, result.stderr) == (2, "pipe export: --jit-compile applies to saved_model, not tflite\n")
+
+
+def test_a_second_export_to_the_default_path_is_numbered_and_keeps_the_first(regression_run, tmp_path):
+    run = _copy_run(regression_run, tmp_path)
+    first = _cli(run, "--format", "saved_model")
+    assert first.exit_code == 0, first.output
+    before = fingerprint(run / "export" / "saved_model")
+    (run / "export" / "saved_model" / "mark").write_text("the first export")  # not replaced below
+    second = _cli(run, "--format", "saved_model")
+    assert second.exit_code == 0, second.output
+    assert f"exported: {run / 'export' / 'saved_model-2'} (saved_model," in second.stdout
+    assert (run / "export" / "saved_model" / "mark").read_text() == "the first export"
+    exports = json.loads((run / "manifest.json").read_text())["exports"]
+    assert [e["path"] for e in exports] == ["export/saved_model", "export/saved_model-2"]
+    assert exports[0]["sha256"] == before
 
 
 def test_a_map_op_that_cannot_be_exported_is_located(regression_run, tmp_path):
