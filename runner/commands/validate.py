@@ -52,7 +52,8 @@ def main(files, set_, format: Format, layered: bool, resolved: bool) -> None:
         for note in notes:  # which layers a run adapts on the train split
             typer.echo(note, err=True)
         count = 1 if layered else len(files)
-        typer.echo(f"{count} spec{'s' if count != 1 else ''} valid", err=True)
+        # validate's result, on stdout as its findings are (and as run, export, predict say theirs)
+        typer.echo(f"{count} spec{'s' if count != 1 else ''} valid")
 
 
 def schema(keras: bool, partial: bool) -> None:
