@@ -93,6 +93,8 @@ def value_problem(kind: str, argument: str, value) -> str | None:
     rule = _RULES.get(argument)
     if rule is None or value is None or kind not in rule[1]:
         return None
+    if isinstance(value, float) and value != value:
+        return None  # .nan: said once, wherever it is, by the rule on numbers that are none
     allowed, _ = rule
     if allowed.accepts(value):
         return None
