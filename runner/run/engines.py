@@ -20,6 +20,7 @@ from typing import Callable, Protocol, runtime_checkable
 import tensorflow as tf
 
 from runner.outputs import history
+from runner.train.log_order import in_order, logged_names
 from runner.train.result import TrainResult, evaluate_held_out, final_train_metrics
 from runner.spec.errors import without_values
 
@@ -106,6 +107,7 @@ def train_with(engine: Engine, context: TrainingContext) -> tuple[TrainResult, d
         SpecError: a training step failed inside the loss (labels that do not fit it), or
             XLA could not compile it (located at train.loss or device.jit_compile).
     """
+    context.progress.order = logged_names(context.metrics, context.loss)  # every engine's tables in the spec's order
     try:
         return _train_and_evaluate(engine, context)
     except tf.errors.InvalidArgumentError as e:
@@ -116,14 +118,15 @@ def _train_and_evaluate(engine, context):
     train = context.train
     trained = engine.train(context)
     result = context.progress.result(trained.trained)
-    result.history = align_validation(result.history, train.validation_freq, train.initial_epoch)
+    result.history = in_order(align_validation(result.history, train.validation_freq, train.initial_epoch),
+                              context.progress.order)
     if context.outputs.tensorboard and not trained.wrote_tensorboard:
         history.write_tensorboard(context.run_dir, result.history)
     final = final_train_metrics(result.history, context.callbacks, train.initial_epoch)
     evaluation = evaluate_held_out(train, context.datasets, context.validation, result, final,
                                    lambda dataset, split: evaluating(context.spec, context.loss, split,
                                                                      trained.evaluate, dataset, split, result))
-    return result, evaluation
+    return result, {split: in_order(values, context.progress.order) for split, values in evaluation.items()}
 
 
 def evaluating(spec, loss, split: str, evaluate, *args):
