@@ -75,10 +75,13 @@ class Exported:
 
 
 def missing_extra(fmt: str) -> str | None:
-    """The one line telling how to install what `fmt` needs, or None when it is installed."""
+    """The one line telling how to install what `fmt` needs, or None when it is installed.
+
+    tflite runs its file with LiteRT's interpreter (the tflite extra), or else with
+    TensorFlow's own while TensorFlow still ships it (`_tflite_interpreter`)."""
     modules, extra = _EXTRAS.get(fmt, ((), None))
     absent = [m for m in modules if importlib.util.find_spec(m) is None]
-    if not absent:
+    if not absent or (fmt == "tflite" and _tensorflow_has_interpreter()):
         return None
     return f"exporting {fmt} needs {', '.join(absent)}: pip install 'pipe[{extra}]'"
 
@@ -260,7 +263,8 @@ def _tflite_bytes(serving, quantize, data) -> bytes:
                 yield {name: values[i:i + 1] for name, values in typed.items()}
 
         converter.representative_dataset = examples
-    return converter.convert()
+    with _without_interpreter_deprecation():  # the int8 calibration runs TensorFlow's interpreter
+        return converter.convert()
 
 
 def _key_structure(outputs: dict) -> dict:
@@ -335,9 +339,7 @@ def _run_file(fmt: str, path: Path, feed: dict) -> dict:
         serve = tf.saved_model.load(str(path)).signatures["serving_default"]
         return {k: v.numpy() for k, v in serve(**{k: tf.constant(v) for k, v in feed.items()}).items()}
     if fmt == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
-        interpreter = Interpreter(model_path=str(path))
+        interpreter = _tflite_interpreter(path)
         indices = {n: d["index"] for n, d in interpreter.get_signature_runner().get_input_details().items()}
         for name, index in indices.items():
             interpreter.resize_tensor_input(index, list(feed[name].shape))
@@ -348,6 +350,36 @@ def _run_file(fmt: str, path: Path, feed: dict) -> dict:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, {i.name: feed[i.name] for i in session.get_inputs()})))
+
+
+def _tflite_interpreter(path: Path):
+    """LiteRT's interpreter of the file (ai_edge_litert, the tflite extra), or TensorFlow's
+    own where that is not installed, without its deprecation warning (which asks for LiteRT)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        with _without_interpreter_deprecation():
+            return tf.lite.Interpreter(model_path=str(path))
+    return Interpreter(model_path=str(path))
+
+
+def _tensorflow_has_interpreter() -> bool:
+    """Whether the installed TensorFlow still ships tf.lite.Interpreter (seen without importing it)."""
+    found = importlib.util.find_spec("tensorflow")
+    return bool(found and found.origin and (Path(found.origin).parent / "lite" / "python" / "interpreter.py").is_file())
+
+
+@contextmanager
+def _without_interpreter_deprecation():
+    """TensorFlow's tf.lite.Interpreter warns that LiteRT replaces it, also when its own
+    converter uses it (int8 calibration): not the user's to act on."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+        yield
 
 
 def _record(run_dir: Path, exported: Exported) -> None:
