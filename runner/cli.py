@@ -29,8 +29,8 @@ def main(version: VersionOption = False):
 
 @command
 def validate(
-    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE", callback=regular_files,
-                                                help="Spec files to check.")],
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="Spec files to check.",
+                                                callback=regular_files)],
     set_: SetOption = None,
     format: Annotated[Format, typer.Option("--format", metavar="FORMAT", help="Error output: text, json or github.")] = Format.text,
     layered: Annotated[bool, typer.Option("--layered", help=(
@@ -97,8 +97,7 @@ def run(
 
 @command
 def sweep(
-    file: Annotated[Optional[list[Path]], typer.Argument(exists=True, dir_okay=False, metavar="SPEC...",
-                                                         callback=regular_files, help=(
+    file: Annotated[Optional[list[Path]], typer.Argument(exists=True, dir_okay=False, metavar="SPEC...", callback=regular_files, help=(
         "The spec with a sweep: section; several files are layers of one spec, later over earlier."))] = None,
     set_: SetOption = None,
     workers: Annotated[int, typer.Option("--workers", metavar="N", min=1, help=(
