@@ -51,13 +51,13 @@ def request_problem(fmt: str, quantize, jit_compile: bool, output) -> str | None
         return None
     suffix = Path(output).suffix.lower()
     wanted = EXTENSIONS.get(fmt)
-    if wanted is not None and suffix != wanted:
-        return (f"--output {output}: {_FILE_WORDS[fmt]}'s name ends in {wanted}, not {suffix or 'nothing'} "
+    if suffix not in _MODEL_FILES or suffix == wanted:  # a name of the user's own (`model`, `m.v2`) is theirs
+        return None
+    if wanted is not None:
+        return (f"--output {output}: {_FILE_WORDS[fmt]}'s name ends in {wanted}, not {suffix} "
                 f"(name it {Path(output).stem}{wanted}, or choose the --format of that file)")
-    if wanted is None and suffix in _MODEL_FILES:
-        return (f"--output {output}: a SavedModel is a folder, and {suffix} names a file of another format "
-                "(give a folder name, or choose the --format of that file)")
-    return None
+    return (f"--output {output}: a SavedModel is a folder, and {suffix} names a file of another format "
+            "(give a folder name, or choose the --format of that file)")
 
 
 class ExportUsage(PipeError):

@@ -129,8 +129,8 @@ def test_other_commands_never_write_into_a_runs_exports(run):
     (("--format", "tflite", "--output", "x.onnx"),
      "--output x.onnx: a TFLite file's name ends in .tflite, not .onnx (name it x.tflite, or choose the --format "
      "of that file)"),
-    (("--format", "onnx", "--output", "model"),
-     "--output model: an ONNX file's name ends in .onnx, not nothing (name it model.onnx, or choose the --format "
+    (("--format", "onnx", "--output", "x.keras"),
+     "--output x.keras: an ONNX file's name ends in .onnx, not .keras (name it x.onnx, or choose the --format "
      "of that file)"),
     (("--format", "saved_model", "--output", "m.tflite"),
      "--output m.tflite: a SavedModel is a folder, and .tflite names a file of another format (give a folder "
@@ -142,6 +142,13 @@ def test_an_option_that_contradicts_the_format_is_a_usage_mistake(run, tmp_path,
     result = _export(run, *args)
     assert (result.exit_code, result.stderr) == (2, f"pipe export: {said}\n")
     assert not (run / "export").exists() and not any(tmp_path.glob("x.*")) and not (tmp_path / "m.tflite").exists()
+
+
+def test_a_name_of_the_user_s_own_is_no_contradiction():
+    from runner.export.paths import request_problem
+
+    for fmt, output in [("onnx", "model"), ("tflite", "m.v2"), ("saved_model", "served.d"), ("tflite", "M.TFLITE")]:
+        assert request_problem(fmt, None, False, output) is None
 
 
 def test_an_output_that_exists_is_refused_naming_the_ways_out(run, tmp_path):
