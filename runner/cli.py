@@ -14,7 +14,7 @@ import typer
 from runner import commands
 from runner.commands.options import (DebugOption, Format, ListFormat, ListFormatOption, RunDirArgument, RunDirsArgument, SetOption,
                                      StorageOption, SweepJoinOption, SweepResumeOption, VerboseOption, VersionOption,
-                                     spec_files)
+                                     regular_files, spec_files)
 from runner.commands.plain_help import PlainCommand
 from runner.commands.reporting import exit_with, keeps_tensorflow_log
 
@@ -29,7 +29,8 @@ def main(version: VersionOption = False):
 
 @command
 def validate(
-    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="Spec files to check.")],
+    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE", help="Spec files to check.",
+                                                callback=regular_files)],
     set_: SetOption = None,
     format: Annotated[Format, typer.Option("--format", metavar="FORMAT", help="Error output: text, json or github.")] = Format.text,
     layered: Annotated[bool, typer.Option("--layered", help=(
@@ -96,7 +97,7 @@ def run(
 
 @command
 def sweep(
-    file: Annotated[Optional[list[Path]], typer.Argument(exists=True, dir_okay=False, metavar="SPEC...", help=(
+    file: Annotated[Optional[list[Path]], typer.Argument(exists=True, dir_okay=False, metavar="SPEC...", callback=regular_files, help=(
         "The spec with a sweep: section; several files are layers of one spec, later over earlier."))] = None,
     set_: SetOption = None,
     workers: Annotated[int, typer.Option("--workers", metavar="N", min=1, help=(

@@ -24,7 +24,9 @@ from runner.outputs.predictions import confusion_matrices
 from runner.outputs.records import load_run_spec, new_result_file, read_run, write_result
 from runner.outputs.saving import require_saved_model
 from runner.run.build import Build, restored_model
+from runner.run.engines import evaluating
 from runner.train.custom import CustomLoop
+from runner.train.log_order import in_order, logged_names
 from runner.train.multi_output import loop_metrics
 
 HELD_OUT = ("validation", "test")
@@ -66,7 +68,8 @@ def evaluate_run(run_dir, overrides=(), splits=None) -> Evaluation:
     metrics, confusion = {}, {}
     for split in chosen:
         dataset = getattr(datasets, split)
-        metrics[split] = evaluate(dataset)
+        metrics[split] = in_order(evaluating(spec, build.loss_object, split, evaluate, dataset),
+                                  logged_names(build.metrics, build.loss_object))  # as the run's metrics.json
         for output, matrix in confusion_matrices(model, dataset).items():
             confusion[split if output is None else f"{split}-{output}"] = matrix
     path = new_result_file(run_dir, "evaluation")

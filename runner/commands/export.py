@@ -6,14 +6,13 @@ import typer
 
 from runner.commands.reporting import EXIT_USAGE, fail, reporting_errors, require_run_dir
 
-from runner.export.write import FORMATS, QUANTIZE
+from runner.export.paths import request_problem
 
 
 def main(run_dir, format: str, output, quantize, jit_compile: bool) -> None:
-    if format not in FORMATS:  # usage mistakes: exit 2, before TensorFlow starts
-        fail(f"pipe export: unknown format {format!r} (use {', '.join(FORMATS)})", EXIT_USAGE)
-    if quantize is not None and quantize not in QUANTIZE:
-        fail(f"pipe export: unknown quantization {quantize!r} (use {', '.join(QUANTIZE)})", EXIT_USAGE)
+    problem = request_problem(format, quantize, jit_compile, output)
+    if problem:  # usage mistakes: exit 2, before TensorFlow starts
+        fail(f"pipe export: {problem}", EXIT_USAGE)
     require_run_dir("export", run_dir)
 
     def export_it():

@@ -25,9 +25,20 @@ class ListFormat(str, enum.Enum):
 ListFormatOption = Annotated[ListFormat, typer.Option("--format", metavar="FORMAT", help="text or json.")]
 
 
+def regular_files(paths):
+    """Spec paths that are regular files: a device or a pipe (/dev/null, /dev/stdin) is a usage
+    mistake like a folder (exit 2, click's message), not an invalid spec."""
+    for path in paths or ():
+        if path.exists() and not path.is_file() and not path.is_dir():
+            raise typer.BadParameter(f"file {str(path)!r} is not a regular file (a pipe or a device); a spec is "
+                                     "a small YAML file")
+    return paths
+
+
 def spec_files(verb: str):
-    return Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE...", help=(
-        f"The spec to {verb}; several files are layers of one spec, later over earlier."))]
+    return Annotated[list[Path], typer.Argument(exists=True, dir_okay=False, metavar="FILE...", callback=regular_files,
+                                                help=f"The spec to {verb}; several files are layers of one spec, "
+                                                     "later over earlier.")]
 
 
 SetOption = Annotated[

@@ -25,6 +25,7 @@ from runner.models.identifiers import keras_message, resolve_metric
 from runner.models.loss_kinds import is_sparse
 from runner.outputs.run_dir import RunDir
 from runner.run.build import Build
+from runner.run.engines import blamed_for_labels
 from runner.spec.errors import SpecError, without_values
 from runner.train.loss_check import _model_input_path
 from runner.train.phases import describe_phases
@@ -210,15 +211,16 @@ def _check_loss_on_batches(spec, model, loss_object, batches, plan) -> None:
         try:
             value = float(loss_object(y, prediction))
         except Exception as e:
-            plan.errors.append(spec.error(("train", "loss"), f"loss {loss_object.name!r} does not fit the labels "
-                                          f"of data.{split} ({_spec_text(_tensor_spec(y))}): {_short_message(e)}"))
+            plan.errors.append(spec.error(blamed_for_labels(spec, split), f"loss {loss_object.name!r} does not fit "
+                                          f"the labels of data.{split} ({_spec_text(_tensor_spec(y))}): {_short_message(e)}"))
             continue
         _check_label_classes(spec, split, loss_object, prediction, plan)
         mismatch = _shape_mismatch(loss_object, y, prediction)
         if mismatch:
-            plan.errors.append(spec.error(("train", "loss"), f"loss {loss_object.name!r} on data.{split}: {mismatch}"))
+            plan.errors.append(spec.error(blamed_for_labels(spec, split),
+                                          f"loss {loss_object.name!r} on data.{split}: {mismatch}"))
         if not np.isfinite(value):
-            plan.errors.append(spec.error(("train", "loss"), f"loss {loss_object.name!r} is {value} on the first "
+            plan.errors.append(spec.error(blamed_for_labels(spec, split), f"loss {loss_object.name!r} is {value} on the first "
                                           f"batch of data.{split}: check the labels and the model's output"))
         values[split] = value
     plan.train["loss_on_first_batch"] = values
@@ -267,7 +269,7 @@ def _check_label_classes(spec, split, loss_object, prediction, plan) -> None:
     classes = int(prediction.shape[-1])
     outside = [label for label in class_counts["counts"] if not 0 <= label < classes]
     if outside:
-        plan.errors.append(spec.error(("train", "loss"), (
+        plan.errors.append(spec.error(blamed_for_labels(spec, split), (
             f"data.{split}: labels {', '.join(map(str, outside))} in the first {class_counts['sampled_examples']} "
             f"examples lie outside the model's {classes} classes (0 to {classes - 1})")))
 

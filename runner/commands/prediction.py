@@ -28,6 +28,7 @@ from runner.data.stages import AUGMENTATION_OPS
 from runner.data.sources.image_folder import image_problem
 from runner.data.table import encode_tables
 from runner.data.windows import window_stage
+from runner.errors import EXIT_USAGE
 from runner.models import is_keras
 from runner.models.identifiers import keras_message
 from runner.models.loss_kinds import output_kind
@@ -173,8 +174,8 @@ def _source_config(spec, input_path: Path, key, notes: list) -> dict:
     if name.endswith(".npz"):
         wanted = declared.get("npz", {}).get("features")
         if key and isinstance(wanted, list):
-            raise _input_spec(input_path).error((), f"the model reads {len(wanted)} named inputs ({', '.join(wanted)}): "
-                                                    "leave out --key, the archive's arrays of those names are read")
+            raise _usage(input_path, f"the model reads {len(wanted)} named inputs ({', '.join(wanted)}): "
+                                     "leave out --key, the archive's arrays of those names are read")
         return {"npz": {"path": str(input_path), "features": key or _npz_features(declared, input_path)}}
     if name.endswith((".csv", ".csv.gz", ".tsv", ".txt")):
         options = {k: v for k, v in declared.get("csv", {}).items() if k not in ("path", "label")}
@@ -187,8 +188,8 @@ def _source_config(spec, input_path: Path, key, notes: list) -> dict:
                         "label": None if "features" in options else label}}
     if "idx" in name or name.endswith(("-ubyte", "-ubyte.gz")):
         return {"idx": {"images": str(input_path)}}
-    raise _input_spec(input_path).error(
-        (), "unknown input kind: give a .npy, .npz, .csv(.gz), IDX (*-ubyte[.gz]) file, an image or a folder of images")
+    raise _usage(input_path, "unknown input kind: give a .npy, .npz, .csv(.gz), IDX (*-ubyte[.gz]) file, an image "
+                             "or a folder of images")
 
 
 def _npz_features(declared: dict, input_path: Path):
@@ -205,7 +206,7 @@ def _npz_features(declared: dict, input_path: Path):
         raise _input_spec(input_path).error((), f"the model reads the arrays {', '.join(wanted)}; the archive has "
                                                 f"no {', '.join(missing)} (arrays: {', '.join(keys)})")
     if len(keys) != 1:
-        raise _input_spec(input_path).error((), "the archive holds several arrays: name one with --key")
+        raise _usage(input_path, "the archive holds several arrays: name one with --key")
     return keys[0]
 
 
@@ -385,3 +386,11 @@ def _by_output(y, names) -> dict:
 def _input_spec(path: Path) -> Spec:
     """A stand-in spec for a file given on the command line, so read errors name that file."""
     return Spec(Path(path), {}, root=Path.cwd())
+
+
+def _usage(path: Path, message: str) -> SpecError:
+    """A mistake of the command line about the input file (a --key missing or too many, a kind
+    predict does not read): exit 2, as every usage mistake; what the file holds stays exit 1."""
+    error = _input_spec(path).error((), message)
+    error.exit_code = EXIT_USAGE
+    return error

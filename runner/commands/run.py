@@ -12,7 +12,7 @@ import signal
 
 import typer
 
-from runner.commands.reporting import echo_metrics, reporting_errors
+from runner.commands.reporting import echo_metrics, reporting_errors, require_run_dir
 from runner.environment import libraries_for, require
 from runner.run.interrupts import RunInterrupted
 from runner.spec import load_spec
@@ -20,6 +20,9 @@ from runner.spec.errors import printable
 
 
 def main(files, set_, quiet: bool, resume, debug: bool, profile: bool) -> None:
+    if resume is not None:  # a folder that is no run: exit 2, as evaluate, predict and export say it
+        require_run_dir("run --resume", resume)
+
     def run_it():
         try:
             spec = load_spec(files, set_ or ())

@@ -52,7 +52,9 @@ def main(files, set_, format: Format, layered: bool, resolved: bool) -> None:
         for note in notes:  # which layers a run adapts on the train split
             typer.echo(note, err=True)
         count = 1 if layered else len(files)
-        typer.echo(f"{count} spec{'s' if count != 1 else ''} valid", err=True)
+        # validate's result, on stdout as its findings are (and as run, export, predict say theirs);
+        # with --resolved, stdout is the resolved YAML and the line goes beside it
+        typer.echo(f"{count} spec{'s' if count != 1 else ''} valid", err=resolved)
 
 
 def schema(keras: bool, partial: bool) -> None:

@@ -1,5 +1,10 @@
 """Where `pipe export` writes: the run's export/ folder, or a path that takes no one's files.
 
+The run's export/ folder keeps every export: a second one of the same format is numbered
+(model-2.tflite, saved_model-2), as `pipe evaluate` numbers its results. A path given with
+--output is the user's own name: it is refused when it exists (pipe never replaces a file
+it was not asked to make), and when its extension names another format.
+
 A target is refused when it exists, lies inside another run directory, inside one of the
 run's own files and folders (its export/ is the place), inside an exported model (a file
 added there would change the model and its SHA-256), or where nothing can be written; the
@@ -13,7 +18,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from runner.errors import EXIT_INVALID, PipeError
+from runner.errors import EXIT_INVALID, EXIT_USAGE, PipeError
 from runner.outputs.records import is_run_dir
 from runner.outputs.run_dir import run_file_problem
 
@@ -24,17 +29,66 @@ class ExportRefused(PipeError):
     exit_code = EXIT_INVALID
 
 
+FORMATS = ("saved_model", "tflite", "onnx")
+QUANTIZE = ("float16", "int8")
+# The file name each format's file ends with; a SavedModel is a folder.
+EXTENSIONS = {"tflite": ".tflite", "onnx": ".onnx"}
+_FILE_WORDS = {"tflite": "a TFLite file", "onnx": "an ONNX file"}
+_MODEL_FILES = (".tflite", ".onnx", ".keras", ".h5", ".pb")
+
+
+def request_problem(fmt: str, quantize, jit_compile: bool, output) -> str | None:
+    """What is wrong with the command line of an export, or None: a usage mistake (exit 2)."""
+    if fmt not in FORMATS:
+        return f"unknown format {fmt!r} (use {', '.join(FORMATS)})"
+    if quantize is not None and quantize not in QUANTIZE:
+        return f"unknown quantization {quantize!r} (use {', '.join(QUANTIZE)})"
+    if quantize is not None and fmt != "tflite":
+        return f"--quantize applies to tflite, not {fmt}"
+    if jit_compile and fmt != "saved_model":
+        return f"--jit-compile applies to saved_model, not {fmt}"
+    if output is None:
+        return None
+    suffix = Path(output).suffix.lower()
+    wanted = EXTENSIONS.get(fmt)
+    if suffix not in _MODEL_FILES or suffix == wanted:  # a name of the user's own (`model`, `m.v2`) is theirs
+        return None
+    if wanted is not None:
+        return (f"--output {output}: {_FILE_WORDS[fmt]}'s name ends in {wanted}, not {suffix} "
+                f"(name it {Path(output).stem}{wanted}, or choose the --format of that file)")
+    return (f"--output {output}: a SavedModel is a folder, and {suffix} names a file of another format "
+            "(give a folder name, or choose the --format of that file)")
+
+
+class ExportUsage(PipeError):
+    """The export's command line contradicts itself (a format and an extension, an option and a format)."""
+
+    exit_code = EXIT_USAGE
+
+
 def default_path(run_dir: Path, fmt: str, quantize: str | None = None) -> Path:
+    """The format's name in the run's export/ folder, as a run's `outputs.export` writes it."""
     suffix = f"-{quantize}" if quantize else ""
     name = {"saved_model": f"saved_model{suffix}", "tflite": f"model{suffix}.tflite", "onnx": f"model{suffix}.onnx"}
     return Path(run_dir) / "export" / name[fmt]
+
+
+def free_default_path(run_dir: Path, fmt: str, quantize: str | None = None) -> Path:
+    """The default path, or the first numbered one free when an earlier export holds it."""
+    first = default_path(run_dir, fmt, quantize)
+    stem, extension = (first.name, "") if fmt == "saved_model" else (first.stem, first.suffix)
+    for number in range(1, 10_000):
+        path = first if number == 1 else first.with_name(f"{stem}-{number}{extension}")
+        if not path.exists() and not path.is_symlink():
+            return path
+    raise ExportRefused(f"{first.parent}: no free name {stem}-N{extension} left; remove earlier exports")
 
 
 def output_path(run_dir: Path, manifest: dict, fmt, output, quantize) -> Path:
     """Where to write: the default inside the run, or `output` unless taken, in another run,
     inside an exported model, or unwritable."""
     if output is None:
-        return default_path(run_dir, fmt, quantize)
+        return free_default_path(run_dir, fmt, quantize)
     target = Path(output).expanduser().absolute()
     own = run_dir.resolve()
     # The folders above the path as given and as its symlinks lead (a link into another run)
@@ -52,7 +106,8 @@ def output_path(run_dir: Path, manifest: dict, fmt, output, quantize) -> Path:
     if problem:  # the run's checkpoints/, saved_model, history.csv ...: pipe's, never replaced
         raise ExportRefused(f"{output}: {problem.replace('write the output to another file', 'export elsewhere')}")
     if target.exists():
-        raise ExportRefused(f"{output}: already exists (remove it or choose another path)")
+        raise ExportRefused(f"{output}: already exists; pipe export never replaces a file (remove it, "
+                            "choose another --output, or leave --output out: the run's export/ numbers its exports)")
     existing = next(p for p in target.parents if p.exists())
     if not existing.is_dir():
         raise ExportRefused(f"{output}: cannot write there: {existing} is not a directory")

@@ -26,14 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runner.errors import PipeError
-from runner.export.paths import ExportRefused, default_path, output_path, writable_parent
+from runner.export.paths import (ExportRefused, ExportUsage, default_path, output_path,
+                                 request_problem, writable_parent)
 from runner.outputs.files import write_json
 from runner.outputs.manifest import fingerprint
 from runner.outputs.records import read_run
 from runner.spec.sections import section
 
-FORMATS = ("saved_model", "tflite", "onnx")
-QUANTIZE = ("float16", "int8")
 REPRESENTATIVE = 200  # raw train examples calibrating an int8 model
 _EXTRAS = {"tflite": (("ai_edge_litert",), "tflite"), "onnx": (("tf2onnx", "onnxruntime"), "onnx")}
 _ONNX_OPSET = 17
@@ -76,10 +75,13 @@ class Exported:
 
 
 def missing_extra(fmt: str) -> str | None:
-    """The one line telling how to install what `fmt` needs, or None when it is installed."""
+    """The one line telling how to install what `fmt` needs, or None when it is installed.
+
+    tflite runs its file with LiteRT's interpreter (the tflite extra), or else with
+    TensorFlow's own while TensorFlow still ships it (`_tflite_interpreter`)."""
     modules, extra = _EXTRAS.get(fmt, ((), None))
     absent = [m for m in modules if importlib.util.find_spec(m) is None]
-    if not absent:
+    if not absent or (fmt == "tflite" and _tensorflow_has_interpreter()):
         return None
     return f"exporting {fmt} needs {', '.join(absent)}: pip install 'pipe[{extra}]'"
 
@@ -89,15 +91,20 @@ def export_run(run_dir, fmt: str, output=None, quantize: str | None = None,
     """Export the completed run in `run_dir` as `fmt` to `output` (default: <run>/export/...).
 
     Raises:
-        ExportRefused: an unknown format, a run that did not complete, a model file that does not
+        ExportUsage: an unknown format or quantization, an option of another format, an
+            --output whose extension names another format.
+        ExportRefused: a run that did not complete, a model file that does not
             load in safe mode, an output path that is taken, inside another run, or not writable.
         FileNotFoundError: not a run directory.
         SpecError: a map op of the run's spec that cannot run inside an exported model.
     """
     run_dir = Path(run_dir)
-    if jit_compile and fmt in FORMATS and fmt != "saved_model":
-        raise ExportRefused(f"--jit-compile applies to saved_model, not {fmt}")
-    _check_request(fmt, quantize)
+    problem = request_problem(fmt, quantize, jit_compile, output)
+    if problem:
+        raise ExportUsage(problem)
+    line = missing_extra(fmt)
+    if line:
+        raise ExportRefused(line)
     record = read_run(run_dir)
     if record.status != "completed":
         from runner.outputs.status import effective_status
@@ -186,18 +193,6 @@ def write_export(spec, run_dir, manifest, model, fmt, target: Path, quantize, re
     return Exported(target, fmt, fingerprint(target), quantize)
 
 
-def _check_request(fmt, quantize) -> None:
-    if fmt not in FORMATS:
-        raise ExportRefused(f"unknown format {fmt!r} (use {', '.join(FORMATS)})")
-    if quantize is not None and quantize not in QUANTIZE:
-        raise ExportRefused(f"unknown quantization {quantize!r} (use {', '.join(QUANTIZE)})")
-    if quantize is not None and fmt != "tflite":
-        raise ExportRefused(f"--quantize applies to tflite, not {fmt}")
-    line = missing_extra(fmt)
-    if line:
-        raise ExportRefused(line)
-
-
 def model_fingerprint(run_dir: Path) -> dict:
     """{"model_sha256": ...} of the model file a run saved (model.keras or saved_model/), else {}."""
     for name in ("model.keras", "saved_model"):
@@ -268,7 +263,8 @@ def _tflite_bytes(serving, quantize, data) -> bytes:
                 yield {name: values[i:i + 1] for name, values in typed.items()}
 
         converter.representative_dataset = examples
-    return converter.convert()
+    with _without_interpreter_deprecation():  # the int8 calibration runs TensorFlow's interpreter
+        return converter.convert()
 
 
 def _key_structure(outputs: dict) -> dict:
@@ -343,9 +339,7 @@ def _run_file(fmt: str, path: Path, feed: dict) -> dict:
         serve = tf.saved_model.load(str(path)).signatures["serving_default"]
         return {k: v.numpy() for k, v in serve(**{k: tf.constant(v) for k, v in feed.items()}).items()}
     if fmt == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
-        interpreter = Interpreter(model_path=str(path))
+        interpreter = _tflite_interpreter(path)
         indices = {n: d["index"] for n, d in interpreter.get_signature_runner().get_input_details().items()}
         for name, index in indices.items():
             interpreter.resize_tensor_input(index, list(feed[name].shape))
@@ -356,6 +350,36 @@ def _run_file(fmt: str, path: Path, feed: dict) -> dict:
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     return dict(zip(names, session.run(names, {i.name: feed[i.name] for i in session.get_inputs()})))
+
+
+def _tflite_interpreter(path: Path):
+    """LiteRT's interpreter of the file (ai_edge_litert, the tflite extra), or TensorFlow's
+    own where that is not installed, without its deprecation warning (which asks for LiteRT)."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        import tensorflow as tf
+
+        with _without_interpreter_deprecation():
+            return tf.lite.Interpreter(model_path=str(path))
+    return Interpreter(model_path=str(path))
+
+
+def _tensorflow_has_interpreter() -> bool:
+    """Whether the installed TensorFlow still ships tf.lite.Interpreter (seen without importing it)."""
+    found = importlib.util.find_spec("tensorflow")
+    return bool(found and found.origin and (Path(found.origin).parent / "lite" / "python" / "interpreter.py").is_file())
+
+
+@contextmanager
+def _without_interpreter_deprecation():
+    """TensorFlow's tf.lite.Interpreter warns that LiteRT replaces it, also when its own
+    converter uses it (int8 calibration): not the user's to act on."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated")
+        yield
 
 
 def _record(run_dir: Path, exported: Exported) -> None:

@@ -20,6 +20,7 @@ from typing import Callable, Protocol, runtime_checkable
 import tensorflow as tf
 
 from runner.outputs import history
+from runner.train.log_order import in_order, logged_names
 from runner.train.result import TrainResult, evaluate_held_out, final_train_metrics
 from runner.spec.errors import without_values
 
@@ -106,6 +107,7 @@ def train_with(engine: Engine, context: TrainingContext) -> tuple[TrainResult, d
         SpecError: a training step failed inside the loss (labels that do not fit it), or
             XLA could not compile it (located at train.loss or device.jit_compile).
     """
+    context.progress.order = logged_names(context.metrics, context.loss)  # every engine's tables in the spec's order
     try:
         return _train_and_evaluate(engine, context)
     except tf.errors.InvalidArgumentError as e:
@@ -116,13 +118,24 @@ def _train_and_evaluate(engine, context):
     train = context.train
     trained = engine.train(context)
     result = context.progress.result(trained.trained)
-    result.history = align_validation(result.history, train.validation_freq, train.initial_epoch)
+    result.history = in_order(align_validation(result.history, train.validation_freq, train.initial_epoch),
+                              context.progress.order)
     if context.outputs.tensorboard and not trained.wrote_tensorboard:
         history.write_tensorboard(context.run_dir, result.history)
     final = final_train_metrics(result.history, context.callbacks, train.initial_epoch)
     evaluation = evaluate_held_out(train, context.datasets, context.validation, result, final,
-                                   lambda dataset, split: trained.evaluate(dataset, split, result))
-    return result, evaluation
+                                   lambda dataset, split: evaluating(context.spec, context.loss, split,
+                                                                     trained.evaluate, dataset, split, result))
+    return result, {split: in_order(values, context.progress.order) for split, values in evaluation.items()}
+
+
+def evaluating(spec, loss, split: str, evaluate, *args):
+    """`evaluate(*args)` on `split`: a step failing inside the loss is that split's labels'
+    (pipe run's held-out splits, pipe evaluate's)."""
+    try:
+        return evaluate(*args)
+    except tf.errors.InvalidArgumentError as e:
+        raise loss_error(spec, loss, e, split) or e
 
 
 def align_validation(history: dict, frequency: int, first_epoch: int) -> dict:
@@ -140,23 +153,40 @@ def align_validation(history: dict, frequency: int, first_epoch: int) -> dict:
     return aligned
 
 
-def loss_error(spec, loss, error):
-    """A located error when a training step failed inside the loss (e.g. labels out of range).
+def loss_error(spec, loss, error, split: str | None = None):
+    """A located error when a step failed inside the loss (e.g. labels out of range), naming
+    the split whose labels it met.
 
     Keras computes the loss under the name scope `compile_loss`, the custom loop under
-    `loss`; an op failing there means the labels do not fit the loss.
+    `loss`; an op failing there means the labels do not fit the loss. `split` is the split
+    being evaluated; without it, the step is training's (data.train) unless the op was made
+    by an evaluation step, which training runs on data.validation only. A split other than
+    train is blamed itself (`data.test`): train's labels fit the same loss and model.
     """
     text = error.message or ""
     if not re.search(r"node (\S*/)?(compile_)?loss/", text):
         return None
+    if split is None:
+        split = "validation" if re.search(r"\bin (test_step|_test_step|_evaluate_graph)\b", text) else "train"
     lines = [
         line for line in text.splitlines()
         if line.strip() and not line[0].isspace()
         and not line.startswith(("Graph execution error", "Detected at node"))
     ]
-    reason = without_values(re.split(r"\s*\[\[|\s*\[Op:|\s+Label values:", lines[-1] if lines else text)[0]).strip()
+    reason = without_values(re.split(r"\s*\[\[|\s*\[Op:|\s+Label values:", lines[-1] if lines else text)[0])
+    reason = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", reason).strip()  # the graph function's name: noise
     name = getattr(loss, "name", None) or "loss"
-    return spec.error(("train", "loss"), f"loss {name!r} does not fit the labels: {reason}")
+    return spec.error(blamed_for_labels(spec, split), f"loss {name!r} does not fit the labels of data.{split}: {reason}")
+
+
+def blamed_for_labels(spec, split: str) -> tuple:
+    """Where labels that do not fit the loss are located: train.loss when they are train's
+    (the loss or the model may be what is wrong), else the split that holds them, at the
+    `--set` that changed it if one did (`pipe evaluate --set data.test.source...`)."""
+    if split == "train":
+        return ("train", "loss")
+    changed = [path for path in getattr(spec, "overrides", {}) if tuple(path[:2]) == ("data", split)]
+    return tuple(changed[-1]) if changed else ("data", split)
 
 
 def xla_error(spec, setup, error):

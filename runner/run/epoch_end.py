@@ -26,6 +26,7 @@ from runner.run.interrupts import RunInterrupted, deferred
 from runner.outputs import files
 from runner.outputs.epochs import EpochLog
 from runner.train.divergence import TrainingDiverged, check_finite
+from runner.train.log_order import in_order
 from runner.train.result import TrainResult
 
 
@@ -78,6 +79,7 @@ class Progress:
         self.log = EpochLog(run_dir, *((previous.history, previous.trajectories) if previous else (None, None)),
                             validated=validated)
         self.checkpoint = None
+        self.order: list = []  # the logged names in the spec's order (runner.train.log_order), set by train_with
         self._saved_epoch = None  # the epoch (0-based) the last save of this run holds
         self._written_at = float("-inf")
 
@@ -106,7 +108,7 @@ class Progress:
         def hook(epoch, logs, scalars=None):
             check_finite(logs.get("loss"), epoch)
             with deferred(release=not within_call):
-                self.log.record(logs, scalars)
+                self.log.record(in_order(logs, self.order), scalars)
                 # A held signal ends the run after the call's last epoch, not within the call:
                 # there every epoch would write the tables again (thousands of short epochs).
                 final = (epochs is not None and epoch + 1 >= epochs or getattr(model, "stop_training", False)

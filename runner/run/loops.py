@@ -23,7 +23,7 @@ from runner.train.epoch_end import EpochBegin, EpochEnd
 from runner.train.execution import resolve_steps_per_execution
 from runner.train.fit import fit
 from runner.train.multi_output import loop_metrics
-from runner.train.phases import phases_to_train
+from runner.train.phases import append_in_later_phases, phases_to_train
 
 
 @dataclass
@@ -69,6 +69,7 @@ class FitEngine(EngineChoice):
                 verbose=0 if c.quiet else console.progress_verbosity(train.verbose),
                 initial_epoch=initial_epoch, validation_freq=train.validation_freq,
             )
+            append_in_later_phases(callbacks)
             if getattr(model, "stop_training", False):
                 break  # a callback stopped training: the phases after this one do not run
 
@@ -128,6 +129,7 @@ class CustomEngine(EngineChoice):
                 one_iterator=not shuffles_by_epoch(spec, "train"),
                 validation_freq=train.validation_freq,
             )
+            append_in_later_phases(c.callbacks)
             if custom.is_keras and getattr(model, "stop_training", False):
                 break  # a callback stopped training: the phases after this one do not run
 

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from runner.spec import catalog
+from runner.spec.argument_values import value_problem
 from runner.spec.catalog import KIND_WORDS
 from runner.spec.errors import SpecError, did_you_mean
 
@@ -115,6 +116,8 @@ def _identifier_sites(spec):
     for i, phase in enumerate(train.get("phases") if isinstance(train.get("phases"), list) else []):
         if isinstance(phase, dict) and "optimizer" in phase:
             yield "optimizers", phase["optimizer"], ("train", "phases", i, "optimizer")
+        if isinstance(phase, dict) and isinstance(phase.get("learning_rate"), (dict, str)):  # a schedule
+            yield "schedules", phase["learning_rate"], ("train", "phases", i, "learning_rate")
     for key, kind in (("metrics", "metrics"), ("callbacks", "callbacks")):
         for i, value in enumerate(train.get(key) if isinstance(train.get(key), list) else []):
             yield kind, value, ("train", key, i)
@@ -229,9 +232,9 @@ def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[Spec
             return [spec.error(where, f"{entry.name}.{argument['name']}: expected {expected}", at_value=True)]
         return check_identifier(spec, "layers", value, where)
     nested = nested_kind(entry.kind, argument["name"])
-    if nested == "schedules":
-        return [] if isinstance(value, (int, float)) else check_identifier(spec, "schedules", value, where)
-    if nested is not None:
+    if nested == "schedules" and not isinstance(value, (int, float)):
+        return check_identifier(spec, "schedules", value, where)
+    if nested is not None and nested != "schedules":
         if isinstance(value, (str, dict)):
             return check_identifier(spec, nested, value, where)
         return []
@@ -244,6 +247,9 @@ def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[Spec
         return [spec.error(where, f"{entry.name}.{argument['name']}: expected true or false, got {value!r}", at_value=True)]
     if expected in ("int", "float") and (isinstance(value, (str, bool))):
         return [spec.error(where, f"{entry.name}.{argument['name']}: expected a number, got {value!r}", at_value=True)]
+    problem = value_problem(entry.kind, argument["name"], value)
+    if problem is not None:
+        return [spec.error(where, f"{entry.name}.{argument['name']}: {problem}", at_value=True)]
     return []
 
 

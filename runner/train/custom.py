@@ -13,6 +13,7 @@ import tensorflow as tf
 from runner.models.identifiers import resolve_loss, resolve_metric
 from runner.models.modules import scalar_variables
 from runner.train.divergence import check_finite
+from runner.train.epoch_end import EpochLogs
 from runner.train.engine import needs_batch_hooks
 from runner.train.execution import BAD_STEP, StepRunner, resolve_steps_per_execution
 from runner.train.loss_check import example_batch
@@ -252,7 +253,8 @@ class CustomLoop:
         self.runner.epochs(train, steps_per_epoch, _cardinality(train), one_iterator=one_iterator)
         chunk = resolve_steps_per_execution(self.steps_per_execution, steps)
         self._check_report_fields(validation is not None)
-        callbacks = self._callback_list(epochs, steps)
+        recorder = EpochLogs()  # last: the logs as the callbacks left them
+        callbacks = self._callback_list(epochs, steps, recorder)
         if self.report.get("initial") and not quiet:
             print(self.report["initial"].format(**self.evaluate(train), **self.scalar_values()), flush=True)
         callbacks.on_train_begin()
@@ -271,6 +273,7 @@ class CustomLoop:
                 logs.update(self.evaluate(validation, prefix="val_"))
             if self.callbacks:
                 callbacks.on_epoch_end(epoch, logs)
+                logs = {**logs, **recorder.logs.pop(epoch, {})}  # with what callbacks added (learning_rate)
             self._report_epoch(epoch, step, logs, bar, quiet, scalars)
             for key, value in logs.items():
                 history.setdefault(key, []).append(value)
@@ -335,13 +338,14 @@ class CustomLoop:
         validation_names = ["val_" + n for n in ["loss", *names]] if validated else []
         self.check_report([*names, *validation_names])
 
-    def _callback_list(self, epochs, steps):
+    def _callback_list(self, epochs, steps, recorder=None):
+        callbacks = [*self.callbacks, *([recorder] if recorder is not None else [])]
         if not self.is_keras:  # only the runner's own callbacks (a profiler), which need no model
-            return keras.callbacks.CallbackList(self.callbacks, add_history=False, add_progbar=False)
+            return keras.callbacks.CallbackList(callbacks, add_history=False, add_progbar=False)
         self.model.stop_training = False
         say_which_way_metrics_improve(self.callbacks, self.metrics)
         return keras.callbacks.CallbackList(
-            self.callbacks, add_history=False, add_progbar=False, model=self.model,
+            callbacks, add_history=False, add_progbar=False, model=self.model,
             epochs=epochs, steps=steps, verbose=0,
         )
 

@@ -26,3 +26,15 @@ class EpochEnd(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.hook(epoch, dict(logs or {}), None)
+
+
+class EpochLogs(keras.callbacks.Callback):
+    """The logs of each epoch as the callbacks before it left them, as Keras's History sees them
+    (the custom loop's and the fused engine's, whose own dict a CallbackList copies)."""
+
+    def __init__(self):
+        super().__init__()
+        self.logs = {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.logs[epoch] = dict(logs or {})

@@ -26,6 +26,7 @@ import keras
 import tensorflow as tf
 
 from runner.train.custom import CustomLoop
+from runner.train.epoch_end import EpochLogs
 from runner.train.result import TrainResult
 
 # Grow the epochs per call until a call takes about this long: a checkpoint, report lines
@@ -131,7 +132,7 @@ class FusedLoop(CustomLoop):
         self._scalar_keys = list(self.scalars)
         # Callbacks may act between epochs; checkpoints saved every epoch need each epoch's state.
         self.one_epoch_per_call = bool(self.callbacks)
-        self._recorder = _EpochLogs()  # last: sees what callbacks added (learning_rate, ...)
+        self._recorder = EpochLogs()  # last: sees what callbacks added (learning_rate, ...)
         self.callbacks.append(self._recorder)
         # autograph=False: the loops are explicit tf.while_loops; tracing is shorter without it.
         self._run_epochs = tf.function(self._epochs_graph, autograph=False)
@@ -347,17 +348,6 @@ class FusedLoop(CustomLoop):
             print(f"{steps}/{steps} - {seconds:.2f}s - {values}", flush=True)
         if self.report.get("epoch"):
             print(self.report["epoch"].format(epoch=epoch + 1, **logs, **scalars), flush=True)
-
-
-class _EpochLogs(keras.callbacks.Callback):
-    """The logs of each epoch as the callbacks before it left them, as Keras's History sees them."""
-
-    def __init__(self):
-        super().__init__()
-        self.logs = {}
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.logs[epoch] = dict(logs or {})
 
 
 def _on_device(device, function, *args):

@@ -147,6 +147,15 @@ def phases_to_train(spec, model, optimizer, previous, setup, quiet):
         yield phase, optimizer, previous is not None and phase is first, trains
 
 
+def append_in_later_phases(callbacks) -> None:
+    """After a phase trained: CSVLogger opens its file anew when each `fit` begins, so each
+    phase's would replace the one before; the phases after the first append to it, one file
+    with every epoch (its header written once)."""
+    for callback in callbacks:
+        if isinstance(callback, keras.callbacks.CSVLogger):
+            callback.append = True
+
+
 def _parameters(model) -> int:
     """The number of trainable parameters (`model.trainable_variables`' sizes)."""
     return sum(math.prod(int(d) for d in v.shape) for v in getattr(model, "trainable_variables", []))

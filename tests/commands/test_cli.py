@@ -19,9 +19,8 @@ def test_validate_all_example_specs():
     specs = [str(p) for p in sorted(SPECS.glob("*.yaml"))]
     result = runner.invoke(app, ["validate", *specs])
     assert result.exit_code == 0, result.output
-    assert result.stdout == ""
-    *notes, last = result.stderr.splitlines()
-    assert last == f"{len(specs)} specs valid"
+    assert result.stdout == f"{len(specs)} specs valid\n"  # the result, on stdout as the findings are
+    notes = result.stderr.splitlines()
     assert [n.split(": ", 2)[1:] for n in notes] == [  # the layers a run adapts on the train split
         ["model.sequential.layers[0]", "note: Normalization will be adapted on the whole train split before "
          "training (give its state, or adapt: false, to keep it as written)"],
@@ -100,10 +99,26 @@ def test_validate_never_imports_tensorflow_or_keras():
             "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tensorflow_datasets'))\n"
             "print(code, heavy)")
     result = subprocess.run([sys.executable, "-c", code, *specs], capture_output=True, text=True, cwd=REPO)
-    assert result.stdout == "0 []\n", result.stderr
+    assert result.stdout == f"{len(specs)} specs valid\n0 []\n", result.stderr
 
 
 def test_help_and_version():
     assert "validate" in runner.invoke(app, ["--help"]).stdout
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.stdout.startswith("pipe ")
+
+
+def test_a_spec_path_that_is_a_device_is_a_usage_mistake_like_a_folder(tmp_path):
+    """Exit 2 for both: the command line names something that is no spec file."""
+    for command in ("validate", "plan", "run"):
+        for given in ("/dev/null", str(tmp_path)):
+            result = runner.invoke(app, [command, given])
+            assert result.exit_code == 2, (command, given, result.output)
+    assert "file '/dev/null' is not a regular file (a pipe or a device)" in runner.invoke(app, ["validate", "/dev/null"]).stderr
+
+
+def test_resuming_a_folder_that_is_no_run_is_a_usage_mistake(tmp_path):
+    """Exit 2 before TensorFlow, as evaluate, predict and export say a folder that is no run."""
+    result = runner.invoke(app, ["run", str(SPECS / "keras_regression.yaml"), "--resume", str(tmp_path)])
+    assert (result.exit_code, result.stderr) == (
+        2, f"pipe run --resume: {tmp_path}: not a run directory (no manifest.json)\n")

@@ -53,5 +53,9 @@ def test_resume_without_checkpoints_is_an_error(tmp_path):
     empty = tmp_path / "old-run"
     empty.mkdir()
     result = pipe("run", str(SPECS / "linear_regression.yaml"), "--resume", str(empty), cwd=tmp_path)
+    assert result.returncode == 2  # a folder that is no run: a usage mistake, as for evaluate, predict, export
+    assert result.stderr.strip() == f"pipe run --resume: {empty}: not a run directory (no manifest.json)"
+    (empty / "manifest.json").write_text("{}")  # a run's folder, but nothing saved to resume from
+    result = pipe("run", str(SPECS / "linear_regression.yaml"), "--resume", str(empty), cwd=tmp_path)
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == f"{empty}: no checkpoint to resume from in {empty}/checkpoints"

@@ -77,6 +77,23 @@ def test_predict_on_the_tabular_specs_own_csv_agrees_with_evaluate(tabular_run, 
     assert accuracy > 0.8  # five epochs learn the species
 
 
+def test_a_key_left_out_or_an_unknown_input_kind_is_a_usage_mistake(tabular_run, tmp_path):
+    """Exit 2, as every mistake of the command line; what a file holds stays exit 1."""
+    from typer.testing import CliRunner
+
+    from runner.cli import app
+
+    folder, run_dir = tabular_run
+    np.savez(tmp_path / "two.npz", a=np.zeros((2, 4), np.float32), b=np.zeros((2, 4), np.float32))
+    (tmp_path / "x.parquet").write_bytes(b"PAR1")
+    for given, said in [("two.npz", "the archive holds several arrays: name one with --key"),
+                        ("x.parquet", "unknown input kind: give a .npy, .npz, .csv(.gz)")]:
+        result = CliRunner().invoke(app, ["predict", str(run_dir), str(tmp_path / given), "-o", str(tmp_path / "p.csv")])
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith(f"{tmp_path / given}: {said}")
+        assert not (tmp_path / "p.csv").exists()
+
+
 def test_pipe_predict_says_the_ignored_label_once(tabular_run, tmp_path):
     folder, run_dir = tabular_run
     (tmp_path / "few.csv").write_text("\n".join(PENGUINS.read_text().splitlines()[:6]) + "\n")

@@ -356,9 +356,24 @@ def test_bad_requests_are_one_line(regression_run):
     result = _cli(regression_run, "--format", "coreml")
     assert (result.exit_code, result.stderr) == (2, "pipe export: unknown format 'coreml' (use saved_model, tflite, onnx)\n")
     result = _cli(regression_run, "--format", "onnx", "--quantize", "int8")
-    assert (result.exit_code, result.stderr) == (1, "pipe export: --quantize applies to tflite, not onnx\n")
+    assert (result.exit_code, result.stderr) == (2, "pipe export: --quantize applies to tflite, not onnx\n")
     result = _cli(regression_run, "--format", "tflite", "--jit-compile")
-    assert (result.exit_code, result.stderr) == (1, "pipe export: --jit-compile applies to saved_model, not tflite\n")
+    assert (result.exit_code, result.stderr) == (2, "pipe export: --jit-compile applies to saved_model, not tflite\n")
+
+
+def test_a_second_export_to_the_default_path_is_numbered_and_keeps_the_first(regression_run, tmp_path):
+    run = _copy_run(regression_run, tmp_path)
+    first = _cli(run, "--format", "saved_model")
+    assert first.exit_code == 0, first.output
+    before = fingerprint(run / "export" / "saved_model")
+    (run / "export" / "saved_model" / "mark").write_text("the first export")  # not replaced below
+    second = _cli(run, "--format", "saved_model")
+    assert second.exit_code == 0, second.output
+    assert f"exported: {run / 'export' / 'saved_model-2'} (saved_model," in second.stdout
+    assert (run / "export" / "saved_model" / "mark").read_text() == "the first export"
+    exports = json.loads((run / "manifest.json").read_text())["exports"]  # the copied run's earlier ones first
+    assert [e["path"] for e in exports][-2:] == ["export/saved_model", "export/saved_model-2"]
+    assert exports[-2]["sha256"] == before
 
 
 def test_a_map_op_that_cannot_be_exported_is_located(regression_run, tmp_path):
@@ -485,3 +500,43 @@ def test_named_inputs_and_one_set_of_outputs_per_model_output(folder, fmt, tmp_p
     np.testing.assert_allclose(outputs["cls_probabilities"], tf.nn.softmax(logits).numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(outputs["cls_class"], np.argmax(logits, -1))
     np.testing.assert_allclose(outputs["reg_prediction"], regression, rtol=1e-5, atol=1e-6)
+
+
+def test_an_int8_tflite_export_prints_no_deprecation_of_tensorflow_s_interpreter(regression_run, tmp_path):
+    """The converter's calibration runs tf.lite.Interpreter, which warns that LiteRT replaces it:
+    nothing for the user to act on, so not printed."""
+    if missing_extra("tflite"):
+        pytest.skip(missing_extra("tflite"))
+    run = _copy_run(regression_run, tmp_path)
+    result = _cli(run, "--format", "tflite", "--quantize", "int8")
+    assert result.exit_code == 0, result.output
+    assert "deprecated" not in result.stderr and "Warning" not in result.stderr, result.stderr
+
+
+def test_without_litert_the_file_is_run_by_tensorflow_s_interpreter_silently(regression_run, tmp_path, monkeypatch):
+    import builtins
+    import warnings
+
+    from runner.export import write
+
+    if missing_extra("tflite"):
+        pytest.skip(missing_extra("tflite"))
+    path = _exported(_copy_run(regression_run, tmp_path), "tflite")
+    real_import = builtins.__import__
+
+    def no_litert(name, *args, **kwargs):
+        if name.startswith("ai_edge_litert"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_litert)
+    import importlib.util
+
+    real_find = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ai_edge_litert" else real_find(name, *a))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a warning would fail here
+        interpreter = write._tflite_interpreter(path)
+    assert type(interpreter).__module__.startswith("tensorflow.lite")
+    assert write.missing_extra("tflite") is None  # TensorFlow's interpreter serves where LiteRT is absent

@@ -70,7 +70,7 @@ def test_no_export_inside_an_exported_model(run, tmp_path):
     served = tmp_path / "served"  # a SavedModel anyone wrote: a file added there changes the model
     served.mkdir()
     (served / "saved_model.pb").write_bytes(b"")
-    for target, model in [(served / "inner", served), (served / "a" / "b" / "model.onnx", served),
+    for target, model in [(served / "inner", served), (served / "a" / "b" / "model", served),
                           (run / "export" / "model.onnx" / "inner", run / "export" / "model.onnx")]:
         if model.name == "model.onnx":
             model.mkdir(parents=True)  # the manifest lists it (a file or, here, a folder)
@@ -97,7 +97,7 @@ def test_a_symlink_into_another_run_or_an_exported_model_is_followed(run, tmp_pa
 
 
 def test_the_runs_own_files_are_refused_but_its_export_folder_is_the_place(run):
-    for name in ("model.keras", "checkpoints/x", "history.csv", "preprocessing.json"):
+    for name in ("saved_model", "checkpoints/x", "history.csv", "preprocessing.json"):
         result = _export(run, "--format", "saved_model", "--output", run / name)
         assert result.exit_code == 1
         assert f"would replace '{name.split('/')[0]}' of the run directory {run}" in result.stderr
@@ -120,3 +120,59 @@ def test_other_commands_never_write_into_a_runs_exports(run):
     assert run_file_problem(run / "export" / "predictions.csv") == (
         f"would replace 'export' of the run directory {run}, which pipe wrote: write the output to another file")
     assert run_file_problem(run / "exported.csv") is None
+
+
+@pytest.mark.parametrize("args, said", [
+    (("--format", "onnx", "--quantize", "int8"), "--quantize applies to tflite, not onnx"),
+    (("--format", "saved_model", "--quantize", "float16"), "--quantize applies to tflite, not saved_model"),
+    (("--format", "tflite", "--jit-compile"), "--jit-compile applies to saved_model, not tflite"),
+    (("--format", "tflite", "--output", "x.onnx"),
+     "--output x.onnx: a TFLite file's name ends in .tflite, not .onnx (name it x.tflite, or choose the --format "
+     "of that file)"),
+    (("--format", "onnx", "--output", "x.keras"),
+     "--output x.keras: an ONNX file's name ends in .onnx, not .keras (name it x.onnx, or choose the --format "
+     "of that file)"),
+    (("--format", "saved_model", "--output", "m.tflite"),
+     "--output m.tflite: a SavedModel is a folder, and .tflite names a file of another format (give a folder "
+     "name, or choose the --format of that file)"),
+])
+def test_an_option_that_contradicts_the_format_is_a_usage_mistake(run, tmp_path, args, said):
+    """Exit 2, like an unknown format: said before the run is read, and nothing is written."""
+    os.chdir(tmp_path)
+    result = _export(run, *args)
+    assert (result.exit_code, result.stderr) == (2, f"pipe export: {said}\n")
+    assert not (run / "export").exists() and not any(tmp_path.glob("x.*")) and not (tmp_path / "m.tflite").exists()
+
+
+def test_a_name_of_the_user_s_own_is_no_contradiction():
+    from runner.export.paths import request_problem
+
+    for fmt, output in [("onnx", "model"), ("tflite", "m.v2"), ("saved_model", "served.d"), ("tflite", "M.TFLITE")]:
+        assert request_problem(fmt, None, False, output) is None
+
+
+def test_an_output_that_exists_is_refused_naming_the_ways_out(run, tmp_path):
+    taken = tmp_path / "model.tflite"
+    taken.write_text("mine")
+    result = _export(run, "--format", "tflite", "--output", taken)
+    assert result.exit_code == 1
+    assert result.stderr == (f"pipe export: {taken}: already exists; pipe export never replaces a file (remove it, "
+                             "choose another --output, or leave --output out: the run's export/ numbers its "
+                             "exports)\n")
+    assert taken.read_text() == "mine"
+
+
+def test_the_default_path_is_numbered_past_earlier_exports(run):
+    from runner.export.paths import free_default_path
+
+    assert free_default_path(run, "tflite") == run / "export" / "model.tflite"
+    (run / "export").mkdir()
+    (run / "export" / "model.tflite").write_text("")
+    (run / "export" / "model-2.tflite").write_text("")
+    (run / "export" / "saved_model-int8").mkdir()
+    assert free_default_path(run, "tflite") == run / "export" / "model-3.tflite"
+    assert free_default_path(run, "onnx") == run / "export" / "model.onnx"
+    assert free_default_path(run, "saved_model") == run / "export" / "saved_model"
+    (run / "export" / "saved_model").mkdir()
+    assert free_default_path(run, "saved_model") == run / "export" / "saved_model-2"
+    assert free_default_path(run, "tflite", "int8") == run / "export" / "model-int8.tflite"

@@ -121,8 +121,46 @@ def test_train_with_locates_a_step_that_failed_inside_the_loss(write_spec, tmp_p
 
     with pytest.raises(Exception) as caught:
         train_with(Failing("failing", "a test"), _context(spec, tmp_path))
-    assert str(caught.value).endswith("train.loss: loss 'loss' does not fit the labels: Incompatible shapes: "
-                                      "[4,1] vs. [4,3]")
+    assert str(caught.value).endswith("train.loss: loss 'loss' does not fit the labels of data.train: Incompatible "
+                                      "shapes: [4,1] vs. [4,3]")
+
+
+def _failing_loss(where: str = ""):
+    return tf.errors.InvalidArgumentError(None, None, "Detected at node compile_loss/sparse/Sparse defined at "
+                                                      f"(most recent call last):\n{where}"
+                                                      "Received a label value of 7 which is outside the valid range "
+                                                      "of [0, 3).  Label values: 0 7")
+
+
+def test_labels_that_fail_in_validation_during_training_are_blamed_on_the_validation_split(write_spec, tmp_path):
+    spec = load_spec(write_spec(SPEC))
+
+    class Failing(EngineChoice):
+        def train(self, context):
+            raise _failing_loss('  File "trainer.py", line 96, in test_step\n\n')
+
+    with pytest.raises(Exception) as caught:
+        train_with(Failing("failing", "a test"), _context(spec, tmp_path))
+    assert str(caught.value) == (f"{spec.file}:3:1: data.validation: loss 'loss' does not fit the labels of "
+                                 "data.validation: A label value is outside the valid range of [0, 3).")
+
+
+def test_labels_that_fail_in_a_held_out_evaluation_are_blamed_on_that_split(write_spec, tmp_path):
+    spec = load_spec(write_spec(SPEC))
+
+    class FailingTest(EngineChoice):
+        def train(self, context):
+            trained = TrainResult(history={"loss": [1.0]}, epochs_run=1)
+
+            def evaluate(dataset, split, result):
+                raise _failing_loss('  File "trainer.py", line 96, in test_step\n\n')
+
+            return TrainingResult(trained, evaluate)
+
+    with pytest.raises(Exception) as caught:
+        train_with(FailingTest("failing", "a test"), _context(spec, tmp_path))
+    assert str(caught.value) == (f"{spec.file}:7:3: data.test: loss 'loss' does not fit the labels of data.test: "
+                                 "A label value is outside the valid range of [0, 3).")
 
 
 def test_validation_columns_are_aligned_to_epochs():

@@ -122,6 +122,19 @@ def test_a_two_phase_run_equals_phase_two_run_by_hand_from_phase_ones_checkpoint
 
 
 @pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_a_csv_logger_keeps_every_phase_s_epochs_in_one_file(workdir, loop):
+    """Each phase is a `fit` of its own; CSVLogger, which opens its file anew when a fit
+    begins, appends from the second phase on: one header, every epoch, numbered on."""
+    spec = phased_spec(workdir, loop=loop, last=3, overrides=["train.callbacks=[{CSVLogger: {filename: epochs.csv}}]"])
+    run = run_spec(spec, quiet=True)
+    header, *rows = (run.run_dir / "epochs.csv").read_text().splitlines()
+    assert header.split(",")[0] == "epoch" and "loss" in header.split(",")
+    assert [row.split(",")[0] for row in rows] == ["0", "1", "2", "3", "4"]
+    losses = [float(row.split(",")[header.split(",").index("loss")]) for row in rows]
+    np.testing.assert_allclose(losses, read_json(run.run_dir / "history.json")["loss"], rtol=1e-5)
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
 def test_resume_inside_and_at_the_start_of_phase_two_equals_the_uninterrupted_run(workdir, loop):
     whole = run_spec(phased_spec(workdir, loop=loop), quiet=True)
     # Stopped after epoch 3 (inside phase 2: its optimizer's state is in the checkpoint).

@@ -395,7 +395,7 @@ def test_loss_that_does_not_fit_the_labels_is_located(workdir):
         # Float regression targets as class indices: caught in the first training step.
         assert str(caught.value).startswith(
             "--set train.loss=sparse_categorical_crossentropy: train.loss: loss "
-            "'sparse_categorical_crossentropy' does not fit the labels: "
+            "'sparse_categorical_crossentropy' does not fit the labels of data.train: "
         )
         # The reason is TensorFlow's, from whichever op met a bad label first.
         assert "\n" not in str(caught.value)

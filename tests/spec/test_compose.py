@@ -555,11 +555,11 @@ def test_reports_escape_what_a_file_name_holds(tmp_path):
 
 def test_validate_checks_each_file_alone_unless_layered():
     result = cli.invoke(app, ["validate", "compose/regression.yaml", "compose/lr.yaml"])
-    assert (result.exit_code, result.stderr) == (0, "2 specs valid\n")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "2 specs valid\n", "")
     result = cli.invoke(app, ["validate", "compose/regression.yaml", "compose/layer_epochs.yaml"])
     assert result.exit_code == 1 and "compose/layer_epochs.yaml:1:1: missing required section 'data'" in result.stdout
     result = cli.invoke(app, ["validate", "--layered", "compose/regression.yaml", "compose/layer_epochs.yaml"])
-    assert (result.exit_code, result.stderr) == (0, "1 spec valid\n")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "1 spec valid\n", "")
 
 
 def test_validate_resolved_prints_the_merged_spec_with_where_each_line_came_from():
@@ -609,7 +609,7 @@ def test_bases_are_parsed_once_per_call(monkeypatch, tmp_path):
     real = yamlfile.parse
     monkeypatch.setattr(yamlfile, "parse", lambda text, file=None: parsed.append(file) or real(text, file))
     result = cli.invoke(app, ["validate", *map(str, children)])
-    assert (result.exit_code, result.stderr) == (0, "50 specs valid\n")
+    assert (result.exit_code, result.stdout, result.stderr) == (0, "50 specs valid\n", "")
     assert len(parsed) == 50 + 4  # each child, then the base and its three parts once
 
 
