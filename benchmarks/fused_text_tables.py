@@ -20,7 +20,7 @@ splits into memory and looked up, tracing, every epoch). Neither includes the Te
 import, reading files, adapting the preprocessing layers or saving.
 
     python scripts/make_fortunes_corpus.py specs/data/fortunes
-    python benchmarks/fused_text_tables.py [--only text,imbalanced] [--seeds 3]
+    python benchmarks/fused_text_tables.py [--only text,imbalanced] [--seeds 3] [--set device.jit_compile=true]
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def hand_imbalanced(seed, epochs):
     return (time.perf_counter() - start) / epochs, float(history.history["val_accuracy"][-1])
 
 
-def compare(kind, hand, spec_name, metric, timer, seeds, epochs, folder):
+def compare(kind, hand, spec_name, metric, timer, seeds, epochs, folder, sets=()):
     doc = yaml.safe_load((SPECS / spec_name).read_text())
     doc["outputs"] = {"dir": str(folder / "runs"), "plots": {"enabled": False}}
     doc["train"]["engine"] = "auto"
@@ -108,16 +108,18 @@ def compare(kind, hand, spec_name, metric, timer, seeds, epochs, folder):
                 if side == "hand":
                     runs["hand"] = hand(seed, epochs)
                 else:
-                    _, metrics, engine = pipe_run(timer, spec, [f"seed={seed}", f"train.epochs={epochs}"], folder)
+                    _, metrics, engine = pipe_run(timer, spec, [f"seed={seed}", f"train.epochs={epochs}", *sets],
+                                                       folder)
                     runs["pipe"] = (timer.training / epochs, metrics["validation"][metric], engine)
             (hand_s, hand_acc), (pipe_s, pipe_acc, engine) = runs["hand"], runs["pipe"]
             rows.append((hand_s, pipe_s, hand_acc, pipe_acc))
-            print(f"{kind} seed {seed}: s/epoch hand-written {hand_s:.4f}, pipe ({engine}) {pipe_s:.4f}, ratio "
+            print(f"{kind}{' ' + ' '.join(sets) if sets else ''} seed {seed}: s/epoch hand-written {hand_s:.4f}, pipe ({engine}) {pipe_s:.4f}, ratio "
                   f"{pipe_s / hand_s:.3f} | validation accuracy {hand_acc:.4f}, {pipe_acc:.4f} | load "
                   f"{os.getloadavg()[0]:.1f}", flush=True)
     finally:
         spec.unlink()
     ratios = [r[1] / r[0] for r in rows]
+    kind = f"{kind}{' ' + ' '.join(sets) if sets else ''}"
     print(f"{kind}: median s/epoch hand-written {statistics.median(r[0] for r in rows):.4f}, pipe "
           f"{statistics.median(r[1] for r in rows):.4f}; median ratio {statistics.median(ratios):.3f} "
           f"(per seed {', '.join(f'{r:.3f}' for r in ratios)})", flush=True)
@@ -131,6 +133,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--text-epochs", type=int, default=30)
     parser.add_argument("--imbalanced-epochs", type=int, default=20)
+    parser.add_argument("--set", action="append", default=[], dest="sets",
+                        help="an override for pipe's side, e.g. device.jit_compile=true (repeatable)")
     args = parser.parse_args()
     only = set(args.only.split(","))
     timer = Timer()
@@ -138,10 +142,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="pipe-fused-text-bench-") as tmp:
         if "text" in only:
             compare("text", hand_text, "text_classification.yaml", "SparseCategoricalAccuracy", timer, seeds,
-                    args.text_epochs, Path(tmp))
+                    args.text_epochs, Path(tmp), args.sets)
         if "imbalanced" in only:
             compare("imbalanced", hand_imbalanced, "imbalanced.yaml", "accuracy", timer, seeds,
-                    args.imbalanced_epochs, Path(tmp))
+                    args.imbalanced_epochs, Path(tmp), args.sets)
 
 
 if __name__ == "__main__":
