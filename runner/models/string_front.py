@@ -29,10 +29,12 @@ class StringFront:
     lookups: list  # (input position, layer)
     others: list  # positions of the inputs that are not strings, passed on unchanged
     names: str  # the lookups, for the engine's reason ("TextVectorization 'vectorize'")
+    input_names: list  # the model's inputs' names, in the order of `model.inputs`
 
     def encode(self, x):
-        """The body's inputs for features `x` (one tensor or the model's structure of them)."""
-        flat = keras.tree.flatten(x)
+        """The body's inputs for features `x` (one tensor, a list in the model's order, or a
+        dict by input name, as Keras matches them)."""
+        flat = [x[name] for name in self.input_names] if isinstance(x, dict) else keras.tree.flatten(x)
         return [flat[i] for i in self.others] + [layer(flat[i]) for i, layer in self.lookups]
 
     def encoded_spec(self, features):
@@ -75,7 +77,7 @@ def string_front(model) -> tuple[StringFront | None, str]:
     except (ValueError, TypeError) as e:  # an input that reaches an output around its lookup
         return None, f"the model after its lookups is not a model of their outputs ({e})"
     names = ", ".join(f"{type(layer).__name__} '{layer.name}'" for _, layer in lookups)
-    return StringFront(body, lookups, others, names), ""
+    return StringFront(body, lookups, others, names, [t.name for t in inputs]), ""
 
 
 def _takes(layer, tensor) -> bool:

@@ -151,7 +151,7 @@ def test_auto_says_why_a_text_spec_is_not_fused(spec_file, change, reason):
     assert manifest["engine_reason"] == f"fit; not fused: data.train.source: string elements ({reason})"
 
 
-def test_string_inputs_that_reach_other_layers_have_no_front():
+def test_string_inputs_split_at_their_lookups_by_position_or_name_and_others_refused():
     text = keras.Input((), dtype="string", name="words")
     hashed = keras.layers.Hashing(num_bins=5, name="hash")(text)
     other = keras.Input((2,), name="numbers")
@@ -161,6 +161,12 @@ def test_string_inputs_that_reach_other_layers_have_no_front():
     assert why == "" and front.names == "Hashing 'hash'"
     encoded = front.encode([tf.constant(["a", "b"]), tf.ones([2, 2])])
     np.testing.assert_allclose(front.body(encoded), model([tf.constant(["a", "b"]), tf.ones([2, 2])]))
+
+    # Inputs by name, declared in another order than their names sort in.
+    model = keras.Model({"words": text, "numbers": other}, keras.layers.Dense(1)(joined))
+    features = {"numbers": tf.ones([2, 2]), "words": tf.constant(["a", "b"])}
+    front, _ = string_front(model)
+    np.testing.assert_allclose(front.body(front.encode(features)), model(features))
 
     same = keras.layers.Identity(name="same")(text)
     vectorize = keras.layers.TextVectorization(output_sequence_length=3, name="v")
