@@ -55,6 +55,13 @@ def string_front(model) -> tuple[StringFront | None, str]:
     strings = [i for i, t in enumerate(inputs) if t.dtype == "string"]
     if not strings:
         return None, ""
+    if len(strings) < len(inputs):
+        # The model after the lookups would take the other inputs' own Input tensors, and a
+        # second model over a model's Input leaves it unsaveable (Keras 3.15: "could not find
+        # node key"): the model that is saved matters more.
+        name = next(t.name for t in inputs if t.dtype != "string")
+        return None, (f"the model takes strings and numbers (input '{name}'); only a model whose every "
+                      "input is looked up is split")
     lookups, outputs = [], []
     for position in strings:
         consumers = [layer for layer in model.layers if _takes(layer, inputs[position])]

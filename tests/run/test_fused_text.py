@@ -5,6 +5,8 @@ it; the same steps as `fit` on the raw strings, exact resume, a saved model of r
 from __future__ import annotations
 
 import json
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -151,25 +153,83 @@ def test_auto_says_why_a_text_spec_is_not_fused(spec_file, change, reason):
     assert manifest["engine_reason"] == f"fit; not fused: data.train.source: string elements ({reason})"
 
 
-def test_string_inputs_split_at_their_lookups_by_position_or_name_and_others_refused():
-    text = keras.Input((), dtype="string", name="words")
-    hashed = keras.layers.Hashing(num_bins=5, name="hash")(text)
-    other = keras.Input((2,), name="numbers")
-    joined = keras.layers.Concatenate()([keras.layers.CategoryEncoding(5, output_mode="one_hot")(hashed), other])
-    model = keras.Model([text, other], keras.layers.Dense(1)(joined))
-    front, why = string_front(model)
-    assert why == "" and front.names == "Hashing 'hash'"
-    encoded = front.encode([tf.constant(["a", "b"]), tf.ones([2, 2])])
-    np.testing.assert_allclose(front.body(encoded), model([tf.constant(["a", "b"]), tf.ones([2, 2])]))
-
+def test_string_inputs_split_at_their_lookups_and_other_models_refused():
+    words = keras.Input((), dtype="string", name="words")
+    place = keras.Input((), dtype="string", name="place")
+    hashed = keras.layers.Embedding(5, 2)(keras.layers.Hashing(num_bins=5, name="hash")(words))
+    looked_up = keras.layers.StringLookup(vocabulary=["x", "y"], output_mode="one_hot", name="lookup")(place)
+    joined = keras.layers.Concatenate()([hashed, looked_up])
     # Inputs by name, declared in another order than their names sort in.
-    model = keras.Model({"words": text, "numbers": other}, keras.layers.Dense(1)(joined))
-    features = {"numbers": tf.ones([2, 2]), "words": tf.constant(["a", "b"])}
-    front, _ = string_front(model)
+    model = keras.Model({"words": words, "place": place}, keras.layers.Dense(1)(joined))
+    front, why = string_front(model)
+    assert why == "" and front.names in ("Hashing 'hash', StringLookup 'lookup'", "StringLookup 'lookup', Hashing 'hash'")
+    features = {"place": tf.constant(["y", "z"]), "words": tf.constant(["a", "b"])}
     np.testing.assert_allclose(front.body(front.encode(features)), model(features))
+    model.save(Path(tempfile.mkdtemp()) / "model.keras")  # the body leaves the model saveable
 
-    same = keras.layers.Identity(name="same")(text)
+    numbers = keras.Input((2,), name="numbers")
+    mixed = keras.Model([words, numbers], keras.layers.Dense(1)(keras.layers.Concatenate()([hashed, numbers])))
+    assert string_front(mixed) == (None, "the model takes strings and numbers (input 'numbers'); only a model "
+                                         "whose every input is looked up is split")
+
+    same = keras.layers.Identity(name="same")(words)
     vectorize = keras.layers.TextVectorization(output_sequence_length=3, name="v")
     vectorize.adapt(tf.constant(["a b"]))
-    front, why = string_front(keras.Model(text, vectorize(same)))
+    front, why = string_front(keras.Model(words, vectorize(same)))
     assert front is None and why == "the model input 'words' goes to Identity 'same', not a lookup"
+
+
+TABLE = """\
+version: 1
+name: islands
+seed: 4
+data:
+  train:
+    source:
+      csv:
+        path: PENGUINS
+        header: true
+        label: species
+        features: {island: [island], measures: [bill_length_mm, flipper_length_mm]}
+        text: [island]
+        fill: {bill_length_mm: mean, flipper_length_mm: mean}
+    stages: [{map: {ops: [normalize: {on: measures}]}}, {cache: {}}, {shuffle: {buffer_size: all}},
+             {batch: {batch_size: 32}}]
+  validation: {fraction: 0.2, stratify: true}
+model:
+  functional:
+    inputs:
+      island: {shape: [], dtype: string}
+      measures: {shape: [2]}
+    layers:
+      - {name: island_lookup, inputs: island, layer: {StringLookup: {output_mode: one_hot}}}
+      - {name: joined, inputs: [island_lookup, measures], layer: Concatenate}
+      - {name: hidden, inputs: joined, layer: {Dense: {units: 8, activation: relu}}}
+      - {name: logits, inputs: hidden, layer: {Dense: {units: 3}}}
+    outputs: logits
+train:
+  engine: fused
+  epochs: 3
+  loss: {SparseCategoricalCrossentropy: {from_logits: true}}
+  optimizer: {Adam: {learning_rate: 0.01}}
+  metrics: [accuracy]
+  verbose: 0
+outputs: {dir: runs, plots: {enabled: false}}
+"""
+
+
+def test_a_table_of_strings_and_numbers_into_one_model_says_why_it_is_not_fused(tmp_path, monkeypatch):
+    """The island column stays strings in the data, beside the measures: the model is not
+    split (see string_front), and the run says so."""
+    from conftest import SPECS
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "spec.yaml").write_text(TABLE.replace("PENGUINS", str(SPECS / "data" / "penguins.csv")))
+    result = run_spec(load_spec(tmp_path / "spec.yaml", overrides=["train.engine=auto"]), quiet=True)
+    manifest = json.loads((result.run_dir / "manifest.json").read_text())
+    assert (manifest["status"], manifest["engine"]) == ("completed", "keras")
+    assert manifest["engine_reason"] == ("fit; not fused: data.train.stages[0]: string elements (the model takes "
+                                         "strings and numbers (input 'measures'); only a model whose every input "
+                                         "is looked up is split)")
+    saved = keras.saving.load_model(result.run_dir / "model.keras")
+    assert saved({"island": tf.constant(["Dream"]), "measures": tf.constant([[0.1, -0.2]])}).shape == (1, 3)
