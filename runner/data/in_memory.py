@@ -59,17 +59,24 @@ class InMemoryPlan:
     # as its source gives it, uint8 pixels rather than float32) or once, before training.
     per_batch: bool = False
     augment: object = None  # a training split's `augment` maps, run on each batch (`BatchAugment`)
+    # The model's lookups of its string inputs (`runner.models.string_front`): the split is
+    # held as their output (token ids), looked up once, instead of as strings.
+    encode: object = None
 
     def materialise(self):
         """The held elements stacked into tensors: (features, labels) or features (the
         source's elements when the maps run per batch, else the prefix's)."""
         if self.maps is None:
-            return tf.data.Dataset.get_single_element(self.prefix.batch(max(self.count, 1)))
+            elements = tf.data.Dataset.get_single_element(self.prefix.batch(max(self.count, 1)))
+            return elements if self.encode is None else (self.encode(elements[0]), elements[1])
         if self.tensors is not None:  # already stacked: no tf.data pass over every element
             elements = self.tensors
         else:
             elements = tf.data.Dataset.get_single_element(self.source.batch(max(self.count, 1)))
-        return elements if self.per_batch else self.apply_maps(elements)
+        if self.per_batch:
+            return elements
+        elements = self.apply_maps(elements)
+        return elements if self.encode is None else (self.encode(elements[0]), elements[1])
 
     def apply_maps(self, elements):
         """The map functions on a stack of elements (a whole split or a batch): the values
@@ -84,11 +91,13 @@ class InMemoryPlan:
         return self.apply_maps if self.per_batch else None
 
 
-def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str]:
+def plan_in_memory(spec, datasets, split: str, front=None) -> tuple[InMemoryPlan | None, str]:
     """The in-memory plan of `split`, or None and the reason it has none.
 
     Args:
         datasets: the built `Datasets` (its `sources` are reused, not read again).
+        front: the model's lookups of its string inputs (`string_front`), or None and why
+            it has none: string features are then held as the lookups' output.
     """
     source = datasets.sources.get(split)
     if source is None:
@@ -110,13 +119,18 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
     if settings is None:
         return None, reason
     augments = settings.pop("augments")
-    nbytes, reason = _element_bytes(prefix.element_spec)
+    front, why_not = front if front is not None else (None, "")
+    encode, held_spec = None, prefix.element_spec
+    if front is not None and _has_strings(prefix.element_spec) and isinstance(held_spec, tuple):
+        encode, held_spec = front.encode, (front.encoded_spec(held_spec[0]), held_spec[1])
+    nbytes, reason = _element_bytes(held_spec)
     if nbytes is None:
+        reason = f"{reason} ({why_not})" if why_not and reason == "string elements" else reason
         return None, f"{_origin(path, stages[:boundary], positions)}: {reason}"
     count = element_count(prefix)  # after `filter`: counted, not the source's size
     if count is None:
         return None, f"{'.'.join(map(str, path))}: an endless repeat before the batch"
-    plan = InMemoryPlan(prefix=prefix, count=count, nbytes=nbytes * count, **settings)
+    plan = InMemoryPlan(prefix=prefix, count=count, nbytes=nbytes * count, encode=encode, **settings)
     if augments:
         functions = _map_functions(spec, path, [stages[i] for i in augments], [positions[i] for i in augments],
                                    prefix, datasets.info)
@@ -132,7 +146,7 @@ def plan_in_memory(spec, datasets, split: str) -> tuple[InMemoryPlan | None, str
         held, _ = _element_bytes(plan.source.element_spec)
         # Held as the source gives them only when that is smaller, and only for ops that give
         # the same values on a batch as on each element (no resampling, no powers XLA may expand).
-        if held is not None and held < nbytes and _batchable(stages[maps_from:boundary]):
+        if encode is None and held is not None and held < nbytes and _batchable(stages[maps_from:boundary]):
             plan.per_batch, plan.nbytes = True, held * count
         plan.maps = _map_functions(spec, path, stages[maps_from:boundary], positions[maps_from:], plan.source,
                                    datasets.info, learned, split, _read_at_run_time())
@@ -257,6 +271,10 @@ def _batching(spec, path, stages, positions, boundary, prefix, count, split="tra
 def _known_count(prefix, count) -> int:
     known = int(prefix.cardinality())
     return known if known >= 0 else count
+
+
+def _has_strings(element_spec) -> bool:
+    return any(s.dtype == tf.string for s in tf.nest.flatten(element_spec))
 
 
 def _element_bytes(element_spec) -> tuple[int | None, str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from runner.run.engines import Engine
 from runner.run.fused import FusedEngine, plan_data, replicas_reason
+from runner.models.string_front import string_front
 from runner.run.loops import CustomEngine, FitEngine
 from runner.train.engine import choose_engine
 
@@ -27,9 +28,10 @@ def training_loop(train, setup, quiet: bool) -> str:
     return loop
 
 
-def choose_training(spec, setup, datasets, loop: str, callbacks, profiling=False) -> Engine:
+def choose_training(spec, setup, datasets, loop: str, callbacks, profiling=False, model=None) -> Engine:
     """The engine for this run: fused when `train.engine` asks for it and it can run, else
     the tf.data loop `loop` (always under `profiling`: `pipe run --profile` times its steps).
+    A `model` that takes strings into fixed lookups trains on the splits held as their output.
 
     Raises:
         SpecError: `train.engine: fused` on a spec it cannot run, located at the key.
@@ -41,10 +43,13 @@ def choose_training(spec, setup, datasets, loop: str, callbacks, profiling=False
     if requested == "keras":
         choice = choose_engine(spec, setup=setup, loop=loop, callbacks=[], data_reason="", nbytes=None)
         return tf_data(choice.name, choice.reason)
-    plans, reason = plan_data(spec, datasets)
+    front = string_front(model) if model is not None else (None, "")
+    plans, reason = plan_data(spec, datasets, front)
     reason = reason or replicas_reason(plans, setup)
     nbytes = sum(p.nbytes for p in plans.values()) if not reason else None
     choice = choose_engine(spec, setup=setup, loop=loop, callbacks=callbacks, data_reason=reason, nbytes=nbytes)
     if choice.name != "fused":
         return tf_data(choice.name, choice.reason)
-    return FusedEngine(choice.name, choice.reason, plans=plans, loop=loop)
+    held = front[0] if any(p.encode is not None for p in plans.values()) else None
+    reason = choice.reason if held is None else f"{choice.reason}; strings held as looked up by {held.names}"
+    return FusedEngine(choice.name, reason, plans=plans, loop=loop, front=held)

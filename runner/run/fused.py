@@ -26,13 +26,15 @@ class FusedEngine(EngineChoice):
     when they fit there, else through tf.data."""
 
     plans: dict = field(default_factory=dict, repr=False)  # role (train, validation) -> InMemoryPlan
+    front: object = None  # the model's lookups of its string inputs, when the splits hold their output
     loop: str = "fit"  # the tf.data loop it stands in for (its progress bar follows that loop's)
 
     def train(self, context: TrainingContext) -> TrainingResult:
         c, train, outputs = context, context.train, context.outputs
         model, datasets, setup = c.model, c.datasets, c.setup
         splits = {"train": "train", "validation": datasets.validated_split(c.spec)}
-        data = {role: _kept_in_memory(datasets, splits[role], plan, c.seed, setup) for role, plan in self.plans.items()}
+        data = {role: _held(datasets, splits[role], plan, c.seed, setup, self.front)
+                for role, plan in self.plans.items()}
         with setup.strategy.scope():
             fused = FusedLoop(
                 model, loss=c.loss, optimizer=c.optimizer,
@@ -41,6 +43,7 @@ class FusedEngine(EngineChoice):
                 class_weight=class_weights(train, datasets.info), callbacks=c.callbacks,
                 verbose=_verbose(c.quiet, self.loop, train), report=train.report.as_dict(), spec=c.spec,
                 train_data=data["train"], validation_data=data.get("validation"),
+                forward=None if self.front is None else self.front.body,
             )
             if is_keras(model):
                 # Sets model.optimizer for callbacks (ReduceLROnPlateau, ...) and model.keras.
@@ -65,22 +68,30 @@ class FusedEngine(EngineChoice):
         def evaluate(dataset, split, result):
             if split == validated_on:  # already in memory
                 return fused.evaluate_in_memory(data["validation"])
-            return _evaluate(fused, c.spec, datasets, split, dataset, c.seed, setup)
+            return _evaluate(fused, c.spec, datasets, split, dataset, c.seed, setup, self.front)
 
         return TrainingResult(trained, evaluate)
 
 
-def plan_data(spec, datasets) -> tuple[dict, str]:
-    """In-memory plans of train and the validation split, or ({}, why one cannot be had)."""
+def plan_data(spec, datasets, front=None) -> tuple[dict, str]:
+    """In-memory plans of train and the validation split, or ({}, why one cannot be had).
+
+    Args:
+        front: `string_front(model)`: string features are held as its lookups' output.
+            Plans made with a model's lookups (or with its reason for having none) belong
+            to that model, and are not kept for a sweep's next trial.
+    """
+    if front is not None and (front[0] is not None or front[1]):
+        return _plan_data(spec, datasets, front)
     return datasets.keep(("plans", datasets.validated_split(spec)), lambda: _plan_data(spec, datasets))
 
 
-def _plan_data(spec, datasets) -> tuple[dict, str]:
+def _plan_data(spec, datasets, front=None) -> tuple[dict, str]:
     plans = {}
     for role, split in (("train", "train"), ("validation", datasets.validated_split(spec))):
         if split is None:
             continue
-        plan, reason = plan_in_memory(spec, datasets, split)
+        plan, reason = plan_in_memory(spec, datasets, split, front)
         if plan is None:
             return {}, reason if role == "train" else f"validation on {split}: {reason}"
         element = plan.prefix.element_spec
@@ -119,20 +130,29 @@ def _training_device(setup) -> str | None:
         return None  # the default strategy: where TensorFlow places ops by default
 
 
-def _evaluate(fused, spec, datasets, split, dataset, seed, setup) -> dict:
-    """The split in memory when it can be held there (one graph call), else through tf.data."""
-    plan, _ = datasets.keep(("plan", split), lambda: plan_in_memory(spec, datasets, split))
+def _evaluate(fused, spec, datasets, split, dataset, seed, setup, front=None) -> dict:
+    """The split in memory when it can be held there (one graph call), else through tf.data
+    (looked up by the model's string lookups first when the steps take their output)."""
+    if front is None:
+        plan, _ = datasets.keep(("plan", split), lambda: plan_in_memory(spec, datasets, split))
+    else:
+        plan, _ = plan_in_memory(spec, datasets, split, (front, ""))
     budget = spec.sections.train.fused_memory_mb
     if plan is not None and plan.nbytes > budget * 2**20:
         plan = None
     element = plan.prefix.element_spec if plan is not None else None
     if plan is None or not (isinstance(element, tuple) and len(element) == 2):
+        if front is not None:
+            dataset = dataset.map(lambda x, y: (front.encode(x), y), num_parallel_calls=tf.data.AUTOTUNE)
         return fused.evaluate(dataset)
-    return fused.evaluate_in_memory(_kept_in_memory(datasets, split, plan, seed, setup))
+    return fused.evaluate_in_memory(_held(datasets, split, plan, seed, setup, front))
 
 
-def _kept_in_memory(datasets, split, plan, seed, setup) -> InMemoryData:
-    """`split` in memory, made once for these datasets (a sweep's next trial reuses it)."""
+def _held(datasets, split, plan, seed, setup, front) -> InMemoryData:
+    """`split` in memory, made once for these datasets (a sweep's next trial reuses it)
+    unless it holds what this model's string lookups gave."""
+    if front is not None:
+        return _in_memory(plan, seed, setup)
     return datasets.keep(("in memory", split, seed), lambda: _in_memory(plan, seed, setup))
 
 

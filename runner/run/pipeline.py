@@ -123,7 +123,7 @@ def _run_spec(spec, quiet, resume_from, profile, track, shared_data, hparams) ->
                             resumed_at_epoch=previous.epoch, epochs_done=previous.epoch)
         callbacks = build.callbacks(run_dir)
         # the fused engine, or tf.data (always under --profile: it times tf.data steps)
-        engine = choose_training(spec, setup, datasets, loop, callbacks, profiling=profile)
+        engine = choose_training(spec, setup, datasets, loop, callbacks, profiling=profile, model=model)
         manifest.update(engine=engine.name, engine_reason=engine.reason)
         if not quiet and train_config.declares("engine"):
             print(engine.line, flush=True)

@@ -113,12 +113,16 @@ class FusedLoop(CustomLoop):
     Args:
         train_data: the training split as `InMemoryData`.
         validation_data: the validation split as `InMemoryData`, or None.
+        forward: what the steps call instead of `model` (a Keras model sharing its layers),
+            when the splits hold what `model` computes first (`runner.models.string_front`);
+            every split it sees, in memory or not, holds that.
         Others: as for `CustomLoop`.
     """
 
     def __init__(self, model, *, train_data: InMemoryData, validation_data: InMemoryData | None = None,
-                 **kwargs):
+                 forward=None, **kwargs):
         super().__init__(model, **kwargs)
+        self.forward = forward
         self.train_data = train_data
         self.validation_data = validation_data
         # Under jit_compile XLA compiles each training step (one device): on a CPU it fuses a
@@ -152,6 +156,11 @@ class FusedLoop(CustomLoop):
         return names
 
     # In the graph.
+
+    def _forward(self, x, training):
+        if self.forward is None:
+            return super()._forward(x, training)
+        return self.forward(x, training=training)
 
     def _epochs_graph(self, x, y, vx, vy, first, count):
         """`count` epochs from `first`: each epoch's logs and scalar variables, stacked."""
