@@ -233,3 +233,21 @@ def test_a_table_of_strings_and_numbers_into_one_model_says_why_it_is_not_fused(
                                          "is looked up is split)")
     saved = keras.saving.load_model(result.run_dir / "model.keras")
     assert saved({"island": tf.constant(["Dream"]), "measures": tf.constant([[0.1, -0.2]])}).shape == (1, 3)
+
+
+def test_plans_held_through_a_models_lookups_are_not_kept_for_the_next_model(spec_file):
+    """A sweep's worker reuses its datasets (and what was planned on them) between trials;
+    a split held as one model's lookups gave it belongs to that model: the next trial's
+    model, with other lookups, plans its own."""
+    from runner.data import build_datasets
+    from runner.run.fused import plan_data
+
+    spec = load_spec(spec_file())
+    keras.utils.set_random_seed(3)
+    datasets = build_datasets(spec)
+    first, second = string_front(_text_model(seed=0)), string_front(_text_model(seed=1))
+    plans_first, _ = plan_data(spec, datasets, first)
+    plans_second, _ = plan_data(spec, datasets, second)
+    assert plans_first["train"].encode == first[0].encode and plans_second["train"].encode == second[0].encode
+    # Plans of a model without lookups depend on the data alone: made once, kept.
+    assert plan_data(spec, datasets, (None, ""))[0] is plan_data(spec, datasets, (None, ""))[0]
