@@ -17,7 +17,7 @@ from runner.train.epoch_end import EpochLogs
 from runner.train.engine import needs_batch_hooks
 from runner.train.execution import BAD_STEP, StepRunner, resolve_steps_per_execution
 from runner.train.loss_check import example_batch
-from runner.train.result import TrainResult
+from runner.train.result import TrainResult, finalize_weights
 
 
 class CustomLoop:
@@ -283,6 +283,7 @@ class CustomLoop:
                 epoch_end(epoch, logs, scalars)
             if self.is_keras and getattr(self.model, "stop_training", False):
                 break
+        finalize_weights(self.optimizer, self.variables, epochs)
         callbacks.on_train_end(history and {k: v[-1] for k, v in history.items()})
         return TrainResult(history=history, trajectories=trajectories, epochs_run=len(history.get("loss", [])))
 

@@ -22,12 +22,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import keras
 import tensorflow as tf
 
 from runner.train.custom import CustomLoop
 from runner.train.epoch_end import EpochLogs
-from runner.train.result import TrainResult
+from runner.train.result import TrainResult, finalize_weights
 
 # Grow the epochs per call until a call takes about this long: a checkpoint, report lines
 # and progress come at least this often, and the per-call cost is spread over many epochs.
@@ -332,6 +331,7 @@ class FusedLoop(CustomLoop):
             epoch += count
             if self.is_keras and getattr(self.model, "stop_training", False):
                 break
+        finalize_weights(self.optimizer, self.variables, epochs)
         callbacks.on_train_end(history and {k: v[-1] for k, v in history.items()})
         return TrainResult(history=history, trajectories=trajectories, epochs_run=len(history.get("loss", [])))
 

@@ -19,6 +19,14 @@ class TrainResult:
     predictions: tuple | None = None  # (labels, predictions) of the test split's final evaluation
 
 
+def finalize_weights(optimizer, variables, epochs: int) -> None:
+    """What Keras `fit` does after its last epoch, for the loops that stand in for it: an
+    optimizer with `use_ema` puts the moving averages of the weights in their place (the
+    model then saved and evaluated)."""
+    if epochs > 0 and isinstance(optimizer, keras.optimizers.Optimizer):
+        optimizer.finalize_variable_values(variables)
+
+
 def final_train_metrics(history: dict, callbacks, initial_epoch: int) -> dict:
     """The last epoch's training metrics, or the best epoch's when EarlyStopping restored its weights."""
     for callback in callbacks:

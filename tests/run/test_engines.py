@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -199,3 +200,31 @@ def test_no_engine_checks_finiteness_but_through_check_finite(module):
     assert [ast.unparse(n) for n in raised] == (["raise TrainingDiverged(epoch, step, float(loss))"]
                                                 if module.endswith("divergence.py") else [])
     assert "isfinite" not in source.replace("math.isfinite(float(loss))", "")
+
+
+@pytest.mark.parametrize("loop, engine", [("custom", "keras"), ("fit", "fused")])
+def test_every_engine_ends_with_the_ema_weights_as_fit_does(write_spec, tmp_path, loop, engine):
+    """An optimizer with `use_ema`: Keras `fit` puts the moving averages in the weights after
+    the last epoch; the custom loop and the fused engine do the same, so the saved model and
+    the final test metrics agree whichever engine trained."""
+    import json
+
+    import keras
+
+    from runner.run.pipeline import run_spec
+
+    def trained(loop, engine):
+        spec = load_spec(write_spec(SPEC.replace("optimizer: sgd", "optimizer: {Adam: {learning_rate: 0.1, "
+                                                 "use_ema: true, ema_momentum: 0.5}}")),
+                         ["seed=1", "train.validation_freq=1", f"train.loop={loop}", f"train.engine={engine}", f"outputs.dir={tmp_path / loop / engine}",
+                          "outputs.tensorboard=false"])
+        run_dir = run_spec(spec, quiet=True).run_dir
+        assert json.loads((run_dir / "manifest.json").read_text())["engine"] == engine
+        return (keras.saving.load_model(run_dir / "model.keras").get_weights(),
+                json.loads((run_dir / "metrics.json").read_text())["test"])
+
+    fit_weights, fit_test = trained("fit", "keras")
+    weights, test = trained(loop, engine)
+    for a, b in zip(weights, fit_weights):
+        np.testing.assert_allclose(a, b, rtol=1e-5)
+    assert test == pytest.approx(fit_test, rel=1e-5)
