@@ -42,6 +42,7 @@ class FitEngine(EngineChoice):
         for phase, phase_optimizer, restore, trains in phases_to_train(c.spec, model, c.optimizer,
                                                                         c.progress.previous, setup, c.quiet):
             with setup.strategy.scope():
+                _reset_states(c.metrics)
                 model.compile(optimizer=phase_optimizer, loss=getattr(c.loss, "per_output", c.loss), metrics=c.metrics,
                               loss_weights=getattr(c.loss, "loss_weights", None), jit_compile=setup.jit_compile,
                               steps_per_execution=resolve_steps_per_execution(
@@ -154,3 +155,12 @@ def _steps(dataset, train):
     """Steps per epoch: `steps_per_epoch`, else the dataset's batches when known."""
     count = int(dataset.cardinality())
     return train.steps_per_epoch or (count if count > 0 else None)
+
+
+def _reset_states(metrics) -> None:
+    """Empty the metric objects a phase compiles again: `fit` resets a compiled metric only
+    once it has been built into the model's metrics, after the first epoch has begun, so a
+    later phase's first epoch would otherwise count the previous evaluation's examples."""
+    for metric in keras.tree.flatten(metrics):
+        if isinstance(metric, keras.metrics.Metric):
+            metric.reset_state()

@@ -288,3 +288,14 @@ def test_a_phases_learning_rate_may_be_a_schedule_and_its_optimizer_its_own(work
     assert second["line"] == "phase 2: epochs 3-4, Adam(learning_rate=ExponentialDecay), 25 trainable parameters"
     schedule = second["optimizer"]["config"]["learning_rate"]
     assert schedule["class_name"] == "ExponentialDecay" and schedule["config"]["decay_rate"] == 0.5
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_a_metric_object_starts_each_phase_empty(workdir, loop):
+    """A metric declared with arguments is one object compiled again in each phase: the first
+    epoch of phase 2 counts phase 2's examples only, as the same metric named by string does."""
+    spec = phased_spec(workdir, loop=loop, shuffle=False, overrides=[
+        "train.metrics=[mae, {MeanAbsoluteError: {name: mae2}}]", "train.validate_on=test"])
+    history = read_json(run_spec(spec, quiet=True).run_dir / "history.json")
+    np.testing.assert_allclose(history["mae2"], history["mae"], rtol=1e-6)
+    np.testing.assert_allclose(history["val_mae2"], history["val_mae"], rtol=1e-6)
