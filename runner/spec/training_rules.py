@@ -11,7 +11,7 @@ import re
 
 from runner.spec import catalog
 from runner.spec.errors import SpecError, did_you_mean
-from runner.spec.keras_names import COMPILE_METRICS, is_loss_per_output, output_names, parse_identifier
+from runner.spec.keras_names import is_loss_per_output, output_names, parse_identifier
 from runner.spec.metadata import KNOWN_REFERENCES
 from runner.spec.phases import init_from_errors, phase_errors
 
@@ -287,10 +287,9 @@ def _logged_names(spec) -> set | None:
     names = {"loss", "learning_rate"}
     metrics = spec.get("train", "metrics", default=[])
     for i, value in enumerate(metrics if isinstance(metrics, list) else []):
-        if isinstance(value, str):
+        if isinstance(value, str):  # logged under the very string, whatever the class's own name
             names.add(value)
-            if value.lower() in COMPILE_METRICS:
-                continue
+            continue
         parsed = parse_identifier(value, ("train", "metrics", i))
         if isinstance(parsed, str):
             return None
