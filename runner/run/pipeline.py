@@ -91,6 +91,8 @@ def _run_spec(spec, quiet, resume_from, profile, track, shared_data, hparams) ->
     if not is_keras(model) and train_config.callbacks:
         raise train_config.error("callbacks", "callbacks drive Keras models; a module model takes none")
     loop = training_loop(train_config, setup, quiet)
+    if train_config.engine == "fused":  # whether the data can be held: refused before a run directory exists
+        choose_training(spec, setup, datasets, loop, callbacks=[], profiling=profile, model=model)
 
     previous = prepare_resume(spec, resume_from) if resume_from is not None else None
     if previous is not None:

@@ -650,3 +650,15 @@ outputs:
     history, fit_history = read_json(ours.run_dir / "history.json"), read_json(by_fit.run_dir / "history.json")
     for key in ("loss", "cls_loss", "reg_loss", "cls_accuracy", "reg_mae"):
         np.testing.assert_allclose(history[key], fit_history[key], rtol=1e-5, err_msg=key)
+
+
+def test_fused_asked_for_on_data_it_cannot_hold_is_refused_before_a_run_directory_exists(workdir):
+    """What the data allows is known once the splits are built: `train.engine: fused` on a split
+    with a `map` after its batches is a located error, and no run directory is left behind."""
+    spec = load_spec(write(workdir, CLASSIFIER.replace(
+        "      - batch: {batch_size: 32}\n", "      - batch: {batch_size: 32}\n      - map: {ops: [{scale: {divisor: 2.0}}]}\n")),
+        [f"outputs.dir={workdir / 'runs'}"])
+    with pytest.raises(SpecError) as error:
+        run_spec(spec, quiet=True)
+    assert "train.engine: the fused engine cannot run this spec: data.train.stages[4]" in str(error.value)
+    assert not (workdir / "runs").exists()
