@@ -17,6 +17,7 @@ import yaml
 from runner.outputs.epochs import previous_tables
 from runner.outputs.status import read_status
 from runner.spec.errors import SpecError, SpecErrors
+from runner.spec.schema import NO_DEFAULT, default_at
 from runner.train import checkpoint as checkpoints
 
 # Keys a resumed run may change: they do not change what is trained.
@@ -78,10 +79,19 @@ def check_same_spec(spec, run_dir: Path) -> None:
                          "a resumed run trains what its run trained (train.epochs, steps_per_execution, "
                          "outputs and reporting may change)")
         for path, old, new in differences(before, now)
-        if not _last_phase_epochs(path, now)
+        if not _last_phase_epochs(path, now) and not _default_written_out(path, old, new)
     ]
     if errors:
         raise SpecErrors(errors)
+
+
+def _default_written_out(path, old, new) -> bool:
+    """One spec writes the schema's default where the other leaves the key out: the same run."""
+    if _ABSENT not in (old, new):
+        return False
+    written = new if old is _ABSENT else old
+    default = default_at(path)
+    return default is not NO_DEFAULT and written == default and isinstance(written, bool) == isinstance(default, bool)
 
 
 def _epochs_key(train) -> str:

@@ -49,6 +49,21 @@ def deref(schema):
     return schema
 
 
+NO_DEFAULT = object()
+
+
+def default_at(path: tuple):
+    """The schema's `default` for the key at `path` (names and list indices), or
+    `NO_DEFAULT`: what a spec that leaves the key out means."""
+    node = load_schema()
+    for key in path:
+        node = deref(node)
+        node = node.get("items") if isinstance(key, int) else (node.get("properties") or {}).get(key)
+        if not isinstance(node, dict):
+            return NO_DEFAULT
+    return node.get("default", deref(node).get("default", NO_DEFAULT))  # a $ref's neighbour first
+
+
 def schema_errors(spec) -> list[SpecError]:
     import jsonschema  # a third of validate's time; only needed here
 

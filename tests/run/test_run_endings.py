@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 tf = pytest.importorskip("tensorflow")
 
-from runner.run.resume import differences  # noqa: E402
+from runner.run.resume import check_same_spec, differences  # noqa: E402
 from runner.run.pipeline import run_spec  # noqa: E402
 from runner.train.divergence import TrainingDiverged  # noqa: E402
 
@@ -197,3 +197,15 @@ def test_a_resumed_run_resumes_from_its_own_checkpoint_after_a_second_interrupti
         assert got[name] == pytest.approx(expected[name], rel=1e-6)
     assert json.loads((third.run_dir / "history.json").read_text())["loss"] == pytest.approx(
         json.loads((whole.run_dir / "history.json").read_text())["loss"], rel=1e-6)
+
+
+def test_a_default_written_out_resumes_the_run_that_left_it_out(workdir):
+    """`train.engine: keras` (the default) written in the resumed spec, absent from the run's:
+    the same run. Another value than the default is still a difference."""
+    run_dir = workdir / "run"
+    run_dir.mkdir()
+    path = spec_file(workdir)
+    (run_dir / "spec.yaml").write_text(load_spec(path).as_yaml())
+    check_same_spec(load_spec(path, ["train.engine=keras", "train.validation_freq=1"]), run_dir)
+    with pytest.raises(SpecError, match="train.engine: fused here, but absent in the run being resumed"):
+        check_same_spec(load_spec(path, ["train.engine=fused"]), run_dir)
