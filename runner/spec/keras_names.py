@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from runner.spec import catalog
+from runner.spec.argument_shapes import shape_problems
 from runner.spec.argument_values import value_problem
 from runner.spec.catalog import KIND_WORDS
 from runner.spec.errors import SpecError, did_you_mean
@@ -196,6 +197,9 @@ def _argument_errors(spec, entry, parsed: Identifier) -> list[SpecError]:
             errors.append(spec.error(where, f"unknown argument {argument!r} of {entry.name}{ignored}", hint))
             continue
         errors += _value_errors(spec, entry, known, argument_value, where)
+    if not errors:  # counts only of values that are each right
+        errors += [spec.error(parsed.config_path + (argument,), f"{entry.name}.{argument}: {problem}", at_value=True)
+                   for argument, problem in shape_problems(entry.name, parsed.config)]
     if not entry.is_function:
         # A required argument written with a typo is reported once, as unknown.
         missing = [a for a in entry.required if parsed.config.get(a) is None and f"did you mean '{a}'?" not in hints]
@@ -247,7 +251,7 @@ def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[Spec
         return [spec.error(where, f"{entry.name}.{argument['name']}: expected true or false, got {value!r}", at_value=True)]
     if expected in ("int", "float") and (isinstance(value, (str, bool))):
         return [spec.error(where, f"{entry.name}.{argument['name']}: expected a number, got {value!r}", at_value=True)]
-    problem = value_problem(entry.kind, argument["name"], value)
+    problem = value_problem(entry.kind, argument["name"], value, entry.name)
     if problem is not None:
         return [spec.error(where, f"{entry.name}.{argument['name']}: {problem}", at_value=True)]
     return []
