@@ -46,7 +46,7 @@ def _window_problems(layer: str, config: dict) -> list[tuple[str, str]]:
     for argument in _WINDOWS:
         value = config.get(argument)
         if axes is not None and isinstance(value, list) and len(value) != axes:
-            problems.append((argument, f"expected an integer or a list of {axes} integers ({layer} works on "
+            problems.append((argument, f"expected an integer or a list of {_integers(axes)} ({layer} works on "
                                        f"{_axes_word(axes)}), got {shown(value)}"))
     if layer == "UpSampling1D" and isinstance(config.get("size"), list):
         problems.append(("size", f"expected an integer (UpSampling1D repeats along one axis), got "
@@ -115,3 +115,7 @@ def _per_axis(value) -> list[int] | None:
 
 def _axes_word(axes: int) -> str:
     return "1 axis" if axes == 1 else f"{axes} axes"
+
+
+def _integers(count: int) -> str:
+    return "1 integer" if count == 1 else f"{count} integers"

@@ -72,7 +72,7 @@ def errors(write_spec, layer="Dense: {units: 2}", optimizer="adam", loss="mse") 
                                                "expected an integer or a list of 2 integers (Conv2D works on 2 axes), "
                                                "got [3]"),
     ("Conv2D: {filters: 2, kernel_size: [3, 3, 3]}", "Conv2D.kernel_size: expected an integer or a list of 2 integers"),
-    ("Conv1D: {filters: 2, kernel_size: [3, 3]}", "Conv1D.kernel_size: expected an integer or a list of 1 integers "
+    ("Conv1D: {filters: 2, kernel_size: [3, 3]}", "Conv1D.kernel_size: expected an integer or a list of 1 integer "
                                                   "(Conv1D works on 1 axis), got [3, 3]"),
     ("MaxPooling2D: {pool_size: [2]}", "MaxPooling2D.pool_size: expected an integer or a list of 2 integers"),
     ("MaxPool2D: {pool_size: 2, strides: [2, 2, 2]}", "MaxPool2D.strides: expected an integer or a list of 2"),
