@@ -99,8 +99,16 @@ def _factor(low: float, high: float, low_open: bool = False) -> Range:
                  lambda v: isinstance(v, list) or _is_number(v) and (low < v if low_open else low <= v) and v <= high)
 
 
+# A decay factor of 1 that a bias correction divides by (1 - β^t = 0): the first update is NaN,
+# whatever the data. Elsewhere 1 runs (Adam's beta_2, RMSprop's rho, Lion's beta_1, ...).
+BIAS_CORRECTED = Range("a number in [0, 1) (at 1 the bias correction divides by 0: the first update is NaN)",
+                       lambda v: _is_number(v) and 0 <= v < 1)
+_BIAS_CORRECTED = (("Adam", "beta_1"), ("AdamW", "beta_1"), ("Adamax", "beta_1"), ("Lamb", "beta_1"),
+                   ("Lamb", "beta_2"), ("Muon", "adam_beta_1"), ("Nadam", "beta_2"), ("ScheduleFreeAdamW", "beta_2"))
+
 # (class, argument) → its range, where Keras holds one class's argument to a range of its own
 _CLASS_RULES: dict[tuple[str, str], Range] = {
+    **{rule: BIAS_CORRECTED for rule in _BIAS_CORRECTED},
     ("Lion", "beta_1"): Range("a number in (0, 1] (at 0 Lion is sign descent, which Keras refuses)",
                               lambda v: _is_number(v) and 0 < v <= 1),
     ("RandomContrast", "factor"): _factor(0, 1),

@@ -127,7 +127,12 @@ def test_a_layer_argument_out_of_range_is_located(write_spec, layer, message):
                                         "≥ 0, got -0.001"),
     ("{class_name: RMSprop, config: {learning_rate: -1}}", "RMSprop.learning_rate: expected a number ≥ 0"),
     ("{SGD: {momentum: 1.5}}", "SGD.momentum: expected a number in [0, 1], got 1.5"),
-    ("{Adam: {beta_1: 1.5}}", "Adam.beta_1: expected a number in [0, 1], got 1.5"),
+    ("{SGD: {momentum: -0.1}}", "SGD.momentum: expected a number in [0, 1], got -0.1"),
+    ("{Nadam: {beta_1: 1.5}}", "Nadam.beta_1: expected a number in [0, 1], got 1.5"),
+    ("{Adam: {beta_1: 1.0}}", "Adam.beta_1: expected a number in [0, 1) (at 1 the bias correction divides by 0: the "
+                              "first update is NaN), got 1.0"),
+    ("{Nadam: {beta_2: 1}}", "Nadam.beta_2: expected a number in [0, 1) (at 1 the bias correction divides by 0"),
+    ("{Muon: {adam_beta_1: 1.0}}", "Muon.adam_beta_1: expected a number in [0, 1) (at 1 the bias correction"),
     ("{RMSprop: {rho: -0.1}}", "RMSprop.rho: expected a number in [0, 1], got -0.1"),
     ("{Adam: {epsilon: -1.0e-7}}", "Adam.epsilon: expected a number ≥ 0, got -1e-07"),
     ("{Lion: {beta_1: 0}}", "Lion.beta_1: expected a number in (0, 1] (at 0 Lion is sign descent, which Keras "
@@ -197,7 +202,7 @@ ACCEPTED_OPTIMIZERS = [
     "{Adam: {learning_rate: 0.0}}",
     "{Adam: {learning_rate: {CosineDecay: {initial_learning_rate: 0.0, decay_steps: 10, warmup_target: 0.003, "
     "warmup_steps: 10}}}}",
-    "{Lion: {beta_1: 1.0}}", "{Adam: {epsilon: 0, beta_1: 1.0, beta_2: 1.0}}", "{RMSprop: {rho: 1.0}}",
+    "{Lion: {beta_1: 1.0}}", "{Adam: {epsilon: 0, beta_2: 1.0}}", "{Nadam: {beta_1: 1.0}}", "{RMSprop: {rho: 1.0}}",
     "{Adadelta: {rho: 1.0}}", "{Ftrl: {learning_rate_power: 0, l1_regularization_strength: 0}}",
     "{SGD: {learning_rate: {PiecewiseConstantDecay: {boundaries: [10, 20], values: [1.0, 0.5, 0.1]}}}}",
 ]
@@ -331,3 +336,25 @@ def test_what_validate_rejects_keras_rejects_too_beyond_layers(kind, name, argum
     module = keras.optimizers.schedules if kind == "schedules" else getattr(keras, kind)
     with pytest.raises(ValueError):
         getattr(module, name)(**arguments)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("optimizer, argument", [
+    ("Adam", "beta_1"), ("AdamW", "beta_1"), ("Adamax", "beta_1"), ("Lamb", "beta_1"), ("Lamb", "beta_2"),
+    ("Muon", "adam_beta_1"), ("Nadam", "beta_2"), ("ScheduleFreeAdamW", "beta_2"),
+    ("Adam", "beta_2"), ("Nadam", "beta_1"), ("Lion", "beta_1"), ("RMSprop", "rho"), ("Adadelta", "rho"),
+])
+def test_a_decay_of_1_is_refused_exactly_where_keras_trains_to_nan(optimizer, argument):
+    """1 passes validate where Keras trains with it, and is refused where every update is NaN."""
+    import keras
+    import numpy as np
+
+    from runner.spec.argument_values import value_problem
+
+    keras.utils.set_random_seed(1)
+    model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+    model.compile(getattr(keras.optimizers, optimizer)(**{argument: 1.0}), "mse")
+    x = np.linspace(-1.0, 1.5, 32)[:, None]
+    model.fit(x, 2 * x + 0.3, epochs=2, verbose=0)
+    finite = all(np.isfinite(w).all() for w in model.get_weights())
+    assert (value_problem("optimizers", argument, 1.0, optimizer) is None) == finite
