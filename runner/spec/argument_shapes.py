@@ -1,7 +1,7 @@
 """How many values a Keras argument takes: by its layer's axes, or by a sibling argument.
 
 A layer named `...2D` slides, pools, crops or pads over 2 axes: its `kernel_size`,
-`pool_size`, `strides`, `dilation_rate`, `size` and `output_padding` are one integer or a
+`pool_size`, `strides`, `dilation_rate`, `size`, `output_size` and `output_padding` are one integer or a
 list of exactly 2; `cropping`/`padding` of Cropping2D/ZeroPadding2D are one integer or 2
 entries, each an integer or a (before, after) pair. Every other `padding` is a word:
 'valid' or 'same' (Conv1D also 'causal'). Keras refuses the rest only when it builds the
@@ -18,7 +18,7 @@ import re
 from runner.spec.argument_values import is_int, shown
 
 _AXES = re.compile(r"(\d)D(Transpose)?$")
-_WINDOWS = ("kernel_size", "pool_size", "strides", "dilation_rate", "size", "output_padding")
+_WINDOWS = ("kernel_size", "pool_size", "strides", "dilation_rate", "size", "output_size", "output_padding")
 _EDGES = ("ZeroPadding", "Cropping")  # the layers whose padding/cropping are integers
 _CAUSAL = ("Conv1D", "Convolution1D")  # Keras's only layers that pad causally
 
@@ -99,8 +99,9 @@ def _stride_problems(layer: str, config: dict) -> list[tuple[str, str]]:
         if len(steps) == 1:
             steps = steps * len(padding)
         if len(steps) == len(padding) and any(p >= s for p, s in zip(padding, steps)):
-            problems.append(("output_padding", f"expected each output_padding below the strides "
-                                               f"({shown(config.get('strides', 1))}), got {shown(config['output_padding'])}"))
+            strides_shown, padding_shown = shown(config.get("strides", 1)), shown(config["output_padding"])
+            problems.append(("output_padding", f"expected each output_padding below the strides ({strides_shown}), "
+                                               f"got {padding_shown}"))
     return problems
 
 

@@ -331,7 +331,8 @@ def test_what_validate_rejects_keras_rejects_too_beyond_layers(kind, name, argum
     from runner.spec.argument_shapes import shape_problems
     from runner.spec.argument_values import value_problem
 
-    refused = shape_problems(name, arguments) + [p for a, v in arguments.items() if (p := value_problem(kind, a, v, name))]
+    refused = shape_problems(name, arguments) + [
+        problem for argument, value in arguments.items() if (problem := value_problem(kind, argument, value, name))]
     assert refused
     module = keras.optimizers.schedules if kind == "schedules" else getattr(keras, kind)
     with pytest.raises(ValueError):
@@ -358,3 +359,30 @@ def test_a_decay_of_1_is_refused_exactly_where_keras_trains_to_nan(optimizer, ar
     model.fit(x, 2 * x + 0.3, epochs=2, verbose=0)
     finite = all(np.isfinite(w).all() for w in model.get_weights())
     assert (value_problem("optimizers", argument, 1.0, optimizer) is None) == finite
+
+
+AUGMENTED = SPEC.replace("      - batch: {{batch_size: 4}}\n",
+                         "      - map: {{ops: [{{augment: {{layers: [{augment}]}}}}]}}\n"
+                         "      - batch: {{batch_size: 4}}\n")
+
+
+@pytest.mark.parametrize("augment, message", [
+    ("{Dense: {units: 1}}", "data.train.stages[0].map.ops[0].augment.layers[0].Dense: Dense is not an augmentation "
+                            "layer"),
+    ("Flatten", "Flatten is not an augmentation layer"),
+    ("{Conv2D: {filters: 2, kernel_size: 3}}", "Conv2D is not an augmentation layer"),
+    ("{RandomFlipp: {mode: horizontal}}", "unknown layer 'RandomFlipp' (did you mean 'RandomFlip'?)"),
+    ("{RandomRotation: {factor: 2}}", "RandomRotation.factor: expected a number in [-1, 1]"),
+])
+def test_an_augment_layer_is_a_known_preprocessing_or_noise_layer(write_spec, augment, message):
+    path = write_spec(AUGMENTED.format(augment=augment, layer="Dense: {units: 2}", optimizer="adam", loss="mse"))
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    found = [str(x) for x in caught.value.errors]
+    assert any(message in e for e in found), found
+
+
+@pytest.mark.parametrize("augment", ["{RandomFlip: {mode: horizontal}}", "{GaussianNoise: {stddev: 0.1}}",
+                                     "{Rescaling: {scale: 0.5}}", "{Dropout: {rate: 0.1}}", "RandomInvert"])
+def test_preprocessing_and_noise_layers_augment(write_spec, augment):
+    load_spec(write_spec(AUGMENTED.format(augment=augment, layer="Dense: {units: 2}", optimizer="adam", loss="mse")))
