@@ -1,8 +1,9 @@
 """What the Keras catalog says of layers beyond their arguments, read from Keras's own code.
 
 Used by scripts/make_keras_catalog.py: which arguments Keras builds a layer from (the
-`from_config` it uses), which arguments give an adaptable layer its state, and the keyword
-arguments of a layer's `call`.
+`from_config` it uses), which arguments give an adaptable layer its state, the keyword
+arguments of a layer's `call`, and the family Keras files it under (the package of
+`keras.layers` its class lives in: `preprocessing`, `regularization`, `convolutional`, ...).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import textwrap
 
 
 def layer_facts(cls, entry: dict) -> None:
-    """Add to a layer's catalog entry: `layer` on arguments taking layers, `call`, `adapt`."""
+    """Add to a layer's catalog entry: `layer` on arguments taking layers, `call`, `adapt`, `family`."""
     takes = _layer_arguments(cls)
     for argument in entry["args"]:
         if takes.get(argument["name"]):
@@ -23,6 +24,15 @@ def layer_facts(cls, entry: dict) -> None:
     state = _state_arguments(cls, [a["name"] for a in entry["args"]])
     if state is not None:
         entry["adapt"] = state
+    family = _family(cls)
+    if family is not None:
+        entry["family"] = family
+
+
+def _family(cls) -> str | None:
+    """The package of keras.layers a class lives in (keras.src.layers.<family>.<module>), or None."""
+    parts = (cls.__module__ or "").split(".")
+    return parts[3] if parts[:3] == ["keras", "src", "layers"] and len(parts) > 4 else None
 
 
 def _layer_arguments(cls) -> dict:

@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from runner.spec import catalog
+from runner.spec.argument_shapes import shape_problems
 from runner.spec.argument_values import value_problem
 from runner.spec.catalog import KIND_WORDS
 from runner.spec.errors import SpecError, did_you_mean
@@ -20,6 +21,11 @@ from runner.spec.errors import SpecError, did_you_mean
 # `Model.compile` resolves these metric strings itself, by the labels' shape (as
 # `runner.models.identifiers.get_metrics` lets it); `keras.metrics.get` does not know "acc".
 COMPILE_METRICS = ("accuracy", "acc")
+
+# The families of keras.layers (the catalog's `family`) whose layers an `augment` map op runs:
+# preprocessing layers (RandomFlip, Rescaling, ...) and the noise of regularization layers
+# (GaussianNoise, Dropout, ...). A layer with weights cannot make them inside tf.data.
+AUGMENT_FAMILIES = ("preprocessing", "regularization")
 
 # What pipe adds to a backbone's own arguments (runner.models.applications): freezing.
 APPLICATION_OPTIONS = ("trainable", "trainable_layers")
@@ -58,8 +64,26 @@ def keras_name_errors(spec) -> list[SpecError]:
     """Unknown names, unknown or missing arguments and wrong simple types, everywhere."""
     errors: list[SpecError] = []
     for kind, value, path in _identifier_sites(spec):
-        errors += call_errors(spec, value, path) if kind == "calls" else check_identifier(spec, kind, value, path)
+        if kind == "calls":
+            errors += call_errors(spec, value, path)
+        elif kind == "augment":
+            errors += check_identifier(spec, "layers", value, path) or augment_layer_errors(spec, value, path)
+        else:
+            errors += check_identifier(spec, kind, value, path)
     return errors
+
+
+def augment_layer_errors(spec, value, path: tuple) -> list[SpecError]:
+    """An `augment` op's layer is one Keras runs on data: a preprocessing or noise layer."""
+    parsed = parse_identifier(value, path)
+    entry = catalog.lookup("layers", parsed.name) if not isinstance(parsed, str) else None
+    if entry is None or entry.data.get("family") in AUGMENT_FAMILIES:
+        return []
+    return [spec.error(parsed.path, f"{entry.name} is not an augmentation layer: augment runs Keras's preprocessing "
+                                    "layers (RandomFlip, RandomRotation, Rescaling, ...) and noise layers "
+                                    "(GaussianNoise, GaussianDropout, ...) on the data",
+                       f"{entry.name} belongs in the model's layers",
+                       at_value=isinstance(value, str))]
 
 
 def call_errors(spec, item: dict, path: tuple) -> list[SpecError]:
@@ -99,6 +123,7 @@ def _identifier_sites(spec):
                 yield "layers", item["layer"], ("model", "functional", "layers", i, "layer")
                 if isinstance(item.get("call"), dict):
                     yield "calls", item, ("model", "functional", "layers", i)
+    yield from _augment_sites(spec)
     train = spec.get("train", default={})
     if not isinstance(train, dict):
         return
@@ -121,6 +146,19 @@ def _identifier_sites(spec):
     for key, kind in (("metrics", "metrics"), ("callbacks", "callbacks")):
         for i, value in enumerate(train.get(key) if isinstance(train.get(key), list) else []):
             yield kind, value, ("train", key, i)
+
+
+def _augment_sites(spec):
+    """("augment", layer, path) of every layer of a split's `augment` map ops."""
+    for split in ("train", "validation", "test"):
+        stages = spec.get("data", split, "stages", default=[])
+        for i, stage in enumerate(stages if isinstance(stages, list) else []):
+            ops = stage["map"].get("ops") if isinstance(stage, dict) and isinstance(stage.get("map"), dict) else None
+            for j, op in enumerate(ops if isinstance(ops, list) else []):
+                augment = op.get("augment") if isinstance(op, dict) else None
+                layers = augment.get("layers") if isinstance(augment, dict) else None
+                for k, layer in enumerate(layers if isinstance(layers, list) else []):
+                    yield "augment", layer, ("data", split, "stages", i, "map", "ops", j, "augment", "layers", k)
 
 
 def is_loss_per_output(loss, outputs) -> bool:
@@ -196,6 +234,9 @@ def _argument_errors(spec, entry, parsed: Identifier) -> list[SpecError]:
             errors.append(spec.error(where, f"unknown argument {argument!r} of {entry.name}{ignored}", hint))
             continue
         errors += _value_errors(spec, entry, known, argument_value, where)
+    if not errors:  # counts only of values that are each right
+        errors += [spec.error(parsed.config_path + (argument,), f"{entry.name}.{argument}: {problem}", at_value=True)
+                   for argument, problem in shape_problems(entry.name, parsed.config)]
     if not entry.is_function:
         # A required argument written with a typo is reported once, as unknown.
         missing = [a for a in entry.required if parsed.config.get(a) is None and f"did you mean '{a}'?" not in hints]
@@ -247,7 +288,7 @@ def _value_errors(spec, entry, argument: dict, value, where: tuple) -> list[Spec
         return [spec.error(where, f"{entry.name}.{argument['name']}: expected true or false, got {value!r}", at_value=True)]
     if expected in ("int", "float") and (isinstance(value, (str, bool))):
         return [spec.error(where, f"{entry.name}.{argument['name']}: expected a number, got {value!r}", at_value=True)]
-    problem = value_problem(entry.kind, argument["name"], value)
+    problem = value_problem(entry.kind, argument["name"], value, entry.name)
     if problem is not None:
         return [spec.error(where, f"{entry.name}.{argument['name']}: {problem}", at_value=True)]
     return []
