@@ -122,3 +122,13 @@ def test_resuming_a_folder_that_is_no_run_is_a_usage_mistake(tmp_path):
     result = runner.invoke(app, ["run", str(SPECS / "keras_regression.yaml"), "--resume", str(tmp_path)])
     assert (result.exit_code, result.stderr) == (
         2, f"pipe run --resume: {tmp_path}: not a run directory (no manifest.json)\n")
+
+
+def test_a_malformed_set_is_a_usage_mistake_on_every_command_that_takes_it(write_spec, tmp_path):
+    spec = str(write_spec(MINIMAL))
+    for command in (["validate", spec], ["plan", spec], ["run", spec], ["sweep", spec], ["evaluate", str(tmp_path)]):
+        for malformed in ("foo", "=3", " =3"):
+            result = runner.invoke(app, [*command, "--set", malformed])
+            assert result.exit_code == 2, (command, malformed, result.output)
+            assert f"Invalid value for '--set': {malformed!r}: expected KEY.PATH=VALUE" in result.stderr
+    assert runner.invoke(app, ["validate", spec, "--set", "train.epochs=3"]).exit_code == 0
