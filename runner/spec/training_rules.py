@@ -200,8 +200,8 @@ def checkpoint_errors(spec) -> list[SpecError]:
     errors = []
     for i, callback in _callbacks(spec):
         path = callback.config.get("filepath")
-        if callback.name != "ModelCheckpoint" or not isinstance(path, str):
-            continue
+        if callback.name != "ModelCheckpoint" or not isinstance(path, str) or path.endswith(("/", "\\")):
+            continue  # a folder's path is refused by runner.spec.safety
         weights_only = callback.config.get("save_weights_only") is True
         suffix = ".weights.h5" if weights_only else ".keras"
         if not path.endswith(suffix):
