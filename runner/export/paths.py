@@ -96,8 +96,7 @@ def output_path(run_dir: Path, manifest: dict, fmt, output, quantize) -> Path:
         return free_default_path(run_dir, fmt, quantize)
     target = Path(output).expanduser().absolute()
     if str(output).endswith(("/", os.sep)) or target.is_dir():  # a folder to write into, as `cp x dir/`
-        target = free_default_path(run_dir, fmt, quantize, folder=target)
-        output = target
+        target = free_default_path(run_dir, fmt, quantize, folder=target)  # messages still name `output`
     own = run_dir.resolve()
     # The folders above the path as given and as its symlinks lead (a link into another run)
     above = list(dict.fromkeys([*target.parents, *target.resolve().parents]))
