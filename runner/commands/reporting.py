@@ -44,6 +44,9 @@ def keeps_tensorflow_log(command):
         except typer.Exit as e:
             log.stop(show=verbose or e.exit_code == EXIT_BROKEN_INSTALL)
             raise
+        except BrokenPipeError:  # stdout's reader left: not a crash, nothing more to say (see `exit_with`)
+            log.stop(show=verbose)
+            raise
         except KeyboardInterrupt:  # Ctrl-C while TensorFlow starts or plan runs: not a crash
             log.stop(show=verbose)
             typer.echo(f"pipe {command.__name__}: interrupted", err=True)
