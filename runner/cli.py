@@ -164,8 +164,10 @@ def export(
     run_dir: RunDirArgument,
     format: Annotated[str, typer.Option("--format", "-f", metavar="FORMAT", help=(
         "saved_model, tflite or onnx."))],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", metavar="PATH", help=(
-        "Where to write (default: <run>/export/saved_model, model.tflite or model.onnx)."))] = None,
+    # a str, not a Path: a trailing '/' (a folder to write into) is kept
+    output: Annotated[Optional[str], typer.Option("--output", "-o", metavar="PATH", help=(
+        "Where to write (default: <run>/export/saved_model, model.tflite or model.onnx); "
+        "into a folder that exists or ends in '/', with that default name."))] = None,
     quantize: Annotated[Optional[str], typer.Option("--quantize", metavar="float16|int8", help=(
         "tflite only: float16 weights, or int8 calibrated on 200 raw train examples."))] = None,
     jit_compile: Annotated[bool, typer.Option("--jit-compile", help=(

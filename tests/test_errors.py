@@ -162,10 +162,13 @@ def test_pipe_run_says_a_failure_it_does_not_know_in_one_line(write_spec, monkey
                                                     "written; --debug prints it)\n")
 
 
-def test_pipe_sweep_maps_a_folder_that_is_not_a_sweep_to_1(tmp_path):
+@pytest.mark.parametrize("option", ["--resume", "--join"])
+def test_pipe_sweep_maps_a_folder_that_is_not_a_sweep_to_2_as_run_resume_does(tmp_path, option):
     pytest.importorskip("optuna")
-    result = cli.invoke(app, ["sweep", "--resume", str(tmp_path)])
-    assert (result.exit_code, result.stderr) == (1, f"pipe sweep: {tmp_path} is not a sweep directory (no sweep.json)\n")
+    result = cli.invoke(app, ["sweep", option, str(tmp_path)])
+    assert (result.exit_code, result.stderr) == (2, f"pipe sweep: {tmp_path} is not a sweep directory (no sweep.json)\n")
+    (tmp_path / "spec.yaml").write_text(MINIMAL)
+    assert cli.invoke(app, ["run", "--resume", str(tmp_path), str(tmp_path / "spec.yaml")]).exit_code == 2
     (tmp_path / "sweep.json").write_text("{not json")
-    result = cli.invoke(app, ["sweep", "--resume", str(tmp_path)])
-    assert result.exit_code == 1 and result.stderr.startswith(f"pipe sweep: {tmp_path / 'sweep.json'}: not a sweep's config")
+    result = cli.invoke(app, ["sweep", option, str(tmp_path)])
+    assert result.exit_code == 2 and result.stderr.startswith(f"pipe sweep: {tmp_path / 'sweep.json'}: not a sweep's config")

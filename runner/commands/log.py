@@ -15,6 +15,13 @@ def main(run_dirs, mlflow, experiment) -> None:
 
     if not mlflow_available():
         fail(f"pipe log: mlflow is not installed ({INSTALL_HINT})", EXIT_BROKEN_INSTALL)
+    if mlflow is not None:  # a --mlflow that cannot be used is the command line's mistake: said once, exit 2
+        from runner.outputs.tracking_uri import check_uri
+
+        try:
+            check_uri(mlflow)
+        except TrackingError as e:
+            fail(f"pipe log: --mlflow {e}", EXIT_USAGE)
     failed = set()  # the exit codes of the runs not uploaded: the others are uploaded all the same
     for run_dir in run_dirs:
         try:

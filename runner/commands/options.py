@@ -41,9 +41,19 @@ def spec_files(verb: str):
                                                      "later over earlier.")]
 
 
+def set_overrides(values):
+    """--set values of the form KEY.PATH=VALUE: a malformed one (`--set foo`, `--set =3`) is a
+    usage mistake, exit 2 on every command that takes --set, before any spec is read."""
+    for text in values or ():
+        key, sep, _ = text.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{text!r}: expected KEY.PATH=VALUE, e.g. --set train.epochs=3")
+    return values
+
+
 SetOption = Annotated[
     Optional[list[str]],
-    typer.Option("--set", metavar="KEY.PATH=VALUE",
+    typer.Option("--set", metavar="KEY.PATH=VALUE", callback=set_overrides,
                  help="Override a value (parsed as YAML), e.g. --set train.epochs=3. Repeatable."),
 ]
 VerboseOption = Annotated[

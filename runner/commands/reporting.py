@@ -44,6 +44,9 @@ def keeps_tensorflow_log(command):
         except typer.Exit as e:
             log.stop(show=verbose or e.exit_code == EXIT_BROKEN_INSTALL)
             raise
+        except BrokenPipeError:  # stdout's reader left: not a crash, nothing more to say (see `exit_with`)
+            log.stop(show=verbose)
+            raise
         except KeyboardInterrupt:  # Ctrl-C while TensorFlow starts or plan runs: not a crash
             log.stop(show=verbose)
             typer.echo(f"pipe {command.__name__}: interrupted", err=True)
@@ -87,6 +90,8 @@ def reporting_errors(command: str, work, debug: bool = False, failed=None):
     try:
         return work()
     except typer.Exit:  # the command already said why (click's Exit is an Exception)
+        raise
+    except BrokenPipeError:  # stdout's reader left (`| head`): not a failure, see `exit_with`
         raise
     except KeyboardInterrupt as e:  # a signal (a bare Ctrl-C too): not a crash, no traceback
         stopped = e if isinstance(e, PipeInterrupted) else PipeInterrupted()
@@ -136,12 +141,18 @@ def echo_metrics(metrics: dict) -> None:
 def exit_with(app) -> None:
     """Run the Typer `app`, then an exit that skips the interpreter's teardown once
     TensorFlow is loaded (its destructors take about a second and do nothing for pipe:
-    every file of the run is written, flushed and closed when a command returns)."""
+    every file of the run is written, flushed and closed when a command returns).
+
+    When stdout's reader left early (`pipe runs | head -1`), pipe ends as coreutils and git
+    do: quietly, by SIGPIPE (the shell sees 141), not with an exit code that means "invalid spec".
+    """
     try:
         app()
         code = 0
     except SystemExit as e:
         code = e.code
+    if _stdout_closed():
+        _die_of_sigpipe()
     if not isinstance(code, int):  # None: success; a string: a message for stderr
         if code is not None:
             print(code, file=sys.stderr)
@@ -151,3 +162,37 @@ def exit_with(app) -> None:
             stream.flush()
         os._exit(code)
     sys.exit(code)
+
+
+def _stdout_closed() -> bool:
+    """Whether writing stdout met a closed pipe: while the command ran (click caught the
+    BrokenPipeError and wrapped the streams in its `PacifyFlushWrapper`), or now, as what
+    is still buffered is flushed."""
+    if type(sys.stdout).__name__.endswith("PacifyFlushWrapper"):
+        return True
+    try:
+        sys.stdout.flush()
+    except BrokenPipeError:
+        return True
+    except (OSError, ValueError):  # stdout closed by the caller, or not a stream: nothing to say about it
+        return False
+    return False
+
+
+def _die_of_sigpipe() -> None:
+    """End by SIGPIPE, with stdout on /dev/null first so that no flush at exit complains
+    (Python's advice for a closed pipe). Set only here, at the very end: while a command runs,
+    SIGPIPE stays ignored, so a closed socket (an MLflow server) is an error, not a death."""
+    import signal
+
+    null = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
+    try:
+        sys.stderr.flush()
+    except OSError:
+        pass
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
+    os._exit(128 + 13)  # no SIGPIPE on this system (or it was blocked): the same code the shell would show

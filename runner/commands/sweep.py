@@ -7,7 +7,7 @@ import shlex
 
 import typer
 
-from runner.commands.reporting import EXIT_BROKEN_INSTALL, EXIT_USAGE, fail, reporting_errors
+from runner.commands.reporting import EXIT_BROKEN_INSTALL, EXIT_RUN_FAILED, EXIT_USAGE, fail, reporting_errors
 
 
 def main(files, set_, workers: int, storage, resume, join) -> None:
@@ -39,3 +39,6 @@ def main(files, set_, workers: int, storage, resume, join) -> None:
         typer.echo(f"pipe sweep: interrupted by {result.interrupted}; finish with: "
                    f"{shlex.join(['pipe', 'sweep', '--resume', str(result.directory)])}", err=True)
         raise typer.Exit(code=result.exit_code)
+    if not result.best and result.counts.get("failed"):  # nothing to show for it: as a failed run, exit 3
+        fail(f"pipe sweep: no trial completed; each one's message is in {result.directory / 'trials.csv'}",
+             EXIT_RUN_FAILED)

@@ -3,7 +3,9 @@
 The run's export/ folder keeps every export: a second one of the same format is numbered
 (model-2.tflite, saved_model-2), as `pipe evaluate` numbers its results. A path given with
 --output is the user's own name: it is refused when it exists (pipe never replaces a file
-it was not asked to make), and when its extension names another format.
+it was not asked to make), and when its extension names another format. An --output that is
+a folder (one that exists, or any path ending in '/') is where to write, as `cp x dir/` takes
+it: the format's default name goes inside it, numbered past earlier exports there.
 
 A target is refused when it exists, lies inside another run directory, inside one of the
 run's own files and folders (its export/ is the place), inside an exported model (a file
@@ -73,9 +75,12 @@ def default_path(run_dir: Path, fmt: str, quantize: str | None = None) -> Path:
     return Path(run_dir) / "export" / name[fmt]
 
 
-def free_default_path(run_dir: Path, fmt: str, quantize: str | None = None) -> Path:
-    """The default path, or the first numbered one free when an earlier export holds it."""
+def free_default_path(run_dir: Path, fmt: str, quantize: str | None = None, folder: Path | None = None) -> Path:
+    """The default path (in `folder` when given, else the run's export/), or the first
+    numbered one free when an earlier export holds it."""
     first = default_path(run_dir, fmt, quantize)
+    if folder is not None:
+        first = folder / first.name
     stem, extension = (first.name, "") if fmt == "saved_model" else (first.stem, first.suffix)
     for number in range(1, 10_000):
         path = first if number == 1 else first.with_name(f"{stem}-{number}{extension}")
@@ -90,6 +95,8 @@ def output_path(run_dir: Path, manifest: dict, fmt, output, quantize) -> Path:
     if output is None:
         return free_default_path(run_dir, fmt, quantize)
     target = Path(output).expanduser().absolute()
+    if str(output).endswith(("/", os.sep)) or target.is_dir():  # a folder to write into, as `cp x dir/`
+        target = free_default_path(run_dir, fmt, quantize, folder=target)  # messages still name `output`
     own = run_dir.resolve()
     # The folders above the path as given and as its symlinks lead (a link into another run)
     above = list(dict.fromkeys([*target.parents, *target.resolve().parents]))

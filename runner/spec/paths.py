@@ -21,6 +21,17 @@ RUN_DIR_OWN = ("spec.yaml", "manifest.json", "history.json", "history.csv", "met
 # An argument names a file or folder when one of its words says so (`filepath`, `log_dir`,
 # `backup_dir`, `filename`), not when a word merely contains the letters (`profile_batch`).
 PATH_ARGUMENT = re.compile(r"(^|_)(file)?(path|dir|directory|file|filename)s?($|_)", re.IGNORECASE)
+# Of those, the ones that name a file Keras writes (CSVLogger's filename, ModelCheckpoint's
+# filepath), not a folder (TensorBoard's log_dir, BackupAndRestore's backup_dir).
+FILE_ARGUMENT = re.compile(r"(^|_)(file)?(path|file|filename)s?($|_)", re.IGNORECASE)
+
+
+def folder_problem(value: str, example: str = "train.csv") -> str | None:
+    """Why a file argument's `value` names a folder, or None: `logs/` would have Keras write
+    a file named `logs` (CSVLogger) or fail at the first save (ModelCheckpoint)."""
+    if value.endswith(("/", "\\")):
+        return f"{value!r} ends in {value[-1]!r}, so it names a folder; give the file's name, such as {value + example!r}"
+    return None
 
 
 def escape_problem(value) -> str | None:

@@ -8,7 +8,7 @@ carries, reach the network or read and write arbitrary files. They are refused h
 from __future__ import annotations
 
 from runner.spec.errors import SpecError
-from runner.spec.paths import PATH_ARGUMENT, escape_message, escape_problem
+from runner.spec.paths import FILE_ARGUMENT, PATH_ARGUMENT, escape_message, escape_problem, folder_problem
 
 # Keras objects a spec cannot name, and why (a policy, not a table of Keras's names).
 REFUSED = {
@@ -22,6 +22,10 @@ REFUSED_KEYS = {
     "module": "'module' would make Keras import from a Python module; name Keras objects by class only",
     "registered_name": "'registered_name' names a custom registered object; a spec uses Keras's own objects only",
 }
+
+
+# A file name each callback that writes one would take, for the message refusing a folder.
+_FILE_EXAMPLES = {"ModelCheckpoint": "model.keras", "CSVLogger": "train.csv"}
 
 
 def safety_errors(spec) -> list[SpecError]:
@@ -75,7 +79,7 @@ def _walk(spec, node, path: tuple) -> list[SpecError]:
 
 
 def _callback_path_errors(spec, identifier, path: tuple) -> list[SpecError]:
-    """Path-valued callback arguments must stay inside the run directory."""
+    """Path-valued callback arguments must stay inside the run directory; a file's is not a folder's."""
     name, arguments, where = identifier_parts(identifier, path)
     errors = []
     for key, value in arguments.items():
@@ -84,4 +88,10 @@ def _callback_path_errors(spec, identifier, path: tuple) -> list[SpecError]:
         problem = escape_problem(value) if isinstance(value, str) else "is not a path"
         if problem:
             errors.append(spec.error((*where, key), escape_message(value, problem), at_value=True))
+        elif FILE_ARGUMENT.search(key) and folder_problem(value):
+            example = _FILE_EXAMPLES.get(name, "train.csv")
+            if name == "ModelCheckpoint" and arguments.get("save_weights_only") is True:
+                example = "model.weights.h5"
+            errors.append(spec.error((*where, key), f"{name} writes a file: {folder_problem(value, example)}",
+                                     at_value=True))
     return errors

@@ -14,7 +14,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from runner.spec.errors import SpecError
+from runner.spec.errors import SpecError, did_you_mean
 
 _MAXIMIZED = re.compile(r"acc|auc|precision|recall|f1|iou|r2|top_k|fbeta", re.IGNORECASE)
 
@@ -150,7 +150,26 @@ def sweep_errors(spec, files, overrides=()) -> list[SpecError]:
     if sweep.split not in ("train",) and sweep.split not in spec.doc["data"]:
         errors.append(spec.error(("sweep", "objective"), f"there is no data.{sweep.split} split to measure "
                                                          f"{sweep.metric} on", at_value=True))
+    else:
+        errors += _objective_errors(spec, sweep)
     return errors
+
+
+def _objective_errors(spec, sweep: Sweep) -> list[SpecError]:
+    """The objective's metric must be one the run measures on its split: else every trial
+    trains to the end and is recorded failed ("the run measured no test.nope")."""
+    from runner.spec.training_rules import logged_names
+
+    logged = logged_names(spec)  # the names callbacks may monitor, as fit logs them
+    if logged is None:  # several outputs, or a metric whose name is only known once built
+        return []
+    measured = logged if sweep.split == "train" else logged - {"learning_rate"}  # the optimizer's, train's logs only
+    if sweep.metric in measured:
+        return []
+    names = sorted(measured)
+    return [spec.error(("sweep", "objective"), f"the run measures no {sweep.metric!r} on {sweep.split} "
+                                               f"(it measures: {', '.join(f'{sweep.split}.{n}' for n in names)})",
+                       did_you_mean(sweep.metric, names), at_value=True)]
 
 
 def _range_errors(spec, p: Parameter, at) -> list[SpecError]:

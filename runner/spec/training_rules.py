@@ -126,7 +126,7 @@ def schedule_errors(spec) -> list[SpecError]:
 def monitor_errors(spec) -> list[SpecError]:
     """A callback's `monitor` must name a logged value; `val_...` needs validation data."""
     errors = []
-    logged = _logged_names(spec)
+    logged = logged_names(spec)
     for i, callback in _callbacks(spec):
         entry = catalog.lookup("callbacks", callback.name)
         if entry is None or "monitor" not in entry.arguments:
@@ -200,8 +200,8 @@ def checkpoint_errors(spec) -> list[SpecError]:
     errors = []
     for i, callback in _callbacks(spec):
         path = callback.config.get("filepath")
-        if callback.name != "ModelCheckpoint" or not isinstance(path, str):
-            continue
+        if callback.name != "ModelCheckpoint" or not isinstance(path, str) or path.endswith(("/", "\\")):
+            continue  # a folder's path is refused by runner.spec.safety
         weights_only = callback.config.get("save_weights_only") is True
         suffix = ".weights.h5" if weights_only else ".keras"
         if not path.endswith(suffix):
@@ -280,7 +280,7 @@ def _callbacks(spec):
             yield i, parsed
 
 
-def _logged_names(spec) -> set | None:
+def logged_names(spec) -> set | None:
     """The names `fit` logs (loss and each metric), or None when they cannot be told statically."""
     if len(output_names(spec)) > 1:
         return None  # Keras prefixes them by output

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 
-from runner.errors import EXIT_INVALID, PipeError
+from runner.errors import EXIT_USAGE, PipeError
 from runner.spec.sweep_space import Sweep, read_sweep
 
 CONFIG = "sweep.json"
@@ -31,9 +31,10 @@ LOCK = ".ask.lock"
 
 
 class NotASweepDirectory(PipeError, FileNotFoundError):
-    """`--resume` or `--join` given a folder without a readable sweep.json."""
+    """`--resume` or `--join` given a folder without a readable sweep.json: a usage mistake, as
+    `run --resume` of a folder that is not a run."""
 
-    exit_code = EXIT_INVALID
+    exit_code = EXIT_USAGE
 
 
 def create(spec, files, overrides, storage: str | None = None, now: datetime | None = None) -> Path:

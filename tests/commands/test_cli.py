@@ -122,3 +122,28 @@ def test_resuming_a_folder_that_is_no_run_is_a_usage_mistake(tmp_path):
     result = runner.invoke(app, ["run", str(SPECS / "keras_regression.yaml"), "--resume", str(tmp_path)])
     assert (result.exit_code, result.stderr) == (
         2, f"pipe run --resume: {tmp_path}: not a run directory (no manifest.json)\n")
+
+
+def test_a_malformed_set_is_a_usage_mistake_on_every_command_that_takes_it(write_spec, tmp_path):
+    spec = str(write_spec(MINIMAL))
+    for command in (["validate", spec], ["plan", spec], ["run", spec], ["sweep", spec], ["evaluate", str(tmp_path)]):
+        for malformed in ("foo", "=3", " =3"):
+            result = runner.invoke(app, [*command, "--set", malformed])
+            assert result.exit_code == 2, (command, malformed, result.output)
+            assert f"Invalid value for '--set': {malformed!r}: expected KEY.PATH=VALUE" in result.stderr
+    assert runner.invoke(app, ["validate", spec, "--set", "train.epochs=3"]).exit_code == 0
+
+
+def test_a_reader_that_leaves_early_ends_pipe_by_sigpipe_quietly(tmp_path):
+    """`pipe schema | head -1`: as coreutils and git, pipe dies by SIGPIPE (the shell shows 141),
+    with nothing on stderr; before, click's exit 1 said "invalid spec"."""
+    import signal
+
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(MINIMAL)
+    for command in (["schema"], ["validate", str(spec)], ["--help"]):
+        child = subprocess.Popen([sys.executable, "-m", "runner.cli", *command], cwd=REPO,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        child.stdout.close()  # the reader leaves before pipe has written a line
+        stderr = child.stderr.read()
+        assert (child.wait(), stderr) == (-signal.SIGPIPE, b""), command

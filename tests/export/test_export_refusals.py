@@ -162,6 +162,21 @@ def test_an_output_that_exists_is_refused_naming_the_ways_out(run, tmp_path):
     assert taken.read_text() == "mine"
 
 
+def test_an_output_folder_is_where_the_default_name_goes_as_cp_takes_it(run, tmp_path):
+    from runner.export.paths import output_path
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    exdir = tmp_path / "exdir"
+    exdir.mkdir()  # an existing, empty folder: not "already exists"
+    assert output_path(run, manifest, "tflite", str(exdir), None) == exdir / "model.tflite"
+    (exdir / "model.tflite").write_text("mine")  # an earlier export there: numbered past it, never replaced
+    assert output_path(run, manifest, "tflite", f"{exdir}/", None) == exdir / "model-2.tflite"
+    assert output_path(run, manifest, "saved_model", str(exdir), "float16") == exdir / "saved_model-float16"
+    fresh = tmp_path / "fresh"  # a trailing '/' says folder, even before it exists
+    assert output_path(run, manifest, "onnx", f"{fresh}/", None) == fresh / "model.onnx"
+    assert not fresh.exists()
+
+
 def test_the_default_path_is_numbered_past_earlier_exports(run):
     from runner.export.paths import free_default_path
 

@@ -97,15 +97,15 @@ def _finished(tmp_path):
     return run_dir
 
 
-def test_pipe_log_says_a_malformed_uri_in_one_line(tmp_path, monkeypatch):
+def test_pipe_log_says_a_malformed_uri_in_one_line_as_a_usage_mistake(tmp_path, monkeypatch):
     monkeypatch.setattr(tracking, "mlflow_available", lambda: True)
     run_dir = _finished(tmp_path)
-    result = CliRunner().invoke(app, ["log", str(run_dir), "--mlflow", "http://127.0.0.1:notaport"])
-    assert result.exit_code == 3
-    assert result.stderr == (f"pipe log: {run_dir}: http://127.0.0.1:notaport is not a valid tracking URI: "
+    result = CliRunner().invoke(app, ["log", str(run_dir), str(run_dir), "--mlflow", "http://127.0.0.1:notaport"])
+    assert result.exit_code == 2  # once for the command, not once per run
+    assert result.stderr == ("pipe log: --mlflow http://127.0.0.1:notaport is not a valid tracking URI: "
                              "Port could not be cast to integer value as 'notaport'\n")
     result = CliRunner().invoke(app, ["log", str(run_dir), "--mlflow", "sqlite:///"])
-    assert (result.exit_code, result.stderr.count("\n")) == (3, 1)
+    assert (result.exit_code, result.stderr.count("\n")) == (2, 1)
     assert "in-memory database that keeps nothing" in result.stderr
 
 

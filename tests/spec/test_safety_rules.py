@@ -71,6 +71,21 @@ def test_a_callback_argument_is_a_path_only_when_its_words_say_so(write_spec):
     load_spec(write_spec(MINIMAL + "  callbacks:\n    - TensorBoard: {log_dir: tb, profile_batch: 0}\n"))
 
 
+def test_a_callback_file_path_ending_in_a_slash_is_refused_as_a_folder(write_spec):
+    path = write_spec(MINIMAL + "  callbacks:\n    - CSVLogger: {filename: 'logs/'}\n"
+                                "    - ModelCheckpoint: {filepath: 'ck/', save_weights_only: true}\n"
+                                "    - {class_name: ModelCheckpoint, config: {filepath: 'models/'}}\n"
+                                "    - TensorBoard: {log_dir: 'tb/'}\n    - BackupAndRestore: {backup_dir: 'backup/'}\n")
+    assert errors_of(path) == [  # folders (log_dir, backup_dir) may end in '/'
+        f"{path}:22:29: train.callbacks[0].CSVLogger.filename: CSVLogger writes a file: 'logs/' ends in '/', so it "
+        "names a folder; give the file's name, such as 'logs/train.csv'",
+        f"{path}:23:35: train.callbacks[1].ModelCheckpoint.filepath: ModelCheckpoint writes a file: 'ck/' ends in "
+        "'/', so it names a folder; give the file's name, such as 'ck/model.weights.h5'",
+        f"{path}:24:56: train.callbacks[2].config.filepath: ModelCheckpoint writes a file: 'models/' ends in "
+        "'/', so it names a folder; give the file's name, such as 'models/model.keras'",
+    ]
+
+
 @pytest.mark.parametrize("filepath", ["m{epoch.__class__.__init__.__globals__}.keras", "m{0}.keras",
                                       "{epoch:/>2}_x.keras", "m{epoch.keras"])
 def test_a_callback_path_formats_only_plain_names(write_spec, filepath):

@@ -275,3 +275,35 @@ def test_a_run_with_tensorboard_writes_its_hparams_and_final_metrics(tmp_path):
                      hparams={"train.optimizer.SGD.learning_rate": 0.05, "units": 8})
     assert _hparams_events(given.run_dir)[0] == {"train.optimizer.SGD.learning_rate": 0.05, "units": 8}
     assert not (run_spec(_trial_spec(tmp_path), quiet=True, track=False).run_dir / "tensorboard").exists()
+
+
+def test_an_objective_the_run_does_not_measure_is_refused_at_the_objective(write_spec):
+    path, result = _errors(write_spec, "    train.epochs: {int: [1, 3]}\n", objective="validation.los")
+    assert result.exit_code == 1
+    assert result.output.strip() == (f"{path}:3:14: sweep.objective: the run measures no 'los' on validation "
+                                     "(it measures: validation.loss) (did you mean 'loss'?)")
+    path, result = _errors(write_spec, "    train.epochs: {int: [1, 3]}\n", objective="train.learning_rate")
+    assert result.exit_code == 0, result.output  # train's values are fit's logs: the optimizer's rate too
+    path, result = _errors(write_spec, "    train.epochs: {int: [1, 3]}\n", objective="validation.learning_rate")
+    assert result.exit_code == 1 and "the run measures no 'learning_rate' on validation" in result.output
+    path, result = _errors(write_spec, "    train.epochs: {int: [1, 3]}\n  pruner: none\n",
+                           objective="validation.mean_absolute_error")
+    assert result.exit_code == 1
+    path = write_spec(BASE.replace("validation.loss", "validation.mae") + "    train.epochs: {int: [1, 3]}\n"
+                      + "train:\n  metrics: [mae]\n")
+    assert cli.invoke(app, ["validate", str(path)]).exit_code == 0
+
+
+def test_a_sweep_whose_every_trial_failed_exits_3(tmp_path, monkeypatch):
+    pytest.importorskip("optuna")
+    from runner.sweep import search
+
+    def failed(*args, **kwargs):
+        return search.SweepResult(tmp_path, None, {"failed": 2})
+
+    monkeypatch.setattr(search, "start", failed)
+    result = cli.invoke(app, ["sweep", str(EXAMPLE)])
+    assert (result.exit_code, result.stdout) == (3, "trials: 2 failed\n")
+    assert result.stderr == f"pipe sweep: no trial completed; each one's message is in {tmp_path / 'trials.csv'}\n"
+    monkeypatch.setattr(search, "start", lambda *a, **k: search.SweepResult(tmp_path, None, {"pruned": 2}))
+    assert cli.invoke(app, ["sweep", str(EXAMPLE)]).exit_code == 0  # pruned, not failed: the search worked
