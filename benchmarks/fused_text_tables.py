@@ -39,7 +39,7 @@ import tensorflow as tf
 import yaml
 
 from fused import SPECS, Timer, pipe_run  # benchmarks/fused.py, beside this script
-from text_hand_written import datasets, layers
+from text_hand_written import datasets, vectorized_program
 
 CORPUS = SPECS / "data" / "fortunes"
 PENGUINS = SPECS / "data" / "penguins.csv"
@@ -49,14 +49,7 @@ def hand_text(seed, epochs):
     """(training s/epoch, validation accuracy) of the tutorial's program."""
     keras.utils.set_random_seed(seed)
     train, validation, classes = datasets(str(CORPUS), seed, "pipe")
-    tokens, length, body = layers(keras, "tutorial", classes)
-    vectorize = keras.layers.TextVectorization(max_tokens=tokens, output_sequence_length=length)
-    vectorize.adapt(train.map(lambda text, label: text))
-    train = train.map(lambda t, y: (vectorize(t), y)).prefetch(tf.data.AUTOTUNE)
-    validation = validation.map(lambda t, y: (vectorize(t), y)).cache().prefetch(tf.data.AUTOTUNE)
-    model = keras.Sequential([keras.Input((length,), dtype="int64"), *body])
-    model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
+    train, validation, model = vectorized_program(keras, tf, train, validation, "tutorial", classes)
     start = time.perf_counter()
     history = model.fit(train, validation_data=validation, epochs=epochs, verbose=0)
     return (time.perf_counter() - start) / epochs, float(history.history["val_accuracy"][-1])

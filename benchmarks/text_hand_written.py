@@ -73,13 +73,9 @@ def layers(keras, model: str, classes: int) -> tuple[int, int, list]:
                         keras.layers.GlobalAveragePooling1D(), keras.layers.Dropout(0.2), keras.layers.Dense(classes)]
 
 
-def main(corpus: str, epochs: int, seed: int, split: str = "pipe", model_name: str = "tutorial") -> dict:
-    import keras
-    import tensorflow as tf
-
-    keras.utils.set_random_seed(seed)
-    start = time.perf_counter()
-    train, validation, classes = datasets(corpus, seed, split, 64 if model_name == "bilstm" else 32)
+def vectorized_program(keras, tf, train, validation, model_name: str, classes: int):
+    """The tutorial's steps after reading: TextVectorization adapted on train and mapped over
+    both splits, then the compiled model of the token ids."""
     tokens, length, body = layers(keras, model_name, classes)
     vectorize = keras.layers.TextVectorization(max_tokens=tokens, output_sequence_length=length)
     vectorize.adapt(train.map(lambda text, label: text))
@@ -88,6 +84,17 @@ def main(corpus: str, epochs: int, seed: int, split: str = "pipe", model_name: s
     model = keras.Sequential([keras.Input((length,), dtype="int64"), *body])
     model.compile(optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
+    return train, validation, model
+
+
+def main(corpus: str, epochs: int, seed: int, split: str = "pipe", model_name: str = "tutorial") -> dict:
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    start = time.perf_counter()
+    train, validation, classes = datasets(corpus, seed, split, 64 if model_name == "bilstm" else 32)
+    train, validation, model = vectorized_program(keras, tf, train, validation, model_name, classes)
     history = model.fit(train, validation_data=validation, epochs=epochs, verbose=0)
     result = {"model": model_name, "classes": classes, "split": split, "seed": seed, "epochs": epochs,
               "val_accuracy": round(float(history.history["val_accuracy"][-1]), 4),
