@@ -18,22 +18,25 @@ from pathlib import Path
 FOLDER = "tensorboard"
 
 
+def dotted_values(value, prefix: str = "") -> dict:
+    """A document as `{dotted.key: value}`: mappings by key, lists of mappings or lists by
+    index; an empty mapping and a list of plain values are values themselves."""
+    if isinstance(value, dict) and value:
+        pairs = value.items()
+    elif isinstance(value, list) and value and any(isinstance(v, (dict, list)) for v in value):
+        pairs = enumerate(value)
+    else:
+        return {prefix: value}
+    out = {}
+    for key, item in pairs:
+        out.update(dotted_values(item, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
 def spec_hparams(doc: dict) -> dict:
     """Every value of a spec as `{dotted.key: value}` (lists by index), the sweep section left out."""
-    flat: dict = {}
-
-    def walk(node, key):
-        if isinstance(node, dict):
-            for name, value in node.items():
-                walk(value, f"{key}.{name}" if key else str(name))
-        elif isinstance(node, list) and node and any(isinstance(v, (dict, list)) for v in node):
-            for i, value in enumerate(node):
-                walk(value, f"{key}.{i}")
-        else:
-            flat[key] = node
-
-    walk({k: v for k, v in doc.items() if k != "sweep"}, "")
-    return flat
+    flat = dotted_values({k: v for k, v in doc.items() if k != "sweep"})
+    return {key: value for key, value in flat.items() if value != {}}
 
 
 def write_hparams(run_dir, hparams: dict, session: str) -> None:

@@ -31,6 +31,7 @@ import yaml
 
 from runner.outputs.files import json_text, write_text
 from runner.outputs.lineage import chain, run_key
+from runner.outputs.hparams import dotted_values
 from runner.outputs.status import checked_status
 from runner.outputs.tracking_uri import TrackingError, check_uri, check_reachable, mask, masked_copy
 
@@ -253,18 +254,8 @@ def _remember(run_dir: Path, tracking_uri: str, experiment_id: str, run_id: str)
 
 def flatten(value, prefix: str = "") -> dict:
     """A spec as MLflow params: `{"train.optimizer.SGD.learning_rate": "0.1", ...}`."""
-    if isinstance(value, dict) and value:
-        out = {}
-        for key, item in value.items():
-            out.update(flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return out
-    if isinstance(value, list) and value and any(isinstance(v, (dict, list)) for v in value):
-        out = {}
-        for i, item in enumerate(value):
-            out.update(flatten(item, f"{prefix}.{i}"))
-        return out
-    text = value if isinstance(value, str) else json.dumps(value)
-    return {prefix: text}
+    return {key: item if isinstance(item, str) else json.dumps(item)
+            for key, item in dotted_values(value, prefix).items()}
 
 
 def _log_params(client, run, spec: dict) -> None:
