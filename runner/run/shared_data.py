@@ -52,9 +52,9 @@ def data_key(spec) -> str | None:
     if sections.seed is None:
         return None
     return json.dumps({
-        "data": spec.doc.get("data"),
+        "data": sections.data.as_dict(),
         "seed": sections.seed,
-        "device": spec.doc.get("device"),
+        "device": sections.device.as_dict(),
         "folder": str(spec.resolve_path(".")),
         "balanced": sections.train.class_weight == "balanced",
         "prior": [list(p) for p in prior_paths(sections.model.as_dict() or None)],
