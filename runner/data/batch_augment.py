@@ -1,12 +1,14 @@
-"""Augmentation inside the fused training step: `augment` maps on each batch, seeded by the step.
+"""`augment` maps seeded by where they are in training, so runs repeat and resume exactly.
 
-Under tf.data an `augment` map draws new random values for every element on every pass,
-from its layers' own seed generators. The fused engine applies those layers (RandomFlip,
-RandomRotation, GaussianNoise, ...; they draw per example within a batch) to each gathered
-training batch inside its graph. Before each batch it sets the state of every seed
-generator the layers draw from to a value of (the run's seed, the epoch, the step) alone,
-so two runs draw the same values, and a run resumed at epoch k draws what the
-uninterrupted run drew from epoch k on.
+Keras random layers (RandomFlip, RandomRotation, GaussianNoise, ...) draw from their own
+seed generators, whose states advance with every call: under a parallel tf.data map the
+order of those calls, and so every draw, changes from run to run. Here, before each call,
+the state of every seed generator the layers draw from is set to a value of (the run's
+seed, the epoch, the step) alone: two runs draw the same values, and a run resumed at epoch
+k draws what the uninterrupted run drew from epoch k on. The fused engine calls the layers
+on each gathered training batch inside its graph (a step is a batch; the layers draw per
+example within it); under tf.data the map calls them on one element at a time (a step is
+the element's place in the pass).
 """
 
 from __future__ import annotations
@@ -37,16 +39,34 @@ class BatchAugment:
         return batch
 
 
-def batch_augment(functions: list, element_spec, where: str) -> BatchAugment:
-    """The augmentation of `functions` (element functions of augment-only maps) on batches of
-    elements of `element_spec`; the seed states they read are found by tracing them once."""
+def batch_augment(functions: list, element_spec, where: str, batched: bool = True) -> BatchAugment:
+    """The augmentation of `functions` (element functions of maps with augment ops) on batches
+    of elements of `element_spec` (or on the elements themselves, `batched=False`); the seed
+    states they read are found by tracing them once."""
 
-    def apply(x, y):
-        batch = (x, y)
+    def apply(*batch):
         for function in functions:
             batch = function(*batch)
         return batch
 
-    signature = tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape], s.dtype), element_spec)
+    def spec(s):
+        return tf.TensorSpec([None, *s.shape], s.dtype) if batched else s
+
+    signature = tf.nest.map_structure(spec, tuple(element_spec) if isinstance(element_spec, tuple) else (element_spec,))
     traced = tf.function(apply, autograph=False).get_concrete_function(*signature)
-    return BatchAugment(functions, list(traced.variables), where)
+    # A seed generator's state is a pair of integers; other variables (none today) are not touched.
+    states = [v for v in traced.variables if v.shape == (2,) and v.dtype.is_integer]
+    return BatchAugment(functions, states, where)
+
+
+def augment_elements(dataset: tf.data.Dataset, function, seed: int, epoch: tf.Variable, where: str):
+    """`dataset.map(function)` for a training map holding `augment` ops: each element draws what
+    (seed, epoch, its place in the pass) give it. The map takes one element at a time, since
+    its layers share their seed states; the pass's epoch is read when the pass starts."""
+    augment = batch_augment([function], dataset.element_spec, where, batched=False)
+    labelled = isinstance(dataset.element_spec, tuple)
+
+    def apply(index, element):
+        return augment(element if labelled else (element,), seed, epoch.read_value(), index)
+
+    return dataset.enumerate().map(apply, num_parallel_calls=None, deterministic=True)

@@ -14,7 +14,7 @@ from runner.data.emptiness import check_not_empty
 from runner.data.source import Source
 from runner.data.sources import load_source
 from runner.data.split import split_fraction
-from runner.data.stages import apply_stages, inherited_stages
+from runner.data.stages import apply_stages, evaluated_stages, inherited_stages
 from runner.data.table import encode_tables
 from runner.spec.sections import section
 
@@ -66,7 +66,8 @@ def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datas
 
     Args:
         learned: statistics saved by an earlier run (`runner.data.learned.load_learned`):
-            applied as they are instead of being learned from train again.
+            applied as they are instead of being learned from train again. Train is then read
+            as evaluation reads it: without augmentation, shuffle or repeat.
         splits: the splits to build (with `learned`, e.g. `("test",)` alone).
 
     Raises:
@@ -84,6 +85,7 @@ def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datas
     whole = sources["train"].count if "train" in sources else None
     for held in fractions if whole is not None else ():  # test first: train, validation, test in time order
         sources["train"], sources[held] = split_fraction(data.split(held), sources["train"], seed, whole)
+    evaluating = learned is not None  # an earlier run's model on its data: train is read as evaluation reads it
     learned = learned if learned is not None else Learned()
     learned.restart()
     sources = encode_tables(spec, sources, learned)
@@ -100,6 +102,8 @@ def build_datasets(spec, learned: Learned | None = None, splits=SPLITS) -> Datas
             # A fraction of train gets train's deterministic preprocessing unless it declares its own.
             path = ("data", "train", "stages")
             positions, stages = inherited_stages(list(data.train.stages))
+        elif split == "train" and evaluating:
+            positions, stages = evaluated_stages(stages)
         built[split] = apply_stages(spec, path, source.make(), stages, count=source.count, info=info,
                                     learned=learned, split=split, positions=positions,
                                     source_key=source_key(spec, split, source), epoch=epoch)

@@ -12,6 +12,7 @@ from runner.spec.errors import first_line
 from runner.spec.metadata import substitute_metadata
 from runner.data.learned import learn_normalize_ops
 from runner.data.ops import build_map_function
+from runner.data.batch_augment import augment_elements
 from runner.data.reshuffle import shuffle_by_epoch, stage_seed
 from runner.data.windows import window_stage
 
@@ -56,7 +57,7 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
             build = functools.partial(window_stage, split=split)
         try:
             if name == "map":
-                dataset = _map(spec, where, dataset, args, count, info, learned, split)
+                dataset = _map(spec, where, dataset, args, count, info, learned, split, epoch)
                 continue
             dataset = build(spec, where, dataset, args or {}, count, info)
         except (ValueError, TypeError, tf.errors.OpError) as e:
@@ -66,11 +67,23 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
 
 def inherited_stages(stages: list) -> tuple[list, list]:
     """(positions, stages) of train's stages that a validation fraction inherits."""
+    return _kept_stages(stages, lambda name: name in _INHERITED)
+
+
+def evaluated_stages(stages: list) -> tuple[list, list]:
+    """(positions, stages) of train's stages as evaluation reads train: one pass, as the model
+    sees data at inference (no augmentation, no shuffle, no repeat)."""
+    return _kept_stages(stages, lambda name: name not in ("shuffle", "repeat"))
+
+
+def _kept_stages(stages: list, keeps) -> tuple[list, list]:
+    """The stages whose names `keeps`, their maps without augment ops, without a cache file
+    (it belongs to train's own elements), with their positions in `stages`."""
     positions, kept = [], []
     for i, stage in enumerate(stages):
         ((name, args),) = stage.items()
-        if name not in _INHERITED or (name == "cache" and (args or {}).get("filename")):
-            continue  # a cache file belongs to train's elements
+        if not keeps(name) or (name == "cache" and (args or {}).get("filename")):
+            continue
         if name == "map":
             ops = [op for op in args["ops"] if next(iter(op)) not in AUGMENTATION_OPS]
             if not ops:
@@ -81,11 +94,15 @@ def inherited_stages(stages: list) -> tuple[list, list]:
     return positions, kept
 
 
-def _map(spec, where, dataset, args, count, info, learned=None, split=None):
+def _map(spec, where, dataset, args, count, info, learned=None, split=None, epoch=None):
     ops = substitute_metadata(args["ops"], info, spec, where + ("ops",))
     if learned is not None:
         ops = learn_normalize_ops(spec, where, dataset, ops, learned, split)
     function = build_map_function(spec, where, ops, dataset.element_spec)
+    if epoch is not None and any(next(iter(op)) in AUGMENTATION_OPS for op in ops):
+        # Seeded by (seed, epoch, element) rather than by the order parallel calls happen in.
+        return augment_elements(dataset, function, stage_seed(spec.sections.seed, where, None), epoch,
+                                ".".join(map(str, where)))
     return dataset.map(function, num_parallel_calls=_autotune(args.get("num_parallel_calls", "autotune")),
                        deterministic=args.get("deterministic"))
 

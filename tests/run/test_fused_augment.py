@@ -139,3 +139,38 @@ def test_random_layers_of_the_model_resume_exactly_in_the_fused_engine(write, tm
     half_dir, _ = _run(load_spec(path, ["train.epochs=2"]))
     _, resumed = _run(load_spec(path), resume_from=half_dir)
     assert resumed == first
+
+
+@pytest.mark.parametrize("loop", ["fit", "custom"])
+def test_an_augmented_split_under_tf_data_repeats_and_resumes_exactly(write, loop):
+    """Under tf.data the augment map seeds each element by (seed, epoch, place in the pass), not
+    by the order parallel calls happen in: unseeded layers too give two equal runs."""
+    augment = "{map: {ops: [{augment: {layers: [{RandomRotation: {factor: 0.1}}, {GaussianNoise: {stddev: 0.1}}]}}]}}"
+
+    def run(*sets, resume_from=None):
+        result = run_spec(write(augment, "train.engine=keras", f"train.loop={loop}", *sets), quiet=True,
+                          resume_from=resume_from)
+        manifest = json.loads((result.run_dir / "manifest.json").read_text())
+        assert manifest["engine"] == "keras"
+        return result.run_dir, json.loads((result.run_dir / "history.json").read_text())
+
+    _, first = run()
+    _, again = run()
+    assert again == first
+    half_dir, _ = run("train.epochs=2")
+    _, resumed = run(resume_from=half_dir)
+    assert resumed == first
+
+
+def test_evaluating_train_reads_it_without_its_augmentation(write, tmp_path):
+    """`pipe evaluate --split train` measures the model on train as it sees data at inference:
+    the same figures on every call, those of train with its augment map taken out."""
+    from runner.commands.evaluation import evaluate_run
+
+    augment = "{map: {ops: [{augment: {layers: [{RandomRotation: {factor: 0.2}}]}}]}}"
+    run_dir = run_spec(write(augment, "train.epochs=1", "train.engine=keras"), quiet=True).run_dir
+    first, again = (evaluate_run(run_dir, splits=["train"]).metrics["train"] for _ in range(2))
+    stages = ("data.train.stages=[{map: {ops: [{cast: {dtype: float32}}, {scale: {divisor: 255.0}}]}}, "
+              "{shuffle: {buffer_size: all}}, {batch: {batch_size: 32}}]")
+    plain = evaluate_run(run_dir, [stages], splits=["train"]).metrics["train"]
+    assert first == again == plain
