@@ -126,6 +126,9 @@ def _shuffle(spec, where, dataset, args, count, info, epoch=None):
 
 def _batch(spec, where, dataset, args, count, info):
     size = _size(spec, where + ("batch_size",), args["batch_size"], dataset, count)
+    known = int(dataset.cardinality())
+    if known >= 0 and size > known and not args.get("drop_remainder", False):
+        size = max(known, 1)  # the same one batch: tf.data would allocate a batch of the size asked for
     return dataset.batch(size, drop_remainder=args.get("drop_remainder", False))
 
 

@@ -712,3 +712,12 @@ def test_tfds_manual_files_that_are_not_the_registered_ones(write_spec, tmp_path
         f"data.train.source.tfds.manual_dir: files in {manual} differ from the ones tfds registers for 'mnist' "
         "(checksum mismatch) (use the files from the dataset's registered URLs, or read yours with another "
         "source such as idx)")
+
+
+def test_a_batch_larger_than_the_split_is_the_whole_split_at_once(write_spec, tmp_path):
+    """tf.data allocates a batch of the size asked for when it knows the split's size: a batch
+    size beyond the split is one batch of every element, as Keras's `fit` makes it."""
+    np.save(tmp_path / "x.npy", np.zeros((50, 28, 28), np.float32))
+    data = "train: {source: {npy: {features: x.npy}}, stages: [{batch: {batch_size: 100000000000}}]}"
+    batches = [b.shape for b in build(write_spec, data).train]
+    assert batches == [(50, 28, 28)]
