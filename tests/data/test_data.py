@@ -718,6 +718,6 @@ def test_a_batch_larger_than_the_split_is_the_whole_split_at_once(write_spec, tm
     """tf.data allocates a batch of the size asked for when it knows the split's size: a batch
     size beyond the split is one batch of every element, as Keras's `fit` makes it."""
     np.save(tmp_path / "x.npy", np.zeros((50, 28, 28), np.float32))
-    data = "train: {source: {npy: {features: x.npy}}, stages: [{batch: {batch_size: 100000000000}}]}"
+    data = "train: {source: {npy: {features: x.npy}}, stages: [{map: {ops: [{scale: {divisor: 255.0}}]}}, {batch: {batch_size: 10000000}}]}"
     batches = [b.shape for b in build(write_spec, data).train]
     assert batches == [(50, 28, 28)]
