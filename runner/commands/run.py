@@ -14,6 +14,7 @@ import typer
 
 from runner.commands.reporting import echo_metrics, reporting_errors, require_run_dir
 from runner.environment import libraries_for, require
+from runner.run import interrupts
 from runner.run.interrupts import RunInterrupted
 from runner.spec import load_spec
 from runner.spec.errors import printable
@@ -36,6 +37,7 @@ def main(files, set_, quiet: bool, resume, debug: bool, profile: bool) -> None:
             # frozen, the collections that tracing's allocations trigger skip it (0.85 s of a
             # 6.9 s Fashion-MNIST run).
             gc.freeze()
+            interrupts.resume_command = command_line(files, set_, quiet)  # said if TensorFlow holds a signal
             return run_spec(spec, quiet=quiet, resume_from=resume, profile=profile)
         except KeyboardInterrupt as e:  # SIGINT, SIGTERM, SIGHUP: said with the command that continues the run
             stopped = e if isinstance(e, RunInterrupted) else RunInterrupted(signal.SIGINT)  # before the handlers

@@ -9,14 +9,25 @@ While a completed epoch waits unsaved (checkpoints are saved at most every N sec
 first signal is held until the current epoch ends, so that epoch is saved and a resume
 loses nothing; such epochs are shorter than the save interval. A second signal stops the
 run at once.
+
+TensorFlow can hold the main thread inside one operation (or one fused call over many
+batches) far longer than that, and a handler waits for it. So a thread watches the signals
+as they arrive: one the main thread has not answered within `ANSWER_SECONDS` (a second
+signal: within a second) ends the process from that thread, after `on_unanswered` recorded
+the run as interrupted at its last saved epoch. Nothing is half written: a checkpoint is
+written aside and renamed, and the main thread, should it come back, waits.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import select
 import shlex
 import signal
+import sys
 import threading
+import time
 
 from runner.errors import PipeInterrupted, printable
 
@@ -25,6 +36,14 @@ HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 _deferring = 0
 _pending: int | None = None
 _hold_till_epoch_end = False
+
+# How long the main thread has to answer a signal before the watching thread ends the process.
+ANSWER_SECONDS = 30.0
+_answered = 0  # signals whose handler ran
+_taken_over = threading.Event()  # the watching thread is ending the process
+_on_unanswered = None  # records and says how the run stopped; see `on_unanswered`
+# `pipe run` as called, so the watching thread can say how to resume (set by the run command).
+resume_command: list[str] | None = None
 
 
 class RunInterrupted(PipeInterrupted):
@@ -57,7 +76,10 @@ class RunInterrupted(PipeInterrupted):
 
 
 def _handle(signum, frame):
-    global _pending
+    global _pending, _answered
+    _answered += 1
+    if _taken_over.is_set():
+        threading.Event().wait()  # the watching thread is ending the process: nothing more here
     if _deferring or (_hold_till_epoch_end and _pending is None):
         _pending = _pending or signum
         return
@@ -75,11 +97,16 @@ def signals_raise():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    global _pending
-    _pending = None
+    global _pending, _answered
+    _pending, _answered = None, 0
     # A signal the process was started ignoring (`nohup` ignores SIGHUP, a shell's
     # background job SIGINT) stays ignored: the user asked for that.
     previous = {s: signal.signal(s, _handle) for s in HANDLED if signal.getsignal(s) != signal.SIG_IGN}
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    previous_fd = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    watcher = threading.Thread(target=_watch, args=(read,), name="pipe-signals", daemon=True)
+    watcher.start()
     try:
         yield
     finally:
@@ -87,6 +114,48 @@ def signals_raise():
         _pending = None  # a signal held past the run's end: the run is over
         for s, handler in previous.items():
             signal.signal(s, handler)
+        signal.set_wakeup_fd(previous_fd)
+        os.close(write)  # the watcher reads the end of the pipe and stops
+        watcher.join()
+        os.close(read)
+
+
+def on_unanswered(end) -> None:
+    """`end(signum)` records how a signal the main thread did not answer stopped the run and
+    says so (the run sets it once its directory exists; None: nothing to record)."""
+    global _on_unanswered
+    _on_unanswered = end
+
+
+def _watch(read: int) -> None:
+    """Wait for signals; end the process when the main thread leaves one unanswered."""
+    received = 0
+    while True:
+        data = os.read(read, 64)
+        if not data:
+            return  # the run is over
+        signals = [n for n in data if n in {int(s) for s in HANDLED}]
+        if not signals:
+            continue
+        received += len(signals)
+        deadline = time.monotonic() + (1.0 if received > 1 else ANSWER_SECONDS)
+        while _answered < received:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _end_unanswered(signals[-1])
+            if select.select([read], [], [], min(left, 0.1))[0]:
+                break  # another signal (or the run's end): read it, with its own deadline
+
+
+def _end_unanswered(signum: int) -> None:
+    _taken_over.set()
+    try:
+        if _on_unanswered is not None:
+            _on_unanswered(signum)
+        else:
+            print(RunInterrupted(signum).report("run"), file=sys.stderr, flush=True)
+    finally:
+        os._exit(128 + signum)
 
 
 def hold_till_epoch_end(hold: bool) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import sys
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,8 @@ from runner.run.build import Build
 from runner.run.choice import choose_training, training_loop
 from runner.run.engines import TrainingContext, train_with
 from runner.run.epoch_end import Progress
-from runner.run.interrupts import deferred, signals_raise
+from runner.run import interrupts
+from runner.run.interrupts import RunInterrupted, deferred, on_unanswered, signals_raise
 from runner.run.resume import prepare_resume
 from runner.spec.errors import SpecError
 from runner.train import checkpoint as checkpoints
@@ -104,6 +107,7 @@ def _run_spec(spec, quiet, resume_from, profile, track, shared_data, hparams) ->
                         files=datasets.files)
     progress = Progress(run_dir, manifest, previous, validated=validated or "validation")
     profiler = StepProfiler(run_dir / "tensorboard") if profile else None
+    on_unanswered(functools.partial(_end_unanswered, progress, run_dir))
     try:
         files.write_spec(run_dir, spec)
         tensorboard = spec.sections.outputs.tensorboard and setup.is_chief
@@ -154,6 +158,7 @@ def _run_spec(spec, quiet, resume_from, profile, track, shared_data, hparams) ->
                 note_error_log(e, run_dir)
             _raise_ended(progress, e)
     finally:
+        on_unanswered(None)
         if setup.is_chief and not run_dir.replaced():
             files.remove_partial_files(run_dir)
         files.discard_run_dir(run_dir, setup.is_chief)
@@ -190,6 +195,15 @@ def _report_profile(profiler, train, run_dir, quiet) -> None:
     files.write_json(run_dir / "profile.json", found)
     if not quiet:
         print(found.get("line", f"profile: {found['verdict']}"), flush=True)
+
+
+def _end_unanswered(progress, run_dir, signum: int) -> None:
+    """A signal TensorFlow kept the main thread from answering: the run as interrupted at its
+    last saved epoch, said as an answered signal says it (the process ends after this)."""
+    stopped = progress.end(RunInterrupted(signum))
+    files.remove_partial_files(run_dir)
+    stopped.command_line = interrupts.resume_command
+    print(stopped.report("run"), file=sys.stderr, flush=True)
 
 
 def _raise_ended(progress, e: BaseException):

@@ -347,3 +347,43 @@ def test_a_diverging_run_exits_4_naming_the_epoch_step_and_last_good_checkpoint(
     assert lines[-3].endswith(f" at epoch {epoch}, step {step} (try a lower learning rate, or look for NaN in the "
                               "data or, under XLA, labels outside the model's classes)")
     assert lines[-2:] == [f"run directory: {relative}", f"last good checkpoint: {relative}/checkpoints/ckpt-{epoch - 1}"]
+
+
+HELD_BY_TENSORFLOW = """\
+import sys
+from pathlib import Path
+
+import tensorflow as tf
+
+from runner.run import interrupts
+
+interrupts.ANSWER_SECONDS = 1.0
+
+
+@tf.function
+def spin():  # one operation of minutes: Python's handler cannot run until it returns
+    return tf.while_loop(lambda i: i < 10**11, lambda i: i + 1, [tf.constant(0, tf.int64)])
+
+
+with interrupts.signals_raise():
+    interrupts.on_unanswered(lambda signum: Path("recorded").write_text(str(signum)))
+    print("spinning", flush=True)
+    spin()
+"""
+
+
+def test_a_signal_tensorflow_keeps_from_the_main_thread_still_ends_the_process(tmp_path):
+    """Python answers a signal between bytecodes; TensorFlow can hold the main thread in one
+    operation for minutes. A signal left unanswered for ANSWER_SECONDS ends the process from
+    the watching thread, after the run's `on_unanswered` recorded how it stopped."""
+    (tmp_path / "held.py").write_text(HELD_BY_TENSORFLOW)
+    process = subprocess.Popen([sys.executable, "held.py"], cwd=tmp_path, env=environment(tmp_path),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert process.stdout.readline() == "spinning\n"
+    time.sleep(1)  # inside the operation
+    sent = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    process.communicate(timeout=120)
+    assert process.returncode == 143
+    assert time.monotonic() - sent < 60  # the operation alone runs for minutes
+    assert (tmp_path / "recorded").read_text() == str(int(signal.SIGTERM))
