@@ -48,6 +48,20 @@ KINDS = {
     "applications": ("keras.applications", None),
 }
 
+# kind -> (family base, {entry: work}): Keras calls a class's `entry` and the base's entry
+# leaves its `work` to subclasses, defined on the base only to raise NotImplementedError
+# (Loss.__call__ -> call, Optimizer.apply -> update_step). A class is abstract when its
+# work still only raises and its entry is the base's: using it fails at run time. A class
+# with its own entry (LossScaleOptimizer.apply hands the work to an inner optimizer) is not.
+WORK = {
+    "layers": ("keras.layers.Layer", {"__call__": "call"}),
+    "losses": ("keras.losses.Loss", {"__call__": "call"}),
+    "metrics": ("keras.metrics.Metric", {"update_state": "update_state", "result": "result"}),
+    "optimizers": ("keras.optimizers.Optimizer", {"apply": "update_step"}),
+    "schedules": ("keras.optimizers.schedules.LearningRateSchedule", {"__call__": "__call__"}),
+    "initializers": ("keras.initializers.Initializer", {"__call__": "__call__"}),
+}
+
 
 def _resolve(dotted: str):
     module, _, attr = dotted.rpartition(".")
@@ -69,6 +83,32 @@ def _public(module, base) -> dict:
             continue
         found[name] = obj
     return found
+
+
+def _only_raises(function) -> bool:
+    """Whether a function's body (past its docstring) is one `raise` statement."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    body = [s for s in tree.body[0].body if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant))]
+    return len(body) == 1 and isinstance(body[0], ast.Raise)
+
+
+def _is_abstract(kind: str, obj) -> bool:
+    """Whether Keras leaves the work of class `obj` undone (see WORK): a base, not one to use."""
+    if not isinstance(obj, type):
+        return False
+    if inspect.isabstract(obj):
+        return True
+    if kind not in WORK:
+        return False
+    base_name, work = WORK[kind]
+    base = _resolve(base_name)
+    if not issubclass(obj, base):
+        return False
+    return any(getattr(obj, entry) is getattr(base, entry) and _only_raises(getattr(obj, method))
+               for entry, method in work.items())
 
 
 def _simple_type(default, annotation):
@@ -264,7 +304,7 @@ def build_catalog() -> dict:
         entries = {}
         for name, obj in public.items():
             entry = {"kind": "class" if isinstance(obj, type) else "function"}
-            if isinstance(obj, type) and inspect.isabstract(obj):
+            if _is_abstract(kind, obj):
                 entry["abstract"] = True
             entry.update(_arguments(obj))
             if kind == "layers" and isinstance(obj, type):

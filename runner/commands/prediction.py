@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gzip
 import sys
 import zipfile
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +34,7 @@ from runner.outputs.prediction_files import OUTPUT_FORMATS, classes, write_predi
 from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.run_dir import run_file_problem
 from runner.outputs.saving import require_saved_model
+from runner.commands.predict_fit import columns_problem, first_line as _first_line
 from runner.commands.predict_text import read_texts
 from runner.run.build import restored_model
 from runner.spec import Spec, SpecError
@@ -151,12 +150,15 @@ def read_inputs(spec, run_dir, input_path: Path, key=None) -> Inputs:
         return _read_images(spec, input_path)
     notes = []
     config = _source_config(spec, input_path, key, notes)
+    misfit = "csv" in config and columns_problem(spec, _declared_source(spec, "csv").get("csv"), input_path)
+    if misfit:
+        raise _input_spec(input_path).error((), misfit)
     try:
         source = load_source(_input_spec(input_path), ("input",), config)
         if source.table is not None:  # tabular: encoded with the vocabularies and fills the run learned
             source = encode_tables(_input_spec(input_path), {"input": source}, load_learned(run_dir))["input"]
-    except SpecError as e:  # located at the file given, not at a spec key it never had
-        raise SpecError(e.message, file=input_path, hint=e.hint) from None
+    except SpecError as e:  # located at the file given, not at a spec key it never had; the run's spec is done
+        raise SpecError(e.message, file=input_path, hint=e.file_hint or e.hint) from None
     element = next(iter(source.make().batch(source.count or 1)), None)
     if element is None:
         raise _input_spec(input_path).error((), "the input holds no rows")
@@ -233,18 +235,6 @@ def _label_in_input(spec, options: dict, input_path: Path):
     if trained is None or len(trained.split(options.get("delimiter", ","))) != len(cells):
         return None
     return label
-
-
-def _first_line(path: Path) -> str | None:
-    """The first line of a text file, plain or gzip (None when it cannot be read)."""
-    try:
-        with open(path, "rb") as file:
-            gzipped = file.read(2) == b"\x1f\x8b"
-        opener = gzip.open if gzipped else open
-        with opener(path, "rt", encoding="utf-8", errors="replace") as file:
-            return file.readline(1 << 20).rstrip("\r\n")
-    except (OSError, EOFError, zlib.error):
-        return None
 
 
 def _declared_source(spec, kind: str | None = None) -> dict:

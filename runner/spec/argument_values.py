@@ -10,6 +10,8 @@ which the run fails or cannot learn; none rejects a value that trains.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -131,8 +133,8 @@ def value_problem(kind: str, argument: str, value, owner: str = "") -> str | Non
     rule = (_CLASS_RULES[owner, argument], (kind,)) if (owner, argument) in _CLASS_RULES else _RULES.get(argument)
     if rule is None or value is None or kind not in rule[1]:
         return None
-    if isinstance(value, float) and value != value:
-        return None  # .nan: said once, wherever it is, by the rule on numbers that are none
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # .nan and .inf: said once, wherever they are, by the rule on numbers (runner.spec.schema)
     allowed, _ = rule
     if allowed.accepts(value):
         return None

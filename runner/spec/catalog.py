@@ -70,4 +70,5 @@ def lookup(kind: str, name) -> Entry | None:
 def names(kind: str) -> list[str]:
     """Every name of a kind Keras resolves (public names, then aliases): did-you-mean candidates."""
     table = load_catalog()["kinds"][kind]
-    return [n for n, e in table["names"].items() if not e.get("abstract")] + list(table["aliases"])
+    usable = [n for n, e in table["names"].items() if not e.get("abstract")]
+    return usable + [a for a, target in table["aliases"].items() if not table["names"][target].get("abstract")]

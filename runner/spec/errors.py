@@ -25,6 +25,9 @@ class SpecError(PipeError):
     """
 
     exit_code = EXIT_INVALID
+    # What to do when the spec cannot change (`pipe predict` on a finished run reading a file
+    # the run's source options read): advice about the file, where `hint` is about the spec.
+    file_hint = None
 
     def __init__(self, message, *, file=None, line=None, column=None, path=(), hint=None, via=None):
         self.message = message  # the mistake alone, without its place

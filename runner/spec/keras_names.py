@@ -203,9 +203,20 @@ def check_identifier(spec, kind: str, value, path: tuple) -> list[SpecError]:
     if kind == "layers" and "adapt" in entry.data and "adapt" in parsed.config:  # pipe's option (adaptation.py)
         parsed = dataclasses.replace(parsed, config={k: v for k, v in parsed.config.items() if k != "adapt"})
     if entry.data.get("abstract"):
-        return [spec.error(parsed.path, f"{entry.name} is a base class of Keras {word}s, not one to use",
-                           at_value=isinstance(value, str))]
+        return [_abstract_error(spec, kind, entry, parsed, at_value=isinstance(value, str))]
     return _argument_errors(spec, entry, parsed)
+
+
+def _abstract_error(spec, kind: str, entry, parsed: Identifier, at_value: bool) -> SpecError:
+    """A base class Keras leaves abstract (the catalog's `abstract`): it would fail at run time."""
+    word = KIND_WORDS[kind]
+    plural = word + ("es" if word.endswith("s") else "s")
+    concrete = catalog.names(kind)
+    # Not did-you-mean: the nearest names to a base are other special classes (MultiOptimizer).
+    hint = "name one of its subclasses, e.g. " + ", ".join(concrete[:3])
+    article = "an" if word[0] in "aeiou" else "a"
+    return spec.error(parsed.path, f"{entry.name!r} is the base class of Keras {plural}, not {article} {word}", hint,
+                      at_value=at_value)
 
 
 def _two_names_error(spec, word: str, value: dict, path: tuple) -> SpecError:

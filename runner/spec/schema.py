@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -72,22 +73,36 @@ def schema_errors(spec) -> list[SpecError]:
     integers = jsonschema.Draft202012Validator.TYPE_CHECKER.redefine(
         "integer", lambda _, value: isinstance(value, int) and not isinstance(value, bool))
     validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, type_checker=integers)(load_schema())
-    errors = [spec.error(path, "not a number (.nan): no size, rate or weight is one", at_value=True)
-              for path in _nan_paths(spec.doc, ())]  # NaN passes every JSON Schema bound
+    # NaN passes every JSON Schema bound, and so does an infinity under a minimum
+    errors = [spec.error(path, message, at_value=True) for path, message in _non_finite(spec.doc, ())]
     for error in validator.iter_errors(spec.doc):
         errors += _explain(spec, error)
     return errors
 
 
-def _nan_paths(node, path: tuple):
+def _non_finite(node, path: tuple):
+    """(path, message) of every NaN, and of every infinity but a bound's, anywhere in the spec.
+
+    An infinite size, rate, weight or data value runs into NaN (a learning rate of .inf
+    diverges at the first step); only a bound may be infinite, meaning none.
+    """
     if isinstance(node, float) and node != node:
-        yield path
+        yield path, "not a number (.nan): no size, rate or weight is one"
+    elif isinstance(node, float) and math.isinf(node) and not (path and _is_bound(path[-1])):
+        yield path, f"infinite ({'-' if node < 0 else ''}.inf): no size, rate or weight is one (a bound such as clip's max may be)"
     elif isinstance(node, dict):
         for key, value in node.items():
-            yield from _nan_paths(value, path + (key,))
+            yield from _non_finite(value, path + (key,))
     elif isinstance(node, list):
         for i, value in enumerate(node):
-            yield from _nan_paths(value, path + (i,))
+            yield from _non_finite(value, path + (i,))
+
+
+def _is_bound(key) -> bool:
+    """Whether a key names a bound, which .inf leaves out: `clip: {max: .inf}`, ReLU's
+    `max_value`, a `clipvalue` (a clip at ±inf changes nothing), a timeout."""
+    return isinstance(key, str) and (key in ("min", "max", "clipvalue", "timeout", "every_seconds")
+                                     or key.startswith(("min_", "max_")) or key.endswith(("_min", "_max", "_timeout_s")))
 
 
 def _missing(spec, path, key, message) -> SpecError:

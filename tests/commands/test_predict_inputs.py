@@ -344,6 +344,27 @@ def test_a_headerless_csv_that_still_holds_its_label_column(tmp_path):
     assert (tmp_path / "a.csv").read_text().splitlines()[0] == "class,probability_0,probability_1"
 
 
+def test_a_csv_that_does_not_fit_the_run_says_what_the_run_takes_not_how_to_change_its_spec(tmp_path):
+    """A finished run's spec cannot change: a CSV of other columns is told the values per row
+    the model takes, a gap in a column the run fills nowhere is to be filled in the file."""
+    rows = [f"{i / 10},{i % 3},{-i},{i % 2}" for i in range(20)]
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    (tmp_path / "spec.yaml").write_text(NUMERIC.replace("dir: runs", f"dir: {tmp_path / 'runs'}"))
+    run_dir = _run(tmp_path / "spec.yaml")
+    (tmp_path / "wide.csv").write_text("1,2,3,4,5\n6,7,8,9,10\n")
+    with pytest.raises(SpecError) as info:
+        predict_file(run_dir, tmp_path / "wide.csv", tmp_path / "w.csv")
+    assert str(info.value) == (f"{tmp_path / 'wide.csv'}: the run's model takes 3 values per row (input (3,)) "
+                               "(or 4 with the label column); wide.csv has 5 columns")
+    (tmp_path / "gaps.csv").write_text("1,2,3\n4,,6\n")
+    result = pipe("predict", str(run_dir), "gaps.csv", "-o", "g.csv", cwd=tmp_path)
+    said = result.stdout + result.stderr
+    assert result.returncode == 1, said
+    assert "missing value in row 2 (line 2), column '1'" in said
+    assert "the run declares no fill for column '1': fill the gaps in the file" in said
+    assert "fill policy" not in said and "Traceback" not in said
+
+
 def test_debug_prints_the_traceback_of_a_failed_prediction(tmp_path):
     (tmp_path / "train.csv").write_text("".join(f"{i},{i % 3},{i % 5},{i % 2}\n" for i in range(20)))
     (tmp_path / "spec.yaml").write_text(NUMERIC.replace("dir: runs", f"dir: {tmp_path / 'runs'}"))

@@ -33,6 +33,27 @@ def test_catalog_records_keras_version_names_arguments_and_aliases():
     assert catalog.lookup("layers", "Dens") is None
 
 
+def test_abstract_bases_are_derived_refused_and_never_suggested(write_spec):
+    """A class whose work Keras leaves to subclasses (Loss.call, Metric.update_state,
+    Optimizer.update_step, ...) is marked by the catalog script, refused by validate, and is
+    no did-you-mean candidate; a subclass with its own entry point (LossScaleOptimizer) is usable."""
+    abstract = {(k, n) for k, t in catalog.load_catalog()["kinds"].items() for n, e in t["names"].items()
+                if e.get("abstract")}
+    assert {("losses", "Loss"), ("metrics", "Metric"), ("optimizers", "Optimizer"), ("layers", "Layer"),
+            ("schedules", "LearningRateSchedule"), ("initializers", "Initializer")} <= abstract
+    assert not abstract & {("optimizers", "LossScaleOptimizer"), ("layers", "Dense"), ("losses", "MeanSquaredError")}
+    assert all(n not in catalog.names(k) for k, n in abstract)
+    assert "metric" not in catalog.names("metrics")  # an alias of Metric
+    spec = (REPO / "tests" / "mistakes" / "88_the_base_class_loss.yaml").read_text()
+    path = write_spec(spec.replace("loss: Loss", "loss: NotALoss"))
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 1 and "unknown loss 'NotALoss'" in result.output and "'Loss'" not in result.output
+    result = CliRunner().invoke(app, ["validate", str(write_spec(spec.replace("loss: Loss", "loss: {Loss: {}}")))])
+    assert result.exit_code == 1
+    assert "train.loss.Loss: 'Loss' is the base class of Keras losses, not a loss (name one of its subclasses" \
+        in result.output
+
+
 def test_schema_keras_folds_the_catalog_into_the_schema():
     result = CliRunner().invoke(app, ["schema", "--keras"])
     assert result.exit_code == 0

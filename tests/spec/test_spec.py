@@ -157,6 +157,23 @@ def test_nan_anywhere_and_a_mapping_alternatives_own_mistake_are_named(write_spe
         "train.class_weight[1]: not a number (.nan): no size, rate or weight is one"]
 
 
+def test_infinity_is_refused_where_nan_is_and_kept_where_it_is_a_bound(write_spec):
+    """An infinite rate or weight trains into NaN (the loss diverges at the first step);
+    a bound at infinity (a clip's max, ReLU's max_value, a clipvalue) is no bound and runs."""
+    path = write_spec(MINIMAL + "  class_weight: {0: -.inf, 1: 1.0}\n")
+    assert [e.split(": ", 1)[1] for e in errors_of(path, ["train.optimizer.SGD.learning_rate=.inf"])] == [
+        "train.optimizer.SGD.learning_rate: infinite (.inf): no size, rate or weight is one "
+        "(a bound such as clip's max may be)",
+        "train.class_weight[0]: -inf is less than the minimum of 0",
+        "train.class_weight[0]: infinite (-.inf): no size, rate or weight is one (a bound such as clip's max may be)"]
+    assert "--set train.epochs=.inf: train.epochs: infinite (.inf): no size, rate or weight is one (a bound such " \
+           "as clip's max may be)" in errors_of(write_spec(MINIMAL), ["train.epochs=.inf"])
+    bounds = MINIMAL.replace("      - Dense: {units: 1}", "      - ReLU: {max_value: .inf}\n      - Dense: {units: 1}")
+    bounds = bounds.replace("SGD: {learning_rate: 0.05}", "SGD: {learning_rate: 0.05, clipvalue: .inf}")
+    bounds = bounds.replace("      - batch:", "      - map: {ops: [clip: {min: -.inf, max: .inf}]}\n      - batch:")
+    assert load_spec(write_spec(bounds)).doc["train"]["optimizer"]["SGD"]["clipvalue"] == float("inf")
+
+
 def test_scientific_notation_is_a_float(write_spec):
     spec = load_spec(write_spec(MINIMAL.replace("learning_rate: 0.05", "learning_rate: 1e-3")))
     assert spec.doc["train"]["optimizer"]["SGD"]["learning_rate"] == 0.001

@@ -17,6 +17,10 @@ _LOADERS = {
     "image_folder": ("image_folder", "load"), "text_folder": ("text_folder", "load"),
 }
 
+# kind -> the key that names what the examples are read from: an empty source is said there.
+_READS_FROM = {"tfds": "split", "idx": "images", "csv": "path", "npz": "path", "npy": "features",
+               "tfrecord": "files", "synthetic": "x", "image_folder": "directory", "text_folder": "directory"}
+
 
 def load_source(spec, path: tuple, config: dict, seed: int | None = None) -> Source:
     """The Source declared at `path` (e.g. `("data", "train", "source")`).
@@ -29,4 +33,12 @@ def load_source(spec, path: tuple, config: dict, seed: int | None = None) -> Sou
         raise spec.error(path, f"unknown source '{kind}' (known: {', '.join(_LOADERS)})")
     module, loader = _LOADERS[kind]
     load = getattr(importlib.import_module(f"{__name__}.{module}"), loader)
-    return load(spec, path + (kind,), options or {}, seed)
+    source = load(spec, path + (kind,), options or {}, seed)
+    if source.count == 0:
+        # Said here, not as a split left empty by its stages: no stage could have added one.
+        key = _READS_FROM[kind]
+        named = (options or {}).get(key)
+        shown = ", ".join(map(str, named)) if isinstance(named, list) else str(named)
+        raise spec.error(path + (kind, key), f"{shown} holds no examples",
+                         at_value=True)
+    return source

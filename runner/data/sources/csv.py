@@ -283,10 +283,13 @@ def _column_values(spec, path, file, column, cells, missing, first_line):
     gaps = [j for j, c in enumerate(cells) if c in missing]
     if gaps and column.fill is None:
         j = gaps[0]
-        raise spec.error(path + ("path",), f"missing value in row {j + 1} (line {j + first_line}), column "
-                                           f"{column.name!r} of {file} ({len(gaps)} in that column)",
-                         f"declare a fill policy, e.g. fill: {{{column.name}: "
-                         f"{'mean' if column.kind == 'numeric' else 'most_frequent'}}}")
+        error = spec.error(path + ("path",), f"missing value in row {j + 1} (line {j + first_line}), column "
+                                             f"{column.name!r} of {file} ({len(gaps)} in that column)",
+                           f"declare a fill policy, e.g. fill: {{{column.name}: "
+                           f"{'mean' if column.kind == 'numeric' else 'most_frequent'}}}")
+        # A finished run's spec cannot change: `pipe predict` says this instead of the hint.
+        error.file_hint = f"the run declares no fill for column {column.name!r}: fill the gaps in the file"
+        raise error
     present = [c for c in cells if c not in missing]
     if column.kind == "text":
         return np.array(["" if c in missing else c for c in cells], dtype=str)
@@ -302,14 +305,18 @@ def _column_values(spec, path, file, column, cells, missing, first_line):
         try:
             out[j] = float(c)
         except ValueError:
-            raise spec.error(path + ("path",), f"row {j + 1} (line {j + first_line}), column {column.name!r} of "
-                                               f"{file} holds text, not a number",  # the cell itself is not echoed: it may be private
-                             f"declare it categorical (categorical: {{{column.name}: one_hot}}), "
-                             f"keep it as strings (text: [{column.name}]) or leave it out of features") from None
+            error = spec.error(path + ("path",), f"row {j + 1} (line {j + first_line}), column {column.name!r} of "
+                                                 f"{file} holds text, not a number",  # the cell itself is not echoed: it may be private
+                               f"declare it categorical (categorical: {{{column.name}: one_hot}}), "
+                               f"keep it as strings (text: [{column.name}]) or leave it out of features")
+            error.file_hint = f"the run reads column {column.name!r} as numbers: fix the row in the file"
+            raise error from None
         if not np.isfinite(out[j]):  # inf, or a NaN spelled otherwise than missing_values lists
-            raise spec.error(path + ("path",), f"row {j + 1} (line {j + first_line}), column {column.name!r} of "
-                                               f"{file} is not a finite number",
-                             "write it as a missing value (missing_values) and declare a fill policy, or fix the row")
+            error = spec.error(path + ("path",), f"row {j + 1} (line {j + first_line}), column {column.name!r} of "
+                                                 f"{file} is not a finite number",
+                               "write it as a missing value (missing_values) and declare a fill policy, or fix the row")
+            error.file_hint = "fix the row in the file"
+            raise error
     return out
 
 
