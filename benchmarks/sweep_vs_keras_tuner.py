@@ -23,7 +23,6 @@ best validation accuracy.
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
 import os
 import statistics

@@ -442,7 +442,7 @@ model:
     assert data.info["num_examples"] == {"train": 90, "validation": 30, "test": None}
     images, labels = next(iter(data.validation))
     assert images.shape[1:] == (24, 24, 1) and images.dtype == tf.uint8
-    resized = build_datasets(load_spec(path, [f"data.train.source.image_folder.image_size=[20, 20]",
+    resized = build_datasets(load_spec(path, ["data.train.source.image_folder.image_size=[20, 20]",
                                               "data.train.stages.0.map.ops.0.center_crop.size=[16, 16]"]))
     images, labels = next(iter(resized.train))
     assert images.shape == (16, 16, 16, 1) and images.dtype == tf.float32  # resized as Keras does

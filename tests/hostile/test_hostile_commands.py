@@ -93,7 +93,7 @@ def test_a_manifest_too_large_to_be_pipe_s_is_skipped_unread(runs):
 def test_runs_and_compare_print_no_escape_from_manifests_metrics_or_names(runs):
     evil = {**GOOD, "status": f"completed{OSC_TITLE}", "start_time": CLEAR}
     other = _run(runs, f"name{ESC}[31m", "20261206-050000", evil, {f"test{ESC}]8;;http://x\x07": {f"loss{CLEAR}": 0.5},
-                                                                     "test": {f"acc\n forged": 1.0}},
+                                                                     "test": {"acc\n forged": 1.0}},
                  spec=f"version: 1\nname: x{ESC}[2J\n")
     listed = _invoke("runs", runs)
     assert listed.exit_code == 0

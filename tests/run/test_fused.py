@@ -561,27 +561,27 @@ def test_a_model_xla_compiles_step_by_step_but_not_in_a_loop_trains_under_jit_co
     rng = np.random.default_rng(0)
     np.savez(workdir / "cls.npz", x=rng.normal(size=(200, 8)).astype(np.float32),
              y=rng.integers(0, 3, size=200).astype(np.int32))
-    spec = write(workdir, f"""\
+    spec = write(workdir, """\
 version: 1
 name: counts
 seed: 3
 data:
   train:
-    source: {{npz: {{path: cls.npz, features: x, label: y}}}}
+    source: {npz: {path: cls.npz, features: x, label: y}}
     stages:
-      - shuffle: {{buffer_size: all}}
-      - batch: {{batch_size: 64}}
+      - shuffle: {buffer_size: all}
+      - batch: {batch_size: 64}
 model:
   sequential:
     input_shape: [8]
     layers:
-      - Discretization: {{bin_boundaries: [-1.0, 0.0, 1.0]}}
-      - CategoryEncoding: {{num_tokens: 4, output_mode: count}}
-      - Dense: {{units: 3}}
+      - Discretization: {bin_boundaries: [-1.0, 0.0, 1.0]}
+      - CategoryEncoding: {num_tokens: 4, output_mode: count}
+      - Dense: {units: 3}
 train:
   engine: fused
   epochs: 2
-  loss: {{SparseCategoricalCrossentropy: {{from_logits: true}}}}
+  loss: {SparseCategoricalCrossentropy: {from_logits: true}}
   optimizer: adam
   metrics: [accuracy]
   verbose: 0
@@ -589,7 +589,7 @@ device:
   jit_compile: true
 outputs:
   dir: runs
-  plots: {{enabled: false}}
+  plots: {enabled: false}
 """)
     compiled = run_spec(load_spec(spec), quiet=True)
     plain = run_spec(load_spec(spec, overrides=["device.jit_compile=false"]), quiet=True)
