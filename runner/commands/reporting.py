@@ -147,7 +147,9 @@ def exit_with(app) -> None:
     do: quietly, by SIGPIPE (the shell sees 141), not with an exit code that means "invalid spec".
     """
     try:
-        app()
+        # The program is `pipe` however it was started (`python -m runner.cli` too): click
+        # would otherwise name it from sys.argv[0] in every usage line and --help page.
+        app(prog_name="pipe")
         code = 0
     except SystemExit as e:
         code = e.code
