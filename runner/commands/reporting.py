@@ -159,6 +159,9 @@ def exit_with(app) -> None:
         if code is not None:
             print(code, file=sys.stderr)
         code = 0 if code is None else 1
+    caches = sys.modules.get("runner.data.cache")  # imported only by commands that built data
+    if caches is not None:
+        caches.release_caches()  # os._exit below skips atexit
     if "tensorflow" in sys.modules:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
