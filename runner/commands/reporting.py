@@ -147,7 +147,9 @@ def exit_with(app) -> None:
     do: quietly, by SIGPIPE (the shell sees 141), not with an exit code that means "invalid spec".
     """
     try:
-        app()
+        # The program is `pipe` however it was started (`python -m runner.cli` too): click
+        # would otherwise name it from sys.argv[0] in every usage line and --help page.
+        app(prog_name="pipe")
         code = 0
     except SystemExit as e:
         code = e.code
@@ -157,6 +159,9 @@ def exit_with(app) -> None:
         if code is not None:
             print(code, file=sys.stderr)
         code = 0 if code is None else 1
+    caches = sys.modules.get("runner.data.cache")  # imported only by commands that built data
+    if caches is not None:
+        caches.release_caches()  # os._exit below skips atexit
     if "tensorflow" in sys.modules:
         for stream in (sys.stdout, sys.stderr):
             stream.flush()

@@ -7,11 +7,16 @@ files' sizes and modification times, the seed, the stages before the cache): a c
 or data file gets a new file instead of a stale one. A worker of a cluster adds its task to
 the name, so two workers never share a file. tf.data refuses a cache whose lockfile a killed
 run left behind; pipe holds an OS lock on each cache it uses, so a lockfile it finds while
-holding that lock is stale and is removed (with a message).
+holding that lock is stale and is removed (with a message). The lock's own `.pipe-lock` file
+is removed as the process lets go of the cache (`release_caches`, as pipe exits), so a
+finished run leaves only the cache files; a killed run's is taken over, then removed, by the
+next run of the cache.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import fcntl
 import glob
 import hashlib
@@ -39,19 +44,50 @@ def cache_file(spec, where: tuple, filename: str, key) -> str | None:
         return str(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        lock = open(f"{path}.pipe-lock", "a")
+        lock = _lock(path)
     except OSError as e:
         raise spec.error((*where, "filename"), f"cannot create the cache file {path}: {e.strerror}",
                          at_value=True) from None
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        lock.close()
+    if lock is None:
         print(f"cache: {path} is in use by another run; caching in memory instead", file=sys.stderr, flush=True)
         return None
     _HELD[str(path)] = lock
     _remove_stale_lockfiles(path)
     return str(path)
+
+
+def _lock(path: Path):
+    """`path`'s lock file, open and locked by this process; None when another process holds it."""
+    lock_path = f"{path}.pipe-lock"
+    while True:
+        lock = open(lock_path, "a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            return None
+        try:
+            current = os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(lock.fileno()).st_ino:
+            return lock
+        # The process that held it removed the file as it let go (`release_caches`): this lock
+        # is on a file nobody else can open any more; lock the file at the path instead.
+        lock.close()
+
+
+def release_caches() -> None:
+    """Let go of every cache this process locked: its `.pipe-lock` file removed, then the lock
+    released (removed first, so a process that opens the path after it locks a new file)."""
+    while _HELD:
+        path, lock = _HELD.popitem()
+        with contextlib.suppress(OSError):
+            os.unlink(f"{path}.pipe-lock")
+        lock.close()
+
+
+atexit.register(release_caches)  # a process that ends through os._exit calls it itself
 
 
 def source_key(spec, split: str, source) -> dict:

@@ -17,12 +17,33 @@ import yaml
 from runner.outputs.tracking import INSTALL_HINT, TrackingError, Upload, mlflow_available, upload_run
 from runner.outputs.tracking_uri import TrackingRequestError, has_password, mask
 from runner.spec.errors import printable
+from runner.spec.store_paths import missing_folder_problem
 
 
 def mlflow_config(doc: dict) -> dict | None:
     """The spec's `outputs.mlflow`, or None when the run is not tracked."""
     config = (doc.get("outputs") or {}).get("mlflow")
     return dict(config) if isinstance(config, dict) else None
+
+
+def check_tracking_folder(spec) -> None:
+    """Before a run or sweep starts: its MLflow store is a local file (sqlite:///, file:, a path)
+    whose folder does not exist. Relative paths are checked here, against the working
+    directory where MLflow resolves them (`pipe validate` checks absolute ones).
+
+    Raises:
+        SpecError: outputs.mlflow.tracking_uri names it (located).
+        TrackingRequestError: MLFLOW_TRACKING_URI names it (a usage mistake, exit 2).
+    """
+    mlflow = spec.sections.outputs.mlflow
+    if mlflow is None:
+        return
+    uri = mlflow.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    problem = missing_folder_problem(uri)
+    if problem and mlflow.tracking_uri:
+        raise mlflow.error("tracking_uri", problem, at_value=True)
+    if problem:
+        raise TrackingRequestError(f"MLFLOW_TRACKING_URI {mask(uri)}: {problem}")
 
 
 def track_finished_run(doc: dict, run_dir, quiet: bool = False, parent_run_id: str | None = None) -> Upload | None:

@@ -1,5 +1,5 @@
-"""A tracking URI: checked (malformed, in-memory), reached (with its user and password, as
-MLflow sends them), and shown with its password as `***` wherever pipe prints or records it."""
+"""A tracking URI: checked (malformed, in-memory, a local store's folder missing), reached
+(with its user and password, as MLflow sends them), and shown with its password as `***` wherever pipe prints or records it."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from runner.errors import EXIT_USAGE, PipeError
+from runner.spec.store_paths import missing_folder_problem
 
 
 class TrackingError(PipeError):
@@ -53,7 +54,9 @@ def split_userinfo(uri: str) -> tuple[str, str | None, str | None]:
 
 
 def check_uri(tracking_uri: str) -> None:
-    """A tracking URI that cannot be used (malformed, an in-memory SQLite store): TrackingError."""
+    """A tracking URI that cannot be used (malformed, an in-memory SQLite store): TrackingError;
+    a local store (sqlite:///, file:, a path) in a folder that does not exist: TrackingRequestError
+    (MLflow would make the folders, wherever a typo puts them)."""
     shown = mask(tracking_uri)
     try:
         split_userinfo(tracking_uri)
@@ -63,6 +66,9 @@ def check_uri(tracking_uri: str) -> None:
                                                                             "sqlite:///:memory:"}:
         raise TrackingError(f"{shown} is an in-memory database that keeps nothing: "
                             "name its file (sqlite:///mlflow.db)")
+    problem = missing_folder_problem(tracking_uri)
+    if problem:
+        raise TrackingRequestError(f"{shown}: {problem}")
 
 
 def check_reachable(tracking_uri: str) -> None:

@@ -23,7 +23,7 @@ from runner.outputs.hparams import spec_hparams, write_final_metrics, write_hpar
 from runner.outputs.manifest import Manifest
 from runner.outputs.results import write_results
 from runner.outputs.run_dir import RunDir
-from runner.outputs.tracking_run import track_finished_run
+from runner.outputs.tracking_run import check_tracking_folder, track_finished_run
 from runner.run.build import Build
 from runner.run.choice import choose_training, training_loop
 from runner.run.engines import TrainingContext, train_with
@@ -81,6 +81,8 @@ def _run_spec(spec, quiet, resume_from, profile, track, shared_data, hparams) ->
         raise train_config.error("engine", "pipe run --profile times the steps of the tf.data loops, which "
                                  "the fused engine does not run: set train.engine to keras or auto to profile",
                                  at_value=True)
+    if track:  # MLflow would make a missing folder as the run ends: refused before it starts
+        check_tracking_folder(spec)
     build = Build(spec, quiet=quiet, resume_from=resume_from, shared=shared_data).through("devices")
     setup = build.setup
     warn_on_catalog_drift()

@@ -7,6 +7,7 @@ from runner.spec.errors import SpecError, printable
 from runner.spec.model_rules import model_errors
 from runner.spec.paths import template_problem
 from runner.spec.safety import safety_errors
+from runner.spec.store_paths import missing_folder_problem
 
 
 def rule_errors(spec) -> list[SpecError]:
@@ -83,6 +84,11 @@ def section_rule_errors(spec) -> list[SpecError]:
         if isinstance(name, str) and printable(name) != name:
             errors.append(spec.error(("outputs", "mlflow", key), "holds control characters: use a plain name",
                                      at_value=True))
+    # An absolute path only: validate may run elsewhere than the run (a relative one is checked
+    # as the run starts, where MLflow will resolve it).
+    problem = missing_folder_problem((outputs.get("mlflow") or {}).get("tracking_uri"), relative_too=False)
+    if problem:
+        errors.append(spec.error(("outputs", "mlflow", "tracking_uri"), problem, at_value=True))
     if (outputs.get("mlflow") or {}).get("register_as"):
         save = outputs.get("save_model", True)
         why = ("outputs.save_model is false: save the model" if save is False else

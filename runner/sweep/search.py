@@ -23,6 +23,7 @@ from pathlib import Path
 
 from runner.sweep import report as sweep_report, study as sweep_study
 from runner.sweep.tracking import SweepTracking
+from runner.outputs.tracking_run import check_tracking_folder
 from runner.run.interrupts import HANDLED
 from runner.spec import SpecError, SpecErrors, load_spec
 from runner.spec.sweep_space import read_sweep, sweep_errors
@@ -46,6 +47,7 @@ def start(files, overrides=(), workers: int = 1, storage: str | None = None, ech
     errors = sweep_errors(spec, files, overrides)
     if errors:
         raise SpecErrors(errors)
+    check_tracking_folder(spec)  # the sweep's MLflow store, before its directory is made
     directory = sweep_study.create(spec, files, overrides, storage)
     echo(f"sweep directory: {directory}")
     return supervise(directory, workers, echo)

@@ -15,6 +15,7 @@ import fcntl
 import json
 import math
 import os
+import shutil
 import socket
 import time
 from datetime import datetime
@@ -23,6 +24,8 @@ from pathlib import Path
 import optuna
 
 from runner.errors import EXIT_USAGE, PipeError
+from runner.outputs.tracking_uri import mask
+from runner.spec.store_paths import missing_folder_problem
 from runner.spec.sweep_space import Sweep, read_sweep
 
 CONFIG = "sweep.json"
@@ -37,10 +40,55 @@ class NotASweepDirectory(PipeError, FileNotFoundError):
     exit_code = EXIT_USAGE
 
 
+class StorageRefused(PipeError):
+    """`--storage` names a store this machine cannot use (its driver is not installed, its
+    folder does not exist): a usage mistake, said before the sweep directory is made."""
+
+    exit_code = EXIT_USAGE
+
+
+def check_storage(storage: str) -> None:
+    """Refuse a `--storage` URL that cannot be opened here, in one line: StorageRefused.
+
+    Optuna would say only "Failed to import DB access module" (exit 3), and SQLite would make
+    a missing folder wherever a typo puts it.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        dialect = make_url(storage).get_dialect()
+    except (ArgumentError, NoSuchModuleError, ValueError) as e:
+        raise StorageRefused(f"--storage {mask(storage)}: not a storage URL Optuna can open "
+                             f"(sqlite:///study.db, postgresql://..., mysql://...): {e}") from None
+    try:
+        dialect.import_dbapi()
+    except ImportError as e:
+        raise StorageRefused(f"--storage {mask(storage)}: its database driver, the module {e.name or e}, "
+                             "is not installed: pip install it, or use another storage") from None
+    problem = missing_folder_problem(storage) if dialect.name == "sqlite" else None
+    if problem:
+        raise StorageRefused(f"--storage {mask(storage)}: {problem}")
+
+
 def create(spec, files, overrides, storage: str | None = None, now: datetime | None = None) -> Path:
-    """A new sweep directory `<outputs.dir>/<name>/sweep-<stamp>` with its config and study."""
+    """A new sweep directory `<outputs.dir>/<name>/sweep-<stamp>` with its config and study;
+    nothing of it is left (folders included) when the study cannot be made."""
+    if storage:
+        check_storage(storage)
     base = Path(spec.sections.outputs.dir).expanduser() / spec.sections.name
+    made = [p for p in (base, *base.parents) if not p.exists()]
     base.mkdir(parents=True, exist_ok=True)
+    try:
+        return _create_in(base, spec, files, overrides, storage, now)
+    except BaseException:
+        for folder in made:  # deepest first; only what is still empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
+
+
+def _create_in(base: Path, spec, files, overrides, storage, now) -> Path:
     stamp = (now or datetime.now()).strftime("%Y%m%d-%H%M%S")
     for attempt in range(1, 10_000):
         directory = base / ("sweep-" + stamp + ("" if attempt == 1 else f"-{attempt}"))
@@ -50,6 +98,15 @@ def create(spec, files, overrides, storage: str | None = None, now: datetime | N
         except FileExistsError:
             continue
     directory = directory.resolve()
+    try:
+        _start_study(directory, spec, files, overrides, storage)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    return directory
+
+
+def _start_study(directory: Path, spec, files, overrides, storage) -> None:
     storage = storage or f"sqlite:///{directory / 'study.db'}"
     sweep = read_sweep(spec)
     config = {"files": [str(Path(f).resolve()) for f in files], "overrides": list(overrides), "storage": storage,
@@ -61,7 +118,6 @@ def create(spec, files, overrides, storage: str | None = None, now: datetime | N
     optuna.create_study(storage=storage, study_name=STUDY, direction=sweep.direction,
                         sampler=sampler(sweep), pruner=pruner(sweep), load_if_exists=True)
     write_config(directory, config)
-    return directory
 
 
 def read_config(directory) -> dict:

@@ -159,6 +159,9 @@ if __name__ == "__main__":
     except KeyboardInterrupt as e:  # a signal between trials: nothing is running
         code = getattr(e, "exit_code", 130)
     # Every trial is told and its files closed: skip TensorFlow's teardown (seconds of destructors).
+    caches = sys.modules.get("runner.data.cache")
+    if caches is not None:
+        caches.release_caches()  # os._exit skips atexit
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -32,6 +34,19 @@ def test_run_usage_line():
     assert runner.invoke(app, ["run", "--help"], prog_name="pipe").stdout.splitlines()[0] == "Usage: pipe run [OPTIONS] FILE..."
     assert runner.invoke(app, ["predict", "--help"], prog_name="pipe").stdout.splitlines()[0] == \
         "Usage: pipe predict [OPTIONS] RUN_DIR INPUT"
+
+
+@pytest.mark.parametrize("argv, usage", [
+    (["run"], "Usage: pipe run [OPTIONS] FILE...\nTry 'pipe run --help' for help."),
+    (["validate", "--set", "train.epochs"], "Usage: pipe validate [OPTIONS] FILE...\nTry 'pipe validate --help' for help."),
+    (["--help"], "Usage: pipe [OPTIONS] COMMAND [ARGS]..."),
+])
+def test_the_program_is_pipe_however_it_was_started(argv, usage):
+    # Through `python -m runner.cli` click would name the program from sys.argv[0].
+    started = subprocess.run([sys.executable, "-m", "runner.cli", *argv], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[2], env={**os.environ, "COLUMNS": "100"})
+    assert (started.stdout + started.stderr).startswith(usage)
+    assert "runner.cli" not in started.stdout + started.stderr
 
 
 def test_init_lists_writes_valid_templates_and_never_overwrites(tmp_path):

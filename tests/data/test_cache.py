@@ -4,6 +4,7 @@ run that was killed while writing it."""
 from __future__ import annotations
 
 import fcntl
+import os
 import signal
 import subprocess
 import sys
@@ -119,3 +120,40 @@ def test_a_lockfile_left_by_a_killed_run_is_removed_with_a_message(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == "64\n"
     assert f"cache: removed {lockfile}, a lockfile left by a run that did not finish\n" in result.stderr
+    # the killed run's .pipe-lock was taken over by the next run, which removed it as it ended
+    assert not list((tmp_path / "cache").glob("*lock*"))
+
+
+def test_a_released_cache_leaves_no_lock_file_and_can_be_taken_again(tmp_path):
+    from runner.data import cache
+
+    spec = _spec(tmp_path)
+    path = cache_file(spec, ("data",), "c/train", ["k"])
+    stale = open(f"{path}.pipe-lock", "a")  # opened by another process just before this one lets go
+    cache.release_caches()
+    assert not os.path.exists(f"{path}.pipe-lock") and cache._HELD == {}
+    fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the old file is free: its lock is on nothing now
+    try:
+        again = cache_file(spec, ("data",), "c/train", ["k"])  # locks the file at the path, not the old one
+        assert again == path
+        with open(f"{path}.pipe-lock", "a") as other:
+            with pytest.raises(OSError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    finally:
+        stale.close()
+        cache.release_caches()
+    assert list((tmp_path / "c").iterdir()) == []  # nothing was cached: no file, no lock
+
+
+@pytest.mark.parametrize("where", ["cache/train", "ABSOLUTE"])
+def test_a_run_with_a_cache_file_leaves_only_the_cache(tmp_path, where):
+    filename = str(tmp_path / "elsewhere" / "train") if where == "ABSOLUTE" else where
+    (tmp_path / "spec.yaml").write_text(SPEC.replace("cache/train", filename))
+    env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "2", "HOME": str(tmp_path)}
+    for _ in range(2):  # the second run reads the cache the first wrote
+        result = subprocess.run([sys.executable, "-m", "runner.cli", "run", "-q", "spec.yaml"], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=600)
+        assert result.returncode == 0, result.stderr
+    folder = (tmp_path / filename).parent
+    names = sorted(p.name.split("-", 1)[1].split(".", 1)[1] for p in folder.iterdir())
+    assert names == ["data-00000-of-00001", "index"]

@@ -91,6 +91,54 @@ def test_validate_checks_outputs_mlflow(tmp_path):
     assert load_spec(path).doc["outputs"]["mlflow"]["experiment"] == "e"
 
 
+@pytest.mark.parametrize("uri, store", [
+    ("sqlite:///m.db", "m.db"), ("sqlite:////abs/m.db", "/abs/m.db"), ("sqlite:///sub/m.db?timeout=5", "sub/m.db"),
+    ("sqlite+pysqlite:///m.db", "m.db"), ("file:///abs/mlruns", "/abs/mlruns"), ("./mlruns", "mlruns"),
+    ("/abs/mlruns", "/abs/mlruns"), ("sqlite://", None), ("sqlite:///:memory:", None), ("http://h:5000", None),
+    ("postgresql://u@h/db", None), ("databricks", "databricks"),
+])
+def test_the_local_store_of_a_uri(uri, store):
+    from runner.spec.store_paths import local_store
+
+    assert local_store(uri) == (None if store is None else Path(store))
+
+
+def test_a_local_store_in_a_folder_that_does_not_exist_is_refused(tmp_path, monkeypatch):
+    from runner.outputs.tracking_run import check_tracking_folder
+
+    monkeypatch.setattr(tracking, "mlflow_available", lambda: True)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "manifest.json").write_text(json.dumps({"name": "tracked", "status": "completed"}))
+    missing = tmp_path / "nonexist" / "dir"
+    for uri in (f"sqlite:///{missing}/x.db", f"file://{missing}/mlruns", f"{missing}/mlruns", "sqlite:///nodir/x.db"):
+        result = CliRunner().invoke(app, ["log", str(tmp_path / "run"), "--mlflow", uri])
+        folder = "nodir" if "nodir" in uri else missing
+        assert (result.exit_code, result.stderr) == (2, f"pipe log: --mlflow {uri}: the folder {folder} does not exist\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # nothing made
+
+    # in a spec: an absolute path at validate (wherever it runs), a relative one as the run starts
+    path = tmp_path / "spec.yaml"
+    path.write_text(SPEC + f"  mlflow: {{tracking_uri: 'sqlite:///{missing}/x.db'}}\n")
+    with pytest.raises(SpecError) as info:
+        load_spec(path)
+    assert [str(e) for e in info.value.errors] == [
+        f"{path}:24:26: outputs.mlflow.tracking_uri: the folder {missing} does not exist"]
+    path.write_text(SPEC + "  mlflow: {tracking_uri: 'sqlite:///nodir/x.db'}\n")
+    spec = load_spec(path)
+    with pytest.raises(SpecError) as info:
+        check_tracking_folder(spec)
+    assert str(info.value) == f"{path}:24:26: outputs.mlflow.tracking_uri: the folder nodir does not exist"
+    (tmp_path / "nodir").mkdir()
+    check_tracking_folder(spec)
+    path.write_text(SPEC + "  mlflow: {experiment: e}\n")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"{missing}/mlruns")
+    with pytest.raises(tracking.TrackingError) as info:
+        check_tracking_folder(load_spec(path))
+    assert (str(info.value), info.value.exit_code) == (
+        f"MLFLOW_TRACKING_URI {missing}/mlruns: the folder {missing} does not exist", 2)
+
+
 def test_a_resumed_run_has_the_key_of_the_run_it_resumes(tmp_path):
     first, second, other = (tmp_path / "runs" / "tracked" / stamp for stamp in ("1", "2", "3"))
     for run_dir, fields in ((first, {"pid": 1}), (second, {"pid": 2, "resumed_from": "somewhere/else/1"}),

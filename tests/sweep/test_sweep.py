@@ -3,7 +3,9 @@ pruning at the epoch ends of the three engines."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 
@@ -307,3 +309,31 @@ def test_a_sweep_whose_every_trial_failed_exits_3(tmp_path, monkeypatch):
     assert result.stderr == f"pipe sweep: no trial completed; each one's message is in {tmp_path / 'trials.csv'}\n"
     monkeypatch.setattr(search, "start", lambda *a, **k: search.SweepResult(tmp_path, None, {"pruned": 2}))
     assert cli.invoke(app, ["sweep", str(EXAMPLE)]).exit_code == 0  # pruned, not failed: the search worked
+
+
+def test_a_storage_that_cannot_be_opened_is_refused_before_the_sweep_directory(tmp_path):
+    pytest.importorskip("optuna")
+    outputs = tmp_path / "runs"
+    refused = [("sqlite:////nonexist/dir/study.db", "the folder /nonexist/dir does not exist")]
+    if importlib.util.find_spec("MySQLdb") is None:  # mysql's default driver
+        refused.append(("mysql://x", "its database driver, the module MySQLdb, is not installed: "
+                                     "pip install it, or use another storage"))
+    for storage, reason in refused:
+        result = cli.invoke(app, ["sweep", str(EXAMPLE), "--storage", storage, "--set", f"outputs.dir={outputs}"])
+        assert (result.exit_code, result.stderr) == (2, f"pipe sweep: --storage {storage}: {reason}\n")
+        assert not outputs.exists()  # not even the spec's folder of sweeps
+    assert not os.path.exists("/nonexist")
+
+
+def test_a_study_that_cannot_be_made_leaves_no_sweep_directory(tmp_path, monkeypatch):
+    optuna = pytest.importorskip("optuna")
+
+    def refused(**kwargs):
+        raise RuntimeError("the database refused the study")
+
+    monkeypatch.setattr(optuna, "create_study", refused)
+    (tmp_path / "runs").mkdir()  # a folder that was there stays
+    result = cli.invoke(app, ["sweep", str(EXAMPLE), "--set", f"outputs.dir={tmp_path / 'runs'}"])
+    assert result.exit_code == 3
+    assert result.stderr == "pipe sweep: failed: RuntimeError: the database refused the study\n"
+    assert [p.name for p in tmp_path.rglob("*")] == ["runs"]
