@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from runner import console
 from runner.commands.reporting import EXIT_USAGE, fail, reporting_errors, require_run_dir
 
 from runner.export.paths import request_problem
@@ -16,6 +17,8 @@ def main(run_dir, format: str, output, quantize, jit_compile: bool) -> None:
     require_run_dir("export", run_dir)
 
     def export_it():
+        # TensorFlow's and the converters' log joins the run's tensorflow.log, as its run's did
+        console.append_log_to(run_dir)
         from runner.export.write import export_run  # imports TensorFlow
 
         return export_run(run_dir, format, output, quantize, jit_compile=jit_compile)
