@@ -17,11 +17,12 @@ def main(run_dir, format: str, output, quantize, jit_compile: bool) -> None:
     require_run_dir("export", run_dir)
 
     def export_it():
-        # TensorFlow's and the converters' log joins the run's tensorflow.log, as its run's did
-        console.append_log_to(run_dir)
         from runner.export.write import export_run  # imports TensorFlow
 
         return export_run(run_dir, format, output, quantize, jit_compile=jit_compile)
 
     exported = reporting_errors("export", export_it)  # refused: exit 1; failed: exit 3, the step that failed
+    # TensorFlow's and the converters' log joins the run's tensorflow.log, once the export is
+    # done: a refused or failed one leaves the run as it was
+    console.append_log_to(run_dir)
     typer.echo(f"exported: {exported.path} ({exported.format}, sha256 {exported.sha256})")

@@ -150,8 +150,10 @@ def test_the_text_saved_model_serves_raw_strings_as_pipe_predict(folder, text_ru
 @pytest.mark.parametrize("fmt, ops", [("tflite", "StringLower, StaticRegexReplace, StringSplitV2, LookupTableFindV2"),
                                       ("onnx", "StaticRegexReplace, StringSplitV2")])
 def test_tflite_and_onnx_refuse_the_text_model_before_converting(folder, text_run, fmt, ops, tmp_path):
+    log = (text_run / "tensorflow.log").read_text()
     done = _pipe(folder, "export", text_run, "--format", fmt, "--output", tmp_path / "out")
     assert done.returncode == 1, done.stderr[-3000:]
+    assert (text_run / "tensorflow.log").read_text() == log  # a refused export leaves the run as it was
     assert done.stderr == (f"pipe export: {fmt} cannot hold TextVectorization 'vectorize' (string ops {ops}); "
                            "export saved_model instead\n")
     assert list(tmp_path.iterdir()) == []
