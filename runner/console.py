@@ -5,6 +5,8 @@ written to file descriptor 2 before absl logging is initialised, so neither
 `TF_CPP_MIN_LOG_LEVEL` nor Python's logging can hide them. `TensorFlowLog` therefore
 redirects the descriptor itself to a file for as long as a command runs TensorFlow, while
 Python's own `sys.stderr` (pipe's messages, warnings, tracebacks) keeps the terminal.
+The libraries' Python logging (TensorFlow's `WARNING:tensorflow:`, absl's, tf2onnx's) goes to
+that log as well: it is theirs to say, not pipe's.
 
 No TensorFlow import here: this module runs before it.
 """
@@ -12,6 +14,7 @@ No TensorFlow import here: this module runs before it.
 from __future__ import annotations
 
 import io
+import logging
 import os
 import shutil
 import sys
@@ -30,6 +33,10 @@ _KNOWN_NOISE = (
 
 _active: "TensorFlowLog | None" = None  # the process has one fd 2, so at most one log takes it
 
+# Loggers that bring their own handler to the terminal (TensorFlow's, made when it is first
+# imported): while a log is kept they pass their records to the root logger's, into the log.
+_LIBRARY_LOGGERS = ("tensorflow", "absl", "tf2onnx")
+
 
 class TensorFlowLog:
     """File descriptor 2 redirected to a log file; `sys.stderr` still reaches the terminal.
@@ -44,6 +51,7 @@ class TensorFlowLog:
         self._saved_fd: int | None = None
         self._saved_stderr = None
         self._temporary = True
+        self._logging = None  # (the root logger's handler into the log, the libraries' own handlers)
 
     @classmethod
     def start(cls) -> "TensorFlowLog":
@@ -63,6 +71,7 @@ class TensorFlowLog:
         os.close(handle)
         global _active
         _active = log
+        log._logging = _python_logging_to_fd2()
         return log
 
     def move_to(self, directory) -> Path:
@@ -77,12 +86,29 @@ class TensorFlowLog:
         self.path, self._temporary = target, False
         return target
 
+    def append_to(self, directory) -> None:
+        """Continue the log at the end of `directory/tensorflow.log` (a later command on a run:
+        `pipe export`); where it cannot be written (a read-only run) the log stays aside."""
+        target = Path(directory) / LOG_NAME
+        try:
+            handle = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        except OSError:
+            return
+        os.write(handle, self.path.read_bytes())
+        os.dup2(handle, 2)
+        os.close(handle)
+        if self._temporary:
+            self.path.unlink(missing_ok=True)
+        self.path, self._temporary = target, False
+
     def stop(self, show: bool = False) -> str:
         """Give descriptor 2 back; returns the captured text (also printed with `show`)."""
         if self._saved_fd is None:
             return ""
         global _active
         _active = None
+        _restore_python_logging(self._logging)
+        self._logging = None
         os.dup2(self._saved_fd, 2)
         os.close(self._saved_fd)
         self._saved_fd = None
@@ -102,6 +128,45 @@ def move_log_to(directory) -> None:
     """Continue the running command's TensorFlow log (if it keeps one) in `directory`."""
     if _active is not None:
         _active.move_to(directory)
+
+
+def append_log_to(directory) -> None:
+    """Continue the running command's TensorFlow log (if it keeps one) after `directory`'s."""
+    if _active is not None:
+        _active.append_to(directory)
+
+
+class _Descriptor2:
+    """A text stream over file descriptor 2 wherever it points now: the log, as it moves."""
+
+    def write(self, text: str) -> int:
+        os.write(2, text.encode("utf-8", "backslashreplace"))
+        return len(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def _python_logging_to_fd2():
+    handler = logging.StreamHandler(_Descriptor2())
+    handler.setFormatter(logging.Formatter(logging.BASIC_FORMAT))
+    logging.getLogger().addHandler(handler)  # TensorFlow adds no handler of its own when the root has one
+    own = {}
+    for name in _LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        own[name] = (logger.handlers[:], logger.propagate)
+        logger.handlers, logger.propagate = [], True
+    return handler, own
+
+
+def _restore_python_logging(saved) -> None:
+    if saved is None:
+        return
+    handler, own = saved
+    logging.getLogger().removeHandler(handler)
+    for name, (handlers, propagate) in own.items():
+        logger = logging.getLogger(name)
+        logger.handlers, logger.propagate = handlers, propagate
 
 
 def _writes_to_fd2(stream) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from runner import console
 from runner.commands.reporting import EXIT_USAGE, fail, reporting_errors, require_run_dir
 
 from runner.export.paths import request_problem
@@ -21,4 +22,7 @@ def main(run_dir, format: str, output, quantize, jit_compile: bool) -> None:
         return export_run(run_dir, format, output, quantize, jit_compile=jit_compile)
 
     exported = reporting_errors("export", export_it)  # refused: exit 1; failed: exit 3, the step that failed
+    # TensorFlow's and the converters' log joins the run's tensorflow.log, once the export is
+    # done: a refused or failed one leaves the run as it was
+    console.append_log_to(run_dir)
     typer.echo(f"exported: {exported.path} ({exported.format}, sha256 {exported.sha256})")

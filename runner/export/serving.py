@@ -98,12 +98,45 @@ def build_serving(spec, run_dir, manifest: dict, model, fmt: str = "saved_model"
         # generator states too (read even in inference mode), which Keras does not list as
         # weights. Not the Keras model itself: it would save its optimizer's state as well.
         holder.model_variables = [v.value for v in model.variables]
+        # Lookup layers' tables (TextVectorization, StringLookup, IntegerLookup) are resources,
+        # not variables: tracked too, or the function that reads them cannot be saved.
+        holder.model_resources = lookup_resources(model)
     else:
         holder.model = model
     for i, (known, missing) in enumerate(tables.values()):  # attributes: where tf2onnx finds tables
         setattr(holder, f"vocabulary_{i}", known)
         setattr(holder, f"missing_{i}", missing)
     return Serving(inputs, function, holder, split)
+
+
+def lookup_resources(model) -> list:
+    """The TensorFlow resources (lookup tables) held by the model's layers, nested layers included."""
+    found, seen = [], set()
+
+    def visit(value, depth):
+        if id(value) in seen or depth > 3:
+            return
+        seen.add(id(value))
+        if isinstance(value, tf.saved_model.experimental.TrackableResource):
+            found.append(value)
+        elif _is_layer(value):
+            for attribute in vars(value).values():
+                visit(attribute, depth + 1)
+
+    for layer in _all_layers(model):
+        visit(layer, 0)
+    return found
+
+
+def _all_layers(model) -> list:
+    flatten = getattr(model, "_flatten_layers", None)
+    return list(flatten(include_self=True, recursive=True)) if flatten else [model]
+
+
+def _is_layer(value) -> bool:
+    import keras
+
+    return isinstance(value, keras.layers.Layer)
 
 
 def _raw_inputs(spec, split, source, learned) -> list:

@@ -160,6 +160,9 @@ def write_export(spec, run_dir, manifest, model, fmt, target: Path, quantize, re
 
     with _doing("building the serving function (the run's preprocessing and model)"):
         serving = build_serving(spec, run_dir, manifest, model, fmt, jit_compile)
+    from runner.export.string_ops import refuse_unheld_string_ops
+
+    refuse_unheld_string_ops(fmt, serving.function, model)  # before a converter fails on them
     if jit_compile and any(i.dtype.name == "string" for i in serving.inputs):
         raise ExportRefused("--jit-compile: XLA cannot compile the text inputs' lookups; export without it")
     with _doing("running the serving function on raw train examples"):

@@ -40,3 +40,50 @@ def _bad_name(name) -> str:
     return (f"{name!r} is not a valid layer name: TensorFlow scope names use only letters, digits, "
             "'_', '.', '-' and '>'")
 
+
+
+# Formats whose converters cannot hold a TextVectorization's string ops (regex standardize,
+# whitespace split): `runner.export.string_ops` finds them in the graph of any model; this
+# rule sees the layers a spec writes out, before training.
+_TEXT_HOLDLESS = {"tflite": "LiteRT's builtin ops", "onnx": "ONNX Runtime's standard ops"}
+
+
+def text_export_errors(spec) -> list[SpecError]:
+    """`outputs.export` listing tflite or onnx for a model the spec gives a TextVectorization."""
+    exports = (spec.doc.get("outputs") or {}).get("export")
+    if not isinstance(exports, list):
+        return []
+    found = _text_vectorization(spec.doc.get("model"), ("model",))
+    if found is None:
+        return []
+    path, name = found
+    where = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
+    return [spec.error(("outputs", "export", i), f"{fmt} cannot hold TextVectorization {name!r} ({where}): its "
+                       f"string ops (regex, split) are not among {_TEXT_HOLDLESS[fmt]}; export saved_model instead",
+                       at_value=True)
+            for i, fmt in enumerate(exports) if fmt in _TEXT_HOLDLESS]
+
+
+def _text_vectorization(node, path: tuple, outer_name=None):
+    """(path, layer name) of the first TextVectorization layer under `node`, or None.
+
+    `outer_name`: a functional layer's `name`, beside the `layer:` that holds the config."""
+    if isinstance(node, dict):
+        if "TextVectorization" in node or node.get("layer") == "TextVectorization":
+            config = node.get("TextVectorization")
+            named = config.get("name") if isinstance(config, dict) else None
+            return path, named or node.get("name") or outer_name or "text_vectorization"
+        if isinstance(node.get("layer"), dict):
+            found = _text_vectorization(node["layer"], (*path, "layer"), node.get("name"))
+            if found is not None:
+                return found
+        items = node.items()
+    elif isinstance(node, list):
+        items = enumerate(node)
+    else:
+        return None
+    for key, value in items:
+        found = _text_vectorization(value, (*path, key))
+        if found is not None:
+            return found
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from runner.spec.data_rules import augment_errors, endless_errors, prior_errors, window_errors
 from runner.spec.errors import SpecError, printable
-from runner.spec.model_rules import model_errors
+from runner.spec.model_rules import model_errors, text_export_errors
 from runner.spec.paths import template_problem
 from runner.spec.safety import safety_errors
 from runner.spec.store_paths import missing_folder_problem
@@ -31,7 +31,8 @@ def checked_rule_errors(spec, tolerant: bool = False) -> list[SpecError]:
 
     errors = []
     for rule in (safety_errors, keras_name_errors, graph_errors, training_rule_errors, endless_errors,
-                 adaptation_errors, window_errors, prior_errors, augment_errors):
+                 adaptation_errors, window_errors, prior_errors, augment_errors,
+                 text_export_errors):
         try:
             errors += rule(spec)
         except (TypeError, KeyError, AttributeError, ValueError):

@@ -92,6 +92,41 @@ def test_tensorflow_log_takes_fd_2_and_moves_into_the_run_directory(tmp_path, ca
     assert capfd.readouterr().err == "restored\n"
 
 
+def test_the_libraries_python_logging_goes_to_the_log_and_pipe_s_stderr_to_the_console(tmp_path, capfd):
+    import logging
+
+    tensorflow = logging.getLogger("tensorflow")
+    terminal = logging.StreamHandler(sys.stderr)  # as TensorFlow made its own when first imported
+    tensorflow.addHandler(terminal)
+    try:
+        root = logging.getLogger().handlers[:]
+        log = TensorFlowLog.start()
+        tensorflow.warning("Issue encountered when serializing table_initializer.")
+        logging.getLogger("tf2onnx.shape_inference").warning("Cannot infer shape for one_hot")
+        log.move_to(tmp_path)
+        logging.getLogger("absl").warning("'_a' is not a valid tf.function parameter name")
+        sys.stderr.write("pipe export: pipe's own line\n")
+        text = log.stop()
+        assert tensorflow.handlers == [terminal] and logging.getLogger().handlers == root  # as they were
+    finally:
+        tensorflow.removeHandler(terminal)
+    assert text == ("WARNING:tensorflow:Issue encountered when serializing table_initializer.\n"
+                    "WARNING:tf2onnx.shape_inference:Cannot infer shape for one_hot\n"
+                    "WARNING:absl:'_a' is not a valid tf.function parameter name\n")
+    assert (tmp_path / "tensorflow.log").read_text() == text
+    assert capfd.readouterr().err == "pipe export: pipe's own line\n"
+
+
+def test_a_later_command_continues_the_runs_log(tmp_path):
+    (tmp_path / "tensorflow.log").write_text("the run's lines\n")
+    log = TensorFlowLog.start()
+    os.write(2, b"the export's start-up\n")
+    log.append_to(tmp_path)
+    os.write(2, b"and its end\n")
+    log.stop()
+    assert (tmp_path / "tensorflow.log").read_text() == "the run's lines\nthe export's start-up\nand its end\n"
+
+
 def test_tensorflow_log_shows_itself_on_request(capfd):
     log = TensorFlowLog.start()
     os.write(2, b"E0000 cuInit failed\n")
