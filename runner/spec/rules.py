@@ -7,7 +7,7 @@ from runner.spec.errors import SpecError, printable
 from runner.spec.model_rules import model_errors, text_export_errors
 from runner.spec.paths import template_problem
 from runner.spec.safety import safety_errors
-from runner.spec.store_paths import missing_folder_problem
+from runner.spec.store_paths import malformed_problem, missing_folder_problem
 
 
 def rule_errors(spec) -> list[SpecError]:
@@ -87,7 +87,8 @@ def section_rule_errors(spec) -> list[SpecError]:
                                      at_value=True))
     # An absolute path only: validate may run elsewhere than the run (a relative one is checked
     # as the run starts, where MLflow will resolve it).
-    problem = missing_folder_problem((outputs.get("mlflow") or {}).get("tracking_uri"), relative_too=False)
+    uri = (outputs.get("mlflow") or {}).get("tracking_uri")
+    problem = malformed_problem(uri) or missing_folder_problem(uri, relative_too=False)
     if problem:
         errors.append(spec.error(("outputs", "mlflow", "tracking_uri"), problem, at_value=True))
     if (outputs.get("mlflow") or {}).get("register_as"):

@@ -57,3 +57,14 @@ def missing_folder_problem(uri, relative_too: bool = True) -> str | None:
     """`the folder /nonexist/dir does not exist` (for `uri`'s store), or None."""
     folder = missing_folder(uri, relative_too)
     return None if folder is None else f"the folder {folder} does not exist"
+
+
+def malformed_problem(uri) -> str | None:
+    """Why `uri` is not a URI at all (a port that is not a number), else None."""
+    if not isinstance(uri, str):
+        return None
+    try:
+        urllib.parse.urlsplit(uri).port  # noqa: B018 -- ValueError on a port that is not a number
+    except ValueError as e:
+        return f"not a valid tracking URI: {e}"
+    return None
