@@ -4,9 +4,9 @@ TensorFlow's C++ start-up lines (oneDNN, CUDA drivers, cuInit on CPU-only machin
 written to file descriptor 2 before absl logging is initialised, so neither
 `TF_CPP_MIN_LOG_LEVEL` nor Python's logging can hide them. `TensorFlowLog` therefore
 redirects the descriptor itself to a file for as long as a command runs TensorFlow, while
-Python's own `sys.stderr` (pipe's messages, warnings, tracebacks) keeps the terminal.
-The libraries' Python logging (TensorFlow's `WARNING:tensorflow:`, absl's, tf2onnx's) goes to
-that log as well: it is theirs to say, not pipe's.
+Python's own `sys.stderr` (pipe's messages and warnings, tracebacks) keeps the terminal.
+The libraries' Python logging (TensorFlow's `WARNING:tensorflow:`, absl's, tf2onnx's) and
+their Python warnings go to that log as well: they are theirs to say, not pipe's.
 
 No TensorFlow import here: this module runs before it.
 """
@@ -36,6 +36,8 @@ _active: "TensorFlowLog | None" = None  # the process has one fd 2, so at most o
 # Loggers that bring their own handler to the terminal (TensorFlow's, made when it is first
 # imported): while a log is kept they pass their records to the root logger's, into the log.
 _LIBRARY_LOGGERS = ("tensorflow", "absl", "tf2onnx")
+# Packages whose Python warnings (warnings.warn) are theirs to say, into the log as well.
+_LIBRARY_PACKAGES = ("tensorflow", "keras", "absl", "tf2onnx", "tensorflow_datasets")
 
 
 class TensorFlowLog:
@@ -52,6 +54,7 @@ class TensorFlowLog:
         self._saved_stderr = None
         self._temporary = True
         self._logging = None  # (the root logger's handler into the log, the libraries' own handlers)
+        self._showwarning = None  # warnings.showwarning as it was
 
     @classmethod
     def start(cls) -> "TensorFlowLog":
@@ -72,6 +75,8 @@ class TensorFlowLog:
         global _active
         _active = log
         log._logging = _python_logging_to_fd2()
+        log._showwarning = warnings.showwarning
+        warnings.showwarning = _library_warnings_to_fd2(log._showwarning)
         return log
 
     def move_to(self, directory) -> Path:
@@ -109,6 +114,7 @@ class TensorFlowLog:
         _active = None
         _restore_python_logging(self._logging)
         self._logging = None
+        warnings.showwarning = self._showwarning
         os.dup2(self._saved_fd, 2)
         os.close(self._saved_fd)
         self._saved_fd = None
@@ -157,6 +163,18 @@ def _python_logging_to_fd2():
         own[name] = (logger.handlers[:], logger.propagate)
         logger.handlers, logger.propagate = [], True
     return handler, own
+
+
+def _library_warnings_to_fd2(show):
+    """`warnings.showwarning` that writes the libraries' warnings to the log and hands pipe's
+    (and any other's) to `show`."""
+    def showwarning(message, category, filename, lineno, file=None, line=None):
+        parts = Path(str(filename)).parts
+        if file is None and any(package in parts for package in _LIBRARY_PACKAGES):
+            _Descriptor2().write(warnings.formatwarning(message, category, filename, lineno, line))
+        else:
+            show(message, category, filename, lineno, file, line)
+    return showwarning
 
 
 def _restore_python_logging(saved) -> None:

@@ -160,3 +160,19 @@ def test_a_commands_tensorflow_log_shows_with_verbose_or_a_broken_install(capfd,
     else:
         command(verbose=verbose)
     assert capfd.readouterr().err == ("I0000 oneDNN custom operations are on\n" if shown else "")
+
+
+def test_the_libraries_python_warnings_go_to_the_log_and_pipe_s_to_the_console(tmp_path):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        shown = []  # what Python would print on the console
+        warnings.showwarning = lambda message, *rest: shown.append(str(message))
+        log = TensorFlowLog.start()
+        warnings.warn_explicit("a map function's note", UserWarning,
+                               "/venv/lib/python3.11/site-packages/tensorflow/python/data/ops/map_op.py", 37)
+        warnings.warn_explicit("pipe's own warning", UserWarning, str(Path("runner/data/stages.py").resolve()), 9)
+        text = log.stop()
+    assert "map_op.py:37: UserWarning: a map function's note" in text and "pipe's own" not in text
+    assert shown == ["pipe's own warning"]
