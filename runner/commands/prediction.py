@@ -23,7 +23,6 @@ from runner.data.learned import learn_normalize_ops, load_learned
 from runner.data.ops import build_map_function
 from runner.data.sources import load_source
 from runner.data.stages import AUGMENTATION_OPS
-from runner.data.sources.image_folder import image_problem
 from runner.data.table import encode_tables
 from runner.data.windows import window_stage
 from runner.errors import EXIT_USAGE
@@ -35,13 +34,13 @@ from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.run_dir import run_file_problem
 from runner.outputs.saving import require_saved_model
 from runner.commands.predict_fit import columns_problem, first_line as _first_line
+from runner.commands.predict_images import IMAGES, image_decoder, read_images
 from runner.commands.predict_text import read_texts
 from runner.run.build import restored_model
 from runner.spec import Spec, SpecError
 from runner.spec.errors import without_values
 from runner.spec.metadata import substitute_metadata
 
-_IMAGES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 _DEFAULT_BATCH = 256
 _PROGRESS_FROM = 20  # batches: smaller inputs finish before a bar would help
 
@@ -146,8 +145,14 @@ def read_inputs(spec, run_dir, input_path: Path, key=None) -> Inputs:
     texts, files = read_texts(spec, input_path)
     if texts is not None:
         return Inputs(texts, files=files)
-    if input_path.is_dir() or input_path.suffix.lower() in _IMAGES:
-        return _read_images(spec, input_path)
+    decoder = image_decoder(spec)
+    if input_path.is_dir() or input_path.suffix.lower() in IMAGES:
+        images, names = read_images(spec, input_path, _declared_source(spec, "image_folder").get("image_folder"),
+                                    encoded=decoder is not None)
+        return Inputs(images, files=names)
+    if decoder is not None:  # its first op wants a file's bytes, not pixels
+        raise _input_spec(input_path).error((), f"the run's {decoder} decodes encoded images: give image files "
+                                                f"({', '.join(IMAGES)}) or a folder of them")
     notes = []
     config = _source_config(spec, input_path, key, notes)
     misfit = "csv" in config and columns_problem(spec, _declared_source(spec, "csv").get("csv"), input_path)
@@ -253,44 +258,6 @@ def _archive_keys(path: Path) -> list:
             return list(archive.keys())
     except (OSError, ValueError, zipfile.BadZipFile) as e:
         raise _input_spec(path).error((), f"cannot read NPZ archive: {e}") from e
-
-
-def _read_images(spec, path: Path) -> Inputs:
-    """An image file or every image under a folder (sorted by path), with their names.
-
-    Decoded as the run's `image_folder` source decodes them (its `color_mode` channels,
-    resized to its `image_size` as float32); for other sources as they are stored (uint8).
-    """
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in _IMAGES)
-    if not files:
-        raise _input_spec(path).error((), f"no images ({', '.join(_IMAGES)}) in {path}")
-    folder = _declared_source(spec, "image_folder").get("image_folder")
-    channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[(folder or {}).get("color_mode", "rgb")] if folder else 0
-    size = (folder or {}).get("image_size")
-    images = []
-    for file in files:
-        problem = image_problem(file)  # before TensorFlow allocates what its header declares
-        if problem:
-            raise _input_spec(file).error((), problem)
-        try:
-            image = tf.io.decode_image(file.read_bytes(), channels=channels, expand_animations=False)
-        except tf.errors.OpError as e:
-            raise _input_spec(file).error((), f"cannot decode image: {e.message}") from e
-        images.append((tf.image.resize(image, size) if size is not None else image).numpy())
-    shapes = {i.shape for i in images}
-    if len(shapes) > 1:
-        raise _input_spec(path).error((), f"images of different sizes {sorted(shapes)}: resize them first")
-    stacked = np.stack(images)
-    if folder is None and stacked.shape[-1] == 1 and _rank_without_channels(spec):
-        stacked = stacked[..., 0]
-    names = [file.name] if path.is_file() else [file.relative_to(path).as_posix() for file in files]
-    return Inputs(stacked, files=names)
-
-
-def _rank_without_channels(spec) -> bool:
-    """Whether the model reads images as (height, width): grey images lose their channel axis."""
-    shape = spec.get("model", "sequential", "input_shape")
-    return shape is not None and len(shape) == 2
 
 
 def preprocessing_steps(spec, run_dir, split: str, info: dict, input_path: Path | None = None) -> list:

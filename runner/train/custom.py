@@ -55,7 +55,7 @@ class CustomLoop:
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         self.optimizer = optimizer
         self.scales_loss = isinstance(optimizer, keras.optimizers.LossScaleOptimizer)
-        x, y = example_batch(element_spec)
+        x, y = example_batch(element_spec, model)
         prediction = model(x)  # builds Keras models; creates nothing for tf.Modules
         self.loss = resolve_loss(loss, y, prediction)
         self.metrics = [resolve_metric(m, y, prediction) for m in metrics or []]

@@ -11,14 +11,29 @@ from runner.models.identifiers import keras_message, resolve_loss, resolve_metri
 from runner.spec.sections import section
 
 
-def example_batch(element_spec, size: int = 2):
-    """Zero tensors shaped like one batch of a dataset (unknown sizes become `size`/1)."""
+def example_batch(element_spec, model=None, size: int = 2):
+    """Zero tensors shaped like one batch of a dataset: the batch `size` long; a size the data
+    leaves unknown (a decoded image's height and width) as `model` declares its one input, else 1."""
+    declared = _declared_input_shape(model, element_spec)
 
-    def zeros(spec):
-        shape = [size if i == 0 and d is None else (d if d is not None else 1) for i, d in enumerate(spec.shape)]
+    def zeros(spec, fill=None):
+        shape = [size if i == 0 and d is None else d if d is not None else (fill[i] if fill and fill[i] else 1)
+                 for i, d in enumerate(spec.shape)]
         return tf.zeros(shape, dtype=spec.dtype)
 
+    if declared is not None:
+        return (zeros(element_spec[0], declared), *tf.nest.map_structure(zeros, tuple(element_spec[1:])))
     return tf.nest.map_structure(zeros, element_spec)
+
+
+def _declared_input_shape(model, element_spec) -> tuple | None:
+    """The input shape of a Keras model with one input, when the features are one tensor of its rank."""
+    inputs = getattr(model, "inputs", None) if isinstance(model, keras.Model) else None
+    if not (isinstance(element_spec, tuple) and isinstance(element_spec[0], tf.TensorSpec) and inputs
+            and len(inputs) == 1):
+        return None
+    shape = tuple(inputs[0].shape)
+    return shape if len(shape) == element_spec[0].shape.rank else None
 
 
 def check_loss_fits(loss, model, element_spec, spec, path=("train", "loss")):
@@ -27,7 +42,7 @@ def check_loss_fits(loss, model, element_spec, spec, path=("train", "loss")):
     Returns:
         The `keras.losses.Loss` the loop uses (functions wrapped as `compile` does).
     """
-    x, y = example_batch(element_spec)
+    x, y = example_batch(element_spec, model)
     try:
         prediction = model(x)
     except Exception as e:
@@ -57,7 +72,7 @@ def check_metrics_fit(metrics, model, element_spec, spec, path=("train", "metric
     """
     if not isinstance(metrics, list) or not metrics:
         return
-    x, y = example_batch(element_spec)
+    x, y = example_batch(element_spec, model)
     prediction = model(x)
     if not (tf.is_tensor(y) and tf.is_tensor(prediction)):
         return

@@ -41,7 +41,7 @@ def resolve_outputs(train, spec, model, element_spec):
         check_per_output(weights, names, spec, "loss_weights")
     if is_per_output(loss_config, names):
         _check_labels(spec, names, element_spec)
-        x, y = example_batch(element_spec)
+        x, y = example_batch(element_spec, model)
         loss = OutputsLoss(get_output_losses(loss_config, spec), weights, names, y, model(x))
     else:
         loss = get_loss(loss_config, spec)
@@ -167,7 +167,7 @@ def loop_metrics(metrics, model, element_spec, loss=None) -> list:
     if not isinstance(metrics, dict) and not per_output_loss:
         return metrics
     names = output_names(model)
-    x, y = example_batch(element_spec)
+    x, y = example_batch(element_spec, model)
     y, prediction = _by_name(y, names), _by_name(model(x), names)
     losses = [OutputLoss(name, resolved, names) for name, resolved in loss.resolved.items()] if per_output_loss else []
     if not isinstance(metrics, dict):

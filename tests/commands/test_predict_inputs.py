@@ -431,3 +431,56 @@ outputs: {{dir: {tmp_path / 'runs'}, plots: {{enabled: false}}}}
     from_npz = predict_file(run_dir, tmp_path / "test.npz", tmp_path / "npz.npy", key="x")
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), np.load(tmp_path / "npz.npy"), rtol=1e-4, atol=1e-5)
     assert predicted.count == from_npz.count == 48
+
+
+# ------------------------------------------------------------------ a run that decodes images itself
+
+ENCODED = """\
+version: 1
+name: encoded
+seed: 3
+data:
+  train:
+    source:
+      tfrecord:
+        files: [images.tfrecord]
+        features: {png: {dtype: string, shape: []}, label: {dtype: int64, shape: []}}
+        label: label
+    stages:
+      - map: {ops: [{decode_image: {channels: 1}}, {cast: {dtype: float32}}, {scale: {divisor: 255.0}}]}
+      - batch: {batch_size: 8}
+model:
+  sequential:
+    input_shape: [12, 12, 1]
+    layers: [{Flatten: {}}, {Dense: {units: 3}}]
+train: {epochs: 1, loss: {SparseCategoricalCrossentropy: {from_logits: true}}, optimizer: adam}
+outputs: {dir: runs, plots: {enabled: false}}
+"""
+
+
+def test_a_run_that_decodes_images_predicts_on_image_files_and_refuses_pixels(tmp_path, monkeypatch):
+    """Its map ops decode encoded images: image files go in as their bytes (decoded once, by
+    the run's own op), and decoded pixels (an .npy) are refused with what to give instead."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (16, 12, 12, 1)).astype(np.uint8)
+    (tmp_path / "pngs").mkdir()
+    with tf.io.TFRecordWriter(str(tmp_path / "images.tfrecord")) as writer:
+        for i, image in enumerate(pixels):
+            png = tf.io.encode_png(image).numpy()
+            (tmp_path / "pngs" / f"{i:02d}.png").write_bytes(png)
+            features = {"png": tf.train.Feature(bytes_list=tf.train.BytesList(value=[png])),
+                        "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i % 3]))}
+            writer.write(tf.train.Example(features=tf.train.Features(feature=features)).SerializeToString())
+    (tmp_path / "spec.yaml").write_text(ENCODED)
+    run_dir = _run(tmp_path / "spec.yaml")
+    result = pipe("predict", str(run_dir), "pngs", "--output", "p.csv", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    rows = np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1, usecols=range(2, 5))
+    expected = _softmax(load_model(run_dir).predict(pixels.astype("float32") / 255.0, verbose=0))
+    np.testing.assert_allclose(rows, expected, rtol=1e-5, atol=1e-6)
+    np.save(tmp_path / "x.npy", pixels)
+    refused = pipe("predict", str(run_dir), "x.npy", "--output", "q.csv", cwd=tmp_path)
+    assert (refused.returncode, refused.stderr) == (1, "x.npy: the run's data.train.stages[0].map.ops[0] decodes "
+                                                       "encoded images: give image files (.png, .jpg, .jpeg, .bmp, "
+                                                       ".gif) or a folder of them\n")
