@@ -18,6 +18,7 @@ from runner.train.engine import needs_batch_hooks
 from runner.train.execution import BAD_STEP, StepRunner, resolve_steps_per_execution
 from runner.train.loss_check import example_batch
 from runner.train.result import TrainResult, finalize_weights
+from runner.train.strategies import distribute
 
 
 class CustomLoop:
@@ -193,7 +194,7 @@ class CustomLoop:
         elif id(dataset) in self._distributed:
             distributed = self._distributed[id(dataset)][1]
         else:
-            distributed = self.strategy.experimental_distribute_dataset(dataset)
+            distributed = distribute(self.strategy, dataset)
             self._distributed[id(dataset)] = (dataset, distributed)  # the dataset kept: its id stays its own
         for x, y in distributed:
             self._test(x, y)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from runner.train.strategies import distribute
+
 # `steps_per_execution: auto`: the whole epoch per graph call, up to this many steps, so a
 # progress bar and per-batch callbacks still hear from the loop every so often.
 AUTO_STEPS_CAP = 100
@@ -105,7 +107,7 @@ class StepRunner:
             self._source = self._distributed(dataset)
 
     def _distributed(self, dataset):
-        return self.strategy.experimental_distribute_dataset(dataset) if self.distribute else dataset
+        return distribute(self.strategy, dataset) if self.distribute else dataset
 
     def begin_epoch(self):
         """A fresh iterator for the epoch, unless one iterator serves every epoch."""

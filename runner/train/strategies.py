@@ -156,3 +156,12 @@ def tpu_strategy(device, options):
         raise device.error(STRATEGY, f"strategy 'tpu' found no TPU: {e}") from e
 
 
+
+
+def distribute(strategy, dataset):
+    """`dataset` split between the strategy's replicas, each worker keeping every n-th batch:
+    tf.data's default shards by file first, which fails for a source of fewer files than
+    workers (one TFRecord file, a pattern matching one)."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return strategy.experimental_distribute_dataset(dataset.with_options(options))
