@@ -68,7 +68,17 @@ def batch_augment(functions: list, element_spec, where: str, batched: bool = Tru
     states = [v for v in traced.variables if v.shape == (2,) and v.dtype.is_integer]
     output = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]] if batched else t.shape, t.dtype),
                                    traced.structured_outputs)
-    return BatchAugment(functions, states, where, output)
+    return BatchAugment(functions, _in_layer_order(states, functions), where, output)
+
+
+def _in_layer_order(states: list, functions: list) -> list:
+    """`states` in the order of the layers that hold them: each takes its seed by its place
+    in this list, and a traced graph lists its variables in no stable order (two builds of
+    one spec gave RandomRotation's and RandomZoom's generators in either order)."""
+    layers = [layer for function in functions for layer in getattr(function, "layers", ())]
+    held = [getattr(v, "value", v) for layer in layers for v in layer.variables]
+    place = {id(v): i for i, v in enumerate(held)}
+    return sorted(states, key=lambda state: place.get(id(state), len(held)))  # others after, as traced
 
 
 def augment_elements(dataset: tf.data.Dataset, function, seed: int, epoch: tf.Variable, where: str):
