@@ -19,7 +19,10 @@ Alternating repetitions in one process (hand-written first for even repetitions,
 for odd ones), one seed per repetition. What is compared is the time per epoch after the
 first (the first maps and caches the data and traces; later epochs are what a longer run
 pays): from the end of the first epoch to the end of the last, over the epochs between,
-validation included on both sides. Test accuracy is the last epoch's accuracy on the test
+validation included on both sides; in wall time, and in the process's CPU time (all its
+threads), which a loaded machine disturbs less: the scheduler shares the cores per thread,
+so under heavy load a program with more busy threads (tf.data's beside the step's) gets
+more of them. Test accuracy is the last epoch's accuracy on the test
 folder.
 
     python scripts/make_fashion_png_folders.py /tmp/fashion-png
@@ -103,16 +106,21 @@ class EpochEnds(keras.callbacks.Callback):
         self.ends = []
 
     def on_epoch_end(self, epoch, logs=None):
-        self.ends.append(time.perf_counter())
+        self.ends.append(_clocks())
 
 
-def after_first(ends: list) -> float:
-    """Seconds per epoch from the end of the first epoch to the end of the last."""
-    return (ends[-1] - ends[0]) / (len(ends) - 1)
+def _clocks():
+    """(wall, CPU) seconds now: the process's CPU time counts all its threads."""
+    return time.perf_counter(), time.process_time()
+
+
+def after_first(ends: list) -> tuple:
+    """(wall, CPU) seconds per epoch from the end of the first epoch to the end of the last."""
+    return tuple((last - first) / (len(ends) - 1) for first, last in zip(ends[0], ends[-1]))
 
 
 def hand_written(folder: Path, seed: int, epochs: int):
-    """The tutorial's program: (s/epoch after the first, test accuracy)."""
+    """The tutorial's program: ((wall, CPU) s/epoch after the first, test accuracy)."""
     keras.utils.set_random_seed(seed)
     options = dict(image_size=(28, 28), batch_size=32, color_mode="grayscale", seed=seed, verbose=False)
     train_ds = keras.utils.image_dataset_from_directory(folder / "train", **options)
@@ -161,19 +169,19 @@ class EpochCalls:
             try:
                 return call(loop, first, count)
             finally:
-                self.calls.append((count, time.perf_counter()))
+                self.calls.append((count, _clocks()))
 
         runner.train.fused.FusedLoop._call_epochs = timed
 
-    def after_first(self) -> float:
+    def after_first(self) -> tuple:
         """As `after_first`; the first call runs the first epoch alone (`FusedLoop.fit`)."""
         assert self.calls[0][0] == 1, self.calls
         epochs = sum(count for count, _ in self.calls[1:])
-        return (self.calls[-1][1] - self.calls[0][1]) / epochs
+        return tuple((last - first) / epochs for first, last in zip(self.calls[0][1], self.calls[-1][1]))
 
 
 def pipe(spec_file: Path, seed: int, epochs: int, sets, calls: EpochCalls):
-    """`pipe run` in-process: (s/epoch after the first, test accuracy, engine)."""
+    """`pipe run` in-process: ((wall, CPU) s/epoch after the first, test accuracy, engine)."""
     spec = load_spec(spec_file, overrides=[f"seed={seed}", f"train.epochs={epochs}", *sets])
     calls.calls.clear()
     ends = EpochEnds()
@@ -216,15 +224,17 @@ def main() -> None:
                     runs[side] = hand_written(folder, seed, args.epochs)
                 else:
                     runs[side] = pipe(spec_file, seed, args.epochs, args.sets, calls)
-            (hand_s, hand_acc), (pipe_s, pipe_acc, engine) = runs["hand"], runs["pipe"]
-            rows.append((hand_s, pipe_s, hand_acc, pipe_acc))
+            ((hand_s, hand_cpu), hand_acc), ((pipe_s, pipe_cpu), pipe_acc, engine) = runs["hand"], runs["pipe"]
+            rows.append((hand_s, pipe_s, hand_acc, pipe_acc, hand_cpu, pipe_cpu))
             print(f"seed {seed}: s/epoch after the first: hand-written {hand_s:.3f}, pipe ({engine}) {pipe_s:.3f}, "
-                  f"ratio {pipe_s / hand_s:.3f} | test accuracy {hand_acc:.4f}, {pipe_acc:.4f} | load "
+                  f"ratio {pipe_s / hand_s:.3f} | CPU s/epoch {hand_cpu:.3f}, {pipe_cpu:.3f}, ratio "
+                  f"{pipe_cpu / hand_cpu:.3f} | test accuracy {hand_acc:.4f}, {pipe_acc:.4f} | load "
                   f"{os.getloadavg()[0]:.1f}", flush=True)
-    ratios = [pipe_s / hand_s for hand_s, pipe_s, _, _ in rows]
-    print(f"median s/epoch after the first: hand-written {statistics.median(r[0] for r in rows):.3f}, pipe "
-          f"{statistics.median(r[1] for r in rows):.3f}; median ratio {statistics.median(ratios):.3f} "
-          f"(per seed {', '.join(f'{r:.3f}' for r in ratios)})", flush=True)
+    for name, hand, pipe_side in (("s/epoch", 0, 1), ("CPU s/epoch", 4, 5)):
+        ratios = [r[pipe_side] / r[hand] for r in rows]
+        print(f"median {name} after the first: hand-written {statistics.median(r[hand] for r in rows):.3f}, pipe "
+              f"{statistics.median(r[pipe_side] for r in rows):.3f}; median ratio {statistics.median(ratios):.3f} "
+              f"(per seed {', '.join(f'{r:.3f}' for r in ratios)})", flush=True)
     print(f"test accuracy: hand-written {', '.join(f'{r[2]:.4f}' for r in rows)}; "
           f"pipe {', '.join(f'{r[3]:.4f}' for r in rows)}", flush=True)
     print(f"load average at end {' '.join(f'{v:.1f}' for v in os.getloadavg())}", flush=True)
