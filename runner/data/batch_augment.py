@@ -28,6 +28,16 @@ class BatchAugment:
     functions: list  # the maps' element functions (their Keras layers called with training=True)
     states: list  # the seed-generator state variables those layers draw from
     where: str  # the first augment stage, for messages
+    # The specs of (x, y) of an augmented batch, any batch size: Keras's random layers give
+    # floats (their compute dtype) for uint8 pixels, which the step then takes.
+    output_signature: object = None
+
+    @property
+    def xla_refusals(self) -> list:
+        """The names of the layers Keras says XLA cannot compile (`supports_jit`, as it judges
+        a model's layers: RandomRotation's and RandomZoom's projective transform has no XLA kernel)."""
+        layers = [layer for function in self.functions for layer in getattr(function, "layers", ())]
+        return list(dict.fromkeys(type(layer).__name__ for layer in layers if not layer.supports_jit))
 
     def __call__(self, batch, seed: int, epoch, step):
         """`batch` augmented with the draws of (seed, epoch, step)."""
@@ -56,7 +66,19 @@ def batch_augment(functions: list, element_spec, where: str, batched: bool = Tru
     traced = tf.function(apply, autograph=False).get_concrete_function(*signature)
     # A seed generator's state is a pair of integers; other variables (none today) are not touched.
     states = [v for v in traced.variables if v.shape == (2,) and v.dtype.is_integer]
-    return BatchAugment(functions, states, where)
+    output = tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]] if batched else t.shape, t.dtype),
+                                   traced.structured_outputs)
+    return BatchAugment(functions, _in_layer_order(states, functions), where, output)
+
+
+def _in_layer_order(states: list, functions: list) -> list:
+    """`states` in the order of the layers that hold them: each takes its seed by its place
+    in this list, and a traced graph lists its variables in no stable order (two builds of
+    one spec gave RandomRotation's and RandomZoom's generators in either order)."""
+    layers = [layer for function in functions for layer in getattr(function, "layers", ())]
+    held = [getattr(v, "value", v) for layer in layers for v in layer.variables]
+    place = {id(v): i for i, v in enumerate(held)}
+    return sorted(states, key=lambda state: place.get(id(state), len(held)))  # others after, as traced
 
 
 def augment_elements(dataset: tf.data.Dataset, function, seed: int, epoch: tf.Variable, where: str):

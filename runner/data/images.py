@@ -64,6 +64,7 @@ def augment(spec, where, args):
             x = layer(x, training=True)
         return x
 
+    apply.layers = layers  # what the fused engine asks whether XLA compiles (`BatchAugment.xla_refusals`)
     return apply
 
 

@@ -57,7 +57,9 @@ def build_map_function(spec, path: tuple, ops: list, element_spec, constant=tf.c
 
     # Plain TensorFlow ops, no Python control flow on tensors: autograph has nothing to do,
     # and skipping it keeps our located errors intact through tracing.
-    return tf.autograph.experimental.do_not_convert(apply)
+    function = tf.autograph.experimental.do_not_convert(apply)
+    function.layers = [layer for *_, transform in steps for layer in getattr(transform, "layers", ())]  # augment's
+    return function
 
 
 def select_target(spec, where, element: tuple, target: str):

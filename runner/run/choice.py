@@ -8,7 +8,7 @@ and returns the engine that implements it.
 from __future__ import annotations
 
 from runner.run.engines import Engine
-from runner.run.fused import FusedEngine, plan_data, replicas_reason
+from runner.run.fused import FusedEngine, plan_data, replicas_reason, xla_reason
 from runner.models.string_front import string_front
 from runner.run.loops import CustomEngine, FitEngine
 from runner.train.engine import choose_engine
@@ -52,4 +52,6 @@ def choose_training(spec, setup, datasets, loop: str, callbacks, profiling=False
         return tf_data(choice.name, choice.reason)
     held = front[0] if any(p.encode is not None for p in plans.values()) else None
     reason = choice.reason if held is None else f"{choice.reason}; strings held as looked up by {held.names}"
-    return FusedEngine(choice.name, reason, plans=plans, loop=loop, front=held)
+    without_xla = xla_reason(plans, setup)
+    reason = f"{reason}; {without_xla}" if without_xla else reason
+    return FusedEngine(choice.name, reason, plans=plans, loop=loop, front=held, xla=not without_xla)

@@ -28,8 +28,15 @@ class FusedEngine(EngineChoice):
     plans: dict = field(default_factory=dict, repr=False)  # role (train, validation) -> InMemoryPlan
     front: object = None  # the model's lookups of its string inputs, when the splits hold their output
     loop: str = "fit"  # the tf.data loop it stands in for (its progress bar follows that loop's)
+    xla: bool = True  # False: jit_compile asked for, but the training batches' augmentation cannot compile
 
     def train(self, context: TrainingContext) -> TrainingResult:
+        if not self.xla:  # fused without XLA (the engine line says why), and recorded so
+            context.setup.jit_compile = False
+            context.setup.manifest["xla"] = False
+        return self._train(context)
+
+    def _train(self, context: TrainingContext) -> TrainingResult:
         c, train, outputs = context, context.train, context.outputs
         model, datasets, setup = c.model, c.datasets, c.setup
         splits = {"train": "train", "validation": datasets.validated_split(c.spec)}
@@ -108,6 +115,19 @@ def replicas_reason(plans: dict, setup) -> str:
     if augment is None or setup.num_replicas == 1:
         return ""
     return f"{augment.where}: a 'map' stage with augment ops under {setup.num_replicas} replicas"
+
+
+def xla_reason(plans: dict, setup) -> str:
+    """Why the fused steps run without XLA although jit_compile asks for it ("" when they
+    need not): the training batches' augmentation has layers XLA cannot compile. The
+    epoch then runs uncompiled, still in one graph call, rather than on the tf.data path."""
+    augment = getattr(plans.get("train"), "augment", None)
+    if augment is None or not setup.jit_compile or setup.num_replicas > 1:
+        return ""
+    refused = augment.xla_refusals
+    if not refused:
+        return ""
+    return f"xla off: {augment.where} augments with {', '.join(refused)}, which XLA cannot compile"
 
 
 def _in_memory(plan: InMemoryPlan, seed, setup) -> InMemoryData:

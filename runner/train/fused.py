@@ -53,8 +53,11 @@ class InMemoryData:
     element_spec: Any = None
     augment: Any = None  # training batches: `runner.data.batch_augment.BatchAugment`, seeded by the step
 
-    def batch_signature(self):
-        """The specs of (x, y) of a batch as the step takes it, for any batch size."""
+    def batch_signature(self, augmented=False):
+        """The specs of (x, y) of a batch as the step takes it, for any batch size (as the
+        training step takes it, after the augmentation, when `augmented`)."""
+        if augmented and self.augment is not None:
+            return self.augment.output_signature
         if self.batch_map is None:
             return tf.nest.map_structure(lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), (self.x, self.y))
         return tf.nest.map_structure(lambda s: tf.TensorSpec([None, *s.shape], s.dtype), self.element_spec)
@@ -218,7 +221,7 @@ class FusedLoop(CustomLoop):
             def replicated(x, y, ids, draw):
                 return self.strategy.run(self._replica_step, args=(python_step, data, x, y, ids))
             return replicated, functools.partial(_batches_loop, replicated)
-        signature = data.batch_signature()
+        signature = data.batch_signature(augmented=kind == "train")
         key = (kind, str(signature), data.batch_map, data.augment if kind == "train" else None)
         if key not in self._traced_steps:
             # Traced on first use: under XLA, only a partial batch needs it.
