@@ -58,6 +58,8 @@ def evaluate_run(run_dir, overrides=(), splits=None) -> Evaluation:
     record = read_run(run_dir)
     require_saved_model(record)
     spec = load_run_spec(run_dir, overrides)
+    if spec.sections.device.strategy_name == "multi_worker_mirrored":
+        spec.set_value(("device", "strategy"), "default")  # the workers trained together; one process evaluates
     # The run's build with the model it saved; train's statistics, as the run had them.
     build = Build(spec, learned=load_learned(run_dir), model=lambda: restored_model(run_dir, spec))
     datasets = build.through("datasets").datasets

@@ -211,6 +211,16 @@ def test_multi_worker_two_local_workers(two_workers, runs):
     assert _spec_without_device(chief) == _spec_without_device(single)
 
 
+
+def test_a_multi_worker_run_is_evaluated_in_one_process(two_workers):
+    """pipe evaluate does not gather the run's cluster again (it would wait for workers that
+    are gone): the chief's saved model, evaluated here, gives the run's own test metrics."""
+    from runner.commands.evaluation import evaluate_run
+
+    _, (chief, _) = two_workers
+    evaluation = evaluate_run(chief.run_dir, splits=["test"])
+    _assert_close(evaluation.metrics["test"], chief.json("metrics.json")["test"], ("loss", "mae"))
+
 def test_mixed_bfloat16_runs_on_the_cpu_and_learns(runs):
     run = runs("bf16", ("device.mixed_precision=mixed_bfloat16",))
     assert run.summary.endswith("precision: mixed_bfloat16; xla: off")
