@@ -218,7 +218,9 @@ def test_a_multi_worker_run_is_evaluated_in_one_process(two_workers):
     from runner.commands.evaluation import evaluate_run
 
     _, (chief, _) = two_workers
-    evaluation = evaluate_run(chief.run_dir, splits=["test"])
+    cluster = ('device.strategy={name: multi_worker_mirrored, cluster: {worker: ["127.0.0.1:1", "127.0.0.1:2"]}, '
+               'task: {type: worker, index: 0}}')  # as a spec that declares its cluster holds it
+    evaluation = evaluate_run(chief.run_dir, [cluster], splits=["test"])
     _assert_close(evaluation.metrics["test"], chief.json("metrics.json")["test"], ("loss", "mae"))
 
 def test_mixed_bfloat16_runs_on_the_cpu_and_learns(runs):
