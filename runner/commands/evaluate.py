@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from runner.commands.reporting import echo_metrics, reporting_errors, require_run_dir
+from runner.errors import EXIT_INVALID
 from runner.spec.errors import printable
 
 
@@ -18,4 +19,7 @@ def main(run_dir, set_, splits, debug: bool) -> None:
 
     evaluation = reporting_errors("evaluate", evaluate_it, debug)
     echo_metrics(evaluation.metrics)
+    if evaluation.path is None:
+        typer.echo(f"pipe evaluate: not kept: {printable(evaluation.not_kept)}", err=True)
+        raise typer.Exit(code=EXIT_INVALID)
     typer.echo(f"evaluation: {printable(evaluation.path)}")

@@ -19,6 +19,7 @@ from runner import console
 from runner.data.learned import load_learned
 from runner.models import is_keras
 from runner.outputs import plots
+from runner.outputs.files import write_failure
 from runner.outputs.manifest import fingerprint
 from runner.outputs.predictions import confusion_matrices
 from runner.outputs.records import load_run_spec, new_result_file, read_run, write_result
@@ -37,8 +38,9 @@ class Evaluation:
     """Metrics by split, the file they were written to, and the confusion matrices."""
 
     metrics: dict
-    path: Path
+    path: Path | None  # None: not kept (`not_kept` says why)
     confusion: dict
+    not_kept: str | None = None
 
 
 def evaluate_run(run_dir, overrides=(), splits=None) -> Evaluation:
@@ -74,17 +76,20 @@ def evaluate_run(run_dir, overrides=(), splits=None) -> Evaluation:
                                   logged_names(build.metrics, build.loss_object))  # as the run's metrics.json
         for output, matrix in confusion_matrices(model, dataset).items():
             confusion[split if output is None else f"{split}-{output}"] = matrix
-    path = new_result_file(run_dir, "evaluation")
-    write_result(path, {
-        "time": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
-        "overrides": list(overrides),
-        "data_files": {str(p): fingerprint(p) for p in datasets.files if Path(p).exists()},
-        "metrics": metrics,
-        "confusion_matrix": {split: np.asarray(m).tolist() for split, m in confusion.items()},
-    })
-    for split, matrix in confusion.items():
-        plots.plot_confusion_matrix(matrix, path.with_name(f"{path.stem}-{split}-confusion_matrix.png"),
-                                    datasets.info.get("class_names"))
+    try:  # a read-only run is still evaluated: its figures are printed, said not kept
+        path = new_result_file(run_dir, "evaluation")
+        write_result(path, {
+            "time": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
+            "overrides": list(overrides),
+            "data_files": {str(p): fingerprint(p) for p in datasets.files if Path(p).exists()},
+            "metrics": metrics,
+            "confusion_matrix": {split: np.asarray(m).tolist() for split, m in confusion.items()},
+        })
+        for split, matrix in confusion.items():
+            plots.plot_confusion_matrix(matrix, path.with_name(f"{path.stem}-{split}-confusion_matrix.png"),
+                                        datasets.info.get("class_names"))
+    except OSError as e:
+        return Evaluation(metrics, None, confusion, not_kept=str(write_failure(e.filename or run_dir, e)))
     return Evaluation(metrics, path, confusion)
 
 

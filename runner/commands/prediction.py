@@ -102,6 +102,8 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
         write_predictions(output_path, outputs, kinds, class_names=info.get("class_names"), files=inputs.files)
     except ValueError as e:
         raise _input_spec(output_path).error((), str(e)) from None
+    except OSError as e:  # a folder the user cannot write to: theirs to fix, as pipe export says it
+        raise _input_spec(output_path).error((), f"cannot write there: {e.strerror or e}") from None
     single = next(iter(outputs)) if len(outputs) == 1 else None
     predicted = classes(outputs[single], kinds[single]) if len(outputs) == 1 else None
     for name, values in outputs.items():

@@ -132,6 +132,35 @@ def test_evaluate_reproduces_the_custom_loop_runs_test_metrics_and_never_overwri
         assert json.loads(file.read_text())["metrics"] == {"test": metrics["test"]}  # exactly
 
 
+
+def test_a_run_that_cannot_be_written_is_evaluated_and_said_not_kept(regression_runs, monkeypatch, tmp_path):
+    """A read-only run directory (as root, write permission bits do not stop a write: the
+    refusal is the file system's) still gets its figures printed; the evaluation is said not
+    kept, exit 1; so is a prediction into a folder that cannot be written."""
+    import runner.commands.evaluation as evaluation
+    import runner.commands.prediction as prediction
+
+    cwd, run_dirs, _ = regression_runs
+    run_dir = run_dirs[1]
+
+    def refuse(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(evaluation, "write_result", refuse)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    result = pipe_in_process(["evaluate", run_dir], cwd=cwd)
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == f"test: loss={metrics['test']['loss']:.5g}\n"
+    assert re.fullmatch(r"pipe evaluate: not kept: cannot write .*evaluation-.*\.json: Permission denied\n",
+                        result.stderr)
+
+    monkeypatch.setattr(prediction, "write_predictions", refuse)
+    np.save(tmp_path / "x.npy", np.linspace(-1, 1, 5, dtype="float32").reshape(-1, 1))
+    (tmp_path / "out").mkdir()
+    result = pipe_in_process(["predict", run_dir, tmp_path / "x.npy", "--output", tmp_path / "out" / "p.csv"], cwd=cwd)
+    assert (result.returncode, result.stderr) == (1, f"{tmp_path / 'out' / 'p.csv'}: cannot write there: "
+                                                     "Permission denied\n")
+
 def test_evaluate_reproduces_the_fit_runs_test_metrics_with_a_confusion_matrix(fashion_run):
     cwd, run_dir, _ = fashion_run
     result = pipe("evaluate", run_dir, cwd=cwd)
