@@ -33,7 +33,7 @@ from runner.outputs.files import json_text, write_text
 from runner.outputs.lineage import chain, run_key
 from runner.outputs.hparams import dotted_values
 from runner.outputs.status import checked_status
-from runner.outputs.tracking_uri import TrackingError, check_uri, check_reachable, mask, masked_copy
+from runner.outputs.tracking_uri import TrackingError, TrackingRequestError, check_uri, check_reachable, mask, masked_copy
 
 MLFLOW_FILE = "mlflow.json"  # in the run directory: where it was tracked (tracking_uri, experiment_id, run_id)
 KEY_TAG = "pipe.run_key"  # the run directory's key (of the first run of a resumed chain)
@@ -92,6 +92,8 @@ def upload_run(run_dir, tracking_uri: str, *, experiment: str | None = None, run
             return _upload(mlflow, run_dir, truth, tracking_uri, experiment, run_name, register_as, extra)
     except TrackingError:
         raise
+    except mlflow.tracking.registry.UnsupportedModelRegistryStoreURIException as e:  # a URI MLflow has no store for
+        raise TrackingRequestError(f"{mask(tracking_uri)}: {_first_line(e)}") from None
     except Exception as e:  # MlflowException, requests' errors, a refused write: one line
         raise TrackingError(_first_line(e)) from e
 

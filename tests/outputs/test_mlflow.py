@@ -178,6 +178,18 @@ def test_pipe_log_refuses_what_it_cannot_upload(tmp_path, monkeypatch):
                              "outputs.mlflow.tracking_uri, and MLFLOW_TRACKING_URI is not set)\n")
 
 
+@needs_mlflow
+def test_pipe_log_refuses_a_uri_mlflow_has_no_store_for(tmp_path):
+    """A scheme MLflow keeps no runs at is a usage mistake (exit 2), in MLflow's words, before any upload."""
+    run_dir = tmp_path / "done"
+    run_dir.mkdir()
+    (run_dir / "manifest.json").write_text(json.dumps({"name": "tracked", "status": "completed"}))
+    result = CliRunner().invoke(app, ["log", str(run_dir), "--mlflow", "notaurl://somewhere"])
+    assert result.exit_code == 2, result.stderr
+    assert result.stderr.startswith(f"pipe log: {run_dir}: notaurl://somewhere: ") and "unsupported URI" in result.stderr
+    assert result.stderr.count("\n") == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["done"]
+
+
 def test_a_run_without_mlflow_installed_is_one_warning(tmp_path, monkeypatch, capsys):
     from runner.outputs.tracking_run import track_finished_run
 
