@@ -721,3 +721,22 @@ def test_a_batch_larger_than_the_split_is_the_whole_split_at_once(write_spec, tm
     data = "train: {source: {npy: {features: x.npy}}, stages: [{map: {ops: [{scale: {divisor: 255.0}}]}}, {batch: {batch_size: 10000000}}]}"
     batches = [b.shape for b in build(write_spec, data).train]
     assert batches == [(50, 28, 28)]
+
+
+def test_arrays_holding_nan_or_infinities_are_refused_at_their_key(write_spec, tmp_path):
+    """A NaN feature makes its weights NaN at the first step, and a ReLU after them reads NaN as
+    0: the loss stays finite while the units are dead. The source says so, located."""
+    x = np.ones((20, 3), np.float32)
+    x[7, 1] = np.nan
+    np.savez(tmp_path / "nan.npz", x=x, y=np.zeros(20, np.float32))
+    with pytest.raises(SpecError) as caught:
+        build(write_spec, "train: {source: {npz: {path: nan.npz, features: x, label: y}}}")
+    assert caught.value.message == (f"array 'x' of {tmp_path / 'nan.npz'} holds NaN (the first in row 7): "
+                                    "fill or drop those rows first")
+    assert caught.value.path == ("data", "train", "source", "npz", "features")
+    y = np.zeros(20, np.float32)
+    y[3] = np.inf
+    np.save(tmp_path / "x.npy", np.ones((20, 3), np.float32))
+    np.save(tmp_path / "y.npy", y)
+    with pytest.raises(SpecError, match=r"y.npy holds infinite values \(the first in row 3\)"):
+        build(write_spec, "train: {source: {npy: {features: x.npy, label: y.npy}}}")

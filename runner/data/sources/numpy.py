@@ -45,7 +45,18 @@ def _archive_arrays(spec, path, archive, keys_wanted, keys, file):
 def _archive_array(spec, path, archive, key, keys, file):
     if key not in keys:
         raise spec.error(path, f"no array '{key}' in {file} (arrays: {', '.join(keys)})", at_value=True)
-    return archive[key]
+    return _finite(spec, path, archive[key], f"array '{key}' of {file}")
+
+
+def _finite(spec, path, array, name: str):
+    """`array`, unless it holds NaN or infinities: a step on one makes weights NaN, which a
+    ReLU after them can hide from the loss (it reads NaN as 0) while the units stay dead."""
+    if array.dtype.kind in "fc" and array.size and not np.isfinite(array).all():
+        row = int(np.argwhere(~np.isfinite(array))[0][0])
+        what = "NaN" if np.isnan(array).any() else "infinite values"
+        raise spec.error(path, f"{name} holds {what} (the first in row {row}): fill or drop those rows first",
+                         at_value=True)
+    return array
 
 
 def load_npy(spec, path, options, seed) -> Source:
@@ -70,7 +81,7 @@ def _load_npy(spec, path, file):
         raise spec.error(path, f"cannot read NPY file {file}: {e}") from e
     if array.ndim == 0:
         raise spec.error(path, f"{file} holds a single value, not one row per element")
-    return array
+    return _finite(spec, path, array, str(file))
 
 
 def npy_size_problem(handle, available: int) -> str | None:
