@@ -93,8 +93,11 @@ def output_path(run_dir: Path, manifest: dict, fmt, output, quantize) -> Path:
     """Where to write: the default inside the run, or `output` unless taken, in another run,
     inside an exported model, or unwritable."""
     if output is None:
+        _check_own_export_folder(run_dir, run_dir / "export")
         return free_default_path(run_dir, fmt, quantize)
     target = Path(output).expanduser().absolute()
+    if run_dir.absolute() / "export" in (target, *target.parents):
+        _check_own_export_folder(run_dir, output)
     if str(output).endswith(("/", os.sep)) or target.is_dir():  # a folder to write into, as `cp x dir/`
         target = free_default_path(run_dir, fmt, quantize, folder=target)  # messages still name `output`
     own = run_dir.resolve()
@@ -121,6 +124,16 @@ def output_path(run_dir: Path, manifest: dict, fmt, output, quantize) -> Path:
     if not os.access(existing, os.W_OK | os.X_OK):
         raise ExportRefused(f"{output}: cannot write there: {existing} is not writable")
     return target
+
+
+def _check_own_export_folder(run_dir: Path, shown) -> None:
+    """The run's export/ must be the run's own folder: a link (to /tmp, to another run) would
+    carry the export out of the run directory."""
+    folder = Path(run_dir) / "export"
+    inside = not folder.exists() or folder.resolve().parent == Path(run_dir).resolve()
+    if folder.is_symlink() or not inside:
+        raise ExportRefused(f"{shown}: the run's export/ is a link pipe did not make (to {folder.resolve()}); "
+                            "remove it, or export elsewhere with --output")
 
 
 @contextmanager

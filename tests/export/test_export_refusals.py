@@ -96,6 +96,19 @@ def test_a_symlink_into_another_run_or_an_exported_model_is_followed(run, tmp_pa
     assert _files(other) == ["logs", "manifest.json"] and _files(served) == ["saved_model.pb"]
 
 
+
+def test_a_runs_export_folder_swapped_for_a_link_is_refused(run, tmp_path):
+    """export/ is the run's own folder: a link there (to /tmp, to anywhere) would carry the
+    export out of the run directory, by default or by an --output inside it."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (run / "export").symlink_to(elsewhere)
+    for output in ((), ("--output", run / "export" / "m.onnx")):
+        result = _export(run, "--format", "onnx", *output)
+        assert result.exit_code == 1, result.stderr
+        assert f"the run's export/ is a link pipe did not make (to {elsewhere})" in result.stderr
+    assert _files(elsewhere) == []
+
 def test_the_runs_own_files_are_refused_but_its_export_folder_is_the_place(run):
     for name in ("saved_model", "checkpoints/x", "history.csv", "preprocessing.json"):
         result = _export(run, "--format", "saved_model", "--output", run / name)
