@@ -90,11 +90,13 @@ def _written(target: Path, temp: Path):
 
 
 def _check_model_file(run_dir: Path, model: Path) -> None:
-    """The model must be the file the run saved, when its manifest recorded its SHA-256: a model
-    file swapped or edited since is refused, never used silently."""
+    """The model must be the file the run saved (not a link), and when its manifest recorded its
+    SHA-256, that file: a model file swapped or edited since is refused, never used silently."""
     from runner.outputs.manifest import fingerprint
     from runner.outputs.records import RunFileError, is_run_dir, read_run
 
+    if model.is_symlink():  # even to the same bytes: the run's files are the run's own
+        raise RunFileError(f"{model}: a symbolic link, not the file the run saved; not loaded")
     recorded = read_run(run_dir).manifest.get("model_sha256") if is_run_dir(run_dir) else None
     if isinstance(recorded, str) and recorded and fingerprint(model) != recorded:
         raise RunFileError(f"{model}: not the model the run saved (its SHA-256 differs from the manifest's "

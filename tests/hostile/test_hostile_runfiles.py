@@ -161,3 +161,16 @@ def test_a_run_without_a_model_is_said_so_before_its_data_is_read(tmp_path, comm
     assert result.exit_code != 0
     assert f"{run}: {said} (model.keras or saved_model/)" in result.output
     assert "missing.csv" not in result.output
+
+
+def test_a_symlinked_model_is_not_loaded_even_to_the_same_bytes(tmp_path):
+    """A run's model.keras that is a link (here to another run's identical copy) is not the
+    file the run saved: evaluate, predict and export refuse it (exit 1)."""
+    from runner.outputs.saving import load_model
+
+    first, second = make_run(tmp_path / "a"), make_run(tmp_path / "b")
+    (first / "model.keras").write_bytes(b"the same bytes")
+    (second / "model.keras").symlink_to(first / "model.keras")
+    with pytest.raises(RunFileError, match="model.keras: a symbolic link, not the file the run saved") as caught:
+        load_model(second)
+    assert caught.value.exit_code == 1
