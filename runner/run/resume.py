@@ -54,10 +54,14 @@ def prepare_resume(spec, run_dir) -> Resume:
     epochs = train.total_epochs
     # A run stopped after its last epoch (while evaluating or writing) resumes to finish:
     # no epoch to train, then the evaluation and files it had not written.
-    if previous.epoch > epochs or (previous.epoch == epochs and read_status(run_dir).status == "completed"):
+    declared = "its phases" if train.phases else f"train.epochs={epochs}"
+    if previous.epoch > epochs:
+        raise SpecError(f"nothing to resume: the run's last checkpoint ({previous.checkpoint}) holds "
+                        f"{previous.epoch} epochs, more than the {epochs} of {declared}; "
+                        f"set {_epochs_key(train)} above {previous.epoch} to train on", file=run_dir)
+    if previous.epoch == epochs and read_status(run_dir).status == "completed":
         raise SpecError(f"nothing to resume: the run {_status(run_dir)} with all {epochs} epochs of "
-                        f"{'its phases' if train.phases else f'train.epochs={epochs}'} in its last "
-                        f"checkpoint ({previous.checkpoint}); "
+                        f"{declared} in its last checkpoint ({previous.checkpoint}); "
                         f"set a larger {_epochs_key(train)} to train on", file=run_dir)
     try:
         history, trajectories = previous_tables(run_dir, previous.epoch)

@@ -97,6 +97,11 @@ def test_resuming_a_finished_run_says_so(workdir):
         f"{done.run_dir}: nothing to resume: the run is completed, with all 2 epochs of train.epochs=2 in its "
         f"last checkpoint ({done.run_dir}/checkpoints/ckpt-2); set a larger train.epochs to train on")
     assert len(list((workdir / "runs" / "endings").iterdir())) == 1  # refused before a new directory
+    with pytest.raises(SpecError) as caught:  # fewer epochs than the run has: said as such
+        run_spec(load_spec(spec_file(workdir, epochs=1)), quiet=True, resume_from=done.run_dir)
+    assert str(caught.value) == (
+        f"{done.run_dir}: nothing to resume: the run's last checkpoint ({done.run_dir}/checkpoints/ckpt-2) holds "
+        "2 epochs, more than the 1 of train.epochs=1; set train.epochs above 2 to train on")
 
 
 def test_a_run_stopped_after_its_last_epoch_resumes_to_finish(workdir):
