@@ -83,3 +83,21 @@ def first_line(path: Path) -> str | None:
             return file.readline(1 << 20).rstrip("\r\n")
     except (OSError, EOFError, zlib.error):
         return None
+
+
+def shape_problem(element_spec, model) -> str | None:
+    """Rows of a shape other than the one the model's single input declares, or None. Keras
+    takes them when the model pools over any size (a Conv2D then GlobalAveragePooling2D),
+    so the predictions would be of inputs the run never trained on."""
+    inputs = getattr(model, "inputs", None)
+    if not inputs or len(inputs) != 1 or not hasattr(element_spec, "shape"):
+        return None
+    declared, given = tuple(inputs[0].shape)[1:], tuple(element_spec.shape)
+    if len(declared) != len(given) or all(d is None or g is None or d == g for d, g in zip(declared, given)):
+        return None  # a rank apart is the model's own message to give
+    return (f"the run's model takes rows of shape {_shown(declared)}; the input's rows have shape {_shown(given)} "
+            "(after the run's preprocessing)")
+
+
+def _shown(shape) -> str:
+    return "(" + ", ".join("any" if d is None else str(d) for d in shape) + ")"

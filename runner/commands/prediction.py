@@ -33,7 +33,7 @@ from runner.outputs.prediction_files import OUTPUT_FORMATS, classes, write_predi
 from runner.outputs.records import load_run_spec, read_run
 from runner.outputs.run_dir import run_file_problem
 from runner.outputs.saving import require_saved_model
-from runner.commands.predict_fit import columns_problem, first_line as _first_line
+from runner.commands.predict_fit import columns_problem, first_line as _first_line, shape_problem
 from runner.commands.predict_images import IMAGES, image_decoder, read_images
 from runner.commands.predict_text import read_texts
 from runner.run.build import restored_model
@@ -95,6 +95,9 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
     batch = batch_size or _declared_batch_size(spec, split) or _DEFAULT_BATCH
     batch = max(1, min(batch, inputs.count))  # tf.data reserves a batch's rows before it has them
     model = restored_model(run_dir, spec)  # the model step of the run's build, as the run saved it
+    misfit = shape_problem(dataset.element_spec, model)
+    if misfit:
+        raise _input_spec(input_path).error((), misfit)
     with _input_misfit(input_path, inputs.features, model):
         outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), inputs.count, batch)
     kinds = {name: output_kind(spec, name) for name in outputs}

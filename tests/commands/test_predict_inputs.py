@@ -484,3 +484,27 @@ def test_a_run_that_decodes_images_predicts_on_image_files_and_refuses_pixels(tm
     assert (refused.returncode, refused.stderr) == (1, "x.npy: the run's data.train.stages[0].map.ops[0] decodes "
                                                        "encoded images: give image files (.png, .jpg, .jpeg, .bmp, "
                                                        ".gif) or a folder of them\n")
+
+
+def test_rows_of_another_size_than_the_model_declares_are_refused(tmp_path, monkeypatch):
+    """A model that pools over any size (Conv2D, GlobalAveragePooling2D) would take 5x5 images
+    for its 8x8 ones: predict says which shape the model takes instead of predicting."""
+    monkeypatch.chdir(tmp_path)
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((32, 8, 8, 1), np.float32), y=rng.integers(0, 2, 32))
+    (tmp_path / "spec.yaml").write_text(
+        "version: 1\nname: pooled\ndata: {train: {source: {npz: {path: d.npz, features: x, label: y}}, "
+        "stages: [{batch: {batch_size: 8}}]}}\n"
+        "model: {sequential: {input_shape: [8, 8, 1], layers: [{Conv2D: {filters: 2, kernel_size: 3}}, "
+        "{GlobalAveragePooling2D: {}}, {Dense: {units: 2}}]}}\n"
+        "train: {epochs: 1, loss: {SparseCategoricalCrossentropy: {from_logits: true}}, optimizer: adam}\n"
+        "outputs: {dir: runs, plots: {enabled: false}}\n")
+    run_dir = _run(tmp_path / "spec.yaml")
+    np.save(tmp_path / "small.npy", rng.random((3, 5, 5, 1), np.float32))
+    np.save(tmp_path / "right.npy", rng.random((3, 8, 8, 1), np.float32))
+    refused = pipe("predict", str(run_dir), "small.npy", "--output", "p.csv", cwd=tmp_path)
+    assert (refused.returncode, refused.stderr) == (
+        1, "small.npy: the run's model takes rows of shape (8, 8, 1); the input's rows have shape (5, 5, 1) "
+           "(after the run's preprocessing)\n")
+    assert not (tmp_path / "p.csv").exists()
+    assert pipe("predict", str(run_dir), "right.npy", "--output", "p.csv", cwd=tmp_path).returncode == 0
