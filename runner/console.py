@@ -37,7 +37,7 @@ _active: "TensorFlowLog | None" = None  # the process has one fd 2, so at most o
 # imported): while a log is kept they pass their records to the root logger's, into the log.
 _LIBRARY_LOGGERS = ("tensorflow", "absl", "tf2onnx")
 # Packages whose Python warnings (warnings.warn) are theirs to say, into the log as well.
-_LIBRARY_PACKAGES = ("tensorflow", "keras", "absl", "tf2onnx", "tensorflow_datasets")
+_LIBRARY_PACKAGES = (*_LIBRARY_LOGGERS, "keras", "tensorflow_datasets")
 
 
 class TensorFlowLog:

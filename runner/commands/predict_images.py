@@ -24,12 +24,12 @@ def read_images(spec, path: Path, folder: dict | None, encoded: bool = False) ->
     """
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGES)
     if not files:
-        raise _spec_of(path).error((), f"no images ({', '.join(IMAGES)}) in {path}")
+        raise Spec.for_input(path).error((), f"no images ({', '.join(IMAGES)}) in {path}")
     names = [files[0].name] if path.is_file() else [file.relative_to(path).as_posix() for file in files]
     for file in files:
         problem = image_problem(file)  # before TensorFlow allocates what its header declares
         if problem:
-            raise _spec_of(file).error((), problem)
+            raise Spec.for_input(file).error((), problem)
     if encoded:
         return np.array([file.read_bytes() for file in files], dtype=object), names
     channels = {"grayscale": 1, "rgb": 3, "rgba": 4}[(folder or {}).get("color_mode", "rgb")] if folder else 0
@@ -39,11 +39,11 @@ def read_images(spec, path: Path, folder: dict | None, encoded: bool = False) ->
         try:
             image = tf.io.decode_image(file.read_bytes(), channels=channels, expand_animations=False)
         except tf.errors.OpError as e:
-            raise _spec_of(file).error((), f"cannot decode image: {e.message}") from e
+            raise Spec.for_input(file).error((), f"cannot decode image: {e.message}") from e
         images.append((tf.image.resize(image, size) if size is not None else image).numpy())
     shapes = {i.shape for i in images}
     if len(shapes) > 1:
-        raise _spec_of(path).error((), f"images of different sizes {sorted(shapes)}: resize them first")
+        raise Spec.for_input(path).error((), f"images of different sizes {sorted(shapes)}: resize them first")
     stacked = np.stack(images)
     if folder is None and stacked.shape[-1] == 1 and _rank_without_channels(spec):
         stacked = stacked[..., 0]
@@ -69,8 +69,3 @@ def _rank_without_channels(spec) -> bool:
     """Whether the model reads images as (height, width): grey images lose their channel axis."""
     shape = spec.get("model", "sequential", "input_shape")
     return shape is not None and len(shape) == 2
-
-
-def _spec_of(path: Path) -> Spec:
-    """A stand-in spec for a file given on the command line, so read errors name that file."""
-    return Spec(Path(path), {}, root=Path.cwd())

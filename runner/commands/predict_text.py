@@ -81,4 +81,4 @@ def _csv_texts(path: Path) -> list[bytes]:
 
 
 def _error(path: Path, message: str):
-    return Spec(Path(path), {}, root=Path.cwd()).error((), message)
+    return Spec.for_input(path).error((), message)

@@ -77,11 +77,11 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
     """
     run_dir, input_path, output_path = Path(run_dir), Path(input_path), Path(output_path)
     if output_path.suffix.lower() not in OUTPUT_FORMATS:
-        raise _input_spec(output_path).error(
+        raise Spec.for_input(output_path).error(
             (), f"unknown output format '{output_path.suffix}' (use {', '.join(OUTPUT_FORMATS)})")
     refused = run_file_problem(output_path)
     if refused:
-        raise _input_spec(output_path).error((), refused)
+        raise Spec.for_input(output_path).error((), refused)
     record = read_run(run_dir)
     require_saved_model(record)
     spec = load_run_spec(run_dir)
@@ -97,16 +97,16 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
     model = restored_model(run_dir, spec)  # the model step of the run's build, as the run saved it
     misfit = shape_problem(dataset.element_spec, model)
     if misfit:
-        raise _input_spec(input_path).error((), misfit)
+        raise Spec.for_input(input_path).error((), misfit)
     with _input_misfit(input_path, inputs.features, model):
         outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), inputs.count, batch)
     kinds = {name: output_kind(spec, name) for name in outputs}
     try:
         write_predictions(output_path, outputs, kinds, class_names=info.get("class_names"), files=inputs.files)
     except ValueError as e:
-        raise _input_spec(output_path).error((), str(e)) from None
+        raise Spec.for_input(output_path).error((), str(e)) from None
     except OSError as e:  # a folder the user cannot write to: theirs to fix, as pipe export says it
-        raise _input_spec(output_path).error((), f"cannot write there: {e.strerror or e}") from None
+        raise Spec.for_input(output_path).error((), f"cannot write there: {e.strerror or e}") from None
     single = next(iter(outputs)) if len(outputs) == 1 else None
     predicted = classes(outputs[single], kinds[single]) if len(outputs) == 1 else None
     for name, values in outputs.items():
@@ -133,7 +133,7 @@ def _input_misfit(input_path: Path, features, model=None):
         wants = f"; the model takes rows of shape {tuple(expected)[1:]}" if isinstance(expected, tuple) else ""
         reason = without_values(keras_message(e))  # never the rows' values
         reason = reason if len(reason) <= 300 else reason[:297] + "..."
-        raise _input_spec(input_path).error(
+        raise Spec.for_input(input_path).error(
             (), f"the input's rows ({kind}, shape {tuple(rows)}) do not fit the run's "
                 f"{'model' if model is not None else 'preprocessing'}{wants}: {reason}") from None
 
@@ -156,22 +156,22 @@ def read_inputs(spec, run_dir, input_path: Path, key=None) -> Inputs:
                                     encoded=decoder is not None)
         return Inputs(images, files=names)
     if decoder is not None:  # its first op wants a file's bytes, not pixels
-        raise _input_spec(input_path).error((), f"the run's {decoder} decodes encoded images: give image files "
+        raise Spec.for_input(input_path).error((), f"the run's {decoder} decodes encoded images: give image files "
                                                 f"({', '.join(IMAGES)}) or a folder of them")
     notes = []
     config = _source_config(spec, input_path, key, notes)
     misfit = "csv" in config and columns_problem(spec, _declared_source(spec, "csv").get("csv"), input_path)
     if misfit:
-        raise _input_spec(input_path).error((), misfit)
+        raise Spec.for_input(input_path).error((), misfit)
     try:
-        source = load_source(_input_spec(input_path), ("input",), config)
+        source = load_source(Spec.for_input(input_path), ("input",), config)
         if source.table is not None:  # tabular: encoded with the vocabularies and fills the run learned
-            source = encode_tables(_input_spec(input_path), {"input": source}, load_learned(run_dir))["input"]
+            source = encode_tables(Spec.for_input(input_path), {"input": source}, load_learned(run_dir))["input"]
     except SpecError as e:  # located at the file given, not at a spec key it never had; the run's spec is done
         raise SpecError(e.message, file=input_path, hint=e.file_hint or e.hint) from None
     element = next(iter(source.make().batch(source.count or 1)), None)
     if element is None:
-        raise _input_spec(input_path).error((), "the input holds no rows")
+        raise Spec.for_input(input_path).error((), "the input holds no rows")
     features = element[0] if isinstance(element, tuple) else element
     return Inputs(tf.nest.map_structure(lambda t: t.numpy(), features), notes=notes)
 
@@ -215,7 +215,7 @@ def _npz_features(declared: dict, input_path: Path):
         return wanted
     if isinstance(wanted, list):
         missing = [k for k in wanted if k not in keys]
-        raise _input_spec(input_path).error((), f"the model reads the arrays {', '.join(wanted)}; the archive has "
+        raise Spec.for_input(input_path).error((), f"the model reads the arrays {', '.join(wanted)}; the archive has "
                                                 f"no {', '.join(missing)} (arrays: {', '.join(keys)})")
     if len(keys) != 1:
         raise _usage(input_path, "the archive holds several arrays: name one with --key")
@@ -262,7 +262,7 @@ def _archive_keys(path: Path) -> list:
         with np.load(path, allow_pickle=False) as archive:
             return list(archive.keys())
     except (OSError, ValueError, zipfile.BadZipFile) as e:
-        raise _input_spec(path).error((), f"cannot read NPZ archive: {e}") from e
+        raise Spec.for_input(path).error((), f"cannot read NPZ archive: {e}") from e
 
 
 def preprocessing_steps(spec, run_dir, split: str, info: dict, input_path: Path | None = None) -> list:
@@ -296,7 +296,7 @@ def preprocessing_steps(spec, run_dir, split: str, info: dict, input_path: Path 
 
 
 def _shorter_than_a_window(input_path: Path, span: int, steps: int) -> SpecError:
-    return _input_spec(input_path).error(
+    return Spec.for_input(input_path).error(
         (), f"the input has {steps} time steps, but the run's window needs at least {span}: "
             f"give a series of at least {span} steps")
 
@@ -345,14 +345,9 @@ def _by_output(y, names) -> dict:
     return {None: y}
 
 
-def _input_spec(path: Path) -> Spec:
-    """A stand-in spec for a file given on the command line, so read errors name that file."""
-    return Spec(Path(path), {}, root=Path.cwd())
-
-
 def _usage(path: Path, message: str) -> SpecError:
     """A mistake of the command line about the input file (a --key missing or too many, a kind
     predict does not read): exit 2, as every usage mistake; what the file holds stays exit 1."""
-    error = _input_spec(path).error((), message)
+    error = Spec.for_input(path).error((), message)
     error.exit_code = EXIT_USAGE
     return error

@@ -22,7 +22,7 @@ from runner.data.batch_augment import batch_augment
 from runner.data.counting import element_count
 from runner.data.ops import build_map_function
 from runner.data.learned import learn_normalize_ops
-from runner.data.stages import _size, apply_stages, inherited_stages
+from runner.data.stages import _size, apply_stages, augments, inherited_stages
 from runner.spec.metadata import substitute_metadata
 
 # Stages that give the same elements, in the same order, on every pass.
@@ -225,7 +225,7 @@ def _prefix_length(stages: list) -> int:
 
 def _augments(name, args) -> bool:
     """A map with `augment` ops draws new randomness every epoch: it cannot be held in memory."""
-    return name == "map" and any("augment" in op for op in (args or {}).get("ops", []))
+    return name == "map" and augments((args or {}).get("ops"))
 
 
 def _batching(spec, path, stages, positions, boundary, prefix, count, split="train"):

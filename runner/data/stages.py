@@ -65,6 +65,11 @@ def apply_stages(spec, path: tuple, dataset: tf.data.Dataset, stages: list, *, c
     return dataset
 
 
+def augments(ops: list) -> bool:
+    """Whether map `ops` hold an augmentation op (random: new draws on every pass)."""
+    return any(next(iter(op)) in AUGMENTATION_OPS for op in ops or [])
+
+
 def inherited_stages(stages: list) -> tuple[list, list]:
     """(positions, stages) of train's stages that a validation fraction inherits."""
     return _kept_stages(stages, lambda name: name in _INHERITED)
@@ -99,7 +104,7 @@ def _map(spec, where, dataset, args, count, info, learned=None, split=None, epoc
     if learned is not None:
         ops = learn_normalize_ops(spec, where, dataset, ops, learned, split)
     function = build_map_function(spec, where, ops, dataset.element_spec)
-    if epoch is not None and any(next(iter(op)) in AUGMENTATION_OPS for op in ops):
+    if epoch is not None and augments(ops):
         # Seeded by (seed, epoch, element) rather than by the order parallel calls happen in.
         return augment_elements(dataset, function, stage_seed(spec.sections.seed, where, None), epoch,
                                 ".".join(map(str, where)))

@@ -12,7 +12,7 @@ import urllib.request
 from pathlib import Path
 
 from runner.errors import EXIT_USAGE, PipeError
-from runner.spec.store_paths import missing_folder_problem
+from runner.spec.store_paths import malformed_problem, missing_folder_problem
 
 
 class TrackingError(PipeError):
@@ -58,10 +58,9 @@ def check_uri(tracking_uri: str) -> None:
     a local store (sqlite:///, file:, a path) in a folder that does not exist: TrackingRequestError
     (MLflow would make the folders, wherever a typo puts them)."""
     shown = mask(tracking_uri)
-    try:
-        split_userinfo(tracking_uri)
-    except ValueError as e:
-        raise TrackingError(f"{shown} is not a valid tracking URI: {_first_line(e)}") from None
+    malformed = malformed_problem(tracking_uri)
+    if malformed:
+        raise TrackingError(f"{shown} is {malformed}")
     if tracking_uri.startswith("sqlite:") and tracking_uri.split("?")[0] in {"sqlite:", "sqlite://", "sqlite:///",
                                                                             "sqlite:///:memory:"}:
         raise TrackingError(f"{shown} is an in-memory database that keeps nothing: "

@@ -29,6 +29,11 @@ class Spec:
     source_texts: dict = field(default_factory=dict)  # str(source) -> its text as read
     _sections: object = field(default=None, init=False, repr=False, compare=False)
 
+    @classmethod
+    def for_input(cls, path) -> "Spec":
+        """A stand-in spec for a file given on the command line, so errors reading it name that file."""
+        return cls(Path(path), {}, root=Path.cwd())
+
     @property
     def sections(self) -> Sections:
         """The typed sections (train, outputs, device, data, model), built once on first use.
