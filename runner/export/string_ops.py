@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 
 from runner.export.paths import ExportRefused
+from runner.outputs.saving import graph_nodes
 
 _REGEX_SPLIT_HASH = {"StaticRegexReplace", "RegexReplace", "StringSplit", "StringSplitV2", "StringNGrams",
                      "StringToHashBucket", "StringToHashBucketFast", "StringToHashBucketStrong",
@@ -38,10 +39,8 @@ def refuse_unheld_string_ops(fmt: str, function, model) -> None:
     unheld = UNHELD.get(fmt)
     if not unheld:
         return
-    graph = function.get_concrete_function().graph.as_graph_def()
-    nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
     found = {}  # owner -> [op type]
-    for node in nodes:
+    for node in graph_nodes(function.get_concrete_function()):
         if node.op in unheld:
             ops = found.setdefault(_owner(node.name, model), [])
             if node.op not in ops:

@@ -155,12 +155,14 @@ def load_model(run_dir: Path):
 
 def _draws_random_numbers(function) -> bool:
     """Whether a restored tf.function's graphs hold random ops (none serve in inference mode)."""
-    for concrete in getattr(function, "concrete_functions", []):
-        graph = concrete.graph.as_graph_def()
-        nodes = [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
-        if any("Random" in node.op for node in nodes):
-            return True
-    return False
+    return any("Random" in node.op for concrete in getattr(function, "concrete_functions", [])
+               for node in graph_nodes(concrete))
+
+
+def graph_nodes(concrete) -> list:
+    """Every op node of a concrete function's graph, those of the functions it calls included."""
+    graph = concrete.graph.as_graph_def()
+    return [*graph.node, *(n for f in graph.library.function for n in f.node_def)]
 
 
 def _serving_module(tf, loaded):

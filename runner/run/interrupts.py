@@ -32,6 +32,7 @@ import time
 from runner.errors import PipeInterrupted, printable
 
 HANDLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+_NUMBERS = {int(s) for s in HANDLED}  # as the wakeup pipe gives them
 
 _deferring = 0
 _pending: int | None = None
@@ -134,7 +135,7 @@ def _watch(read: int) -> None:
         data = os.read(read, 64)
         if not data:
             return  # the run is over
-        signals = [n for n in data if n in {int(s) for s in HANDLED}]
+        signals = [n for n in data if n in _NUMBERS]
         if not signals:
             continue
         received += len(signals)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from runner.spec.errors import SpecError
+from runner.spec.errors import SpecError, format_path
 
 # TensorFlow's name-scope pattern for a nested scope, without '/' (Keras refuses it in names).
 _SCOPE_NAME = re.compile(r"^[A-Za-z0-9_.>-]+$")
@@ -41,7 +41,6 @@ def _bad_name(name) -> str:
             "'_', '.', '-' and '>'")
 
 
-
 # Formats whose converters cannot hold a TextVectorization's string ops (regex standardize,
 # whitespace split): `runner.export.string_ops` finds them in the graph of any model; this
 # rule sees the layers a spec writes out, before training.
@@ -57,8 +56,7 @@ def text_export_errors(spec) -> list[SpecError]:
     if found is None:
         return []
     path, name = found
-    where = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in path).replace(".[", "[")
-    return [spec.error(("outputs", "export", i), f"{fmt} cannot hold TextVectorization {name!r} ({where}): its "
+    return [spec.error(("outputs", "export", i), f"{fmt} cannot hold TextVectorization {name!r} ({format_path(path)}): its "
                        f"string ops (regex, split) are not among {_TEXT_HOLDLESS[fmt]}; export saved_model instead",
                        at_value=True)
             for i, fmt in enumerate(exports) if fmt in _TEXT_HOLDLESS]
