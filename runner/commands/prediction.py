@@ -95,11 +95,11 @@ def predict_file(run_dir, input_path, output_path, batch_size=None, key=None) ->
     batch = batch_size or _declared_batch_size(spec, split) or _DEFAULT_BATCH
     batch = max(1, min(batch, inputs.count))  # tf.data reserves a batch's rows before it has them
     model = restored_model(run_dir, spec)  # the model step of the run's build, as the run saved it
-    misfit = shape_problem(dataset.element_spec, model)
-    if misfit:
-        raise Spec.for_input(input_path).error((), misfit)
     with _input_misfit(input_path, inputs.features, model):
         outputs = _run_model(model, dataset.batch(batch).prefetch(tf.data.AUTOTUNE), inputs.count, batch)
+    misfit = shape_problem(dataset.element_spec, model)  # rows a model pooling over any size took
+    if misfit:
+        raise Spec.for_input(input_path).error((), misfit)
     kinds = {name: output_kind(spec, name) for name in outputs}
     try:
         write_predictions(output_path, outputs, kinds, class_names=info.get("class_names"), files=inputs.files)
